@@ -1,0 +1,64 @@
+"""Shared CLI plumbing: error reporting, exit codes, admin tokens."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from accord.errors import AccordError, InvalidInput
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def run_cli(group: click.Group) -> int:
+    """Run the click group; turn every expected error into one line and an exit code."""
+    verbose = "--verbose" in sys.argv
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_FAILURE
+    except click.UsageError as exc:
+        click.echo(f"usage error: {exc.format_message()}", err=True)
+        return EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return EXIT_USAGE
+    except InvalidInput as exc:
+        if verbose:
+            raise
+        click.echo(exc.diagnostics(), err=True)
+        return EXIT_USAGE
+    except AccordError as exc:
+        if verbose:
+            raise
+        click.echo(exc.diagnostics(), err=True)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def home_dir(ctx: click.Context) -> Path:
+    home = ctx.find_root().obj.get("home") if ctx.find_root().obj else None
+    return Path(home) if home else Path.home() / ".accord"
+
+
+def admin_token(value: str | None) -> str:
+    token = value or os.environ.get("ACCORD_ADMIN_TOKEN")
+    if not token:
+        raise InvalidInput("an operator command needs --admin-token or ACCORD_ADMIN_TOKEN")
+    return token
+
+
+def admin_token_option(f: Any) -> Any:
+    return click.option(
+        "--admin-token", default=None, help="Operator token (else ACCORD_ADMIN_TOKEN)."
+    )(f)

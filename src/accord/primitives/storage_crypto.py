@@ -1,0 +1,82 @@
+"""Encryption at rest for the client's local state.
+
+A passphrase is stretched with Argon2id (RFC 9106) into a 32-byte root key; HKDF-SHA256 derives
+separate keys for vodozemac pickles and for AES-256-GCM sealing of other records. Each sealed
+record binds a caller-chosen label as associated data, so a record cannot be moved to another row.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from accord.errors import DecryptionError, InvalidInput
+
+# RFC 9106 section 4, second recommended option (64 MiB, t=3, p=4).
+ARGON2_TIME_COST = 3
+ARGON2_MEMORY_KIB = 64 * 1024
+ARGON2_PARALLELISM = 4
+SALT_BYTES = 16
+ROOT_KEY_BYTES = 32
+GCM_NONCE_BYTES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class KdfParams:
+    salt: bytes
+    time_cost: int = ARGON2_TIME_COST
+    memory_kib: int = ARGON2_MEMORY_KIB
+    parallelism: int = ARGON2_PARALLELISM
+
+    @classmethod
+    def fresh(cls) -> KdfParams:
+        return cls(salt=os.urandom(SALT_BYTES))
+
+
+def derive_root_key(passphrase: str, params: KdfParams) -> bytes:
+    if not passphrase:
+        raise InvalidInput("empty passphrase")
+    return hash_secret_raw(
+        passphrase.encode("utf-8"),
+        params.salt,
+        time_cost=params.time_cost,
+        memory_cost=params.memory_kib,
+        parallelism=params.parallelism,
+        hash_len=ROOT_KEY_BYTES,
+        type=Type.ID,
+    )
+
+
+def _subkey(root: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(root)
+
+
+class LocalVault:
+    """Keys for the local store, derived once per process from the root key."""
+
+    def __init__(self, root_key: bytes) -> None:
+        if len(root_key) != ROOT_KEY_BYTES:
+            raise InvalidInput("root key must be 32 bytes")
+        self.pickle_key = _subkey(root_key, b"accord local pickle key v1")
+        self._aead = AESGCM(_subkey(root_key, b"accord local record key v1"))
+        self.check_value = _subkey(root_key, b"accord local key check v1")
+
+    def seal(self, label: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(GCM_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, label.encode("utf-8"))
+
+    def open(self, label: str, sealed: bytes) -> bytes:
+        if len(sealed) < GCM_NONCE_BYTES + 16:
+            raise DecryptionError()
+        try:
+            return self._aead.decrypt(
+                sealed[:GCM_NONCE_BYTES], sealed[GCM_NONCE_BYTES:], label.encode("utf-8")
+            )
+        except InvalidTag:
+            raise DecryptionError() from None
