@@ -1,0 +1,34 @@
+"""The `accord` command line. The only place that prints or exits."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from accord.cli.common import run_cli
+from accord.cli.messaging import register as register_messaging
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False),
+    envvar="ACCORD_HOME",
+    default=None,
+    help="Client state directory (default ~/.accord).",
+)
+@click.option("--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
+    """Accord: end-to-end encrypted messaging with public safety enforced by cryptography."""
+    ctx.ensure_object(dict)
+    ctx.obj["home"] = home
+    ctx.obj["verbose"] = verbose
+
+
+register_messaging(cli)
+
+
+def main() -> None:
+    sys.exit(run_cli(cli))

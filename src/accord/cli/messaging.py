@@ -1,0 +1,197 @@
+"""CLI commands for accounts, devices, messages and groups, plus `server` and `demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from accord.cli.common import home_dir
+from accord.client.client import AccordClient
+from accord.errors import InvalidInput
+
+
+def passphrase(*, confirm: bool = False) -> str:
+    """ACCORD_PASSPHRASE for scripts; otherwise ask on the terminal."""
+    value = os.environ.get("ACCORD_PASSPHRASE")
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise InvalidInput("set ACCORD_PASSPHRASE or run from a terminal to enter a passphrase")
+    return str(click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm))
+
+
+def open_client(ctx: click.Context) -> AccordClient:
+    return AccordClient(home_dir(ctx), passphrase())
+
+
+def _split_names(value: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise InvalidInput("give at least one name")
+    return names
+
+
+@click.group()
+def account() -> None:
+    """Create and inspect your account."""
+
+
+@account.command("create")
+@click.argument("name")
+@click.option("--server", required=True, help="Server base URL, e.g. http://127.0.0.1:8000")
+@click.pass_context
+def account_create(ctx: click.Context, name: str, server: str) -> None:
+    """Create account NAME with this device as its first device."""
+    home = home_dir(ctx)
+    with AccordClient.create_account(home, server, name, passphrase(confirm=True)) as client:
+        click.echo(f"account {client.account_name} created; this device is {client.device_id}")
+
+
+@account.command("devices")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def account_devices(ctx: click.Context, as_json: bool) -> None:
+    """List this account's devices (verified)."""
+    with open_client(ctx) as client:
+        devices = client.devices()
+        for d in devices:
+            row = {"device_id": d.device_id, "ed25519": d.ed25519, "this": d.device_id == client.device_id}
+            click.echo(json.dumps(row) if as_json else f"{d.device_id}  {d.ed25519}" + ("  (this device)" if row["this"] else ""))
+
+
+@click.group()
+def device() -> None:
+    """Link a new device to an account."""
+
+
+@device.command("link")
+@click.argument("name")
+@click.option("--server", required=True)
+@click.pass_context
+def device_link(ctx: click.Context, name: str, server: str) -> None:
+    """On a new device: ask to join account NAME; prints a one-time code."""
+    client, code = AccordClient.start_link(home_dir(ctx), server, name, passphrase(confirm=True))
+    with client:
+        click.echo(code)
+
+
+@device.command("approve")
+@click.argument("code")
+@click.pass_context
+def device_approve(ctx: click.Context, code: str) -> None:
+    """On an existing device: admit the device that printed CODE."""
+    with open_client(ctx) as client:
+        keys = client.approve_device(code)
+        click.echo(f"device {keys.device_id} approved for {keys.account}")
+
+
+@click.command()
+@click.argument("args", nargs=-1, required=True)
+@click.option("--group", "group", default=None, help="Send to a group instead of an account.")
+@click.option("--attach", "attach", multiple=True, type=click.Path(dir_okay=False))
+@click.pass_context
+def send(ctx: click.Context, args: tuple[str, ...], group: str | None, attach: tuple[str, ...]) -> None:
+    """send NAME TEXT, or send --group GROUP TEXT. Prints the message id."""
+    if group is None:
+        if len(args) != 2:
+            raise InvalidInput("usage: accord send NAME TEXT [--attach FILE]...")
+        to, text = args
+    else:
+        if len(args) != 1:
+            raise InvalidInput("usage: accord send --group GROUP TEXT [--attach FILE]...")
+        (text,) = args
+    files = [Path(a) for a in attach]
+    with open_client(ctx) as client:
+        if group is None:
+            message_id = client.send(to, text, files)
+        else:
+            message_id = client.send_group(group, text, files)
+    click.echo(message_id)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@click.pass_context
+def receive(ctx: click.Context, as_json: bool) -> None:
+    """Fetch, verify, decrypt, store and print new messages."""
+    with open_client(ctx) as client:
+        result = client.receive()
+    for reason in result.rejected:
+        click.echo(f"warning: {reason}", err=True)
+    for m in result.messages:
+        if as_json:
+            click.echo(json.dumps(m.to_json(), ensure_ascii=False))
+        else:
+            where = f" in {m.group}" if m.group else ""
+            click.echo(f"[{m.to_json()['sent_at']}] {m.sender}{where}: {m.text}")
+            for a in m.attachments:
+                click.echo(f"    attachment {a.name} ({a.size} bytes) -> {a.path}")
+
+
+@click.group()
+def group() -> None:
+    """Create groups and change their members."""
+
+
+@group.command("create")
+@click.argument("name")
+@click.option("--members", required=True, help="Comma-separated account names.")
+@click.pass_context
+def group_create(ctx: click.Context, name: str, members: str) -> None:
+    with open_client(ctx) as client:
+        state = client.create_group(name, _split_names(members))
+    click.echo(f"group {state.group} created with {', '.join(state.members)}")
+
+
+@group.command("add")
+@click.argument("name")
+@click.argument("members", nargs=-1, required=True)
+@click.pass_context
+def group_add(ctx: click.Context, name: str, members: tuple[str, ...]) -> None:
+    with open_client(ctx) as client:
+        state = client.change_members(name, add=members)
+    click.echo(f"group {state.group} version {state.version}: {', '.join(state.members)}")
+
+
+@group.command("remove")
+@click.argument("name")
+@click.argument("members", nargs=-1, required=True)
+@click.pass_context
+def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> None:
+    with open_client(ctx) as client:
+        state = client.change_members(name, remove=members)
+    click.echo(f"group {state.group} version {state.version}: {', '.join(state.members)}")
+
+
+@click.command()
+@click.option("--db", "db_url", default=None, help="postgresql://... (default: SQLite in --data-dir)")
+@click.option("--data-dir", type=click.Path(file_okay=False), default="./accord-data")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=int, default=8000)
+@click.option("--max-attachment-bytes", type=int, default=None)
+def server(db_url: str | None, data_dir: str, host: str, port: int, max_attachment_bytes: int | None) -> None:
+    """Run the Accord server."""
+    from accord.server.run import serve
+
+    serve(
+        data_dir=Path(data_dir), db_url=db_url, host=host, port=port,
+        max_attachment_bytes=max_attachment_bytes,
+    )
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary directory.")
+def demo(keep: bool) -> None:
+    """The whole story on embedded SQLite in a temporary directory."""
+    from accord.cli.demo import run_demo
+
+    run_demo(keep=keep)
+
+
+def register(cli: click.Group) -> None:
+    for command in (account, device, send, receive, group, server, demo):
+        cli.add_command(command)

@@ -1,0 +1,181 @@
+"""HTTP access to an Accord server, with errors converted where they enter the client."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from accord.errors import (
+    AccordError,
+    AuthenticationError,
+    AuthorizationError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    ServiceError,
+    TooLarge,
+)
+from accord.wire.messaging import StaleDevices
+
+M = TypeVar("M", bound=BaseModel)
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+MAX_RESPONSE_BYTES = 16 << 20
+
+
+class StaleDevicesResponse(Conflict):
+    code = "stale_devices"
+
+    def __init__(self, body: StaleDevices) -> None:
+        super().__init__(body.message)
+        self.body = body
+
+
+_BY_STATUS: dict[int, type[AccordError]] = {
+    400: InvalidInput,
+    401: AuthenticationError,
+    403: AuthorizationError,
+    404: NotFound,
+    409: Conflict,
+    413: TooLarge,
+}
+
+
+def _error_from(response: httpx.Response) -> AccordError:
+    try:
+        body = response.json()
+        code, message = str(body.get("code", "")), str(body.get("message", ""))
+    except (ValueError, AttributeError):
+        body, code, message = None, "", ""
+    if response.status_code == 409 and code == "stale_devices" and isinstance(body, dict):
+        try:
+            return StaleDevicesResponse(StaleDevices.model_validate(body))
+        except ValidationError:
+            pass
+    if response.status_code == 429:
+        retry = response.headers.get("Retry-After", "1")
+        return RateLimited(message or None, retry_after_s=int(retry) if retry.isdigit() else 1)
+    cls = _BY_STATUS.get(response.status_code)
+    if cls is not None:
+        return cls(message or None, code=code or None)
+    return ServiceError(
+        f"server answered {response.status_code}" + (f" ({code})" if code else ""),
+        code=code or None,
+        status=response.status_code,
+    )
+
+
+class ServerApi:
+    """One server. `token` supplies a bearer token; on 401 it is refreshed once and retried."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: Callable[[bool], str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _headers(self, refresh: bool) -> dict[str, str]:
+        if self._token is None:
+            return {}
+        return {"Authorization": f"Bearer {self._token(refresh)}"}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        auth: bool = True,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        for attempt in (0, 1):
+            headers = self._headers(attempt == 1) if auth else {}
+            try:
+                response = self._http.request(
+                    method, path, json=json, headers=headers, params=params
+                )
+            except httpx.HTTPError as exc:
+                raise ServiceError(f"cannot reach {self.base_url}: {type(exc).__name__}") from None
+            if response.status_code == 401 and auth and attempt == 0:
+                continue
+            if response.status_code >= 400:
+                raise _error_from(response)
+            if response.status_code == 204 or not response.content:
+                return None
+            if len(response.content) > MAX_RESPONSE_BYTES:
+                raise ProtocolError("server response too large")
+            try:
+                return response.json()
+            except ValueError:
+                raise ProtocolError("server sent malformed JSON") from None
+        raise AuthenticationError()
+
+    def call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        data = self.request(method, path, **kwargs)
+        try:
+            return model.model_validate(data)
+        except ValidationError:
+            raise ProtocolError(f"server sent a malformed {model.__name__}") from None
+
+    def upload_blob(self, path: Path, sha256: bytes) -> Any:
+        size = path.stat().st_size
+        for attempt in (0, 1):
+
+            def chunks() -> Iterator[bytes]:
+                with path.open("rb") as f:
+                    while chunk := f.read(1 << 20):
+                        yield chunk
+
+            headers = {
+                **self._headers(attempt == 1),
+                "Content-Length": str(size),
+                "X-Accord-Blob-SHA256": base64.b64encode(sha256).decode(),
+                "Content-Type": "application/octet-stream",
+            }
+            try:
+                response = self._http.put("/v1/blobs", content=chunks(), headers=headers)
+            except httpx.HTTPError as exc:
+                raise ServiceError(f"upload failed: {type(exc).__name__}") from None
+            if response.status_code == 401 and attempt == 0:
+                continue
+            if response.status_code >= 400:
+                raise _error_from(response)
+            return response.json()
+        raise AuthenticationError()
+
+    def download_blob(self, blob_id: str, dest: Path, max_bytes: int) -> None:
+        for attempt in (0, 1):
+            try:
+                with self._http.stream(
+                    "GET", f"/v1/blobs/{blob_id}", headers=self._headers(attempt == 1)
+                ) as response:
+                    if response.status_code == 401 and attempt == 0:
+                        continue
+                    if response.status_code >= 400:
+                        response.read()
+                        raise _error_from(response)
+                    size = 0
+                    with dest.open("wb") as f:
+                        for chunk in response.iter_bytes(1 << 20):
+                            size += len(chunk)
+                            if size > max_bytes:
+                                raise ProtocolError("blob larger than announced")
+                            f.write(chunk)
+                    return
+            except httpx.HTTPError as exc:
+                raise ServiceError(f"download failed: {type(exc).__name__}") from None
+        raise AuthenticationError()

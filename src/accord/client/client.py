@@ -1,0 +1,997 @@
+"""The Accord client library: accounts, devices, sessions, sending and receiving.
+
+Everything the CLI does goes through `AccordClient`. The server is not trusted with content or
+with honesty about keys: every device list, one-time key, group state and message is verified
+here before it is used. Step numbers refer to docs/protocol/messaging.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import mimetypes
+import re
+import secrets
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from accord.client.api import ServerApi, StaleDevicesResponse
+from accord.client.store import LocalStore, PinnedDevice
+from accord.errors import (
+    AccordError,
+    ConfigurationError,
+    DecryptionError,
+    InvalidInput,
+    NotFound,
+    ProtocolError,
+    ServiceError,
+    VerificationError,
+)
+from accord.primitives.attachment import AttachmentSecrets, decrypt_file, encrypt_file
+from accord.primitives.encoding import b64decode, b64encode, b64url
+from accord.primitives.olm import (
+    DeviceAccount,
+    MegolmInbound,
+    MegolmOutbound,
+    OlmCiphertext,
+    OlmSession,
+)
+from accord.protocols.messaging import (
+    approval_payload,
+    auth_payload,
+    decode_payload,
+    device_keys_payload,
+    encode_payload,
+    group_state_payload,
+    one_time_key_payload,
+    verify_device_keys,
+    verify_device_list,
+    verify_group_state,
+    verify_one_time_key,
+)
+from accord.wire.common import MAX_OLM_BODY_BYTES
+from accord.wire.messaging import (
+    AccountCreated,
+    AckResult,
+    ApproveLinkRequest,
+    AttachmentRef,
+    Challenge,
+    ClaimedKeys,
+    Content,
+    Conversation,
+    DeviceApproval,
+    DeviceCopy,
+    DeviceKeys,
+    DeviceList,
+    DeviceRecord,
+    DeviceRef,
+    Envelope,
+    EnvelopeBatch,
+    GroupKeyShare,
+    GroupState,
+    KeyCount,
+    LinkCreated,
+    OlmBody,
+    OneTimeKey,
+    PendingLink,
+    SendAccepted,
+    SendRequest,
+    SignedGroupState,
+    Token,
+)
+
+ONE_TIME_KEY_TARGET = 50
+ONE_TIME_KEY_LOW_WATER = 25
+MEGOLM_ROTATE_AFTER_MESSAGES = 1000
+SEND_ATTEMPTS = 4
+DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
+LINK_CODE_RE = re.compile(r"^([A-Z2-7]{16})-([A-Z2-7]{16})$")
+
+DeviceKey = tuple[str, str]  # (account, device_id)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_message_id() -> str:
+    return b64url(secrets.token_bytes(16))
+
+
+def new_device_id() -> str:
+    return b64url(secrets.token_bytes(9)).upper().replace("-", "A").replace("_", "B")
+
+
+def link_fingerprint(device: DeviceKeys) -> str:
+    """The part of a link code that binds it to the new device's keys (step 2)."""
+    payload = device_keys_payload(
+        device.account, device.device_id, device.ed25519, device.curve25519
+    )
+    return base64.b32encode(hashlib.sha256(payload).digest()[:10]).decode("ascii")
+
+
+@dataclass(frozen=True)
+class ReceivedAttachment:
+    name: str
+    size: int
+    sha256: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    id: str
+    sender: str
+    sender_device: str
+    group: str | None
+    to: str | None
+    text: str
+    sent_at: int
+    attachments: tuple[ReceivedAttachment, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "from": self.sender,
+            "group": self.group,
+            "text": self.text,
+            "sent_at": datetime.fromtimestamp(self.sent_at / 1000, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "attachments": [
+                {"name": a.name, "size": a.size, "sha256": a.sha256, "path": a.path}
+                for a in self.attachments
+            ],
+        }
+
+
+@dataclass
+class ReceiveResult:
+    messages: list[ReceivedMessage] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # one line each, no content
+
+
+class _Rejected(Exception):
+    """Internal: this envelope is dropped (and acknowledged) for the reason given."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _safe_name(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = re.sub(r"[^A-Za-z0-9._ -]", "_", base).strip(" .")[:120]
+    return base or "attachment"
+
+
+class AccordClient:
+    """A device: its keys and sessions under `home`, talking to one server."""
+
+    def __init__(
+        self,
+        home: Path,
+        passphrase: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
+        _new: bool = False,
+    ) -> None:
+        self.home = Path(home)
+        self.store = LocalStore(self.home)
+        self.max_attachment_bytes = max_attachment_bytes
+        self._transport = transport
+        try:
+            if _new:
+                self.store.initialise(passphrase)
+            else:
+                self.store.unlock(passphrase)
+        except BaseException:
+            self.store.close()
+            raise
+        self._account: DeviceAccount | None = None
+        server = self.store.get_meta("server")
+        self.api = ServerApi(server or "http://invalid", token=self._token, transport=transport)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.api.close()
+        self.store.close()
+
+    def __enter__(self) -> AccordClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def account_name(self) -> str:
+        return self._meta("account")
+
+    @property
+    def device_id(self) -> str:
+        return self._meta("device_id")
+
+    def _meta(self, key: str) -> str:
+        value = self.store.get_meta(key)
+        if value is None:
+            raise ConfigurationError(f"no {key} configured in {self.home}")
+        return value
+
+    @property
+    def olm(self) -> DeviceAccount:
+        if self._account is None:
+            pickle = self.store.get_secret("olm_account")
+            if pickle is None:
+                raise ConfigurationError("no device keys in this home")
+            self._account = DeviceAccount.from_pickle(pickle.decode(), self.store.pickle_key)
+        return self._account
+
+    def _save_olm(self) -> None:
+        self.store.put_secret("olm_account", self.olm.pickle(self.store.pickle_key).encode())
+
+    def _device_keys(self) -> DeviceKeys:
+        account, device_id = self.account_name, self.device_id
+        return _self_signed_keys(self.olm, account, device_id)
+
+    # --- account creation and device linking (steps 1-2) ------------------------------------
+
+    @classmethod
+    def create_account(
+        cls,
+        home: Path,
+        server: str,
+        name: str,
+        passphrase: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> AccordClient:
+        """Step 1: make device keys, register the account, publish one-time keys."""
+        client = cls._fresh(home, server, name, passphrase, transport)
+        try:
+            client.api.call(
+                AccountCreated,
+                "POST",
+                "/v1/accounts",
+                json={"v": 1, "device": client._device_keys().model_dump()},
+                auth=False,
+            )
+            client.store.set_meta("status", "registered")
+            client._require_active()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    @classmethod
+    def _fresh(
+        cls,
+        home: Path,
+        server: str,
+        name: str,
+        passphrase: str,
+        transport: httpx.BaseTransport | None,
+    ) -> AccordClient:
+        client = cls(home, passphrase, transport=transport, _new=True)
+        try:
+            client.store.set_meta("server", server.rstrip("/"))
+            client.store.set_meta("account", name)
+            client.store.set_meta("device_id", new_device_id())
+            client.api = ServerApi(server, token=client._token, transport=transport)
+            client._account = DeviceAccount()
+            client._save_olm()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    @classmethod
+    def start_link(
+        cls,
+        home: Path,
+        server: str,
+        name: str,
+        passphrase: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> tuple[AccordClient, str]:
+        """Step 2, new device: ask to join `name`; returns the one-time code to approve."""
+        client = cls._fresh(home, server, name, passphrase, transport)
+        try:
+            keys = client._device_keys()
+            created = client.api.call(
+                LinkCreated, "POST", "/v1/link-requests", json={"v": 1, "device": keys.model_dump()},
+                auth=False,
+            )
+            code = f"{created.request_id}-{link_fingerprint(keys)}"
+            client.store.set_meta("status", "linking")
+        except BaseException:
+            client.close()
+            raise
+        return client, code
+
+    def approve_device(self, code: str) -> DeviceKeys:
+        """Step 2, existing device: check the code's fingerprint, then sign the approval."""
+        match = LINK_CODE_RE.match(code.strip().upper())
+        if match is None:
+            raise InvalidInput("not a device link code")
+        request_id, fingerprint = match.groups()
+        self._require_active()
+        pending = self.api.call(PendingLink, "GET", f"/v1/link-requests/{request_id}")
+        device = pending.device
+        if device.account != self.account_name or not secrets.compare_digest(
+            link_fingerprint(device), fingerprint
+        ):
+            raise VerificationError("the device behind this code is not the one that made it")
+        verify_device_keys(device)
+        signature = self.olm.sign(approval_payload(self.device_id, device))
+        self.api.call(
+            DeviceRecord,
+            "POST",
+            f"/v1/link-requests/{request_id}/approve",
+            json=ApproveLinkRequest(
+                approval=DeviceApproval(approver_device_id=self.device_id, signature=signature)
+            ).model_dump(),
+        )
+        with self.store.transaction():
+            self._refresh_devices([self.account_name])
+        return device
+
+    def _require_active(self) -> None:
+        """A linking device becomes active once its approval lets it log in."""
+        status = self.store.get_meta("status")
+        if status == "active":
+            return
+        if status == "registered":
+            self._publish_keys(initial=True)
+            self.store.set_meta("status", "active")
+            return
+        if status != "linking":
+            raise ConfigurationError(f"no account in {self.home}")
+        try:
+            self._token(True)
+        except AccordError as exc:
+            raise ConfigurationError(
+                "this device is waiting for approval: run 'accord device approve CODE' on "
+                "another device of the account"
+            ) from exc
+        self._publish_keys(initial=True)
+        self.store.set_meta("status", "active")
+
+    # --- authentication (step 4) ------------------------------------------------------------
+
+    def _token(self, refresh: bool) -> str:
+        if not refresh:
+            cached = self.store.get_secret("token")
+            if cached is not None:
+                token, _, expires = cached.decode().partition(" ")
+                if expires.isdigit() and int(expires) > now_ms() + 60_000:
+                    return token
+        account, device_id = self.account_name, self.device_id
+        challenge = self.api.call(
+            Challenge,
+            "POST",
+            "/v1/auth/challenge",
+            json={"account": account, "device_id": device_id},
+            auth=False,
+        )
+        signature = self.olm.sign(auth_payload(account, device_id, challenge.challenge))
+        token = self.api.call(
+            Token,
+            "POST",
+            "/v1/auth/token",
+            json={
+                "account": account,
+                "device_id": device_id,
+                "challenge": challenge.challenge,
+                "signature": signature,
+            },
+            auth=False,
+        )
+        self.store.put_secret("token", f"{token.token} {token.expires_at}".encode())
+        return token.token
+
+    # --- one-time keys (step 3) -------------------------------------------------------------
+
+    def _signed_key(self, key_id: str, key: str, fallback: bool) -> OneTimeKey:
+        unsigned = OneTimeKey(key_id=key_id, key=key, signature="-")
+        sig = self.olm.sign(
+            one_time_key_payload(self.account_name, self.device_id, unsigned, fallback)
+        )
+        return OneTimeKey(key_id=key_id, key=key, signature=sig)
+
+    def _publish_keys(self, *, initial: bool = False) -> KeyCount:
+        count = (
+            KeyCount(one_time_keys=0, fallback_key=False)
+            if initial
+            else self.api.call(KeyCount, "GET", "/v1/keys/count")
+        )
+        want = ONE_TIME_KEY_TARGET - count.one_time_keys
+        if count.one_time_keys >= ONE_TIME_KEY_LOW_WATER and count.fallback_key:
+            return count
+        olm = self.olm
+        otks = olm.unpublished_one_time_keys()
+        if want > len(otks):
+            otks = olm.generate_one_time_keys(want - len(otks))
+        fallback = olm.unpublished_fallback_key()
+        if not count.fallback_key and not fallback:
+            fallback = olm.generate_fallback_key()
+        self._save_olm()
+        body = {
+            "v": 1,
+            "one_time_keys": [
+                self._signed_key(kid, key, False).model_dump() for kid, key in otks.items()
+            ],
+            "fallback_key": (
+                self._signed_key(*next(iter(fallback.items())), True).model_dump()
+                if fallback
+                else None
+            ),
+        }
+        result = self.api.call(KeyCount, "POST", "/v1/keys", json=body)
+        olm.mark_keys_as_published()
+        self._save_olm()
+        return result
+
+    # --- device lists (step 6) --------------------------------------------------------------
+
+    def _refresh_devices(self, accounts: Iterable[str]) -> None:
+        for account in sorted(set(accounts)):
+            listing = self.api.call(DeviceList, "GET", f"/v1/accounts/{account}/devices")
+            if listing.account != account:
+                raise ProtocolError("server answered for another account")
+            verified = verify_device_list(account, listing.devices)
+            if account == self.account_name and not any(
+                d.device_id == self.device_id for d in verified
+            ):
+                raise VerificationError("this device is missing from its own account's list")
+            self.store.replace_devices(
+                account,
+                [PinnedDevice(account, d.device_id, d.ed25519, d.curve25519) for d in verified],
+                now_ms(),
+            )
+
+    def _devices_of(self, accounts: Iterable[str], *, refresh: bool = False) -> list[PinnedDevice]:
+        names = sorted(set(accounts))
+        stale = [a for a in names if refresh or not self.store.pinned_devices(a)]
+        if stale:
+            self._refresh_devices(stale)
+        me = (self.account_name, self.device_id)
+        return [
+            d
+            for a in names
+            for d in self.store.pinned_devices(a)
+            if (d.account, d.device_id) != me
+        ]
+
+    def devices(self) -> list[PinnedDevice]:
+        """This account's devices as the server lists them, verified."""
+        self._require_active()
+        with self.store.transaction():
+            self._refresh_devices([self.account_name])
+        return self.store.pinned_devices(self.account_name)
+
+    # --- Olm (steps 5 and 7) ----------------------------------------------------------------
+
+    def _olm_session(self, device: PinnedDevice) -> OlmSession | None:
+        sessions = self.store.olm_sessions(device.curve25519)
+        if not sessions:
+            return None
+        return OlmSession.from_pickle(sessions[0][1], self.store.pickle_key)
+
+    def _ensure_sessions(self, targets: Sequence[PinnedDevice]) -> dict[DeviceKey, OlmSession]:
+        """Open Olm sessions to every target, claiming one-time keys for those without one."""
+        out: dict[DeviceKey, OlmSession] = {}
+        missing: list[PinnedDevice] = []
+        for dev in targets:
+            session = self._olm_session(dev)
+            if session is None:
+                missing.append(dev)
+            else:
+                out[(dev.account, dev.device_id)] = session
+        if missing:
+            claimed = self.api.call(
+                ClaimedKeys,
+                "POST",
+                "/v1/keys/claim",
+                json={"devices": [{"account": d.account, "device_id": d.device_id} for d in missing]},
+            )
+            by_ref = {(c.device.keys.account, c.device.keys.device_id): c for c in claimed.keys}
+            for dev in missing:
+                item = by_ref.get((dev.account, dev.device_id))
+                if item is None or item.one_time_key is None:
+                    raise ServiceError(f"no one-time key available for a device of {dev.account}")
+                keys = item.device.keys
+                if (keys.ed25519, keys.curve25519) != (dev.ed25519, dev.curve25519):
+                    raise VerificationError("server returned keys that differ from the pinned ones")
+                verify_one_time_key(keys, item.one_time_key, item.fallback)
+                session = self.olm.create_outbound_session(dev.curve25519, item.one_time_key.key)
+                out[(dev.account, dev.device_id)] = session
+        return out
+
+    def _save_sessions(self, sessions: dict[DeviceKey, OlmSession], devices: Sequence[PinnedDevice]) -> None:
+        curve = {(d.account, d.device_id): d.curve25519 for d in devices}
+        t = now_ms()
+        for key, session in sessions.items():
+            self.store.save_olm_session(
+                session.session_id, curve[key], session.pickle(self.store.pickle_key), t
+            )
+
+    # --- attachments ------------------------------------------------------------------------
+
+    def _upload_attachments(self, paths: Sequence[Path]) -> list[AttachmentRef]:
+        refs = []
+        for path in paths:
+            path = Path(path)
+            if not path.is_file():
+                raise InvalidInput(f"no such file: {path.name}")
+            if path.stat().st_size > self.max_attachment_bytes:
+                raise InvalidInput(f"{path.name} is larger than {self.max_attachment_bytes} bytes")
+            with tempfile.TemporaryDirectory(dir=self.home) as tmp:
+                blob = Path(tmp) / "blob"
+                secrets_ = encrypt_file(path, blob, max_plaintext_bytes=self.max_attachment_bytes)
+                created = self.api.upload_blob(blob, secrets_.sha256)
+            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            refs.append(
+                AttachmentRef(
+                    blob_id=str(created["blob_id"]),
+                    name=_safe_name(path.name),
+                    media_type=media_type,
+                    size=secrets_.size,
+                    sha256=b64encode(secrets_.sha256),
+                    key=b64encode(secrets_.key),
+                )
+            )
+        return refs
+
+    def _fetch_attachment(self, message_id: str, ref: AttachmentRef) -> ReceivedAttachment:
+        try:
+            att = AttachmentSecrets(
+                key=b64decode(ref.key, max_bytes=32),
+                sha256=b64decode(ref.sha256, max_bytes=32),
+                size=ref.size,
+            )
+        except InvalidInput:
+            raise _Rejected("malformed attachment reference") from None
+        if ref.size > self.max_attachment_bytes:
+            raise _Rejected("attachment larger than this device accepts")
+        folder = self.home / "attachments" / _safe_name(message_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / _safe_name(ref.name)
+        with tempfile.TemporaryDirectory(dir=self.home) as tmp:
+            blob = Path(tmp) / "blob"
+            try:
+                self.api.download_blob(ref.blob_id, blob, ref.size + 64)
+            except NotFound:
+                raise _Rejected("attachment is missing on the server") from None
+            except ProtocolError:
+                raise _Rejected("attachment failed verification") from None
+            try:
+                decrypt_file(blob, dest, att)
+            except DecryptionError:
+                raise _Rejected("attachment failed verification") from None
+        digest = hashlib.sha256()
+        with dest.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return ReceivedAttachment(
+            name=ref.name, size=ref.size, sha256=digest.hexdigest(), path=str(dest)
+        )
+
+    # --- sending (steps 7-8) ----------------------------------------------------------------
+
+    def send(self, to: str, text: str, attachments: Sequence[Path] = ()) -> str:
+        """Send a direct message to every device of `to` and to this account's other devices."""
+        self._require_active()
+        refs = self._upload_attachments(attachments)
+        message_id = new_message_id()
+        me = DeviceRef(account=self.account_name, device_id=self.device_id)
+        conversation = Conversation(account=to)
+        content = Content(
+            message_id=message_id, sender=me, to=conversation, sent_at=now_ms(), text=text,
+            attachments=refs,
+        )
+        payload = encode_payload(content)
+        accounts = {to, self.account_name}
+        for attempt in range(SEND_ATTEMPTS):
+            with self.store.transaction():
+                targets = self._devices_of(accounts, refresh=attempt > 0)
+                sessions = self._ensure_sessions(targets)
+                copies = [
+                    DeviceCopy(
+                        account=d.account,
+                        device_id=d.device_id,
+                        olm=_olm_body(sessions[(d.account, d.device_id)].encrypt(payload)),
+                    )
+                    for d in targets
+                ]
+                # Ratchet state is committed before the send leaves, so a message key is never
+                # used twice even if the request is retried or the process dies.
+                self._save_sessions(sessions, targets)
+            request = SendRequest(
+                message_id=message_id,
+                to=conversation,
+                recipients=[DeviceRef(account=d.account, device_id=d.device_id) for d in targets],
+                copies=copies,
+            )
+            try:
+                self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
+            except StaleDevicesResponse:
+                continue
+            self._remember_sent(content)
+            return message_id
+        raise ServiceError("the conversation's devices kept changing; try again")
+
+    def _remember_sent(self, content: Content) -> None:
+        with self.store.transaction():
+            self.store.save_message(
+                self.account_name,
+                content.message_id,
+                {
+                    "direction": "out",
+                    "content": content.model_dump(mode="json"),
+                },
+            )
+
+    # --- groups (step 9) --------------------------------------------------------------------
+
+    def create_group(self, group: str, members: Sequence[str]) -> GroupState:
+        self._require_active()
+        names = [self.account_name] + [m for m in dict.fromkeys(members) if m != self.account_name]
+        state = GroupState(group=group, version=1, admins=[self.account_name], members=names)
+        return self._publish_group_state(state)
+
+    def change_members(
+        self, group: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> GroupState:
+        self._require_active()
+        current = self._group_state(group, refresh=True)
+        members = [m for m in current.members if m not in set(remove)]
+        members += [m for m in add if m not in members]
+        admins = [a for a in current.admins if a in members] or [self.account_name]
+        state = GroupState(
+            group=group, version=current.version + 1, admins=admins, members=members
+        )
+        return self._publish_group_state(state)
+
+    def _publish_group_state(self, state: GroupState) -> GroupState:
+        signature = self.olm.sign(group_state_payload(state))
+        signed = SignedGroupState(
+            state=state,
+            signer=DeviceRef(account=self.account_name, device_id=self.device_id),
+            signature=signature,
+        )
+        self.api.call(
+            SignedGroupState, "PUT", f"/v1/groups/{state.group}", json=signed.model_dump()
+        )
+        with self.store.transaction():
+            self.store.save_group_state(state.group, state.version, state.model_dump_json())
+        return state
+
+    def _group_state(self, group: str, *, refresh: bool = False) -> GroupState:
+        """The group's membership, verified against the state this device already holds."""
+        known_json = self.store.group_state(group)
+        known = GroupState.model_validate_json(known_json) if known_json else None
+        if known is not None and not refresh:
+            return known
+        signed = self.api.call(SignedGroupState, "GET", f"/v1/groups/{group}")
+        state = signed.state
+        if state.group != group:
+            raise ProtocolError("server answered for another group")
+        if known is not None and state.version == known.version:
+            if state != known:
+                raise VerificationError("two different group states with one version")
+            return known
+        if known is not None and state.version < known.version:
+            raise VerificationError("the server rolled back the group state")
+        signer = self.store.pinned_device(signed.signer.account, signed.signer.device_id)
+        if signer is None:
+            self._refresh_devices([signed.signer.account])
+            signer = self.store.pinned_device(signed.signer.account, signed.signer.device_id)
+        if signer is None:
+            raise VerificationError("group state signed by an unknown device")
+        verify_group_state(
+            state,
+            signed.signer.account,
+            DeviceKeys(
+                account=signer.account,
+                device_id=signer.device_id,
+                ed25519=signer.ed25519,
+                curve25519=signer.curve25519,
+                signature="-",
+            ),
+            signed.signature,
+            known,
+        )
+        self.store.save_group_state(group, state.version, state.model_dump_json())
+        return state
+
+    def send_group(self, group: str, text: str, attachments: Sequence[Path] = ()) -> str:
+        """Encrypt once with this device's Megolm session; share its key over Olm as needed."""
+        self._require_active()
+        refs = self._upload_attachments(attachments)
+        message_id = new_message_id()
+        me = DeviceRef(account=self.account_name, device_id=self.device_id)
+        conversation = Conversation(group=group)
+        content = Content(
+            message_id=message_id, sender=me, to=conversation, sent_at=now_ms(), text=text,
+            attachments=refs,
+        )
+        payload = encode_payload(content)
+        for attempt in range(SEND_ATTEMPTS):
+            with self.store.transaction():
+                state = self._group_state(group, refresh=attempt > 0)
+                targets = self._devices_of(state.members, refresh=attempt > 0)
+                current = {(d.account, d.device_id) for d in targets}
+                outbound, shared = self._outbound_group(group, current)
+                need_key = [d for d in targets if (d.account, d.device_id) not in shared]
+                share = encode_payload(
+                    GroupKeyShare(
+                        group=group,
+                        sender=me,
+                        session_id=outbound.session_id,
+                        session_key=outbound.session_key(),
+                    )
+                )
+                sessions = self._ensure_sessions(need_key)
+                copies = [
+                    DeviceCopy(
+                        account=d.account,
+                        device_id=d.device_id,
+                        olm=_olm_body(sessions[(d.account, d.device_id)].encrypt(share)),
+                    )
+                    for d in need_key
+                ]
+                ciphertext = outbound.encrypt(payload)
+                self._save_sessions(sessions, need_key)
+                self.store.save_outbound_group(
+                    group, outbound.pickle(self.store.pickle_key), shared | current
+                )
+            request = SendRequest(
+                message_id=message_id,
+                to=conversation,
+                recipients=[DeviceRef(account=a, device_id=d) for a, d in sorted(current)],
+                copies=copies,
+                megolm=b64encode(ciphertext),
+                megolm_session_id=outbound.session_id,
+            )
+            try:
+                self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
+            except StaleDevicesResponse:
+                continue
+            self._remember_sent(content)
+            return message_id
+        raise ServiceError("the group's devices kept changing; try again")
+
+    def _outbound_group(
+        self, group: str, current: set[DeviceKey]
+    ) -> tuple[MegolmOutbound, set[DeviceKey]]:
+        """This device's session for the group; a fresh one if any device left (step 9)."""
+        saved = self.store.outbound_group(group)
+        if saved is not None:
+            pickle, shared = saved
+            outbound = MegolmOutbound.from_pickle(pickle, self.store.pickle_key)
+            if shared <= current and outbound.message_index < MEGOLM_ROTATE_AFTER_MESSAGES:
+                return outbound, shared
+        return MegolmOutbound(), set()
+
+    # --- receiving (steps 10-12) ------------------------------------------------------------
+
+    def receive(self, *, limit: int = 100) -> ReceiveResult:
+        """Fetch, verify, decrypt and store every queued envelope; acknowledge each one."""
+        self._require_active()
+        result = ReceiveResult()
+        after = 0
+        while True:
+            batch = self.api.call(
+                EnvelopeBatch, "GET", "/v1/messages", params={"after": after, "limit": limit}
+            )
+            done = self.process_envelopes(batch.envelopes, result)
+            if done:
+                self.ack(done)
+            if not batch.envelopes or not batch.more:
+                break
+            after = batch.envelopes[-1].id
+        self._publish_keys()
+        return result
+
+    def ack(self, ids: Sequence[int]) -> None:
+        try:
+            self.api.call(AckResult, "POST", "/v1/messages/ack", json={"ids": list(ids)})
+        except NotFound:
+            pass  # already acknowledged by an earlier run
+
+    def process_envelopes(
+        self, envelopes: Sequence[Envelope], result: ReceiveResult
+    ) -> list[int]:
+        """Process envelopes in order; returns the ids that may now be acknowledged."""
+        done: list[int] = []
+        for env in envelopes:
+            if self.store.is_processed(env.id):
+                done.append(env.id)
+                continue
+            try:
+                with self.store.transaction():
+                    message = self._open_envelope(env)
+                    if message is not None:
+                        self.store.save_message(
+                            message.sender,
+                            message.id,
+                            {"direction": "in", "message": message.to_json(),
+                             "sender_device": message.sender_device},
+                        )
+                    self.store.mark_processed(env.id)
+            except _Rejected as exc:
+                with self.store.transaction():
+                    self.store.mark_processed(env.id)
+                result.rejected.append(
+                    f"message {env.message_id} from {env.sender.account} rejected: {exc.reason}"
+                )
+                done.append(env.id)
+                continue
+            if message is not None:
+                result.messages.append(message)
+            done.append(env.id)
+        return done
+
+    def _sender_device(self, ref: DeviceRef) -> PinnedDevice:
+        pinned = self.store.pinned_device(ref.account, ref.device_id)
+        if pinned is None:
+            try:
+                self._refresh_devices([ref.account])
+            except (VerificationError, NotFound) as exc:
+                raise _Rejected(f"sender's device list did not verify ({exc.code})") from None
+            pinned = self.store.pinned_device(ref.account, ref.device_id)
+        if pinned is None:
+            raise _Rejected("unknown sender device")
+        return pinned
+
+    def _olm_decrypt(self, sender: PinnedDevice, body: OlmBody) -> bytes:
+        try:
+            raw = b64decode(body.body, max_bytes=MAX_OLM_BODY_BYTES)
+            message = OlmCiphertext(message_type=body.type, body=raw)
+        except InvalidInput:
+            raise _Rejected("malformed ciphertext") from None
+        t = now_ms()
+        for session_id, pickle in self.store.olm_sessions(sender.curve25519):
+            session = OlmSession.from_pickle(pickle, self.store.pickle_key)
+            if message.message_type == 0 and not session.matches(message):
+                continue
+            try:
+                plaintext = session.decrypt(message)
+            except DecryptionError:
+                if message.message_type == 0:
+                    raise _Rejected("decryption failed (replayed or corrupted)") from None
+                continue
+            self.store.save_olm_session(
+                session_id, sender.curve25519, session.pickle(self.store.pickle_key), t
+            )
+            return plaintext
+        if message.message_type != 0:
+            raise _Rejected("decryption failed (replayed or corrupted)")
+        try:
+            session, plaintext = self.olm.create_inbound_session(sender.curve25519, message)
+        except DecryptionError:
+            raise _Rejected("decryption failed (replayed or corrupted)") from None
+        self.store.save_olm_session(
+            session.session_id, sender.curve25519, session.pickle(self.store.pickle_key), t
+        )
+        self._save_olm()
+        return plaintext
+
+    def _open_envelope(self, env: Envelope) -> ReceivedMessage | None:
+        """Step 11: decrypt, then check every routing fact the server asserted."""
+        sender = self._sender_device(env.sender)
+        sender_key = (sender.account, sender.device_id)
+        content: Content | None = None
+        if env.olm is not None:
+            try:
+                payload = decode_payload(self._olm_decrypt(sender, env.olm))
+            except DecryptionError:
+                raise _Rejected("malformed payload") from None
+            if isinstance(payload, GroupKeyShare):
+                if env.to.group is None or payload.group != env.to.group:
+                    raise _Rejected("group key for another conversation")
+                if (payload.sender.account, payload.sender.device_id) != sender_key:
+                    raise _Rejected("group key names another sender")
+                self._store_group_key(payload)
+            else:
+                content = payload
+        if env.megolm is not None:
+            if content is not None or env.to.group is None or env.megolm_session_id is None:
+                raise _Rejected("malformed group envelope")
+            content = self._megolm_decrypt(env, sender_key)
+        if content is None:
+            raise _Rejected("envelope carries no message")
+        if content.message_id != env.message_id or content.to != env.to:
+            raise _Rejected("envelope does not match its content")
+        if (content.sender.account, content.sender.device_id) != sender_key:
+            raise _Rejected("content names another sender")
+        if env.to.group is not None:
+            self._check_group_member(env.to.group, sender.account)
+        if self.store.has_message(sender.account, content.message_id):
+            raise _Rejected("replayed message ignored")
+        attachments = tuple(
+            self._fetch_attachment(content.message_id, ref) for ref in content.attachments
+        )
+        return ReceivedMessage(
+            id=content.message_id,
+            sender=sender.account,
+            sender_device=sender.device_id,
+            group=env.to.group,
+            to=env.to.account,
+            text=content.text,
+            sent_at=content.sent_at,
+            attachments=attachments,
+        )
+
+    def _store_group_key(self, share: GroupKeyShare) -> None:
+        try:
+            inbound = MegolmInbound.from_session_key(share.session_key)
+        except DecryptionError:
+            raise _Rejected("malformed group key") from None
+        if inbound.session_id != share.session_id:
+            raise _Rejected("group key does not match its id")
+        existing = self.store.inbound_group(share.session_id)
+        if existing is not None:
+            if (existing["sender_account"], existing["sender_device"]) != (
+                share.sender.account,
+                share.sender.device_id,
+            ):
+                raise _Rejected("group key id reused by another sender")
+            return
+        self.store.save_inbound_group(
+            share.session_id,
+            share.group,
+            (share.sender.account, share.sender.device_id),
+            inbound.pickle(self.store.pickle_key),
+        )
+
+    def _megolm_decrypt(self, env: Envelope, sender_key: DeviceKey) -> Content:
+        assert env.megolm is not None and env.megolm_session_id is not None
+        row = self.store.inbound_group(env.megolm_session_id)
+        if row is None:
+            raise _Rejected("no group key for this message")
+        if (row["sender_account"], row["sender_device"]) != sender_key or row["grp"] != env.to.group:
+            raise _Rejected("group session belongs to another sender or group")
+        inbound = MegolmInbound.from_pickle(row["pickle"], self.store.pickle_key)
+        try:
+            result = inbound.decrypt(b64decode(env.megolm, max_bytes=MAX_OLM_BODY_BYTES))
+            payload = decode_payload(result.plaintext)
+        except (DecryptionError, InvalidInput):
+            raise _Rejected("decryption failed (corrupted)") from None
+        if not self.store.mark_megolm_index(env.megolm_session_id, result.message_index):
+            raise _Rejected("replayed group message ignored")
+        if not isinstance(payload, Content):
+            raise _Rejected("malformed group payload")
+        return payload
+
+    def _check_group_member(self, group: str, account: str) -> None:
+        try:
+            state = self._group_state(group)
+            if account not in state.members:
+                state = self._group_state(group, refresh=True)
+        except (VerificationError, NotFound, ProtocolError):
+            raise _Rejected("group state did not verify") from None
+        if account not in state.members:
+            raise _Rejected("sender is not a member of the group")
+
+
+def _olm_body(ct: OlmCiphertext) -> OlmBody:
+    return OlmBody(type=ct.message_type, body=b64encode(ct.body))  # type: ignore[arg-type]
+
+
+def _self_signed_keys(olm: DeviceAccount, account: str, device_id: str) -> DeviceKeys:
+    ed, curve = olm.ed25519, olm.curve25519
+    sig = olm.sign(device_keys_payload(account, device_id, ed, curve))
+    return DeviceKeys(
+        account=account, device_id=device_id, ed25519=ed, curve25519=curve, signature=sig
+    )

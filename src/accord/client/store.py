@@ -1,0 +1,341 @@
+"""The client's local state: one SQLite file under the home directory.
+
+Private keys and session pickles are encrypted by vodozemac under a key derived from the user's
+passphrase (Argon2id); other secret records (tokens, messages) are sealed with AES-256-GCM under
+a sibling key. A process holds an exclusive lock on the home directory while it runs, because
+two processes advancing the same ratchets would corrupt them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hmac
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accord.errors import (
+    ConfigurationError,
+    DecryptionError,
+    InvalidInput,
+    NotFound,
+    VerificationError,
+)
+from accord.primitives.encoding import b64decode, b64encode
+from accord.primitives.storage_crypto import KdfParams, LocalVault, derive_root_key
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, sealed BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS olm_sessions (
+    session_id TEXT PRIMARY KEY, peer_curve25519 TEXT NOT NULL, pickle TEXT NOT NULL,
+    last_used INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_olm_peer ON olm_sessions (peer_curve25519, last_used);
+CREATE TABLE IF NOT EXISTS devices (
+    account TEXT NOT NULL, device_id TEXT NOT NULL, ed25519 TEXT NOT NULL,
+    curve25519 TEXT NOT NULL, active INTEGER NOT NULL, first_seen INTEGER NOT NULL,
+    PRIMARY KEY (account, device_id));
+CREATE TABLE IF NOT EXISTS outbound_groups (
+    grp TEXT PRIMARY KEY, pickle TEXT NOT NULL, shared_with TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inbound_groups (
+    session_id TEXT PRIMARY KEY, grp TEXT NOT NULL, sender_account TEXT NOT NULL,
+    sender_device TEXT NOT NULL, pickle TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS megolm_seen (
+    session_id TEXT NOT NULL, message_index INTEGER NOT NULL,
+    PRIMARY KEY (session_id, message_index));
+CREATE TABLE IF NOT EXISTS group_states (grp TEXT PRIMARY KEY, version INTEGER NOT NULL,
+    state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, message_id TEXT NOT NULL,
+    sealed BLOB NOT NULL, UNIQUE (sender, message_id));
+CREATE TABLE IF NOT EXISTS processed (envelope_id INTEGER PRIMARY KEY);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedDevice:
+    account: str
+    device_id: str
+    ed25519: str
+    curve25519: str
+
+
+class HomeLock:
+    """An exclusive advisory lock on a home directory for the life of the process."""
+
+    def __init__(self, home: Path) -> None:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fd = os.open(home / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise ConfigurationError(f"{home} is in use by another accord process") from None
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+class LocalStore:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._lock = HomeLock(home)
+        self._conn = sqlite3.connect(home / "accord.db", isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(SCHEMA)
+        self.vault: LocalVault | None = None
+
+    def close(self) -> None:
+        self._conn.close()
+        self._lock.release()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All-or-nothing: ratchet state, received messages and 'processed' marks move together."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # --- meta and unlocking -----------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def initialised(self) -> bool:
+        return self.get_meta("kdf") is not None
+
+    def initialise(self, passphrase: str) -> None:
+        """Create fresh key-derivation parameters and unlock with them."""
+        if self.initialised():
+            raise ConfigurationError(f"{self.home} already holds an account")
+        params = KdfParams.fresh()
+        vault = LocalVault(derive_root_key(passphrase, params))
+        self.set_meta(
+            "kdf",
+            json.dumps(
+                {
+                    "alg": "argon2id",
+                    "salt": b64encode(params.salt),
+                    "t": params.time_cost,
+                    "m": params.memory_kib,
+                    "p": params.parallelism,
+                    "check": b64encode(vault.check_value),
+                }
+            ),
+        )
+        self.vault = vault
+
+    def unlock(self, passphrase: str) -> None:
+        raw = self.get_meta("kdf")
+        if raw is None:
+            raise NotFound(f"no account in {self.home}: run 'accord account create' first")
+        meta = json.loads(raw)
+        params = KdfParams(
+            salt=b64decode(meta["salt"], max_bytes=64),
+            time_cost=int(meta["t"]),
+            memory_kib=int(meta["m"]),
+            parallelism=int(meta["p"]),
+        )
+        vault = LocalVault(derive_root_key(passphrase, params))
+        if not hmac.compare_digest(vault.check_value, b64decode(meta["check"], max_bytes=64)):
+            raise InvalidInput("wrong passphrase", code="wrong_passphrase")
+        self.vault = vault
+
+    def _vault(self) -> LocalVault:
+        if self.vault is None:
+            raise ConfigurationError("local store is locked")
+        return self.vault
+
+    @property
+    def pickle_key(self) -> bytes:
+        return self._vault().pickle_key
+
+    # --- sealed secrets ---------------------------------------------------------------------
+
+    def put_secret(self, name: str, value: bytes) -> None:
+        self._conn.execute(
+            "INSERT INTO secrets (name, sealed) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed",
+            (name, self._vault().seal(f"secret:{name}", value)),
+        )
+
+    def get_secret(self, name: str) -> bytes | None:
+        row = self._conn.execute("SELECT sealed FROM secrets WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        return self._vault().open(f"secret:{name}", bytes(row["sealed"]))
+
+    # --- devices ----------------------------------------------------------------------------
+
+    def pinned_devices(self, account: str) -> list[PinnedDevice]:
+        rows = self._conn.execute(
+            "SELECT * FROM devices WHERE account = ? AND active = 1 ORDER BY first_seen, device_id",
+            (account,),
+        ).fetchall()
+        return [_pinned(r) for r in rows]
+
+    def pinned_device(self, account: str, device_id: str) -> PinnedDevice | None:
+        row = self._conn.execute(
+            "SELECT * FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
+        ).fetchone()
+        return None if row is None else _pinned(row)
+
+    def replace_devices(self, account: str, devices: list[PinnedDevice], now: int) -> None:
+        """Pin a verified device list. A device id whose keys changed is refused outright."""
+        for dev in devices:
+            old = self.pinned_device(account, dev.device_id)
+            if old is not None and (old.ed25519, old.curve25519) != (dev.ed25519, dev.curve25519):
+                raise VerificationError(
+                    f"the keys of device {dev.device_id} of {account} changed", code="key_changed"
+                )
+        self._conn.execute("UPDATE devices SET active = 0 WHERE account = ?", (account,))
+        for dev in devices:
+            self._conn.execute(
+                "INSERT INTO devices (account, device_id, ed25519, curve25519, active, first_seen) "
+                "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (account, device_id) DO UPDATE SET active = 1",
+                (account, dev.device_id, dev.ed25519, dev.curve25519, now),
+            )
+
+    # --- Olm sessions -----------------------------------------------------------------------
+
+    def olm_sessions(self, peer_curve25519: str) -> list[tuple[str, str]]:
+        """(session_id, pickle) newest first."""
+        rows = self._conn.execute(
+            "SELECT session_id, pickle FROM olm_sessions WHERE peer_curve25519 = ? "
+            "ORDER BY last_used DESC",
+            (peer_curve25519,),
+        ).fetchall()
+        return [(r["session_id"], r["pickle"]) for r in rows]
+
+    def save_olm_session(self, session_id: str, peer: str, pickle: str, now: int) -> None:
+        self._conn.execute(
+            "INSERT INTO olm_sessions (session_id, peer_curve25519, pickle, last_used) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle, "
+            "last_used = excluded.last_used",
+            (session_id, peer, pickle, now),
+        )
+
+    # --- Megolm sessions --------------------------------------------------------------------
+
+    def outbound_group(self, group: str) -> tuple[str, set[tuple[str, str]]] | None:
+        row = self._conn.execute(
+            "SELECT pickle, shared_with FROM outbound_groups WHERE grp = ?", (group,)
+        ).fetchone()
+        if row is None:
+            return None
+        shared = {(a, d) for a, d in json.loads(row["shared_with"])}
+        return row["pickle"], shared
+
+    def save_outbound_group(self, group: str, pickle: str, shared: set[tuple[str, str]]) -> None:
+        self._conn.execute(
+            "INSERT INTO outbound_groups (grp, pickle, shared_with) VALUES (?, ?, ?) "
+            "ON CONFLICT (grp) DO UPDATE SET pickle = excluded.pickle, "
+            "shared_with = excluded.shared_with",
+            (group, pickle, json.dumps(sorted(shared))),
+        )
+
+    def inbound_group(self, session_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._conn.execute(
+            "SELECT * FROM inbound_groups WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return row
+
+    def save_inbound_group(
+        self, session_id: str, group: str, sender: tuple[str, str], pickle: str
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO inbound_groups (session_id, grp, sender_account, sender_device, pickle) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle",
+            (session_id, group, sender[0], sender[1], pickle),
+        )
+
+    def mark_megolm_index(self, session_id: str, index: int) -> bool:
+        """Record a (session, index) pair; False if it was seen before (a replay)."""
+        cur = self._conn.execute(
+            "INSERT OR IGNORE INTO megolm_seen (session_id, message_index) VALUES (?, ?)",
+            (session_id, index),
+        )
+        return cur.rowcount == 1
+
+    # --- group states -----------------------------------------------------------------------
+
+    def group_state(self, group: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT state FROM group_states WHERE grp = ?", (group,)
+        ).fetchone()
+        return None if row is None else str(row["state"])
+
+    def save_group_state(self, group: str, version: int, state_json: str) -> None:
+        self._conn.execute(
+            "INSERT INTO group_states (grp, version, state) VALUES (?, ?, ?) "
+            "ON CONFLICT (grp) DO UPDATE SET version = excluded.version, state = excluded.state",
+            (group, version, state_json),
+        )
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def has_message(self, sender: str, message_id: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM messages WHERE sender = ? AND message_id = ?", (sender, message_id)
+        ).fetchone()
+        return row is not None
+
+    def save_message(self, sender: str, message_id: str, record: dict[str, Any]) -> None:
+        sealed = self._vault().seal(
+            f"message:{sender}:{message_id}", json.dumps(record).encode("utf-8")
+        )
+        self._conn.execute(
+            "INSERT INTO messages (sender, message_id, sealed) VALUES (?, ?, ?)",
+            (sender, message_id, sealed),
+        )
+
+    def messages(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT * FROM messages ORDER BY seq").fetchall()
+        out = []
+        for r in rows:
+            try:
+                raw = self._vault().open(f"message:{r['sender']}:{r['message_id']}", r["sealed"])
+            except DecryptionError:
+                continue
+            out.append(json.loads(raw))
+        return out
+
+    def is_processed(self, envelope_id: int) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM processed WHERE envelope_id = ?", (envelope_id,)
+        ).fetchone()
+        return row is not None
+
+    def mark_processed(self, envelope_id: int) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO processed (envelope_id) VALUES (?)", (envelope_id,)
+        )
+
+
+def _pinned(row: sqlite3.Row) -> PinnedDevice:
+    return PinnedDevice(
+        account=row["account"],
+        device_id=row["device_id"],
+        ed25519=row["ed25519"],
+        curve25519=row["curve25519"],
+    )

@@ -1,0 +1,476 @@
+"""`create_app()`: the FastAPI application. Routes are thin; the work is in services."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from accord.errors import AccordError, AuthenticationError, InvalidInput, RateLimited
+from accord.server.blobs import FileBlobStore
+from accord.server.notify import LocalNotifier, Notifier
+from accord.server.services import AuthedDevice, MessagingService, StaleDevicesError
+from accord.storage.db import Database, make_engine, sqlite_url
+from accord.storage.migrate import upgrade_to_head
+from accord.wire.common import MAX_REQUEST_BYTES
+from accord.wire.messaging import (
+    AccountCreated,
+    AckRequest,
+    AckResult,
+    ApproveLinkRequest,
+    BlobCreated,
+    Challenge,
+    ChallengeRequest,
+    ClaimedKeys,
+    ClaimKeysRequest,
+    CreateAccountRequest,
+    DeviceList,
+    DeviceRecord,
+    Envelope,
+    EnvelopeBatch,
+    KeyCount,
+    LinkCreated,
+    LinkRequest,
+    PendingLink,
+    PublishKeysRequest,
+    SendAccepted,
+    SendRequest,
+    SignedGroupState,
+    Token,
+    TokenRequest,
+)
+
+log = logging.getLogger("accord.server")
+
+DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
+ADMIN_TOKEN_FILE = "admin-token"
+WS_BATCH = 100
+
+
+@dataclass
+class ServerConfig:
+    data_dir: FsPath
+    db_url: str | None = None
+    max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or sqlite_url(self.data_dir)
+
+
+def ensure_admin_token(data_dir: FsPath) -> str:
+    """Create DATA_DIR/admin-token (mode 0600) on first start; return the token."""
+    path = data_dir / ADMIN_TOKEN_FILE
+    if not path.exists():
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    return path.read_text().strip()
+
+
+class BodyLimitMiddleware:
+    """Reject request bodies over the limit with 413 before any route parses them.
+
+    Blob uploads stream and enforce their own (larger) limit, so they pass through.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, stream_prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.stream_prefixes = stream_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.stream_prefixes):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                await _send_error(send, 400, "invalid_request", "bad Content-Length")
+                return
+            if too_big:
+                await _send_error(send, 413, "too_large", "request body too large")
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await _send_error(send, 413, "too_large", "request body too large")
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"code": code, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_response(exc: AccordError) -> JSONResponse:
+    if isinstance(exc, StaleDevicesError):
+        return JSONResponse(exc.body.model_dump(mode="json"), status_code=exc.http_status)
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        {"code": exc.code, "message": exc.message}, status_code=exc.http_status, headers=headers
+    )
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse({"code": "invalid_json", "message": "body is not valid JSON"}, 400)
+    for e in errors:
+        loc = tuple(e.get("loc", ()))
+        if loc[-1:] == ("v",) and loc[:1] == ("body",) and len(loc) == 2:
+            return JSONResponse(
+                {"code": "unsupported_version", "message": "unsupported wire version"}, 400
+            )
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    # Never echo the offending input: it may be a key or a ciphertext.
+    return JSONResponse(
+        {"code": "invalid_request", "message": f"{where}: {first.get('msg', 'invalid')}"}, 400
+    )
+
+
+@dataclass
+class AppState:
+    config: ServerConfig
+    db: Database
+    service: MessagingService
+    blobs: FileBlobStore
+    notifier: Notifier
+    admin_token: str
+
+
+def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> FastAPI:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url)
+    upgrade_to_head(engine)
+    db = Database(engine)
+    notifier = notifier or LocalNotifier()
+    state = AppState(
+        config=config,
+        db=db,
+        service=MessagingService(db, notify=notifier.publish),
+        blobs=FileBlobStore(config.data_dir / "blobs"),
+        notifier=notifier,
+        admin_token=ensure_admin_token(config.data_dir),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="Accord",
+        version="1",
+        description="End-to-end encrypted messaging relay. The server sees ciphertext only.",
+        lifespan=lifespan,
+    )
+    app.state.accord = state
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=config.max_request_bytes, stream_prefixes=("/v1/blobs",)
+    )
+
+    @app.exception_handler(AccordError)
+    async def _accord_error(_req: Request, exc: AccordError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)},
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s", type(exc).__name__)
+        return JSONResponse({"code": "internal", "message": "internal error"}, 500)
+
+    register_routes(app, state)
+    return app
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise AuthenticationError()
+    return authorization[len("Bearer ") :].strip()
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.accord
+    return state
+
+
+async def run_sync(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run blocking service code (database, crypto) on the worker thread pool."""
+    return await to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+
+async def current_device(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> AuthedDevice:
+    """The device behind the bearer token; 401 otherwise."""
+    device: AuthedDevice = await run_sync(
+        app_state(request).service.authenticate, _bearer(authorization)
+    )
+    return device
+
+
+async def require_operator(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """Operator commands authenticate with the token in DATA_DIR/admin-token."""
+    token = _bearer(authorization)
+    if not hmac.compare_digest(token.encode(), app_state(request).admin_token.encode()):
+        raise AuthenticationError("operator token required")
+
+
+Device = Annotated[AuthedDevice, Depends(current_device)]
+Operator = Annotated[None, Depends(require_operator)]
+
+
+def register_routes(app: FastAPI, state: AppState) -> None:
+    service = state.service
+    run = run_sync
+
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/accounts", status_code=201)
+    async def create_account(req: CreateAccountRequest) -> AccountCreated:
+        record = await run(service.create_account, req)
+        return AccountCreated(account=record.keys.account, device_id=record.keys.device_id)
+
+    @app.get("/v1/accounts/{account}/devices")
+    async def account_devices(account: str, _dev: Device) -> DeviceList:
+        return await run(service.device_list, account)
+
+    @app.post("/v1/auth/challenge")
+    async def auth_challenge(req: ChallengeRequest) -> Challenge:
+        return await run(service.issue_challenge, req.account, req.device_id)
+
+    @app.post("/v1/auth/token")
+    async def auth_token(req: TokenRequest) -> Token:
+        return await run(
+            service.issue_token, req.account, req.device_id, req.challenge, req.signature
+        )
+
+    @app.post("/v1/link-requests", status_code=201)
+    async def create_link(req: LinkRequest) -> LinkCreated:
+        return await run(service.create_link, req)
+
+    @app.get("/v1/link-requests/{request_id}")
+    async def get_link(request_id: str, dev: Device) -> PendingLink:
+        return await run(service.get_link, dev, request_id)
+
+    @app.post("/v1/link-requests/{request_id}/approve")
+    async def approve_link(request_id: str, req: ApproveLinkRequest, dev: Device) -> DeviceRecord:
+        return await run(service.approve_link, dev, request_id, req)
+
+    @app.post("/v1/keys")
+    async def publish_keys(req: PublishKeysRequest, dev: Device) -> KeyCount:
+        return await run(service.publish_keys, dev, req)
+
+    @app.get("/v1/keys/count")
+    async def key_count(dev: Device) -> KeyCount:
+        return await run(service.key_count, dev)
+
+    @app.post("/v1/keys/claim")
+    async def claim_keys(req: ClaimKeysRequest, dev: Device) -> ClaimedKeys:
+        return await run(service.claim_keys, dev, req)
+
+    @app.put("/v1/groups/{name}")
+    async def put_group(name: str, req: SignedGroupState, dev: Device) -> SignedGroupState:
+        if req.state.group != name:
+            raise InvalidInput("group name in path and body differ")
+        return await run(service.put_group, dev, req)
+
+    @app.get("/v1/groups/{name}")
+    async def get_group(name: str, dev: Device) -> SignedGroupState:
+        return await run(service.get_group, dev, name)
+
+    @app.post("/v1/messages", status_code=201)
+    async def send(req: SendRequest, dev: Device) -> SendAccepted:
+        return await run(service.send, dev, req)
+
+    @app.get("/v1/messages")
+    async def fetch(
+        dev: Device,
+        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> EnvelopeBatch:
+        return await run(service.fetch, dev, after=after, limit=limit)
+
+    @app.get("/v1/messages/{delivery_id}")
+    async def get_message(
+        delivery_id: Annotated[int, Path(ge=1, le=2**62)], dev: Device
+    ) -> Envelope:
+        return await run(service.get_envelope, dev, delivery_id)
+
+    @app.post("/v1/messages/ack")
+    async def ack(req: AckRequest, dev: Device) -> AckResult:
+        return await run(service.ack, dev, req.ids)
+
+    @app.delete("/v1/messages/{delivery_id}", status_code=204)
+    async def delete_message(
+        delivery_id: Annotated[int, Path(ge=1, le=2**62)], dev: Device
+    ) -> Response:
+        await run(service.ack, dev, [delivery_id])
+        return Response(status_code=204)
+
+    @app.put("/v1/blobs", status_code=201)
+    async def upload_blob(
+        request: Request,
+        dev: Device,
+        content_length: Annotated[int | None, Header()] = None,
+        x_accord_blob_sha256: Annotated[str | None, Header()] = None,
+    ) -> BlobCreated:
+        """Stream an encrypted blob; size and SHA-256 must be declared up front."""
+        if content_length is None:
+            raise InvalidInput("Content-Length required", code="length_required")
+        try:
+            expected = base64.b64decode(x_accord_blob_sha256 or "", validate=True)
+        except (binascii.Error, ValueError):
+            expected = b""
+        if len(expected) != 32:
+            raise InvalidInput("X-Accord-Blob-SHA256 must be a base64 SHA-256 digest")
+        limit = state.config.max_attachment_bytes + 64
+        try:
+            blob_id, size = await state.blobs.save(
+                request.stream(), declared_size=content_length, expected_sha256=expected,
+                max_bytes=limit,
+            )
+        except ClientDisconnect:
+            raise InvalidInput("upload truncated", code="blob_size_mismatch") from None
+        await run(service.record_blob, dev, blob_id, size)
+        return BlobCreated(blob_id=blob_id, size=size)
+
+    @app.get("/v1/blobs/{blob_id}")
+    async def download_blob(blob_id: str, _dev: Device) -> FileResponse:
+        path = state.blobs.path(blob_id)
+        return FileResponse(path, media_type="application/octet-stream")
+
+    @app.websocket("/v1/ws")
+    async def websocket(ws: WebSocket) -> None:
+        try:
+            dev = await run(service.authenticate, _bearer(ws.headers.get("authorization")))
+        except AccordError:
+            await ws.close(code=4401)
+            return
+        await ws.accept()
+        await serve_socket(ws, dev, state)
+
+
+async def serve_socket(ws: WebSocket, dev: AuthedDevice, state: AppState) -> None:
+    """Push the device's queue as it grows; take acknowledgements on the same socket.
+
+    Frames from the server: {"type": "envelopes", "envelopes": [...]}. Frames from the device:
+    {"type": "ack", "ids": [...]}. Nothing is deleted until acknowledged, so a dropped socket
+    loses nothing: the next connection (or an HTTP fetch) sees the same rows again.
+    """
+    service = state.service
+    wake = state.notifier.subscribe(dev.device_pk)
+
+    async def read_acks() -> None:
+        while True:
+            frame = await ws.receive_json()
+            if isinstance(frame, dict) and frame.get("type") == "ack":
+                ids = [i for i in frame.get("ids", []) if isinstance(i, int)][:1000]
+                if ids:
+                    with contextlib.suppress(AccordError):
+                        await to_thread.run_sync(lambda: service.ack(dev, ids))
+
+    reader = asyncio.create_task(read_acks())
+    last = 0
+    try:
+        while not reader.done():
+            wake.clear()
+            batch = await to_thread.run_sync(
+                lambda: service.fetch(dev, after=last, limit=WS_BATCH)
+            )
+            if batch.envelopes:
+                last = batch.envelopes[-1].id
+                await ws.send_text(
+                    json.dumps(
+                        {
+                            "type": "envelopes",
+                            "envelopes": [e.model_dump(mode="json") for e in batch.envelopes],
+                        }
+                    )
+                )
+            if batch.more:
+                continue
+            waiter = asyncio.create_task(wake.wait())
+            await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        reader.cancel()
+        state.notifier.unsubscribe(dev.device_pk, wake)
+        with contextlib.suppress(BaseException):
+            await reader
+

@@ -1,0 +1,782 @@
+"""The server's messaging services. No FastAPI here: routes are thin wrappers around these.
+
+The server is trusted for availability only. It checks what it can (signatures on device keys
+and one-time keys, group states signed by an admin, complete device lists on every send) so that
+honest clients fail early, but clients verify everything again themselves.
+Step numbers refer to docs/protocol/messaging.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from accord.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    VerificationError,
+)
+from accord.primitives.encoding import b64decode, b64encode, canonical_json
+from accord.primitives.signing import check_curve25519_key, parse_ed25519_key, verify_ed25519
+from accord.protocols.messaging import (
+    approval_payload,
+    auth_payload,
+    verify_device_keys,
+    verify_group_state,
+    verify_one_time_key,
+)
+from accord.storage.db import Database
+from accord.storage.schema import (
+    accounts,
+    auth_challenges,
+    auth_tokens,
+    blobs,
+    deliveries,
+    devices,
+    group_members,
+    groups,
+    link_requests,
+    messages,
+    one_time_keys,
+)
+from accord.wire.common import MAX_OLM_BODY_BYTES
+from accord.wire.messaging import (
+    AckResult,
+    ApproveLinkRequest,
+    Challenge,
+    ClaimedKey,
+    ClaimedKeys,
+    ClaimKeysRequest,
+    Conversation,
+    CreateAccountRequest,
+    DeviceApproval,
+    DeviceKeys,
+    DeviceList,
+    DeviceRecord,
+    DeviceRef,
+    Envelope,
+    EnvelopeBatch,
+    GroupState,
+    KeyCount,
+    LinkCreated,
+    LinkRequest,
+    OlmBody,
+    OneTimeKey,
+    PendingLink,
+    PublishKeysRequest,
+    SendAccepted,
+    SendRequest,
+    SignedGroupState,
+    StaleDevices,
+    Token,
+)
+
+CHALLENGE_TTL_MS = 5 * 60 * 1000
+TOKEN_TTL_MS = 24 * 3600 * 1000
+LINK_TTL_MS = 15 * 60 * 1000
+MAX_ONE_TIME_KEYS_STORED = 500
+MAX_EXTENSIONS_BYTES = 256 * 1024
+DEFAULT_FETCH_LIMIT = 100
+MAX_FETCH_LIMIT = 500
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _hash_secret(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthedDevice:
+    """A device that proved possession of its identity key; what every route acts as."""
+
+    device_pk: int
+    account_id: int
+    account: str
+    device_id: str
+    suspended: bool
+
+
+class StaleDevicesError(Conflict):
+    code = "stale_devices"
+    default_message = "the device list of the conversation has changed"
+
+    def __init__(self, missing: list[DeviceRef], extra: list[DeviceRef]) -> None:
+        super().__init__()
+        self.body = StaleDevices(message=self.message, missing=missing, extra=extra)
+
+
+class MessagingService:
+    def __init__(
+        self, db: Database, *, notify: Callable[[Iterable[int]], None] | None = None
+    ) -> None:
+        self.db = db
+        self._notify = notify or (lambda _pks: None)
+
+    # --- accounts and devices -------------------------------------------------------------
+
+    def create_account(self, req: CreateAccountRequest) -> DeviceRecord:
+        """Step 1: register an account with its first device."""
+        keys = req.device
+        self._check_device_keys(keys)
+        created = now_ms()
+        try:
+            with self.db.write() as conn:
+                account_id = conn.execute(
+                    insert(accounts).values(name=keys.account, created_at=created, suspended=False)
+                ).inserted_primary_key[0]
+                self._insert_device(conn, account_id, keys, None, created)
+        except IntegrityError:
+            raise Conflict("account name is taken", code="account_exists") from None
+        return DeviceRecord(keys=keys, approval=None, created_at=created)
+
+    def _check_device_keys(self, keys: DeviceKeys) -> None:
+        parse_ed25519_key(keys.ed25519)
+        check_curve25519_key(keys.curve25519)
+        verify_device_keys(keys)
+
+    def _insert_device(
+        self,
+        conn: Connection,
+        account_id: int,
+        keys: DeviceKeys,
+        approval: DeviceApproval | None,
+        created: int,
+    ) -> int:
+        return int(
+            conn.execute(
+                insert(devices).values(
+                    account_id=account_id,
+                    device_id=keys.device_id,
+                    ed25519=keys.ed25519,
+                    curve25519=keys.curve25519,
+                    signature=keys.signature,
+                    approver_device_id=approval.approver_device_id if approval else None,
+                    approval_signature=approval.signature if approval else None,
+                    created_at=created,
+                )
+            ).inserted_primary_key[0]
+        )
+
+    def _account_id(self, conn: Connection, name: str) -> int:
+        row = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).first()
+        if row is None:
+            raise NotFound()
+        return int(row.id)
+
+    def _device_rows(self, conn: Connection, account_names: Iterable[str]) -> list[DeviceRecord]:
+        rows = conn.execute(
+            select(devices, accounts.c.name)
+            .join(accounts, accounts.c.id == devices.c.account_id)
+            .where(accounts.c.name.in_(sorted(set(account_names))))
+            .where(devices.c.revoked_at.is_(None))
+            .order_by(devices.c.created_at, devices.c.id)
+        ).all()
+        return [_device_record(row) for row in rows]
+
+    def device_list(self, account: str) -> DeviceList:
+        with self.db.read() as conn:
+            self._account_id(conn, account)
+            return DeviceList(account=account, devices=self._device_rows(conn, [account]))
+
+    # --- authentication ---------------------------------------------------------------------
+
+    def issue_challenge(self, account: str, device_id: str) -> Challenge:
+        """Step 4: a single-use random challenge for one device."""
+        challenge = b64encode(secrets.token_bytes(32))
+        expires = now_ms() + CHALLENGE_TTL_MS
+        with self.db.write() as conn:
+            device_pk = self._device_pk(conn, account, device_id)
+            if device_pk is None:
+                raise NotFound()
+            conn.execute(delete(auth_challenges).where(auth_challenges.c.expires_at < now_ms()))
+            conn.execute(
+                insert(auth_challenges).values(
+                    challenge_hash=_hash_secret(challenge), device_pk=device_pk, expires_at=expires
+                )
+            )
+        return Challenge(challenge=challenge, expires_at=expires)
+
+    def _device_pk(self, conn: Connection, account: str, device_id: str) -> int | None:
+        row = conn.execute(
+            select(devices.c.id)
+            .join(accounts, accounts.c.id == devices.c.account_id)
+            .where(accounts.c.name == account, devices.c.device_id == device_id)
+            .where(devices.c.revoked_at.is_(None))
+        ).first()
+        return None if row is None else int(row.id)
+
+    def issue_token(self, account: str, device_id: str, challenge: str, signature: str) -> Token:
+        """Step 4: exchange a signed challenge for a bearer token (stored only as a hash)."""
+        with self.db.write() as conn:
+            row = conn.execute(
+                select(devices.c.id, devices.c.ed25519, auth_challenges.c.expires_at)
+                .join(auth_challenges, auth_challenges.c.device_pk == devices.c.id)
+                .join(accounts, accounts.c.id == devices.c.account_id)
+                .where(auth_challenges.c.challenge_hash == _hash_secret(challenge))
+                .where(accounts.c.name == account, devices.c.device_id == device_id)
+                .where(devices.c.revoked_at.is_(None))
+            ).first()
+            if row is None or row.expires_at < now_ms():
+                raise AuthenticationError("unknown or expired challenge")
+            conn.execute(
+                delete(auth_challenges).where(
+                    auth_challenges.c.challenge_hash == _hash_secret(challenge)
+                )
+            )
+            try:
+                verify_ed25519(row.ed25519, auth_payload(account, device_id, challenge), signature)
+            except (VerificationError, InvalidInput):
+                raise AuthenticationError("bad challenge signature") from None
+            token = secrets.token_urlsafe(32)
+            expires = now_ms() + TOKEN_TTL_MS
+            conn.execute(delete(auth_tokens).where(auth_tokens.c.expires_at < now_ms()))
+            conn.execute(
+                insert(auth_tokens).values(
+                    token_hash=_hash_secret(token), device_pk=row.id, expires_at=expires
+                )
+            )
+        return Token(token=token, expires_at=expires)
+
+    def authenticate(self, token: str) -> AuthedDevice:
+        if not token or len(token) > 128:
+            raise AuthenticationError()
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(
+                    devices.c.id,
+                    devices.c.device_id,
+                    devices.c.account_id,
+                    accounts.c.name,
+                    accounts.c.suspended,
+                    auth_tokens.c.expires_at,
+                )
+                .join(auth_tokens, auth_tokens.c.device_pk == devices.c.id)
+                .join(accounts, accounts.c.id == devices.c.account_id)
+                .where(auth_tokens.c.token_hash == _hash_secret(token))
+                .where(devices.c.revoked_at.is_(None))
+            ).first()
+        if row is None or row.expires_at < now_ms():
+            raise AuthenticationError("invalid or expired token")
+        return AuthedDevice(
+            device_pk=int(row.id),
+            account_id=int(row.account_id),
+            account=row.name,
+            device_id=row.device_id,
+            suspended=bool(row.suspended),
+        )
+
+    # --- linking a new device ---------------------------------------------------------------
+
+    def create_link(self, req: LinkRequest) -> LinkCreated:
+        """Step 2: a new device asks to join an account; nothing happens until approval."""
+        self._check_device_keys(req.device)
+        request_id = base64.b32encode(secrets.token_bytes(10)).decode("ascii")
+        expires = now_ms() + LINK_TTL_MS
+        with self.db.write() as conn:
+            account_id = self._account_id(conn, req.device.account)
+            conn.execute(delete(link_requests).where(link_requests.c.expires_at < now_ms()))
+            if self._device_pk(conn, req.device.account, req.device.device_id) is not None:
+                raise Conflict("device id already in use", code="device_exists")
+            conn.execute(
+                insert(link_requests).values(
+                    request_id=request_id,
+                    account_id=account_id,
+                    device_json=req.device.model_dump_json(),
+                    expires_at=expires,
+                )
+            )
+        return LinkCreated(request_id=request_id, expires_at=expires)
+
+    def _pending_link(self, conn: Connection, dev: AuthedDevice, request_id: str) -> PendingLink:
+        row = conn.execute(
+            select(link_requests).where(
+                link_requests.c.request_id == request_id,
+                link_requests.c.account_id == dev.account_id,
+            )
+        ).first()
+        if row is None or row.expires_at < now_ms():
+            raise NotFound()
+        return PendingLink(
+            request_id=row.request_id,
+            device=DeviceKeys.model_validate_json(row.device_json),
+            expires_at=row.expires_at,
+        )
+
+    def get_link(self, dev: AuthedDevice, request_id: str) -> PendingLink:
+        with self.db.read() as conn:
+            return self._pending_link(conn, dev, request_id)
+
+    def approve_link(
+        self, dev: AuthedDevice, request_id: str, req: ApproveLinkRequest
+    ) -> DeviceRecord:
+        """Step 2: an existing device's signature admits the new device."""
+        approval = req.approval
+        if approval.approver_device_id != dev.device_id:
+            raise AuthorizationError("approval must be signed by the calling device")
+        created = now_ms()
+        with self.db.write() as conn:
+            pending = self._pending_link(conn, dev, request_id)
+            approver_key = conn.execute(
+                select(devices.c.ed25519).where(devices.c.id == dev.device_pk)
+            ).scalar_one()
+            verify_ed25519(
+                approver_key,
+                approval_payload(dev.device_id, pending.device),
+                approval.signature,
+            )
+            try:
+                self._insert_device(conn, dev.account_id, pending.device, approval, created)
+            except IntegrityError:
+                raise Conflict("device id already in use", code="device_exists") from None
+            conn.execute(delete(link_requests).where(link_requests.c.request_id == request_id))
+        return DeviceRecord(keys=pending.device, approval=approval, created_at=created)
+
+    # --- one-time keys ----------------------------------------------------------------------
+
+    def publish_keys(self, dev: AuthedDevice, req: PublishKeysRequest) -> KeyCount:
+        """Step 3: store signed one-time keys and (replacing any earlier one) a fallback key."""
+        with self.db.write() as conn:
+            keys = self._own_keys(conn, dev)
+            for otk in req.one_time_keys:
+                check_curve25519_key(otk.key)
+                verify_one_time_key(keys, otk, fallback=False)
+            if req.fallback_key is not None:
+                check_curve25519_key(req.fallback_key.key)
+                verify_one_time_key(keys, req.fallback_key, fallback=True)
+            count = self._count_keys(conn, dev.device_pk)
+            if count + len(req.one_time_keys) > MAX_ONE_TIME_KEYS_STORED:
+                raise InvalidInput("too many one-time keys stored", code="too_many_keys")
+            existing = set(
+                conn.execute(
+                    select(one_time_keys.c.key_id).where(
+                        one_time_keys.c.device_pk == dev.device_pk,
+                        one_time_keys.c.fallback.is_(False),
+                    )
+                ).scalars()
+            )
+            fresh = [k for k in req.one_time_keys if k.key_id not in existing]
+            if fresh:
+                conn.execute(
+                    insert(one_time_keys),
+                    [
+                        {
+                            "device_pk": dev.device_pk,
+                            "key_id": k.key_id,
+                            "key": k.key,
+                            "signature": k.signature,
+                            "fallback": False,
+                        }
+                        for k in fresh
+                    ],
+                )
+            if req.fallback_key is not None:
+                conn.execute(
+                    delete(one_time_keys).where(
+                        one_time_keys.c.device_pk == dev.device_pk,
+                        one_time_keys.c.fallback.is_(True),
+                    )
+                )
+                conn.execute(
+                    insert(one_time_keys).values(
+                        device_pk=dev.device_pk,
+                        key_id=req.fallback_key.key_id,
+                        key=req.fallback_key.key,
+                        signature=req.fallback_key.signature,
+                        fallback=True,
+                    )
+                )
+            return self._key_count(conn, dev.device_pk)
+
+    def _own_keys(self, conn: Connection, dev: AuthedDevice) -> DeviceKeys:
+        row = conn.execute(
+            select(devices, accounts.c.name)
+            .join(accounts, accounts.c.id == devices.c.account_id)
+            .where(devices.c.id == dev.device_pk)
+        ).one()
+        return _device_record(row).keys
+
+    def _count_keys(self, conn: Connection, device_pk: int) -> int:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(one_time_keys)
+                .where(one_time_keys.c.device_pk == device_pk, one_time_keys.c.fallback.is_(False))
+            ).scalar_one()
+        )
+
+    def _key_count(self, conn: Connection, device_pk: int) -> KeyCount:
+        fallback = conn.execute(
+            select(func.count())
+            .select_from(one_time_keys)
+            .where(one_time_keys.c.device_pk == device_pk, one_time_keys.c.fallback.is_(True))
+        ).scalar_one()
+        return KeyCount(one_time_keys=self._count_keys(conn, device_pk), fallback_key=fallback > 0)
+
+    def key_count(self, dev: AuthedDevice) -> KeyCount:
+        with self.db.read() as conn:
+            return self._key_count(conn, dev.device_pk)
+
+    def claim_keys(self, dev: AuthedDevice, req: ClaimKeysRequest) -> ClaimedKeys:
+        """Step 5: hand out one one-time key per device (the fallback key once they run out)."""
+        claimed: list[ClaimedKey] = []
+        with self.db.write() as conn:
+            for ref in req.devices:
+                rows = [
+                    r
+                    for r in self._device_rows(conn, [ref.account])
+                    if r.keys.device_id == ref.device_id
+                ]
+                if not rows:
+                    raise NotFound()
+                record = rows[0]
+                device_pk = self._device_pk(conn, ref.account, ref.device_id)
+                otk = conn.execute(
+                    select(one_time_keys)
+                    .where(one_time_keys.c.device_pk == device_pk)
+                    .order_by(one_time_keys.c.fallback, one_time_keys.c.id)
+                    .limit(1)
+                ).first()
+                if otk is None:
+                    claimed.append(ClaimedKey(device=record, one_time_key=None, fallback=False))
+                    continue
+                if not otk.fallback:
+                    conn.execute(delete(one_time_keys).where(one_time_keys.c.id == otk.id))
+                claimed.append(
+                    ClaimedKey(
+                        device=record,
+                        one_time_key=OneTimeKey(
+                            key_id=otk.key_id, key=otk.key, signature=otk.signature
+                        ),
+                        fallback=bool(otk.fallback),
+                    )
+                )
+        return ClaimedKeys(keys=claimed)
+
+    # --- groups -----------------------------------------------------------------------------
+
+    def put_group(self, dev: AuthedDevice, signed: SignedGroupState) -> SignedGroupState:
+        """Step 9: create a group or replace its state with a newer one signed by an admin."""
+        state = signed.state
+        if signed.signer != DeviceRef(account=dev.account, device_id=dev.device_id):
+            raise AuthorizationError("the group state must be signed by the calling device")
+        with self.db.write() as conn:
+            member_ids = {}
+            for name in state.members:
+                member_ids[name] = self._account_id(conn, name)
+            current = conn.execute(select(groups).where(groups.c.name == state.group)).first()
+            previous = None if current is None else GroupState.model_validate_json(current.state_json)
+            if previous is None and state.version != 1:
+                raise Conflict("a new group starts at version 1", code="group_version")
+            if previous is not None and state.version != previous.version + 1:
+                raise Conflict("group state is not the next version", code="group_version")
+            verify_group_state(
+                state, dev.account, self._own_keys(conn, dev), signed.signature, previous
+            )
+            values = {
+                "version": state.version,
+                "state_json": state.model_dump_json(),
+                "signer_account": dev.account,
+                "signer_device_id": dev.device_id,
+                "signature": signed.signature,
+            }
+            if current is None:
+                try:
+                    group_pk = conn.execute(
+                        insert(groups).values(name=state.group, **values)
+                    ).inserted_primary_key[0]
+                except IntegrityError:
+                    raise Conflict("group exists", code="group_exists") from None
+            else:
+                group_pk = current.id
+                conn.execute(update(groups).where(groups.c.id == group_pk).values(**values))
+                conn.execute(delete(group_members).where(group_members.c.group_pk == group_pk))
+            conn.execute(
+                insert(group_members),
+                [{"group_pk": group_pk, "account_id": aid} for aid in member_ids.values()],
+            )
+        return signed
+
+    def get_group(self, dev: AuthedDevice, name: str) -> SignedGroupState:
+        """A group's signed state, for its members only (others get 404)."""
+        with self.db.read() as conn:
+            row = self._member_group(conn, dev, name)
+        return SignedGroupState(
+            state=GroupState.model_validate_json(row.state_json),
+            signer=DeviceRef(account=row.signer_account, device_id=row.signer_device_id),
+            signature=row.signature,
+        )
+
+    def _member_group(self, conn: Connection, dev: AuthedDevice, name: str):  # type: ignore[no-untyped-def]
+        row = conn.execute(
+            select(groups)
+            .join(group_members, group_members.c.group_pk == groups.c.id)
+            .where(groups.c.name == name, group_members.c.account_id == dev.account_id)
+        ).first()
+        if row is None:
+            raise NotFound()
+        return row
+
+    # --- sending and receiving --------------------------------------------------------------
+
+    def _conversation_devices(
+        self, conn: Connection, dev: AuthedDevice, to: Conversation
+    ) -> set[tuple[str, str]]:
+        if to.account is not None:
+            self._account_id(conn, to.account)
+            names = {to.account, dev.account}
+        else:
+            assert to.group is not None
+            row = self._member_group(conn, dev, to.group)
+            names = set(GroupState.model_validate_json(row.state_json).members)
+        rows = conn.execute(
+            select(accounts.c.name, devices.c.device_id)
+            .join(accounts, accounts.c.id == devices.c.account_id)
+            .where(accounts.c.name.in_(sorted(names)), devices.c.revoked_at.is_(None))
+        ).all()
+        found = {(r.name, r.device_id) for r in rows}
+        found.discard((dev.account, dev.device_id))
+        return found
+
+    def send(self, dev: AuthedDevice, req: SendRequest) -> SendAccepted:
+        """Step 8: check the device list is complete, then commit one queue row per device.
+
+        Idempotent on (sender device, message_id): a retried send is not delivered twice. The
+        answer is given only after the transaction has committed.
+        """
+        if dev.suspended:
+            raise AuthorizationError("account is suspended", code="account_suspended")
+        if req.to.account is not None and req.megolm is not None:
+            raise InvalidInput("a direct message has no group ciphertext")
+        if req.to.group is not None and req.megolm is None:
+            raise InvalidInput("a group message needs a group ciphertext")
+        extensions = canonical_json(req.extensions).decode("utf-8")
+        if len(extensions) > MAX_EXTENSIONS_BYTES:
+            raise InvalidInput("extensions too large")
+        megolm = (
+            b64decode(req.megolm, max_bytes=MAX_OLM_BODY_BYTES, what="group ciphertext")
+            if req.megolm is not None
+            else None
+        )
+        copies: dict[tuple[str, str], OlmBody] = {}
+        for copy in req.copies:
+            key = (copy.account, copy.device_id)
+            if key in copies:
+                raise InvalidInput("two copies for one device")
+            copies[key] = copy.olm
+        olm_bytes = {
+            key: b64decode(c.body, max_bytes=MAX_OLM_BODY_BYTES, what="ciphertext")
+            for key, c in copies.items()
+        }
+        recipients = {(r.account, r.device_id) for r in req.recipients}
+        if len(recipients) != len(req.recipients):
+            raise InvalidInput("duplicate recipient")
+        if not set(copies) <= recipients:
+            raise InvalidInput("a copy for a device that is not a recipient")
+        if req.to.account is not None and set(copies) != recipients:
+            raise InvalidInput("a direct message needs a copy for every recipient device")
+        created = now_ms()
+        with self.db.write() as conn:
+            existing = conn.execute(
+                select(messages.c.created_at, messages.c.device_count).where(
+                    messages.c.sender_device_pk == dev.device_pk,
+                    messages.c.message_id == req.message_id,
+                )
+            ).first()
+            if existing is not None:
+                return SendAccepted(
+                    message_id=req.message_id,
+                    accepted_at=existing.created_at,
+                    devices=existing.device_count,
+                )
+            expected = self._conversation_devices(conn, dev, req.to)
+            if expected != recipients:
+                raise StaleDevicesError(
+                    missing=_refs(expected - recipients), extra=_refs(recipients - expected)
+                )
+            message_pk = conn.execute(
+                insert(messages).values(
+                    sender_device_pk=dev.device_pk,
+                    message_id=req.message_id,
+                    to_account=req.to.account,
+                    to_group=req.to.group,
+                    megolm=megolm,
+                    megolm_session_id=req.megolm_session_id,
+                    extensions=extensions,
+                    created_at=created,
+                    device_count=len(recipients),
+                )
+            ).inserted_primary_key[0]
+            targets = self._device_pks(conn, recipients)
+            if targets:
+                conn.execute(
+                    insert(deliveries),
+                    [
+                        {
+                            "device_pk": targets[key],
+                            "message_pk": message_pk,
+                            "olm_type": copies[key].type if key in copies else None,
+                            "olm_body": olm_bytes.get(key),
+                        }
+                        for key in sorted(recipients)
+                    ],
+                )
+        self._notify(targets.values())
+        return SendAccepted(message_id=req.message_id, accepted_at=created, devices=len(targets))
+
+    def _device_pks(
+        self, conn: Connection, refs: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], int]:
+        if not refs:
+            return {}
+        names = sorted({a for a, _ in refs})
+        rows = conn.execute(
+            select(devices.c.id, accounts.c.name, devices.c.device_id)
+            .join(accounts, accounts.c.id == devices.c.account_id)
+            .where(accounts.c.name.in_(names), devices.c.revoked_at.is_(None))
+        ).all()
+        found = {(r.name, r.device_id): int(r.id) for r in rows}
+        return {ref: found[ref] for ref in refs}
+
+    def _envelope_query(self, dev: AuthedDevice):  # type: ignore[no-untyped-def]
+        sender_accounts = accounts.alias("sender_accounts")
+        sender_devices = devices.alias("sender_devices")
+        return (
+            select(
+                deliveries.c.id,
+                deliveries.c.olm_type,
+                deliveries.c.olm_body,
+                messages.c.message_id,
+                messages.c.to_account,
+                messages.c.to_group,
+                messages.c.megolm,
+                messages.c.megolm_session_id,
+                messages.c.extensions,
+                messages.c.created_at,
+                sender_devices.c.device_id.label("sender_device_id"),
+                sender_accounts.c.name.label("sender_account"),
+            )
+            .join(messages, messages.c.id == deliveries.c.message_pk)
+            .join(sender_devices, sender_devices.c.id == messages.c.sender_device_pk)
+            .join(sender_accounts, sender_accounts.c.id == sender_devices.c.account_id)
+            .where(deliveries.c.device_pk == dev.device_pk)
+        )
+
+    def fetch(
+        self, dev: AuthedDevice, *, after: int = 0, limit: int = DEFAULT_FETCH_LIMIT
+    ) -> EnvelopeBatch:
+        """Step 10: the device's queue, oldest first; nothing is removed until acknowledged."""
+        limit = max(1, min(limit, MAX_FETCH_LIMIT))
+        with self.db.read() as conn:
+            rows = conn.execute(
+                self._envelope_query(dev)
+                .where(deliveries.c.id > after)
+                .order_by(deliveries.c.id)
+                .limit(limit + 1)
+            ).all()
+        return EnvelopeBatch(
+            envelopes=[_envelope(r) for r in rows[:limit]], more=len(rows) > limit
+        )
+
+    def get_envelope(self, dev: AuthedDevice, delivery_id: int) -> Envelope:
+        with self.db.read() as conn:
+            row = conn.execute(
+                self._envelope_query(dev).where(deliveries.c.id == delivery_id)
+            ).first()
+        if row is None:
+            raise NotFound()
+        return _envelope(row)
+
+    def ack(self, dev: AuthedDevice, ids: Iterable[int]) -> AckResult:
+        """Step 12: delete acknowledged rows of the caller's own queue (404 if none matched)."""
+        wanted = sorted(set(ids))
+        with self.db.write() as conn:
+            owned = conn.execute(
+                select(deliveries.c.id, deliveries.c.message_pk).where(
+                    deliveries.c.device_pk == dev.device_pk, deliveries.c.id.in_(wanted)
+                )
+            ).all()
+            if not owned:
+                raise NotFound()
+            conn.execute(delete(deliveries).where(deliveries.c.id.in_([r.id for r in owned])))
+            message_pks = sorted({r.message_pk for r in owned})
+            still_queued = select(deliveries.c.id).where(deliveries.c.message_pk == messages.c.id)
+            conn.execute(
+                delete(messages).where(
+                    and_(messages.c.id.in_(message_pks), ~still_queued.exists())
+                )
+            )
+        return AckResult(acked=len(owned))
+
+    # --- blobs ------------------------------------------------------------------------------
+
+    def record_blob(self, dev: AuthedDevice, blob_id: str, size: int) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                insert(blobs).values(
+                    blob_id=blob_id, size=size, uploader_device_pk=dev.device_pk, created_at=now_ms()
+                )
+            )
+
+    def blob_exists(self, blob_id: str) -> bool:
+        with self.db.read() as conn:
+            return (
+                conn.execute(select(blobs.c.blob_id).where(blobs.c.blob_id == blob_id)).first()
+                is not None
+            )
+
+
+def _refs(pairs: Iterable[tuple[str, str]]) -> list[DeviceRef]:
+    return [DeviceRef(account=a, device_id=d) for a, d in sorted(pairs)]
+
+
+def _device_record(row) -> DeviceRecord:  # type: ignore[no-untyped-def]
+    approval = (
+        DeviceApproval(
+            approver_device_id=row.approver_device_id, signature=row.approval_signature
+        )
+        if row.approver_device_id
+        else None
+    )
+    return DeviceRecord(
+        keys=DeviceKeys(
+            account=row.name,
+            device_id=row.device_id,
+            ed25519=row.ed25519,
+            curve25519=row.curve25519,
+            signature=row.signature,
+        ),
+        approval=approval,
+        created_at=row.created_at,
+    )
+
+
+def _envelope(row) -> Envelope:  # type: ignore[no-untyped-def]
+    return Envelope(
+        id=row.id,
+        message_id=row.message_id,
+        sender=DeviceRef(account=row.sender_account, device_id=row.sender_device_id),
+        to=Conversation(account=row.to_account, group=row.to_group),
+        olm=(
+            OlmBody(type=row.olm_type, body=b64encode(row.olm_body))
+            if row.olm_body is not None
+            else None
+        ),
+        megolm=b64encode(row.megolm) if row.megolm is not None else None,
+        megolm_session_id=row.megolm_session_id,
+        received_at=row.created_at,
+        extensions=json.loads(row.extensions),
+    )

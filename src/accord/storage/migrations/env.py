@@ -1,0 +1,17 @@
+"""Alembic environment: uses the engine handed in by accord.storage.migrate."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from accord.storage.schema import metadata
+
+engine = context.config.attributes["engine"]
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,151 @@
+"""The server's relational schema (SQLAlchemy Core). Migrations in storage/migrations build it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger primary keys autoincrement on PostgreSQL; SQLite needs INTEGER for rowid aliasing.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("suspended", Boolean, nullable=False, default=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", BigId, ForeignKey("accounts.id"), nullable=False),
+    Column("device_id", String(32), nullable=False),
+    Column("ed25519", String(64), nullable=False),
+    Column("curve25519", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("approver_device_id", String(32), nullable=True),
+    Column("approval_signature", String(128), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    UniqueConstraint("account_id", "device_id", name="uq_devices_account_device"),
+)
+
+one_time_keys = Table(
+    "one_time_keys",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("device_pk", BigId, ForeignKey("devices.id"), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("fallback", Boolean, nullable=False),
+    UniqueConstraint("device_pk", "key_id", "fallback", name="uq_otk_device_key"),
+)
+
+auth_challenges = Table(
+    "auth_challenges",
+    metadata,
+    Column("challenge_hash", LargeBinary(32), primary_key=True),
+    Column("device_pk", BigId, ForeignKey("devices.id"), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+auth_tokens = Table(
+    "auth_tokens",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("device_pk", BigId, ForeignKey("devices.id"), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+link_requests = Table(
+    "link_requests",
+    metadata,
+    Column("request_id", String(32), primary_key=True),
+    Column("account_id", BigId, ForeignKey("accounts.id"), nullable=False),
+    Column("device_json", Text, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("sender_device_pk", BigId, ForeignKey("devices.id"), nullable=False),
+    Column("message_id", String(43), nullable=False),
+    Column("to_account", String(64), nullable=True),
+    Column("to_group", String(64), nullable=True),
+    Column("megolm", LargeBinary, nullable=True),
+    Column("megolm_session_id", String(43), nullable=True),
+    Column("extensions", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("device_count", Integer, nullable=False),
+    UniqueConstraint("sender_device_pk", "message_id", name="uq_messages_sender_message"),
+    sqlite_autoincrement=True,
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("device_pk", BigId, ForeignKey("devices.id"), nullable=False),
+    Column("message_pk", BigId, ForeignKey("messages.id"), nullable=False),
+    Column("olm_type", Integer, nullable=True),
+    Column("olm_body", LargeBinary, nullable=True),
+    Index("ix_deliveries_device_id", "device_pk", "id"),
+    Index("ix_deliveries_message", "message_pk"),
+    # Delivery ids are what devices acknowledge and remember: never reuse one.
+    sqlite_autoincrement=True,
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("blob_id", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("uploader_device_pk", BigId, ForeignKey("devices.id"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("version", BigInteger, nullable=False),
+    Column("state_json", Text, nullable=False),
+    Column("signer_account", String(64), nullable=False),
+    Column("signer_device_id", String(32), nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_pk", BigId, ForeignKey("groups.id"), primary_key=True),
+    Column("account_id", BigId, ForeignKey("accounts.id"), primary_key=True),
+)
