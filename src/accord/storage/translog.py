@@ -1,0 +1,335 @@
+"""Durable storage of the transparency log: entries and Merkle node hashes, on SQLAlchemy.
+
+Layout (the tables are defined here and only here; migrations import `metadata`):
+
+- ``tlog_entries(idx, data)``: the logged entries, one row per leaf.
+- ``tlog_nodes(id, hash)``: the hash of every complete, aligned subtree of the RFC 9162 tree:
+  node ``(level, idx)`` covers leaves ``[idx * 2**level, (idx + 1) * 2**level)`` and is stored
+  under ``id = node_key(level, idx)`` (its in-order position). Level 0 holds the leaf hashes.
+  A node is written once, when its last leaf is appended, and never changes, so any node read
+  back can be cached forever.
+- ``tlog_state(id, size)``: one row with the tree size; updating it first serialises appenders
+  (a row lock on PostgreSQL, the write lock on SQLite).
+
+Roots and proofs for any size up to the current one need only O(log n) nodes, fetched in one
+query (`merkle.root_nodes`, `merkle.inclusion_proof_nodes`, `merkle.consistency_proof_nodes`),
+so the store serves trees of tens of millions of entries without reading leaves. Appending a
+batch reads the frontier (at most 64 nodes), hashes the batch, and inserts the entries and the
+about 2n new nodes in the same transaction.
+
+Works on SQLite and PostgreSQL (sync engine). For SQLite use `create_sqlite_engine`, which sets
+WAL and ``synchronous=FULL``: a log must never lose an appended batch it may have signed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from accord.errors import InvalidInput, NotFound
+from accord.protocols.translog import merkle
+from accord.protocols.translog.merkle import NodeId
+
+MAX_ENTRY_BYTES = 64 * 1024
+"""Largest single log entry accepted."""
+
+MAX_BATCH_ENTRIES = 1_000_000
+"""Most entries appended in one transaction."""
+
+MAX_ENTRIES_PER_READ = 10_000
+"""Most entries returned by one `TransparencyLogStore.entries` call."""
+
+MAX_LOG_SIZE = 2**62
+"""Largest log this store holds: node keys (see `node_key`) stay below 2**63."""
+
+NODE_CACHE_MIN_LEVEL = 6
+"""Nodes at this level and above are cached in memory once read (they never change)."""
+
+NODE_CACHE_MAX_NODES = 1 << 18
+"""Bound on the node cache (about 20 MB); it is emptied when full."""
+
+_STATE_ID = 1
+
+metadata = MetaData()
+
+# SQLite: INTEGER PRIMARY KEY makes idx the rowid (no separate index); BIGINT elsewhere.
+_Index = BigInteger().with_variant(Integer(), "sqlite")
+
+tlog_state = Table(
+    "tlog_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+tlog_entries = Table(
+    "tlog_entries",
+    metadata,
+    Column("idx", _Index, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+tlog_nodes = Table(
+    "tlog_nodes",
+    metadata,
+    # node_key(NodeId(level, idx)): the in-order position of the node, see `node_key`.
+    Column("id", _Index, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(merkle.HASH_SIZE_BYTES), nullable=False),
+)
+
+
+def node_key(node: NodeId) -> int:
+    """The primary key of a node: its in-order position in the complete binary tree.
+
+    Node ``(level, idx)`` gets ``idx * 2**(level + 1) + 2**level - 1``: leaves are the even
+    numbers, every key is below twice the tree size, and keys of new nodes grow with the log
+    (appends go to the end of the index). One integer key lets a proof's nodes be fetched with
+    a plain ``IN`` list, which both SQLite and PostgreSQL answer from the primary key.
+    """
+    return (node.index << (node.level + 1)) + (1 << node.level) - 1
+
+
+TABLES = (tlog_state, tlog_entries, tlog_nodes)
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the ``tlog_*`` tables if missing, and the state row."""
+    metadata.create_all(engine, tables=list(TABLES))
+    _ensure_state_row(engine)
+
+
+def _ensure_state_row(engine: Engine) -> None:
+    with engine.begin() as conn:
+        exists = conn.execute(select(tlog_state.c.id).where(tlog_state.c.id == _STATE_ID))
+        if exists.first() is not None:
+            return
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(tlog_state).values(id=_STATE_ID, size=0))
+    except IntegrityError:
+        pass  # another process created it first
+
+
+def create_sqlite_engine(path: str | Path, *, synchronous: str = "FULL") -> Engine:
+    """A SQLite engine for the log: WAL journal, ``synchronous`` (FULL by default)."""
+    if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+        raise InvalidInput("synchronous must be FULL, NORMAL or EXTRA")
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    return engine
+
+
+_select_size = select(tlog_state.c.size).where(tlog_state.c.id == _STATE_ID)
+
+
+class TransparencyLogStore:
+    """An append-only RFC 9162 Merkle log in SQL tables (see the module docstring).
+
+    Thread-safe; several processes may share one database (appends serialise on the state row).
+    """
+
+    def __init__(self, engine: Engine, *, create: bool = False) -> None:
+        self._engine = engine
+        if create:
+            create_tables(engine)
+        else:
+            _ensure_state_row(engine)
+        self._cache: dict[NodeId, bytes] = {}
+        self._cache_lock = threading.Lock()
+        self._select_sql_cache: dict[int, str] = {}
+        paramstyle = engine.dialect.paramstyle
+        if paramstyle == "qmark":
+            self._placeholder = "?"
+        elif paramstyle in ("format", "pyformat"):
+            self._placeholder = "%s"
+        else:  # pragma: no cover - sqlite and psycopg use the two above
+            raise InvalidInput(f"unsupported DB-API parameter style {paramstyle}")
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # ---------------------------------------------------------------------------------------
+    # Writing
+
+    def append_batch(self, entries: Sequence[bytes]) -> int:
+        """Append entries in one transaction; returns the index of the first one.
+
+        The new leaves and every subtree they complete are stored before the commit, so a root
+        or proof at the new size can be served as soon as this returns.
+        """
+        count = len(entries)
+        if count == 0:
+            raise InvalidInput("empty batch")
+        if count > MAX_BATCH_ENTRIES:
+            raise InvalidInput("batch too large")
+        leaf_hashes = []
+        for entry in entries:
+            if not isinstance(entry, bytes) or len(entry) > MAX_ENTRY_BYTES:
+                raise InvalidInput("log entry must be bytes of at most MAX_ENTRY_BYTES")
+            leaf_hashes.append(merkle.leaf_hash(entry))
+        with self._engine.begin() as conn:
+            # Reserve the indexes first: this takes the lock that serialises appenders.
+            conn.execute(
+                update(tlog_state)
+                .where(tlog_state.c.id == _STATE_ID)
+                .values(size=tlog_state.c.size + count)
+            )
+            new_size: int = conn.execute(_select_size).scalar_one()
+            first = new_size - count
+            if new_size > MAX_LOG_SIZE:
+                raise InvalidInput("log is full")
+            frontier_ids = merkle.frontier_nodes(first)
+            frontier = self._fetch_nodes(conn, frontier_ids, use_cache=False)
+            size, _, created = merkle.append_leaves(
+                first, [frontier[n] for n in frontier_ids], leaf_hashes
+            )
+            if size != new_size:  # pragma: no cover - append_leaves counts the same leaves
+                raise InvalidInput("log size mismatch")
+            conn.execute(
+                insert(tlog_entries),
+                [{"idx": first + i, "data": e} for i, e in enumerate(entries)],
+            )
+            conn.execute(insert(tlog_nodes), [{"id": node_key(n), "hash": h} for n, h in created])
+        return first
+
+    # ---------------------------------------------------------------------------------------
+    # Reading
+
+    def size(self) -> int:
+        with self._engine.connect() as conn:
+            size: int = conn.execute(_select_size).scalar_one()
+            return size
+
+    def tree_head(self) -> tuple[int, bytes]:
+        """The current (size, root), read in one transaction."""
+        with self._engine.begin() as conn:
+            size = int(conn.execute(_select_size).scalar_one())
+            return size, self._root(conn, size)
+
+    def root(self, size: int) -> bytes:
+        """MTH of the first ``size`` entries (any size up to the current one)."""
+        with self._engine.connect() as conn:
+            return self._root(conn, size)
+
+    def _root(self, conn: Connection, size: int) -> bytes:
+        nodes = merkle.root_nodes(size)
+        if not nodes:
+            return merkle.EMPTY_ROOT
+        hashes = self._fetch_nodes(conn, nodes)
+        return merkle.fold_range([hashes[n] for n in nodes])
+
+    def leaf_hash(self, index: int) -> bytes:
+        node = NodeId(0, _check_index(index))
+        with self._engine.connect() as conn:
+            return self._fetch_nodes(conn, [node])[node]
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+        ranges = merkle.inclusion_proof_ranges(index, size)
+        with self._engine.connect() as conn:
+            hashes = self._fetch_nodes(conn, merkle.inclusion_proof_nodes(index, size))
+        return merkle.proof_from_nodes(ranges, hashes)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof between two sizes (0 < old_size <= new_size)."""
+        ranges = merkle.consistency_proof_ranges(old_size, new_size)
+        with self._engine.connect() as conn:
+            hashes = self._fetch_nodes(conn, merkle.consistency_proof_nodes(old_size, new_size))
+        return merkle.proof_from_nodes(ranges, hashes)
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Entries ``[start, end)``, at most `MAX_ENTRIES_PER_READ` at a time."""
+        _check_index(start)
+        _check_index(end)
+        if end <= start or end - start > MAX_ENTRIES_PER_READ:
+            raise InvalidInput("entry range is empty or too long")
+        query = (
+            select(tlog_entries.c.data)
+            .where(tlog_entries.c.idx >= start, tlog_entries.c.idx < end)
+            .order_by(tlog_entries.c.idx)
+        )
+        with self._engine.connect() as conn:
+            rows = [bytes(r) for r in conn.execute(query).scalars()]
+        if len(rows) != end - start:
+            raise NotFound("entries beyond the end of the log")
+        return rows
+
+    # ---------------------------------------------------------------------------------------
+
+    def _fetch_nodes(
+        self, conn: Connection, nodes: Sequence[NodeId], *, use_cache: bool = True
+    ) -> dict[NodeId, bytes]:
+        found: dict[NodeId, bytes] = {}
+        missing: list[NodeId] = []
+        for node in nodes:
+            cached = self._cache.get(node) if use_cache else None
+            if cached is None:
+                missing.append(node)
+            else:
+                found[node] = cached
+        if missing:
+            keys = {node_key(n): n for n in missing}
+            fetched = {
+                keys[key]: bytes(value)
+                for key, value in conn.exec_driver_sql(self._select_sql(len(keys)), tuple(keys))
+            }
+            if len(fetched) != len(keys):
+                # Every requested node lies inside [0, size); one is missing only when the
+                # size is beyond the end of the log.
+                raise NotFound("tree size beyond the end of the log")
+            found.update(fetched)
+            if use_cache:
+                self._remember(fetched)
+        return found
+
+    def _select_sql(self, count: int) -> str:
+        """``SELECT id, hash FROM tlog_nodes WHERE id IN (...)`` for ``count`` keys, as driver
+        SQL: the hot read path skips SQLAlchemy's statement compilation."""
+        sql = self._select_sql_cache.get(count)
+        if sql is None:
+            marks = ", ".join([self._placeholder] * count)
+            sql = f"SELECT id, hash FROM {tlog_nodes.name} WHERE id IN ({marks})"  # noqa: S608
+            self._select_sql_cache[count] = sql
+        return sql
+
+    def _remember(self, nodes: dict[NodeId, bytes]) -> None:
+        keep = {n: h for n, h in nodes.items() if n.level >= NODE_CACHE_MIN_LEVEL}
+        if not keep:
+            return
+        with self._cache_lock:
+            if len(self._cache) + len(keep) > NODE_CACHE_MAX_NODES:
+                self._cache = {}
+            self._cache.update(keep)
+
+
+def _check_index(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LOG_SIZE:
+        raise InvalidInput("index out of range")
+    return value

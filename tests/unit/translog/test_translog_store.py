@@ -1,0 +1,224 @@
+"""The durable Merkle log store on SQLite and PostgreSQL, checked against the pure functions.
+
+PostgreSQL: a server at ACCORD_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/
+test) is used to create one uniquely named database for this module, dropped at the end. If it
+is unreachable the PostgreSQL cases are skipped, unless ACCORD_REQUIRE_POSTGRES=1.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from accord.errors import InvalidInput, NotFound
+from accord.protocols.translog import merkle
+from accord.storage import translog as store_mod
+from accord.storage.translog import TransparencyLogStore, create_sqlite_engine, create_tables
+
+PG_ADMIN_URL = os.environ.get(
+    "ACCORD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MAX_LEAVES = 1500
+
+
+def entry(i: int) -> bytes:
+    return b"entry-%d" % i
+
+
+@cache
+def leaf_hashes() -> tuple[bytes, ...]:
+    return tuple(merkle.leaf_hash(entry(i)) for i in range(MAX_LEAVES))
+
+
+@cache
+def root(size: int) -> bytes:
+    return merkle.root_hash(leaf_hashes()[:size])
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    url = make_url(PG_ADMIN_URL)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"accord_tlog_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
+        admin.dispose()
+        message = f"PostgreSQL not reachable at {url.render_as_string()}: {type(exc).__name__}"
+        if os.environ.get("ACCORD_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        eng = create_sqlite_engine(tmp_path / "log.db")
+    else:
+        eng = create_engine(request.getfixturevalue("pg_database"))
+        store_mod.metadata.drop_all(eng)
+    create_tables(eng)
+    yield eng
+    if request.param == "postgresql":
+        store_mod.metadata.drop_all(eng)
+    eng.dispose()
+
+
+def append_in_batches(store: TransparencyLogStore, target: int, rng: random.Random) -> None:
+    size = store.size()
+    while size < target:
+        n = min(rng.choice([1, 1, 2, 3, 7, 64, 200]), target - size)
+        assert store.append_batch([entry(i) for i in range(size, size + n)]) == size
+        size += n
+
+
+def test_store_matches_pure_functions(engine: Engine) -> None:
+    rng = random.Random(1234)
+    store = TransparencyLogStore(engine)
+    assert store.size() == 0
+    assert store.root(0) == merkle.EMPTY_ROOT
+    assert store.tree_head() == (0, merkle.EMPTY_ROOT)
+    checkpoints = sorted(rng.sample(range(1, MAX_LEAVES + 1), 6)) + [MAX_LEAVES]
+    for size in checkpoints:
+        append_in_batches(store, size, rng)
+        assert store.size() == size
+        assert store.tree_head() == (size, root(size))
+        # Roots and proofs at this size and at random earlier sizes.
+        for tree_size in {size, *rng.sample(range(1, size + 1), min(size, 4))}:
+            assert store.root(tree_size) == root(tree_size)
+            leaves = leaf_hashes()[:tree_size]
+            for index in {0, tree_size - 1, *rng.sample(range(tree_size), min(tree_size, 5))}:
+                proof = store.inclusion_proof(index, tree_size)
+                assert proof == merkle.inclusion_proof(leaves, index)
+                merkle.verify_inclusion(
+                    store.leaf_hash(index), index, tree_size, proof, root(tree_size)
+                )
+            for old in {1, tree_size, *rng.sample(range(1, tree_size + 1), min(tree_size, 5))}:
+                proof = store.consistency_proof(old, tree_size)
+                assert proof == merkle.consistency_proof(leaves, old)
+                merkle.verify_consistency(old, tree_size, root(old), root(tree_size), proof)
+    assert store.entries(0, 3) == [entry(0), entry(1), entry(2)]
+    assert store.entries(MAX_LEAVES - 1, MAX_LEAVES) == [entry(MAX_LEAVES - 1)]
+
+
+def test_every_size_small_tree(engine: Engine) -> None:
+    """Exhaustive over a small tree, one leaf per append (exercises every frontier shape)."""
+    store = TransparencyLogStore(engine)
+    for size in range(1, 34):
+        store.append_batch([entry(size - 1)])
+        assert store.root(size) == root(size)
+    leaves = leaf_hashes()[:33]
+    for size in range(1, 34):
+        for index in range(size):
+            assert store.inclusion_proof(index, size) == merkle.inclusion_proof(
+                leaves[:size], index
+            )
+        for old in range(1, size + 1):
+            assert store.consistency_proof(old, size) == merkle.consistency_proof(
+                leaves[:size], old
+            )
+
+
+def test_out_of_range_requests(engine: Engine) -> None:
+    store = TransparencyLogStore(engine)
+    store.append_batch([entry(i) for i in range(10)])
+    with pytest.raises(NotFound):
+        store.root(11)
+    with pytest.raises(NotFound):
+        store.inclusion_proof(3, 11)
+    with pytest.raises(NotFound):
+        store.consistency_proof(5, 12)
+    with pytest.raises(NotFound):
+        store.leaf_hash(10)
+    with pytest.raises(NotFound):
+        store.entries(8, 12)
+    with pytest.raises(InvalidInput):
+        store.inclusion_proof(10, 10)
+    with pytest.raises(InvalidInput):
+        store.consistency_proof(0, 10)
+    with pytest.raises(InvalidInput):
+        store.entries(5, 5)
+    with pytest.raises(InvalidInput):
+        store.entries(0, store_mod.MAX_ENTRIES_PER_READ + 1)
+    with pytest.raises(InvalidInput):
+        store.append_batch([])
+    with pytest.raises(InvalidInput):
+        store.append_batch([b"x" * (store_mod.MAX_ENTRY_BYTES + 1)])
+    with pytest.raises(InvalidInput):
+        store.append_batch(["not bytes"])  # type: ignore[list-item]
+    # A refused batch changes nothing.
+    assert store.tree_head() == (10, root(10))
+
+
+def test_concurrent_appenders_serialise(engine: Engine) -> None:
+    """Two stores (as two server processes would) appending at once: no index is lost or
+    reused, and the result is one consistent tree."""
+    stores = [TransparencyLogStore(engine), TransparencyLogStore(engine)]
+    firsts: list[tuple[int, list[bytes]]] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for batch in range(10):
+                items = [b"w%d-b%d-%d" % (worker, batch, k) for k in range(1 + batch % 4)]
+                first = stores[worker % 2].append_batch(items)
+                with lock:
+                    firsts.append((first, items))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ordered: list[bytes] = []
+    for first, items in sorted(firsts):
+        assert first == len(ordered)
+        ordered.extend(items)
+    size = len(ordered)
+    leaves = [merkle.leaf_hash(e) for e in ordered]
+    assert stores[0].tree_head() == (size, merkle.root_hash(leaves))
+    assert stores[1].entries(0, size) == ordered
+    assert stores[1].consistency_proof(3, size) == merkle.consistency_proof(leaves, 3)
+
+
+def test_state_survives_a_new_store_and_a_new_engine(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    first = TransparencyLogStore(create_sqlite_engine(path), create=True)
+    first.append_batch([entry(i) for i in range(100)])
+    first.engine.dispose()
+    again = TransparencyLogStore(create_sqlite_engine(path))
+    assert again.tree_head() == (100, root(100))
+    again.append_batch([entry(i) for i in range(100, 150)])
+    assert again.root(150) == root(150)
+
+
+def test_node_keys_are_distinct_and_ordered() -> None:
+    keys = {}
+    for level in range(9):
+        for idx in range(256 >> level):
+            key = store_mod.node_key(merkle.NodeId(level, idx))
+            assert key not in keys
+            keys[key] = (level, idx)
+    # In-order numbering: every key below 2 * 256, leaves on the even numbers.
+    assert sorted(keys) == list(range(511))
+    assert all(keys[k][0] == 0 for k in keys if k % 2 == 0)
