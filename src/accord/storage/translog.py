@@ -105,7 +105,7 @@ def node_key(node: NodeId) -> int:
     (appends go to the end of the index). One integer key lets a proof's nodes be fetched with
     a plain ``IN`` list, which both SQLite and PostgreSQL answer from the primary key.
     """
-    return (node.index << (node.level + 1)) + (1 << node.level) - 1
+    return (node.idx << (node.level + 1)) + (1 << node.level) - 1
 
 
 TABLES = (tlog_state, tlog_entries, tlog_nodes)
@@ -252,17 +252,17 @@ class TransparencyLogStore:
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
-        ranges = merkle.inclusion_proof_ranges(index, size)
-        with self._engine.connect() as conn:
-            hashes = self._fetch_nodes(conn, merkle.inclusion_proof_nodes(index, size))
-        return merkle.proof_from_nodes(ranges, hashes)
+        return self._proof(merkle.inclusion_proof_ranges(index, size))
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """RFC 9162 consistency proof between two sizes (0 < old_size <= new_size)."""
-        ranges = merkle.consistency_proof_ranges(old_size, new_size)
+        return self._proof(merkle.consistency_proof_ranges(old_size, new_size))
+
+    def _proof(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        plan = [merkle.range_nodes(start, end) for start, end in ranges]
         with self._engine.connect() as conn:
-            hashes = self._fetch_nodes(conn, merkle.consistency_proof_nodes(old_size, new_size))
-        return merkle.proof_from_nodes(ranges, hashes)
+            hashes = self._fetch_nodes(conn, [node for nodes in plan for node in nodes])
+        return [merkle.fold_range([hashes[node] for node in nodes]) for nodes in plan]
 
     def entries(self, start: int, end: int) -> list[bytes]:
         """Entries ``[start, end)``, at most `MAX_ENTRIES_PER_READ` at a time."""
@@ -298,7 +298,9 @@ class TransparencyLogStore:
             keys = {node_key(n): n for n in missing}
             fetched = {
                 keys[key]: bytes(value)
-                for key, value in conn.exec_driver_sql(self._select_sql(len(keys)), tuple(keys))
+                for key, value in conn.exec_driver_sql(
+                    self._select_sql(len(keys)), tuple(keys)
+                ).fetchall()
             }
             if len(fetched) != len(keys):
                 # Every requested node lies inside [0, size); one is missing only when the

@@ -38,7 +38,7 @@ def level_hashes(level: int) -> tuple[bytes, ...]:
 
 
 def subtree(node: merkle.NodeId) -> bytes:
-    return level_hashes(node.level)[node.index]
+    return level_hashes(node.level)[node.idx]
 
 
 def sizes() -> st.SearchStrategy[int]:

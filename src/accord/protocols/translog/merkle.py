@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from accord.errors import InvalidInput, VerificationError
 
@@ -47,20 +47,19 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 """MTH({}) = SHA-256() (RFC 9162 §2.1.1)."""
 
 
-@dataclass(frozen=True, slots=True)
-class NodeId:
-    """A complete, aligned subtree: leaves ``[index * 2**level, (index + 1) * 2**level)``."""
+class NodeId(NamedTuple):
+    """A complete, aligned subtree: leaves ``[idx * 2**level, (idx + 1) * 2**level)``."""
 
     level: int
-    index: int
+    idx: int
 
     @property
     def start(self) -> int:
-        return self.index << self.level
+        return self.idx << self.level
 
     @property
     def end(self) -> int:
-        return (self.index + 1) << self.level
+        return (self.idx + 1) << self.level
 
 
 SubtreeHashFn = Callable[[NodeId], bytes]
@@ -118,6 +117,11 @@ def range_nodes(start: int, end: int) -> list[NodeId]:
     if not 0 <= start < end or end > MAX_TREE_SIZE:
         raise InvalidInput("empty or out-of-range leaf range")
     length = end - start
+    if length & (length - 1) == 0:  # one complete subtree (the common case in proofs)
+        level = length.bit_length() - 1
+        if start & (length - 1):
+            raise InvalidInput("leaf range is not the shape of a Merkle subtree")
+        return [NodeId(level, start >> level)]
     span = 1 << (length - 1).bit_length()  # smallest power of two >= length
     if start % span:
         raise InvalidInput("leaf range is not the shape of a Merkle subtree")
@@ -300,7 +304,7 @@ def append_leaves(
         created.append((node, value))
         while stack and stack[-1][0].level == node.level:
             left_node, left_value = stack.pop()
-            node, value = NodeId(node.level + 1, left_node.index >> 1), node_hash(left_value, value)
+            node, value = NodeId(node.level + 1, left_node.idx >> 1), node_hash(left_value, value)
             created.append((node, value))
         stack.append((node, value))
     if size > MAX_TREE_SIZE:

@@ -1,0 +1,220 @@
+"""Benchmark of the durable transparency log store on SQLite.
+
+Builds a log to each requested size by bulk-appending large batches, then measures at that size:
+
+- integration: batches arriving as the server integrates them (everything pending, at most once
+  a second): the time to append one batch of B entries (one transaction, fsync'd), for several
+  B, and the appends per second that makes;
+- inclusion proofs served per second (random leaves, at the current size, one thread), and
+  inclusion proofs verified per second;
+- consistency proofs served per second (random old sizes).
+
+Prints one JSON document: machine, parameters, results.
+
+    .venv/bin/python bench/translog.py --sizes 1000000 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from accord.protocols.translog import merkle
+from accord.storage.translog import TransparencyLogStore, create_sqlite_engine
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {
+        "cpu_model": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": ram_gib,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "sqlite": sqlite3.sqlite_version,
+        "sqlalchemy": sqlalchemy.__version__,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def make_entries(start: int, count: int, entry_bytes: int) -> list[bytes]:
+    pad = b"\xa5" * max(0, entry_bytes - 8)
+    return [i.to_bytes(8, "big") + pad for i in range(start, start + count)]
+
+
+def build(store: TransparencyLogStore, target: int, batch: int, entry_bytes: int) -> float:
+    size = store.size()
+    todo = target - size
+    if todo <= 0:
+        return 0.0
+    started = time.perf_counter()
+    columns = (
+        TextColumn("building to {task.fields[target]:,}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("build", total=todo, target=target)
+        while size < target:
+            n = min(batch, target - size)
+            store.append_batch(make_entries(size, n, entry_bytes))
+            size += n
+            progress.update(task, advance=n)
+    return todo / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure_integration(
+    store: TransparencyLogStore, batch_sizes: list[int], repeats: int, entry_bytes: int
+) -> list[dict[str, Any]]:
+    out = []
+    for batch in batch_sizes:
+        times = []
+        for _ in range(repeats):
+            size = store.size()
+            entries = make_entries(size, batch, entry_bytes)
+            t = time.perf_counter()
+            store.append_batch(entries)
+            store.tree_head()  # the root the server would sign
+            times.append(time.perf_counter() - t)
+        mean = statistics.fmean(times)
+        out.append(
+            {
+                "batch_entries": batch,
+                "repeats": repeats,
+                "integrate_s_mean": round(mean, 4),
+                "integrate_s_p50": round(percentile(times, 0.5), 4),
+                "integrate_s_max": round(max(times), 4),
+                "appends_per_s": round(batch / mean),
+                "within_1s": max(times) < 1.0,
+            }
+        )
+    return out
+
+
+def measure_proofs(
+    store: TransparencyLogStore, count: int, seed: int, entry_bytes: int
+) -> dict[str, Any]:
+    rng = random.Random(seed)
+    size, root = store.tree_head()
+    fresh = TransparencyLogStore(store.engine)  # empty node cache: the first proofs are cold
+    indexes = [rng.randrange(size) for _ in range(count)]
+    started = time.perf_counter()
+    proofs = [fresh.inclusion_proof(i, size) for i in indexes]
+    served = count / (time.perf_counter() - started)
+    # A client holds the entry; it hashes it and checks the proof against the signed root.
+    leaves = [merkle.leaf_hash(make_entries(i, 1, entry_bytes)[0]) for i in indexes]
+    started = time.perf_counter()
+    for i, leaf, proof in zip(indexes, leaves, proofs, strict=True):
+        merkle.verify_inclusion(leaf, i, size, proof, root)
+    verified = count / (time.perf_counter() - started)
+    olds = [rng.randrange(1, size) for _ in range(count // 4)]
+    started = time.perf_counter()
+    for old in olds:
+        fresh.consistency_proof(old, size)
+    consistency = len(olds) / (time.perf_counter() - started)
+    return {
+        "tree_size": size,
+        "inclusion_proofs": count,
+        "inclusion_proofs_served_per_s": round(served),
+        "inclusion_proofs_verified_per_s": round(verified),
+        "mean_proof_hashes": round(statistics.fmean(len(p) for p in proofs), 1),
+        "consistency_proofs_served_per_s": round(consistency),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--db", type=Path, default=None, help="SQLite file (default: temp)")
+    parser.add_argument("--entry-bytes", type=int, default=128)
+    parser.add_argument("--bulk-batch", type=int, default=100_000)
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1_000, 3_000, 10_000, 30_000]
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--proofs", type=int, default=20_000)
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    args = parser.parse_args()
+
+    tmp = None
+    if args.db is None:
+        tmp = tempfile.TemporaryDirectory(prefix="accord-bench-")
+        db = Path(tmp.name) / "translog.db"
+    else:
+        db = args.db
+    engine = create_sqlite_engine(db, synchronous=args.synchronous)
+    store = TransparencyLogStore(engine, create=True)
+
+    report: dict[str, Any] = {
+        "benchmark": "bench/translog.py",
+        "machine": machine(),
+        "parameters": {
+            "sizes": args.sizes,
+            "entry_bytes": args.entry_bytes,
+            "bulk_batch": args.bulk_batch,
+            "batch_sizes": args.batch_sizes,
+            "repeats": args.repeats,
+            "proofs": args.proofs,
+            "storage": f"SQLite file, WAL, synchronous={args.synchronous}",
+        },
+        "results": [],
+    }
+    for target in sorted(args.sizes):
+        build_rate = build(store, target, args.bulk_batch, args.entry_bytes)
+        result: dict[str, Any] = {"size": target, "bulk_build_appends_per_s": round(build_rate)}
+        result["integration"] = measure_integration(
+            store, args.batch_sizes, args.repeats, args.entry_bytes
+        )
+        result["proofs"] = measure_proofs(store, args.proofs, target, args.entry_bytes)
+        result["db_bytes"] = sum(
+            p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file()
+        )
+        report["results"].append(result)
+        print(json.dumps(result), file=sys.stderr, flush=True)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    engine.dispose()
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
