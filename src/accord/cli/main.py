@@ -8,6 +8,7 @@ import click
 
 from accord.cli.common import run_cli
 from accord.cli.messaging import register as register_messaging
+from accord.cli.witness import register as register_witness
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +29,7 @@ def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
 
 
 register_messaging(cli)
+register_witness(cli)
 
 
 def main() -> None:

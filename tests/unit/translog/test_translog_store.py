@@ -1,8 +1,8 @@
 """The durable Merkle log store on SQLite and PostgreSQL, checked against the pure functions.
 
-PostgreSQL: a server at ACCORD_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/
-test) is used to create one uniquely named database for this module, dropped at the end. If it
-is unreachable the PostgreSQL cases are skipped, unless ACCORD_REQUIRE_POSTGRES=1.
+PostgreSQL: the server at ACCORD_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/test)
+gets one uniquely named database for this module, dropped at the end. If it is unreachable the
+PostgreSQL cases are skipped, unless ACCORD_REQUIRE_POSTGRES=1, which makes them fail.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from accord.protocols.translog import merkle
 from accord.storage import translog as store_mod
 from accord.storage.translog import TransparencyLogStore, create_sqlite_engine, create_tables
 
-PG_ADMIN_URL = os.environ.get(
-    "ACCORD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN_URL = os.environ.get("ACCORD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+if PG_ADMIN_URL.startswith("postgresql://"):  # a libpq URL: use the psycopg 3 driver
+    PG_ADMIN_URL = "postgresql+psycopg://" + PG_ADMIN_URL.removeprefix("postgresql://")
 MAX_LEAVES = 1500
 
 
@@ -45,7 +45,7 @@ def root(size: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
+def tlog_pg_url() -> Iterator[str]:
     url = make_url(PG_ADMIN_URL)
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     name = f"accord_tlog_{uuid.uuid4().hex[:12]}"
@@ -67,11 +67,11 @@ def pg_database() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+def tlog_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
         eng = create_sqlite_engine(tmp_path / "log.db")
     else:
-        eng = create_engine(request.getfixturevalue("pg_database"))
+        eng = create_engine(request.getfixturevalue("tlog_pg_url"))
         store_mod.metadata.drop_all(eng)
     create_tables(eng)
     yield eng
@@ -88,9 +88,9 @@ def append_in_batches(store: TransparencyLogStore, target: int, rng: random.Rand
         size += n
 
 
-def test_store_matches_pure_functions(engine: Engine) -> None:
+def test_store_matches_pure_functions(tlog_engine: Engine) -> None:
     rng = random.Random(1234)
-    store = TransparencyLogStore(engine)
+    store = TransparencyLogStore(tlog_engine)
     assert store.size() == 0
     assert store.root(0) == merkle.EMPTY_ROOT
     assert store.tree_head() == (0, merkle.EMPTY_ROOT)
@@ -117,9 +117,9 @@ def test_store_matches_pure_functions(engine: Engine) -> None:
     assert store.entries(MAX_LEAVES - 1, MAX_LEAVES) == [entry(MAX_LEAVES - 1)]
 
 
-def test_every_size_small_tree(engine: Engine) -> None:
+def test_every_size_small_tree(tlog_engine: Engine) -> None:
     """Exhaustive over a small tree, one leaf per append (exercises every frontier shape)."""
-    store = TransparencyLogStore(engine)
+    store = TransparencyLogStore(tlog_engine)
     for size in range(1, 34):
         store.append_batch([entry(size - 1)])
         assert store.root(size) == root(size)
@@ -135,8 +135,8 @@ def test_every_size_small_tree(engine: Engine) -> None:
             )
 
 
-def test_out_of_range_requests(engine: Engine) -> None:
-    store = TransparencyLogStore(engine)
+def test_out_of_range_requests(tlog_engine: Engine) -> None:
+    store = TransparencyLogStore(tlog_engine)
     store.append_batch([entry(i) for i in range(10)])
     with pytest.raises(NotFound):
         store.root(11)
@@ -166,10 +166,10 @@ def test_out_of_range_requests(engine: Engine) -> None:
     assert store.tree_head() == (10, root(10))
 
 
-def test_concurrent_appenders_serialise(engine: Engine) -> None:
+def test_concurrent_appenders_serialise(tlog_engine: Engine) -> None:
     """Two stores (as two server processes would) appending at once: no index is lost or
     reused, and the result is one consistent tree."""
-    stores = [TransparencyLogStore(engine), TransparencyLogStore(engine)]
+    stores = [TransparencyLogStore(tlog_engine), TransparencyLogStore(tlog_engine)]
     firsts: list[tuple[int, list[bytes]]] = []
     lock = threading.Lock()
     errors: list[BaseException] = []

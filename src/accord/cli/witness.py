@@ -1,0 +1,111 @@
+"""``accord witness``: create a witness key and run a C2SP tlog-witness."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import click
+
+from accord.cli.common import home_dir
+from accord.errors import InvalidInput
+from accord.protocols.translog.note import CosignatureSigner, generate_cosigner, parse_skey
+
+DEFAULT_PORT = 7380
+
+
+@click.group("witness")
+def witness() -> None:
+    """Run a transparency log witness (c2sp.org/tlog-witness)."""
+
+
+@witness.command("keygen")
+@click.argument("name")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the private key here (mode 0600) and the public key to FILE.pub.",
+)
+def keygen(name: str, out: Path) -> None:
+    """Create a cosigning key for witness NAME (e.g. witness.example.org/w1); print its vkey."""
+    skey, vkey = generate_cosigner(name)
+    pub = out.with_name(out.name + ".pub")
+    for path in (out, pub):
+        if path.exists():
+            raise InvalidInput(f"{path} exists; refusing to overwrite a key")
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {out}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(skey + "\n")
+    pub.write_text(vkey + "\n", encoding="utf-8")
+    click.echo(vkey)
+
+
+def load_cosigner(path: Path) -> CosignatureSigner:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise InvalidInput(f"cannot read the witness key {path}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InvalidInput(f"{path} is accessible by other users; chmod 600 it")
+    signer = parse_skey(text)
+    if not isinstance(signer, CosignatureSigner):
+        raise InvalidInput("the witness key must be a cosignature key (from `witness keygen`)")
+    return signer
+
+
+@witness.command("serve")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The witness private key (from `accord witness keygen`).",
+)
+@click.option(
+    "--log-vkey",
+    "log_vkeys",
+    required=True,
+    multiple=True,
+    help="A log's verifier key; its name is the log's origin. Repeat for several logs.",
+)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="State directory (default: <home>/witness).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    key_path: Path,
+    log_vkeys: tuple[str, ...],
+    port: int,
+    host: str,
+    state_dir: Path | None,
+) -> None:
+    """Serve POST /add-checkpoint for the given logs."""
+    import uvicorn
+
+    from accord.witness import create_witness_app
+    from accord.witness.service import logs_from_vkeys
+
+    cosigner = load_cosigner(key_path)
+    logs = logs_from_vkeys(list(log_vkeys))
+    app = create_witness_app(
+        cosigner=cosigner, logs=logs, state_dir=state_dir or home_dir(ctx) / "witness"
+    )
+    click.echo(f"witness {cosigner.vkey} on http://{host}:{port}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(witness)
