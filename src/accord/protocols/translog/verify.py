@@ -1,0 +1,82 @@
+"""Client verification of the transparency log: steps V1-V4 of docs/protocol/transparency.md.
+
+V1  the checkpoint is signed by the log's key and is for the expected origin;
+V2  a quorum of trusted witnesses cosigned it;
+V3  it is consistent with the last checkpoint this client accepted (never smaller, same root at
+    the same size, otherwise a valid RFC 9162 consistency proof);
+V4  an entry is included in it (RFC 9162 inclusion proof).
+
+Only after V1-V3 may the client store the new checkpoint as its last-seen one; only after V4
+may it use the entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from accord.errors import InvalidInput, VerificationError
+from accord.protocols.translog import merkle
+from accord.protocols.translog.note import (
+    Checkpoint,
+    VerifiedCheckpoint,
+    Verifier,
+    verify_checkpoint,
+)
+
+
+@dataclass(frozen=True)
+class LogTrustPolicy:
+    """What a client trusts for one log: its origin and key(s), witnesses and quorum."""
+
+    origin: str
+    log_verifiers: tuple[Verifier, ...]
+    witness_verifiers: tuple[Verifier, ...] = ()
+    witness_quorum: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.log_verifiers:
+            raise InvalidInput("a log policy needs the log's key")
+        if not 0 <= self.witness_quorum <= len(self.witness_verifiers):
+            raise InvalidInput("witness quorum out of range")
+        if any(not v.is_cosigner for v in self.witness_verifiers):
+            raise InvalidInput("witness keys must be cosignature (type 0x04) keys")
+
+
+def verify_checkpoint_note(note: bytes | str, policy: LogTrustPolicy) -> VerifiedCheckpoint:
+    """V1 and V2: log signature, origin, witness quorum."""
+    return verify_checkpoint(
+        note,
+        log_verifiers=policy.log_verifiers,
+        origin=policy.origin,
+        witness_verifiers=policy.witness_verifiers,
+        witness_quorum=policy.witness_quorum,
+    )
+
+
+def verify_checkpoint_extends(
+    last_seen: Checkpoint | None, new: Checkpoint, proof: Sequence[bytes]
+) -> None:
+    """V3: ``new`` extends ``last_seen`` (the client's previous verified checkpoint, if any)."""
+    if last_seen is None or last_seen.size == 0:
+        # V3a: nothing seen yet (or only the empty tree): the first view is trusted on the
+        # strength of V1-V2; a proof from size 0 must be empty.
+        if proof:
+            raise VerificationError("unexpected consistency proof")
+        return
+    if new.origin != last_seen.origin:
+        raise VerificationError("checkpoints are for different logs")
+    # V3b: a smaller tree is a rollback.
+    if new.size < last_seen.size:
+        raise VerificationError("checkpoint is older than the one already seen")
+    # V3c/V3d: same size needs the same root; a larger one a valid consistency proof.
+    merkle.verify_consistency(last_seen.size, new.size, last_seen.root_hash, new.root_hash, proof)
+
+
+def verify_entry_inclusion(
+    entry: bytes, index: int, checkpoint: Checkpoint, proof: Sequence[bytes]
+) -> None:
+    """V4: ``entry`` is leaf ``index`` of the tree ``checkpoint`` commits to."""
+    merkle.verify_inclusion(
+        merkle.leaf_hash(entry), index, checkpoint.size, proof, checkpoint.root_hash
+    )
