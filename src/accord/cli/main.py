@@ -7,6 +7,7 @@ import sys
 import click
 
 from accord.cli.common import run_cli
+from accord.cli.detection import register as register_detection
 from accord.cli.messaging import register as register_messaging
 from accord.cli.witness import register as register_witness
 
@@ -29,6 +30,7 @@ def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
 
 
 register_messaging(cli)
+register_detection(cli)
 register_witness(cli)
 
 

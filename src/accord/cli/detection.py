@@ -1,0 +1,478 @@
+"""`accord hash`, `accord bank ...`, `accord match`, `accord eval detection`.
+
+Banks live in a SQLite file in the CLI's home directory, or in the database named by `--db`
+(any SQLAlchemy URL, e.g. the server's PostgreSQL). Hashes the user asked for are printed;
+errors never contain them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from accord.cli.common import home_dir
+from accord.errors import AccordError, InvalidInput
+from accord.protocols.detection.banks import BankEntry, BankInfo
+from accord.protocols.detection.hashers import FileHashes, hash_file
+from accord.protocols.detection.importers import (
+    EXPORT_FORMATS,
+    IMPORT_FORMATS,
+    export_csv,
+    export_hma,
+    parse_bank_file,
+)
+from accord.protocols.detection.matching import BankIndex, MatchQuery
+from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, PDQ_MIN_QUALITY
+from accord.protocols.detection.variants import MatchMeasures, bank_hashes
+from accord.storage.banks import BankStore, SqlBankStore, load_bank_index
+
+BANKS_DB_FILE = "banks.db"
+INDEX_CACHE_DIR = "bank-index"
+
+
+def _db_option(f: Any) -> Any:
+    return click.option(
+        "--db",
+        "db_url",
+        default=None,
+        envvar="ACCORD_BANKS_DB",
+        help="Database URL holding the banks (default: SQLite in the home directory).",
+    )(f)
+
+
+def _open_store(ctx: click.Context, db_url: str | None) -> BankStore:
+    if db_url:
+        from sqlalchemy import create_engine
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return SqlBankStore(create_engine(db_url))
+        except (ArgumentError, ImportError):
+            raise InvalidInput("unrecognised database URL") from None
+    return SqlBankStore.open_sqlite(home_dir(ctx) / BANKS_DB_FILE)
+
+
+def _expand(paths: tuple[str, ...]) -> tuple[list[Path], bool]:
+    """Files named, folders walked (sorted); True if any folder was given."""
+    out: list[Path] = []
+    folder = False
+    for p in map(Path, paths):
+        if p.is_dir():
+            folder = True
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InvalidInput(f"no such file: {p.name}")
+    return out, folder
+
+
+def _progress(files: list[Path], show: bool, what: str) -> Iterator[Path]:
+    if not show or len(files) < 2:
+        yield from files
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=_stderr_console()) as progress:
+        task = progress.add_task(what, total=len(files))
+        for f in files:
+            yield f
+            progress.advance(task)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _hash_record(path: Path, hashes: FileHashes) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "path": str(path),
+        "pdq": hashes.pdq.hash.hex() if hashes.pdq else None,
+        "quality": hashes.pdq.quality if hashes.pdq else None,
+        "md5": hashes.md5.hex(),
+        "sha256": hashes.sha256.hex(),
+    }
+    if hashes.kind == "video":
+        rec["vpdq"] = json.loads(hashes.vpdq.hex()) if hashes.vpdq else None
+    return rec
+
+
+@click.command("hash")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option("--full-decode", is_flag=True, help="Decode large JPEGs at full size (slower).")
+def hash_command(paths: tuple[str, ...], as_json: bool, full_decode: bool) -> None:
+    """Hash files: PDQ and quality for images, vPDQ for videos, MD5 and SHA-256 for all."""
+    files, folder = _expand(paths)
+    failed = 0
+    for path in _progress(files, folder, "hashing"):
+        try:
+            rec = _hash_record(path, hash_file(path, draft=not full_decode))
+        except AccordError as exc:
+            failed += 1
+            _report_failure(path, exc, as_json)
+            continue
+        if as_json:
+            click.echo(json.dumps(rec))
+        else:
+            pdq = f"pdq={rec['pdq']} quality={rec['quality']} " if rec["pdq"] else ""
+            click.echo(f"{path}  {pdq}md5={rec['md5']} sha256={rec['sha256']}")
+    if failed:
+        raise SystemExit(1)
+
+
+def _report_failure(path: Path, exc: AccordError, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "error": exc.diagnostics()}))
+    else:
+        click.echo(f"{path}: {exc.diagnostics()}", err=True)
+
+
+# -- banks -------------------------------------------------------------------------------------
+
+
+@click.group("bank")
+def bank_group() -> None:
+    """Manage hash banks (named hash lists)."""
+
+
+def _info_record(info: BankInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "threshold": info.threshold,
+        "version": info.version,
+        "entries": info.entry_count,
+        "enabled": info.enabled_count,
+        "by_type": info.counts_by_type,
+    }
+
+
+@bank_group.command("create")
+@click.argument("name")
+@click.option(
+    "--threshold",
+    type=int,
+    default=PDQ_MATCH_THRESHOLD_BITS,
+    show_default=True,
+    help="PDQ match distance (bits) for this bank.",
+)
+@_db_option
+@click.pass_context
+def bank_create(ctx: click.Context, name: str, threshold: int, db_url: str | None) -> None:
+    """Create an empty bank."""
+    info = _open_store(ctx, db_url).create_bank(name, threshold=threshold)
+    click.echo(f"created bank {info.name} (threshold {info.threshold})")
+
+
+@bank_group.command("import")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(IMPORT_FORMATS),
+    default=None,
+    help="Default: ncmec for .xml files, csv otherwise.",
+)
+@_db_option
+@click.pass_context
+def bank_import(
+    ctx: click.Context, name: str, file: str, fmt: str | None, db_url: str | None
+) -> None:
+    """Import hashes from CSV (type,hash[,label]), an HMA export or NCMEC XML."""
+    path = Path(file)
+    chosen = fmt or ("ncmec" if path.suffix.lower() == ".xml" else "csv")
+    store = _open_store(ctx, db_url)
+    store.get_bank(name)
+    result = parse_bank_file(path.read_bytes(), chosen, source=f"{chosen}:{path.name}"[:200])  # type: ignore[arg-type]
+    added = store.add_entries(name, result.entries)
+    disabled = 0
+    if result.deleted_sources:
+        disabled = store.set_enabled_by_source(name, result.deleted_sources, False)
+    info = store.get_bank(name)
+    click.echo(
+        f"imported {added} new of {len(result.entries)} entries into {name}"
+        + (f", skipped {result.skipped} unsupported" if result.skipped else "")
+        + (f", disabled {disabled} deleted upstream" if disabled else "")
+        + f"; version {info.version}"
+    )
+
+
+@bank_group.command("add")
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--label", default="", help="Label for the new entries.")
+@click.option("--plain", is_flag=True, help="Only the file's own hashes (no trim/crop hashes).")
+@_db_option
+@click.pass_context
+def bank_add(
+    ctx: click.Context,
+    name: str,
+    paths: tuple[str, ...],
+    label: str,
+    plain: bool,
+    db_url: str | None,
+) -> None:
+    """Hash files and add them to a bank (images also get trim and crop hashes)."""
+    store = _open_store(ctx, db_url)
+    store.get_bank(name)
+    files, folder = _expand(paths)
+    measures = MatchMeasures.plain() if plain else MatchMeasures()
+    entries: list[BankEntry] = []
+    low_quality = failed = 0
+    for path in _progress(files, folder, "hashing"):
+        try:
+            hashes = hash_file(path)
+        except AccordError as exc:
+            failed += 1
+            _report_failure(path, exc, False)
+            continue
+        source = f"file:{path.name}"[:256]
+        entries.append(BankEntry(signal_type="md5", hash=hashes.md5, source=source, label=label))
+        entries.append(
+            BankEntry(signal_type="sha256", hash=hashes.sha256, source=source, label=label)
+        )
+        if hashes.image is not None:
+            derived = bank_hashes(hashes.image.pixels, measures)
+            if not derived:
+                low_quality += 1
+            for h in derived:
+                entries.append(
+                    BankEntry(
+                        signal_type="pdq",
+                        hash=h.result.hash,
+                        source=source,
+                        label=label,
+                        variant=h.via,
+                    )
+                )
+        if hashes.vpdq is not None:
+            entries.append(
+                BankEntry(signal_type="vpdq", hash=hashes.vpdq, source=source, label=label)
+            )
+    added = store.add_entries(name, entries)
+    info = store.get_bank(name)
+    click.echo(
+        f"added {added} entries from {len(files) - failed} files to {name}"
+        + (
+            f" ({low_quality} images below PDQ quality {PDQ_MIN_QUALITY}: MD5/SHA-256 only)"
+            if low_quality
+            else ""
+        )
+        + f"; version {info.version}"
+    )
+    if failed:
+        raise SystemExit(1)
+
+
+@bank_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@_db_option
+@click.pass_context
+def bank_list(ctx: click.Context, as_json: bool, db_url: str | None) -> None:
+    """List banks with their threshold, size and version."""
+    infos = _open_store(ctx, db_url).list_banks()
+    if as_json:
+        click.echo(json.dumps([_info_record(i) for i in infos]))
+        return
+    for i in infos:
+        click.echo(
+            f"{i.name}  threshold={i.threshold} entries={i.entry_count} "
+            f"enabled={i.enabled_count} version={i.version}"
+        )
+
+
+@bank_group.command("export")
+@click.argument("name")
+@click.option(
+    "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="csv", show_default=True
+)
+@_db_option
+@click.pass_context
+def bank_export(ctx: click.Context, name: str, fmt: str, db_url: str | None) -> None:
+    """Write a bank's enabled entries to standard output."""
+    store = _open_store(ctx, db_url)
+    entries = store.iter_entries(name)
+    lines = export_csv(entries) if fmt == "csv" else export_hma(entries)
+    for chunk in lines:
+        click.echo(chunk, nl=False)
+
+
+@bank_group.command("disable")
+@click.argument("name")
+@click.argument("entry_ids", nargs=-1, type=int, required=True)
+@_db_option
+@click.pass_context
+def bank_disable(
+    ctx: click.Context, name: str, entry_ids: tuple[int, ...], db_url: str | None
+) -> None:
+    """Disable entries (they stay in the bank but no longer match)."""
+    n = _open_store(ctx, db_url).set_enabled(name, list(entry_ids), False)
+    click.echo(f"disabled {n} entries")
+
+
+@bank_group.command("enable")
+@click.argument("name")
+@click.argument("entry_ids", nargs=-1, type=int, required=True)
+@_db_option
+@click.pass_context
+def bank_enable(
+    ctx: click.Context, name: str, entry_ids: tuple[int, ...], db_url: str | None
+) -> None:
+    """Enable entries again."""
+    n = _open_store(ctx, db_url).set_enabled(name, list(entry_ids), True)
+    click.echo(f"enabled {n} entries")
+
+
+# -- matching ----------------------------------------------------------------------------------
+
+
+@click.command("match")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--bank", "banks", multiple=True, help="Bank to match against (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option("--plain", is_flag=True, help="Plain PDQ only: no dihedral or trimmed queries.")
+@_db_option
+@click.pass_context
+def match_command(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    banks: tuple[str, ...],
+    as_json: bool,
+    plain: bool,
+    db_url: str | None,
+) -> None:
+    """Match files against banks."""
+    store = _open_store(ctx, db_url)
+    names = list(banks) or [b.name for b in store.list_banks()]
+    cache = None if db_url else home_dir(ctx) / INDEX_CACHE_DIR
+    indexes: list[BankIndex] = [load_bank_index(store, n, cache_dir=cache) for n in names]
+    measures = MatchMeasures.plain() if plain else MatchMeasures(crops=False)
+    files, folder = _expand(paths)
+    failed = 0
+    for path in _progress(files, folder, "matching"):
+        try:
+            query = MatchQuery.from_file_hashes(hash_file(path), measures)
+        except AccordError as exc:
+            failed += 1
+            _report_failure(path, exc, as_json)
+            continue
+        matches = []
+        for index in indexes:
+            raw = index.match(query)
+            entries = store.get_entries(index.name, [m.entry_id for m in raw])
+            for m in raw:
+                e = entries.get(m.entry_id)
+                if e is None:
+                    continue
+                matches.append(
+                    {
+                        "bank": index.name,
+                        "hash": e.hash_text if e.signal_type != "vpdq" else None,
+                        "distance": m.distance,
+                        "label": e.label,
+                        "signal_type": m.signal_type,
+                        "via": m.via,
+                        "entry_id": m.entry_id,
+                    }
+                )
+        if as_json:
+            click.echo(json.dumps({"path": str(path), "matches": matches}))
+        elif not matches:
+            click.echo(f"{path}: no match")
+        else:
+            for m in matches:
+                click.echo(
+                    f"{path}: MATCH bank={m['bank']} {m['signal_type']} distance={m['distance']}"
+                    f" label={m['label'] or '-'} via={m['via']} entry={m['entry_id']}"
+                )
+    if failed:
+        raise SystemExit(1)
+
+
+# -- evaluation --------------------------------------------------------------------------------
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Measure how well things work."""
+
+
+@eval_group.command("detection")
+@click.option(
+    "--images",
+    "images_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of natural photos (half are banked).",
+)
+@click.option(
+    "--fp-images",
+    "fp_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Extra folder of unrelated photos, queried for false matches.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="detection-eval",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the JSON, markdown and plots go.",
+)
+@click.option(
+    "--fp-transforms",
+    default="identity,jpeg-q50,flip-h,border-white,caption-top",
+    show_default=True,
+    help="Transformations applied to the --fp-images set ('all').",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+def eval_detection(
+    images_dir: str, fp_dir: str | None, out_dir: str, fp_transforms: str, seed: int
+) -> None:
+    """Recall and false matches of PDQ, per everyday edit and threshold, with and without the
+    matching measures."""
+    from accord.protocols.detection.evaluation import (
+        EvalConfig,
+        render_markdown,
+        run_evaluation,
+        write_plots,
+    )
+
+    config = EvalConfig(
+        images_dir=Path(images_dir),
+        fp_dir=Path(fp_dir) if fp_dir else None,
+        fp_transforms=None if fp_transforms == "all" else tuple(fp_transforms.split(",")),
+        seed=seed,
+    )
+    with _stderr_console().status("evaluating") as status:
+        report = run_evaluation(config, progress=lambda msg: status.update(msg))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detection-eval.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "detection-eval.md").write_text(render_markdown(report))
+    plots = write_plots(report, out)
+    click.echo(render_markdown(report))
+    click.echo(
+        f"wrote {out / 'detection-eval.json'}, {out / 'detection-eval.md'}, "
+        + ", ".join(str(p) for p in plots)
+    )
+
+
+def register(cli: click.Group) -> None:
+    """Add the detection commands to the `accord` group."""
+    cli.add_command(hash_command)
+    cli.add_command(bank_group)
+    cli.add_command(match_command)
+    existing = cli.commands.get("eval")
+    if isinstance(existing, click.Group):
+        existing.add_command(eval_detection)
+    else:
+        cli.add_command(eval_group)

@@ -1,0 +1,221 @@
+"""Beyond plain PDQ: the extra hashes that let everyday edits still match.
+
+Plain PDQ survives re-compression, resizing and mild colour changes, but not rotations and flips,
+added borders or caption bands, or crops. Three measures, each measured on its own in
+`accord eval detection` (docs/detection.md):
+
+1. *Dihedral queries*: a query also asks for its seven rotated/flipped variants
+   (`pdqhash.compute_dihedral`, for about the cost of one hash).
+2. *Trimming*: uniform margins (borders, letterbox bars) and caption bands (a uniform band with
+   some text on it) are cut off before hashing; the query asks for both the trimmed and the
+   untrimmed hash, and a banked image is indexed both ways too (so an image whose own edge was
+   uniform is trimmed alike on both sides).
+3. *Crop hashes*: when the bank holds the image itself (not only a hash from a third party),
+   a few central crops are indexed as extra hashes of the same entry, so a modestly cropped copy
+   lands near one of them.
+
+Every extra hash is another chance of a false match; the evaluation reports the false-match rate
+of each measure on unrelated photos, and hashes below PDQ_MIN_QUALITY are always dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from accord.protocols.detection.hashers import (
+    DIHEDRAL_NAMES,
+    PdqResult,
+    pdq_dihedral_from_pixels,
+    pdq_from_pixels,
+)
+from accord.protocols.detection.images import RgbArray
+
+#: Per-channel distance (0..255) within which a pixel counts as the margin's colour.
+TRIM_COLOR_TOLERANCE = 14
+#: Share of a line's pixels in the margin colour for the line to be margin.
+TRIM_MARGIN_LINE_FRACTION = 0.98
+#: A caption band's lines are at least this much background (text covers the rest)...
+TRIM_BAND_LINE_FRACTION = 0.55
+#: ...and on average at least this much.
+TRIM_BAND_MEAN_FRACTION = 0.8
+#: No side loses more than this share of its dimension.
+TRIM_MAX_SIDE_FRACTION = 0.35
+#: Trims smaller than this share of the dimension are ignored (JPEG edge noise).
+TRIM_MIN_FRACTION = 0.015
+#: Central crops indexed for banked images (share of each side kept).
+CROP_FRACTIONS = (0.9, 0.8, 0.7)
+#: The trim box is computed on a copy at most this many pixels on its long side.
+_TRIM_ANALYSIS_SIDE_PX = 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchMeasures:
+    """Which of the measures above are on."""
+
+    dihedral: bool = True
+    trim: bool = True
+    crops: bool = True
+
+    @classmethod
+    def plain(cls) -> MatchMeasures:
+        return cls(dihedral=False, trim=False, crops=False)
+
+    @property
+    def name(self) -> str:
+        on = [
+            n
+            for n, v in (("dihedral", self.dihedral), ("trim", self.trim), ("crops", self.crops))
+            if v
+        ]
+        return "+".join(on) if on else "plain"
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """A crop box in pixels: left, top, right, bottom (right/bottom exclusive)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    def apply(self, pixels: RgbArray) -> RgbArray:
+        return pixels[self.top : self.bottom, self.left : self.right]
+
+
+def _line_fractions(
+    lines: npt.NDArray[np.int16], color: npt.NDArray[np.int16]
+) -> npt.NDArray[np.float64]:
+    """For (n_lines, length, 3) pixels: share of each line within tolerance of `color`."""
+    close = np.abs(lines - color).max(axis=2) <= TRIM_COLOR_TOLERANCE
+    out: npt.NDArray[np.float64] = close.mean(axis=1)
+    return out
+
+
+def _trim_side(lines: npt.NDArray[np.int16]) -> int:
+    """How many lines to cut from the start of `lines` (n, length, 3), outermost first."""
+    n = lines.shape[0]
+    limit = int(n * TRIM_MAX_SIDE_FRACTION)
+    if limit < 2:
+        return 0
+    # The reference colour is taken a couple of lines in: the line at a border's inner edge is
+    # often a blend (resampling, JPEG), which must not stop the next pass.
+    skip = 2
+    color = np.median(lines[skip], axis=0).astype(np.int16)
+    frac = _line_fractions(lines[:limit], color)
+    frac[:skip] = 1.0
+    margin = 0
+    while margin < limit and frac[margin] >= TRIM_MARGIN_LINE_FRACTION:
+        margin += 1
+    if margin <= skip:
+        margin = 0
+        frac = _line_fractions(lines[:limit], np.median(lines[0], axis=0).astype(np.int16))
+    # A caption band: continues until a run of clearly non-background lines starts.
+    run = max(2, n // 50)
+    low = frac < TRIM_BAND_LINE_FRACTION
+    band = 0
+    i = 0
+    while i < limit:
+        if low[i] and bool(low[i : i + run].all()):
+            band = i
+            break
+        i += 1
+    else:
+        band = 0  # no content found within the limit: not a band we trust
+    if band > margin and frac[:band].mean() >= TRIM_BAND_MEAN_FRACTION:
+        return band
+    return margin
+
+
+def trim_box(pixels: RgbArray) -> Box | None:
+    """The box left after cutting uniform margins and caption bands, or None if nothing to cut."""
+    height, width = pixels.shape[:2]
+    step = max(1, int(np.ceil(max(height, width) / _TRIM_ANALYSIS_SIDE_PX)))
+    small = pixels[::step, ::step].astype(np.int16)
+    h, w = small.shape[:2]
+    top, bottom, left, right = 0, h, 0, w
+    for _ in range(4):  # repeat until nothing changes (a band inside a border, and so on)
+        view = small[top:bottom, left:right]
+        if view.shape[0] < 8 or view.shape[1] < 8:
+            return None
+        t = _trim_side(view)
+        b = _trim_side(view[::-1])
+        top, bottom = top + t, bottom - b
+        view = small[top:bottom, left:right]
+        lft = _trim_side(view.transpose(1, 0, 2))
+        rgt = _trim_side(view.transpose(1, 0, 2)[::-1])
+        left, right = left + lft, right - rgt
+        if t == b == lft == rgt == 0:
+            break
+    if bottom - top < h * 0.3 or right - left < w * 0.3:
+        return None
+    cut = (top, h - bottom, left, w - right)
+    mins = (h, h, w, w)
+    if all(c < m * TRIM_MIN_FRACTION for c, m in zip(cut, mins, strict=True)):
+        return None
+    return Box(
+        left=min(width - 1, left * step),
+        top=min(height - 1, top * step),
+        right=max(left * step + 1, min(width, right * step)),
+        bottom=max(top * step + 1, min(height, bottom * step)),
+    )
+
+
+def central_crop(pixels: RgbArray, fraction: float) -> RgbArray:
+    height, width = pixels.shape[:2]
+    ch, cw = max(1, round(height * fraction)), max(1, round(width * fraction))
+    top, left = (height - ch) // 2, (width - cw) // 2
+    return pixels[top : top + ch, left : left + cw]
+
+
+@dataclass(frozen=True, slots=True)
+class NamedHash:
+    """A hash and how it was derived ("original", "trim/rotate90", "crop-0.8"...)."""
+
+    via: str
+    result: PdqResult
+
+
+def _hashes_of(pixels: RgbArray, prefix: str, dihedral: bool) -> list[NamedHash]:
+    if dihedral:
+        results = pdq_dihedral_from_pixels(pixels)
+        return [NamedHash(prefix + n, r) for n, r in zip(DIHEDRAL_NAMES, results, strict=True)]
+    return [NamedHash(prefix + "original", pdq_from_pixels(pixels))]
+
+
+def _usable_distinct(hashes: list[NamedHash]) -> list[NamedHash]:
+    seen: set[bytes] = set()
+    out = []
+    for h in hashes:
+        if h.result.usable and h.result.hash.value not in seen:
+            seen.add(h.result.hash.value)
+            out.append(h)
+    return out
+
+
+def query_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
+    """The PDQ hashes to look up for one image (usable quality, distinct)."""
+    out = _hashes_of(pixels, "", measures.dihedral)
+    if measures.trim:
+        box = trim_box(pixels)
+        if box is not None:
+            out += _hashes_of(box.apply(pixels), "trim/", measures.dihedral)
+    return _usable_distinct(out)
+
+
+def bank_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
+    """The PDQ hashes to index for one banked image (usable quality, distinct)."""
+    out = [NamedHash("original", pdq_from_pixels(pixels))]
+    if measures.trim:
+        box = trim_box(pixels)
+        if box is not None:
+            out.append(NamedHash("trim", pdq_from_pixels(box.apply(pixels))))
+    if measures.crops:
+        for fraction in CROP_FRACTIONS:
+            out.append(
+                NamedHash(f"crop-{fraction:g}", pdq_from_pixels(central_crop(pixels, fraction)))
+            )
+    return _usable_distinct(out)

@@ -1,0 +1,466 @@
+"""Bank store: the interface, and its SQLAlchemy implementation (SQLite or PostgreSQL).
+
+The tables are prefixed `bank_` and live in their own `MetaData`, so the server can create them
+beside its own on either database. The store holds entries; indexes are built from them (and
+may be cached on disk by the caller, keyed by the bank's version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from accord.errors import Conflict, InvalidInput, NotFound
+from accord.protocols.detection.banks import (
+    BankEntry,
+    BankInfo,
+    BankVersion,
+    compute_bank_version,
+    validate_bank_name,
+    validate_threshold,
+)
+from accord.protocols.detection.index import MihPdqIndex, read_index
+from accord.protocols.detection.matching import BankIndex
+from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, parse_hash
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+bank_banks = Table(
+    "bank_banks",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("threshold", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    # Cached canonical version; NULL after a change until someone asks for it.
+    Column("version", String(64), nullable=True),
+)
+
+bank_entries = Table(
+    "bank_entries",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("bank_id", _BigId, ForeignKey("bank_banks.id", ondelete="CASCADE"), nullable=False),
+    Column("signal_type", String(16), nullable=False),
+    Column("hash", Text, nullable=False),
+    # SHA-256 of "<signal_type>:<hash>": a fixed-size key for uniqueness (vPDQ hashes are long).
+    Column("hash_key", String(64), nullable=False),
+    Column("variant", String(32), nullable=False),
+    Column("source", String(256), nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    UniqueConstraint("bank_id", "hash_key", "variant", name="uq_bank_entries_hash"),
+    Index("ix_bank_entries_bank_source", "bank_id", "source"),
+)
+
+#: Rows per INSERT batch.
+_BATCH = 5000
+#: Banks with at least this many PDQ hashes get their index cached on disk.
+_CACHE_MIN_ENTRIES = 50_000
+
+
+def _hash_key(entry: BankEntry) -> str:
+    return hashlib.sha256(f"{entry.signal_type}:{entry.hash_text}".encode()).hexdigest()
+
+
+class BankStore(ABC):
+    """Named banks of hash entries. Names are unique; entries are unique per (hash, variant)."""
+
+    @abstractmethod
+    def create_bank(self, name: str, *, threshold: int = PDQ_MATCH_THRESHOLD_BITS) -> BankInfo:
+        """Create an empty bank (`Conflict` if the name is taken)."""
+
+    @abstractmethod
+    def get_bank(self, name: str) -> BankInfo:
+        """Settings, counts and current version (`NotFound` if absent)."""
+
+    @abstractmethod
+    def list_banks(self) -> list[BankInfo]: ...
+
+    @abstractmethod
+    def delete_bank(self, name: str) -> None: ...
+
+    @abstractmethod
+    def set_threshold(self, name: str, threshold: int) -> BankInfo: ...
+
+    @abstractmethod
+    def add_entries(self, name: str, entries: Iterable[BankEntry]) -> int:
+        """Add entries, skipping ones already present; returns how many were new."""
+
+    @abstractmethod
+    def set_enabled(self, name: str, entry_ids: Sequence[int], enabled: bool) -> int:
+        """Enable or disable entries by id; returns how many changed."""
+
+    @abstractmethod
+    def set_enabled_by_source(self, name: str, sources: Sequence[str], enabled: bool) -> int:
+        """Enable or disable every entry with one of these sources (e.g. deleted upstream)."""
+
+    @abstractmethod
+    def iter_entries(self, name: str, *, enabled_only: bool = False) -> Iterator[BankEntry]:
+        """Entries with their ids, in id order."""
+
+    @abstractmethod
+    def get_entries(self, name: str, entry_ids: Sequence[int]) -> dict[int, BankEntry]:
+        """The entries with these ids (missing ids are left out)."""
+
+
+class SqlBankStore(BankStore):
+    """`BankStore` on SQLAlchemy 2 Core; tested on SQLite, written for PostgreSQL too."""
+
+    def __init__(self, engine: Engine, *, create_tables: bool = True) -> None:
+        self.engine = engine
+        if create_tables:
+            metadata.create_all(engine)
+
+    @classmethod
+    def open_sqlite(cls, path: Path) -> SqlBankStore:
+        """A store in a local SQLite file (created if missing)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(f"sqlite:///{path.resolve()}")
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- banks -------------------------------------------------------------------------------
+
+    def _bank_row(self, conn: Any, name: str) -> Any:
+        row = conn.execute(select(bank_banks).where(bank_banks.c.name == name)).first()
+        if row is None:
+            raise NotFound("no such bank")
+        return row
+
+    def create_bank(self, name: str, *, threshold: int = PDQ_MATCH_THRESHOLD_BITS) -> BankInfo:
+        validate_bank_name(name)
+        validate_threshold("pdq", threshold)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(bank_banks).values(
+                        name=name,
+                        threshold=threshold,
+                        created_at=int(time.time()),
+                        version=compute_bank_version(threshold, []),
+                    )
+                )
+        except IntegrityError:
+            raise Conflict("a bank with this name exists") from None
+        return self.get_bank(name)
+
+    def get_bank(self, name: str) -> BankInfo:
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            version = row.version
+            if version is None:
+                version = self._compute_version(conn, row.id, row.threshold)
+                conn.execute(
+                    update(bank_banks).where(bank_banks.c.id == row.id).values(version=version)
+                )
+            counts = conn.execute(
+                select(
+                    bank_entries.c.signal_type,
+                    bank_entries.c.enabled,
+                    func.count(),
+                )
+                .where(bank_entries.c.bank_id == row.id)
+                .group_by(bank_entries.c.signal_type, bank_entries.c.enabled)
+            ).all()
+        by_type: dict[str, int] = {}
+        total = enabled = 0
+        for signal_type, is_enabled, n in counts:
+            by_type[signal_type] = by_type.get(signal_type, 0) + int(n)
+            total += int(n)
+            enabled += int(n) if is_enabled else 0
+        return BankInfo(
+            name=row.name,
+            threshold=int(row.threshold),
+            version=version,
+            entry_count=total,
+            enabled_count=enabled,
+            counts_by_type=by_type,
+        )
+
+    def _compute_version(self, conn: Any, bank_id: int, threshold: int) -> str:
+        cols = [
+            bank_entries.c.signal_type,
+            bank_entries.c.hash,
+            bank_entries.c.variant,
+            bank_entries.c.label,
+            bank_entries.c.source,
+        ]
+        order = [c.collate("C") for c in cols] if conn.dialect.name == "postgresql" else list(cols)
+        rows = conn.execute(
+            select(*cols, bank_entries.c.enabled)
+            .where(bank_entries.c.bank_id == bank_id)
+            .order_by(*order, bank_entries.c.enabled)
+        )
+        version = BankVersion(threshold)
+        lines: list[bytes] = []
+        for r in rows:
+            lines.append(
+                "\t".join((r[0], r[1], r[2], r[3], r[4], "1" if r[5] else "0")).encode() + b"\n"
+            )
+        try:
+            for line in lines:
+                version.update_sorted(line)
+        except InvalidInput:  # a collation that is not bytewise: sort here instead
+            version = BankVersion(threshold)
+            for line in sorted(lines):
+                version.update_sorted(line)
+        return version.hexdigest()
+
+    def list_banks(self) -> list[BankInfo]:
+        with self.engine.connect() as conn:
+            names = conn.execute(select(bank_banks.c.name).order_by(bank_banks.c.name)).scalars()
+            names = list(names)
+        return [self.get_bank(n) for n in names]
+
+    def delete_bank(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            conn.execute(delete(bank_entries).where(bank_entries.c.bank_id == row.id))
+            conn.execute(delete(bank_banks).where(bank_banks.c.id == row.id))
+
+    def set_threshold(self, name: str, threshold: int) -> BankInfo:
+        validate_threshold("pdq", threshold)
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            conn.execute(
+                update(bank_banks)
+                .where(bank_banks.c.id == row.id)
+                .values(threshold=threshold, version=None)
+            )
+        return self.get_bank(name)
+
+    # -- entries -----------------------------------------------------------------------------
+
+    def _insert_ignore(self, conn: Any, rows: list[dict[str, Any]]) -> int:
+        if conn.dialect.name == "sqlite":
+            stmt: Any = sqlite.insert(bank_entries).on_conflict_do_nothing()
+        elif conn.dialect.name == "postgresql":
+            stmt = postgresql.insert(bank_entries).on_conflict_do_nothing()
+        else:  # pragma: no cover - other databases: one by one
+            added = 0
+            for r in rows:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(bank_entries).values(**r))
+                    added += 1
+                except IntegrityError:
+                    pass
+            return added
+        count = select(func.count()).where(bank_entries.c.bank_id == rows[0]["bank_id"])
+        before = None if conn.dialect.name == "sqlite" else conn.execute(count).scalar_one()
+        result = conn.execute(stmt, rows)
+        if before is None:
+            return int(result.rowcount)
+        return int(conn.execute(count).scalar_one()) - int(before)
+
+    def add_entries(self, name: str, entries: Iterable[BankEntry]) -> int:
+        added = 0
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            batch: list[dict[str, Any]] = []
+            for e in entries:
+                batch.append(
+                    {
+                        "bank_id": row.id,
+                        "signal_type": e.signal_type,
+                        "hash": e.hash_text,
+                        "hash_key": _hash_key(e),
+                        "variant": e.variant,
+                        "source": e.source,
+                        "label": e.label,
+                        "enabled": e.enabled,
+                    }
+                )
+                if len(batch) >= _BATCH:
+                    added += self._insert_ignore(conn, batch)
+                    batch = []
+            if batch:
+                added += self._insert_ignore(conn, batch)
+            if added:
+                conn.execute(
+                    update(bank_banks).where(bank_banks.c.id == row.id).values(version=None)
+                )
+        return added
+
+    def set_enabled(self, name: str, entry_ids: Sequence[int], enabled: bool) -> int:
+        changed = 0
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            ids = [int(i) for i in entry_ids]
+            for start in range(0, len(ids), _BATCH):
+                result = conn.execute(
+                    update(bank_entries)
+                    .where(bank_entries.c.bank_id == row.id)
+                    .where(bank_entries.c.id.in_(ids[start : start + _BATCH]))
+                    .where(bank_entries.c.enabled != enabled)
+                    .values(enabled=enabled)
+                )
+                changed += int(result.rowcount or 0)
+            if changed:
+                conn.execute(
+                    update(bank_banks).where(bank_banks.c.id == row.id).values(version=None)
+                )
+        return changed
+
+    def set_enabled_by_source(self, name: str, sources: Sequence[str], enabled: bool) -> int:
+        changed = 0
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            srcs = list(dict.fromkeys(sources))
+            for start in range(0, len(srcs), _BATCH):
+                result = conn.execute(
+                    update(bank_entries)
+                    .where(bank_entries.c.bank_id == row.id)
+                    .where(bank_entries.c.source.in_(srcs[start : start + _BATCH]))
+                    .where(bank_entries.c.enabled != enabled)
+                    .values(enabled=enabled)
+                )
+                changed += int(result.rowcount or 0)
+            if changed:
+                conn.execute(
+                    update(bank_banks).where(bank_banks.c.id == row.id).values(version=None)
+                )
+        return changed
+
+    def get_entries(self, name: str, entry_ids: Sequence[int]) -> dict[int, BankEntry]:
+        out: dict[int, BankEntry] = {}
+        ids = sorted({int(i) for i in entry_ids})
+        with self.engine.connect() as conn:
+            row = self._bank_row(conn, name)
+            for start in range(0, len(ids), _BATCH):
+                rows = conn.execute(
+                    select(bank_entries)
+                    .where(bank_entries.c.bank_id == row.id)
+                    .where(bank_entries.c.id.in_(ids[start : start + _BATCH]))
+                )
+                for r in rows:
+                    out[int(r.id)] = _entry_from_row(r)
+        return out
+
+    def iter_entries(self, name: str, *, enabled_only: bool = False) -> Iterator[BankEntry]:
+        with self.engine.connect() as conn:
+            row = self._bank_row(conn, name)
+            query = select(
+                bank_entries.c.id,
+                bank_entries.c.signal_type,
+                bank_entries.c.hash,
+                bank_entries.c.variant,
+                bank_entries.c.source,
+                bank_entries.c.label,
+                bank_entries.c.enabled,
+            ).where(bank_entries.c.bank_id == row.id)
+            if enabled_only:
+                query = query.where(bank_entries.c.enabled.is_(True))
+            result = conn.execution_options(yield_per=_BATCH).execute(
+                query.order_by(bank_entries.c.id)
+            )
+            for r in result:
+                yield _entry_from_row(r)
+
+
+def _entry_from_row(r: Any) -> BankEntry:
+    return BankEntry(
+        signal_type=r.signal_type,
+        hash=parse_hash(r.signal_type, r.hash),
+        variant=r.variant,
+        source=r.source,
+        label=r.label,
+        enabled=bool(r.enabled),
+        entry_id=int(r.id),
+    )
+
+
+def load_bank_index(store: BankStore, name: str, *, cache_dir: Path | None = None) -> BankIndex:
+    """Build the in-memory indexes of a bank from its entries.
+
+    With `cache_dir`, the PDQ part is kept on disk in the pickle-free index format, keyed by the
+    bank's version (a changed bank has a new version, so a stale file is never used).
+    """
+    info = store.get_bank(name)
+    bank_index = BankIndex(name, threshold=info.threshold)
+    cache_file = None
+    if cache_dir is not None:
+        cache_file = cache_dir / f"{name}-{info.version}.pdqindex"
+    cached = None
+    if cache_file is not None and cache_file.is_file():
+        try:
+            with cache_file.open("rb") as f:
+                loaded = read_index(f)
+            if isinstance(loaded, MihPdqIndex):
+                cached = loaded
+        except InvalidInput:
+            cached = None
+    if cached is not None:
+        bank_index.pdq = cached
+        bank_index.add_entries(e for e in store.iter_entries(name) if e.signal_type != "pdq")
+        return bank_index
+    bank_index.add_entries(store.iter_entries(name))
+    if cache_file is not None and len(bank_index.pdq) >= _CACHE_MIN_ENTRIES:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        for old in cache_file.parent.glob(f"{name}-*.pdqindex"):
+            old.unlink(missing_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            bank_index.pdq.serialize(f)
+        tmp.replace(cache_file)
+    return bank_index
+
+
+class MemoryBankStore(SqlBankStore):
+    """An in-memory store (SQLite in memory): for tests and one-off evaluations."""
+
+    def __init__(self) -> None:
+        from sqlalchemy.pool import StaticPool
+
+        engine = create_engine(
+            "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
+        )
+        super().__init__(engine)
