@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import mimetypes
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -92,6 +94,7 @@ ONE_TIME_KEY_LOW_WATER = 25
 MEGOLM_ROTATE_AFTER_MESSAGES = 1000
 SEND_ATTEMPTS = 4
 DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
+ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 LINK_CODE_RE = re.compile(r"^([A-Z2-7]{16})-([A-Z2-7]{16})$")
 
 DeviceKey = tuple[str, str]  # (account, device_id)
@@ -267,7 +270,7 @@ class AccordClient:
             client.store.set_meta("status", "registered")
             client._require_active()
         except BaseException:
-            client.close()
+            client._abandon()
             raise
         return client
 
@@ -280,6 +283,10 @@ class AccordClient:
         passphrase: str,
         transport: httpx.BaseTransport | None,
     ) -> AccordClient:
+        if not ACCOUNT_NAME_RE.match(name):
+            raise InvalidInput(
+                "account names are 1-64 characters: lower-case letters, digits, '.', '_' or '-'"
+            )
         client = cls(home, passphrase, transport=transport, _new=True)
         try:
             client.store.set_meta("server", server.rstrip("/"))
@@ -314,7 +321,7 @@ class AccordClient:
             code = f"{created.request_id}-{link_fingerprint(keys)}"
             client.store.set_meta("status", "linking")
         except BaseException:
-            client.close()
+            client._abandon()
             raise
         return client, code
 
@@ -344,6 +351,14 @@ class AccordClient:
         with self.store.transaction():
             self._refresh_devices([self.account_name])
         return device
+
+    def _abandon(self) -> None:
+        """Close; and if the server never accepted this device, forget it so a retry works."""
+        registered = self.store.get_meta("status") is not None
+        self.close()
+        if not registered:
+            for suffix in ("", "-wal", "-shm"):
+                (self.home / f"accord.db{suffix}").unlink(missing_ok=True)
 
     def _require_active(self) -> None:
         """A linking device becomes active once its approval lets it log in."""
@@ -803,6 +818,43 @@ class AccordClient:
         self._publish_keys()
         return result
 
+    def receive_pushed(self, *, want: int, timeout_s: float = 30.0) -> ReceiveResult:
+        """Hold a WebSocket open until `want` messages arrived (or the timeout passed).
+
+        The server pushes envelopes as they are committed; acknowledgements go back on the same
+        socket once each envelope is stored.
+        """
+        from websockets.exceptions import WebSocketException
+        from websockets.sync.client import connect
+
+        self._require_active()
+        result = ReceiveResult()
+        url = self.api.base_url.replace("http", "ws", 1) + "/v1/ws"
+        deadline = time.monotonic() + timeout_s
+        try:
+            with connect(
+                url,
+                additional_headers={"Authorization": f"Bearer {self._token(False)}"},
+                max_size=16 << 20,
+                open_timeout=10,
+            ) as ws:
+                while len(result.messages) < want:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        frame = json.loads(ws.recv(timeout=remaining))
+                    except TimeoutError:
+                        break
+                    batch = [Envelope.model_validate(e) for e in frame.get("envelopes", [])]
+                    done = self.process_envelopes(batch, result)
+                    if done:
+                        ws.send(json.dumps({"type": "ack", "ids": done}))
+        except (WebSocketException, OSError, ValueError) as exc:
+            raise ServiceError(f"push connection failed: {type(exc).__name__}") from None
+        self._publish_keys()
+        return result
+
     def ack(self, ids: Sequence[int]) -> None:
         try:
             self.api.call(AckResult, "POST", "/v1/messages/ack", json={"ids": list(ids)})
@@ -818,25 +870,29 @@ class AccordClient:
             if self.store.is_processed(env.id):
                 done.append(env.id)
                 continue
+            message: ReceivedMessage | None = None
             try:
                 with self.store.transaction():
-                    message = self._open_envelope(env)
-                    if message is not None:
+                    # Ratchet state advanced by a successful decryption is kept even when the
+                    # message is then rejected: a message key is used once, whatever follows.
+                    try:
+                        message = self._open_envelope(env)
                         self.store.save_message(
                             message.sender,
                             message.id,
                             {"direction": "in", "message": message.to_json(),
                              "sender_device": message.sender_device},
                         )
+                    except _Rejected as exc:
+                        message = None
+                        result.rejected.append(
+                            f"message {env.message_id} from {env.sender.account} rejected: "
+                            f"{exc.reason}"
+                        )
                     self.store.mark_processed(env.id)
-            except _Rejected as exc:
-                with self.store.transaction():
-                    self.store.mark_processed(env.id)
-                result.rejected.append(
-                    f"message {env.message_id} from {env.sender.account} rejected: {exc.reason}"
-                )
-                done.append(env.id)
-                continue
+            except BaseException:
+                self._account = None  # drop in-memory changes that were rolled back
+                raise
             if message is not None:
                 result.messages.append(message)
             done.append(env.id)
@@ -887,7 +943,7 @@ class AccordClient:
         self._save_olm()
         return plaintext
 
-    def _open_envelope(self, env: Envelope) -> ReceivedMessage | None:
+    def _open_envelope(self, env: Envelope) -> ReceivedMessage:
         """Step 11: decrypt, then check every routing fact the server asserted."""
         sender = self._sender_device(env.sender)
         sender_key = (sender.account, sender.device_id)
@@ -919,9 +975,13 @@ class AccordClient:
             self._check_group_member(env.to.group, sender.account)
         if self.store.has_message(sender.account, content.message_id):
             raise _Rejected("replayed message ignored")
-        attachments = tuple(
-            self._fetch_attachment(content.message_id, ref) for ref in content.attachments
-        )
+        try:
+            attachments = tuple(
+                self._fetch_attachment(content.message_id, ref) for ref in content.attachments
+            )
+        except _Rejected:
+            shutil.rmtree(self.home / "attachments" / _safe_name(content.message_id), True)
+            raise
         return ReceivedMessage(
             id=content.message_id,
             sender=sender.account,

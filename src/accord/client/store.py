@@ -86,7 +86,9 @@ class LocalStore:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._lock = HomeLock(home)
-        self._conn = sqlite3.connect(home / "accord.db", isolation_level=None, timeout=30)
+        self._conn = sqlite3.connect(
+            home / "accord.db", isolation_level=None, timeout=30, check_same_thread=False
+        )
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")

@@ -22,9 +22,12 @@ def b64decode(text: str, *, max_bytes: int, what: str = "value") -> bytes:
     if len(text) > 4 * ((max_bytes + 2) // 3):
         raise InvalidInput(f"{what} is larger than {max_bytes} bytes")
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise InvalidInput(f"{what} is not valid base64") from None
+    if len(raw) > max_bytes:
+        raise InvalidInput(f"{what} is larger than {max_bytes} bytes")
+    return raw
 
 
 def b64decode_unpadded(text: str, *, max_bytes: int, what: str = "value") -> bytes:

@@ -28,6 +28,7 @@ from accord.wire.common import (
 )
 
 B64Body = Annotated[str, StringConstraints(max_length=1_400_000, min_length=4)]
+DeliveryId = Annotated[int, Field(ge=1, le=2**62)]
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}$")]
 Extensions = Annotated[dict[str, Any], Field(default_factory=dict, max_length=16)]
 
@@ -262,7 +263,7 @@ class EnvelopeBatch(WireModel):
 
 
 class AckRequest(WireModel):
-    ids: Annotated[list[int], Field(min_length=1, max_length=1000)]
+    ids: Annotated[list[DeliveryId], Field(min_length=1, max_length=1000)]
 
 
 class AckResult(WireModel):
@@ -281,7 +282,7 @@ class AttachmentRef(WireModel):
     blob_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
     name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     media_type: Annotated[str, StringConstraints(max_length=127)]
-    size: Annotated[int, Field(ge=0)]
+    size: Annotated[int, Field(ge=0, le=2**53)]
     sha256: KeyB64
     key: KeyB64
 

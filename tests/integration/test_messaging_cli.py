@@ -1,0 +1,153 @@
+"""Acceptance of the messaging foundation over the real CLI and a real server process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ATTACHMENT_BYTES = 10 * 1000 * 1000 + 17
+
+
+def _messages(proc) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def _windows(data: bytes, count: int = 64, width: int = 32) -> list[bytes]:
+    step = max(1, (len(data) - width) // count)
+    return [data[i : i + width] for i in range(0, len(data) - width, step)][:count]
+
+
+def _server_files(data_dir: Path) -> list[Path]:
+    return [p for p in data_dir.rglob("*") if p.is_file()]
+
+
+@pytest.mark.slow
+def test_direct_and_group_messages_with_large_attachments(server, cli, tmp_path):  # type: ignore[no-untyped-def]
+    alice, bob, carol = cli("alice"), cli("bob"), cli("carol")
+    for c, name in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+        c.run("account", "create", name, "--server", server.url)
+
+    big = tmp_path / "scan.pdf"
+    big_bytes = os.urandom(ATTACHMENT_BYTES)
+    big.write_bytes(big_bytes)
+    secret_text = "the meeting point is the old lighthouse"
+
+    mid = alice.run("send", "bob", secret_text, "--attach", str(big)).stdout.strip()
+    got = _messages(bob.run("receive", "--json"))
+    assert [m["id"] for m in got] == [mid]
+    m = got[0]
+    assert m["from"] == "alice" and m["group"] is None and m["text"] == secret_text
+    assert set(m) == {"id", "from", "group", "text", "sent_at", "attachments"}
+    (att,) = m["attachments"]
+    assert att["name"] == "scan.pdf" and att["size"] == ATTACHMENT_BYTES
+    assert att["sha256"] == hashlib.sha256(big_bytes).hexdigest()
+    assert Path(att["path"]).read_bytes() == big_bytes
+    assert Path(att["path"]).is_relative_to(bob.home)
+
+    reply = "see you there at nine"
+    bob.run("send", "alice", reply)
+    assert [x["text"] for x in _messages(alice.run("receive", "--json"))] == [reply]
+
+    alice.run("group", "create", "crew", "--members", "bob,carol")
+    group_text = "bring the second map"
+    second = tmp_path / "map.bin"
+    second_bytes = os.urandom(ATTACHMENT_BYTES)
+    second.write_bytes(second_bytes)
+    alice.run("send", "--group", "crew", group_text, "--attach", str(second))
+    for member in (bob, carol):
+        (g,) = _messages(member.run("receive", "--json"))
+        assert g["group"] == "crew" and g["from"] == "alice" and g["text"] == group_text
+        assert Path(g["attachments"][0]["path"]).read_bytes() == second_bytes
+    carol.run("send", "--group", "crew", "carol's reply in the group")
+    assert [x["text"] for x in _messages(bob.run("receive", "--json"))] == [
+        "carol's reply in the group"
+    ]
+
+    # Nothing the server wrote contains the plaintexts or any piece of the attachments.
+    needles = [secret_text.encode(), reply.encode(), group_text.encode()]
+    needles += _windows(big_bytes) + _windows(second_bytes)
+    if server.db_url is None:
+        files = _server_files(server.data_dir)
+        assert any(p.name == "accord.db" for p in files)
+        assert sum(1 for p in files if "blobs" in p.parts) >= 2
+    else:
+        files = _server_files(server.data_dir)
+        files.append(_dump_postgres(server.db_url, tmp_path))
+    for path in files:
+        data = path.read_bytes()
+        for needle in needles:
+            assert needle not in data, f"plaintext found in {path.name}"
+
+
+def _dump_postgres(url: str, tmp_path: Path) -> Path:
+    """Every row of every table, as text and raw bytes, in one file to search."""
+    import psycopg
+
+    out = tmp_path / "pg-dump.bin"
+    with psycopg.connect(url) as conn, out.open("wb") as f:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+        assert tables
+        for (table,) in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    f.write(value if isinstance(value, bytes) else str(value).encode())
+                    f.write(b"\n")
+    return out
+
+
+@pytest.mark.slow
+def test_offline_delivery_survives_sigkill(server, cli):  # type: ignore[no-untyped-def]
+    alice, bob = cli("alice"), cli("bob")
+    alice.run("account", "create", "alice", "--server", server.url)
+    bob.run("account", "create", "bob", "--server", server.url)
+    alice.run("group", "create", "pair", "--members", "bob")
+    sent = [alice.run("send", "bob", f"offline {i}").stdout.strip() for i in range(5)]
+    sent.append(alice.run("send", "--group", "pair", "offline group").stdout.strip())
+
+    server.kill()  # right after the sends were acknowledged
+    server.start()
+
+    got = _messages(bob.run("receive", "--json"))
+    assert [m["id"] for m in got] == sent
+    assert [m["text"] for m in got] == [f"offline {i}" for i in range(5)] + ["offline group"]
+    assert _messages(bob.run("receive", "--json")) == []  # delivered once
+
+
+@pytest.mark.slow
+def test_second_device_sees_both_directions(server, cli):  # type: ignore[no-untyped-def]
+    alice, phone, laptop = cli("alice"), cli("bob-phone"), cli("bob-laptop")
+    alice.run("account", "create", "alice", "--server", server.url)
+    phone.run("account", "create", "bob", "--server", server.url)
+    code = laptop.run("device", "link", "bob", "--server", server.url).stdout.strip()
+    waiting = laptop.run("receive", check=False)
+    assert waiting.returncode != 0 and "waiting for approval" in waiting.stderr
+    phone.run("device", "approve", code)
+    assert laptop.run("receive", "--json").stdout == ""
+
+    alice.run("send", "bob", "to both of bob's devices")
+    for device in (phone, laptop):
+        assert [m["text"] for m in _messages(device.run("receive", "--json"))] == [
+            "to both of bob's devices"
+        ]
+    phone.run("send", "alice", "sent from the phone")
+    (mine,) = _messages(laptop.run("receive", "--json"))
+    assert mine["from"] == "bob" and mine["text"] == "sent from the phone"
+    assert [m["text"] for m in _messages(alice.run("receive", "--json"))] == ["sent from the phone"]
+
+
+def test_bad_link_code_is_refused(server, cli):  # type: ignore[no-untyped-def]
+    phone, laptop = cli("phone"), cli("laptop")
+    phone.run("account", "create", "bob", "--server", server.url)
+    code = laptop.run("device", "link", "bob", "--server", server.url).stdout.strip()
+    request_id, fingerprint = code.split("-")
+    forged = f"{request_id}-{'A' * len(fingerprint)}"
+    proc = phone.run("device", "approve", forged, check=False)
+    assert proc.returncode == 1 and "verification_failed" in proc.stderr
+    proc = phone.run("device", "approve", "not-a-code", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
