@@ -33,7 +33,7 @@ from accord.protocols.detection.variants import (
     CROP_FRACTIONS,
     MatchMeasures,
     central_crop,
-    trim_box,
+    trim_boxes,
 )
 
 THRESHOLDS = tuple(range(65))
@@ -93,17 +93,19 @@ def _rows(results: Sequence[Any]) -> U8:
 
 def _query_hashes(pixels: U8) -> _QueryHashes:
     dih = pdq_dihedral_from_pixels(pixels)
-    box = trim_box(pixels)
-    tdih = pdq_dihedral_from_pixels(box.apply(pixels)) if box is not None else ()
-    return _QueryHashes(_rows(dih[:1]), _rows(dih), _rows(tdih[:1]), _rows(tdih))
+    t_orig: list[Any] = []
+    t_dih: list[Any] = []
+    for box in trim_boxes(pixels):
+        variants = pdq_dihedral_from_pixels(box.apply(pixels))
+        t_orig.append(variants[0])
+        t_dih.extend(variants)
+    return _QueryHashes(_rows(dih[:1]), _rows(dih), _rows(t_orig), _rows(t_dih))
 
 
 def _bank_rows(pixels: U8, m: MatchMeasures) -> U8:
     results = [pdq_from_pixels(pixels)]
     if m.trim:
-        box = trim_box(pixels)
-        if box is not None:
-            results.append(pdq_from_pixels(box.apply(pixels)))
+        results.extend(pdq_from_pixels(box.apply(pixels)) for box in trim_boxes(pixels))
     if m.crops:
         results.extend(pdq_from_pixels(central_crop(pixels, f)) for f in CROP_FRACTIONS)
     return _rows(results)

@@ -218,7 +218,7 @@ def vpdq_from_file(path: Path, *, seconds_per_hash: float = 1.0) -> VpdqHash:
         raise InvalidInput("cannot read the video file")
     try:
         features = vpdq.computeHash(str(path), seconds_per_hash=seconds_per_hash)
-    except (ValueError, RuntimeError, OSError):
+    except Exception:  # the bindings raise a bare Exception for undecodable files
         raise InvalidInput("video file is corrupt or in an unsupported format") from None
     if not features:
         raise InvalidInput("video file is corrupt or has no frames")

@@ -102,6 +102,7 @@ def load_image(
     if not data:
         raise InvalidInput("empty image file")
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # decoder chatter about malformed files (may echo data)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             return _decode(data, limits, draft=draft, apply_exif=apply_exif)

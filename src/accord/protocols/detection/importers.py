@@ -154,7 +154,8 @@ def parse_ncmec_xml(data: bytes, *, source: str = "ncmec") -> ImportResult:
         root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
         raise InvalidInput("NCMEC XML: DTDs and entities are not allowed") from None
-    except (SafeET.ParseError, ValueError, TypeError):
+    except (SafeET.ParseError, ValueError, TypeError, LookupError, RecursionError):
+        # LookupError: an unknown declared encoding; ValueError covers UnicodeError.
         raise InvalidInput("NCMEC XML: not well-formed XML") from None
     if _local(root.tag) != "queryResult":
         raise InvalidInput("NCMEC XML: expected a queryResult document")

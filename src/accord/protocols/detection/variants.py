@@ -33,8 +33,9 @@ from accord.protocols.detection.hashers import (
 )
 from accord.protocols.detection.images import RgbArray
 
-#: Per-channel distance (0..255) within which a pixel counts as the margin's colour.
-TRIM_COLOR_TOLERANCE = 14
+#: Per-channel distances (0..255) within which a pixel counts as the margin's colour; one trim
+#: per tolerance (a strict and a looser one: either may be the one that cuts alike on both sides).
+TRIM_COLOR_TOLERANCES = (6, 10)
 #: Share of a line's pixels in the margin colour for the line to be margin.
 TRIM_MARGIN_LINE_FRACTION = 0.98
 #: A caption band's lines are at least this much background (text covers the rest)...
@@ -46,9 +47,11 @@ TRIM_MAX_SIDE_FRACTION = 0.35
 #: Trims smaller than this share of the dimension are ignored (JPEG edge noise).
 TRIM_MIN_FRACTION = 0.015
 #: Central crops indexed for banked images (share of each side kept).
-CROP_FRACTIONS = (0.9, 0.8, 0.7)
+CROP_FRACTIONS = (0.95, 0.9, 0.8, 0.7)
 #: The trim box is computed on a copy at most this many pixels on its long side.
 _TRIM_ANALYSIS_SIDE_PX = 1024
+#: Trimming passes per side.
+_PASSES = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,15 +90,15 @@ class Box:
 
 
 def _line_fractions(
-    lines: npt.NDArray[np.int16], color: npt.NDArray[np.int16]
+    lines: npt.NDArray[np.int16], color: npt.NDArray[np.int16], tolerance: int
 ) -> npt.NDArray[np.float64]:
     """For (n_lines, length, 3) pixels: share of each line within tolerance of `color`."""
-    close = np.abs(lines - color).max(axis=2) <= TRIM_COLOR_TOLERANCE
+    close = np.abs(lines - color).max(axis=2) <= tolerance
     out: npt.NDArray[np.float64] = close.mean(axis=1)
     return out
 
 
-def _trim_side(lines: npt.NDArray[np.int16]) -> int:
+def _trim_side(lines: npt.NDArray[np.int16], tolerance: int) -> int:
     """How many lines to cut from the start of `lines` (n, length, 3), outermost first."""
     n = lines.shape[0]
     limit = int(n * TRIM_MAX_SIDE_FRACTION)
@@ -105,14 +108,15 @@ def _trim_side(lines: npt.NDArray[np.int16]) -> int:
     # often a blend (resampling, JPEG), which must not stop the next pass.
     skip = 2
     color = np.median(lines[skip], axis=0).astype(np.int16)
-    frac = _line_fractions(lines[:limit], color)
+    frac = _line_fractions(lines[:limit], color, tolerance)
     frac[:skip] = 1.0
     margin = 0
     while margin < limit and frac[margin] >= TRIM_MARGIN_LINE_FRACTION:
         margin += 1
     if margin <= skip:
         margin = 0
-        frac = _line_fractions(lines[:limit], np.median(lines[0], axis=0).astype(np.int16))
+        color = np.median(lines[0], axis=0).astype(np.int16)
+        frac = _line_fractions(lines[:limit], color, tolerance)
     # A caption band: continues until a run of clearly non-background lines starts.
     run = max(2, n // 50)
     low = frac < TRIM_BAND_LINE_FRACTION
@@ -130,23 +134,33 @@ def _trim_side(lines: npt.NDArray[np.int16]) -> int:
     return margin
 
 
-def trim_box(pixels: RgbArray) -> Box | None:
+def trim_boxes(pixels: RgbArray) -> list[Box]:
+    """The distinct trim boxes, one per tolerance in TRIM_COLOR_TOLERANCES."""
+    out: list[Box] = []
+    for tolerance in TRIM_COLOR_TOLERANCES:
+        box = trim_box(pixels, tolerance=tolerance)
+        if box is not None and box not in out:
+            out.append(box)
+    return out
+
+
+def trim_box(pixels: RgbArray, *, tolerance: int = TRIM_COLOR_TOLERANCES[0]) -> Box | None:
     """The box left after cutting uniform margins and caption bands, or None if nothing to cut."""
     height, width = pixels.shape[:2]
     step = max(1, int(np.ceil(max(height, width) / _TRIM_ANALYSIS_SIDE_PX)))
     small = pixels[::step, ::step].astype(np.int16)
     h, w = small.shape[:2]
     top, bottom, left, right = 0, h, 0, w
-    for _ in range(4):  # repeat until nothing changes (a band inside a border, and so on)
+    for _ in range(_PASSES):  # repeat until nothing changes (a band inside a border...)
         view = small[top:bottom, left:right]
         if view.shape[0] < 8 or view.shape[1] < 8:
             return None
-        t = _trim_side(view)
-        b = _trim_side(view[::-1])
+        t = _trim_side(view, tolerance)
+        b = _trim_side(view[::-1], tolerance)
         top, bottom = top + t, bottom - b
         view = small[top:bottom, left:right]
-        lft = _trim_side(view.transpose(1, 0, 2))
-        rgt = _trim_side(view.transpose(1, 0, 2)[::-1])
+        lft = _trim_side(view.transpose(1, 0, 2), tolerance)
+        rgt = _trim_side(view.transpose(1, 0, 2)[::-1], tolerance)
         left, right = left + lft, right - rgt
         if t == b == lft == rgt == 0:
             break
@@ -200,8 +214,7 @@ def query_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
     """The PDQ hashes to look up for one image (usable quality, distinct)."""
     out = _hashes_of(pixels, "", measures.dihedral)
     if measures.trim:
-        box = trim_box(pixels)
-        if box is not None:
+        for box in trim_boxes(pixels):
             out += _hashes_of(box.apply(pixels), "trim/", measures.dihedral)
     return _usable_distinct(out)
 
@@ -210,8 +223,7 @@ def bank_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
     """The PDQ hashes to index for one banked image (usable quality, distinct)."""
     out = [NamedHash("original", pdq_from_pixels(pixels))]
     if measures.trim:
-        box = trim_box(pixels)
-        if box is not None:
+        for box in trim_boxes(pixels):
             out.append(NamedHash("trim", pdq_from_pixels(box.apply(pixels))))
     if measures.crops:
         for fraction in CROP_FRACTIONS:
