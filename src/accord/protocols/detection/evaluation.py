@@ -126,6 +126,38 @@ def _min_distances(
     return out
 
 
+def _pair_statistics(
+    originals: list[U8], variants: list[U8], variant_owner: list[int]
+) -> dict[str, Any]:
+    """Distances between every pair of distinct unrelated photos (plain, and with all query
+    variants of one against the plain hash of the other)."""
+    if len(originals) < 2:
+        return {}
+    orig = np.stack(originals)
+    bits = np.unpackbits(orig, axis=1).astype(np.int16)
+    plain = bits.shape[1] - (bits @ bits.T + (1 - bits) @ (1 - bits).T)
+    iu = np.triu_indices(len(orig), k=1)
+    plain_pairs = plain[iu]
+    var_bits = np.unpackbits(np.concatenate(variants), axis=1).astype(np.int16)
+    d = var_bits.shape[1] - (var_bits @ bits.T + (1 - var_bits) @ (1 - bits).T)
+    owner = np.array(variant_owner)
+    d[np.arange(len(owner)), owner] = NO_MATCH  # not against itself
+    per_pair = np.full((len(orig), len(orig)), NO_MATCH, dtype=np.int64)
+    np.minimum.at(per_pair, owner, d)
+    var_pairs = np.minimum(per_pair, per_pair.T)[iu]
+
+    def stats(a: npt.NDArray[np.int64]) -> dict[str, int]:
+        return {
+            "pairs": int(len(a)),
+            "min_distance": int(a.min()),
+            "within_31": int((a <= 31).sum()),
+            "within_48": int((a <= 48).sum()),
+            "within_64": int((a <= 64).sum()),
+        }
+
+    return {"plain": stats(plain_pairs.astype(np.int64)), "all": stats(var_pairs)}
+
+
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -186,6 +218,9 @@ def run_evaluation(
     # Unrelated photos (false matches only).
     fp_paths: list[Path] = []
     dist_fp: dict[str, dict[str, list[int]]] = {}
+    fp_originals: list[U8] = []
+    fp_variants: list[U8] = []
+    fp_variant_owner: list[int] = []
     fp_transforms = list(config.fp_transforms or transforms)
     if config.fp_dir is not None:
         fp_paths = list_images(config.fp_dir)
@@ -197,8 +232,14 @@ def run_evaluation(
                 px = load_image(p.read_bytes()).pixels
             except InvalidInput:
                 continue
+            fp_hashes = _query_hashes(px)
+            if len(fp_hashes.original):
+                fp_originals.append(fp_hashes.original[0])
+                full = fp_hashes.select(CONFIGS["all"])
+                fp_variants.append(full)
+                fp_variant_owner.extend([len(fp_originals) - 1] * len(full))
             for t in fp_transforms:
-                q = _query_hashes(apply_transform(t, px))
+                q = fp_hashes if t == "identity" else _query_hashes(apply_transform(t, px))
                 for c, m in CONFIGS.items():
                     bank, owner_ids = banks[c]
                     dist_fp[c][t].append(
@@ -238,6 +279,14 @@ def run_evaluation(
             c: len(pooled(dist_other[c])) + (len(pooled(dist_fp[c])) if dist_fp else 0)
             for c in CONFIGS
         },
+        "closest_unrelated_distance": {
+            c: min([*pooled(dist_other[c]), *(pooled(dist_fp[c]) if dist_fp else []), NO_MATCH])
+            for c in CONFIGS
+        },
+        "closest_misattributed_distance": {
+            c: min([*pooled(dist_wrong[c]), NO_MATCH]) for c in CONFIGS
+        },
+        "unrelated_pairs": _pair_statistics(fp_originals, fp_variants, fp_variant_owner),
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
     first_fp: dict[str, int | None] = {}
@@ -297,6 +346,31 @@ def render_markdown(report: dict[str, Any]) -> str:
             + " | ".join(cells)
             + f" | {first if first is not None else '> 64'} |"
         )
+    pairs = report.get("unrelated_pairs") or {}
+    if pairs:
+        lines += [
+            "",
+            "Pairs of distinct unrelated photos (each photo's hashes against every other's):",
+            "",
+            "| queries | pairs | closest | pairs <= 31 | <= 48 | <= 64 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for c, label in (("plain", "plain PDQ"), ("all", "all query variants")):
+            p = pairs[c]
+            lines.append(
+                f"| {label} | {p['pairs']} | {p['min_distance']} | {p['within_31']} | "
+                f"{p['within_48']} | {p['within_64']} |"
+            )
+    closest = report.get("closest_unrelated_distance", {})
+    if closest:
+        lines += [
+            "",
+            "Closest distance between an unrelated query and any bank hash: "
+            + ", ".join(f"{c} {closest[c]}" for c in configs)
+            + " (misattributed, closest: "
+            + ", ".join(f"{c} {report['closest_misattributed_distance'][c]}" for c in configs)
+            + ").",
+        ]
     lines.append("")
     return "\n".join(lines)
 
