@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -133,8 +134,20 @@ class BankStore(ABC):
         """Enable or disable every entry with one of these sources (e.g. deleted upstream)."""
 
     @abstractmethod
-    def iter_entries(self, name: str, *, enabled_only: bool = False) -> Iterator[BankEntry]:
-        """Entries with their ids, in id order."""
+    def iter_entries(
+        self,
+        name: str,
+        *,
+        enabled_only: bool = False,
+        signal_types: Sequence[str] | None = None,
+    ) -> Iterator[BankEntry]:
+        """Entries with their ids, in id order (optionally only some signal types)."""
+
+    @abstractmethod
+    def iter_hash_rows(
+        self, name: str, signal_type: str, *, batch: int = 100_000
+    ) -> Iterator[list[tuple[int, str, bool]]]:
+        """Bulk path for building indexes: batches of (id, hash text, enabled), in id order."""
 
     @abstractmethod
     def get_entries(self, name: str, entry_ids: Sequence[int]) -> dict[int, BankEntry]:
@@ -385,7 +398,27 @@ class SqlBankStore(BankStore):
                     out[int(r.id)] = _entry_from_row(r)
         return out
 
-    def iter_entries(self, name: str, *, enabled_only: bool = False) -> Iterator[BankEntry]:
+    def iter_hash_rows(
+        self, name: str, signal_type: str, *, batch: int = 100_000
+    ) -> Iterator[list[tuple[int, str, bool]]]:
+        with self.engine.connect() as conn:
+            row = self._bank_row(conn, name)
+            result = conn.execution_options(yield_per=batch).execute(
+                select(bank_entries.c.id, bank_entries.c.hash, bank_entries.c.enabled)
+                .where(bank_entries.c.bank_id == row.id)
+                .where(bank_entries.c.signal_type == signal_type)
+                .order_by(bank_entries.c.id)
+            )
+            for part in result.partitions(batch):
+                yield [(int(r[0]), str(r[1]), bool(r[2])) for r in part]
+
+    def iter_entries(
+        self,
+        name: str,
+        *,
+        enabled_only: bool = False,
+        signal_types: Sequence[str] | None = None,
+    ) -> Iterator[BankEntry]:
         with self.engine.connect() as conn:
             row = self._bank_row(conn, name)
             query = select(
@@ -399,6 +432,8 @@ class SqlBankStore(BankStore):
             ).where(bank_entries.c.bank_id == row.id)
             if enabled_only:
                 query = query.where(bank_entries.c.enabled.is_(True))
+            if signal_types is not None:
+                query = query.where(bank_entries.c.signal_type.in_(list(signal_types)))
             result = conn.execution_options(yield_per=_BATCH).execute(
                 query.order_by(bank_entries.c.id)
             )
@@ -438,11 +473,30 @@ def load_bank_index(store: BankStore, name: str, *, cache_dir: Path | None = Non
                 cached = loaded
         except InvalidInput:
             cached = None
+    others = store.iter_entries(name, signal_types=("md5", "sha256", "vpdq"))
     if cached is not None:
         bank_index.pdq = cached
-        bank_index.add_entries(e for e in store.iter_entries(name) if e.signal_type != "pdq")
+        bank_index.add_entries(others)
         return bank_index
-    bank_index.add_entries(store.iter_entries(name))
+    bank_index.add_entries(others)
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    disabled: list[int] = []
+    for rows in store.iter_hash_rows(name, "pdq"):
+        try:
+            codes = np.frombuffer(bytes.fromhex("".join(r[1] for r in rows)), dtype=np.uint8)
+        except ValueError:
+            raise InvalidInput("a stored PDQ hash is malformed") from None
+        if codes.size != 32 * len(rows):
+            raise InvalidInput("a stored PDQ hash is malformed")
+        parts.append((codes.reshape(-1, 32), np.array([r[0] for r in rows], dtype=np.int64)))
+        disabled.extend(r[0] for r in rows if not r[2])
+    if parts:  # one bulk add: one segment, built once
+        bank_index.add_pdq_codes(
+            np.concatenate([c for c, _ in parts]), np.concatenate([i for _, i in parts])
+        )
+    if disabled:
+        bank_index.pdq.set_enabled(disabled, False)
+    bank_index.pdq.compact()  # one segment: fastest to query
     if cache_file is not None and len(bank_index.pdq) >= _CACHE_MIN_ENTRIES:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         for old in cache_file.parent.glob(f"{name}-*.pdqindex"):

@@ -4,9 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[3]
-VECTORS = REPO / "tests" / "vectors" / "pdq"
+from detection_helpers import REPO, VECTORS
 
 
 def shared_dir() -> Path:

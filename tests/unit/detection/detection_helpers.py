@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+REPO = Path(__file__).resolve().parents[3]
+VECTORS = REPO / "tests" / "vectors" / "pdq"
 
 
 def photo_pixels(seed: int = 0, size: tuple[int, int] = (320, 240)) -> np.ndarray:

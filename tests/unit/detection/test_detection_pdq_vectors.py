@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from detection_helpers import VECTORS
 from PIL import Image
 
 from accord.cli.main import cli
@@ -16,7 +17,6 @@ from accord.protocols.detection.hashers import pdq_dihedral_from_pixels, pdq_fro
 from accord.protocols.detection.images import load_image
 from accord.protocols.detection.signals import PdqHash
 from accord.protocols.detection.variants import trim_box
-from conftest import VECTORS
 
 EXPECTED = json.loads((VECTORS / "pdq_expected.json").read_text())
 SETS = {s["id"]: s for s in EXPECTED["sets"]}
