@@ -46,7 +46,11 @@ def _auth(client: AccordClient) -> dict[str, str]:
 
 def test_unauthenticated_calls_get_401(server):  # type: ignore[no-untyped-def]
     for method, path in PROTECTED:
-        for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic eA=="}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer not-a-token"},
+            {"Authorization": "Basic eA=="},
+        ):
             r = httpx.request(method, server.url + path, headers=headers, json={})
             assert r.status_code == 401, (method, path, r.text)
             assert r.json()["code"] == "unauthenticated"

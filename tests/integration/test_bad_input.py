@@ -40,45 +40,105 @@ def _check(r: httpx.Response, status: int, code: str) -> None:
 
 def test_bad_json_version_and_base64(small_server, alice):  # type: ignore[no-untyped-def]
     url = small_server.url
-    _check(httpx.post(url + "/v1/accounts", content=b"{", headers={"Content-Type": "application/json"}), 400, "invalid_json")
+    _check(
+        httpx.post(
+            url + "/v1/accounts", content=b"{", headers={"Content-Type": "application/json"}
+        ),
+        400,
+        "invalid_json",
+    )
     _check(httpx.post(url + "/v1/accounts", json=[1, 2]), 400, "invalid_request")
-    _check(httpx.post(url + "/v1/accounts", json={"v": 99, "device": {}}), 400, "unsupported_version")
+    _check(
+        httpx.post(url + "/v1/accounts", json={"v": 99, "device": {}}), 400, "unsupported_version"
+    )
     send = {
-        "v": 1, "message_id": "A" * 22, "to": {"account": "alice"},
-        "recipients": [], "copies": [], "megolm": None,
+        "v": 1,
+        "message_id": "A" * 22,
+        "to": {"account": "alice"},
+        "recipients": [],
+        "copies": [],
+        "megolm": None,
     }
-    _check(httpx.post(url + "/v1/messages", json={**send, "v": 7}, headers=_auth(alice)), 400, "unsupported_version")
-    bad_b64 = {**send, "to": {"group": "g"}, "megolm": "@@@@not base64", "megolm_session_id": "x" * 43}
+    _check(
+        httpx.post(url + "/v1/messages", json={**send, "v": 7}, headers=_auth(alice)),
+        400,
+        "unsupported_version",
+    )
+    bad_b64 = {
+        **send,
+        "to": {"group": "g"},
+        "megolm": "@@@@not base64",
+        "megolm_session_id": "x" * 43,
+    }
     r = httpx.post(url + "/v1/messages", json=bad_b64, headers=_auth(alice))
     assert r.status_code in (400, 404), r.text  # no such group, or bad base64: never a 5xx
     alice.create_group("g", ["alice"])
-    _check(httpx.post(url + "/v1/messages", json=bad_b64, headers=_auth(alice)), 400, "invalid_input")
+    _check(
+        httpx.post(url + "/v1/messages", json=bad_b64, headers=_auth(alice)), 400, "invalid_input"
+    )
 
 
 def test_oversized_bodies(small_server, alice):  # type: ignore[no-untyped-def]
     big = b'{"v":1,"device":"' + b"x" * (9 << 20) + b'"}'
-    _check(httpx.post(small_server.url + "/v1/accounts", content=big, headers={"Content-Type": "application/json"}), 413, "too_large")
+    _check(
+        httpx.post(
+            small_server.url + "/v1/accounts",
+            content=big,
+            headers={"Content-Type": "application/json"},
+        ),
+        413,
+        "too_large",
+    )
 
     def chunks():  # type: ignore[no-untyped-def]
         for _ in range(10):
             yield b"x" * (1 << 20)
 
-    r = httpx.post(small_server.url + "/v1/accounts", content=chunks(), headers={"Content-Type": "application/json"})
+    r = httpx.post(
+        small_server.url + "/v1/accounts",
+        content=chunks(),
+        headers={"Content-Type": "application/json"},
+    )
     _check(r, 413, "too_large")
     blob = b"z" * 2000
-    headers = {**_auth(alice), "X-Accord-Blob-SHA256": base64.b64encode(hashlib.sha256(blob).digest()).decode()}
-    _check(httpx.put(small_server.url + "/v1/blobs", content=blob, headers=headers), 413, "too_large")
+    headers = {
+        **_auth(alice),
+        "X-Accord-Blob-SHA256": base64.b64encode(hashlib.sha256(blob).digest()).decode(),
+    }
+    _check(
+        httpx.put(small_server.url + "/v1/blobs", content=blob, headers=headers), 413, "too_large"
+    )
 
 
 def test_blob_upload_checks(small_server, alice):  # type: ignore[no-untyped-def]
     blob = b"y" * 500
     good = base64.b64encode(hashlib.sha256(blob).digest()).decode()
     h = _auth(alice)
-    _check(httpx.put(small_server.url + "/v1/blobs", content=blob, headers={**h, "X-Accord-Blob-SHA256": base64.b64encode(b"0" * 32).decode()}), 400, "blob_digest_mismatch")
-    _check(httpx.put(small_server.url + "/v1/blobs", content=blob, headers={**h, "X-Accord-Blob-SHA256": "nope"}), 400, "invalid_input")
-    r = httpx.put(small_server.url + "/v1/blobs", content=blob, headers={**h, "X-Accord-Blob-SHA256": good})
+    _check(
+        httpx.put(
+            small_server.url + "/v1/blobs",
+            content=blob,
+            headers={**h, "X-Accord-Blob-SHA256": base64.b64encode(b"0" * 32).decode()},
+        ),
+        400,
+        "blob_digest_mismatch",
+    )
+    _check(
+        httpx.put(
+            small_server.url + "/v1/blobs",
+            content=blob,
+            headers={**h, "X-Accord-Blob-SHA256": "nope"},
+        ),
+        400,
+        "invalid_input",
+    )
+    r = httpx.put(
+        small_server.url + "/v1/blobs", content=blob, headers={**h, "X-Accord-Blob-SHA256": good}
+    )
     assert r.status_code == 201
-    _check(httpx.get(small_server.url + "/v1/blobs/..%2F..%2Fadmin-token", headers=h), 404, "not_found")
+    _check(
+        httpx.get(small_server.url + "/v1/blobs/..%2F..%2Fadmin-token", headers=h), 404, "not_found"
+    )
     _check(httpx.get(small_server.url + "/v1/blobs/" + "A" * 32, headers=h), 404, "not_found")
 
 

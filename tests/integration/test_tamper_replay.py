@@ -94,7 +94,9 @@ def test_flipped_bit_in_blob(server, pair, tmp_path):  # type: ignore[no-untyped
     f.write_bytes(os.urandom(300_000))
     alice.send("bob", "with attachment", [f])
     alice.send("bob", "plain")
-    blobs = [p for p in (server.data_dir / "blobs").rglob("*") if p.is_file() and p.parent.name != "tmp"]
+    blobs = [
+        p for p in (server.data_dir / "blobs").rglob("*") if p.is_file() and p.parent.name != "tmp"
+    ]
     assert len(blobs) == 1
     blobs[0].write_bytes(_flip(blobs[0].read_bytes(), 123_457))
     result = bob.receive()
@@ -151,7 +153,11 @@ def test_attachment_key_commitment_end_to_end(server, pair, tmp_path):  # type: 
     alice.send("bob", "a", [a])
     alice.send("bob", "b", [b])
     blobs = sorted(
-        (p for p in (server.data_dir / "blobs").rglob("*") if p.is_file() and p.parent.name != "tmp"),
+        (
+            p
+            for p in (server.data_dir / "blobs").rglob("*")
+            if p.is_file() and p.parent.name != "tmp"
+        ),
         key=lambda p: p.stat().st_mtime_ns,
     )
     first, second = blobs

@@ -41,7 +41,9 @@ def _expect(condition: bool, what: str) -> None:
     _ok(what)
 
 
-def _one(messages: list[ReceivedMessage], pred: Callable[[ReceivedMessage], bool]) -> ReceivedMessage:
+def _one(
+    messages: list[ReceivedMessage], pred: Callable[[ReceivedMessage], bool]
+) -> ReceivedMessage:
     found = [m for m in messages if pred(m)]
     if len(found) != 1:
         raise DemoFailed(f"expected one matching message, got {len(found)}")

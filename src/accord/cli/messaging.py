@@ -59,8 +59,16 @@ def account_devices(ctx: click.Context, as_json: bool) -> None:
     with open_client(ctx) as client:
         devices = client.devices()
         for d in devices:
-            row = {"device_id": d.device_id, "ed25519": d.ed25519, "this": d.device_id == client.device_id}
-            click.echo(json.dumps(row) if as_json else f"{d.device_id}  {d.ed25519}" + ("  (this device)" if row["this"] else ""))
+            row = {
+                "device_id": d.device_id,
+                "ed25519": d.ed25519,
+                "this": d.device_id == client.device_id,
+            }
+            click.echo(
+                json.dumps(row)
+                if as_json
+                else f"{d.device_id}  {d.ed25519}" + ("  (this device)" if row["this"] else "")
+            )
 
 
 @click.group()
@@ -94,7 +102,9 @@ def device_approve(ctx: click.Context, code: str) -> None:
 @click.option("--group", "group", default=None, help="Send to a group instead of an account.")
 @click.option("--attach", "attach", multiple=True, type=click.Path(dir_okay=False))
 @click.pass_context
-def send(ctx: click.Context, args: tuple[str, ...], group: str | None, attach: tuple[str, ...]) -> None:
+def send(
+    ctx: click.Context, args: tuple[str, ...], group: str | None, attach: tuple[str, ...]
+) -> None:
     """send NAME TEXT, or send --group GROUP TEXT. Prints the message id."""
     if group is None:
         if len(args) != 2:
@@ -168,17 +178,24 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
 
 
 @click.command()
-@click.option("--db", "db_url", default=None, help="postgresql://... (default: SQLite in --data-dir)")
+@click.option(
+    "--db", "db_url", default=None, help="postgresql://... (default: SQLite in --data-dir)"
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), default="./accord-data")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", type=int, default=8000)
 @click.option("--max-attachment-bytes", type=int, default=None)
-def server(db_url: str | None, data_dir: str, host: str, port: int, max_attachment_bytes: int | None) -> None:
+def server(
+    db_url: str | None, data_dir: str, host: str, port: int, max_attachment_bytes: int | None
+) -> None:
     """Run the Accord server."""
     from accord.server.run import serve
 
     serve(
-        data_dir=Path(data_dir), db_url=db_url, host=host, port=port,
+        data_dir=Path(data_dir),
+        db_url=db_url,
+        host=host,
+        port=port,
         max_attachment_bytes=max_attachment_bytes,
     )
 

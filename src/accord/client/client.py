@@ -315,7 +315,10 @@ class AccordClient:
         try:
             keys = client._device_keys()
             created = client.api.call(
-                LinkCreated, "POST", "/v1/link-requests", json={"v": 1, "device": keys.model_dump()},
+                LinkCreated,
+                "POST",
+                "/v1/link-requests",
+                json={"v": 1, "device": keys.model_dump()},
                 auth=False,
             )
             code = f"{created.request_id}-{link_fingerprint(keys)}"
@@ -481,10 +484,7 @@ class AccordClient:
             self._refresh_devices(stale)
         me = (self.account_name, self.device_id)
         return [
-            d
-            for a in names
-            for d in self.store.pinned_devices(a)
-            if (d.account, d.device_id) != me
+            d for a in names for d in self.store.pinned_devices(a) if (d.account, d.device_id) != me
         ]
 
     def devices(self) -> list[PinnedDevice]:
@@ -517,7 +517,9 @@ class AccordClient:
                 ClaimedKeys,
                 "POST",
                 "/v1/keys/claim",
-                json={"devices": [{"account": d.account, "device_id": d.device_id} for d in missing]},
+                json={
+                    "devices": [{"account": d.account, "device_id": d.device_id} for d in missing]
+                },
             )
             by_ref = {(c.device.keys.account, c.device.keys.device_id): c for c in claimed.keys}
             for dev in missing:
@@ -532,7 +534,9 @@ class AccordClient:
                 out[(dev.account, dev.device_id)] = session
         return out
 
-    def _save_sessions(self, sessions: dict[DeviceKey, OlmSession], devices: Sequence[PinnedDevice]) -> None:
+    def _save_sessions(
+        self, sessions: dict[DeviceKey, OlmSession], devices: Sequence[PinnedDevice]
+    ) -> None:
         curve = {(d.account, d.device_id): d.curve25519 for d in devices}
         t = now_ms()
         for key, session in sessions.items():
@@ -611,7 +615,11 @@ class AccordClient:
         me = DeviceRef(account=self.account_name, device_id=self.device_id)
         conversation = Conversation(account=to)
         content = Content(
-            message_id=message_id, sender=me, to=conversation, sent_at=now_ms(), text=text,
+            message_id=message_id,
+            sender=me,
+            to=conversation,
+            sent_at=now_ms(),
+            text=text,
             attachments=refs,
         )
         payload = encode_payload(content)
@@ -672,9 +680,7 @@ class AccordClient:
         members = [m for m in current.members if m not in set(remove)]
         members += [m for m in add if m not in members]
         admins = [a for a in current.admins if a in members] or [self.account_name]
-        state = GroupState(
-            group=group, version=current.version + 1, admins=admins, members=members
-        )
+        state = GroupState(group=group, version=current.version + 1, admins=admins, members=members)
         return self._publish_group_state(state)
 
     def _publish_group_state(self, state: GroupState) -> GroupState:
@@ -737,7 +743,11 @@ class AccordClient:
         me = DeviceRef(account=self.account_name, device_id=self.device_id)
         conversation = Conversation(group=group)
         content = Content(
-            message_id=message_id, sender=me, to=conversation, sent_at=now_ms(), text=text,
+            message_id=message_id,
+            sender=me,
+            to=conversation,
+            sent_at=now_ms(),
+            text=text,
             attachments=refs,
         )
         payload = encode_payload(content)
@@ -861,9 +871,7 @@ class AccordClient:
         except NotFound:
             pass  # already acknowledged by an earlier run
 
-    def process_envelopes(
-        self, envelopes: Sequence[Envelope], result: ReceiveResult
-    ) -> list[int]:
+    def process_envelopes(self, envelopes: Sequence[Envelope], result: ReceiveResult) -> list[int]:
         """Process envelopes in order; returns the ids that may now be acknowledged."""
         done: list[int] = []
         for env in envelopes:
@@ -880,8 +888,11 @@ class AccordClient:
                         self.store.save_message(
                             message.sender,
                             message.id,
-                            {"direction": "in", "message": message.to_json(),
-                             "sender_device": message.sender_device},
+                            {
+                                "direction": "in",
+                                "message": message.to_json(),
+                                "sender_device": message.sender_device,
+                            },
                         )
                     except _Rejected as exc:
                         message = None
@@ -1020,7 +1031,9 @@ class AccordClient:
         row = self.store.inbound_group(env.megolm_session_id)
         if row is None:
             raise _Rejected("no group key for this message")
-        if (row["sender_account"], row["sender_device"]) != sender_key or row["grp"] != env.to.group:
+        if (row["sender_account"], row["sender_device"]) != sender_key or row[
+            "grp"
+        ] != env.to.group:
             raise _Rejected("group session belongs to another sender or group")
         inbound = MegolmInbound.from_pickle(row["pickle"], self.store.pickle_key)
         try:

@@ -294,7 +294,6 @@ def register_routes(app: FastAPI, state: AppState) -> None:
     service = state.service
     run = run_sync
 
-
     @app.get("/v1/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -400,7 +399,9 @@ def register_routes(app: FastAPI, state: AppState) -> None:
         limit = state.config.max_attachment_bytes + 64
         try:
             blob_id, size = await state.blobs.save(
-                request.stream(), declared_size=content_length, expected_sha256=expected,
+                request.stream(),
+                declared_size=content_length,
+                expected_sha256=expected,
                 max_bytes=limit,
             )
         except ClientDisconnect:
@@ -448,9 +449,7 @@ async def serve_socket(ws: WebSocket, dev: AuthedDevice, state: AppState) -> Non
     try:
         while not reader.done():
             wake.clear()
-            batch = await to_thread.run_sync(
-                lambda: service.fetch(dev, after=last, limit=WS_BATCH)
-            )
+            batch = await to_thread.run_sync(lambda: service.fetch(dev, after=last, limit=WS_BATCH))
             if batch.envelopes:
                 last = batch.envelopes[-1].id
                 await ws.send_text(
@@ -473,4 +472,3 @@ async def serve_socket(ws: WebSocket, dev: AuthedDevice, state: AppState) -> Non
         state.notifier.unsubscribe(dev.device_pk, wake)
         with contextlib.suppress(BaseException):
             await reader
-

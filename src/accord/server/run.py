@@ -18,7 +18,9 @@ def serve(
     port: int,
     max_attachment_bytes: int | None = None,
 ) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     config = ServerConfig(
         data_dir=data_dir,
         db_url=db_url,

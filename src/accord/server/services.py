@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -134,11 +135,14 @@ class MessagingService:
         self._check_device_keys(keys)
         created = now_ms()
         try:
-            with self.db.write() as conn:
+
+            def _tx(conn: Connection) -> Any:
                 account_id = conn.execute(
                     insert(accounts).values(name=keys.account, created_at=created, suspended=False)
                 ).inserted_primary_key[0]
                 self._insert_device(conn, account_id, keys, None, created)
+
+            self.db.transact(_tx)
         except IntegrityError:
             raise Conflict("account name is taken", code="account_exists") from None
         return DeviceRecord(keys=keys, approval=None, created_at=created)
@@ -198,7 +202,8 @@ class MessagingService:
         """Step 4: a single-use random challenge for one device."""
         challenge = b64encode(secrets.token_bytes(32))
         expires = now_ms() + CHALLENGE_TTL_MS
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             device_pk = self._device_pk(conn, account, device_id)
             if device_pk is None:
                 raise NotFound()
@@ -208,6 +213,8 @@ class MessagingService:
                     challenge_hash=_hash_secret(challenge), device_pk=device_pk, expires_at=expires
                 )
             )
+
+        self.db.transact(_tx)
         return Challenge(challenge=challenge, expires_at=expires)
 
     def _device_pk(self, conn: Connection, account: str, device_id: str) -> int | None:
@@ -221,7 +228,8 @@ class MessagingService:
 
     def issue_token(self, account: str, device_id: str, challenge: str, signature: str) -> Token:
         """Step 4: exchange a signed challenge for a bearer token (stored only as a hash)."""
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             row = conn.execute(
                 select(devices.c.id, devices.c.ed25519, auth_challenges.c.expires_at)
                 .join(auth_challenges, auth_challenges.c.device_pk == devices.c.id)
@@ -249,7 +257,10 @@ class MessagingService:
                     token_hash=_hash_secret(token), device_pk=row.id, expires_at=expires
                 )
             )
-        return Token(token=token, expires_at=expires)
+            return Token(token=token, expires_at=expires)
+
+        token: Token = self.db.transact(_tx)
+        return token
 
     def authenticate(self, token: str) -> AuthedDevice:
         if not token or len(token) > 128:
@@ -286,7 +297,8 @@ class MessagingService:
         self._check_device_keys(req.device)
         request_id = base64.b32encode(secrets.token_bytes(10)).decode("ascii")
         expires = now_ms() + LINK_TTL_MS
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             account_id = self._account_id(conn, req.device.account)
             conn.execute(delete(link_requests).where(link_requests.c.expires_at < now_ms()))
             if self._device_pk(conn, req.device.account, req.device.device_id) is not None:
@@ -299,6 +311,8 @@ class MessagingService:
                     expires_at=expires,
                 )
             )
+
+        self.db.transact(_tx)
         return LinkCreated(request_id=request_id, expires_at=expires)
 
     def _pending_link(self, conn: Connection, dev: AuthedDevice, request_id: str) -> PendingLink:
@@ -328,7 +342,8 @@ class MessagingService:
         if approval.approver_device_id != dev.device_id:
             raise AuthorizationError("approval must be signed by the calling device")
         created = now_ms()
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             pending = self._pending_link(conn, dev, request_id)
             approver_key = conn.execute(
                 select(devices.c.ed25519).where(devices.c.id == dev.device_pk)
@@ -343,13 +358,17 @@ class MessagingService:
             except IntegrityError:
                 raise Conflict("device id already in use", code="device_exists") from None
             conn.execute(delete(link_requests).where(link_requests.c.request_id == request_id))
+            return pending
+
+        pending: PendingLink = self.db.transact(_tx)
         return DeviceRecord(keys=pending.device, approval=approval, created_at=created)
 
     # --- one-time keys ----------------------------------------------------------------------
 
     def publish_keys(self, dev: AuthedDevice, req: PublishKeysRequest) -> KeyCount:
         """Step 3: store signed one-time keys and (replacing any earlier one) a fallback key."""
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             keys = self._own_keys(conn, dev)
             for otk in req.one_time_keys:
                 check_curve25519_key(otk.key)
@@ -401,6 +420,9 @@ class MessagingService:
                 )
             return self._key_count(conn, dev.device_pk)
 
+        count: KeyCount = self.db.transact(_tx)
+        return count
+
     def _own_keys(self, conn: Connection, dev: AuthedDevice) -> DeviceKeys:
         row = conn.execute(
             select(devices, accounts.c.name)
@@ -433,7 +455,8 @@ class MessagingService:
     def claim_keys(self, dev: AuthedDevice, req: ClaimKeysRequest) -> ClaimedKeys:
         """Step 5: hand out one one-time key per device (the fallback key once they run out)."""
         claimed: list[ClaimedKey] = []
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             for ref in req.devices:
                 rows = [
                     r
@@ -464,6 +487,8 @@ class MessagingService:
                         fallback=bool(otk.fallback),
                     )
                 )
+
+        self.db.transact(_tx)
         return ClaimedKeys(keys=claimed)
 
     # --- groups -----------------------------------------------------------------------------
@@ -473,12 +498,15 @@ class MessagingService:
         state = signed.state
         if signed.signer != DeviceRef(account=dev.account, device_id=dev.device_id):
             raise AuthorizationError("the group state must be signed by the calling device")
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             member_ids = {}
             for name in state.members:
                 member_ids[name] = self._account_id(conn, name)
             current = conn.execute(select(groups).where(groups.c.name == state.group)).first()
-            previous = None if current is None else GroupState.model_validate_json(current.state_json)
+            previous = (
+                None if current is None else GroupState.model_validate_json(current.state_json)
+            )
             if previous is None and state.version != 1:
                 raise Conflict("a new group starts at version 1", code="group_version")
             if previous is not None and state.version != previous.version + 1:
@@ -508,6 +536,8 @@ class MessagingService:
                 insert(group_members),
                 [{"group_pk": group_pk, "account_id": aid} for aid in member_ids.values()],
             )
+
+        self.db.transact(_tx)
         return signed
 
     def get_group(self, dev: AuthedDevice, name: str) -> SignedGroupState:
@@ -589,19 +619,21 @@ class MessagingService:
         if req.to.account is not None and set(copies) != recipients:
             raise InvalidInput("a direct message needs a copy for every recipient device")
         created = now_ms()
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             existing = conn.execute(
                 select(messages.c.created_at, messages.c.device_count).where(
                     messages.c.sender_device_pk == dev.device_pk,
                     messages.c.message_id == req.message_id,
                 )
             ).first()
-            if existing is not None:
-                return SendAccepted(
+            if existing is not None:  # a retry of a send that already committed
+                accepted = SendAccepted(
                     message_id=req.message_id,
                     accepted_at=existing.created_at,
                     devices=existing.device_count,
                 )
+                return accepted, {}
             expected = self._conversation_devices(conn, dev, req.to)
             if expected != recipients:
                 raise StaleDevicesError(
@@ -634,8 +666,15 @@ class MessagingService:
                         for key in sorted(recipients)
                     ],
                 )
+            accepted = SendAccepted(
+                message_id=req.message_id, accepted_at=created, devices=len(targets)
+            )
+            return accepted, targets
+
+        accepted, targets = self.db.transact(_tx)
         self._notify(targets.values())
-        return SendAccepted(message_id=req.message_id, accepted_at=created, devices=len(targets))
+        result: SendAccepted = accepted
+        return result
 
     def _device_pks(
         self, conn: Connection, refs: set[tuple[str, str]]
@@ -687,9 +726,7 @@ class MessagingService:
                 .order_by(deliveries.c.id)
                 .limit(limit + 1)
             ).all()
-        return EnvelopeBatch(
-            envelopes=[_envelope(r) for r in rows[:limit]], more=len(rows) > limit
-        )
+        return EnvelopeBatch(envelopes=[_envelope(r) for r in rows[:limit]], more=len(rows) > limit)
 
     def get_envelope(self, dev: AuthedDevice, delivery_id: int) -> Envelope:
         with self.db.read() as conn:
@@ -703,7 +740,8 @@ class MessagingService:
     def ack(self, dev: AuthedDevice, ids: Iterable[int]) -> AckResult:
         """Step 12: delete acknowledged rows of the caller's own queue (404 if none matched)."""
         wanted = sorted(set(ids))
-        with self.db.write() as conn:
+
+        def _tx(conn: Connection) -> Any:
             owned = conn.execute(
                 select(deliveries.c.id, deliveries.c.message_pk).where(
                     deliveries.c.device_pk == dev.device_pk, deliveries.c.id.in_(wanted)
@@ -715,21 +753,27 @@ class MessagingService:
             message_pks = sorted({r.message_pk for r in owned})
             still_queued = select(deliveries.c.id).where(deliveries.c.message_pk == messages.c.id)
             conn.execute(
-                delete(messages).where(
-                    and_(messages.c.id.in_(message_pks), ~still_queued.exists())
-                )
+                delete(messages).where(and_(messages.c.id.in_(message_pks), ~still_queued.exists()))
             )
-        return AckResult(acked=len(owned))
+            return len(owned)
+
+        acked: int = self.db.transact(_tx)
+        return AckResult(acked=acked)
 
     # --- blobs ------------------------------------------------------------------------------
 
     def record_blob(self, dev: AuthedDevice, blob_id: str, size: int) -> None:
-        with self.db.write() as conn:
+        def _tx(conn: Connection) -> Any:
             conn.execute(
                 insert(blobs).values(
-                    blob_id=blob_id, size=size, uploader_device_pk=dev.device_pk, created_at=now_ms()
+                    blob_id=blob_id,
+                    size=size,
+                    uploader_device_pk=dev.device_pk,
+                    created_at=now_ms(),
                 )
             )
+
+        self.db.transact(_tx)
 
     def blob_exists(self, blob_id: str) -> bool:
         with self.db.read() as conn:
@@ -745,9 +789,7 @@ def _refs(pairs: Iterable[tuple[str, str]]) -> list[DeviceRef]:
 
 def _device_record(row) -> DeviceRecord:  # type: ignore[no-untyped-def]
     approval = (
-        DeviceApproval(
-            approver_device_id=row.approver_device_id, signature=row.approval_signature
-        )
+        DeviceApproval(approver_device_id=row.approver_device_id, signature=row.approval_signature)
         if row.approver_device_id
         else None
     )

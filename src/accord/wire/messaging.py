@@ -166,9 +166,7 @@ class GroupState(WireModel):
 
     @model_validator(mode="after")
     def _admins_are_members(self) -> GroupState:
-        if len(set(self.members)) != len(self.members) or len(set(self.admins)) != len(
-            self.admins
-        ):
+        if len(set(self.members)) != len(self.members) or len(set(self.admins)) != len(self.admins):
             raise ValueError("duplicate names")
         if not set(self.admins) <= set(self.members):
             raise ValueError("every admin must be a member")

@@ -38,7 +38,10 @@ from accord.wire.messaging import (
 def _keys(olm: DeviceAccount, account: str, device_id: str) -> DeviceKeys:
     sig = olm.sign(device_keys_payload(account, device_id, olm.ed25519, olm.curve25519))
     return DeviceKeys(
-        account=account, device_id=device_id, ed25519=olm.ed25519, curve25519=olm.curve25519,
+        account=account,
+        device_id=device_id,
+        ed25519=olm.ed25519,
+        curve25519=olm.curve25519,
         signature=sig,
     )
 
@@ -71,10 +74,14 @@ def test_device_list_chain() -> None:
         approver_device_id="PHONE", signature=intruder.sign(approval_payload("PHONE", ghost))
     )
     with pytest.raises(VerificationError):  # approval not signed by PHONE
-        verify_device_list("bob", records + [DeviceRecord(keys=ghost, approval=forged, created_at=3)])
+        verify_device_list(
+            "bob", records + [DeviceRecord(keys=ghost, approval=forged, created_at=3)]
+        )
     swapped = k2.model_copy(update={"curve25519": ghost.curve25519})
     with pytest.raises(VerificationError):  # keys changed after signing
-        verify_device_list("bob", [records[0], DeviceRecord(keys=swapped, approval=approval, created_at=2)])
+        verify_device_list(
+            "bob", [records[0], DeviceRecord(keys=swapped, approval=approval, created_at=2)]
+        )
     with pytest.raises(VerificationError):  # someone else's device
         verify_device_list("alice", records)
 
@@ -109,7 +116,9 @@ def test_payload_round_trip() -> None:
     c = _content()
     assert decode_payload(encode_payload(c)) == c
     share = GroupKeyShare(
-        group="g", sender=DeviceRef(account="a", device_id="DEV1"), session_id="x" * 43,
+        group="g",
+        sender=DeviceRef(account="a", device_id="DEV1"),
+        session_id="x" * 43,
         session_key="k",
     )
     assert decode_payload(encode_payload(share)) == share
@@ -127,7 +136,9 @@ def test_payload_parser_fuzz_bytes(data: bytes) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.floats(allow_nan=True),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -144,9 +155,25 @@ def test_payload_parser_fuzz_json(value: object) -> None:
 
 
 @settings(max_examples=200)
-@given(st.dictionaries(st.sampled_from(
-    ["v", "message_id", "to", "recipients", "copies", "megolm", "megolm_session_id", "extensions", "x"]
-), json_values, max_size=9))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "v",
+                "message_id",
+                "to",
+                "recipients",
+                "copies",
+                "megolm",
+                "megolm_session_id",
+                "extensions",
+                "x",
+            ]
+        ),
+        json_values,
+        max_size=9,
+    )
+)
 def test_envelope_models_reject_cleanly(value: dict) -> None:  # type: ignore[type-arg]
     for model in (SendRequest, Envelope):
         try:
@@ -157,7 +184,11 @@ def test_envelope_models_reject_cleanly(value: dict) -> None:  # type: ignore[ty
 
 def test_envelope_version_is_checked() -> None:
     body = {
-        "v": 2, "message_id": "A" * 22, "to": {"account": "bob"}, "recipients": [], "copies": [],
+        "v": 2,
+        "message_id": "A" * 22,
+        "to": {"account": "bob"},
+        "recipients": [],
+        "copies": [],
     }
     with pytest.raises(ValidationError):
         SendRequest.model_validate(body)

@@ -32,7 +32,9 @@ def _decrypt(blob: bytes, secrets: AttachmentSecrets) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, CHUNK_BYTES - 1, CHUNK_BYTES, 3 * CHUNK_BYTES + 5])
+@pytest.mark.parametrize(
+    "size", [0, 1, 15, 16, 17, CHUNK_BYTES - 1, CHUNK_BYTES, 3 * CHUNK_BYTES + 5]
+)
 def test_round_trip(size: int) -> None:
     data = os.urandom(size)
     blob, secrets = _encrypt(data)

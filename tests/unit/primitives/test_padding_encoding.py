@@ -52,7 +52,9 @@ def test_base64_is_strict() -> None:
 
 
 def test_canonical_json_is_one_encoding() -> None:
-    assert canonical_json({"b": 1, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
+    assert (
+        canonical_json({"b": 1, "a": [True, None, "é"]}) == '{"a":[true,null,"é"],"b":1}'.encode()
+    )
     assert canonical_json({"a": 1, "b": 2}) == canonical_json({"b": 2, "a": 1})
     for bad in ({"x": 1.5}, {"x": 2**60}, {1: "x"}, {"x": b"bytes"}):
         with pytest.raises(InvalidInput):
