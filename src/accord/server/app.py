@@ -11,13 +11,12 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from anyio import to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -262,19 +261,11 @@ def app_state(request: Request) -> AppState:
     return state
 
 
-async def run_sync(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run blocking service code (database, crypto) on the worker thread pool."""
-    return await to_thread.run_sync(lambda: fn(*args, **kwargs))
-
-
 async def current_device(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> AuthedDevice:
     """The device behind the bearer token; 401 otherwise."""
-    device: AuthedDevice = await run_sync(
-        app_state(request).service.authenticate, _bearer(authorization)
-    )
-    return device
+    return await app_state(request).service.authenticate(_bearer(authorization))
 
 
 async def require_operator(
@@ -292,7 +283,6 @@ Operator = Annotated[None, Depends(require_operator)]
 
 def register_routes(app: FastAPI, state: AppState) -> None:
     service = state.service
-    run = run_sync
 
     @app.get("/v1/health")
     async def health() -> dict[str, str]:
@@ -300,60 +290,58 @@ def register_routes(app: FastAPI, state: AppState) -> None:
 
     @app.post("/v1/accounts", status_code=201)
     async def create_account(req: CreateAccountRequest) -> AccountCreated:
-        record = await run(service.create_account, req)
+        record = await service.create_account(req)
         return AccountCreated(account=record.keys.account, device_id=record.keys.device_id)
 
     @app.get("/v1/accounts/{account}/devices")
     async def account_devices(account: str, _dev: Device) -> DeviceList:
-        return await run(service.device_list, account)
+        return await service.device_list(account)
 
     @app.post("/v1/auth/challenge")
     async def auth_challenge(req: ChallengeRequest) -> Challenge:
-        return await run(service.issue_challenge, req.account, req.device_id)
+        return await service.issue_challenge(req.account, req.device_id)
 
     @app.post("/v1/auth/token")
     async def auth_token(req: TokenRequest) -> Token:
-        return await run(
-            service.issue_token, req.account, req.device_id, req.challenge, req.signature
-        )
+        return await service.issue_token(req.account, req.device_id, req.challenge, req.signature)
 
     @app.post("/v1/link-requests", status_code=201)
     async def create_link(req: LinkRequest) -> LinkCreated:
-        return await run(service.create_link, req)
+        return await service.create_link(req)
 
     @app.get("/v1/link-requests/{request_id}")
     async def get_link(request_id: str, dev: Device) -> PendingLink:
-        return await run(service.get_link, dev, request_id)
+        return await service.get_link(dev, request_id)
 
     @app.post("/v1/link-requests/{request_id}/approve")
     async def approve_link(request_id: str, req: ApproveLinkRequest, dev: Device) -> DeviceRecord:
-        return await run(service.approve_link, dev, request_id, req)
+        return await service.approve_link(dev, request_id, req)
 
     @app.post("/v1/keys")
     async def publish_keys(req: PublishKeysRequest, dev: Device) -> KeyCount:
-        return await run(service.publish_keys, dev, req)
+        return await service.publish_keys(dev, req)
 
     @app.get("/v1/keys/count")
     async def key_count(dev: Device) -> KeyCount:
-        return await run(service.key_count, dev)
+        return await service.key_count(dev)
 
     @app.post("/v1/keys/claim")
     async def claim_keys(req: ClaimKeysRequest, dev: Device) -> ClaimedKeys:
-        return await run(service.claim_keys, dev, req)
+        return await service.claim_keys(dev, req)
 
     @app.put("/v1/groups/{name}")
     async def put_group(name: str, req: SignedGroupState, dev: Device) -> SignedGroupState:
         if req.state.group != name:
             raise InvalidInput("group name in path and body differ")
-        return await run(service.put_group, dev, req)
+        return await service.put_group(dev, req)
 
     @app.get("/v1/groups/{name}")
     async def get_group(name: str, dev: Device) -> SignedGroupState:
-        return await run(service.get_group, dev, name)
+        return await service.get_group(dev, name)
 
     @app.post("/v1/messages", status_code=201)
     async def send(req: SendRequest, dev: Device) -> SendAccepted:
-        return await run(service.send, dev, req)
+        return await service.send(dev, req)
 
     @app.get("/v1/messages")
     async def fetch(
@@ -361,23 +349,23 @@ def register_routes(app: FastAPI, state: AppState) -> None:
         after: Annotated[int, Query(ge=0, le=2**62)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> EnvelopeBatch:
-        return await run(service.fetch, dev, after=after, limit=limit)
+        return await service.fetch(dev, after=after, limit=limit)
 
     @app.get("/v1/messages/{delivery_id}")
     async def get_message(
         delivery_id: Annotated[int, Path(ge=1, le=2**62)], dev: Device
     ) -> Envelope:
-        return await run(service.get_envelope, dev, delivery_id)
+        return await service.get_envelope(dev, delivery_id)
 
     @app.post("/v1/messages/ack")
     async def ack(req: AckRequest, dev: Device) -> AckResult:
-        return await run(service.ack, dev, req.ids)
+        return await service.ack(dev, req.ids)
 
     @app.delete("/v1/messages/{delivery_id}", status_code=204)
     async def delete_message(
         delivery_id: Annotated[int, Path(ge=1, le=2**62)], dev: Device
     ) -> Response:
-        await run(service.ack, dev, [delivery_id])
+        await service.ack(dev, [delivery_id])
         return Response(status_code=204)
 
     @app.put("/v1/blobs", status_code=201)
@@ -406,7 +394,7 @@ def register_routes(app: FastAPI, state: AppState) -> None:
             )
         except ClientDisconnect:
             raise InvalidInput("upload truncated", code="blob_size_mismatch") from None
-        await run(service.record_blob, dev, blob_id, size)
+        await service.record_blob(dev, blob_id, size)
         return BlobCreated(blob_id=blob_id, size=size)
 
     @app.get("/v1/blobs/{blob_id}")
@@ -417,7 +405,7 @@ def register_routes(app: FastAPI, state: AppState) -> None:
     @app.websocket("/v1/ws")
     async def websocket(ws: WebSocket) -> None:
         try:
-            dev = await run(service.authenticate, _bearer(ws.headers.get("authorization")))
+            dev = await service.authenticate(_bearer(ws.headers.get("authorization")))
         except AccordError:
             await ws.close(code=4401)
             return
@@ -442,14 +430,14 @@ async def serve_socket(ws: WebSocket, dev: AuthedDevice, state: AppState) -> Non
                 ids = [i for i in frame.get("ids", []) if isinstance(i, int)][:1000]
                 if ids:
                     with contextlib.suppress(AccordError):
-                        await to_thread.run_sync(lambda: service.ack(dev, ids))
+                        await service.ack(dev, ids)
 
     reader = asyncio.create_task(read_acks())
     last = 0
     try:
         while not reader.done():
             wake.clear()
-            batch = await to_thread.run_sync(lambda: service.fetch(dev, after=last, limit=WS_BATCH))
+            batch = await service.fetch(dev, after=last, limit=WS_BATCH)
             if batch.envelopes:
                 last = batch.envelopes[-1].id
                 await ws.send_text(

@@ -89,6 +89,8 @@ LINK_TTL_MS = 15 * 60 * 1000
 MAX_ONE_TIME_KEYS_STORED = 500
 MAX_EXTENSIONS_BYTES = 256 * 1024
 DEFAULT_FETCH_LIMIT = 100
+AUTH_CACHE_TTL_S = 10.0
+AUTH_CACHE_MAX_ENTRIES = 100_000
 MAX_FETCH_LIMIT = 500
 
 
@@ -126,10 +128,11 @@ class MessagingService:
     ) -> None:
         self.db = db
         self._notify = notify or (lambda _pks: None)
+        self._auth_cache: dict[bytes, tuple[AuthedDevice, float, int]] = {}
 
     # --- accounts and devices -------------------------------------------------------------
 
-    def create_account(self, req: CreateAccountRequest) -> DeviceRecord:
+    async def create_account(self, req: CreateAccountRequest) -> DeviceRecord:
         """Step 1: register an account with its first device."""
         keys = req.device
         self._check_device_keys(keys)
@@ -142,7 +145,7 @@ class MessagingService:
                 ).inserted_primary_key[0]
                 self._insert_device(conn, account_id, keys, None, created)
 
-            self.db.transact(_tx)
+            await self.db.transact_async(_tx)
         except IntegrityError:
             raise Conflict("account name is taken", code="account_exists") from None
         return DeviceRecord(keys=keys, approval=None, created_at=created)
@@ -191,14 +194,16 @@ class MessagingService:
         ).all()
         return [_device_record(row) for row in rows]
 
-    def device_list(self, account: str) -> DeviceList:
-        with self.db.read() as conn:
+    async def device_list(self, account: str) -> DeviceList:
+        def _rd(conn: Connection) -> Any:
             self._account_id(conn, account)
             return DeviceList(account=account, devices=self._device_rows(conn, [account]))
 
+        return await self.db.read_async(_rd)
+
     # --- authentication ---------------------------------------------------------------------
 
-    def issue_challenge(self, account: str, device_id: str) -> Challenge:
+    async def issue_challenge(self, account: str, device_id: str) -> Challenge:
         """Step 4: a single-use random challenge for one device."""
         challenge = b64encode(secrets.token_bytes(32))
         expires = now_ms() + CHALLENGE_TTL_MS
@@ -214,7 +219,7 @@ class MessagingService:
                 )
             )
 
-        self.db.transact(_tx)
+        await self.db.transact_async(_tx)
         return Challenge(challenge=challenge, expires_at=expires)
 
     def _device_pk(self, conn: Connection, account: str, device_id: str) -> int | None:
@@ -226,7 +231,9 @@ class MessagingService:
         ).first()
         return None if row is None else int(row.id)
 
-    def issue_token(self, account: str, device_id: str, challenge: str, signature: str) -> Token:
+    async def issue_token(
+        self, account: str, device_id: str, challenge: str, signature: str
+    ) -> Token:
         """Step 4: exchange a signed challenge for a bearer token (stored only as a hash)."""
 
         def _tx(conn: Connection) -> Any:
@@ -259,14 +266,25 @@ class MessagingService:
             )
             return Token(token=token, expires_at=expires)
 
-        token: Token = self.db.transact(_tx)
+        token: Token = await self.db.transact_async(_tx)
         return token
 
-    def authenticate(self, token: str) -> AuthedDevice:
+    async def authenticate(self, token: str) -> AuthedDevice:
+        """The device behind a bearer token.
+
+        Answers are cached for AUTH_CACHE_TTL_S (keyed by the token's hash), so a token revoked
+        or an account suspended elsewhere takes at most that long to stop working here.
+        """
         if not token or len(token) > 128:
             raise AuthenticationError()
-        with self.db.read() as conn:
-            row = conn.execute(
+        key = _hash_secret(token)
+        cached = self._auth_cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now and cached[2] > now_ms():
+            return cached[0]
+
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(
                 select(
                     devices.c.id,
                     devices.c.device_id,
@@ -280,19 +298,29 @@ class MessagingService:
                 .where(auth_tokens.c.token_hash == _hash_secret(token))
                 .where(devices.c.revoked_at.is_(None))
             ).first()
+
+        row = await self.db.read_async(_rd)
         if row is None or row.expires_at < now_ms():
             raise AuthenticationError("invalid or expired token")
-        return AuthedDevice(
+        device = AuthedDevice(
             device_pk=int(row.id),
             account_id=int(row.account_id),
             account=row.name,
             device_id=row.device_id,
             suspended=bool(row.suspended),
         )
+        if len(self._auth_cache) >= AUTH_CACHE_MAX_ENTRIES:
+            self._auth_cache.clear()
+        self._auth_cache[key] = (device, now + AUTH_CACHE_TTL_S, int(row.expires_at))
+        return device
+
+    def forget_cached_auth(self) -> None:
+        """Drop cached token answers (after a revocation or suspension in this process)."""
+        self._auth_cache.clear()
 
     # --- linking a new device ---------------------------------------------------------------
 
-    def create_link(self, req: LinkRequest) -> LinkCreated:
+    async def create_link(self, req: LinkRequest) -> LinkCreated:
         """Step 2: a new device asks to join an account; nothing happens until approval."""
         self._check_device_keys(req.device)
         request_id = base64.b32encode(secrets.token_bytes(10)).decode("ascii")
@@ -312,7 +340,7 @@ class MessagingService:
                 )
             )
 
-        self.db.transact(_tx)
+        await self.db.transact_async(_tx)
         return LinkCreated(request_id=request_id, expires_at=expires)
 
     def _pending_link(self, conn: Connection, dev: AuthedDevice, request_id: str) -> PendingLink:
@@ -330,11 +358,13 @@ class MessagingService:
             expires_at=row.expires_at,
         )
 
-    def get_link(self, dev: AuthedDevice, request_id: str) -> PendingLink:
-        with self.db.read() as conn:
+    async def get_link(self, dev: AuthedDevice, request_id: str) -> PendingLink:
+        def _rd(conn: Connection) -> Any:
             return self._pending_link(conn, dev, request_id)
 
-    def approve_link(
+        return await self.db.read_async(_rd)
+
+    async def approve_link(
         self, dev: AuthedDevice, request_id: str, req: ApproveLinkRequest
     ) -> DeviceRecord:
         """Step 2: an existing device's signature admits the new device."""
@@ -360,12 +390,12 @@ class MessagingService:
             conn.execute(delete(link_requests).where(link_requests.c.request_id == request_id))
             return pending
 
-        pending: PendingLink = self.db.transact(_tx)
+        pending: PendingLink = await self.db.transact_async(_tx)
         return DeviceRecord(keys=pending.device, approval=approval, created_at=created)
 
     # --- one-time keys ----------------------------------------------------------------------
 
-    def publish_keys(self, dev: AuthedDevice, req: PublishKeysRequest) -> KeyCount:
+    async def publish_keys(self, dev: AuthedDevice, req: PublishKeysRequest) -> KeyCount:
         """Step 3: store signed one-time keys and (replacing any earlier one) a fallback key."""
 
         def _tx(conn: Connection) -> Any:
@@ -420,7 +450,7 @@ class MessagingService:
                 )
             return self._key_count(conn, dev.device_pk)
 
-        count: KeyCount = self.db.transact(_tx)
+        count: KeyCount = await self.db.transact_async(_tx)
         return count
 
     def _own_keys(self, conn: Connection, dev: AuthedDevice) -> DeviceKeys:
@@ -448,11 +478,13 @@ class MessagingService:
         ).scalar_one()
         return KeyCount(one_time_keys=self._count_keys(conn, device_pk), fallback_key=fallback > 0)
 
-    def key_count(self, dev: AuthedDevice) -> KeyCount:
-        with self.db.read() as conn:
+    async def key_count(self, dev: AuthedDevice) -> KeyCount:
+        def _rd(conn: Connection) -> Any:
             return self._key_count(conn, dev.device_pk)
 
-    def claim_keys(self, dev: AuthedDevice, req: ClaimKeysRequest) -> ClaimedKeys:
+        return await self.db.read_async(_rd)
+
+    async def claim_keys(self, dev: AuthedDevice, req: ClaimKeysRequest) -> ClaimedKeys:
         """Step 5: hand out one one-time key per device (the fallback key once they run out)."""
         claimed: list[ClaimedKey] = []
 
@@ -488,12 +520,12 @@ class MessagingService:
                     )
                 )
 
-        self.db.transact(_tx)
+        await self.db.transact_async(_tx)
         return ClaimedKeys(keys=claimed)
 
     # --- groups -----------------------------------------------------------------------------
 
-    def put_group(self, dev: AuthedDevice, signed: SignedGroupState) -> SignedGroupState:
+    async def put_group(self, dev: AuthedDevice, signed: SignedGroupState) -> SignedGroupState:
         """Step 9: create a group or replace its state with a newer one signed by an admin."""
         state = signed.state
         if signed.signer != DeviceRef(account=dev.account, device_id=dev.device_id):
@@ -537,13 +569,16 @@ class MessagingService:
                 [{"group_pk": group_pk, "account_id": aid} for aid in member_ids.values()],
             )
 
-        self.db.transact(_tx)
+        await self.db.transact_async(_tx)
         return signed
 
-    def get_group(self, dev: AuthedDevice, name: str) -> SignedGroupState:
+    async def get_group(self, dev: AuthedDevice, name: str) -> SignedGroupState:
         """A group's signed state, for its members only (others get 404)."""
-        with self.db.read() as conn:
-            row = self._member_group(conn, dev, name)
+
+        def _rd(conn: Connection) -> Any:
+            return self._member_group(conn, dev, name)
+
+        row = await self.db.read_async(_rd)
         return SignedGroupState(
             state=GroupState.model_validate_json(row.state_json),
             signer=DeviceRef(account=row.signer_account, device_id=row.signer_device_id),
@@ -564,24 +599,26 @@ class MessagingService:
 
     def _conversation_devices(
         self, conn: Connection, dev: AuthedDevice, to: Conversation
-    ) -> set[tuple[str, str]]:
+    ) -> dict[tuple[str, str], int]:
+        """Every current device of the conversation but the sender's: (account, id) -> pk."""
         if to.account is not None:
-            self._account_id(conn, to.account)
             names = {to.account, dev.account}
         else:
             assert to.group is not None
             row = self._member_group(conn, dev, to.group)
             names = set(GroupState.model_validate_json(row.state_json).members)
         rows = conn.execute(
-            select(accounts.c.name, devices.c.device_id)
+            select(devices.c.id, accounts.c.name, devices.c.device_id)
             .join(accounts, accounts.c.id == devices.c.account_id)
             .where(accounts.c.name.in_(sorted(names)), devices.c.revoked_at.is_(None))
         ).all()
-        found = {(r.name, r.device_id) for r in rows}
-        found.discard((dev.account, dev.device_id))
+        if to.account is not None and not any(r.name == to.account for r in rows):
+            raise NotFound()  # no such account (every account has at least one device)
+        found = {(r.name, r.device_id): int(r.id) for r in rows}
+        found.pop((dev.account, dev.device_id), None)
         return found
 
-    def send(self, dev: AuthedDevice, req: SendRequest) -> SendAccepted:
+    async def send(self, dev: AuthedDevice, req: SendRequest) -> SendAccepted:
         """Step 8: check the device list is complete, then commit one queue row per device.
 
         Idempotent on (sender device, message_id): a retried send is not delivered twice. The
@@ -634,7 +671,8 @@ class MessagingService:
                     devices=existing.device_count,
                 )
                 return accepted, {}
-            expected = self._conversation_devices(conn, dev, req.to)
+            targets = self._conversation_devices(conn, dev, req.to)
+            expected = set(targets)
             if expected != recipients:
                 raise StaleDevicesError(
                     missing=_refs(expected - recipients), extra=_refs(recipients - expected)
@@ -652,7 +690,6 @@ class MessagingService:
                     device_count=len(recipients),
                 )
             ).inserted_primary_key[0]
-            targets = self._device_pks(conn, recipients)
             if targets:
                 conn.execute(
                     insert(deliveries),
@@ -671,24 +708,10 @@ class MessagingService:
             )
             return accepted, targets
 
-        accepted, targets = self.db.transact(_tx)
+        accepted, targets = await self.db.transact_async(_tx)
         self._notify(targets.values())
         result: SendAccepted = accepted
         return result
-
-    def _device_pks(
-        self, conn: Connection, refs: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], int]:
-        if not refs:
-            return {}
-        names = sorted({a for a, _ in refs})
-        rows = conn.execute(
-            select(devices.c.id, accounts.c.name, devices.c.device_id)
-            .join(accounts, accounts.c.id == devices.c.account_id)
-            .where(accounts.c.name.in_(names), devices.c.revoked_at.is_(None))
-        ).all()
-        found = {(r.name, r.device_id): int(r.id) for r in rows}
-        return {ref: found[ref] for ref in refs}
 
     def _envelope_query(self, dev: AuthedDevice):  # type: ignore[no-untyped-def]
         sender_accounts = accounts.alias("sender_accounts")
@@ -714,30 +737,35 @@ class MessagingService:
             .where(deliveries.c.device_pk == dev.device_pk)
         )
 
-    def fetch(
+    async def fetch(
         self, dev: AuthedDevice, *, after: int = 0, limit: int = DEFAULT_FETCH_LIMIT
     ) -> EnvelopeBatch:
         """Step 10: the device's queue, oldest first; nothing is removed until acknowledged."""
         limit = max(1, min(limit, MAX_FETCH_LIMIT))
-        with self.db.read() as conn:
-            rows = conn.execute(
+
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(
                 self._envelope_query(dev)
                 .where(deliveries.c.id > after)
                 .order_by(deliveries.c.id)
                 .limit(limit + 1)
             ).all()
+
+        rows = await self.db.read_async(_rd)
         return EnvelopeBatch(envelopes=[_envelope(r) for r in rows[:limit]], more=len(rows) > limit)
 
-    def get_envelope(self, dev: AuthedDevice, delivery_id: int) -> Envelope:
-        with self.db.read() as conn:
-            row = conn.execute(
+    async def get_envelope(self, dev: AuthedDevice, delivery_id: int) -> Envelope:
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(
                 self._envelope_query(dev).where(deliveries.c.id == delivery_id)
             ).first()
+
+        row = await self.db.read_async(_rd)
         if row is None:
             raise NotFound()
         return _envelope(row)
 
-    def ack(self, dev: AuthedDevice, ids: Iterable[int]) -> AckResult:
+    async def ack(self, dev: AuthedDevice, ids: Iterable[int]) -> AckResult:
         """Step 12: delete acknowledged rows of the caller's own queue (404 if none matched)."""
         wanted = sorted(set(ids))
 
@@ -757,12 +785,12 @@ class MessagingService:
             )
             return len(owned)
 
-        acked: int = self.db.transact(_tx)
+        acked: int = await self.db.transact_async(_tx)
         return AckResult(acked=acked)
 
     # --- blobs ------------------------------------------------------------------------------
 
-    def record_blob(self, dev: AuthedDevice, blob_id: str, size: int) -> None:
+    async def record_blob(self, dev: AuthedDevice, blob_id: str, size: int) -> None:
         def _tx(conn: Connection) -> Any:
             conn.execute(
                 insert(blobs).values(
@@ -773,14 +801,16 @@ class MessagingService:
                 )
             )
 
-        self.db.transact(_tx)
+        await self.db.transact_async(_tx)
 
-    def blob_exists(self, blob_id: str) -> bool:
-        with self.db.read() as conn:
+    async def blob_exists(self, blob_id: str) -> bool:
+        def _rd(conn: Connection) -> Any:
             return (
                 conn.execute(select(blobs.c.blob_id).where(blobs.c.blob_id == blob_id)).first()
                 is not None
             )
+
+        return await self.db.read_async(_rd)
 
 
 def _refs(pairs: Iterable[tuple[str, str]]) -> list[DeviceRef]:

@@ -7,6 +7,7 @@ and are serialised in-process, so they never fail half-way with "database is loc
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -25,6 +27,15 @@ SQLITE_BUSY_TIMEOUT_S = 30
 MAX_GROUP_COMMIT = 256
 
 T = TypeVar("T")
+PG_WORKER_THREADS = 32
+_PG_LIMITER: list[CapacityLimiter] = []
+
+
+def _pg_limiter() -> CapacityLimiter:
+    """Worker threads for PostgreSQL calls (one per pooled connection, at most)."""
+    if not _PG_LIMITER:
+        _PG_LIMITER.append(CapacityLimiter(PG_WORKER_THREADS))
+    return _PG_LIMITER[0]
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -42,7 +53,7 @@ def make_engine(url: str) -> Engine:
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
             pool_size=8,
-            max_overflow=16,
+            max_overflow=8,
         )
 
         @event.listens_for(engine, "connect")
@@ -63,7 +74,9 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return create_engine(
+            parsed, pool_size=PG_WORKER_THREADS, max_overflow=8, pool_pre_ping=True
+        )
     raise ConfigurationError(f"unsupported database backend {backend!r}")
 
 
@@ -85,6 +98,9 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
 
     def submit(self, job: Callable[[Connection], T]) -> T:
+        return self.submit_future(job).result()
+
+    def submit_future(self, job: Callable[[Connection], T]) -> Future[T]:
         with self._lock:  # started on first use, and again after close()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -93,7 +109,7 @@ class GroupCommitWriter:
                 self._thread.start()
             future: Future[T] = Future()
             self._queue.put((job, future))
-        return future.result()
+        return future
 
     def close(self) -> None:
         with self._lock:
@@ -163,6 +179,24 @@ class Database:
         if self._writer is not None:
             return self._writer.submit(job)
         with self.engine.connect() as conn, conn.begin():
+            return job(conn)
+
+    async def transact_async(self, job: Callable[[Connection], T]) -> T:
+        """`transact` for the event loop: waits for the commit without holding a thread."""
+        if self._writer is not None:
+            return await asyncio.wrap_future(self._writer.submit_future(job))
+        return await to_thread.run_sync(self.transact, job, limiter=_pg_limiter())
+
+    async def read_async(self, job: Callable[[Connection], T]) -> T:
+        """Run a read-only `job`. SQLite reads are short local calls, run on the event loop
+        itself (handing them to threads costs more in lock traffic than they take);
+        PostgreSQL reads wait on the network, so they go to worker threads."""
+        if self.is_sqlite:
+            return self._read(job)
+        return await to_thread.run_sync(self._read, job, limiter=_pg_limiter())
+
+    def _read(self, job: Callable[[Connection], T]) -> T:
+        with self.read() as conn:
             return job(conn)
 
     @contextmanager
