@@ -19,6 +19,7 @@ from accord.protocols.access.device import (
     VerifiedWarrant,
     WarrantDelivery,
     verify_warrant_for_device,
+    verify_warrant_submission,
 )
 from accord.protocols.access.log_entries import AgencyKeyEntry
 from accord.protocols.access.warrant import Approval, SignedWarrant, approval_message
@@ -289,3 +290,22 @@ def test_approver_set_update_needs_k_of_current(world: World) -> None:
     with pytest.raises(VerificationError):
         verify_approver_set_update(v1, by_new)
     assert isinstance(by_new, SignedApproverSet)
+
+
+def test_provider_submission_checks(world: World) -> None:
+    signed = world.approve(world.draft(), "judge", "commissioner")
+    ok = verify_warrant_submission(
+        signed, approver_set=world.approver_set, agency_key=world.agency_key, now=NOW
+    )
+    assert ok == ("commissioner", "judge")
+    with pytest.raises(AuthorizationError):  # window already over: refused
+        verify_warrant_submission(
+            signed, approver_set=world.approver_set, agency_key=world.agency_key, now=NOW + 8 * DAY
+        )
+    with pytest.raises(VerificationError):
+        verify_warrant_submission(
+            world.approve(world.draft(), "judge"),
+            approver_set=world.approver_set,
+            agency_key=world.agency_key,
+            now=NOW,
+        )

@@ -260,3 +260,28 @@ def verify_warrant_for_device(
         agency_key=agency_key,
         checkpoint=checkpoint,
     )
+
+
+def verify_warrant_submission(
+    signed: SignedWarrant,
+    *,
+    approver_set: ApproverSet,
+    agency_key: AgencyKey,
+    now: int,
+    max_duration_s: int = WARRANT_MAX_DURATION_S,
+) -> tuple[str, ...]:
+    """The provider's checks before it commits to a submitted warrant (flow step 4).
+
+    W1-W2 (approvals), W5 (duration), the window not already over, and W7 (``agency_key`` is the
+    verified registration the warrant names). Returns the approver ids for the public fields.
+    """
+    approver_ids = verify_warrant_approvals(signed, approver_set)
+    warrant = signed.warrant
+    check_warrant_duration(warrant, max_duration_s=max_duration_s)
+    if now >= warrant.end_time:
+        raise AuthorizationError("warrant window is over", code="warrant_expired")
+    if not hmac.compare_digest(agency_key.key_id, warrant.delivery_key_id):
+        raise AuthorizationError(
+            "warrant names an agency key that is not registered", code="agency_key_unregistered"
+        )
+    return approver_ids
