@@ -3,8 +3,9 @@
 Many concurrent devices: senders POST 1:1 envelopes over HTTP, receivers hold WebSockets and
 acknowledge what is pushed to them. Ciphertexts are opaque random bytes of the size a padded
 short text has after Olm (the server never looks inside, so its work is the same as for real
-traffic); the load generator therefore spends its CPU on HTTP, not on Olm. It uses aiohttp (the `bench`
-extra): httpx's asyncio client tops out near 500 requests/s here and would measure itself.
+traffic); the load generator therefore spends its CPU on HTTP, not on Olm. It uses aiohttp
+(the `bench` extra): httpx's asyncio client tops out near 500 requests/s here and would
+measure itself.
 
 Two measurements per database:
   saturation  every sender sends back-to-back; delivered messages per second

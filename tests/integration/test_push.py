@@ -51,9 +51,11 @@ def test_push_rejects_bad_token(server):  # type: ignore[no-untyped-def]
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
-    with pytest.raises(InvalidStatus):
-        with connect(
+    with (
+        pytest.raises(InvalidStatus),
+        connect(
             server.url.replace("http", "ws") + "/v1/ws",
             additional_headers={"Authorization": "Bearer nope"},
-        ) as ws:
-            ws.recv(timeout=5)
+        ) as ws,
+    ):
+        ws.recv(timeout=5)

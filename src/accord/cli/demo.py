@@ -19,7 +19,7 @@ from accord.client.client import AccordClient, ReceivedMessage
 from accord.errors import AccordError
 from accord.server.process import ServerProcess
 
-DEMO_PASSPHRASE = "demo passphrase (not for real use)"
+DEMO_PASSPHRASE = "demo passphrase (not for real use)"  # noqa: S105 (a demo in a temporary directory)
 ATTACHMENT_BYTES = 2 * 1000 * 1000
 
 

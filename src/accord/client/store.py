@@ -214,7 +214,8 @@ class LocalStore:
         for dev in devices:
             self._conn.execute(
                 "INSERT INTO devices (account, device_id, ed25519, curve25519, active, first_seen) "
-                "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (account, device_id) DO UPDATE SET active = 1",
+                "VALUES (?, ?, ?, ?, 1, ?) "
+                "ON CONFLICT (account, device_id) DO UPDATE SET active = 1",
                 (account, dev.device_id, dev.ed25519, dev.curve25519, now),
             )
 
@@ -267,7 +268,8 @@ class LocalStore:
     ) -> None:
         self._conn.execute(
             "INSERT INTO inbound_groups (session_id, grp, sender_account, sender_device, pickle) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle",
+            "VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle",
             (session_id, group, sender[0], sender[1], pickle),
         )
 

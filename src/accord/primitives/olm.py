@@ -67,7 +67,8 @@ class OlmSession:
         if message.message_type != OLM_PRE_KEY:
             return False
         try:
-            return bool(self._inner.session_matches(message._any().to_pre_key()))
+            pre_key = message._any().to_pre_key()
+            return pre_key is not None and bool(self._inner.session_matches(pre_key))
         except (ValueError, DecryptionError):
             return False
 
@@ -111,12 +112,14 @@ class DeviceAccount:
     def unpublished_one_time_keys(self) -> dict[str, str]:
         return {kid: key.to_base64() for kid, key in self._inner.one_time_keys.items()}
 
+    # vodozemac's type stubs omit the fallback-key API that its bindings provide.
     def generate_fallback_key(self) -> dict[str, str]:
-        self._inner.generate_fallback_key()
-        return {kid: key.to_base64() for kid, key in self._inner.fallback_key.items()}
+        self._inner.generate_fallback_key()  # type: ignore[attr-defined]
+        return self.unpublished_fallback_key()
 
     def unpublished_fallback_key(self) -> dict[str, str]:
-        return {kid: key.to_base64() for kid, key in self._inner.fallback_key.items()}
+        keys = self._inner.fallback_key  # type: ignore[attr-defined]
+        return {str(kid): str(key.to_base64()) for kid, key in keys.items()}
 
     def mark_keys_as_published(self) -> None:
         self._inner.mark_keys_as_published()
@@ -134,6 +137,8 @@ class DeviceAccount:
             raise DecryptionError()
         try:
             pre_key = message._any().to_pre_key()
+            if pre_key is None:
+                raise DecryptionError()
             session, plaintext = self._inner.create_inbound_session(_curve(identity_key), pre_key)
         except ValueError:
             raise DecryptionError() from None

@@ -61,7 +61,7 @@ from accord.wire.messaging import (
 log = logging.getLogger("accord.server")
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
-ADMIN_TOKEN_FILE = "admin-token"
+ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 (a file name)
 WS_BATCH = 100
 
 
