@@ -18,7 +18,7 @@ DEFAULT_BAND_COUNT = 32
 #: Bits per band (b).
 DEFAULT_BAND_BITS = 40
 #: Distinct real matching images an account must send before the server can open anything (t).
-DEFAULT_THRESHOLD = 10
+DEFAULT_THRESHOLD = 12
 #: Probability that a voucher is synthetic (p), in parts per million.
 DEFAULT_SYNTHETIC_RATE_PPM = 10_000
 #: Dimension of the detection code (interleaving degree of the Reed-Solomon code): the most
