@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from accord.cli.common import home_dir
+from accord.cli.common import admin_token, home_dir
+from accord.client.operator import OperatorApi
 from accord.errors import AccordError, InvalidInput
 from accord.protocols.detection.banks import BankEntry, BankInfo
 from accord.protocols.detection.hashers import FileHashes, hash_file
@@ -42,6 +43,20 @@ def _db_option(f: Any) -> Any:
         envvar="ACCORD_BANKS_DB",
         help="Database URL holding the banks (default: SQLite in the home directory).",
     )(f)
+
+
+def _remote_options(f: Any) -> Any:
+    """--server/--admin-token: work on the banks in a server's database instead."""
+    f = click.option(
+        "--admin-token", default=None, help="Operator token (else ACCORD_ADMIN_TOKEN)."
+    )(f)
+    return click.option(
+        "--server", default=None, help="Server base URL: use the banks in its database."
+    )(f)
+
+
+def _operator(server: str, token: str | None) -> OperatorApi:
+    return OperatorApi(server, admin_token(token))
 
 
 def _open_store(ctx: click.Context, db_url: str | None) -> BankStore:
@@ -163,9 +178,21 @@ def _info_record(info: BankInfo) -> dict[str, Any]:
     help="PDQ match distance (bits) for this bank.",
 )
 @_db_option
+@_remote_options
 @click.pass_context
-def bank_create(ctx: click.Context, name: str, threshold: int, db_url: str | None) -> None:
+def bank_create(
+    ctx: click.Context,
+    name: str,
+    threshold: int,
+    db_url: str | None,
+    server: str | None,
+    admin_token: str | None,
+) -> None:
     """Create an empty bank."""
+    if server:
+        record = _operator(server, admin_token).create_bank(name, threshold)
+        click.echo(f"created bank {record['name']} (threshold {record['threshold']}) on {server}")
+        return
     info = _open_store(ctx, db_url).create_bank(name, threshold=threshold)
     click.echo(f"created bank {info.name} (threshold {info.threshold})")
 
@@ -181,13 +208,26 @@ def bank_create(ctx: click.Context, name: str, threshold: int, db_url: str | Non
     help="Default: ncmec for .xml files, csv otherwise.",
 )
 @_db_option
+@_remote_options
 @click.pass_context
 def bank_import(
-    ctx: click.Context, name: str, file: str, fmt: str | None, db_url: str | None
+    ctx: click.Context,
+    name: str,
+    file: str,
+    fmt: str | None,
+    db_url: str | None,
+    server: str | None,
+    admin_token: str | None,
 ) -> None:
     """Import hashes from CSV (type,hash[,label]), an HMA export or NCMEC XML."""
     path = Path(file)
     chosen = fmt or ("ncmec" if path.suffix.lower() == ".xml" else "csv")
+    if server:
+        op = _operator(server, admin_token)
+        added = op.import_file(name, path.read_bytes(), chosen)
+        version = op.get_bank(name)["version"]
+        click.echo(f"imported {added} new entries into {name} on {server}; version {version}")
+        return
     store = _open_store(ctx, db_url)
     store.get_bank(name)
     result = parse_bank_file(path.read_bytes(), chosen, source=f"{chosen}:{path.name}"[:200])  # type: ignore[arg-type]
@@ -210,6 +250,7 @@ def bank_import(
 @click.option("--label", default="", help="Label for the new entries.")
 @click.option("--plain", is_flag=True, help="Only the file's own hashes (no trim/crop hashes).")
 @_db_option
+@_remote_options
 @click.pass_context
 def bank_add(
     ctx: click.Context,
@@ -218,10 +259,17 @@ def bank_add(
     label: str,
     plain: bool,
     db_url: str | None,
+    server: str | None,
+    admin_token: str | None,
 ) -> None:
     """Hash files and add them to a bank (images also get trim and crop hashes)."""
-    store = _open_store(ctx, db_url)
-    store.get_bank(name)
+    op = _operator(server, admin_token) if server else None
+    store = None if op is not None else _open_store(ctx, db_url)
+    if op is not None:
+        op.get_bank(name)
+    else:
+        assert store is not None
+        store.get_bank(name)
     files, folder = _expand(paths)
     measures = MatchMeasures.plain() if plain else MatchMeasures()
     entries: list[BankEntry] = []
@@ -256,8 +304,13 @@ def bank_add(
             entries.append(
                 BankEntry(signal_type="vpdq", hash=hashes.vpdq, source=source, label=label)
             )
-    added = store.add_entries(name, entries)
-    info = store.get_bank(name)
+    if op is not None:
+        added = op.add_entries(name, entries)
+        version = str(op.get_bank(name)["version"])
+    else:
+        assert store is not None
+        added = store.add_entries(name, entries)
+        version = store.get_bank(name).version
     click.echo(
         f"added {added} entries from {len(files) - failed} files to {name}"
         + (
@@ -265,7 +318,7 @@ def bank_add(
             if low_quality
             else ""
         )
-        + f"; version {info.version}"
+        + f"; version {version}"
     )
     if failed:
         raise SystemExit(1)
@@ -274,9 +327,26 @@ def bank_add(
 @bank_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @_db_option
+@_remote_options
 @click.pass_context
-def bank_list(ctx: click.Context, as_json: bool, db_url: str | None) -> None:
+def bank_list(
+    ctx: click.Context,
+    as_json: bool,
+    db_url: str | None,
+    server: str | None,
+    admin_token: str | None,
+) -> None:
     """List banks with their threshold, size and version."""
+    if server:
+        records = _operator(server, admin_token).list_banks()
+        if as_json:
+            click.echo(json.dumps(records))
+        for r in [] if as_json else records:
+            click.echo(
+                f"{r['name']}  threshold={r['threshold']} entries={r['entries']} "
+                f"enabled={r['enabled']} version={r['version']}"
+            )
+        return
     infos = _open_store(ctx, db_url).list_banks()
     if as_json:
         click.echo(json.dumps([_info_record(i) for i in infos]))
@@ -294,9 +364,20 @@ def bank_list(ctx: click.Context, as_json: bool, db_url: str | None) -> None:
     "--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="csv", show_default=True
 )
 @_db_option
+@_remote_options
 @click.pass_context
-def bank_export(ctx: click.Context, name: str, fmt: str, db_url: str | None) -> None:
+def bank_export(
+    ctx: click.Context,
+    name: str,
+    fmt: str,
+    db_url: str | None,
+    server: str | None,
+    admin_token: str | None,
+) -> None:
     """Write a bank's enabled entries to standard output."""
+    if server:
+        click.echo(_operator(server, admin_token).export(name, fmt), nl=False)
+        return
     store = _open_store(ctx, db_url)
     entries = store.iter_entries(name)
     lines = export_csv(entries) if fmt == "csv" else export_hma(entries)
@@ -339,6 +420,7 @@ def bank_enable(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.option("--plain", is_flag=True, help="Plain PDQ only: no dihedral or trimmed queries.")
 @_db_option
+@_remote_options
 @click.pass_context
 def match_command(
     ctx: click.Context,
@@ -347,13 +429,18 @@ def match_command(
     as_json: bool,
     plain: bool,
     db_url: str | None,
+    server: str | None,
+    admin_token: str | None,
 ) -> None:
-    """Match files against banks."""
+    """Match files against banks (hashing here; with --server, matching on the server)."""
+    measures = MatchMeasures.plain() if plain else MatchMeasures(crops=False)
+    if server:
+        _match_remote(_operator(server, admin_token), paths, list(banks), measures, as_json)
+        return
     store = _open_store(ctx, db_url)
     names = list(banks) or [b.name for b in store.list_banks()]
     cache = None if db_url else home_dir(ctx) / INDEX_CACHE_DIR
     indexes: list[BankIndex] = [load_bank_index(store, n, cache_dir=cache) for n in names]
-    measures = MatchMeasures.plain() if plain else MatchMeasures(crops=False)
     files, folder = _expand(paths)
     failed = 0
     for path in _progress(files, folder, "matching"):
@@ -382,16 +469,57 @@ def match_command(
                         "entry_id": m.entry_id,
                     }
                 )
-        if as_json:
-            click.echo(json.dumps({"path": str(path), "matches": matches}))
-        elif not matches:
-            click.echo(f"{path}: no match")
-        else:
-            for m in matches:
-                click.echo(
-                    f"{path}: MATCH bank={m['bank']} {m['signal_type']} distance={m['distance']}"
-                    f" label={m['label'] or '-'} via={m['via']} entry={m['entry_id']}"
-                )
+        _print_matches(path, matches, as_json)
+    if failed:
+        raise SystemExit(1)
+
+
+def _print_matches(path: Path, matches: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "matches": matches}))
+    elif not matches:
+        click.echo(f"{path}: no match")
+    else:
+        for m in matches:
+            click.echo(
+                f"{path}: MATCH bank={m['bank']} {m['signal_type']} distance={m['distance']}"
+                f" label={m['label'] or '-'} via={m['via']} entry={m['entry_id']}"
+            )
+
+
+def _match_remote(
+    op: OperatorApi,
+    paths: tuple[str, ...],
+    banks: list[str],
+    measures: MatchMeasures,
+    as_json: bool,
+) -> None:
+    """Hash each file here and send only its hashes; keep each entry's best distance."""
+    files, folder = _expand(paths)
+    failed = 0
+    for path in _progress(files, folder, "matching"):
+        try:
+            query = MatchQuery.from_file_hashes(hash_file(path), measures)
+        except AccordError as exc:
+            failed += 1
+            _report_failure(path, exc, as_json)
+            continue
+        hashes = [("pdq", h.result.hash.hex()) for h in query.pdq]
+        vias = [h.via for h in query.pdq]
+        if query.md5 is not None:
+            hashes.append(("md5", query.md5.hex()))
+            vias.append("md5")
+        if query.sha256 is not None:
+            hashes.append(("sha256", query.sha256.hex()))
+            vias.append("sha256")
+        best: dict[tuple[str, int], dict[str, Any]] = {}
+        for via, found in zip(vias, op.match(hashes, banks), strict=True):
+            for m in found:
+                key = (m["bank"], m["entry_id"])
+                if key not in best or m["distance"] < best[key]["distance"]:
+                    best[key] = {**m, "via": via}
+        matches = sorted(best.values(), key=lambda m: (m["distance"], m["bank"], m["entry_id"]))
+        _print_matches(path, matches, as_json)
     if failed:
         raise SystemExit(1)
 

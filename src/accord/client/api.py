@@ -124,6 +124,33 @@ class ServerApi:
                 raise ProtocolError("server sent malformed JSON") from None
         raise AuthenticationError()
 
+    def request_raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """A request whose body or answer is not JSON (uploads, exports)."""
+        for attempt in (0, 1):
+            try:
+                response = self._http.request(
+                    method,
+                    path,
+                    content=content,
+                    params=params,
+                    headers=self._headers(attempt == 1),
+                )
+            except httpx.HTTPError as exc:
+                raise ServiceError(f"cannot reach {self.base_url}: {type(exc).__name__}") from None
+            if response.status_code == 401 and attempt == 0 and self._token is not None:
+                continue
+            if response.status_code >= 400:
+                raise _error_from(response)
+            return response
+        raise AuthenticationError()
+
     def call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         data = self.request(method, path, **kwargs)
         try:

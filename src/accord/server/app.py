@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accord.errors import AccordError, AuthenticationError, InvalidInput, RateLimited
 from accord.server.blobs import FileBlobStore
+from accord.server.detection import DetectionService, register_detection_routes
 from accord.server.notify import LocalNotifier, Notifier
 from accord.server.services import AuthedDevice, MessagingService, StaleDevicesError
 from accord.storage.db import Database, make_engine, sqlite_url
@@ -92,16 +93,17 @@ def ensure_admin_token(data_dir: FsPath) -> str:
 class BodyLimitMiddleware:
     """Reject request bodies over the limit with 413 before any route parses them.
 
-    Blob uploads stream and enforce their own (larger) limit, so they pass through.
+    Routes that stream (blob uploads, files to hash, bank imports) enforce their own, larger
+    limits, so they pass through.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, stream_prefixes: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, is_streamed: Callable[[str], bool]) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.stream_prefixes = stream_prefixes
+        self.is_streamed = is_streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.stream_prefixes):
+        if scope["type"] != "http" or self.is_streamed(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -151,6 +153,12 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _is_streamed(path: str) -> bool:
+    return path.startswith(("/v1/blobs", "/v1/hash")) or (
+        path.startswith("/v1/banks/") and path.endswith("/import")
+    )
 
 
 def error_response(exc: AccordError) -> JSONResponse:
@@ -222,7 +230,9 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
     )
     app.state.accord = state
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=config.max_request_bytes, stream_prefixes=("/v1/blobs",)
+        BodyLimitMiddleware,
+        max_bytes=config.max_request_bytes,
+        is_streamed=_is_streamed,
     )
 
     @app.exception_handler(AccordError)
@@ -247,6 +257,11 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
         return JSONResponse({"code": "internal", "message": "internal error"}, 500)
 
     register_routes(app, state)
+    register_detection_routes(
+        app,
+        DetectionService(engine, config.data_dir / "bank-index"),
+        Depends(require_operator),
+    )
     return app
 
 
