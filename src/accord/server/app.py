@@ -29,6 +29,7 @@ from accord.server.blobs import FileBlobStore
 from accord.server.detection import DetectionService, register_detection_routes
 from accord.server.notify import LocalNotifier, Notifier
 from accord.server.services import AuthedDevice, MessagingService, StaleDevicesError
+from accord.server.translog import DEFAULT_LOG_ORIGIN, LogService, register_log_routes
 from accord.storage.db import Database, make_engine, sqlite_url
 from accord.storage.migrate import upgrade_to_head
 from accord.wire.common import MAX_REQUEST_BYTES
@@ -72,6 +73,7 @@ class ServerConfig:
     db_url: str | None = None
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
     max_request_bytes: int = MAX_REQUEST_BYTES
+    log_origin: str = DEFAULT_LOG_ORIGIN
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -208,10 +210,11 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
     upgrade_to_head(engine)
     db = Database(engine)
     notifier = notifier or LocalNotifier()
+    log = LogService(engine, config.data_dir, config.log_origin)
     state = AppState(
         config=config,
         db=db,
-        service=MessagingService(db, notify=notifier.publish),
+        service=MessagingService(db, log, notify=notifier.publish),
         blobs=FileBlobStore(config.data_dir / "blobs"),
         notifier=notifier,
         admin_token=ensure_admin_token(config.data_dir),
@@ -257,6 +260,7 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
         return JSONResponse({"code": "internal", "message": "internal error"}, 500)
 
     register_routes(app, state)
+    register_log_routes(app, log)
     register_detection_routes(
         app,
         DetectionService(engine, config.data_dir / "bank-index"),

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from anyio import to_thread
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -37,6 +38,8 @@ from accord.protocols.messaging import (
     verify_group_state,
     verify_one_time_key,
 )
+from accord.protocols.translog.entries import DeviceRegistration
+from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.schema import (
     accounts,
@@ -94,6 +97,10 @@ AUTH_CACHE_MAX_ENTRIES = 100_000
 MAX_FETCH_LIMIT = 500
 
 
+# A device takes part in messaging only when not revoked and already in the transparency log.
+_ACTIVE_DEVICE = and_(devices.c.revoked_at.is_(None), devices.c.log_index.is_not(None))
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -124,9 +131,14 @@ class StaleDevicesError(Conflict):
 
 class MessagingService:
     def __init__(
-        self, db: Database, *, notify: Callable[[Iterable[int]], None] | None = None
+        self,
+        db: Database,
+        log: LogService,
+        *,
+        notify: Callable[[Iterable[int]], None] | None = None,
     ) -> None:
         self.db = db
+        self.log = log
         self._notify = notify or (lambda _pks: None)
         self._auth_cache: dict[bytes, tuple[AuthedDevice, float, int]] = {}
 
@@ -143,12 +155,35 @@ class MessagingService:
                 account_id = conn.execute(
                     insert(accounts).values(name=keys.account, created_at=created, suspended=False)
                 ).inserted_primary_key[0]
-                self._insert_device(conn, account_id, keys, None, created)
+                return self._insert_device(conn, account_id, keys, None, created)
 
-            await self.db.transact_async(_tx)
+            device_pk: int = await self.db.transact_async(_tx)
         except IntegrityError:
             raise Conflict("account name is taken", code="account_exists") from None
+        await self._log_device(device_pk, keys, None, created)
         return DeviceRecord(keys=keys, approval=None, created_at=created)
+
+    async def _log_device(
+        self, device_pk: int, keys: DeviceKeys, approval: DeviceApproval | None, created: int
+    ) -> int:
+        """Key transparency: log the registration, then let the device take effect."""
+        entry = DeviceRegistration(
+            account=keys.account,
+            device_id=keys.device_id,
+            ed25519=keys.ed25519,
+            curve25519=keys.curve25519,
+            signature=keys.signature,
+            approver_device_id=approval.approver_device_id if approval else None,
+            approval_signature=approval.signature if approval else None,
+            registered_at=created,
+        )
+        index = await to_thread.run_sync(self.log.append, [entry.to_bytes()])
+
+        def _tx(conn: Connection) -> None:
+            conn.execute(update(devices).where(devices.c.id == device_pk).values(log_index=index))
+
+        await self.db.transact_async(_tx)
+        return int(index)
 
     def _check_device_keys(self, keys: DeviceKeys) -> None:
         parse_ed25519_key(keys.ed25519)
@@ -189,7 +224,7 @@ class MessagingService:
             select(devices, accounts.c.name)
             .join(accounts, accounts.c.id == devices.c.account_id)
             .where(accounts.c.name.in_(sorted(set(account_names))))
-            .where(devices.c.revoked_at.is_(None))
+            .where(_ACTIVE_DEVICE)
             .order_by(devices.c.created_at, devices.c.id)
         ).all()
         return [_device_record(row) for row in rows]
@@ -227,7 +262,7 @@ class MessagingService:
             select(devices.c.id)
             .join(accounts, accounts.c.id == devices.c.account_id)
             .where(accounts.c.name == account, devices.c.device_id == device_id)
-            .where(devices.c.revoked_at.is_(None))
+            .where(_ACTIVE_DEVICE)
         ).first()
         return None if row is None else int(row.id)
 
@@ -243,7 +278,7 @@ class MessagingService:
                 .join(accounts, accounts.c.id == devices.c.account_id)
                 .where(auth_challenges.c.challenge_hash == _hash_secret(challenge))
                 .where(accounts.c.name == account, devices.c.device_id == device_id)
-                .where(devices.c.revoked_at.is_(None))
+                .where(_ACTIVE_DEVICE)
             ).first()
             if row is None or row.expires_at < now_ms():
                 raise AuthenticationError("unknown or expired challenge")
@@ -296,7 +331,7 @@ class MessagingService:
                 .join(auth_tokens, auth_tokens.c.device_pk == devices.c.id)
                 .join(accounts, accounts.c.id == devices.c.account_id)
                 .where(auth_tokens.c.token_hash == _hash_secret(token))
-                .where(devices.c.revoked_at.is_(None))
+                .where(_ACTIVE_DEVICE)
             ).first()
 
         row = await self.db.read_async(_rd)
@@ -384,13 +419,16 @@ class MessagingService:
                 approval.signature,
             )
             try:
-                self._insert_device(conn, dev.account_id, pending.device, approval, created)
+                device_pk = self._insert_device(
+                    conn, dev.account_id, pending.device, approval, created
+                )
             except IntegrityError:
                 raise Conflict("device id already in use", code="device_exists") from None
             conn.execute(delete(link_requests).where(link_requests.c.request_id == request_id))
-            return pending
+            return pending, device_pk
 
-        pending: PendingLink = await self.db.transact_async(_tx)
+        pending, device_pk = await self.db.transact_async(_tx)
+        await self._log_device(device_pk, pending.device, approval, created)
         return DeviceRecord(keys=pending.device, approval=approval, created_at=created)
 
     # --- one-time keys ----------------------------------------------------------------------
@@ -610,7 +648,7 @@ class MessagingService:
         rows = conn.execute(
             select(devices.c.id, accounts.c.name, devices.c.device_id)
             .join(accounts, accounts.c.id == devices.c.account_id)
-            .where(accounts.c.name.in_(sorted(names)), devices.c.revoked_at.is_(None))
+            .where(accounts.c.name.in_(sorted(names)), _ACTIVE_DEVICE)
         ).all()
         if to.account is not None and not any(r.name == to.account for r in rows):
             raise NotFound()  # no such account (every account has at least one device)

@@ -51,6 +51,9 @@ devices = Table(
     Column("approval_signature", String(128), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    # Index of the device's registration in the transparency log. A device is used only once
+    # it is logged (NULL: registered but not yet logged).
+    Column("log_index", BigInteger, nullable=True),
     UniqueConstraint("account_id", "device_id", name="uq_devices_account_device"),
 )
 

@@ -1,0 +1,45 @@
+"""`accord log`: the transparency log as anyone can see it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from accord.cli.common import home_dir
+from accord.client.audit import audit_log, fetch_checkpoint
+
+
+@click.group("log")
+def log_group() -> None:
+    """Inspect and audit the server's transparency log."""
+
+
+@log_group.command("checkpoint")
+@click.option("--server", required=True)
+def log_checkpoint(server: str) -> None:
+    """Print the log's current checkpoint (a signed note)."""
+    click.echo(fetch_checkpoint(server), nl=False)
+
+
+@log_group.command("audit")
+@click.option("--server", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def log_audit(ctx: click.Context, server: str, as_json: bool) -> None:
+    """Fetch every entry, recompute the tree, check it extends what was seen, count by type."""
+    result = audit_log(server, home_dir(ctx))
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+        return
+    click.echo(f"log {result.origin}: {result.size} entries, root {result.root}")
+    if result.previous_size is not None:
+        click.echo(f"consistent with the checkpoint seen before (size {result.previous_size})")
+    for kind, count in result.counts.items():
+        click.echo(f"  {kind}: {count}")
+    if result.invalid:
+        click.echo(f"  entries failing their checks: {result.invalid}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(log_group)

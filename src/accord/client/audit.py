@@ -1,0 +1,152 @@
+"""Auditing the transparency log from outside: anyone can run this, nothing secret is needed.
+
+Steps (docs/protocol/transparency.md): pin the log's key on first sight; verify the checkpoint's
+signature (V1); check it extends the checkpoint this auditor saw before (V3); fetch every entry,
+recompute the Merkle root and compare; count entries by type and check what can be checked of
+each (device registrations carry the device's own signature).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from accord.client.api import ServerApi
+from accord.errors import AccordError, ProtocolError, VerificationError
+from accord.primitives.encoding import b64decode, b64encode
+from accord.protocols.messaging import verify_device_keys
+from accord.protocols.translog import merkle
+from accord.protocols.translog.entries import DeviceRegistration, entry_type, parse_entry
+from accord.protocols.translog.note import Checkpoint, parse_vkey
+from accord.protocols.translog.verify import (
+    LogTrustPolicy,
+    verify_checkpoint_extends,
+    verify_checkpoint_note,
+)
+from accord.wire.messaging import DeviceKeys
+
+PAGE = 1000
+STATE_FILE = "log-audit.json"
+
+
+@dataclass
+class AuditResult:
+    origin: str
+    size: int
+    root: str
+    counts: dict[str, int] = field(default_factory=dict)
+    invalid: int = 0
+    previous_size: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "size": self.size,
+            "root": self.root,
+            "previous_size": self.previous_size,
+            "counts": self.counts,
+            "invalid_entries": self.invalid,
+        }
+
+
+def fetch_checkpoint(server: str, *, transport: httpx.BaseTransport | None = None) -> str:
+    api = ServerApi(server, transport=transport)
+    try:
+        return api.request_raw("GET", "/v1/log/checkpoint").text
+    finally:
+        api.close()
+
+
+def audit_log(
+    server: str, state_dir: Path, *, transport: httpx.BaseTransport | None = None
+) -> AuditResult:
+    api = ServerApi(server, transport=transport)
+    try:
+        return _audit(api, server.rstrip("/"), state_dir)
+    finally:
+        api.close()
+
+
+def _audit(api: ServerApi, server: str, state_dir: Path) -> AuditResult:
+    state_path = state_dir / STATE_FILE
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    info = api.request("GET", "/v1/log/info", auth=False)
+    seen = state.get(server)
+    if seen is not None and (seen["origin"], seen["vkey"]) != (info["origin"], info["vkey"]):
+        raise VerificationError("the log's key or origin changed since the last audit")
+    policy = LogTrustPolicy(origin=info["origin"], log_verifiers=(parse_vkey(info["vkey"]),))
+    note = api.request_raw("GET", "/v1/log/checkpoint").text
+    checkpoint = verify_checkpoint_note(note, policy).checkpoint  # V1
+    previous = None
+    if seen is not None:
+        previous = Checkpoint(
+            info["origin"], int(seen["size"]), b64decode(seen["root"], max_bytes=32)
+        )
+        proof: list[bytes] = []
+        if 0 < previous.size < checkpoint.size:
+            raw = api.request(
+                "GET",
+                "/v1/log/proof/consistency",
+                params={"old": previous.size, "new": checkpoint.size},
+                auth=False,
+            )
+            proof = [b64decode(h, max_bytes=32) for h in raw["proof"]]
+        verify_checkpoint_extends(previous, checkpoint, proof)  # V3
+    leaves: list[bytes] = []
+    counts: Counter[str] = Counter()
+    invalid = 0
+    start = 0
+    while start < checkpoint.size:
+        page = api.request(
+            "GET",
+            "/v1/log/entries",
+            params={"start": start, "end": min(checkpoint.size, start + PAGE)},
+            auth=False,
+        )
+        entries = [b64decode(e, max_bytes=64 * 1024) for e in page["entries"]]
+        if not entries:
+            raise ProtocolError("the server returned no entries below its checkpoint size")
+        for data in entries:
+            leaves.append(merkle.leaf_hash(data))
+            try:
+                counts[entry_type(data)] += 1
+                entry = parse_entry(data)
+                if isinstance(entry, DeviceRegistration):
+                    verify_device_keys(
+                        DeviceKeys(
+                            account=entry.account,
+                            device_id=entry.device_id,
+                            ed25519=entry.ed25519,
+                            curve25519=entry.curve25519,
+                            signature=entry.signature,
+                        )
+                    )
+            except (AccordError, ValueError):
+                invalid += 1
+        start += len(entries)
+    leaves = leaves[: checkpoint.size]
+    if merkle.root_hash(leaves) != checkpoint.root_hash:
+        raise VerificationError("the entries do not hash to the checkpoint's root")
+    state[server] = {
+        "origin": info["origin"],
+        "vkey": info["vkey"],
+        "size": checkpoint.size,
+        "root": b64encode(checkpoint.root_hash),
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(state_path)
+    return AuditResult(
+        origin=info["origin"],
+        size=checkpoint.size,
+        root=b64encode(checkpoint.root_hash),
+        counts=dict(sorted(counts.items())),
+        invalid=invalid,
+        previous_size=previous.size if previous is not None else None,
+    )

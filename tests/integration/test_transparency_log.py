@@ -1,0 +1,97 @@
+"""Every device registration is in the server's transparency log before the device is used."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from accord.client.client import AccordClient
+from accord.primitives.encoding import b64decode
+from accord.protocols.translog import merkle
+from accord.protocols.translog.entries import DeviceRegistration, parse_entry
+from accord.protocols.translog.note import (
+    parse_checkpoint,
+    parse_unverified_note,
+    parse_vkey,
+    verify_note,
+)
+
+PASS = "test passphrase"
+
+
+def test_registrations_are_logged_and_auditable(server, cli, tmp_path):  # type: ignore[no-untyped-def]
+    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
+    phone = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    laptop, code = AccordClient.start_link(tmp_path / "b2", server.url, "bob", PASS)
+    phone.approve_device(code)
+    try:
+        info = httpx.get(server.url + "/v1/log/info").json()
+        note = httpx.get(server.url + "/v1/log/checkpoint").text
+        verified = verify_note(note, [parse_vkey(info["vkey"])])
+        checkpoint = parse_checkpoint(verified.text)
+        assert checkpoint.origin == info["origin"] and checkpoint.size == 3
+
+        page = httpx.get(server.url + "/v1/log/entries", params={"start": 0}).json()
+        entries = [parse_entry(b64decode(e, max_bytes=65536)) for e in page["entries"]]
+        assert all(isinstance(e, DeviceRegistration) for e in entries)
+        assert [(e.account, e.device_id) for e in entries] == [
+            ("alice", alice.device_id),
+            ("bob", phone.device_id),
+            ("bob", laptop.device_id),
+        ]
+        assert entries[2].approver_device_id == phone.device_id
+        leaves = [merkle.leaf_hash(b64decode(e, max_bytes=65536)) for e in page["entries"]]
+        assert merkle.root_hash(leaves) == checkpoint.root_hash
+        proof = httpx.get(
+            server.url + "/v1/log/proof/inclusion", params={"index": 1, "size": 3}
+        ).json()["proof"]
+        merkle.verify_inclusion(
+            leaves[1], 1, 3, [b64decode(h, max_bytes=32) for h in proof], checkpoint.root_hash
+        )
+
+        auditor = cli("auditor")
+        first = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
+        assert first["size"] == 3 and first["invalid_entries"] == 0
+        assert first["counts"] == {"accord.device.registration.v1": 3}
+        carol = AccordClient.create_account(tmp_path / "c", server.url, "carol", PASS)
+        carol.close()
+        second = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
+        assert second["size"] == 4 and second["previous_size"] == 3
+        text = auditor.run("log", "checkpoint", "--server", server.url).stdout
+        assert parse_unverified_note(text).text.splitlines()[1] == "4"
+    finally:
+        for c in (alice, phone, laptop):
+            c.close()
+
+
+def test_unlogged_device_is_never_used(server, tmp_path):  # type: ignore[no-untyped-def]
+    """A device row the log does not know (log_index NULL) is invisible to senders."""
+    from sqlalchemy import text
+
+    from accord.storage.db import make_engine, sqlite_url
+
+    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    try:
+        engine = make_engine(server.db_url or sqlite_url(server.data_dir))
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (account_id, device_id, ed25519, curve25519, signature,"
+                    " created_at) SELECT account_id, 'GHOST1', ed25519, curve25519, signature,"
+                    " created_at FROM devices WHERE device_id = :d"
+                ),
+                {"d": bob.device_id},
+            )
+        engine.dispose()
+        listing = httpx.get(
+            server.url + "/v1/accounts/bob/devices",
+            headers={"Authorization": f"Bearer {alice._token(False)}"},
+        ).json()
+        assert [d["keys"]["device_id"] for d in listing["devices"]] == [bob.device_id]
+        alice.send("bob", "only to logged devices")
+        assert [m.text for m in bob.receive().messages] == ["only to logged devices"]
+    finally:
+        alice.close()
+        bob.close()
