@@ -95,3 +95,81 @@ def test_unlogged_device_is_never_used(server, tmp_path):  # type: ignore[no-unt
     finally:
         alice.close()
         bob.close()
+
+
+def test_device_with_a_false_log_claim_is_refused(server, tmp_path):  # type: ignore[no-untyped-def]
+    """A server that lists a device under someone else's log entry cannot get it used."""
+    import pytest
+    from sqlalchemy import text
+
+    from accord.errors import VerificationError
+    from accord.primitives.olm import DeviceAccount
+    from accord.protocols.messaging import approval_payload, device_keys_payload
+    from accord.wire.messaging import DeviceKeys
+    from accord.storage.db import make_engine, sqlite_url
+
+    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    try:
+        ghost = DeviceAccount()
+        sig = ghost.sign(device_keys_payload("bob", "GHOST1", ghost.ed25519, ghost.curve25519))
+        # Even with a valid approval by bob's device (the strongest case for the server),
+        # a device whose registration is not in the log is refused.
+        ghost_keys = DeviceKeys(
+            account="bob",
+            device_id="GHOST1",
+            ed25519=ghost.ed25519,
+            curve25519=ghost.curve25519,
+            signature=sig,
+        )
+        approval = bob.olm.sign(approval_payload(bob.device_id, ghost_keys))
+        engine = make_engine(server.db_url or sqlite_url(server.data_dir))
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (account_id, device_id, ed25519, curve25519, signature,"
+                    " approver_device_id, approval_signature, created_at, log_index)"
+                    " SELECT account_id, 'GHOST1', :ed, :cu, :sig, device_id, :ap,"
+                    " created_at + 1, log_index FROM devices WHERE device_id = :d"
+                ),
+                {
+                    "ed": ghost.ed25519,
+                    "cu": ghost.curve25519,
+                    "sig": sig,
+                    "ap": approval,
+                    "d": bob.device_id,
+                },
+            )
+        engine.dispose()
+        with pytest.raises(VerificationError) as caught:
+            alice.send("bob", "must not reach a ghost")
+        assert caught.value.code == "unlogged_device"
+        assert bob.receive().messages == []
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_log_rollback_or_fork_is_an_error(server, tmp_path):  # type: ignore[no-untyped-def]
+    import pytest
+
+    from accord.errors import VerificationError
+    from accord.primitives.encoding import b64encode
+
+    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    try:
+        alice.send("bob", "first")  # alice accepts a checkpoint of size 2
+        size, _, root = alice.store.get_meta("log_checkpoint").partition(" ")
+        assert size == "2"
+        # A view larger than anything the server can prove consistent: a rollback now.
+        alice.store.set_meta("log_checkpoint", f"99 {root}")
+        with pytest.raises(VerificationError):
+            alice._refresh_devices(["bob"])
+        # Same size, other root: a fork.
+        alice.store.set_meta("log_checkpoint", f"2 {b64encode(bytes(32))}")
+        with pytest.raises(VerificationError):
+            alice._refresh_devices(["bob"])
+    finally:
+        alice.close()
+        bob.close()

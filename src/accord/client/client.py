@@ -58,6 +58,14 @@ from accord.protocols.messaging import (
     verify_group_state,
     verify_one_time_key,
 )
+from accord.protocols.translog.entries import DeviceRegistration
+from accord.protocols.translog.note import Checkpoint, parse_vkey
+from accord.protocols.translog.verify import (
+    LogTrustPolicy,
+    verify_checkpoint_extends,
+    verify_checkpoint_note,
+    verify_entry_inclusion,
+)
 from accord.wire.common import MAX_OLM_BODY_BYTES
 from accord.wire.messaging import (
     AccountCreated,
@@ -293,6 +301,7 @@ class AccordClient:
             client.store.set_meta("account", name)
             client.store.set_meta("device_id", new_device_id())
             client.api = ServerApi(server, token=client._token, transport=transport)
+            client._pin_log()
             client._account = DeviceAccount()
             client._save_olm()
         except BaseException:
@@ -467,6 +476,7 @@ class AccordClient:
             if listing.account != account:
                 raise ProtocolError("server answered for another account")
             verified = verify_device_list(account, listing.devices)
+            self._verify_logged(listing)
             if account == self.account_name and not any(
                 d.device_id == self.device_id for d in verified
             ):
@@ -476,6 +486,69 @@ class AccordClient:
                 [PinnedDevice(account, d.device_id, d.ed25519, d.curve25519) for d in verified],
                 now_ms(),
             )
+
+    def _pin_log(self) -> None:
+        """Remember the server's log key and origin on first contact (trust on first use)."""
+        info = self.api.request("GET", "/v1/log/info", auth=False)
+        parse_vkey(str(info["vkey"]))  # refuse a malformed key now, not later
+        self.store.set_meta("log_origin", str(info["origin"]))
+        self.store.set_meta("log_vkey", str(info["vkey"]))
+
+    def _accept_checkpoint(self, note: str | None) -> Checkpoint:
+        """Transparency steps V1 and V3: signed by the pinned log key, and consistent with the
+        last checkpoint this device accepted (a rollback or fork is an error)."""
+        if not note:
+            raise VerificationError("the server sent no log checkpoint")
+        policy = LogTrustPolicy(
+            origin=self._meta("log_origin"), log_verifiers=(parse_vkey(self._meta("log_vkey")),)
+        )
+        checkpoint = verify_checkpoint_note(note, policy).checkpoint
+        raw = self.store.get_meta("log_checkpoint")
+        last = None
+        if raw is not None:
+            size_text, _, root_text = raw.partition(" ")
+            last = Checkpoint(policy.origin, int(size_text), b64decode(root_text, max_bytes=32))
+        proof: list[bytes] = []
+        if last is not None and 0 < last.size < checkpoint.size:
+            answer = self.api.request(
+                "GET",
+                "/v1/log/proof/consistency",
+                params={"old": last.size, "new": checkpoint.size},
+                auth=False,
+            )
+            proof = [b64decode(h, max_bytes=32) for h in answer["proof"]]
+        verify_checkpoint_extends(last, checkpoint, proof)
+        if last is None or checkpoint.size > last.size:
+            self.store.set_meta(
+                "log_checkpoint", f"{checkpoint.size} {b64encode(checkpoint.root_hash)}"
+            )
+        return checkpoint
+
+    def _verify_logged(self, listing: DeviceList) -> None:
+        """Key transparency step V4: every device is in the log, as the server lists it."""
+        checkpoint = self._accept_checkpoint(listing.checkpoint)
+        for record in listing.devices:
+            keys, approval = record.keys, record.approval
+            entry = DeviceRegistration(
+                account=keys.account,
+                device_id=keys.device_id,
+                ed25519=keys.ed25519,
+                curve25519=keys.curve25519,
+                signature=keys.signature,
+                approver_device_id=approval.approver_device_id if approval else None,
+                approval_signature=approval.signature if approval else None,
+                registered_at=record.created_at,
+            )
+            if record.log_index is None:
+                raise VerificationError(f"device {keys.device_id} of {keys.account} is not logged")
+            proof = [b64decode(h, max_bytes=32) for h in record.inclusion_proof]
+            try:
+                verify_entry_inclusion(entry.to_bytes(), record.log_index, checkpoint, proof)
+            except VerificationError:
+                raise VerificationError(
+                    f"device {keys.device_id} of {keys.account} is not in the transparency log",
+                    code="unlogged_device",
+                ) from None
 
     def _devices_of(self, accounts: Iterable[str], *, refresh: bool = False) -> list[PinnedDevice]:
         names = sorted(set(accounts))

@@ -230,11 +230,33 @@ class MessagingService:
         return [_device_record(row) for row in rows]
 
     async def device_list(self, account: str) -> DeviceList:
+        """Step 6: the account's devices, each with an inclusion proof in the transparency log
+        at the size of the signed checkpoint that comes with the list."""
+
         def _rd(conn: Connection) -> Any:
             self._account_id(conn, account)
-            return DeviceList(account=account, devices=self._device_rows(conn, [account]))
+            return self._device_rows(conn, [account])
 
-        return await self.db.read_async(_rd)
+        records: list[DeviceRecord] = await self.db.read_async(_rd)
+
+        def _prove() -> DeviceList:
+            note = self.log.checkpoint()
+            size = int(note.split("\n", 2)[1])
+            proven = [
+                r.model_copy(
+                    update={
+                        "inclusion_proof": [
+                            b64encode(h)
+                            for h in self.log.store.inclusion_proof(int(r.log_index or 0), size)
+                        ]
+                    }
+                )
+                for r in records
+            ]
+            return DeviceList(account=account, devices=proven, checkpoint=note)
+
+        result: DeviceList = await to_thread.run_sync(_prove)
+        return result
 
     # --- authentication ---------------------------------------------------------------------
 
@@ -871,6 +893,7 @@ def _device_record(row) -> DeviceRecord:  # type: ignore[no-untyped-def]
         ),
         approval=approval,
         created_at=row.created_at,
+        log_index=row.log_index,
     )
 
 

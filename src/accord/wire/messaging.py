@@ -57,6 +57,12 @@ class DeviceRecord(WireModel):
     keys: DeviceKeys
     approval: DeviceApproval | None = None
     created_at: int
+    # Where the device's registration sits in the transparency log, and (in device lists) its
+    # inclusion proof at the size of the list's checkpoint.
+    log_index: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    inclusion_proof: Annotated[
+        list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=64)
+    ] = []
 
 
 class CreateAccountRequest(WireModel):
@@ -130,6 +136,7 @@ class ClaimedKeys(WireModel):
 class DeviceList(WireModel):
     account: AccountName
     devices: list[DeviceRecord]
+    checkpoint: Annotated[str, StringConstraints(max_length=65536)] | None = None
 
 
 class LinkRequest(WireModel):
