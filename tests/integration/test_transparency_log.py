@@ -173,3 +173,20 @@ def test_log_rollback_or_fork_is_an_error(server, tmp_path):  # type: ignore[no-
     finally:
         alice.close()
         bob.close()
+
+
+def test_owner_is_told_of_a_device_it_did_not_add(server, cli):  # type: ignore[no-untyped-def]
+    phone, laptop, tablet = cli("phone"), cli("laptop"), cli("tablet")
+    phone.run("account", "create", "bob", "--server", server.url)
+    code = laptop.run("device", "link", "bob", "--server", server.url).stdout.strip()
+    phone.run("device", "approve", code)
+    first = laptop.run("receive")
+    assert "warning" not in first.stderr  # the phone was there before the laptop joined
+    code = tablet.run("device", "link", "bob", "--server", server.url).stdout.strip()
+    laptop.run("device", "approve", code)  # added from the laptop, not from the phone
+    warned = phone.run("receive")
+    assert "new device" in warned.stderr and warned.stderr.count("new device") == 1
+    assert "new device" not in phone.run("receive").stderr  # told once
+    assert "new device" not in laptop.run("receive").stderr  # the laptop added it
+    listing = phone.run("account", "devices", "--json").stdout.splitlines()
+    assert len(listing) == 3

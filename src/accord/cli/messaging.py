@@ -57,7 +57,9 @@ def account_create(ctx: click.Context, name: str, server: str) -> None:
 def account_devices(ctx: click.Context, as_json: bool) -> None:
     """List this account's devices (verified)."""
     with open_client(ctx) as client:
-        devices = client.devices()
+        devices, notices = client.devices()
+        for notice in notices:
+            click.echo(f"warning: {notice}", err=True)
         for d in devices:
             row = {
                 "device_id": d.device_id,
@@ -130,6 +132,8 @@ def receive(ctx: click.Context, as_json: bool) -> None:
     """Fetch, verify, decrypt, store and print new messages."""
     with open_client(ctx) as client:
         result = client.receive()
+    for notice in result.notices:
+        click.echo(f"warning: {notice}", err=True)
     for reason in result.rejected:
         click.echo(f"warning: {reason}", err=True)
     for m in result.messages:

@@ -167,6 +167,7 @@ class ReceivedMessage:
 class ReceiveResult:
     messages: list[ReceivedMessage] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # one line each, no content
+    notices: list[str] = field(default_factory=list)  # e.g. a device this one did not add
 
 
 class _Rejected(Exception):
@@ -302,6 +303,7 @@ class AccordClient:
             client.store.set_meta("device_id", new_device_id())
             client.api = ServerApi(server, token=client._token, transport=transport)
             client._pin_log()
+            client._remember_devices([client.device_id])
             client._account = DeviceAccount()
             client._save_olm()
         except BaseException:
@@ -360,6 +362,7 @@ class AccordClient:
                 approval=DeviceApproval(approver_device_id=self.device_id, signature=signature)
             ).model_dump(),
         )
+        self._remember_devices([device.device_id])
         with self.store.transaction():
             self._refresh_devices([self.account_name])
         return device
@@ -392,6 +395,12 @@ class AccordClient:
             ) from exc
         self._publish_keys(initial=True)
         self.store.set_meta("status", "active")
+        # The devices the account had when this one joined were added by its user.
+        with self.store.transaction():
+            self._refresh_devices([self.account_name])
+            self._remember_devices(
+                d.device_id for d in self.store.pinned_devices(self.account_name)
+            )
 
     # --- authentication (step 4) ------------------------------------------------------------
 
@@ -560,12 +569,36 @@ class AccordClient:
             d for a in names for d in self.store.pinned_devices(a) if (d.account, d.device_id) != me
         ]
 
-    def devices(self) -> list[PinnedDevice]:
-        """This account's devices as the server lists them, verified."""
+    def devices(self) -> tuple[list[PinnedDevice], list[str]]:
+        """This account's devices as the server lists them (verified), and notices about any
+        this device has not seen added."""
         self._require_active()
+        notices = self._check_own_devices()
+        return self.store.pinned_devices(self.account_name), notices
+
+    def _known_devices(self) -> set[str]:
+        raw = self.store.get_meta("known_devices")
+        return set(json.loads(raw)) if raw else set()
+
+    def _remember_devices(self, device_ids: Iterable[str]) -> None:
+        known = self._known_devices() | set(device_ids)
+        self.store.set_meta("known_devices", json.dumps(sorted(known)))
+
+    def _check_own_devices(self) -> list[str]:
+        """Monitor this account: every device in its (logged, verified) list that this device
+        did not add or see before is reported once to the user."""
         with self.store.transaction():
             self._refresh_devices([self.account_name])
-        return self.store.pinned_devices(self.account_name)
+            current = self.store.pinned_devices(self.account_name)
+            known = self._known_devices()
+            notices = [
+                f"a new device {d.device_id} was added to your account {self.account_name}; "
+                "if you did not add it, someone else may be reading your messages"
+                for d in current
+                if d.device_id not in known
+            ]
+            self._remember_devices(d.device_id for d in current)
+        return notices
 
     # --- Olm (steps 5 and 7) ----------------------------------------------------------------
 
@@ -886,7 +919,7 @@ class AccordClient:
     def receive(self, *, limit: int = 100) -> ReceiveResult:
         """Fetch, verify, decrypt and store every queued envelope; acknowledge each one."""
         self._require_active()
-        result = ReceiveResult()
+        result = ReceiveResult(notices=self._check_own_devices())
         after = 0
         while True:
             batch = self.api.call(
