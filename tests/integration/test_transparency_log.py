@@ -144,7 +144,9 @@ def test_device_with_a_false_log_claim_is_refused(server, tmp_path):  # type: ig
         with pytest.raises(VerificationError) as caught:
             alice.send("bob", "must not reach a ghost")
         assert caught.value.code == "unlogged_device"
-        assert bob.receive().messages == []
+        received = bob.receive()
+        assert received.messages == []
+        assert any("GHOST1" in n for n in received.notices)  # bob is told
     finally:
         alice.close()
         bob.close()

@@ -14,6 +14,15 @@ from accord.client.client import AccordClient
 from accord.errors import InvalidInput
 
 
+def witness_settings() -> tuple[list[str], int | None]:
+    """ACCORD_WITNESSES (comma-separated cosignature vkeys) and ACCORD_WITNESS_QUORUM."""
+    witnesses = [w.strip() for w in os.environ.get("ACCORD_WITNESSES", "").split(",") if w.strip()]
+    quorum = os.environ.get("ACCORD_WITNESS_QUORUM")
+    if quorum is not None and not quorum.isdigit():
+        raise InvalidInput("ACCORD_WITNESS_QUORUM must be a number")
+    return witnesses, int(quorum) if quorum is not None else None
+
+
 def passphrase(*, confirm: bool = False) -> str:
     """ACCORD_PASSPHRASE for scripts; otherwise ask on the terminal."""
     value = os.environ.get("ACCORD_PASSPHRASE")
@@ -47,7 +56,10 @@ def account() -> None:
 def account_create(ctx: click.Context, name: str, server: str) -> None:
     """Create account NAME with this device as its first device."""
     home = home_dir(ctx)
-    with AccordClient.create_account(home, server, name, passphrase(confirm=True)) as client:
+    witnesses, quorum = witness_settings()
+    with AccordClient.create_account(
+        home, server, name, passphrase(confirm=True), witnesses=witnesses, witness_quorum=quorum
+    ) as client:
         click.echo(f"account {client.account_name} created; this device is {client.device_id}")
 
 
@@ -84,7 +96,15 @@ def device() -> None:
 @click.pass_context
 def device_link(ctx: click.Context, name: str, server: str) -> None:
     """On a new device: ask to join account NAME; prints a one-time code."""
-    client, code = AccordClient.start_link(home_dir(ctx), server, name, passphrase(confirm=True))
+    witnesses, quorum = witness_settings()
+    client, code = AccordClient.start_link(
+        home_dir(ctx),
+        server,
+        name,
+        passphrase(confirm=True),
+        witnesses=witnesses,
+        witness_quorum=quorum,
+    )
     with client:
         click.echo(code)
 
@@ -189,8 +209,16 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", type=int, default=8000)
 @click.option("--max-attachment-bytes", type=int, default=None)
+@click.option(
+    "--witness", "witnesses", multiple=True, help="Witness base URL; every checkpoint goes to each."
+)
 def server(
-    db_url: str | None, data_dir: str, host: str, port: int, max_attachment_bytes: int | None
+    db_url: str | None,
+    data_dir: str,
+    host: str,
+    port: int,
+    max_attachment_bytes: int | None,
+    witnesses: tuple[str, ...],
 ) -> None:
     """Run the Accord server."""
     from accord.server.run import serve
@@ -201,6 +229,7 @@ def server(
         host=host,
         port=port,
         max_attachment_bytes=max_attachment_bytes,
+        witnesses=list(witnesses),
     )
 
 

@@ -265,9 +265,15 @@ class AccordClient:
         passphrase: str,
         *,
         transport: httpx.BaseTransport | None = None,
+        witnesses: Sequence[str] = (),
+        witness_quorum: int | None = None,
     ) -> AccordClient:
-        """Step 1: make device keys, register the account, publish one-time keys."""
-        client = cls._fresh(home, server, name, passphrase, transport)
+        """Step 1: make device keys, register the account, publish one-time keys.
+
+        `witnesses` (cosignature vkeys) and `witness_quorum` (default: all of them) say whose
+        cosignatures a log checkpoint needs before this device trusts it.
+        """
+        client = cls._fresh(home, server, name, passphrase, transport, witnesses, witness_quorum)
         try:
             client.api.call(
                 AccountCreated,
@@ -291,6 +297,8 @@ class AccordClient:
         name: str,
         passphrase: str,
         transport: httpx.BaseTransport | None,
+        witnesses: Sequence[str] = (),
+        witness_quorum: int | None = None,
     ) -> AccordClient:
         if not ACCOUNT_NAME_RE.match(name):
             raise InvalidInput(
@@ -302,7 +310,7 @@ class AccordClient:
             client.store.set_meta("account", name)
             client.store.set_meta("device_id", new_device_id())
             client.api = ServerApi(server, token=client._token, transport=transport)
-            client._pin_log()
+            client._pin_log(witnesses, witness_quorum)
             client._remember_devices([client.device_id])
             client._account = DeviceAccount()
             client._save_olm()
@@ -320,9 +328,11 @@ class AccordClient:
         passphrase: str,
         *,
         transport: httpx.BaseTransport | None = None,
+        witnesses: Sequence[str] = (),
+        witness_quorum: int | None = None,
     ) -> tuple[AccordClient, str]:
         """Step 2, new device: ask to join `name`; returns the one-time code to approve."""
-        client = cls._fresh(home, server, name, passphrase, transport)
+        client = cls._fresh(home, server, name, passphrase, transport, witnesses, witness_quorum)
         try:
             keys = client._device_keys()
             created = client.api.call(
@@ -496,21 +506,40 @@ class AccordClient:
                 now_ms(),
             )
 
-    def _pin_log(self) -> None:
-        """Remember the server's log key and origin on first contact (trust on first use)."""
+    def _pin_log(self, witnesses: Sequence[str], quorum: int | None) -> None:
+        """Remember the server's log key and origin on first contact (trust on first use), and
+        the witnesses whose cosignatures this device will require."""
         info = self.api.request("GET", "/v1/log/info", auth=False)
         parse_vkey(str(info["vkey"]))  # refuse a malformed key now, not later
+        verifiers = [parse_vkey(w) for w in witnesses]
+        quorum = len(verifiers) if quorum is None else quorum
+        LogTrustPolicy(  # checks the quorum and that witness keys are cosignature keys
+            origin=str(info["origin"]),
+            log_verifiers=(parse_vkey(str(info["vkey"])),),
+            witness_verifiers=tuple(verifiers),
+            witness_quorum=quorum,
+        )
         self.store.set_meta("log_origin", str(info["origin"]))
         self.store.set_meta("log_vkey", str(info["vkey"]))
+        self.store.set_meta("log_witnesses", json.dumps(list(witnesses)))
+        self.store.set_meta("log_quorum", str(quorum))
+
+    def _log_policy(self) -> LogTrustPolicy:
+        witnesses = json.loads(self.store.get_meta("log_witnesses") or "[]")
+        return LogTrustPolicy(
+            origin=self._meta("log_origin"),
+            log_verifiers=(parse_vkey(self._meta("log_vkey")),),
+            witness_verifiers=tuple(parse_vkey(w) for w in witnesses),
+            witness_quorum=int(self.store.get_meta("log_quorum") or "0"),
+        )
 
     def _accept_checkpoint(self, note: str | None) -> Checkpoint:
-        """Transparency steps V1 and V3: signed by the pinned log key, and consistent with the
-        last checkpoint this device accepted (a rollback or fork is an error)."""
+        """Transparency steps V1-V3: signed by the pinned log key, cosigned by the configured
+        quorum of witnesses, and consistent with the last checkpoint this device accepted (a
+        rollback or fork is an error)."""
         if not note:
             raise VerificationError("the server sent no log checkpoint")
-        policy = LogTrustPolicy(
-            origin=self._meta("log_origin"), log_verifiers=(parse_vkey(self._meta("log_vkey")),)
-        )
+        policy = self._log_policy()
         checkpoint = verify_checkpoint_note(note, policy).checkpoint
         raw = self.store.get_meta("log_checkpoint")
         last = None
@@ -919,7 +948,11 @@ class AccordClient:
     def receive(self, *, limit: int = 100) -> ReceiveResult:
         """Fetch, verify, decrypt and store every queued envelope; acknowledge each one."""
         self._require_active()
-        result = ReceiveResult(notices=self._check_own_devices())
+        try:
+            notices = self._check_own_devices()
+        except VerificationError as exc:  # tell the user; keep receiving
+            notices = [f"this account's device list did not verify: {exc.message}"]
+        result = ReceiveResult(notices=notices)
         after = 0
         while True:
             batch = self.api.call(

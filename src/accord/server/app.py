@@ -74,6 +74,7 @@ class ServerConfig:
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
     max_request_bytes: int = MAX_REQUEST_BYTES
     log_origin: str = DEFAULT_LOG_ORIGIN
+    witnesses: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -210,7 +211,7 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
     upgrade_to_head(engine)
     db = Database(engine)
     notifier = notifier or LocalNotifier()
-    log = LogService(engine, config.data_dir, config.log_origin)
+    log = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
     state = AppState(
         config=config,
         db=db,

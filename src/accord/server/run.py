@@ -17,6 +17,7 @@ def serve(
     host: str,
     port: int,
     max_attachment_bytes: int | None = None,
+    witnesses: list[str] | None = None,
 ) -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -25,6 +26,7 @@ def serve(
         data_dir=data_dir,
         db_url=db_url,
         max_attachment_bytes=max_attachment_bytes or DEFAULT_MAX_ATTACHMENT_BYTES,
+        witnesses=witnesses or [],
     )
     app = create_app(config)
     print(f"accord server listening on http://{host}:{port} (data in {data_dir})", flush=True)

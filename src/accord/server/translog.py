@@ -7,27 +7,38 @@ made on first start; its verifier key is published at /v1/log/info.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
+
+import httpx
 
 from anyio import to_thread
 from fastapi import FastAPI, Query
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import Engine
 
-from accord.errors import InvalidInput
+from accord.errors import AccordError, InvalidInput, ServiceError
 from accord.primitives.encoding import b64encode
 from accord.protocols.translog.note import (
     Checkpoint,
+    NoteSignature,
     Signer,
+    add_signatures,
     generate_signer,
+    parse_signature_line,
     parse_skey,
     sign_note,
 )
 from accord.storage.translog import TransparencyLogStore
 from accord.wire.common import WireModel
+from accord.witness.request import format_add_checkpoint_request
+
+log = logging.getLogger("accord.server.translog")
+WITNESS_TIMEOUT_S = 10.0
 
 LOG_KEY_FILE = "log-key"
 DEFAULT_LOG_ORIGIN = "accord.local/log"
@@ -51,6 +62,7 @@ class LogInfo(WireModel):
     origin: str
     vkey: str
     size: int
+    witnesses: int
 
 
 class EntriesPage(WireModel):
@@ -63,27 +75,70 @@ class Proof(WireModel):
 
 
 class LogService:
-    def __init__(self, engine: Engine, data_dir: Path, origin: str = DEFAULT_LOG_ORIGIN) -> None:
+    """The log, its key, and the witnesses each new checkpoint is sent to (tlog-witness)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        data_dir: Path,
+        origin: str = DEFAULT_LOG_ORIGIN,
+        *,
+        witnesses: Sequence[str] = (),
+    ) -> None:
         self.store = TransparencyLogStore(engine)
         self.signer = load_or_create_signer(data_dir, origin)
         self.origin = origin
+        self.witnesses = [w.rstrip("/") for w in witnesses]
         self._lock = threading.Lock()
         self._signed: tuple[int, bytes, str] | None = None
+        self._witness_sizes: dict[str, int] = {}
 
     def append(self, entries: list[bytes]) -> int:
-        """Append and integrate (durably) before returning the first entry's index."""
-        return self.store.append_batch(entries)
+        """Append and integrate (durably), then have the new checkpoint cosigned."""
+        first = self.store.append_batch(entries)
+        self.checkpoint()
+        return first
 
     def checkpoint(self) -> str:
-        """The current tree head as a signed tlog-checkpoint note (signed once per size)."""
-        size, root = self.store.tree_head()
+        """The current tree head as a signed note, with every cosignature the witnesses gave.
+
+        Signed and sent to the witnesses once per tree size; a witness that is down or refuses
+        (a fork, a rollback) simply adds no cosignature, and clients that require a quorum of
+        witnesses then refuse the checkpoint.
+        """
         with self._lock:
+            size, root = self.store.tree_head()
             if self._signed is not None and self._signed[:2] == (size, root):
                 return self._signed[2]
-        note = sign_note(Checkpoint(self.origin, size, root).to_text(), [self.signer])
-        with self._lock:
+            note = sign_note(Checkpoint(self.origin, size, root).to_text(), [self.signer])
+            cosignatures = []
+            for url in self.witnesses:
+                try:
+                    cosignatures += self._cosign(url, note, size)
+                except (AccordError, httpx.HTTPError, ValueError) as exc:
+                    log.warning("witness %s gave no cosignature (%s)", url, type(exc).__name__)
+            if cosignatures:
+                note = add_signatures(note, cosignatures)
             self._signed = (size, root, note)
-        return note
+            return note
+
+    def _cosign(self, url: str, note: str, size: int) -> list[NoteSignature]:
+        """POST /add-checkpoint, from the size this witness last cosigned (learnt on 409)."""
+        old = self._witness_sizes.get(url, 0)
+        for _ in range(3):
+            proof = self.store.consistency_proof(old, size) if 0 < old < size else []
+            body = format_add_checkpoint_request(old, proof, note)
+            response = httpx.post(f"{url}/add-checkpoint", content=body, timeout=WITNESS_TIMEOUT_S)
+            if response.status_code == 409 and response.text.strip().isdigit():
+                old = int(response.text.strip())
+                if old > size:
+                    raise ServiceError("the witness has seen a larger tree")
+                continue
+            if response.status_code != 200:
+                raise ServiceError(f"witness answered {response.status_code}")
+            self._witness_sizes[url] = size
+            return [parse_signature_line(line) for line in response.text.splitlines() if line]
+        raise ServiceError("witness kept changing its size")
 
 
 def register_log_routes(app: FastAPI, log: LogService) -> None:
@@ -92,7 +147,9 @@ def register_log_routes(app: FastAPI, log: LogService) -> None:
     @app.get("/v1/log/info")
     async def log_info() -> LogInfo:
         size = await to_thread.run_sync(log.store.size)
-        return LogInfo(origin=log.origin, vkey=log.signer.vkey, size=size)
+        return LogInfo(
+            origin=log.origin, vkey=log.signer.vkey, size=size, witnesses=len(log.witnesses)
+        )
 
     @app.get("/v1/log/checkpoint", response_class=PlainTextResponse)
     async def log_checkpoint() -> PlainTextResponse:

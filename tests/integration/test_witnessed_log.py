@@ -1,0 +1,115 @@
+"""Witnessed checkpoints: a server that forks its log cannot get the fork cosigned, and clients
+that require a witness quorum refuse the uncosigned view."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from accord.client.client import AccordClient
+from accord.errors import VerificationError
+from accord.protocols.translog.note import generate_cosigner, generate_signer, parse_unverified_note
+from accord.server.process import ServerProcess, free_port
+from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
+
+PASS = "test passphrase"
+
+
+def _start_witness(tmp: Path, log_vkey: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    skey, vkey = generate_cosigner("witness.test/w1")
+    key = tmp / "witness.key"
+    key.write_text(skey + "\n")
+    key.chmod(0o600)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "accord",
+            "witness",
+            "serve",
+            "--key",
+            str(key),
+            "--log-vkey",
+            log_vkey,
+            "--port",
+            str(port),
+            "--state",
+            str(tmp / "witness-state"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}", vkey
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("witness did not start")
+
+
+def _signatures(url: str) -> int:
+    return len(parse_unverified_note(httpx.get(url + "/v1/log/checkpoint").text).signatures)
+
+
+def test_forked_log_is_not_cosigned_and_is_refused(tmp_path):  # type: ignore[no-untyped-def]
+    d1 = tmp_path / "server1"
+    d1.mkdir()
+    log_skey, log_vkey = generate_signer(DEFAULT_LOG_ORIGIN)
+    (d1 / LOG_KEY_FILE).write_text(log_skey + "\n")
+    os.chmod(d1 / LOG_KEY_FILE, 0o600)
+    witness, wurl, wvkey = _start_witness(tmp_path, log_vkey)
+    s1 = ServerProcess(d1, extra_args=["--witness", wurl])
+    s2 = None
+    clients: list[AccordClient] = []
+    try:
+        s1.start()
+        alice = AccordClient.create_account(
+            tmp_path / "a", s1.url, "alice", PASS, witnesses=[wvkey]
+        )
+        bob = AccordClient.create_account(tmp_path / "b", s1.url, "bob", PASS, witnesses=[wvkey])
+        clients += [alice, bob]
+        assert _signatures(s1.url) == 2  # the log's signature and the witness's
+        alice.send("bob", "cosigned")
+        assert [m.text for m in bob.receive().messages] == ["cosigned"]
+
+        # The operator copies the log and runs a second view of it.
+        s1.stop()
+        shutil.copytree(d1, tmp_path / "server2")
+        s1.start()
+        s2 = ServerProcess(tmp_path / "server2", extra_args=["--witness", wurl]).start()
+        carol = AccordClient.create_account(
+            tmp_path / "c", s1.url, "carol", PASS, witnesses=[wvkey]
+        )
+        clients.append(carol)
+        # On the second view a different device is registered at the same tree size.
+        dave = AccordClient.create_account(tmp_path / "d", s2.url, "dave", PASS)
+        clients.append(dave)
+        assert _signatures(s1.url) == 2
+        assert _signatures(s2.url) == 1  # the witness refused the fork
+
+        alice.send("carol", "fine on the witnessed view")
+        # bob is shown the forked view: its checkpoint lacks the witness's cosignature.
+        bob.api.base_url = s2.url
+        bob.api._http.base_url = httpx.URL(s2.url)
+        with pytest.raises(VerificationError):
+            bob._refresh_devices(["dave"])
+    finally:
+        for c in clients:
+            c.close()
+        s1.stop()
+        if s2 is not None:
+            s2.stop()
+        witness.kill()
+        witness.wait()
