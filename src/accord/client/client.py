@@ -16,7 +16,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -742,51 +742,68 @@ class AccordClient:
 
     # --- sending (steps 7-8) ----------------------------------------------------------------
 
-    def send(self, to: str, text: str, attachments: Sequence[Path] = ()) -> str:
-        """Send a direct message to every device of `to` and to this account's other devices."""
+    def _compose(
+        self, conversation: Conversation, text: str, attachments: Sequence[Path]
+    ) -> Content:
+        """Step 7: upload the encrypted attachments and write the message as it will be read."""
         self._require_active()
         refs = self._upload_attachments(attachments)
-        message_id = new_message_id()
-        me = DeviceRef(account=self.account_name, device_id=self.device_id)
-        conversation = Conversation(account=to)
-        content = Content(
-            message_id=message_id,
-            sender=me,
+        return Content(
+            message_id=new_message_id(),
+            sender=DeviceRef(account=self.account_name, device_id=self.device_id),
             to=conversation,
             sent_at=now_ms(),
             text=text,
             attachments=refs,
         )
+
+    def _deliver(self, content: Content, encrypt: Callable[[bytes, int], SendRequest]) -> str:
+        """Step 8: encrypt for the devices as this device knows them, send, and on a 409
+        refresh the device lists and encrypt again (fresh ratchet steps each time)."""
         payload = encode_payload(content)
-        accounts = {to, self.account_name}
         for attempt in range(SEND_ATTEMPTS):
-            with self.store.transaction():
-                targets = self._devices_of(accounts, refresh=attempt > 0)
-                sessions = self._ensure_sessions(targets)
-                copies = [
-                    DeviceCopy(
-                        account=d.account,
-                        device_id=d.device_id,
-                        olm=_olm_body(sessions[(d.account, d.device_id)].encrypt(payload)),
-                    )
-                    for d in targets
-                ]
-                # Ratchet state is committed before the send leaves, so a message key is never
-                # used twice even if the request is retried or the process dies.
-                self._save_sessions(sessions, targets)
-            request = SendRequest(
-                message_id=message_id,
-                to=conversation,
-                recipients=[DeviceRef(account=d.account, device_id=d.device_id) for d in targets],
-                copies=copies,
-            )
+            request = encrypt(payload, attempt)
             try:
                 self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
             except StaleDevicesResponse:
                 continue
             self._remember_sent(content)
-            return message_id
+            return content.message_id
         raise ServiceError("the conversation's devices kept changing; try again")
+
+    def _olm_copies(self, targets: Sequence[PinnedDevice], payload: bytes) -> list[DeviceCopy]:
+        """Olm-encrypt `payload` for each target. Ratchet state is committed (by the caller's
+        transaction) before the send leaves, so a message key is never used twice even if the
+        request is retried or the process dies."""
+        sessions = self._ensure_sessions(targets)
+        copies = [
+            DeviceCopy(
+                account=d.account,
+                device_id=d.device_id,
+                olm=_olm_body(sessions[(d.account, d.device_id)].encrypt(payload)),
+            )
+            for d in targets
+        ]
+        self._save_sessions(sessions, targets)
+        return copies
+
+    def send(self, to: str, text: str, attachments: Sequence[Path] = ()) -> str:
+        """Send a direct message to every device of `to` and to this account's other devices."""
+        conversation = Conversation(account=to)
+        content = self._compose(conversation, text, attachments)
+
+        def encrypt(payload: bytes, attempt: int) -> SendRequest:
+            with self.store.transaction():
+                targets = self._devices_of({to, self.account_name}, refresh=attempt > 0)
+                copies = self._olm_copies(targets, payload)
+            return SendRequest(
+                message_id=content.message_id,
+                to=conversation,
+                recipients=[DeviceRef(account=d.account, device_id=d.device_id) for d in targets],
+                copies=copies,
+            )
+
+        return self._deliver(content, encrypt)
 
     def _remember_sent(self, content: Content) -> None:
         with self.store.transaction():
@@ -872,64 +889,37 @@ class AccordClient:
 
     def send_group(self, group: str, text: str, attachments: Sequence[Path] = ()) -> str:
         """Encrypt once with this device's Megolm session; share its key over Olm as needed."""
-        self._require_active()
-        refs = self._upload_attachments(attachments)
-        message_id = new_message_id()
-        me = DeviceRef(account=self.account_name, device_id=self.device_id)
         conversation = Conversation(group=group)
-        content = Content(
-            message_id=message_id,
-            sender=me,
-            to=conversation,
-            sent_at=now_ms(),
-            text=text,
-            attachments=refs,
-        )
-        payload = encode_payload(content)
-        for attempt in range(SEND_ATTEMPTS):
+        content = self._compose(conversation, text, attachments)
+
+        def encrypt(payload: bytes, attempt: int) -> SendRequest:
             with self.store.transaction():
                 state = self._group_state(group, refresh=attempt > 0)
                 targets = self._devices_of(state.members, refresh=attempt > 0)
                 current = {(d.account, d.device_id) for d in targets}
                 outbound, shared = self._outbound_group(group, current)
-                need_key = [d for d in targets if (d.account, d.device_id) not in shared]
-                share = encode_payload(
-                    GroupKeyShare(
-                        group=group,
-                        sender=me,
-                        session_id=outbound.session_id,
-                        session_key=outbound.session_key(),
-                    )
+                share = GroupKeyShare(
+                    group=group,
+                    sender=content.sender,
+                    session_id=outbound.session_id,
+                    session_key=outbound.session_key(),
                 )
-                sessions = self._ensure_sessions(need_key)
-                copies = [
-                    DeviceCopy(
-                        account=d.account,
-                        device_id=d.device_id,
-                        olm=_olm_body(sessions[(d.account, d.device_id)].encrypt(share)),
-                    )
-                    for d in need_key
-                ]
+                need_key = [d for d in targets if (d.account, d.device_id) not in shared]
+                copies = self._olm_copies(need_key, encode_payload(share))
                 ciphertext = outbound.encrypt(payload)
-                self._save_sessions(sessions, need_key)
                 self.store.save_outbound_group(
                     group, outbound.pickle(self.store.pickle_key), shared | current
                 )
-            request = SendRequest(
-                message_id=message_id,
+            return SendRequest(
+                message_id=content.message_id,
                 to=conversation,
                 recipients=[DeviceRef(account=a, device_id=d) for a, d in sorted(current)],
                 copies=copies,
                 megolm=b64encode(ciphertext),
                 megolm_session_id=outbound.session_id,
             )
-            try:
-                self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
-            except StaleDevicesResponse:
-                continue
-            self._remember_sent(content)
-            return message_id
-        raise ServiceError("the group's devices kept changing; try again")
+
+        return self._deliver(content, encrypt)
 
     def _outbound_group(
         self, group: str, current: set[DeviceKey]
