@@ -51,17 +51,10 @@ from accord.protocols.detection.banks import (
 from accord.protocols.detection.index import MihPdqIndex, read_index
 from accord.protocols.detection.matching import BankIndex
 from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, parse_hash
+from accord.storage.schema import NAMING_CONVENTION, BigId
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-_BigId = BigInteger().with_variant(Integer(), "sqlite")
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+_BigId = BigId
 
 bank_banks = Table(
     "bank_banks",
