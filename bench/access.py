@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import sys
 import time
 from typing import Any
+
+from machine import machine_info
 
 from accord.primitives.hpke import generate_hpke_key_pair, hpke_seal
 from accord.protocols.access.agency import AgencyKey
@@ -36,24 +36,6 @@ from accord.protocols.access.records import (
 )
 from accord.protocols.access.warrant import approve_warrant, draft_warrant
 from accord.protocols.translog.note import Checkpoint
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-    }
 
 
 def setup() -> tuple[VerifiedWarrant, AgencyKey, Any]:
@@ -137,7 +119,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "access record sealing",
-                "machine": machine(),
+                "machine": machine_info(),
                 "parameters": vars(args)
                 | {"suite": "DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/AES-128-GCM"},
                 "results": {

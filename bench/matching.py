@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from typing import Any
 
 import numpy as np
+from machine import machine_info
 
 THRESHOLD = 31
 METHODS = ("accord-mih", "pytx-pdqindex", "faiss-flat", "numpy-brute")
@@ -120,26 +120,15 @@ def run_method(method: str, n: int, n_queries: int, seed: int) -> dict[str, Any]
 
 
 def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    versions = {"numpy": np.__version__}
-    for mod in ("faiss", "threatexchange"):
-        try:
-            from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-            versions[mod] = version("faiss-cpu" if mod == "faiss" else mod)
-        except Exception:
+    versions = {"numpy": np.__version__}
+    for mod, dist in (("faiss", "faiss-cpu"), ("threatexchange", "threatexchange")):
+        try:
+            versions[mod] = version(dist)
+        except PackageNotFoundError:
             versions[mod] = "missing"
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "versions": versions,
-    }
+    return machine_info(versions=versions)
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import asyncio
 import base64
 import json
 import os
-import platform
 import secrets
 import statistics
 import sys
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from machine import machine_info
 
 from accord.primitives.olm import DeviceAccount
 from accord.protocols.messaging import auth_payload, device_keys_payload
@@ -40,31 +40,6 @@ from accord.server.process import ServerProcess
 
 PG_ADMIN = os.environ.get("ACCORD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CIPHERTEXT_BYTES = 418  # Olm normal message carrying a 256-byte padded payload
-
-
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_mib": mem,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 @dataclass
@@ -290,7 +265,7 @@ def main() -> None:
     out = {
         "benchmark": "messaging relay",
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "machine": machine(),
+        "machine": machine_info(),
         "parameters": {
             "pairs": args.pairs,
             "seconds": args.seconds,

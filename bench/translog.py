@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -29,39 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
+from machine import machine_info
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from accord.protocols.translog import merkle
 from accord.storage.translog import TransparencyLogStore, create_sqlite_engine
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "sqlalchemy": sqlalchemy.__version__,
-        "load_average_at_start": os.getloadavg(),
-    }
 
 
 def make_entries(start: int, count: int, entry_bytes: int) -> list[bytes]:
@@ -182,7 +152,7 @@ def main() -> None:
 
     report: dict[str, Any] = {
         "benchmark": "bench/translog.py",
-        "machine": machine(),
+        "machine": machine_info(),
         "parameters": {
             "sizes": args.sizes,
             "entry_bytes": args.entry_bytes,

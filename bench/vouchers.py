@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import machine_info
 
 from accord.errors import InvalidInput
 from accord.protocols.detection.evaluation import list_images
@@ -74,14 +74,6 @@ GRID_B = (24, 28, 32, 36, 40, 44, 48)
 IMAGES_PER_YEAR = 10_000
 TARGET_FLAG_PER_YEAR = 1e-12
 MODEL_SAFETY_FACTOR = 10
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-    }
 
 
 def _hash_rows(hashes: list[str | None]) -> np.ndarray:
@@ -222,7 +214,7 @@ def run_params(args: argparse.Namespace) -> dict[str, Any]:
         if d <= 31:
             near_counts[d] += 1
     report = {
-        "machine": machine(),
+        "machine": machine_info(),
         "command": " ".join(sys.argv),
         "n_photos": len(orig),
         "n_fp_photos": len(data["fp"]),
@@ -352,7 +344,7 @@ def _random_hashes(n: int, seed: int) -> np.ndarray:
 def run_perf(args: argparse.Namespace) -> dict[str, Any]:
     params = MatchingParams()
     results: dict[str, Any] = {
-        "machine": machine(),
+        "machine": machine_info(),
         "command": " ".join(sys.argv),
         "params": repr(params),
     }
