@@ -53,12 +53,12 @@ from accord.protocols.messaging import (
     encode_payload,
     group_state_payload,
     one_time_key_payload,
+    registration_entry,
     verify_device_keys,
     verify_device_list,
     verify_group_state,
     verify_one_time_key,
 )
-from accord.protocols.translog.entries import DeviceRegistration
 from accord.protocols.translog.note import Checkpoint, parse_vkey
 from accord.protocols.translog.verify import (
     LogTrustPolicy,
@@ -566,17 +566,8 @@ class AccordClient:
         """Key transparency step V4: every device is in the log, as the server lists it."""
         checkpoint = self._accept_checkpoint(listing.checkpoint)
         for record in listing.devices:
-            keys, approval = record.keys, record.approval
-            entry = DeviceRegistration(
-                account=keys.account,
-                device_id=keys.device_id,
-                ed25519=keys.ed25519,
-                curve25519=keys.curve25519,
-                signature=keys.signature,
-                approver_device_id=approval.approver_device_id if approval else None,
-                approval_signature=approval.signature if approval else None,
-                registered_at=record.created_at,
-            )
+            keys = record.keys
+            entry = registration_entry(keys, record.approval, record.created_at)
             if record.log_index is None:
                 raise VerificationError(f"device {keys.device_id} of {keys.account} is not logged")
             proof = [b64decode(h, max_bytes=32) for h in record.inclusion_proof]

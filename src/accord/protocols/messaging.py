@@ -14,9 +14,11 @@ from accord.errors import DecryptionError, InvalidInput, VerificationError
 from accord.primitives.encoding import canonical_json
 from accord.primitives.padding import pad, unpad
 from accord.primitives.signing import verify_ed25519
+from accord.protocols.translog.entries import DeviceRegistration
 from accord.wire.common import WireModel
 from accord.wire.messaging import (
     Content,
+    DeviceApproval,
     DeviceKeys,
     DeviceRecord,
     GroupKeyShare,
@@ -83,6 +85,22 @@ def auth_payload(account: str, device_id: str, challenge: str) -> bytes:
 def group_state_payload(state: GroupState) -> bytes:
     """Step 9: the bytes an admin device signs for each version of a group's membership."""
     return canonical_json({"purpose": "accord-group-state-v1", **state.model_dump(mode="json")})
+
+
+def registration_entry(
+    keys: DeviceKeys, approval: DeviceApproval | None, registered_at: int
+) -> DeviceRegistration:
+    """The transparency-log entry of a device: what the server appends and clients prove."""
+    return DeviceRegistration(
+        account=keys.account,
+        device_id=keys.device_id,
+        ed25519=keys.ed25519,
+        curve25519=keys.curve25519,
+        signature=keys.signature,
+        approver_device_id=approval.approver_device_id if approval else None,
+        approval_signature=approval.signature if approval else None,
+        registered_at=registered_at,
+    )
 
 
 def verify_device_keys(keys: DeviceKeys) -> None:

@@ -34,11 +34,11 @@ from accord.primitives.signing import check_curve25519_key, parse_ed25519_key, v
 from accord.protocols.messaging import (
     approval_payload,
     auth_payload,
+    registration_entry,
     verify_device_keys,
     verify_group_state,
     verify_one_time_key,
 )
-from accord.protocols.translog.entries import DeviceRegistration
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.schema import (
@@ -167,16 +167,7 @@ class MessagingService:
         self, device_pk: int, keys: DeviceKeys, approval: DeviceApproval | None, created: int
     ) -> int:
         """Key transparency: log the registration, then let the device take effect."""
-        entry = DeviceRegistration(
-            account=keys.account,
-            device_id=keys.device_id,
-            ed25519=keys.ed25519,
-            curve25519=keys.curve25519,
-            signature=keys.signature,
-            approver_device_id=approval.approver_device_id if approval else None,
-            approval_signature=approval.signature if approval else None,
-            registered_at=created,
-        )
+        entry = registration_entry(keys, approval, created)
         index = await to_thread.run_sync(self.log.append, [entry.to_bytes()])
 
         def _tx(conn: Connection) -> None:
