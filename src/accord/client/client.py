@@ -45,6 +45,12 @@ from accord.primitives.olm import (
     OlmCiphertext,
     OlmSession,
 )
+from accord.protocols.franking import (
+    FrankingKey,
+    commit_message,
+    new_franking_key,
+    verify_commitment,
+)
 from accord.protocols.messaging import (
     approval_payload,
     auth_payload,
@@ -96,6 +102,16 @@ from accord.wire.messaging import (
     SignedGroupState,
     Token,
 )
+from accord.wire.reports import (
+    FRANKING_EXTENSION,
+    FRANKING_KEY_EXTENSION,
+    FrankingCommitment,
+    ReportedMessage,
+    commitment_bytes,
+    franked_message,
+    franking_key_of,
+    stamp_of,
+)
 
 ONE_TIME_KEY_TARGET = 50
 ONE_TIME_KEY_LOW_WATER = 25
@@ -146,6 +162,8 @@ class ReceivedMessage:
     text: str
     sent_at: int
     attachments: tuple[ReceivedAttachment, ...] = ()
+    # The message as it can be reported: content with its franking key, and the server's tag.
+    evidence: ReportedMessage | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -746,14 +764,19 @@ class AccordClient:
             sent_at=now_ms(),
             text=text,
             attachments=refs,
+            extensions={FRANKING_KEY_EXTENSION: b64encode(new_franking_key())},
         )
 
     def _deliver(self, content: Content, encrypt: Callable[[bytes, int], SendRequest]) -> str:
         """Step 8: encrypt for the devices as this device knows them, send, and on a 409
         refresh the device lists and encrypt again (fresh ratchet steps each time)."""
         payload = encode_payload(content)
+        commitment = commit_message(FrankingKey(franking_key_of(content)), franked_message(content))
+        extensions = {
+            FRANKING_EXTENSION: FrankingCommitment(commitment=b64encode(commitment)).model_dump()
+        }
         for attempt in range(SEND_ATTEMPTS):
-            request = encrypt(payload, attempt)
+            request = encrypt(payload, attempt).model_copy(update={"extensions": extensions})
             try:
                 self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
             except StaleDevicesResponse:
@@ -1012,6 +1035,9 @@ class AccordClient:
                                 "direction": "in",
                                 "message": message.to_json(),
                                 "sender_device": message.sender_device,
+                                "evidence": message.evidence.model_dump(mode="json")
+                                if message.evidence
+                                else None,
                             },
                         )
                     except _Rejected as exc:
@@ -1106,6 +1132,7 @@ class AccordClient:
             self._check_group_member(env.to.group, sender.account)
         if self.store.has_message(sender.account, content.message_id):
             raise _Rejected("replayed message ignored")
+        evidence = self._check_franking(env, content)
         try:
             attachments = tuple(
                 self._fetch_attachment(content.message_id, ref) for ref in content.attachments
@@ -1122,6 +1149,27 @@ class AccordClient:
             text=content.text,
             sent_at=content.sent_at,
             attachments=attachments,
+            evidence=evidence,
+        )
+
+    @staticmethod
+    def _check_franking(env: Envelope, content: Content) -> ReportedMessage:
+        """Franking step 4: a message whose commitment does not open could not be reported, so
+        it is dropped."""
+        try:
+            stamp = stamp_of(env.extensions)
+            key = franking_key_of(content)
+            verify_commitment(key, franked_message(content), commitment_bytes(stamp.commitment))
+        except InvalidInput as exc:
+            raise _Rejected(exc.message) from None
+        except VerificationError:
+            raise _Rejected("franking commitment does not open") from None
+        return ReportedMessage(
+            content=content,
+            sender=env.sender,
+            to=env.to,
+            received_at=env.received_at,
+            franking=stamp,
         )
 
     def _store_group_key(self, share: GroupKeyShare) -> None:

@@ -31,6 +31,7 @@ from accord.errors import (
 )
 from accord.primitives.encoding import b64decode, b64encode, canonical_json
 from accord.primitives.signing import check_curve25519_key, parse_ed25519_key, verify_ed25519
+from accord.protocols.franking import TagContext, conversation_label
 from accord.protocols.messaging import (
     approval_payload,
     auth_payload,
@@ -39,6 +40,7 @@ from accord.protocols.messaging import (
     verify_group_state,
     verify_one_time_key,
 )
+from accord.server.franking import FrankingKeyRing
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.schema import (
@@ -85,6 +87,7 @@ from accord.wire.messaging import (
     StaleDevices,
     Token,
 )
+from accord.wire.reports import FRANKING_EXTENSION, FrankingCommitment, commitment_bytes
 
 CHALLENGE_TTL_MS = 5 * 60 * 1000
 TOKEN_TTL_MS = 24 * 3600 * 1000
@@ -136,9 +139,11 @@ class MessagingService:
         log: LogService,
         *,
         notify: Callable[[Iterable[int]], None] | None = None,
+        franking: FrankingKeyRing | None = None,
     ) -> None:
         self.db = db
         self.log = log
+        self.franking = franking or FrankingKeyRing(db)
         self._notify = notify or (lambda _pks: None)
         self._auth_cache: dict[bytes, tuple[AuthedDevice, float, int]] = {}
 
@@ -681,9 +686,9 @@ class MessagingService:
             raise InvalidInput("a direct message has no group ciphertext")
         if req.to.group is not None and req.megolm is None:
             raise InvalidInput("a group message needs a group ciphertext")
-        extensions = canonical_json(req.extensions).decode("utf-8")
-        if len(extensions) > MAX_EXTENSIONS_BYTES:
+        if len(canonical_json(req.extensions)) > MAX_EXTENSIONS_BYTES:
             raise InvalidInput("extensions too large")
+        commitment = _franking_commitment(req.extensions)
         megolm = (
             b64decode(req.megolm, max_bytes=MAX_OLM_BODY_BYTES, what="group ciphertext")
             if req.megolm is not None
@@ -707,6 +712,20 @@ class MessagingService:
         if req.to.account is not None and set(copies) != recipients:
             raise InvalidInput("a direct message needs a copy for every recipient device")
         created = now_ms()
+        # Franking step 3: tag the commitment with who sent it, to whom, and when.
+        stamp = await self.franking.stamp_async(
+            commitment,
+            TagContext(
+                sender_account=dev.account,
+                sender_device=dev.device_id,
+                conversation=conversation_label(req.to.account, req.to.group),
+                accepted_at_ms=created,
+                message_id=req.message_id,
+            ),
+        )
+        extensions = canonical_json(
+            {**req.extensions, FRANKING_EXTENSION: stamp.model_dump()}
+        ).decode("utf-8")
 
         def _tx(conn: Connection) -> Any:
             existing = conn.execute(
@@ -862,6 +881,17 @@ class MessagingService:
             )
 
         return await self.db.read_async(_rd)
+
+
+def _franking_commitment(extensions: dict[str, Any]) -> bytes:
+    raw = extensions.get(FRANKING_EXTENSION)
+    if raw is None:
+        raise InvalidInput("every message carries a franking commitment", code="franking_required")
+    try:
+        commitment = FrankingCommitment.model_validate(raw)
+    except ValueError:
+        raise InvalidInput("malformed franking commitment") from None
+    return commitment_bytes(commitment.commitment)
 
 
 def _refs(pairs: Iterable[tuple[str, str]]) -> list[DeviceRef]:

@@ -154,3 +154,98 @@ group_members = Table(
     Column("group_pk", BigId, ForeignKey("groups.id"), primary_key=True),
     Column("account_id", BigId, ForeignKey("accounts.id"), primary_key=True),
 )
+
+# --- franking, reports and review (docs/protocol/franking.md, docs/console.md) -----------------
+
+# The server's franking keys. One per rotation period; kept while reports of messages tagged
+# under it may still arrive, then deleted (a message older than that can no longer be reported).
+franking_keys = Table(
+    "franking_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("secret", LargeBinary(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("report_id", String(40), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("reporter", String(64), nullable=False),
+    Column("reported_account", String(64), nullable=False),
+    Column("reported_device", String(32), nullable=False),
+    Column("conversation", String(80), nullable=False),
+    Column("reason", Text, nullable=False),
+    # The verified messages (wire.reports.ReviewedMessage without attachment state), as JSON.
+    Column("messages_json", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_reports_status_created", "status", "created_at"),
+    Index("ix_reports_reported_account", "reported_account"),
+)
+
+# Attachments of a report, sealed (HPKE) to the review service's key; `viewed_at` records when
+# a reviewer first chose to see one (an export's fileViewedByEsp).
+report_attachments = Table(
+    "report_attachments",
+    metadata,
+    Column("report_pk", BigId, ForeignKey("reports.id"), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("message_id", String(43), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("media_type", String(127), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256_hex", String(64), nullable=False),
+    Column("md5_hex", String(32), nullable=False),
+    Column("sealed_file", String(64), nullable=True),
+    Column("viewed_at", BigInteger, nullable=True),
+    Column("viewed_by", String(64), nullable=True),
+)
+
+reviewers = Table(
+    "reviewers",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+)
+
+review_sessions = Table(
+    "review_sessions",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("reviewer_pk", BigId, ForeignKey("reviewers.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+# Append-only: every reviewer action, each entry chained to the one before by SHA-256.
+review_audit = Table(
+    "review_audit",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(80), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("chain", LargeBinary(32), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# Notices from trust and safety to an account (a warning), shown by its client on receive.
+account_notices = Table(
+    "account_notices",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", BigId, ForeignKey("accounts.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_account_notices_account", "account_id", "id"),
+)

@@ -1,0 +1,115 @@
+"""The server's side of franking (docs/protocol/franking.md, steps 3 and 5).
+
+Franking keys rotate: the key for a message is the one of its rotation period (key id = the
+period's number in hex), created by whichever server process first needs it, and shared through
+the database so every process tags and verifies alike. Keys older than the retention are
+deleted; a report of a message tagged under a deleted key fails (`franking_key_expired`).
+No per-message state is kept: the tag travels with the message.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from anyio import to_thread
+from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from accord.errors import VerificationError
+from accord.primitives.encoding import b64encode
+from accord.protocols.franking import SERVER_KEY_BYTES, TagContext, tag_commitment, verify_tag
+from accord.storage.db import Database
+from accord.storage.schema import franking_keys
+from accord.wire.reports import FrankingStamp
+
+DAY_MS = 86_400_000
+FRANKING_ROTATE_MS = 7 * DAY_MS
+FRANKING_RETAIN_MS = 365 * DAY_MS
+
+
+class FrankingKeyRing:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        rotate_ms: int = FRANKING_ROTATE_MS,
+        retain_ms: int = FRANKING_RETAIN_MS,
+    ) -> None:
+        self.db = db
+        self.rotate_ms = rotate_ms
+        self.retain_ms = retain_ms
+        self._keys: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def _key_id(self, at_ms: int) -> str:
+        return format(at_ms // self.rotate_ms, "x")
+
+    def key_for(self, at_ms: int) -> tuple[str, bytes]:
+        """The key of the period containing `at_ms`, created if this is its first use."""
+        key_id = self._key_id(at_ms)
+        with self._lock:
+            cached = self._keys.get(key_id)
+        if cached is not None:
+            return key_id, cached
+
+        def _tx(conn: Connection) -> bytes:
+            row = conn.execute(
+                select(franking_keys.c.secret).where(franking_keys.c.key_id == key_id)
+            ).first()
+            if row is not None:
+                return bytes(row.secret)
+            secret = os.urandom(SERVER_KEY_BYTES)
+            conn.execute(
+                insert(franking_keys).values(key_id=key_id, secret=secret, created_at=at_ms)
+            )
+            conn.execute(
+                delete(franking_keys).where(franking_keys.c.created_at < at_ms - self.retain_ms)
+            )
+            return secret
+
+        try:
+            secret = self.db.transact(_tx)
+        except IntegrityError:  # another process created it first
+            secret = self.db.transact(_tx)
+        with self._lock:
+            self._keys[key_id] = secret
+        return key_id, secret
+
+    def lookup(self, key_id: str) -> bytes:
+        with self._lock:
+            cached = self._keys.get(key_id)
+        if cached is not None:
+            return cached
+
+        def _rd(conn: Connection) -> bytes | None:
+            row = conn.execute(
+                select(franking_keys.c.secret).where(franking_keys.c.key_id == key_id)
+            ).first()
+            return bytes(row.secret) if row is not None else None
+
+        secret = self.db.read(_rd)
+        if secret is None:
+            raise VerificationError(
+                "the message was tagged under a franking key that has been retired",
+                code="franking_key_expired",
+            )
+        with self._lock:
+            self._keys[key_id] = secret
+        return secret
+
+    def stamp(self, commitment: bytes, context: TagContext) -> FrankingStamp:
+        key_id, secret = self.key_for(context.accepted_at_ms)
+        tag = tag_commitment(secret, commitment, context)
+        return FrankingStamp(commitment=b64encode(commitment), key_id=key_id, tag=b64encode(tag))
+
+    async def stamp_async(self, commitment: bytes, context: TagContext) -> FrankingStamp:
+        """`stamp` without blocking the event loop when the period's key is not cached yet."""
+        with self._lock:
+            cached = self._key_id(context.accepted_at_ms) in self._keys
+        if cached:
+            return self.stamp(commitment, context)
+        return await to_thread.run_sync(self.stamp, commitment, context)
+
+    def verify(self, commitment: bytes, context: TagContext, key_id: str, tag: bytes) -> None:
+        verify_tag(self.lookup(key_id), commitment, context, tag)
