@@ -7,20 +7,26 @@ non-zero if any check fails.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from accord.client.client import AccordClient, ReceivedMessage
+from accord.client.operator import OperatorApi
+from accord.client.review import ReviewerApi
 from accord.errors import AccordError
 from accord.server.process import ServerProcess
+from accord.server.review import verify_audit_chain
 
 DEMO_PASSPHRASE = "demo passphrase (not for real use)"  # noqa: S105 (a demo in a temporary directory)
 ATTACHMENT_BYTES = 2 * 1000 * 1000
+DEMO_REVIEWER_PASSWORD = "demo reviewer password"  # noqa: S105 (a demo in a temporary directory)
 
 
 class DemoFailed(AccordError):
@@ -132,9 +138,68 @@ def _run(root: Path) -> None:
             _step("checking what the server stored")
             leaked = _server_sees(root / "server", [b"Hi Bob", b"Dinner at eight", b"just us"])
             _expect(not leaked, "no plaintext in the server's database or blob store")
+
+            _report_chapter(root, server, alice, bob, carol)
         finally:
             for c in clients:
                 c.close()
+
+
+def _report_chapter(
+    root: Path, server: ServerProcess, alice: AccordClient, bob: AccordClient, carol: AccordClient
+) -> None:
+    """Franking, a verified report and its review (docs/protocol/franking.md, docs/console.md)."""
+    _step("carol harasses bob in a direct message; bob reports it with one earlier message")
+    picture = root / "unwanted.png"
+    _demo_picture(picture)
+    carol.send("bob", "you again?")
+    carol.send("bob", "I know where you live", [picture])
+    got = bob.receive().messages
+    _expect(len(got) == 2, "bob's phone received both (each franking commitment opened)")
+    threat = _one(got, lambda m: m.text.startswith("I know"))
+    report_id = bob.report(threat.id, reason="threats", context=1)
+    _ok(f"report {report_id} filed: the server checked both commitments and its own tags")
+
+    _step("a reviewer works the case (the console at /console does the same in a browser)")
+    operator = OperatorApi(server.url, server.admin_token())
+    operator.api.request(
+        "POST",
+        "/v1/reviewers",
+        json={"name": "rita", "password": DEMO_REVIEWER_PASSWORD, "role": "reviewer"},
+    )
+    operator.close()
+    with ReviewerApi.login(server.url, "rita", DEMO_REVIEWER_PASSWORD) as rita:
+        (summary,) = rita.reports(status="open").reports
+        detail = rita.report(summary.report_id)
+        _expect(detail.verified_sender.account == "carol", "queue shows carol as verified sender")
+        _expect(
+            [m.text for m in detail.items] == ["you again?", "I know where you live"],
+            "the reported message and its context, in order",
+        )
+        data = rita.reveal(report_id, 0)
+        _expect(data == picture.read_bytes(), "rita chose to view the attachment: intact")
+        rita.act(report_id, "suspend", "credible threat")
+        try:
+            carol.send("bob", "hello?")
+            raise DemoFailed("a suspended account could still send")
+        except AccordError as exc:
+            _expect(exc.code == "account_suspended", "carol's account is suspended: sends refused")
+        rita.act(report_id, "escalate", "refer to police")
+        package = zipfile.ZipFile(io.BytesIO(rita.export(report_id, "xml")))
+        _expect(
+            b"<fileViewedByEsp>true</fileViewedByEsp>" in package.read("fileDetails-1.xml"),
+            f"escalated case exported as a CyberTipline-shaped package: {package.namelist()}",
+        )
+        trail = rita.audit().entries
+        _expect(
+            verify_audit_chain(trail), f"audit trail of {len(trail)} entries, hash chain intact"
+        )
+
+
+def _demo_picture(path: Path) -> None:
+    from PIL import Image
+
+    Image.effect_mandelbrot((160, 120), (-2.0, -1.2, 0.8, 1.2), 60).convert("RGB").save(path)
 
 
 def _server_sees(data_dir: Path, needles: list[bytes]) -> list[str]:

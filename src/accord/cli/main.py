@@ -10,6 +10,7 @@ from accord.cli.common import run_cli
 from accord.cli.detection import register as register_detection
 from accord.cli.log import register as register_log
 from accord.cli.messaging import register as register_messaging
+from accord.cli.review import register as register_review
 from accord.cli.witness import register as register_witness
 
 
@@ -31,6 +32,7 @@ def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
 
 
 register_messaging(cli)
+register_review(cli)
 register_detection(cli)
 register_witness(cli)
 register_log(cli)

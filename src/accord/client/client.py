@@ -105,8 +105,12 @@ from accord.wire.messaging import (
 from accord.wire.reports import (
     FRANKING_EXTENSION,
     FRANKING_KEY_EXTENSION,
+    MAX_REPORT_CONTEXT,
     FrankingCommitment,
+    NoticeList,
     ReportedMessage,
+    ReportFiled,
+    ReportRequest,
     commitment_bytes,
     franked_message,
     franking_key_of,
@@ -819,6 +823,48 @@ class AccordClient:
 
         return self._deliver(content, encrypt)
 
+    # --- reports (docs/protocol/franking.md, step 6) -----------------------------------------
+
+    def report(self, message_id: str, *, reason: str = "", context: int = 0) -> str:
+        """Reveal a received message, and up to `context` earlier received messages of the same
+        conversation, with their franking openings; returns the report id."""
+        if not 0 <= context <= MAX_REPORT_CONTEXT:
+            raise InvalidInput(f"--context is between 0 and {MAX_REPORT_CONTEXT}")
+        if len(reason) > 2000:
+            raise InvalidInput("a reason has at most 2000 characters")
+        received = [
+            ReportedMessage.model_validate(r["evidence"])
+            for r in self.store.messages()
+            if r.get("direction") == "in" and r.get("evidence")
+        ]
+        found = [i for i, m in enumerate(received) if m.content.message_id == message_id]
+        if not found:
+            raise InvalidInput(f"no received message {message_id} on this device")
+        reported = received[found[-1]]
+
+        def same_conversation(m: ReportedMessage) -> bool:
+            if m.to != reported.to:
+                return False
+            return reported.to.group is not None or m.sender.account == reported.sender.account
+
+        earlier = [m for m in received[: found[-1]] if same_conversation(m)]
+        request = ReportRequest(
+            reason=reason,
+            message=reported,
+            context=earlier[len(earlier) - context :] if context else [],
+        )
+        filed = self.api.call(ReportFiled, "POST", "/v1/reports", json=request.model_dump())
+        return filed.report_id
+
+    def _notices(self) -> list[str]:
+        """Notices from the provider's trust and safety (a warning), each shown once."""
+        seen = int(self.store.get_meta("notices_seen") or 0)
+        listing = self.api.call(NoticeList, "GET", "/v1/notices", params={"after": seen})
+        if listing.notices:
+            with self.store.transaction():
+                self.store.set_meta("notices_seen", str(listing.notices[-1].id))
+        return [f"notice from trust and safety: {n.text}" for n in listing.notices]
+
     def _remember_sent(self, content: Content) -> None:
         with self.store.transaction():
             self.store.save_message(
@@ -956,6 +1002,7 @@ class AccordClient:
             notices = self._check_own_devices()
         except VerificationError as exc:  # tell the user; keep receiving
             notices = [f"this account's device list did not verify: {exc.message}"]
+        notices += self._notices()
         result = ReceiveResult(notices=notices)
         after = 0
         while True:

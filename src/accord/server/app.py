@@ -24,10 +24,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from accord.console import register_console
 from accord.errors import AccordError, AuthenticationError, InvalidInput, RateLimited
 from accord.server.blobs import FileBlobStore
 from accord.server.detection import DetectionService, register_detection_routes
 from accord.server.notify import LocalNotifier, Notifier
+from accord.server.reports import ReportService, ReviewVault
+from accord.server.review import ReviewService
+from accord.server.review_api import register_review_routes
 from accord.server.services import AuthedDevice, MessagingService, StaleDevicesError
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LogService, register_log_routes
 from accord.storage.db import Database, make_engine, sqlite_url
@@ -203,6 +207,8 @@ class AppState:
     blobs: FileBlobStore
     notifier: Notifier
     admin_token: str
+    reports: ReportService
+    review: ReviewService
 
 
 def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> FastAPI:
@@ -212,13 +218,24 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
     db = Database(engine)
     notifier = notifier or LocalNotifier()
     log = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
+    service = MessagingService(db, log, notify=notifier.publish)
+    blobs = FileBlobStore(config.data_dir / "blobs")
+    vault = ReviewVault(config.data_dir)
     state = AppState(
         config=config,
         db=db,
-        service=MessagingService(db, log, notify=notifier.publish),
-        blobs=FileBlobStore(config.data_dir / "blobs"),
+        service=service,
+        blobs=blobs,
         notifier=notifier,
         admin_token=ensure_admin_token(config.data_dir),
+        reports=ReportService(
+            db,
+            service.franking,
+            blobs,
+            vault,
+            max_attachment_bytes=config.max_attachment_bytes,
+        ),
+        review=ReviewService(db, vault, service),
     )
 
     @asynccontextmanager
@@ -261,6 +278,16 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
         return JSONResponse({"code": "internal", "message": "internal error"}, 500)
 
     register_routes(app, state)
+    register_review_routes(
+        app,
+        db=db,
+        reports=state.reports,
+        review=state.review,
+        current_device=current_device,
+        require_operator=require_operator,
+        admin_token=state.admin_token,
+    )
+    register_console(app, state.review)
     register_log_routes(app, log)
     register_detection_routes(
         app,

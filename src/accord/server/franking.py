@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from anyio import to_thread
 from sqlalchemy import Connection, delete, insert, select
@@ -76,11 +77,11 @@ class FrankingKeyRing:
             self._keys[key_id] = secret
         return key_id, secret
 
-    def lookup(self, key_id: str) -> bytes:
+    async def load(self, key_id: str) -> None:
+        """Make sure `lookup(key_id)` answers from memory (reads the database if needed)."""
         with self._lock:
-            cached = self._keys.get(key_id)
-        if cached is not None:
-            return cached
+            if key_id in self._keys:
+                return
 
         def _rd(conn: Connection) -> bytes | None:
             row = conn.execute(
@@ -88,14 +89,23 @@ class FrankingKeyRing:
             ).first()
             return bytes(row.secret) if row is not None else None
 
-        secret = self.db.read(_rd)
+        secret = await self.db.read_async(_rd)
+        if secret is not None:
+            with self._lock:
+                self._keys[key_id] = secret
+
+    def lookup(self, key_id: str) -> bytes:
+        """The key with this id, if loaded (see `load`) and not retired."""
+        with self._lock:
+            secret = self._keys.get(key_id)
+        period_end_ms = (int(key_id, 16) + 1) * self.rotate_ms
+        if period_end_ms < time.time_ns() // 1_000_000 - self.retain_ms:
+            secret = None  # retired, even if this process still holds it
         if secret is None:
             raise VerificationError(
                 "the message was tagged under a franking key that has been retired",
                 code="franking_key_expired",
             )
-        with self._lock:
-            self._keys[key_id] = secret
         return secret
 
     def stamp(self, commitment: bytes, context: TagContext) -> FrankingStamp:

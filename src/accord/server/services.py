@@ -13,7 +13,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +144,12 @@ class MessagingService:
         self.db = db
         self.log = log
         self.franking = franking or FrankingKeyRing(db)
+        # Other protocol parts attach here (private matching, lawful access): checks that may
+        # refuse a send before anything is stored, and observers of each newly accepted message.
+        self.send_checks: list[Callable[[AuthedDevice, SendRequest], Awaitable[None]]] = []
+        self.send_observers: list[
+            Callable[[AuthedDevice, SendRequest, SendAccepted], Awaitable[None]]
+        ] = []
         self._notify = notify or (lambda _pks: None)
         self._auth_cache: dict[bytes, tuple[AuthedDevice, float, int]] = {}
 
@@ -711,6 +717,8 @@ class MessagingService:
             raise InvalidInput("a copy for a device that is not a recipient")
         if req.to.account is not None and set(copies) != recipients:
             raise InvalidInput("a direct message needs a copy for every recipient device")
+        for check in self.send_checks:
+            await check(dev, req)
         created = now_ms()
         # Franking step 3: tag the commitment with who sent it, to whom, and when.
         stamp = await self.franking.stamp_async(
@@ -740,7 +748,7 @@ class MessagingService:
                     accepted_at=existing.created_at,
                     devices=existing.device_count,
                 )
-                return accepted, {}
+                return accepted, {}, False
             targets = self._conversation_devices(conn, dev, req.to)
             expected = set(targets)
             if expected != recipients:
@@ -776,10 +784,13 @@ class MessagingService:
             accepted = SendAccepted(
                 message_id=req.message_id, accepted_at=created, devices=len(targets)
             )
-            return accepted, targets
+            return accepted, targets, True
 
-        accepted, targets = await self.db.transact_async(_tx)
+        accepted, targets, fresh = await self.db.transact_async(_tx)
         self._notify(targets.values())
+        if fresh:
+            for observe in self.send_observers:
+                await observe(dev, req, accepted)
         result: SendAccepted = accepted
         return result
 

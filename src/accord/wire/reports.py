@@ -137,7 +137,8 @@ class ReviewedAttachment(WireModel):
     name: str
     media_type: str
     size: int
-    sha256: str  # hex digest of the plaintext, for exports
+    sha256: str  # hex digests of the plaintext, for exports ("" when the file was gone)
+    md5: str
     available: bool
     viewed: bool
 
@@ -202,3 +203,31 @@ class AuditEntry(WireModel):
 
 class AuditTrail(WireModel):
     entries: list[AuditEntry]
+
+
+class ReviewerCreate(WireModel):
+    name: AccountName
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    role: Literal["reviewer", "admin"] = "reviewer"
+
+
+class ReviewerLogin(WireModel):
+    name: AccountName
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class ReviewerToken(WireModel):
+    token: str
+    role: str
+    expires_at: int
+
+
+class Notice(WireModel):
+    id: int
+    kind: str
+    text: str
+    created_at: int
+
+
+class NoticeList(WireModel):
+    notices: list[Notice]
