@@ -105,8 +105,8 @@ def test_device_with_a_false_log_claim_is_refused(server, tmp_path):  # type: ig
     from accord.errors import VerificationError
     from accord.primitives.olm import DeviceAccount
     from accord.protocols.messaging import approval_payload, device_keys_payload
-    from accord.wire.messaging import DeviceKeys
     from accord.storage.db import make_engine, sqlite_url
+    from accord.wire.messaging import DeviceKeys
 
     alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
     bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
