@@ -3,7 +3,9 @@
 Many concurrent devices: senders POST 1:1 envelopes over HTTP, receivers hold WebSockets and
 acknowledge what is pushed to them. Ciphertexts are opaque random bytes of the size a padded
 short text has after Olm (the server never looks inside, so its work is the same as for real
-traffic); the load generator therefore spends its CPU on HTTP, not on Olm. It uses aiohttp
+traffic); the load generator therefore spends its CPU on HTTP, not on Olm. Every send carries a
+franking commitment, as the server requires (`extensions.franking`); it is 32 random bytes here,
+since the server only tags it and never opens it (opening happens in a report). It uses aiohttp
 (the `bench` extra): httpx's asyncio client tops out near 500 requests/s here and would
 measure itself.
 
@@ -35,6 +37,7 @@ import aiohttp
 from machine import machine_info
 
 from accord.primitives.olm import DeviceAccount
+from accord.protocols.franking import COMMITMENT_BYTES
 from accord.protocols.messaging import auth_payload, device_keys_payload
 from accord.server.process import ServerProcess
 
@@ -88,7 +91,13 @@ def envelope(sender: Device, receiver: Device) -> dict[str, object]:
                 "olm": {"type": 1, "body": body},
             }
         ],
+        "extensions": {"franking": franking_commitment()},
     }
+
+
+def franking_commitment() -> dict[str, object]:
+    """A well-formed commitment the server will tag; random, as no report will open it."""
+    return {"v": 1, "commitment": base64.b64encode(os.urandom(COMMITMENT_BYTES)).decode()}
 
 
 class Receiver:

@@ -86,6 +86,13 @@ class RateLimited(AccordError):
         self.retry_after_s = retry_after_s
 
 
+class QueueFull(RateLimited):
+    """A recipient device's queue is at its limit: retry once it has fetched its messages."""
+
+    code = "queue_full"
+    default_message = "a recipient's queue is full"
+
+
 class VerificationError(AccordError):
     """A signature, proof, commitment or MAC did not verify."""
 

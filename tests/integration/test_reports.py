@@ -110,7 +110,11 @@ def test_report_over_the_cli_names_the_verified_sender(server, cli, tmp_path):  
         )
         refused = alice.run("send", "bob", "still here?", check=False)
         assert refused.returncode == 1 and "suspended" in refused.stderr
-        rv.post(f"/v1/review/reports/{report_id}/actions", json={"action": "unsuspend"})
+        # Lifting a suspension is for admins: the reviewer is refused, the operator may.
+        refused = rv.post(f"/v1/review/reports/{report_id}/actions", json={"action": "unsuspend"})
+        assert refused.status_code == 403
+        with _operator(server) as op:
+            op.post(f"/v1/review/reports/{report_id}/actions", json={"action": "unsuspend"})
         alice.run("send", "bob", "back again")
         rv.post(f"/v1/review/reports/{report_id}/actions", json={"action": "warn"})
         out = alice.run("receive")
@@ -133,7 +137,7 @@ def test_report_over_the_cli_names_the_verified_sender(server, cli, tmp_path):  
     for expected in [
         ("rita", "view_attachment"),
         ("rita", "suspend"),
-        ("rita", "unsuspend"),
+        ("operator", "unsuspend"),
         ("rita", "warn"),
         ("rita", "escalate"),
         ("rita", "export_xml"),

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from accord.cli.demo_access import access_chapter
+from accord.cli.demo_matching import matching_chapter
 from accord.client.client import AccordClient, ReceivedMessage
 from accord.client.operator import OperatorApi
 from accord.client.review import ReviewerApi
@@ -140,6 +142,8 @@ def _run(root: Path) -> None:
             _expect(not leaked, "no plaintext in the server's database or blob store")
 
             _report_chapter(root, server, alice, bob, carol)
+            matching_chapter(root, server, alice, bob, step=_step, ok=_ok, expect=_expect)
+            access_chapter(root, server, alice, bob, step=_step, ok=_ok, expect=_expect)
         finally:
             for c in clients:
                 c.close()

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from accord.cli.access import report_json, report_lines
 from accord.cli.common import home_dir
 from accord.client.audit import audit_log, fetch_checkpoint
 
@@ -30,7 +31,10 @@ def log_audit(ctx: click.Context, server: str, as_json: bool) -> None:
     """Fetch every entry, recompute the tree, check it extends what was seen, count by type."""
     result = audit_log(server, home_dir(ctx))
     if as_json:
-        click.echo(json.dumps(result.to_json()))
+        out = result.to_json()
+        if result.access is not None:
+            out["lawful_access"] = report_json(result.access)
+        click.echo(json.dumps(out))
         return
     click.echo(f"log {result.origin}: {result.size} entries, root {result.root}")
     if result.previous_size is not None:
@@ -39,6 +43,10 @@ def log_audit(ctx: click.Context, server: str, as_json: bool) -> None:
         click.echo(f"  {kind}: {count}")
     if result.invalid:
         click.echo(f"  entries failing their checks: {result.invalid}")
+    if result.access is not None and result.access.warrants:
+        click.echo("lawful access (recomputed from the log):")
+        for line in report_lines(result.access):
+            click.echo(f"  {line}")
 
 
 def register(cli: click.Group) -> None:

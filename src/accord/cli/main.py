@@ -6,9 +6,11 @@ import sys
 
 import click
 
+from accord.cli.access import register as register_access
 from accord.cli.common import run_cli
 from accord.cli.detection import register as register_detection
 from accord.cli.log import register as register_log
+from accord.cli.matching import register as register_matching
 from accord.cli.messaging import register as register_messaging
 from accord.cli.review import register as register_review
 from accord.cli.witness import register as register_witness
@@ -34,8 +36,10 @@ def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
 register_messaging(cli)
 register_review(cli)
 register_detection(cli)
+register_matching(cli)
 register_witness(cli)
 register_log(cli)
+register_access(cli)
 
 
 def main() -> None:

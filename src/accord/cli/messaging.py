@@ -12,6 +12,7 @@ import click
 from accord.cli.common import home_dir
 from accord.client.client import AccordClient
 from accord.errors import InvalidInput
+from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 
 
 def witness_settings() -> tuple[list[str], int | None]:
@@ -58,7 +59,13 @@ def account_create(ctx: click.Context, name: str, server: str) -> None:
     home = home_dir(ctx)
     witnesses, quorum = witness_settings()
     with AccordClient.create_account(
-        home, server, name, passphrase(confirm=True), witnesses=witnesses, witness_quorum=quorum
+        home,
+        server,
+        name,
+        passphrase(confirm=True),
+        witnesses=witnesses,
+        witness_quorum=quorum,
+        approver_set=os.environ.get("ACCORD_APPROVER_SET") or None,  # lawful access: set hash
     ) as client:
         click.echo(f"account {client.account_name} created; this device is {client.device_id}")
 
@@ -104,6 +111,7 @@ def device_link(ctx: click.Context, name: str, server: str) -> None:
         passphrase(confirm=True),
         witnesses=witnesses,
         witness_quorum=quorum,
+        approver_set=os.environ.get("ACCORD_APPROVER_SET") or None,
     )
     with client:
         click.echo(code)
@@ -212,6 +220,33 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
 @click.option(
     "--witness", "witnesses", multiple=True, help="Witness base URL; every checkpoint goes to each."
 )
+@click.option(
+    "--redis",
+    "redis_url",
+    default=None,
+    envvar="ACCORD_REDIS_URL",
+    help="redis://... shared by several server processes (wake-ups, rate limits).",
+)
+@click.option(
+    "--send-rate",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_SEND_RATE_PER_S,
+    show_default=True,
+    help="Messages per second an account may send, sustained (0: no limit).",
+)
+@click.option(
+    "--send-burst", type=click.IntRange(min=1), default=DEFAULT_SEND_BURST, show_default=True
+)
+@click.option(
+    "--max-queue",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_QUEUE,
+    show_default=True,
+    help="Undelivered messages a device may have before sends to it get 429 (0: no limit).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def server(
     db_url: str | None,
     data_dir: str,
@@ -219,6 +254,11 @@ def server(
     port: int,
     max_attachment_bytes: int | None,
     witnesses: tuple[str, ...],
+    redis_url: str | None,
+    send_rate: float,
+    send_burst: int,
+    max_queue: int,
+    log_format: str,
 ) -> None:
     """Run the Accord server."""
     from accord.server.run import serve
@@ -230,6 +270,11 @@ def server(
         port=port,
         max_attachment_bytes=max_attachment_bytes,
         witnesses=list(witnesses),
+        redis_url=redis_url,
+        send_rate_per_s=send_rate,
+        send_burst=send_burst,
+        max_queue=max_queue,
+        log_format=log_format,
     )
 
 

@@ -18,6 +18,7 @@ from accord.errors import (
     InvalidInput,
     NotFound,
     ProtocolError,
+    QueueFull,
     RateLimited,
     ServiceError,
     TooLarge,
@@ -60,7 +61,8 @@ def _error_from(response: httpx.Response) -> AccordError:
             pass
     if response.status_code == 429:
         retry = response.headers.get("Retry-After", "1")
-        return RateLimited(message or None, retry_after_s=int(retry) if retry.isdigit() else 1)
+        cls_429 = QueueFull if code == "queue_full" else RateLimited
+        return cls_429(message or None, retry_after_s=int(retry) if retry.isdigit() else 1)
     cls = _BY_STATUS.get(response.status_code)
     if cls is not None:
         return cls(message or None, code=code or None)

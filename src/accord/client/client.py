@@ -19,13 +19,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from accord.client.access import AccessClient
 from accord.client.api import ServerApi, StaleDevicesResponse
 from accord.client.store import LocalStore, PinnedDevice
+from accord.client.vouchers import SafetyVouchers
 from accord.errors import (
     AccordError,
     ConfigurationError,
@@ -276,6 +279,11 @@ class AccordClient:
         account, device_id = self.account_name, self.device_id
         return _self_signed_keys(self.olm, account, device_id)
 
+    @cached_property
+    def access(self) -> AccessClient:
+        """Lawful access on this device (docs/lawful-access.md)."""
+        return AccessClient(self)
+
     # --- account creation and device linking (steps 1-2) ------------------------------------
 
     @classmethod
@@ -289,13 +297,17 @@ class AccordClient:
         transport: httpx.BaseTransport | None = None,
         witnesses: Sequence[str] = (),
         witness_quorum: int | None = None,
+        approver_set: str | None = None,
     ) -> AccordClient:
         """Step 1: make device keys, register the account, publish one-time keys.
 
         `witnesses` (cosignature vkeys) and `witness_quorum` (default: all of them) say whose
-        cosignatures a log checkpoint needs before this device trusts it.
+        cosignatures a log checkpoint needs before this device trusts it; `approver_set` (a
+        hash, hex) which lawful-access approver set it trusts (default: the one shown now).
         """
-        client = cls._fresh(home, server, name, passphrase, transport, witnesses, witness_quorum)
+        client = cls._fresh(
+            home, server, name, passphrase, transport, witnesses, witness_quorum, approver_set
+        )
         try:
             client.api.call(
                 AccountCreated,
@@ -321,6 +333,7 @@ class AccordClient:
         transport: httpx.BaseTransport | None,
         witnesses: Sequence[str] = (),
         witness_quorum: int | None = None,
+        approver_set: str | None = None,
     ) -> AccordClient:
         if not ACCOUNT_NAME_RE.match(name):
             raise InvalidInput(
@@ -333,6 +346,7 @@ class AccordClient:
             client.store.set_meta("device_id", new_device_id())
             client.api = ServerApi(server, token=client._token, transport=transport)
             client._pin_log(witnesses, witness_quorum)
+            client.access.pin_approver_set(approver_set)
             client._remember_devices([client.device_id])
             client._account = DeviceAccount()
             client._save_olm()
@@ -352,9 +366,12 @@ class AccordClient:
         transport: httpx.BaseTransport | None = None,
         witnesses: Sequence[str] = (),
         witness_quorum: int | None = None,
+        approver_set: str | None = None,
     ) -> tuple[AccordClient, str]:
         """Step 2, new device: ask to join `name`; returns the one-time code to approve."""
-        client = cls._fresh(home, server, name, passphrase, transport, witnesses, witness_quorum)
+        client = cls._fresh(
+            home, server, name, passphrase, transport, witnesses, witness_quorum, approver_set
+        )
         try:
             keys = client._device_keys()
             created = client.api.call(
@@ -694,6 +711,11 @@ class AccordClient:
 
     # --- attachments ------------------------------------------------------------------------
 
+    @cached_property
+    def vouchers(self) -> SafetyVouchers:
+        """Safety vouchers for image attachments (docs/protocol/private-matching.md)."""
+        return SafetyVouchers(self)
+
     def _upload_attachments(self, paths: Sequence[Path]) -> list[AttachmentRef]:
         refs = []
         for path in paths:
@@ -702,10 +724,12 @@ class AccordClient:
                 raise InvalidInput(f"no such file: {path.name}")
             if path.stat().st_size > self.max_attachment_bytes:
                 raise InvalidInput(f"{path.name} is larger than {self.max_attachment_bytes} bytes")
+            voucher = self.vouchers.prepare(path)  # from the plaintext, before encryption
             with tempfile.TemporaryDirectory(dir=self.home) as tmp:
                 blob = Path(tmp) / "blob"
                 secrets_ = encrypt_file(path, blob, max_plaintext_bytes=self.max_attachment_bytes)
                 created = self.api.upload_blob(blob, secrets_.sha256)
+            self.vouchers.hold(str(created["blob_id"]), voucher)
             media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             refs.append(
                 AttachmentRef(
@@ -777,7 +801,8 @@ class AccordClient:
         payload = encode_payload(content)
         commitment = commit_message(FrankingKey(franking_key_of(content)), franked_message(content))
         extensions = {
-            FRANKING_EXTENSION: FrankingCommitment(commitment=b64encode(commitment)).model_dump()
+            FRANKING_EXTENSION: FrankingCommitment(commitment=b64encode(commitment)).model_dump(),
+            **self.vouchers.extension(content),
         }
         for attempt in range(SEND_ATTEMPTS):
             request = encrypt(payload, attempt).model_copy(update={"extensions": extensions})
@@ -875,6 +900,8 @@ class AccordClient:
                     "content": content.model_dump(mode="json"),
                 },
             )
+            self.access.on_sent(content)  # in the same transaction
+        self.access.flush()
 
     # --- groups (step 9) --------------------------------------------------------------------
 
@@ -1003,6 +1030,7 @@ class AccordClient:
         except VerificationError as exc:  # tell the user; keep receiving
             notices = [f"this account's device list did not verify: {exc.message}"]
         notices += self._notices()
+        notices += self.access.sync_notices()  # lawful access: warrants, disclosures
         result = ReceiveResult(notices=notices)
         after = 0
         while True:
@@ -1087,6 +1115,7 @@ class AccordClient:
                                 else None,
                             },
                         )
+                        self.access.on_received(message)  # in the same transaction
                     except _Rejected as exc:
                         message = None
                         result.rejected.append(
@@ -1100,6 +1129,7 @@ class AccordClient:
             if message is not None:
                 result.messages.append(message)
             done.append(env.id)
+        self.access.flush()
         return done
 
     def _sender_device(self, ref: DeviceRef) -> PinnedDevice:

@@ -70,7 +70,10 @@ ACTION_DONE = {
 }
 # Shown inline after a reveal; anything else (SVG included) is offered as a download only.
 INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-EXPORT_TYPES = {"xml": "application/xml", "json": "application/json"}
+EXPORT_FORMATS = ("xml", "json")
+# The file name's extension for what the service returns (the XML export may be a ZIP of XML
+# documents).
+EXPORT_EXTENSIONS = {"application/xml": "xml", "application/json": "json", "application/zip": "zip"}
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -523,20 +526,21 @@ def register_console(app: FastAPI, review: ReviewService) -> None:
             raise InvalidInput("choose one of the action buttons")
         if len(note) > MAX_NOTE_CHARS:
             raise InvalidInput(f"a note has at most {MAX_NOTE_CHARS} characters")
-        await review.act(report_id, session.reviewer, action, note)
+        await review.act(report_id, session.reviewer, action, note, role=session.role)
         return _redirect(f"{PREFIX}/reports/{report_id}?{urlencode({'done': action})}")
 
     @router.get("/reports/{report_id}/export.{fmt}")
     async def export(request: Request, report_id: str, fmt: str) -> Response:
         session = await current_session(request)
         report_id = _report_id(report_id)
-        if fmt not in EXPORT_TYPES:
+        if fmt not in EXPORT_FORMATS:
             raise NotFound("exports are XML or JSON")
         media_type, body = await review.export(report_id, fmt, session.reviewer)
+        extension = EXPORT_EXTENSIONS.get(media_type, fmt)
         return Response(
             body,
             media_type=media_type,
-            headers={"Content-Disposition": f'attachment; filename="{report_id}.{fmt}"'},
+            headers={"Content-Disposition": f'attachment; filename="{report_id}.{extension}"'},
         )
 
     # --- the audit trail ----------------------------------------------------------------

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -20,15 +20,28 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accord.console import register_console
 from accord.errors import AccordError, AuthenticationError, InvalidInput, RateLimited
+from accord.server.access import AccessService, register_access_routes
 from accord.server.blobs import FileBlobStore
 from accord.server.detection import DetectionService, register_detection_routes
-from accord.server.notify import LocalNotifier, Notifier
+from accord.server.limits import (
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_SEND_BURST,
+    DEFAULT_SEND_RATE_PER_S,
+    SendLimiter,
+)
+from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
+from accord.server.observability import Metrics, ObservabilityMiddleware
+from accord.server.private_matching import (
+    PrivateMatchingService,
+    register_private_matching_routes,
+)
 from accord.server.reports import ReportService, ReviewVault
 from accord.server.review import ReviewService
 from accord.server.review_api import register_review_routes
@@ -65,6 +78,7 @@ from accord.wire.messaging import (
 )
 
 log = logging.getLogger("accord.server")
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 (a file name)
@@ -79,6 +93,12 @@ class ServerConfig:
     max_request_bytes: int = MAX_REQUEST_BYTES
     log_origin: str = DEFAULT_LOG_ORIGIN
     witnesses: list[str] = field(default_factory=list)
+    # Scale-out and overload (docs/deployment.md): Redis for wake-ups and shared rate limits
+    # across processes; per-account send rate (0 turns it off); per-device queue limit.
+    redis_url: str | None = None
+    send_rate_per_s: float = DEFAULT_SEND_RATE_PER_S
+    send_burst: int = DEFAULT_SEND_BURST
+    max_queue: int = DEFAULT_MAX_QUEUE
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -209,6 +229,8 @@ class AppState:
     admin_token: str
     reports: ReportService
     review: ReviewService
+    metrics: Metrics | None = None
+    matching: PrivateMatchingService | None = None
 
 
 def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> FastAPI:
@@ -216,9 +238,17 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
     engine = make_engine(config.database_url)
     upgrade_to_head(engine)
     db = Database(engine)
-    notifier = notifier or LocalNotifier()
-    log = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
-    service = MessagingService(db, log, notify=notifier.publish)
+    if notifier is None:
+        notifier = RedisNotifier(config.redis_url) if config.redis_url else LocalNotifier()
+    limiter = SendLimiter(
+        rate_per_s=config.send_rate_per_s, burst=config.send_burst, redis_url=config.redis_url
+    )
+    metrics = Metrics()
+    translog = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
+    service = MessagingService(
+        db, translog, notify=notifier.publish, limiter=limiter, max_queue=config.max_queue
+    )
+    service.send_observers.append(_count_accepted(metrics))
     blobs = FileBlobStore(config.data_dir / "blobs")
     vault = ReviewVault(config.data_dir)
     state = AppState(
@@ -237,10 +267,21 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
         ),
         review=ReviewService(db, vault, service),
     )
+    detection = DetectionService(engine, config.data_dir / "bank-index")
+    matching = PrivateMatchingService(db, translog, detection, config.data_dir)
+    matching.attach(service)
+    state.matching = matching
+    access = AccessService(db, translog, service, config.data_dir)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        matching.close()
+        access.close()
+        await limiter.close()
+        close = getattr(notifier, "close", None)
+        if close is not None:
+            close()
         db.dispose()
 
     app = FastAPI(
@@ -255,10 +296,18 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
         max_bytes=config.max_request_bytes,
         is_streamed=_is_streamed,
     )
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    state.metrics = metrics
 
     @app.exception_handler(AccordError)
     async def _accord_error(_req: Request, exc: AccordError) -> JSONResponse:
+        if isinstance(exc, RateLimited):
+            metrics.limited.labels(exc.code).inc()
         return error_response(exc)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -270,6 +319,16 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
         return JSONResponse(
             {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)},
             status_code=exc.status_code,
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_req: Request, _exc: OperationalError) -> JSONResponse:
+        # The database is restarting or unreachable: nothing was committed; retry shortly.
+        log.warning("database unavailable")
+        return JSONResponse(
+            {"code": "unavailable", "message": "the database is unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)
@@ -288,13 +347,27 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
         admin_token=state.admin_token,
     )
     register_console(app, state.review)
-    register_log_routes(app, log)
-    register_detection_routes(
+    register_log_routes(app, translog)
+    register_access_routes(
+        app, access, current_device=current_device, require_operator=require_operator
+    )
+    register_detection_routes(app, detection, Depends(require_operator))
+    register_private_matching_routes(
         app,
-        DetectionService(engine, config.data_dir / "bank-index"),
-        Depends(require_operator),
+        matching,
+        operator=Depends(require_operator),
+        review=state.review,
+        admin_token=state.admin_token,
     )
     return app
+
+
+def _count_accepted(metrics: Metrics) -> Callable[..., Awaitable[None]]:
+    async def observe(_dev: AuthedDevice, _req: Any, accepted: Any) -> None:
+        metrics.messages.inc()
+        metrics.deliveries.inc(accepted.devices)
+
+    return observe
 
 
 def _bearer(authorization: str | None) -> str:
@@ -469,6 +542,8 @@ async def serve_socket(ws: WebSocket, dev: AuthedDevice, state: AppState) -> Non
     """
     service = state.service
     wake = state.notifier.subscribe(dev.device_pk)
+    if state.metrics is not None:
+        state.metrics.websockets.inc()
 
     async def read_acks() -> None:
         while True:
@@ -498,12 +573,18 @@ async def serve_socket(ws: WebSocket, dev: AuthedDevice, state: AppState) -> Non
             if batch.more:
                 continue
             waiter = asyncio.create_task(wake.wait())
-            await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {waiter, reader},
+                timeout=state.notifier.poll_interval_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             waiter.cancel()
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         reader.cancel()
         state.notifier.unsubscribe(dev.device_pk, wake)
+        if state.metrics is not None:
+            state.metrics.websockets.dec()
         with contextlib.suppress(BaseException):
             await reader

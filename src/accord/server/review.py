@@ -22,7 +22,13 @@ from PIL import Image, ImageFilter
 from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from accord.errors import AuthenticationError, Conflict, InvalidInput, NotFound
+from accord.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+)
 from accord.primitives.encoding import canonical_json
 from accord.primitives.passwords import hash_password, verify_password
 from accord.protocols.casefile import (
@@ -61,6 +67,7 @@ from accord.wire.reports import (
 ROLES = ("reviewer", "admin")
 SESSION_TTL_MS = 8 * 3600 * 1000
 ACTIONS = ("dismiss", "warn", "suspend", "unsuspend", "escalate", "reopen")
+ADMIN_ACTIONS = ("unsuspend",)
 STATUS_AFTER = {
     "dismiss": "dismissed",
     "warn": "warned",
@@ -384,9 +391,15 @@ class ReviewService:
 
     # --- actions --------------------------------------------------------------------------
 
-    async def act(self, report_id: str, actor: str, action: str, note: str = "") -> ReportDetail:
+    async def act(
+        self, report_id: str, actor: str, action: str, note: str = "", *, role: str = "reviewer"
+    ) -> ReportDetail:
+        """Record a decision. Lifting a suspension is for admins (role "admin", or the
+        operator): a reviewer can suspend, but not undo another reviewer's suspension."""
         if action not in ACTIONS:
             raise InvalidInput(f"action is one of {', '.join(ACTIONS)}")
+        if action in ADMIN_ACTIONS and role != "admin":
+            raise AuthorizationError(f"only an admin can {action}")
         if len(note) > 2000:
             raise InvalidInput("a note has at most 2000 characters")
         detail = await self.report(report_id)

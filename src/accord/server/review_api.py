@@ -50,16 +50,20 @@ def register_review_routes(
     Device = Annotated[AuthedDevice, Depends(current_device)]
     Operator = Annotated[None, Depends(require_operator)]
 
-    async def current_reviewer(authorization: Annotated[str | None, Header()] = None) -> str:
-        """The acting reviewer's name: a reviewer session token, or the operator token."""
+    async def current_reviewer(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> tuple[str, str]:
+        """The acting reviewer's name and role: a reviewer session token, or the operator token
+        (acting as "operator", with the admin role)."""
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthenticationError("reviewer or operator token required")
         token = authorization[len("Bearer ") :].strip()
         if hmac.compare_digest(token.encode(), admin_token.encode()):
-            return "operator"
-        return (await review.session(token)).reviewer
+            return "operator", "admin"
+        session = await review.session(token)
+        return session.reviewer, session.role
 
-    Reviewer = Annotated[str, Depends(current_reviewer)]
+    Reviewer = Annotated[tuple[str, str], Depends(current_reviewer)]
 
     # --- devices ------------------------------------------------------------------------
 
@@ -123,13 +127,13 @@ def register_review_routes(
 
     @app.post("/v1/review/reports/{report_id}/actions")
     async def act(report_id: ReportIdPath, req: ReviewActionRequest, who: Reviewer) -> ReportDetail:
-        return await review.act(report_id, who, req.action, req.note)
+        return await review.act(report_id, who[0], req.action, req.note, role=who[1])
 
     @app.get("/v1/review/reports/{report_id}/attachments/{index}")
     async def reveal(
         report_id: ReportIdPath, index: Annotated[int, Path(ge=0, le=10_000)], who: Reviewer
     ) -> Response:
-        media_type, data = await review.reveal_attachment(report_id, index, who)
+        media_type, data = await review.reveal_attachment(report_id, index, who[0])
         return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
 
     @app.get("/v1/review/reports/{report_id}/export")
@@ -138,7 +142,7 @@ def register_review_routes(
         who: Reviewer,
         format: Annotated[Literal["xml", "json"], Query()] = "xml",  # noqa: A002
     ) -> Response:
-        media_type, body = await review.export(report_id, format, who)
+        media_type, body = await review.export(report_id, format, who[0])
         name = f"{report_id}-cybertipline.zip" if format == "xml" else f"{report_id}.json"
         disposition = f'attachment; filename="{name}"'
         return Response(body, media_type=media_type, headers={"Content-Disposition": disposition})

@@ -27,6 +27,7 @@ from accord.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    QueueFull,
     VerificationError,
 )
 from accord.primitives.encoding import b64decode, b64encode, canonical_json
@@ -41,6 +42,7 @@ from accord.protocols.messaging import (
     verify_one_time_key,
 )
 from accord.server.franking import FrankingKeyRing
+from accord.server.limits import DEFAULT_MAX_QUEUE, SendLimiter
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.schema import (
@@ -90,10 +92,12 @@ from accord.wire.messaging import (
 from accord.wire.reports import FRANKING_EXTENSION, FrankingCommitment, commitment_bytes
 
 CHALLENGE_TTL_MS = 5 * 60 * 1000
+QUEUE_FULL_RETRY_S = 30
 TOKEN_TTL_MS = 24 * 3600 * 1000
 LINK_TTL_MS = 15 * 60 * 1000
 MAX_ONE_TIME_KEYS_STORED = 500
-MAX_EXTENSIONS_BYTES = 256 * 1024
+# Safety vouchers travel here: up to 32 of at most 12,288 bytes (base64: 524,288 characters).
+MAX_EXTENSIONS_BYTES = 768 * 1024
 DEFAULT_FETCH_LIMIT = 100
 AUTH_CACHE_TTL_S = 10.0
 AUTH_CACHE_MAX_ENTRIES = 100_000
@@ -140,10 +144,14 @@ class MessagingService:
         *,
         notify: Callable[[Iterable[int]], None] | None = None,
         franking: FrankingKeyRing | None = None,
+        limiter: SendLimiter | None = None,
+        max_queue: int = DEFAULT_MAX_QUEUE,
     ) -> None:
         self.db = db
         self.log = log
         self.franking = franking or FrankingKeyRing(db)
+        self.limiter = limiter or SendLimiter()
+        self.max_queue = max_queue
         # Other protocol parts attach here (private matching, lawful access): checks that may
         # refuse a send before anything is stored, and observers of each newly accepted message.
         self.send_checks: list[Callable[[AuthedDevice, SendRequest], Awaitable[None]]] = []
@@ -694,7 +702,6 @@ class MessagingService:
             raise InvalidInput("a group message needs a group ciphertext")
         if len(canonical_json(req.extensions)) > MAX_EXTENSIONS_BYTES:
             raise InvalidInput("extensions too large")
-        commitment = _franking_commitment(req.extensions)
         megolm = (
             b64decode(req.megolm, max_bytes=MAX_OLM_BODY_BYTES, what="group ciphertext")
             if req.megolm is not None
@@ -710,6 +717,7 @@ class MessagingService:
             key: b64decode(c.body, max_bytes=MAX_OLM_BODY_BYTES, what="ciphertext")
             for key, c in copies.items()
         }
+        commitment = _franking_commitment(req.extensions)
         recipients = {(r.account, r.device_id) for r in req.recipients}
         if len(recipients) != len(req.recipients):
             raise InvalidInput("duplicate recipient")
@@ -717,6 +725,7 @@ class MessagingService:
             raise InvalidInput("a copy for a device that is not a recipient")
         if req.to.account is not None and set(copies) != recipients:
             raise InvalidInput("a direct message needs a copy for every recipient device")
+        await self.limiter.check(dev.account)
         for check in self.send_checks:
             await check(dev, req)
         created = now_ms()
@@ -755,6 +764,7 @@ class MessagingService:
                 raise StaleDevicesError(
                     missing=_refs(expected - recipients), extra=_refs(recipients - expected)
                 )
+            self._check_queues(conn, list(targets.values()))
             message_pk = conn.execute(
                 insert(messages).values(
                     sender_device_pk=dev.device_pk,
@@ -793,6 +803,23 @@ class MessagingService:
                 await observe(dev, req, accepted)
         result: SendAccepted = accepted
         return result
+
+    def _check_queues(self, conn: Connection, device_pks: list[int]) -> None:
+        """Backpressure: refuse a message that would grow a full queue (nothing is dropped)."""
+        if not device_pks or self.max_queue <= 0:
+            return
+        full = conn.execute(
+            select(deliveries.c.device_pk)
+            .where(deliveries.c.device_pk.in_(device_pks))
+            .group_by(deliveries.c.device_pk)
+            .having(func.count() >= self.max_queue)
+            .limit(1)
+        ).first()
+        if full is not None:
+            raise QueueFull(
+                "a recipient device has too many undelivered messages; retry later",
+                retry_after_s=QUEUE_FULL_RETRY_S,
+            )
 
     def _envelope_query(self, dev: AuthedDevice):  # type: ignore[no-untyped-def]
         sender_accounts = accounts.alias("sender_accounts")

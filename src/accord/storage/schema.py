@@ -249,3 +249,198 @@ account_notices = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_account_notices_account", "account_id", "id"),
 )
+
+# --- private threshold matching (docs/protocol/private-matching.md) -----------------------------
+
+# Published blinded tables. `secret` is the table's blinding scalar alpha: it stays here (the
+# file clients download holds alpha * G only). A table is served once its digest is logged.
+pm_tables = Table(
+    "pm_tables",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("digest", LargeBinary(32), nullable=False, unique=True),
+    Column("secret", LargeBinary(32), nullable=False),
+    Column("params", LargeBinary(16), nullable=False),
+    Column("banks_json", Text, nullable=False),
+    Column("banked_hashes", BigInteger, nullable=False),
+    Column("elements", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("published_at", BigInteger, nullable=False),
+    Column("retired_at", BigInteger, nullable=True),
+    Column("log_index", BigInteger, nullable=True),
+)
+
+# Vouchers accepted with a message and not yet processed (processing is off the request path,
+# so its timing tells a sender nothing). A row leaves in the transaction that processes it.
+pm_queue = Table(
+    "pm_queue",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("matching_account", String(100), nullable=False),
+    Column("voucher_id", LargeBinary(16), nullable=False),
+    Column("message_id", String(43), nullable=False),
+    Column("voucher", LargeBinary, nullable=False),
+    Column("queued_at", BigInteger, nullable=False),
+    UniqueConstraint("matching_account", "voucher_id", name="uq_pm_queue_voucher"),
+    sqlite_autoincrement=True,
+)
+
+# Per device (vouchers are bound to one device's secret): counts, and the row locked while one
+# of its vouchers is processed.
+pm_accounts = Table(
+    "pm_accounts",
+    metadata,
+    Column("matching_account", String(100), primary_key=True),
+    Column("account", String(64), nullable=False),
+    Column("device_id", String(32), nullable=False),
+    Column("vouchers", BigInteger, nullable=False),
+    Column("rejected", BigInteger, nullable=False),
+)
+
+# Every processed voucher id (replays are refused), with the message it came in.
+pm_seen_vouchers = Table(
+    "pm_seen_vouchers",
+    metadata,
+    Column("matching_account", String(100), primary_key=True),
+    Column("voucher_id", LargeBinary(16), primary_key=True),
+    Column("message_id", String(43), nullable=False),
+    Column("seen_at", BigInteger, nullable=False),
+)
+
+# Opened outer layers (a band matched, or a synthetic voucher): the Shamir share, its detection
+# tag and the inner payload, still encrypted under the device's unknown voucher key.
+pm_shares = Table(
+    "pm_shares",
+    metadata,
+    Column("matching_account", String(100), primary_key=True),
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("x", LargeBinary(32), primary_key=True),
+    Column("voucher_id", LargeBinary(16), nullable=False),
+    Column("header", LargeBinary(72), nullable=False),
+    Column("y", LargeBinary(32), nullable=False),
+    Column("tag", LargeBinary, nullable=False),
+    Column("inner_nonce", LargeBinary(12), nullable=False),
+    Column("inner", LargeBinary, nullable=False),
+)
+
+# Per device and key epoch, once the threshold is crossed: the recovered voucher key, when, and
+# the crossing's log entry (a count and a commitment to `crossing_nonce`, nothing else).
+pm_epochs = Table(
+    "pm_epochs",
+    metadata,
+    Column("matching_account", String(100), primary_key=True),
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("voucher_key", LargeBinary(32), nullable=False),
+    Column("crossed_at", BigInteger, nullable=False),
+    Column("crossing_nonce", LargeBinary(32), nullable=False),
+    Column("log_index", BigInteger, nullable=True),
+)
+
+# Review events: confirmed matches (full PDQ hash re-checked against the bank), for reviewers.
+pm_events = Table(
+    "pm_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("matching_account", String(100), nullable=False),
+    Column("account", String(64), nullable=False),
+    Column("device_id", String(32), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("table_version", Integer, nullable=False),
+    Column("images", Integer, nullable=False),
+    Column("discarded", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_pm_events_created", "created_at"),
+    sqlite_autoincrement=True,
+)
+
+pm_event_images = Table(
+    "pm_event_images",
+    metadata,
+    Column("event_pk", BigId, ForeignKey("pm_events.id"), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("voucher_id", LargeBinary(16), nullable=False),
+    Column("pdq", LargeBinary(32), nullable=False),
+    Column("bank", String(64), nullable=False),
+    Column("entry_id", BigInteger, nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("distance", Integer, nullable=False),
+    Column("derivative", LargeBinary(4096), nullable=False),
+)
+
+# --- lawful access (docs/lawful-access.md) ------------------------------------------------------
+
+# Where the provider's own lawful-access entries sit in the transparency log (the log holds the
+# entries): approver sets (`ref` = the hash of the set each one replaces, zeros for the first,
+# so two successors of one set cannot both be published), agency keys (`ref` = key id) and
+# warrant disclosures (`ref` = commitment). A row is written before its entry is appended, with
+# `log_index` NULL, so a second publication of the same thing is refused by the unique key.
+access_log_index = Table(
+    "access_log_index",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("ref", LargeBinary(32), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("log_index", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("kind", "ref", name="uq_access_log_index_kind_ref"),
+)
+
+# Accepted warrants. `nonce` opens the logged commitment: it is secret until the disclosure
+# time, when the opening is published. Windows and times are seconds since the epoch.
+access_warrants = Table(
+    "access_warrants",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("warrant_id", LargeBinary(32), nullable=False, unique=True),
+    Column("commitment", LargeBinary(32), nullable=False, unique=True),
+    Column("target_account_id", BigId, ForeignKey("accounts.id"), nullable=False),
+    Column("signed_warrant", Text, nullable=False),
+    Column("nonce", LargeBinary(32), nullable=False),
+    Column("scope", String(32), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=False),
+    Column("disclosure_time", BigInteger, nullable=False),
+    # Log indexes: the commitment (NULL until logged; nothing is delivered before), the agency
+    # key it is delivered to, the disclosure, and the record count published after the window.
+    Column("commitment_index", BigInteger, nullable=True),
+    Column("agency_key_index", BigInteger, nullable=False),
+    Column("disclosure_index", BigInteger, nullable=True),
+    Column("final_count_index", BigInteger, nullable=True),
+    Column("counted_records", BigInteger, nullable=False),
+    Column("counted_at", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_access_warrants_target", "target_account_id", "end_time"),
+)
+
+# Records sealed by the target's devices to the agency (the provider holds no key to them).
+access_records = Table(
+    "access_records",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("warrant_pk", BigId, ForeignKey("access_warrants.id"), nullable=False),
+    Column("device_id", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("record", LargeBinary, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    UniqueConstraint("warrant_pk", "device_id", "seq", name="uq_access_records_stream"),
+    sqlite_autoincrement=True,
+)
+
+# Delivery metadata of a target under a warrant with `metadata` in scope, during its window
+# only (no delivery history is kept for anyone else).
+access_delivery_metadata = Table(
+    "access_delivery_metadata",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("warrant_pk", BigId, ForeignKey("access_warrants.id"), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("counterpart", String(64), nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Index("ix_access_delivery_metadata_warrant", "warrant_pk", "id"),
+    sqlite_autoincrement=True,
+)

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from accord.errors import InvalidInput
 from accord.protocols.translog.entries import (
+    ACCESS_TAGS,
     KNOWN_TAGS,
+    RESERVED_TAGS,
     TAG_DEVICE_REGISTRATION,
     DeviceRegistration,
     DeviceRevocation,
@@ -54,8 +56,17 @@ def test_non_canonical_and_malformed_are_refused() -> None:
 
 
 def test_reserved_types_are_counted_not_parsed() -> None:
-    for tag in KNOWN_TAGS[2:]:
+    for tag in RESERVED_TAGS:
         assert parse_entry(json.dumps({"type": tag}).encode()) == OtherEntry(type=tag)
+
+
+def test_access_types_are_parsed_strictly() -> None:
+    for tag in ACCESS_TAGS:
+        assert tag in KNOWN_TAGS
+        with pytest.raises(InvalidInput):
+            parse_entry(json.dumps({"type": tag}).encode())
+    with pytest.raises(InvalidInput):
+        parse_entry(b'{"type":"accord.access.unknown.v1"}')
 
 
 @settings(max_examples=200)

@@ -122,12 +122,18 @@ class AuditReport:
 
 def audit_access_log(entries: Iterable[bytes], *, now: int) -> AuditReport:
     """Recompute the lawful-access transparency report from the log's entries, in log order."""
+    return audit_access_entries(enumerate(entries), now=now)
+
+
+def audit_access_entries(indexed: Iterable[tuple[int, bytes]], *, now: int) -> AuditReport:
+    """`audit_access_log` over (log index, entry) pairs in increasing index order, for callers
+    that keep only the lawful-access entries of a long log."""
     commitments: dict[bytes, tuple[int, WarrantCommitmentEntry]] = {}
     disclosed: set[bytes] = set()
     counts: dict[bytes, RecordCountEntry] = {}
     invalid: list[tuple[int, str]] = []
     pending_disclosures: list[tuple[int, WarrantDisclosureEntry]] = []
-    for index, data in enumerate(entries):
+    for index, data in indexed:
         if not is_access_entry(data):
             continue
         try:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from accord.errors import DecryptionError, InvalidInput, ProtocolError
+from accord.errors import ConfigurationError, DecryptionError, InvalidInput, ProtocolError
 from accord.primitives.ristretto import multiply
 from accord.primitives.shamir import recover_secret
 from accord.protocols.detection.signals import PdqHash
@@ -150,9 +150,11 @@ class ThresholdMatcher:
         *,
         table: BlindedTable,
         secret: TableSecret,
-        store: ShareStore,
+        store: ShareStore | None = None,
         bank_check: BankCheck,
     ) -> None:
+        """`store` may be left out when every call passes its own (`record_voucher(store=...)`,
+        as a server does with a store bound to its transaction)."""
         if not hmac.compare_digest(secret.public.value, table.public.value):
             raise InvalidInput("the secret does not belong to this table")
         self.table = table
@@ -162,27 +164,62 @@ class ThresholdMatcher:
         self._store = store
         self._bank_check = bank_check
 
-    def process_voucher(self, *, account_id: bytes, voucher: bytes) -> VoucherOutcome:
+    def check_voucher(self, *, account_id: bytes, voucher: bytes) -> UnverifiedVoucher:
+        """Steps 1-2 without the store: strict parse, table version and account binding."""
         parsed = parse_voucher_unverified(voucher, self.params)
         if not hmac.compare_digest(parsed.table_digest, self._digest):
             raise ProtocolError("voucher made for another table version")
         if not hmac.compare_digest(parsed.account_tag, account_tag(account_id)):
             raise ProtocolError("voucher bound to another account")
-        if not self._store.record_voucher_id(account_id, parsed.voucher_id):
+        return parsed
+
+    def open_voucher(self, voucher: UnverifiedVoucher) -> OpenedShare | None:
+        """Steps 3-4 without the store: the share inside, or None if no band matched. Pure
+        computation, so a server can run it outside its database transaction."""
+        return open_outer_unverified(voucher, self._secret, self.table)
+
+    def record_voucher(
+        self,
+        *,
+        account_id: bytes,
+        voucher_id: bytes,
+        opened: OpenedShare | None,
+        store: ShareStore | None = None,
+    ) -> VoucherOutcome:
+        """Steps 2 (replay) and 4-7 against the store (`store` overrides the matcher's own, e.g.
+        one bound to the caller's transaction)."""
+        store = store if store is not None else self._own_store()
+        if not store.record_voucher_id(account_id, voucher_id):
             raise ProtocolError("voucher already received")
-        opened = open_outer_unverified(parsed, self._secret, self.table)
+        return self._record_opened(account_id, opened, store)
+
+    def process_voucher(self, *, account_id: bytes, voucher: bytes) -> VoucherOutcome:
+        store = self._own_store()
+        parsed = self.check_voucher(account_id=account_id, voucher=voucher)
+        if not store.record_voucher_id(account_id, parsed.voucher_id):
+            raise ProtocolError("voucher already received")
+        return self._record_opened(account_id, self.open_voucher(parsed), store)
+
+    def _own_store(self) -> ShareStore:
+        if self._store is None:
+            raise ConfigurationError("this matcher has no share store of its own")
+        return self._store
+
+    def _record_opened(
+        self, account_id: bytes, opened: OpenedShare | None, store: ShareStore
+    ) -> VoucherOutcome:
         if opened is None:
             return VoucherOutcome(opened=False)
-        if not self._store.add_share(account_id, opened):
+        if not store.add_share(account_id, opened):
             return VoucherOutcome(opened=True, duplicate=True)
-        key = self._store.voucher_key(account_id, opened.epoch)
+        key = store.voucher_key(account_id, opened.epoch)
         if key is not None:
             return self._recheck(key, [opened], crossed=False)
-        return self._try_threshold(account_id, opened.epoch)
+        return self._try_threshold(account_id, opened.epoch, store)
 
-    def _try_threshold(self, account_id: bytes, epoch: int) -> VoucherOutcome:
+    def _try_threshold(self, account_id: bytes, epoch: int, store: ShareStore) -> VoucherOutcome:
         t = self.params.threshold
-        shares = self._store.shares(account_id, epoch)
+        shares = store.shares(account_id, epoch)
         if len(shares) < t:
             return VoucherOutcome(opened=True)
         rows = identify_real_rows([s.share.x for s in shares], [s.tag for s in shares], t - 1)
@@ -197,7 +234,7 @@ class ThresholdMatcher:
             raise ProtocolError(
                 "shares are inconsistent: the voucher key does not verify"
             ) from None
-        self._store.set_voucher_key(account_id, epoch, key)
+        store.set_voucher_key(account_id, epoch, key)
         return self._recheck(key, real, crossed=True)
 
     def _recheck(self, key: bytes, shares: list[OpenedShare], *, crossed: bool) -> VoucherOutcome:

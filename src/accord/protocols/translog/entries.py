@@ -1,8 +1,9 @@
 """Entries of the transparency log: a type tag, a version, one canonical byte encoding each.
 
 Every entry is ``canonical_json({"type": <tag>, ...fields})``. This module defines the key
-transparency entries (device registration and revocation) and reserves the tags of the other
-parts of the pipeline, so an auditor can count every entry by type even before it can parse it.
+transparency entries (device registration and revocation), parses the lawful-access entries with
+`accord.protocols.access.log_entries`, and reserves the tags of the other parts of the pipeline,
+so an auditor can count every entry by type even before it can parse it.
 """
 
 from __future__ import annotations
@@ -13,23 +14,38 @@ from typing import Any, ClassVar
 
 from accord.errors import InvalidInput
 from accord.primitives.encoding import canonical_json
+from accord.protocols.access.log_entries import (
+    ACCESS_TAG_PREFIX,
+    TAG_AGENCY_KEY,
+    TAG_APPROVER_SET,
+    TAG_RECORD_COUNT,
+    TAG_WARRANT_COMMITMENT,
+    TAG_WARRANT_DISCLOSURE,
+    AccessLogEntry,
+    parse_access_entry,
+)
 
 MAX_ENTRY_BYTES = 64 * 1024
 
 TAG_DEVICE_REGISTRATION = "accord.device.registration.v1"
 TAG_DEVICE_REVOCATION = "accord.device.revocation.v1"
 
+# Lawful access (docs/lawful-access.md): parsed by `parse_access_entry`.
+ACCESS_TAGS = (
+    TAG_APPROVER_SET,
+    TAG_AGENCY_KEY,
+    TAG_WARRANT_COMMITMENT,
+    TAG_WARRANT_DISCLOSURE,
+    TAG_RECORD_COUNT,
+)
+
 # Reserved for later parts of the pipeline (design: "One log for the whole pipeline").
 RESERVED_TAGS = (
     "accord.detection.hash_list_version.v1",
-    "accord.access.approver_set.v1",
-    "accord.access.agency_key.v1",
-    "accord.access.warrant_commitment.v1",
-    "accord.access.warrant_disclosure.v1",
-    "accord.access.record_count.v1",
+    "accord.detection.threshold_crossing.v1",
     "accord.safety.statistics.v1",
 )
-KNOWN_TAGS = (TAG_DEVICE_REGISTRATION, TAG_DEVICE_REVOCATION, *RESERVED_TAGS)
+KNOWN_TAGS = (TAG_DEVICE_REGISTRATION, TAG_DEVICE_REVOCATION, *ACCESS_TAGS, *RESERVED_TAGS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +101,7 @@ class OtherEntry:
     type: str
 
 
-LogEntry = DeviceRegistration | DeviceRevocation | OtherEntry
+LogEntry = DeviceRegistration | DeviceRevocation | AccessLogEntry | OtherEntry
 
 
 def _str(obj: dict[str, Any], key: str, *, optional: bool = False) -> Any:
@@ -142,6 +158,8 @@ def parse_entry(data: bytes) -> LogEntry:
             device_id=_str(obj, "device_id"),
             revoked_at=_int(obj, "revoked_at"),
         )
+    elif tag.startswith(ACCESS_TAG_PREFIX):
+        return parse_access_entry(data)  # canonical form and fields are checked there
     else:
         return OtherEntry(type=tag[:128])
     if entry.to_bytes() != data:

@@ -1,0 +1,601 @@
+"""Lawful access on the target's device (docs/lawful-access.md §5 steps 5-7 and 9, §6).
+
+`AccessClient` is the device's side. On every sync (`sync`, run at the start of each receive)
+it:
+
+1. verifies the checkpoint the server sends (signed by the pinned log key, cosigned by the
+   configured witness quorum, consistent with the last one this device accepted);
+2. follows the approver set: pinned when the account was created (the configured hash, else
+   the first set shown, which must be a version 1 signed by k of its members), then advanced
+   only by versions signed by k members of the current one; every set must be in the log;
+3. runs the checks W1-W10 (`verify_warrant_for_device`) on each warrant delivered for this
+   account; a warrant that passes is active until its window ends, and the messages this device
+   sent earlier in the same window are copied at once;
+4. verifies published disclosures and turns those naming this account into notices.
+
+While a warrant is active, every message this device sends or receives is sealed to the
+agency (`RecordSealer`) in the same local transaction that stores the message, queued, and
+uploaded at once (`flush`). At the end of the window the device stops: the sealer refuses, and
+the warrant is dropped. Nothing is copied from before the window or under a warrant that
+failed any check; with no active warrant each hook costs one attribute test.
+
+The state (pinned set, warrant ids seen, active warrants with their sequence numbers, the
+upload queue, the disclosure position) is one sealed record of the local store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from accord.errors import (
+    AccordError,
+    AuthorizationError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ProtocolError,
+    VerificationError,
+)
+from accord.primitives.encoding import b64decode, b64encode, canonical_json
+from accord.protocols.access.agency import AgencyKey
+from accord.protocols.access.approvers import (
+    ApproverSet,
+    ApproverSetHash,
+    pin_approver_set,
+    verify_approver_set_update,
+)
+from accord.protocols.access.audit import DisclosureNotice, disclosure_notice
+from accord.protocols.access.device import (
+    VerifiedWarrant,
+    WarrantDelivery,
+    verify_warrant_for_device,
+)
+from accord.protocols.access.log_entries import (
+    ApproverSetEntry,
+    WarrantCommitmentEntry,
+    WarrantDisclosureEntry,
+    parse_access_entry,
+)
+from accord.protocols.access.records import (
+    Direction,
+    InterceptedAttachment,
+    InterceptedMessage,
+    RecordSealer,
+    SealedRecord,
+)
+from accord.protocols.access.timeparse import format_duration, format_time
+from accord.protocols.access.warrant import WARRANT_MAX_DURATION_S, SignedWarrant
+from accord.protocols.translog.note import Checkpoint
+from accord.protocols.translog.verify import (
+    verify_checkpoint_extends,
+    verify_checkpoint_note,
+    verify_entry_inclusion,
+)
+from accord.wire.access import (
+    MAX_RECORDS_PER_UPLOAD,
+    AccessSync,
+    ApproverSets,
+    ProvenEntry,
+    RecordsStored,
+)
+from accord.wire.messaging import Content
+
+if TYPE_CHECKING:
+    from accord.client.client import AccordClient, ReceivedMessage
+
+STATE_SECRET = "access_state"  # noqa: S105 (the name of a sealed record)
+MAX_REFUSALS_KEPT = 100
+# Refusals the user is not told about: a genuine warrant delivered a little early or late
+# would otherwise be revealed before its disclosure date.
+QUIET_REFUSALS = frozenset({"warrant_not_started", "warrant_expired"})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A warrant (or approver set, or disclosure) this device refused, and why."""
+
+    what: str  # "warrant <id>", "approver set", "disclosure at <index>", "sync"
+    code: str
+    message: str
+
+    def line(self) -> str:
+        return f"{self.what} refused: {self.code}: {self.message}"
+
+
+@dataclass
+class SyncResult:
+    accepted: list[str] = field(default_factory=list)  # warrant ids (hex)
+    refused: list[Refusal] = field(default_factory=list)
+    disclosures: list[DisclosureNotice] = field(default_factory=list)
+
+
+def describe_notice(notice: DisclosureNotice) -> str:
+    """What the user is told once a warrant against their account is disclosed."""
+    approvers = ", ".join(
+        f"{who} ({role.value.replace('_', ' ')}, {format_time(at)})"
+        for who, role, at in notice.approvals
+    )
+    return (
+        "lawful-access disclosure: a warrant covered this account from "
+        f"{format_time(notice.start_time)} to {format_time(notice.end_time)} "
+        f"({format_duration(notice.end_time - notice.start_time)}); scope: "
+        f"{', '.join(s.value for s in notice.scope)}; approved by {approvers}; "
+        f"authorisation {notice.authorisation_reference} ({notice.legal_type}), "
+        f"case {notice.case_reference}"
+    )
+
+
+def _fresh_state() -> dict[str, Any]:
+    return {
+        "v": 1,
+        "approver_set": None,
+        "configured_set": None,
+        "seen": [],
+        "active": [],
+        "outbox": [],
+        "disclosures_from": 0,
+    }
+
+
+def _verified(entry: dict[str, Any]) -> VerifiedWarrant:
+    """An active warrant as stored: it passed W1-W10 on this device before it was stored."""
+    cp = entry["checkpoint"]
+    return VerifiedWarrant(
+        signed_warrant=SignedWarrant.from_obj(entry["warrant"]),
+        commitment=bytes.fromhex(entry["commitment"]),  # type: ignore[arg-type]
+        approver_ids=tuple(entry["approver_ids"]),
+        agency_key=AgencyKey.from_obj(entry["agency_key"]),
+        checkpoint=Checkpoint(cp["origin"], cp["size"], bytes.fromhex(cp["root"])),
+    )
+
+
+def _stored(verified: VerifiedWarrant) -> dict[str, Any]:
+    cp = verified.checkpoint
+    return {
+        "warrant": verified.signed_warrant.to_obj(),
+        "commitment": verified.commitment.hex(),
+        "approver_ids": list(verified.approver_ids),
+        "agency_key": verified.agency_key.to_obj(),
+        "checkpoint": {"origin": cp.origin, "size": cp.size, "root": cp.root_hash.hex()},
+        "next_seq": 0,
+    }
+
+
+def _drop_ended(state: dict[str, Any], now: int) -> None:
+    """At the end of its window a warrant stops: it is no longer acted on (its id stays seen)."""
+    state["active"] = [
+        a for a in state["active"] if a["warrant"]["warrant"]["timespan"]["end_time"] > now
+    ]
+
+
+def _proven_entry(proven: ProvenEntry, checkpoint: Checkpoint) -> bytes:
+    """An entry the server says is in the log, checked against the verified checkpoint."""
+    entry = b64decode(proven.entry, max_bytes=64 * 1024, what="log entry")
+    proof = [bytes.fromhex(h) for h in proven.proof]
+    verify_entry_inclusion(entry, proven.index, checkpoint, proof)
+    return entry
+
+
+class AccessClient:
+    """One device's lawful-access state and duties; see the module docstring."""
+
+    def __init__(
+        self, owner: AccordClient, *, max_duration_s: int = WARRANT_MAX_DURATION_S
+    ) -> None:
+        self._owner = owner
+        self.max_duration_s = max_duration_s
+        self._busy: bool | None = None  # any active warrant or queued record? None: unknown
+        self.last_sync: SyncResult | None = None
+        self.refusals: list[Refusal] = []
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Any]:
+        raw = self._owner.store.get_secret(STATE_SECRET)
+        state = _fresh_state() if raw is None else json.loads(raw)
+        self._busy = bool(state["active"] or state["outbox"])
+        return state
+
+    def _save(self, state: dict[str, Any]) -> None:
+        self._owner.store.put_secret(STATE_SECRET, json.dumps(state).encode("utf-8"))
+        self._busy = bool(state["active"] or state["outbox"])
+
+    def _busy_now(self) -> bool:
+        if self._busy is None:
+            self._load()
+        return bool(self._busy)
+
+    def approver_set(self) -> ApproverSet | None:
+        """The approver set this device trusts now (None until one is pinned)."""
+        obj = self._load()["approver_set"]
+        return None if obj is None else ApproverSet.from_obj(obj)
+
+    def active_warrants(self) -> list[VerifiedWarrant]:
+        """Warrants this device is acting on (the user interface must not show these)."""
+        now = int(time.time())
+        return [v for v in map(_verified, self._load()["active"]) if v.is_active(now)]
+
+    def _refuse(self, result: SyncResult, what: str, exc: AccordError) -> None:
+        refusal = Refusal(what, exc.code, exc.message)
+        result.refused.append(refusal)
+        self.refusals = [*self.refusals, refusal][-MAX_REFUSALS_KEPT:]
+
+    # --- the checkpoint -----------------------------------------------------------------------
+
+    def _last_checkpoint(self) -> Checkpoint | None:
+        raw = self._owner.store.get_meta("log_checkpoint")
+        if raw is None:
+            return None
+        size_text, _, root_text = raw.partition(" ")
+        root = b64decode(root_text, max_bytes=32)
+        return Checkpoint(self._owner.store.get_meta("log_origin") or "", int(size_text), root)
+
+    def _accept_checkpoint(
+        self, note: str, consistency: Sequence[str], last: Checkpoint | None
+    ) -> Checkpoint:
+        """Transparency V1-V3 on the sync's checkpoint (the same rules as for device lists)."""
+        checkpoint = verify_checkpoint_note(note, self._owner._log_policy()).checkpoint
+        verify_checkpoint_extends(last, checkpoint, [bytes.fromhex(h) for h in consistency])
+        return checkpoint
+
+    def _store_checkpoint(self, checkpoint: Checkpoint, last: Checkpoint | None) -> None:
+        if last is None or checkpoint.size > last.size:
+            self._owner.store.set_meta(
+                "log_checkpoint", f"{checkpoint.size} {b64encode(checkpoint.root_hash)}"
+            )
+
+    # --- approver sets ------------------------------------------------------------------------
+
+    def pin_approver_set(self, configured_hash: str | None = None) -> None:
+        """At account creation: take the configured set hash if given, else pin the set the
+        server shows now (a version 1 signed by k of its members). Without a set on the
+        server yet, the first one seen later is pinned the same way."""
+        state = self._load()
+        if configured_hash is not None:
+            try:
+                raw = bytes.fromhex(configured_hash)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise InvalidInput("the approver set hash must be 64 hex digits")
+            state["configured_set"] = configured_hash
+        last = self._last_checkpoint()
+        params = {"since": last.size if last else 0}
+        result = SyncResult()
+        try:
+            answer = self._owner.api.call(
+                ApproverSets, "GET", "/v1/access/approver-sets", params=params, auth=False
+            )
+            checkpoint = self._accept_checkpoint(answer.checkpoint, answer.consistency_proof, last)
+            entries = [_proven_entry(p, checkpoint) for p in answer.sets]
+            self._adopt_sets(state, entries, result)
+        except NotFound:
+            pass  # a server without lawful access
+        except (VerificationError, InvalidInput, ProtocolError) as exc:
+            self._refuse(result, "approver set", exc)
+        else:
+            self._store_checkpoint(checkpoint, last)
+        with self._owner.store.transaction():
+            self._save(state)
+
+    def _adopt_sets(self, state: dict[str, Any], entries: list[bytes], result: SyncResult) -> None:
+        """Pin (if nothing is pinned yet) and advance the trusted set through ``entries``."""
+        shown: list[ApproverSetEntry] = []
+        for data in entries:
+            entry = parse_access_entry(data)
+            if not isinstance(entry, ApproverSetEntry):
+                raise ProtocolError("the server sent another entry as an approver set")
+            shown.append(entry)
+        if not shown:
+            return
+        current = (
+            None if state["approver_set"] is None else ApproverSet.from_obj(state["approver_set"])
+        )
+        before = current
+        if current is None:
+            configured = state["configured_set"]
+            if configured is not None:
+                matching = [
+                    i for i, e in enumerate(shown)
+                    if e.signed.approver_set.set_hash.hex() == configured
+                ]  # fmt: skip
+                if not matching:
+                    return  # the configured set is not published yet
+                first = matching[0]
+                current = pin_approver_set(
+                    shown[first].signed,
+                    configured_hash=ApproverSetHash(bytes.fromhex(configured)),
+                )
+            else:
+                first = 0
+                try:
+                    current = pin_approver_set(shown[0].signed)
+                except VerificationError as exc:
+                    self._refuse(result, "approver set", exc)
+                    return
+            shown = shown[first + 1 :]
+        for entry in shown:
+            if entry.signed.approver_set.version <= current.version:
+                continue
+            try:
+                current = verify_approver_set_update(current, entry.signed)
+            except VerificationError as exc:
+                self._refuse(result, "approver set", exc)
+                break
+        if current != before:
+            state["approver_set"] = current.to_obj()
+            # Warrants approved under a set this device has moved on from stop here.
+            keep = current.set_hash.hex()
+            state["active"] = [
+                a for a in state["active"] if a["warrant"]["warrant"]["approver_set"] == keep
+            ]
+
+    # --- sync ---------------------------------------------------------------------------------
+
+    def sync(self) -> SyncResult:
+        """One sync with the server (see the module docstring). Never raises for a refusal;
+        raises only if the server cannot be reached or answers malformed data."""
+        owner = self._owner
+        result = SyncResult()
+        state = self._load()
+        last = self._last_checkpoint()
+        current_set = state["approver_set"]
+        params = {
+            "since": last.size if last else 0,
+            "sets_after": 0 if current_set is None else current_set["version"],
+            "disclosures_from": state["disclosures_from"],
+        }
+        try:
+            answer = owner.api.call(AccessSync, "GET", "/v1/access/sync", params=params)
+        except NotFound:
+            self.last_sync = result
+            return result  # a server without lawful access
+        try:
+            checkpoint = self._accept_checkpoint(answer.checkpoint, answer.consistency_proof, last)
+        except (VerificationError, InvalidInput) as exc:
+            self._refuse(result, "sync", exc)  # nothing from this answer is used
+            self.last_sync = result
+            return result
+        now = int(time.time())
+        try:
+            entries = [_proven_entry(p, checkpoint) for p in answer.approver_sets]
+            self._adopt_sets(state, entries, result)
+        except (VerificationError, InvalidInput, ProtocolError) as exc:
+            self._refuse(result, "approver set", exc)
+        for obj in answer.deliveries:
+            self._take_delivery(state, obj, last, now, result)
+        for item in answer.disclosures:
+            self._take_disclosure(state, item.disclosure, item.commitment, checkpoint, result)
+        _drop_ended(state, now)
+        with owner.store.transaction():
+            self._store_checkpoint(checkpoint, last)
+            self._save(state)
+        self.flush()
+        self.last_sync = result
+        return result
+
+    def sync_notices(self) -> list[str]:
+        """`sync` for the receive path: the lines to show the user."""
+        try:
+            result = self.sync()
+        except AccordError as exc:
+            return [f"lawful-access sync failed: {exc.diagnostics()}"]
+        lines = [describe_notice(n) for n in result.disclosures]
+        lines += [r.line() for r in result.refused if r.code not in QUIET_REFUSALS]
+        return lines
+
+    def _take_delivery(
+        self,
+        state: dict[str, Any],
+        obj: dict[str, Any],
+        last: Checkpoint | None,
+        now: int,
+        result: SyncResult,
+    ) -> None:
+        owner = self._owner
+        try:
+            delivery = WarrantDelivery.from_bytes(canonical_json(obj))
+        except InvalidInput as exc:
+            self._refuse(result, "warrant", exc)
+            return
+        wid = delivery.signed_warrant.warrant_id.hex()
+        if any(a["warrant"] == delivery.signed_warrant.to_obj() for a in state["active"]):
+            return  # already acting on it; its sequence continues
+        try:
+            if wid in state["seen"]:
+                # W6, before anything else: a warrant this device has used is never restarted.
+                raise ProtocolError(
+                    "warrant was already delivered and used", code="warrant_replayed"
+                )
+            if state["approver_set"] is None:
+                raise VerificationError(
+                    "no approver set is pinned on this device", code="approver_set_mismatch"
+                )
+            verified = verify_warrant_for_device(
+                delivery,
+                account=owner.account_name,
+                approver_set=ApproverSet.from_obj(state["approver_set"]),
+                log_policy=owner._log_policy(),
+                last_checkpoint=last,
+                now=now,
+                seen_warrant_ids={bytes.fromhex(s) for s in state["seen"]},
+                max_duration_s=self.max_duration_s,
+            )
+        except AccordError as exc:
+            self._refuse(result, f"warrant {wid[:16]}", exc)
+            return
+        entry = _stored(verified)
+        state["seen"].append(wid)
+        state["active"].append(entry)
+        result.accepted.append(wid)
+        self._backfill(state, entry, now)
+
+    def _backfill(self, state: dict[str, Any], entry: dict[str, Any], now: int) -> None:
+        """Copy what this device sent earlier in the window, before it had the warrant."""
+        window = entry["warrant"]["warrant"]["timespan"]
+        for record in self._owner.store.messages():
+            if record.get("direction") != "out":
+                continue
+            try:
+                content = Content.model_validate(record["content"])
+            except ValueError:
+                continue
+            if content.sender.device_id != self._owner.device_id:
+                continue
+            if window["start_time"] <= content.sent_at // 1000 < now:
+                self._seal_into(state, [entry], self._intercepted(content, Direction.SENT), now)
+
+    def _take_disclosure(
+        self,
+        state: dict[str, Any],
+        disclosure: ProvenEntry,
+        commitment: ProvenEntry,
+        checkpoint: Checkpoint,
+        result: SyncResult,
+    ) -> None:
+        state["disclosures_from"] = max(state["disclosures_from"], disclosure.index + 1)
+        try:
+            opened = parse_access_entry(_proven_entry(disclosure, checkpoint))
+            committed = parse_access_entry(_proven_entry(commitment, checkpoint))
+            if not isinstance(opened, WarrantDisclosureEntry) or not isinstance(
+                committed, WarrantCommitmentEntry
+            ):
+                raise ProtocolError("not a disclosure and its commitment")
+            if commitment.index >= disclosure.index:
+                raise ProtocolError("disclosure logged before its commitment")
+            notice = disclosure_notice(opened, committed, account=self._owner.account_name)
+        except AccordError as exc:
+            self._refuse(result, f"disclosure at {disclosure.index}", exc)
+            return
+        if notice is not None:
+            result.disclosures.append(notice)
+
+    # --- interception -------------------------------------------------------------------------
+
+    def _intercepted(
+        self, content: Content, direction: Direction, *, sender: str | None = None
+    ) -> InterceptedMessage:
+        owner = self._owner
+        to = content.to
+        if to.account is not None:
+            recipients: tuple[str, ...] = (to.account,)
+            conversation = f"account:{to.account}"
+        else:
+            assert to.group is not None
+            raw = owner.store.group_state(to.group)
+            members = json.loads(raw)["members"] if raw else []
+            recipients = tuple(sorted(set(members) - {sender or owner.account_name}))
+            conversation = f"group:{to.group}"
+        return InterceptedMessage(
+            direction=direction,
+            occurred_at=content.sent_at // 1000,
+            sender=sender or owner.account_name,
+            recipients=recipients,
+            conversation_id=conversation,
+            message_id=content.message_id,
+            plaintext=content.text.encode("utf-8"),
+            attachments=tuple(
+                InterceptedAttachment(
+                    b64decode(a.key, max_bytes=64), b64decode(a.sha256, max_bytes=64)
+                )
+                for a in content.attachments
+            ),
+        )
+
+    def _seal_into(
+        self,
+        state: dict[str, Any],
+        active: Iterable[dict[str, Any]],
+        message: InterceptedMessage,
+        now: int,
+    ) -> None:
+        for entry in active:
+            sealer = RecordSealer(
+                _verified(entry), device_id=self._owner.device_id, next_seq=entry["next_seq"]
+            )
+            try:
+                record = sealer.seal(message, now=now)
+            except (AuthorizationError, InvalidInput):
+                continue  # outside the window (the device stops), or too large to copy
+            entry["next_seq"] = sealer.next_seq
+            state["outbox"].append(record.to_obj())
+
+    def on_sent(self, content: Content) -> None:
+        """Hook: a message this device sent was stored (inside that local transaction)."""
+        if not self._busy_now():
+            return
+        now = int(time.time())
+        state = self._load()
+        _drop_ended(state, now)
+        try:
+            message = self._intercepted(content, Direction.SENT)
+        except (InvalidInput, ValueError):
+            return
+        self._seal_into(state, state["active"], message, now)
+        self._save(state)
+
+    def on_received(self, message: ReceivedMessage) -> None:
+        """Hook: a received message was stored (inside that local transaction).
+
+        The record is dated when this device received the message, not when its sender says
+        it was written, so nothing received before the window is copied.
+        """
+        if not self._busy_now() or message.evidence is None:
+            return
+        now = int(time.time())
+        state = self._load()
+        _drop_ended(state, now)
+        content = message.evidence.content.model_copy(update={"sent_at": now * 1000})
+        try:
+            intercepted = self._intercepted(content, Direction.RECEIVED, sender=message.sender)
+        except (InvalidInput, ValueError):
+            return
+        self._seal_into(state, state["active"], intercepted, now)
+        self._save(state)
+
+    def flush(self) -> None:
+        """Upload queued records, oldest first. Records the server can never accept (the
+        window is over, the warrant is unknown) are dropped; on a network error the rest
+        waits for the next flush."""
+        if not self._busy_now():
+            return
+        state = self._load()
+        queue = [SealedRecord.from_bytes(canonical_json(r)) for r in state["outbox"]]
+        done: set[tuple[bytes, str, int]] = set()
+        start = 0
+        while start < len(queue):
+            wid = queue[start].warrant_id
+            batch = [queue[start]]
+            while (
+                start + len(batch) < len(queue)
+                and len(batch) < MAX_RECORDS_PER_UPLOAD
+                and queue[start + len(batch)].warrant_id == wid
+            ):
+                batch.append(queue[start + len(batch)])
+            try:
+                self._owner.api.call(
+                    RecordsStored,
+                    "POST",
+                    "/v1/access/records",
+                    json={"v": 1, "records": [r.to_obj() for r in batch]},
+                )
+            except (AuthorizationError, NotFound, InvalidInput, Conflict) as exc:
+                self._refuse(SyncResult(), f"records of warrant {wid.hex()[:16]}", exc)
+            except AccordError:
+                break
+            done |= {(r.warrant_id, r.device_id, r.seq) for r in batch}
+            start += len(batch)
+        if not done:
+            return
+        with self._owner.store.transaction():
+            state = self._load()
+            state["outbox"] = [
+                r
+                for r in state["outbox"]
+                if (bytes.fromhex(r["warrant_id"]), r["device_id"], r["seq"]) not in done
+            ]
+            self._save(state)

@@ -1,0 +1,217 @@
+"""Test helper: approvers, an agency and warrants against a real server (lawful access).
+
+Authorities act through `accord.client.authority` (what the CLI runs). A dishonest provider is
+played by editing the server's own database between requests, as the other integration tests
+do: the server then serves what it stores, and the clients must refuse it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, update
+
+from accord.client import authority as au
+from accord.client.client import AccordClient
+from accord.protocols.access.agency import AgencyKey
+from accord.protocols.access.approvers import ApproverRole, ApproverSet, SignedApproverSet
+from accord.protocols.access.warrant import SignedWarrant
+from accord.server.process import ServerProcess
+from accord.storage.db import make_engine, sqlite_url
+from accord.storage.schema import access_warrants, accounts
+from accord.wire.access import WarrantSubmitted
+
+PASS = "test passphrase"
+ROLES = {
+    "judge": ApproverRole.ISSUING_AUTHORITY,
+    "commissioner": ApproverRole.JUDICIAL_COMMISSIONER,
+    "oversight": ApproverRole.OVERSIGHT_BODY,
+    "outsider": ApproverRole.OVERSIGHT_BODY,
+    "newcomer": ApproverRole.OVERSIGHT_BODY,
+}
+
+
+def now() -> int:
+    return int(time.time())
+
+
+@dataclass
+class Authorities:
+    """Approver and agency keys on disk (made once per module), and what the server logged."""
+
+    root: Path
+    keys: dict[str, au.ApproverKey] = field(default_factory=dict)
+    agency_key_file: Path | None = None
+    approver_set: SignedApproverSet | None = None
+    agency: AgencyKey | None = None
+
+    @classmethod
+    def make(cls, root: Path) -> Authorities:
+        root.mkdir(parents=True, exist_ok=True)
+        world = cls(root)
+        for name, role in ROLES.items():
+            path = root / f"{name}.key"
+            au.generate_approver_key(name, role.value, path)
+            world.keys[name] = au.load_approver_key(path)
+        world.agency_key_file = root / "nca.key"
+        au.generate_agency_key("nca", world.agency_key_file)
+        return world
+
+    def signers(self, *names: str) -> list[au.ApproverKey]:
+        return [self.keys[n] for n in names]
+
+    def publish(
+        self,
+        server: ServerProcess,
+        members: Sequence[str] = ("commissioner", "judge", "oversight"),
+        *,
+        threshold: int = 2,
+        signed_by: Sequence[str] = ("judge", "commissioner"),
+        replaces: SignedApproverSet | None = None,
+    ) -> SignedApproverSet:
+        signed = au.create_approver_set(
+            threshold, [self.keys[m].approver for m in members], replaces=replaces
+        )
+        signed = au.sign_approver_set_with(signed, self.signers(*signed_by))
+        au.publish_approver_set(server.url, server.admin_token(), signed)
+        self.approver_set = signed
+        return signed
+
+    def register(
+        self, server: ServerProcess, signed_by: Sequence[str] = ("judge", "oversight")
+    ) -> AgencyKey:
+        assert self.agency_key_file is not None
+        signed, _ = au.register_agency(
+            server.url,
+            Path(str(self.agency_key_file) + ".pub"),
+            self.signers(*signed_by),
+            self.root / "agency-home",
+        )
+        self.agency = signed.key
+        return signed.key
+
+    @property
+    def current_set(self) -> ApproverSet:
+        assert self.approver_set is not None
+        return self.approver_set.approver_set
+
+    def warrant(
+        self,
+        target: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        scope: Sequence[str] = ("content", "metadata"),
+        signed_by: Sequence[str] = ("judge", "commissioner"),
+        disclose_after_s: int = 180 * 86400,
+        max_duration_s: int = 30 * 86400,
+        agency: AgencyKey | None = None,
+    ) -> SignedWarrant:
+        t = now()
+        signed = au.draft_warrant(
+            target=target,
+            agency=agency or self.agency,  # type: ignore[arg-type]
+            scope=scope,
+            start_time=t if start is None else start,
+            end_time=t + 3600 if end is None else end,
+            case_reference="CASE-77",
+            disclose_after_s=disclose_after_s,
+            max_duration_s=max_duration_s,
+        )
+        approved_at = min(t - 1, signed.warrant.start_time)
+        for name in signed_by:
+            signed = au.sign_warrant(signed, self.keys[name], now=approved_at)
+        return signed
+
+    def submit(self, server: ServerProcess, signed: SignedWarrant) -> WarrantSubmitted:
+        return au.submit_warrant(server.url, signed)
+
+    def fetch(self, server: ServerProcess, warrant_id: str, **kw: Any) -> au.FetchResult:
+        assert self.agency_key_file is not None
+        return au.fetch_records(
+            server.url, au.load_agency_key(self.agency_key_file), warrant_id, **kw
+        )
+
+
+def account(root: Path, server: ServerProcess, name: str, **kw: Any) -> AccordClient:
+    return AccordClient.create_account(root / name, server.url, name, PASS, **kw)
+
+
+@contextmanager
+def server_db(server: ServerProcess) -> Iterator[Connection]:
+    """The server's own database, to play a dishonest provider."""
+    engine: Engine = make_engine(server.db_url or sqlite_url(server.data_dir))
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def tamper_warrant(server: ServerProcess, warrant_id: str, **values: Any) -> None:
+    with server_db(server) as conn:
+        if "target" in values:
+            values["target_account_id"] = conn.execute(
+                select(accounts.c.id).where(accounts.c.name == values.pop("target"))
+            ).scalar_one()
+        if isinstance(values.get("signed_warrant"), SignedWarrant):
+            values["signed_warrant"] = values["signed_warrant"].to_bytes().decode()
+        conn.execute(
+            update(access_warrants)
+            .where(access_warrants.c.warrant_id == bytes.fromhex(warrant_id))
+            .values(**values)
+        )
+
+
+def warrant_row(server: ServerProcess, warrant_id: str) -> Any:
+    with server_db(server) as conn:
+        return conn.execute(
+            select(access_warrants).where(access_warrants.c.warrant_id == bytes.fromhex(warrant_id))
+        ).one()
+
+
+def wait_until(moment: float) -> None:
+    delay = moment - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def refusal_codes(client: AccordClient) -> list[str]:
+    return [r.code for r in client.access.refusals]
+
+
+def device_refuses(client: AccordClient, code: str) -> None:
+    """The device's next sync refuses the warrant with ``code`` and acts on nothing."""
+    result = client.access.sync()
+    assert result.accepted == []
+    assert code in [r.code for r in result.refused], result.refused
+    assert client.access.active_warrants() == []
+
+
+def start_witness(root: Path, key: Path, log_vkey: str, port: int) -> subprocess.Popen[bytes]:
+    """`accord witness serve` on a loopback port (its key and state under ``root``)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "accord", "witness", "serve", "--key", str(key),
+            "--log-vkey", log_vkey, "--port", str(port), "--state", str(root / "witness-state"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("witness did not start")

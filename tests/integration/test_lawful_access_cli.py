@@ -1,0 +1,154 @@
+"""Acceptance 1 over the command line and a real server: approvers, agency, warrant, the
+target's client, the agency's fetch, the public list, the disclosure and the audit."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from accord.client.client import AccordClient
+from accord.server.process import ServerProcess
+
+PASS = "test passphrase"
+WINDOW = "+14s"
+
+
+def _wait_for(check, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    k = {name: str(keys / f"{name}.key") for name in ("judge", "commissioner", "oversight", "nca")}
+    with ServerProcess(tmp_path / "server") as server:
+        url = server.url
+        authorities = cli("authorities")
+        authorities.env["ACCORD_ADMIN_TOKEN"] = server.admin_token()
+        roles = {
+            "judge": "issuing_authority",
+            "commissioner": "judicial_commissioner",
+            "oversight": "oversight_body",
+        }
+        with ThreadPoolExecutor(4) as pool:  # independent key generations
+            jobs = [
+                pool.submit(authorities.run, "approver", "keygen", n, "--role", r, "--out", k[n])
+                for n, r in roles.items()
+            ]
+            jobs.append(pool.submit(authorities.run, "agency", "keygen", "nca", "--out", k["nca"]))
+            for job in jobs:
+                job.result()
+        aset = str(tmp_path / "approvers.json")
+        authorities.run(
+            "approver-set", "create", "--threshold", "2", "--out", aset,
+            *[a for n in roles for a in ("--approver", k[n] + ".pub")],
+        )  # fmt: skip
+        authorities.run(
+            "approver-set", "publish", aset, "--server", url,
+            "--approver-key", k["judge"], "--approver-key", k["commissioner"],
+        )  # fmt: skip
+        authorities.run(
+            "agency", "register", k["nca"] + ".pub", "--server", url,
+            "--approver-key", k["judge"], "--approver-key", k["oversight"],
+        )  # fmt: skip
+
+        alice = cli("alice")
+        alice.run("account", "create", "alice", "--server", url)
+        bob = AccordClient.create_account(tmp_path / "bob", url, "bob", PASS)
+        try:
+            alice.run("send", "bob", "before the window")
+
+            warrant = str(tmp_path / "warrant.json")
+            draft = [
+                "warrant", "draft", "--target", "alice", "--agency", "nca",
+                "--scope", "content,metadata", "--start", "now", "--end", WINDOW,
+                "--case", "CASE-2025-9", "--disclose-after", "0s", "--out", warrant,
+            ]  # fmt: skip
+            authorities.run(*draft)
+            end = json.loads(Path(warrant).read_text())["signed_warrant"]["warrant"]["timespan"][
+                "end_time"
+            ]
+            # k - 1 approvals are refused by the server, with the check's code, exit 1.
+            authorities.run("warrant", "sign", warrant, "--key", k["judge"])
+            refused = authorities.run("warrant", "submit", warrant, "--server", url, check=False)
+            assert refused.returncode == 1
+            assert refused.stderr.strip().startswith("threshold_not_met:")
+            assert len(refused.stderr.strip().splitlines()) == 1
+            authorities.run("warrant", "sign", warrant, "--key", k["commissioner"])
+            wid = authorities.run("warrant", "submit", warrant, "--server", url).stdout.strip()
+            assert len(wid) == 64
+
+            alice.run("receive")  # the ordinary sync delivers the warrant; the client checks it
+            photo = tmp_path / "photo.bin"
+            photo.write_bytes(b"\x89PNG not really" * 100)
+            alice.run("send", "bob", "inside the window", "--attach", str(photo))
+            bob.send("alice", "a reply inside the window")
+            got = alice.run("receive", "--json").stdout.splitlines()
+            assert [json.loads(m)["text"] for m in got] == ["a reply inside the window"]
+            assert time.time() < end, "the window closed too early; the machine is too slow"
+
+            while time.time() <= end:
+                time.sleep(0.2)
+            alice.run("send", "bob", "after the window")
+            bob.send("alice", "a reply after the window")
+            shown = [alice.run("receive").stderr]  # notices are shown once each
+            assert [m.text for m in bob.receive().messages] == [
+                "before the window",
+                "inside the window",
+                "after the window",
+            ]
+
+            fetched = authorities.run(
+                "agency", "fetch", "--key", k["nca"], "--server", url, "--warrant", wid, "--json"
+            )
+            rows = [json.loads(line) for line in fetched.stdout.splitlines()]
+            assert [(r["seq"], r["direction"], r["text"]) for r in rows] == [
+                (0, "sent", "inside the window"),
+                (1, "received", "a reply inside the window"),
+            ]
+            for row in rows:
+                assert set(row) == {"seq", "direction", "from", "to", "text", "sent_at",
+                                    "attachments"}  # fmt: skip
+            assert (rows[0]["from"], rows[0]["to"]) == ("alice", ["bob"])
+            assert (rows[1]["from"], rows[1]["to"]) == ("bob", ["alice"])
+            assert len(rows[0]["attachments"]) == 1 and rows[1]["attachments"] == []
+
+            listing = authorities.run("warrant", "list", "--server", url).stdout
+            assert "approved by commissioner, judge" in listing
+
+            def disclosed() -> bool:
+                if not any("lawful-access disclosure" in s for s in shown):
+                    shown.append(alice.run("receive").stderr)
+                return any("lawful-access disclosure" in s for s in shown)
+
+            _wait_for(disclosed)
+            [notice] = [line for s in shown for line in s.splitlines() if "disclosure" in line]
+            assert "CASE-2025-9" in notice and "scope: content, metadata" in notice
+            assert "judge (issuing authority" in notice and "commissioner" in notice
+            auditor = cli("auditor")
+
+            def audited() -> dict:  # type: ignore[type-arg]
+                out = auditor.run("log", "audit", "--server", url, "--json").stdout
+                return json.loads(out)["lawful_access"]  # type: ignore[no-any-return]
+
+            _wait_for(lambda: audited()["total_records"] == 2)
+            report = audited()
+            assert (report["active"], report["past"], report["overdue_disclosures"]) == (0, 1, [])
+            [w] = report["warrants"]
+            assert w["approvers"] == ["commissioner", "judge"] and w["disclosed"]
+            assert w["scope"] == ["content", "metadata"]
+            text = auditor.run("log", "audit", "--server", url).stdout
+            assert "lawful access (recomputed from the log)" in text and "2 records" in text
+
+            # Bad input at the edge: one line, exit 2.
+            bad = authorities.run(*draft[:-2], "--out", str(tmp_path / "x.json"), check=False)
+            assert bad.returncode == 0  # the same draft again is fine
+            bad = authorities.run(*[("yesterday" if a == "now" else a) for a in draft], check=False)
+            assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+        finally:
+            bob.close()

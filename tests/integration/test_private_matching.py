@@ -1,0 +1,432 @@
+"""Private threshold matching through the real server, client and CLI
+(docs/protocol/private-matching.md).
+
+Acceptance 3: alice sends t-1 banked stand-in images among 100 others and no review event
+exists; one more and an event appears with exactly the t banked images and their distances;
+nothing of the other 100 can be opened; one banked image sent t times crosses nothing.
+Acceptance 4 (through the server): malformed, tampered and replayed vouchers are refused with
+4xx JSON codes, except what would tell a sender that a voucher opened. Acceptance 1 (wired): the
+client holds no banked hash and its vouchers have one size; a table whose digest is not the
+logged one is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from accord.client.client import AccordClient
+from accord.client.operator import OperatorApi
+from accord.errors import AccordError, VerificationError
+from accord.primitives.shamir import Share, field_element_from_bytes
+from accord.protocols.detection.banks import BankEntry
+from accord.protocols.detection.hashers import hash_file
+from accord.protocols.private_matching.log_entries import (
+    TAG_HASH_LIST_VERSION,
+    TAG_THRESHOLD_CROSSING,
+)
+from accord.protocols.private_matching.params import DEFAULT_THRESHOLD, MatchingParams
+from accord.protocols.private_matching.voucher import (
+    HEADER_BYTES,
+    OpenedShare,
+    open_inner_payload,
+    voucher_size,
+)
+from accord.server.process import ServerProcess
+from accord.storage.db import make_engine, sqlite_url
+from accord.storage.schema import messages, pm_epochs, pm_shares
+
+PASS = "test passphrase"
+T = DEFAULT_THRESHOLD
+SHARED = Path(
+    os.environ.get("ACCORD_SHARED_DIR", Path(__file__).resolve().parents[2].parent / "shared")
+)
+IMAGES = SHARED / "data" / "images"
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def standins(tmp_path: Path) -> tuple[list[Path], list[Path]]:
+    """Banked stand-ins (benign photos standing in for list entries) and 100 unrelated photos,
+    copied so their paths are short."""
+    if not (IMAGES / "highres").is_dir() or not (IMAGES / "fp").is_dir():
+        pytest.skip(f"sample images not found under {IMAGES}")
+    out: list[list[Path]] = []
+    for folder, n in (("highres", T + 6), ("fp", 100)):
+        dest = tmp_path / folder
+        dest.mkdir()
+        picked = sorted((IMAGES / folder).glob("*.jpg"))[:n]
+        out.append([Path(shutil.copy(p, dest / p.name)) for p in picked])
+    return out[0], out[1]
+
+
+def _admin(server: Any) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token()}"}
+    )
+
+
+def _drain(server: Any, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Wait until the server has processed every queued voucher."""
+    deadline = time.monotonic() + timeout_s
+    with _admin(server) as op:
+        while True:
+            status: dict[str, Any] = op.get("/v1/matching/status").json()
+            done = status["queued"] == 0 and status["crossings_unlogged"] == 0
+            if done or time.monotonic() > deadline:
+                return status
+            time.sleep(0.1)
+
+
+def _log_types(server: Any) -> list[str]:
+    entries = httpx.get(f"{server.url}/v1/log/entries").json()["entries"]
+    return [json.loads(base64.b64decode(e))["type"] for e in entries]
+
+
+def _engine(server: Any):  # type: ignore[no-untyped-def]
+    return make_engine(server.db_url or sqlite_url(server.data_dir))
+
+
+def _pdq(path: Path) -> bytes:
+    hashes = hash_file(path, video=False)
+    assert hashes.pdq is not None
+    return hashes.pdq.hash.value
+
+
+def _stored_shares(server: Any, account: str) -> tuple[list[OpenedShare], bytes | None]:
+    """What the server's database holds for one account: opened shares and the voucher key."""
+    engine = _engine(server)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(pm_shares).where(pm_shares.c.matching_account.startswith(f"{account}/"))
+            ).all()
+            key = conn.execute(
+                select(pm_epochs.c.voucher_key).where(
+                    pm_epochs.c.matching_account.startswith(f"{account}/")
+                )
+            ).scalar()
+    finally:
+        engine.dispose()
+    shares = [
+        OpenedShare(
+            voucher_id=bytes(r.voucher_id),
+            epoch=r.epoch,
+            header=bytes(r.header),
+            share=Share(field_element_from_bytes(bytes(r.x)), field_element_from_bytes(bytes(r.y))),
+            tag=(),
+            inner_nonce=bytes(r.inner_nonce),
+            inner_ciphertext=bytes(r.inner),
+        )
+        for r in rows
+    ]
+    return shares, None if key is None else bytes(key)
+
+
+def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins):  # type: ignore[no-untyped-def]
+    pool, others = standins
+    op = cli("operator")
+    op.env["ACCORD_ADMIN_TOKEN"] = server.admin_token()
+    op.run("bank", "create", "standins", "--server", server.url)
+    op.run(
+        "bank", "add", "standins", *map(str, pool), "--label", "stand-in", "--server", server.url
+    )
+    table = json.loads(
+        op.run("matching", "publish", "--server", server.url, "--bank", "standins", "--json").stdout
+    )
+    assert table["params"]["threshold"] == T and table["log_index"] is not None
+    assert _log_types(server).count(TAG_HASH_LIST_VERSION) == 1
+
+    alice, bob, dave = cli("alice"), cli("bob"), cli("dave")
+    for c, name in ((alice, "alice"), (bob, "bob"), (dave, "dave")):
+        c.run("account", "create", name, "--server", server.url)
+    # The synthetic coin is alice's own and deterministic per image: keep the stand-ins it leaves
+    # real (a synthetic one adds no real share), and count the synthetic ones among the others.
+    with AccordClient(alice.home, PASS) as client:
+        real = [p for p in pool if not client.vouchers.is_synthetic(p)][:T]
+        synthetic_others = sum(client.vouchers.is_synthetic(p) for p in others)
+    assert len(real) == T
+
+    # t-1 banked stand-ins among 100 others, in four messages.
+    banked_cuts = [(0, 3), (3, 6), (6, 9), (9, T - 1)]
+    for i, (a, b) in enumerate(banked_cuts):
+        files = others[25 * i : 25 * (i + 1)] + real[a:b]
+        alice.run("send", "bob", f"batch {i}", *[f"--attach={f}" for f in files])
+    status = _drain(server)
+    assert status["queued"] == 0 and status["vouchers_processed"] == 100 + T - 1
+    assert json.loads(op.run("matching", "events", "--server", server.url, "--json").stdout) == {
+        "events": []
+    }
+    assert TAG_THRESHOLD_CROSSING not in _log_types(server)
+    bad = op.run("matching", "event", "nope", "--server", server.url, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    shares, key = _stored_shares(server, "alice")
+    assert key is None and len(shares) == T - 1 + synthetic_others
+
+    # The vouchers stayed with the server: the stored messages (what bob gets) carry none.
+    engine = _engine(server)
+    with engine.connect() as conn:
+        stored = conn.execute(select(messages.c.extensions)).scalars().all()
+    engine.dispose()
+    assert stored and all("vouchers" not in json.loads(x) for x in stored)
+
+    # One more banked image crosses the threshold.
+    alice.run("send", "bob", "one more", f"--attach={real[T - 1]}")
+    _drain(server)
+    listing = json.loads(op.run("matching", "events", "--server", server.url, "--json").stdout)
+    (event,) = listing["events"]
+    assert event["account"] == "alice" and event["kind"] == "threshold"
+    assert event["images"] == T and event["discarded_band_collisions"] == 0
+    saved = Path(op.home) / "derivatives"
+    detail = json.loads(
+        op.run(
+            "matching", "event", event["event_id"], "--server", server.url, "--json",
+            "--save-dir", str(saved),
+        ).stdout
+    )  # fmt: skip
+    images = detail["images"]
+    assert sorted(bytes.fromhex(i["pdq"]) for i in images) == sorted(_pdq(p) for p in real)
+    assert all(i["bank"] == "standins" and i["distance"] == 0 for i in images)
+    assert all(i["label"] == "stand-in" for i in images)
+    pngs = sorted(saved.glob("*.png"))
+    assert len(pngs) == T and all(Image.open(p).size == (64, 64) for p in pngs)
+    types = _log_types(server)
+    assert types.count(TAG_THRESHOLD_CROSSING) == 1
+    assert event["log_index"] == types.index(TAG_THRESHOLD_CROSSING)
+
+    # Nothing of the other 100 can be opened: their vouchers left no share at all, except the
+    # synthetic ones, whose inner payload is random bytes; only the t real payloads open.
+    shares, key = _stored_shares(server, "alice")
+    assert key is not None and len(shares) == T + synthetic_others
+    opened = []
+    for s in shares:
+        try:
+            opened.append(open_inner_payload(s, key)[0].value)
+        except AccordError:
+            continue
+    assert sorted(opened) == sorted(_pdq(p) for p in real)
+
+    # One banked image sent t times adds one share: no crossing.
+    dave.run("send", "bob", "again", *[f"--attach={real[0]}"] * (T // 2))
+    dave.run("send", "bob", "and again", *[f"--attach={real[0]}"] * (T - T // 2))
+    _drain(server)
+    dave_shares, dave_key = _stored_shares(server, "dave")
+    assert dave_key is None and len(dave_shares) <= 1
+    listing = json.loads(op.run("matching", "events", "--server", server.url, "--json").stdout)
+    assert [e["account"] for e in listing["events"]] == ["alice"]
+
+    # Bob receives every message and attachment; vouchers never reached him.
+    received = [json.loads(x) for x in bob.run("receive", "--json").stdout.splitlines()]
+    assert len(received) == 7 and sum(len(m["attachments"]) for m in received) == 100 + T + T
+
+
+# --- through the library: refusals, logged tables ----------------------------------------------
+
+
+def _bank_and_publish(server: Any, pool: list[Path], **params: int) -> dict[str, Any]:
+    op = OperatorApi(server.url, server.admin_token())
+    try:
+        op.create_bank("standins", 31)
+        op.add_entries(
+            "standins",
+            [
+                BankEntry(signal_type="pdq", hash=hash_file(p).pdq.hash, source=f"file:{p.name}")  # type: ignore[union-attr]
+                for p in pool
+            ],
+        )
+        summary: dict[str, Any] = op.api.request(
+            "POST", "/v1/matching/tables", json={"banks": ["standins"], **params}
+        )
+        return summary
+    finally:
+        op.close()
+
+
+class _Captured(Exception):
+    pass
+
+
+def _captured_send(client: AccordClient, to: str, files: list[Path]) -> dict[str, Any]:
+    """The JSON body the client would POST to /v1/messages (not sent)."""
+    body: dict[str, Any] = {}
+    real_call = client.api.call
+
+    def capture(model: Any, method: str, path: str, **kwargs: Any) -> Any:
+        if path == "/v1/messages":
+            body.update(kwargs["json"])
+            raise _Captured()
+        return real_call(model, method, path, **kwargs)
+
+    client.api.call = capture  # type: ignore[method-assign]
+    try:
+        with pytest.raises(_Captured):
+            client.send(to, "captured", files)
+    finally:
+        del client.api.call
+    return body
+
+
+def _post(client: AccordClient, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        f"{client.api.base_url}/v1/messages",
+        json=body,
+        headers={"Authorization": f"Bearer {client._token(False)}"},
+    )
+
+
+def _with_voucher(body: dict[str, Any], change: Callable[[bytes], bytes]) -> dict[str, Any]:
+    out = json.loads(json.dumps(body))
+    item = out["extensions"]["vouchers"][0]
+    item["voucher"] = base64.b64encode(change(base64.b64decode(item["voucher"]))).decode()
+    out["message_id"] = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    return out
+
+
+@pytest.fixture
+def pair(server, tmp_path) -> Iterator[tuple[AccordClient, AccordClient]]:  # type: ignore[no-untyped-def]
+    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    yield alice, bob
+    alice.close()
+    bob.close()
+
+
+def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins):  # type: ignore[no-untyped-def]
+    pool, others = standins
+    _bank_and_publish(server, pool)
+    alice, bob = pair
+    banked = pool[0]
+    body = _captured_send(alice, "bob", [banked])
+    size = len(base64.b64decode(body["extensions"]["vouchers"][0]["voucher"]))
+    assert size == voucher_size(MatchingParams())
+
+    def refused(req: dict[str, Any], status: int, code: str) -> str:
+        r = _post(alice, req)
+        assert r.status_code == status, r.text
+        answer = r.json()
+        assert answer["code"] == code and set(answer) == {"code", "message"}
+        return str(answer["message"])
+
+    def flip(offset: int) -> Callable[[bytes], bytes]:
+        return lambda v: v[:offset] + bytes([v[offset] ^ 1]) + v[offset + 1 :]
+
+    cases: list[tuple[dict[str, Any], int, str, str]] = [
+        (_with_voucher(body, lambda v: v[:-1]), 400, "invalid_voucher", "wrong size"),
+        (_with_voucher(body, lambda v: v + b"\0"), 400, "invalid_voucher", "wrong size"),
+        (_with_voucher(body, lambda v: b""), 400, "invalid_voucher", ""),
+        (_with_voucher(body, flip(0)), 400, "invalid_voucher", "not a safety voucher"),
+        (_with_voucher(body, flip(3)), 400, "unsupported_version", "version"),
+        (
+            _with_voucher(
+                body, lambda v: v[:HEADER_BYTES] + b"\xff" * 31 + b"\x7f" + v[HEADER_BYTES + 32 :]
+            ),
+            400,
+            "invalid_voucher",
+            "invalid point",
+        ),
+        (
+            _with_voucher(body, lambda v: v[:HEADER_BYTES] + bytes(32) + v[HEADER_BYTES + 32 :]),
+            400,
+            "invalid_voucher",
+            "invalid point",
+        ),
+        # another table version (the digest in the header names no table the server accepts)
+        (_with_voucher(body, flip(10)), 422, "voucher_table_version", "another table version"),
+        # bound to another account: the account tag in the header does not match the sender
+        (_with_voucher(body, flip(40)), 422, "voucher_other_account", "another account"),
+    ]
+    for req, status, code, words in cases:
+        assert words in refused(req, status, code)
+    for extension in ("not a list", [], [{"blob_id": "x"}], [{"voucher": "AAAA"}] * 33):
+        req = json.loads(json.dumps(body))
+        req["extensions"]["vouchers"] = extension
+        refused(req, 400, "invalid_voucher")
+    req = json.loads(json.dumps(body))
+    req["extensions"]["vouchers"][0]["voucher"] = "not base64!"
+    refused(req, 400, "invalid_voucher")
+    req = json.loads(json.dumps(body))
+    req["extensions"]["vouchers"][0]["blob_id"] = "A" * 22  # a blob this device never uploaded
+    assert "did not upload" in refused(req, 400, "invalid_voucher")
+    req = json.loads(json.dumps(body))
+    req["extensions"]["vouchers"] *= 2  # the same voucher twice
+    refused(req, 400, "invalid_voucher")
+
+    # Accepted once; the same message again is an idempotent retry; in another message, a replay.
+    assert _post(alice, body).status_code == 201
+    assert _post(alice, body).status_code == 201
+    replay = _with_voucher(body, lambda v: v)
+    assert "already received" in refused(replay, 422, "voucher_replayed")
+    _drain(server)
+    assert "already received" in refused(replay, 422, "voucher_replayed")
+
+    # Replayed by another account: bob sends alice's voucher with an attachment of his own.
+    bob_body = _captured_send(bob, "alice", [others[0]])
+    bob_body["extensions"]["vouchers"][0]["voucher"] = body["extensions"]["vouchers"][0]["voucher"]
+    r = _post(bob, bob_body)
+    assert r.status_code == 422 and r.json()["code"] == "voucher_other_account"
+
+    # A tampered *matching* voucher is accepted at the door like any other (refusing it there
+    # would tell the sender it matched) and rejected when processed, for the operator to see.
+    before = _drain(server)["vouchers_rejected"]
+    tampered = _captured_send(alice, "bob", [pool[1]])
+    tampered = _with_voucher(tampered, flip(size - 20))  # inside the outer ciphertext
+    assert _post(alice, tampered).status_code == 201
+    after = _drain(server)
+    assert after["vouchers_rejected"] == before + 1 and after["opened_shares"] == 1
+
+    # The review routes need a reviewer or the operator.
+    for path in ("/v1/review/events", "/v1/review/events/e_AAAAAAAAAAAAAAAAAAAAAA"):
+        r = httpx.get(server.url + path, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
+    with _admin(server) as op:
+        assert op.get("/v1/review/events/e_AAAAAAAAAAAAAAAAAAAAAA").json()["code"] == "not_found"
+        r = httpx.post(server.url + "/v1/matching/tables", json={})
+        assert r.status_code == 401
+        r = op.post("/v1/matching/tables", json={"banks": ["nope"]})
+        assert r.status_code == 404 and r.json()["code"] == "not_found"
+        r = op.post("/v1/matching/tables", json={"band_count": 128, "detection_dim": 1024})
+        assert r.status_code == 400 and "larger than" in r.json()["message"]
+
+
+def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(tmp_path, standins):  # type: ignore[no-untyped-def]
+    pool, others = standins
+    with ServerProcess(tmp_path / "server") as server:
+        table = _bank_and_publish(server, pool[:4])
+        alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
+        AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS).close()
+        try:
+            # Acceptance 1, wired: one voucher size for banked and unrelated images.
+            vouchers = [alice.vouchers.prepare(p) for p in (pool[0], others[0], pool[1], others[1])]
+            assert {len(v or b"") for v in vouchers} == {voucher_size(MatchingParams())}
+            alice.send("bob", "pictures", [pool[2], others[2]])
+        finally:
+            alice.close()
+        # The device holds the blinded table, never a banked hash (raw or hex).
+        banked = [_pdq(p) for p in pool[:4]]
+        blob = b"".join(f.read_bytes() for f in (tmp_path / "a").rglob("*") if f.is_file())
+        assert (tmp_path / "a" / "matching-tables" / f"{table['digest']}.table").is_file()
+        assert not any(h in blob or h.hex().encode() in blob for h in banked)
+
+        # The server now serves a table file that is not the logged one: a new device refuses it.
+        path = server.data_dir / "matching-tables" / f"{table['digest']}.table"
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 1
+        path.write_bytes(bytes(data))
+        carol = AccordClient.create_account(tmp_path / "c", server.url, "carol", PASS)
+        try:
+            with pytest.raises(VerificationError):
+                carol.send("bob", "hi", [others[3]])
+            carol.send("bob", "text still works")
+        finally:
+            carol.close()

@@ -1,0 +1,252 @@
+"""Acceptance 2 on the server's real storage (SQLite and PostgreSQL): below the threshold, the
+stored state of an account that sent 0 banked images and of one that sent t-1 differ only by
+the synthetic noise.
+
+Many simulated devices send N images each, 0 or t-1 of them banked; their vouchers go through
+the server's queue and processing (`PrivateMatchingService.process_pending`), and the test then
+reads back what the database holds per device: opened shares (x, y, detection tag, inner
+ciphertext), voucher keys, crossings, review events.
+
+Statistic: (a) no voucher key, crossing or event exists in either group; (b) the stored share
+values are distributed alike (two-sample Kolmogorov-Smirnov on y / q and on the first tag word
+/ (2^31 - 1), p-value above 1e-3); (c) the one remaining signal is the number of stored shares,
+Binomial(N, p) against t-1 + Binomial(N-t+1, p): the best count-based guess has the advantage
+the total variation distance between the two predicts (within sampling error), and no more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import Connection, func, select
+
+from accord.primitives.shamir import FIELD_PRIME, field_element_from_bytes
+from accord.protocols.detection.banks import BankEntry
+from accord.protocols.detection.signals import PdqHash
+from accord.protocols.private_matching.params import DERIVATIVE_BYTES, DETECTION_PRIME
+from accord.protocols.private_matching.table import BlindedTable, TableDigest
+from accord.protocols.private_matching.voucher import (
+    HEADER_BYTES,
+    VOUCHER_ID_BYTES,
+    AccountMatchingSecret,
+    VoucherClient,
+)
+from accord.server.detection import DetectionService
+from accord.server.private_matching import PrivateMatchingService
+from accord.server.translog import LogService
+from accord.storage.db import Database, make_engine, sqlite_url
+from accord.storage.migrate import upgrade_to_head
+from accord.storage.private_matching import insert_ignore
+from accord.storage.schema import pm_accounts, pm_epochs, pm_events, pm_queue, pm_shares
+from accord.wire.matching import PublishTableRequest, matching_account_id
+
+T = 4
+SYNTHETIC_PPM = 200_000
+N_IMAGES = 24
+N_DEVICES = 40
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def service(tmp_path: Path, db_url: str | None) -> Iterator[PrivateMatchingService]:
+    engine = make_engine(db_url or sqlite_url(tmp_path))
+    upgrade_to_head(engine)
+    db = Database(engine)
+    log = LogService(engine, tmp_path, "test.local/log")
+    svc = PrivateMatchingService(db, log, DetectionService(engine, tmp_path / "idx"), tmp_path)
+    yield svc
+    svc.close()
+    db.dispose()
+
+
+def _random_hash(rng: np.random.Generator) -> PdqHash:
+    bits = np.zeros(256, dtype=np.uint8)
+    bits[rng.choice(256, 128, replace=False)] = 1
+    return PdqHash(np.packbits(bits).tobytes())
+
+
+def _ks_p_value(a: list[float], b: list[float]) -> float:
+    a_s, b_s = np.sort(a), np.sort(b)
+    grid = np.concatenate([a_s, b_s])
+    d = float(
+        np.max(
+            np.abs(
+                np.searchsorted(a_s, grid, "right") / len(a_s)
+                - np.searchsorted(b_s, grid, "right") / len(b_s)
+            )
+        )
+    )
+    n = len(a_s) * len(b_s) / (len(a_s) + len(b_s))
+    lam = (np.sqrt(n) + 0.12 + 0.11 / np.sqrt(n)) * d
+    return float(
+        min(1.0, 2 * sum((-1) ** (k - 1) * np.exp(-2 * k * k * lam * lam) for k in range(1, 100)))
+    )
+
+
+def _binom(n: int, p: float) -> list[float]:
+    return [comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
+
+
+def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
+    service: PrivateMatchingService,
+) -> None:
+    rng = np.random.default_rng(7)
+    bank = [_random_hash(rng) for _ in range(N_DEVICES * (T - 1))]
+    store = service.detection.store
+    store.create_bank("standins")
+    store.add_entries("standins", [BankEntry(signal_type="pdq", hash=h) for h in bank])
+    summary = service.publish_table(
+        PublishTableRequest(
+            banks=["standins"],
+            band_count=2,
+            threshold=T,
+            synthetic_rate_ppm=SYNTHETIC_PPM,
+            detection_dim=24,
+        )
+    )
+    digest = TableDigest(bytes.fromhex(summary.digest))
+    table = BlindedTable.parse(
+        (service.tables_dir / f"{summary.digest}.table").read_bytes(), expected_digest=digest
+    )
+    banked = iter(bank)
+    groups: dict[str, list[str]] = {"zero": [], "t-1": []}
+    for d in range(N_DEVICES):
+        for group in groups:
+            account = f"{'z' if group == 'zero' else 't'}{d}"
+            account_id = matching_account_id(account, "DEVICE01")
+            client = VoucherClient(
+                table=table,
+                table_digest=digest,
+                account_id=account_id,
+                secret=AccountMatchingSecret.generate(),
+            )
+            images = [_random_hash(rng) for _ in range(N_IMAGES)]
+            if group == "t-1":
+                images[: T - 1] = [next(banked) for _ in range(T - 1)]
+            vouchers = [
+                client.create_voucher(pdq=h, derivative=bytes(DERIVATIVE_BYTES), epoch=0)
+                for h in images
+            ]
+
+            def _enqueue(conn: Connection, account: str = account, vouchers=vouchers) -> None:  # type: ignore[no-untyped-def]
+                key = matching_account_id(account, "DEVICE01").decode()
+                insert_ignore(
+                    conn,
+                    pm_accounts,
+                    {
+                        "matching_account": key,
+                        "account": account,
+                        "device_id": "DEVICE01",
+                        "vouchers": 0,
+                        "rejected": 0,
+                    },
+                )
+                for i, v in enumerate(vouchers):
+                    conn.execute(
+                        pm_queue.insert().values(
+                            matching_account=key,
+                            voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
+                            message_id=f"message-{account}-{i:04d}",
+                            voucher=v,
+                            queued_at=0,
+                        )
+                    )
+
+            service.db.transact(_enqueue)
+            groups[group].append(account_id.decode())
+    assert service.process_pending() == 2 * N_DEVICES * N_IMAGES
+
+    with service.db.read() as conn:
+        assert conn.execute(select(func.count()).select_from(pm_epochs)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(pm_events)).scalar_one() == 0
+        rows = conn.execute(select(pm_shares)).all()
+    counts: dict[str, list[int]] = {g: [] for g in groups}
+    ys: dict[str, list[float]] = {g: [] for g in groups}
+    tags: dict[str, list[float]] = {g: [] for g in groups}
+    by_account: dict[str, list[object]] = {}
+    for r in rows:
+        by_account.setdefault(r.matching_account, []).append(r)
+    for group, accounts in groups.items():
+        for account in accounts:
+            mine = by_account.get(account, [])
+            counts[group].append(len(mine))
+            ys[group] += [field_element_from_bytes(bytes(r.y)) / FIELD_PRIME for r in mine]  # type: ignore[attr-defined]
+            tags[group] += [int.from_bytes(bytes(r.tag)[:4], "big") / DETECTION_PRIME for r in mine]  # type: ignore[attr-defined]
+
+    # (b) share contents: one distribution in both groups
+    assert _ks_p_value(ys["zero"], ys["t-1"]) > 1e-3
+    assert _ks_p_value(tags["zero"], tags["t-1"]) > 1e-3
+    # (c) the count: exactly the signal the synthetic noise leaves
+    p = SYNTHETIC_PPM / 1e6
+    zero = _binom(N_IMAGES, p)
+    shifted = [0.0] * (T - 1) + _binom(N_IMAGES - T + 1, p)
+    shifted += [0.0] * (len(zero) - len(shifted))
+    tv = 0.5 * sum(abs(x - y) for x, y in zip(zero, shifted, strict=True))
+    guess_many = [k for k in range(len(zero)) if shifted[k] > zero[k]]
+    hits = sum(c in guess_many for c in counts["t-1"]) + sum(
+        c not in guess_many for c in counts["zero"]
+    )
+    advantage = 2 * hits / (2 * N_DEVICES) - 1
+    assert abs(advantage - tv) < 4 * np.sqrt(1 / N_DEVICES)
+    assert min(counts["t-1"]) >= T - 1  # every real match opened, and none crossed
+
+
+def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
+    service: PrivateMatchingService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(8)
+    bank = [_random_hash(rng) for _ in range(4)]
+    service.detection.store.create_bank("standins")
+    service.detection.store.add_entries(
+        "standins", [BankEntry(signal_type="pdq", hash=h) for h in bank]
+    )
+    summary = service.publish_table(
+        PublishTableRequest(
+            banks=["standins"], band_count=2, threshold=T, synthetic_rate_ppm=0, detection_dim=24
+        )
+    )
+    digest = TableDigest(bytes.fromhex(summary.digest))
+    table = BlindedTable.parse(
+        (service.tables_dir / f"{summary.digest}.table").read_bytes(), expected_digest=digest
+    )
+    client = VoucherClient(
+        table=table,
+        table_digest=digest,
+        account_id=matching_account_id("erin", "DEVICE01"),
+        secret=AccountMatchingSecret.generate(),
+    )
+    vouchers = [
+        client.create_voucher(pdq=h, derivative=bytes(DERIVATIVE_BYTES), epoch=0)
+        for h in [*bank[:3], _random_hash(rng)]
+    ]
+
+    def _enqueue(conn: Connection) -> None:
+        for i, v in enumerate(vouchers):
+            conn.execute(
+                pm_queue.insert().values(
+                    matching_account="erin/DEVICE01",
+                    voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
+                    message_id=f"message-{i:04d}",
+                    voucher=v,
+                    queued_at=0,
+                )
+            )
+
+    service.db.transact(_enqueue)
+    real_apply = service._apply
+    poisoned = vouchers[1][HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES]
+
+    def apply(conn: Connection, p, now: int) -> int:  # type: ignore[no-untyped-def]
+        if bytes(p.row.voucher_id) == poisoned:
+            raise ValueError("cannot apply")
+        return real_apply(conn, p, now)
+
+    monkeypatch.setattr(service, "_apply", apply)
+    assert service.process_pending() == 3
+    status = service.status()
+    assert status.queued == 0 and status.vouchers_rejected == 1
+    assert status.vouchers_processed == 3 and status.opened_shares == 2
