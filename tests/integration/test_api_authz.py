@@ -117,6 +117,7 @@ def test_direct_send_must_cover_every_device(server, trio):  # type: ignore[no-u
         "to": {"account": "bob"},
         "recipients": [],
         "copies": [],
+        "extensions": {"franking": {"v": 1, "commitment": "A" * 43 + "="}},
     }
     r = httpx.post(server.url + "/v1/messages", headers=_auth(alice), json=body)
     assert r.status_code == 409
