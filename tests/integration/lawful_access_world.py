@@ -1,4 +1,5 @@
-"""Test helper: approvers, an agency and warrants against a real server (lawful access).
+"""Shared by the lawful-access integration tests: approvers, an agency and warrants against a
+real server.
 
 Authorities act through `accord.client.authority` (what the CLI runs). A dishonest provider is
 played by editing the server's own database between requests, as the other integration tests

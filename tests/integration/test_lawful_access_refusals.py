@@ -262,7 +262,7 @@ def test_unregistered_agency_key_refused(world: World, pair: Any) -> None:
 def test_replayed_old_warrant_refused(world: World, pair: Any) -> None:
     server, auth, _ = world
     target, other = pair
-    end = now() + 3
+    end = now() + 4  # room for a sync and a send on a loaded machine
     signed = auth.warrant(target.account_name, end=end)
     wid = auth.submit(server, signed).warrant_id
     with pytest.raises(Conflict) as info:
@@ -285,7 +285,7 @@ def test_replayed_old_warrant_refused(world: World, pair: Any) -> None:
 def test_server_refuses_records_after_the_window(world: World, pair: Any) -> None:
     server, auth, _ = world
     target, other = pair
-    end = now() + 2
+    end = now() + 4  # room for a sync on a loaded machine
     wid = auth.submit(server, auth.warrant(target.account_name, end=end)).warrant_id
     assert target.access.sync().accepted == [wid]
     [verified] = target.access.active_warrants()
@@ -409,3 +409,18 @@ def _message(target: AccordClient, other: AccordClient) -> InterceptedMessage:
         message_id="m",
         plaintext=b"x",
     )
+
+
+def test_longest_message_is_copied_whole(world: World, pair: Any) -> None:
+    """The size limits along the way (record, upload, fetch) hold the longest message."""
+    server, auth, _ = world
+    target, other = pair
+    wid = auth.submit(server, auth.warrant(target.account_name)).warrant_id
+    assert target.access.sync().accepted == [wid]
+    longest = "\U0001f512" * 32000  # 128,000 bytes of UTF-8: near the message size limit
+    target.send(other.account_name, longest)
+    other.send(target.account_name, "short")
+    target.receive()
+    result = auth.fetch(server, wid)
+    assert not result.problems and not result.gaps
+    assert [r.plaintext for r in result.records] == [longest.encode(), b"short"]

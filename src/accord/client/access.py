@@ -89,6 +89,8 @@ if TYPE_CHECKING:
 
 STATE_SECRET = "access_state"  # noqa: S105 (the name of a sealed record)
 MAX_REFUSALS_KEPT = 100
+UPLOAD_BATCH_BYTES = 3 << 20
+"""Ciphertext per upload request (base64 makes it 4 MiB, well within a request's limit)."""
 # Refusals the user is not told about: a genuine warrant delivered a little early or late
 # would otherwise be revealed before its disclosure date.
 QUIET_REFUSALS = frozenset({"warrant_not_started", "warrant_expired"})
@@ -570,11 +572,14 @@ class AccessClient:
         while start < len(queue):
             wid = queue[start].warrant_id
             batch = [queue[start]]
+            size = len(queue[start].ciphertext)
             while (
                 start + len(batch) < len(queue)
                 and len(batch) < MAX_RECORDS_PER_UPLOAD
                 and queue[start + len(batch)].warrant_id == wid
+                and size + len(queue[start + len(batch)].ciphertext) <= UPLOAD_BATCH_BYTES
             ):
+                size += len(queue[start + len(batch)].ciphertext)
                 batch.append(queue[start + len(batch)])
             try:
                 self._owner.api.call(

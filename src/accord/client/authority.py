@@ -91,6 +91,8 @@ from accord.wire.access import (
 )
 
 MAX_FILE_BYTES = 1 << 20
+FETCH_PAGE = 32
+"""Records per fetch: 32 of the largest (about 350 KB each) stay within a response's limit."""
 AGENCIES_DIR = "agencies"
 DEFAULT_LEGAL_TYPE = "interception-warrant"
 
@@ -604,7 +606,9 @@ def _fetch(
     result = FetchResult(warrant=signed.warrant)
     after = 0
     while True:
-        page = api.call(RecordPage, "GET", base + "/records", params={"after": after})
+        page = api.call(
+            RecordPage, "GET", base + "/records", params={"after": after, "limit": FETCH_PAGE}
+        )
         for stored in page.records:
             after = stored.id
             try:

@@ -120,6 +120,8 @@ log = logging.getLogger("accord.server.access")
 ACCESS_KEY_FILE = "access-token-key"
 WARRANT_MAX_DURATION_ENV = "ACCORD_WARRANT_MAX_DURATION"
 MAX_SIGNED_OBJECT_BYTES = 64 * 1024
+MAX_RECORD_OBJECT_BYTES = 512 * 1024
+"""A sealed record as it travels: up to 256 KiB of ciphertext, in base64, and its labels."""
 HOUSEKEEPING_INTERVAL_S = 1.0
 RECORD_COUNT_GRACE_S = 1
 """The final record count is published this long after the window ends (uploads accepted just
@@ -166,11 +168,17 @@ def load_or_create_secret(data_dir: FsPath) -> bytes:
     return secret
 
 
-def parse_signed_object(obj: dict[str, Any], reader: Callable[[object], Any], what: str) -> Any:
+def parse_signed_object(
+    obj: dict[str, Any],
+    reader: Callable[[object], Any],
+    what: str,
+    *,
+    max_bytes: int = MAX_SIGNED_OBJECT_BYTES,
+) -> Any:
     """Re-encode a signed object canonically (bounding its size) and read it strictly."""
     data = canonical_json(obj)
-    if len(data) > MAX_SIGNED_OBJECT_BYTES:
-        raise TooLarge(f"{what} exceeds {MAX_SIGNED_OBJECT_BYTES} bytes")
+    if len(data) > max_bytes:
+        raise TooLarge(f"{what} exceeds {max_bytes} bytes")
     return reader(obj)
 
 
@@ -1022,7 +1030,12 @@ def register_access_routes(
     @app.post("/v1/access/records", status_code=201)
     async def upload_records(req: RecordUpload, dev: AuthedDevice = device) -> RecordsStored:
         records = [
-            parse_signed_object(r, lambda o: SealedRecord.from_bytes(canonical_json(o)), "record")
+            parse_signed_object(
+                r,
+                lambda o: SealedRecord.from_bytes(canonical_json(o)),
+                "record",
+                max_bytes=MAX_RECORD_OBJECT_BYTES,
+            )
             for r in req.records
         ]
         return await to_thread.run_sync(service.store_records, dev, records)
