@@ -27,7 +27,6 @@ Nothing here logs a voucher, a hash, a key or an account's images.
 # to the local `Reviewer` dependency as objects.
 
 import base64
-import hmac
 import io
 import json
 import logging
@@ -35,7 +34,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -43,7 +42,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from anyio import to_thread
-from fastapi import Depends, FastAPI, Header, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from PIL import Image
@@ -53,7 +52,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from accord.errors import (
     AccordError,
-    AuthenticationError,
     Conflict,
     InvalidInput,
     NotFound,
@@ -89,6 +87,7 @@ from accord.protocols.private_matching.voucher import (
 )
 from accord.server.detection import DetectionService
 from accord.server.review import ReviewService
+from accord.server.review_api import reviewer_dependency
 from accord.server.services import AuthedDevice, MessagingService, now_ms
 from accord.server.translog import LogService
 from accord.storage.db import Database
@@ -983,21 +982,6 @@ class PrivateMatchingService:
 EventIdPath = Annotated[str, PathParam(pattern=r"^e_[A-Za-z0-9_-]{16,32}$")]
 
 
-def reviewer_dependency(review: ReviewService, admin_token: str) -> Callable[..., Awaitable[str]]:
-    """The acting reviewer's name: a reviewer session token, or the operator token (as the
-    review API accepts)."""
-
-    async def current_reviewer(authorization: Annotated[str | None, Header()] = None) -> str:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise AuthenticationError("reviewer or operator token required")
-        token = authorization[len("Bearer ") :].strip()
-        if hmac.compare_digest(token.encode(), admin_token.encode()):
-            return "operator"
-        return (await review.session(token)).reviewer
-
-    return current_reviewer
-
-
 def register_private_matching_routes(
     app: FastAPI,
     service: PrivateMatchingService,
@@ -1007,7 +991,7 @@ def register_private_matching_routes(
     admin_token: str,
 ) -> None:
     """Public: the current table and table files. Operator: publish, status. Reviewers: events."""
-    Reviewer = Annotated[str, Depends(reviewer_dependency(review, admin_token))]
+    Reviewer = Annotated[tuple[str, str], Depends(reviewer_dependency(review, admin_token))]
 
     @app.get("/v1/matching/table")
     async def current_table() -> TableInfo:
@@ -1043,7 +1027,7 @@ def register_private_matching_routes(
     @app.get("/v1/review/events/{event_id}")
     async def get_event(event_id: EventIdPath, who: Reviewer) -> ReviewEventDetail:
         detail = await service.event(event_id)
-        await review._audit(who, "view_match_event", event_id, "")
+        await review._audit(who[0], "view_match_event", event_id, "")
         return detail
 
     @app.get("/v1/review/events/{event_id}/images/{index}")
@@ -1053,5 +1037,5 @@ def register_private_matching_routes(
         who: Reviewer,
     ) -> Response:
         png = await service.derivative_png(event_id, index)
-        await review._audit(who, "view_match_image", f"{event_id}/{index}", "")
+        await review._audit(who[0], "view_match_image", f"{event_id}/{index}", "")
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})

@@ -37,6 +37,26 @@ from accord.wire.reports import (
 ReportIdPath = Annotated[str, Path(pattern=r"^r_[A-Za-z0-9_-]{16,32}$")]
 
 
+def reviewer_dependency(
+    review: ReviewService, admin_token: str
+) -> Callable[..., Awaitable[tuple[str, str]]]:
+    """A FastAPI dependency giving the acting reviewer's name and role: from a reviewer session
+    token, or from the operator token (acting as "operator", with the admin role)."""
+
+    async def current_reviewer(
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> tuple[str, str]:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthenticationError("reviewer or operator token required")
+        token = authorization[len("Bearer ") :].strip()
+        if hmac.compare_digest(token.encode(), admin_token.encode()):
+            return "operator", "admin"
+        session = await review.session(token)
+        return session.reviewer, session.role
+
+    return current_reviewer
+
+
 def register_review_routes(
     app: FastAPI,
     *,
@@ -50,20 +70,7 @@ def register_review_routes(
     Device = Annotated[AuthedDevice, Depends(current_device)]
     Operator = Annotated[None, Depends(require_operator)]
 
-    async def current_reviewer(
-        authorization: Annotated[str | None, Header()] = None,
-    ) -> tuple[str, str]:
-        """The acting reviewer's name and role: a reviewer session token, or the operator token
-        (acting as "operator", with the admin role)."""
-        if not authorization or not authorization.startswith("Bearer "):
-            raise AuthenticationError("reviewer or operator token required")
-        token = authorization[len("Bearer ") :].strip()
-        if hmac.compare_digest(token.encode(), admin_token.encode()):
-            return "operator", "admin"
-        session = await review.session(token)
-        return session.reviewer, session.role
-
-    Reviewer = Annotated[tuple[str, str], Depends(current_reviewer)]
+    Reviewer = Annotated[tuple[str, str], Depends(reviewer_dependency(review, admin_token))]
 
     # --- devices ------------------------------------------------------------------------
 
