@@ -227,7 +227,7 @@ def test_every_control_has_an_accessible_name(page, world):
     session = {c["name"]: c for c in page.context.cookies()}["accord_review"]
     assert session["httpOnly"] and session["sameSite"] == "Strict"
     assert session["path"] == "/console"
-    for path in ("", f"/reports/{world.report_id}", "/audit"):
+    for path in ("", f"/reports/{world.report_id}", "/audit", "/events"):
         page.goto(f"{world.console}{path}")
         _check_page_accessibility(page, with_nav=True)
     expect(page.locator("th[scope=col]").first).to_be_visible()

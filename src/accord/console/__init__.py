@@ -2,7 +2,10 @@
 
 Plain HTML forms over `ReviewService`: a login page, the report queue, one page per report
 (verified sender, the revealed messages, blurred attachment previews with a deliberate reveal,
-what is known about the account, the actions), and the audit trail. No JavaScript.
+what is known about the account, the actions), and the audit trail. Over
+`PrivateMatchingService`: the private-matching threshold events, each with the bank entries its
+images matched and the 64 x 64 derivatives the protocol reveals (every view audited). No
+JavaScript.
 
 Sessions live in the `accord_review` cookie (HttpOnly, SameSite=Strict, Path=/console). Every
 POST form carries the session's CSRF token; the login form, which has no session yet, is bound to
@@ -41,6 +44,7 @@ from accord.errors import (
 )
 
 if TYPE_CHECKING:
+    from accord.server.private_matching import PrivateMatchingService
     from accord.server.review import ReviewerSession, ReviewService
     from accord.wire.reports import ReportDetail
 
@@ -57,6 +61,11 @@ MAX_PASSWORD_CHARS = 1024
 MAX_ATTACHMENT_INDEX = 10_000
 QUEUE_PAGE_SIZE = 50
 AUDIT_PAGE_SIZE = 100
+EVENTS_PAGE_SIZE = 50
+#: Highest image index an event page may ask for (as `GET /v1/review/events/{id}/images/{n}`).
+MAX_EVENT_IMAGE_INDEX = 1024
+#: Side at which a 64 x 64 derivative is drawn on an event page (pixels stay square).
+DERIVATIVE_SHOWN_PX = 256
 
 STATUSES = ("open", "dismissed", "warned", "suspended", "escalated")
 ACTIONS = ("dismiss", "warn", "suspend", "unsuspend", "escalate", "reopen")
@@ -90,6 +99,7 @@ STALE_FORM = (
 )
 
 _REPORT_ID = re.compile(r"^r_[A-Za-z0-9_-]{16,32}$")
+_EVENT_ID = re.compile(r"^e_[A-Za-z0-9_-]{16,32}$")
 _ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _LOGIN_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 _STATIC_DIR = Path(__file__).parent / "static"
@@ -256,6 +266,24 @@ def _report_id(value: str) -> str:
     return value
 
 
+def _event_id(value: str) -> str:
+    if not _EVENT_ID.fullmatch(value):
+        raise NotFound("no such event")
+    return value
+
+
+def _event_image_index(value: int) -> int:
+    if not 0 <= value <= MAX_EVENT_IMAGE_INDEX:
+        raise NotFound("no such image")
+    return value
+
+
+def _account_error(account: str | None) -> str | None:
+    if account is None or _ACCOUNT.fullmatch(account):
+        return None
+    return "An account name has 1 to 64 characters: lower-case letters, digits, '.', '_' or '-'."
+
+
 def _attachment_index(value: int) -> int:
     if not 0 <= value <= MAX_ATTACHMENT_INDEX:
         raise NotFound("no such attachment")
@@ -290,6 +318,11 @@ def _queue_url(status: str | None, account: str | None, before: int | None = Non
     return f"{PREFIX}?{urlencode(query)}" if query else PREFIX
 
 
+def _events_url(account: str | None, before: int | None = None) -> str:
+    query = {k: v for k, v in (("account", account), ("before", before)) if v not in (None, "")}
+    return f"{PREFIX}/events?{urlencode(query)}" if query else f"{PREFIX}/events"
+
+
 def _download_name(report_id: str, index: int, name: str) -> str:
     """A safe file name for Content-Disposition: the report, the index and the extension."""
     suffix = Path(name).suffix.lower()
@@ -301,7 +334,7 @@ def _download_name(report_id: str, index: int, name: str) -> str:
 # --- routes ---------------------------------------------------------------------------------
 
 
-def register_console(app: FastAPI, review: ReviewService) -> None:
+def register_console(app: FastAPI, review: ReviewService, matching: PrivateMatchingService) -> None:
     """Add the console's routes under /console to `app`."""
     router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 
@@ -398,11 +431,9 @@ def register_console(app: FastAPI, review: ReviewService) -> None:
         account = (account or "").strip() or None
         if status is not None and status not in STATUSES:
             errors["status"] = "Choose one of the statuses in the list."
-        if account is not None and not _ACCOUNT.fullmatch(account):
-            errors["account"] = (
-                "An account name has 1 to 64 characters: lower-case letters, digits, '.', "
-                "'_' or '-'."
-            )
+        account_error = _account_error(account)
+        if account_error is not None:
+            errors["account"] = account_error
         before_ms = int(before) if before and before.isdigit() and len(before) < 16 else None
         reports = []
         if not errors:
@@ -542,6 +573,78 @@ def register_console(app: FastAPI, review: ReviewService) -> None:
             media_type=media_type,
             headers={"Content-Disposition": f'attachment; filename="{report_id}.{extension}"'},
         )
+
+    # --- private-matching threshold events --------------------------------------------
+
+    async def record_view(reviewer: str, action: str, target: str) -> None:
+        # The same audit entries as GET /v1/review/events/... (register_private_matching_routes).
+        await review._audit(reviewer, action, target, "")
+
+    @router.get("/events")
+    async def events(
+        request: Request, account: str | None = None, before: str | None = None
+    ) -> Response:
+        session = await current_session(request)
+        account = (account or "").strip() or None
+        error = _account_error(account)
+        before_ms = int(before) if before and before.isdigit() and len(before) < 16 else None
+        found = []
+        if error is None:
+            listed = await matching.list_events(
+                account=account, limit=EVENTS_PAGE_SIZE, before=before_ms
+            )
+            found = listed.events
+        older = (
+            _events_url(account, found[-1].created_at) if len(found) == EVENTS_PAGE_SIZE else None
+        )
+        return _page(
+            "events.html",
+            status_code=400 if error else 200,
+            title="Threshold events",
+            nav="events",
+            session=session,
+            account=account or "",
+            account_error=error,
+            events=found,
+            older=older,
+            newest=_events_url(account) if before_ms is not None else None,
+        )
+
+    @router.get("/events/{event_id}")
+    async def event_page(request: Request, event_id: str) -> Response:
+        session = await current_session(request)
+        event_id = _event_id(event_id)
+        try:
+            detail = await matching.event(event_id)
+        except NotFound:
+            raise NotFound("no such event") from None
+        try:
+            table = await matching.table_summary(detail.event.table_version)
+        except NotFound:
+            table = None
+        await record_view(session.reviewer, "view_match_event", event_id)
+        return _page(
+            "event.html",
+            title=f"Threshold event {event_id}",
+            nav="events",
+            session=session,
+            event=detail.event,
+            images=detail.images,
+            table=table,
+            shown_px=DERIVATIVE_SHOWN_PX,
+        )
+
+    @router.get("/events/{event_id}/images/{index}")
+    async def event_image(request: Request, event_id: str, index: int) -> Response:
+        """One image's 64 x 64 derivative, as the protocol reveals it; each fetch is audited."""
+        session = await current_session(request)
+        event_id, index = _event_id(event_id), _event_image_index(index)
+        try:
+            png = await matching.derivative_png(event_id, index)
+        except NotFound:
+            raise NotFound("no such image") from None
+        await record_view(session.reviewer, "view_match_image", f"{event_id}/{index}")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     # --- the audit trail ----------------------------------------------------------------
 

@@ -346,7 +346,7 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
         require_operator=require_operator,
         admin_token=state.admin_token,
     )
-    register_console(app, state.review)
+    register_console(app, state.review, matching)
     register_log_routes(app, translog)
     register_access_routes(
         app, access, current_device=current_device, require_operator=require_operator

@@ -361,6 +361,11 @@ class PrivateMatchingService:
             log_index=row.log_index,
         )
 
+    async def table_summary(self, version: int) -> TableSummary:
+        """One published table by version (the console shows an event's threshold from it)."""
+        row = await to_thread.run_sync(partial(self._table_row, version=version))
+        return self._summary(row)
+
     def table_info(self) -> TableInfo:
         """The current table with its log entry, a signed checkpoint and an inclusion proof."""
         row = self._table_row()

@@ -1,11 +1,15 @@
-"""The reviewers' console pages over an in-memory review service (no database, no browser).
+"""The reviewers' console pages over in-memory review and matching services (no database, no
+browser).
 
 The browser tests (tests/browser/) drive the same pages on the real server; these cover every
-rejection: sessions, CSRF on each form, reveal grants, form limits, errors as HTML pages.
+rejection: sessions, CSRF on each form, reveal grants, form limits, errors as HTML pages, and
+the audit entries for threshold events.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import secrets
 import time
@@ -15,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from accord.console import (
     LOGIN_COOKIE,
@@ -26,6 +31,14 @@ from accord.console import (
     reveal_grant,
 )
 from accord.errors import AuthenticationError, Conflict, InvalidInput, NotFound
+from accord.wire.matching import (
+    EventImage,
+    MatchingParamsModel,
+    ReviewEventDetail,
+    ReviewEventList,
+    ReviewEventSummary,
+    TableSummary,
+)
 from accord.wire.messaging import DeviceRef
 from accord.wire.reports import (
     AccountOverview,
@@ -43,6 +56,8 @@ REPORT = "r_" + "A" * 20
 OTHER_REPORT = "r_" + "B" * 20
 PNG = b"\x89PNG\r\n\x1a\n" + b"full image bytes"
 PDF = b"%PDF-1.4 document"
+EVENT = "e_" + "A" * 22
+OTHER_EVENT = "e_" + "B" * 22
 
 
 @dataclass(frozen=True)
@@ -224,6 +239,9 @@ class InMemoryReview:
         self.reports[report_id] = detail.model_copy(update={"status": status})
         return self.reports[report_id]
 
+    async def _audit(self, actor: str, action: str, target: str, note: str) -> None:
+        self._log("_audit", actor, action, target, note)
+
     async def audit_trail(self, *, limit: int = 100, after: int = 0) -> AuditTrail:
         self._log("audit_trail", limit, after)
         return AuditTrail(entries=[e for e in self.audit if e.seq > after][:limit])
@@ -238,20 +256,130 @@ class InMemoryReview:
         return "application/json", b"{}"
 
 
+def _derivative(shade: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", (64, 64), shade).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _event(event_id: str, account: str, created_at: int, images: int) -> ReviewEventDetail:
+    summary = ReviewEventSummary(
+        event_id=event_id,
+        kind="threshold",
+        status="open",
+        account=account,
+        device_id="DEVICE01",
+        epoch=0,
+        table_version=1,
+        images=images,
+        discarded_band_collisions=0,
+        created_at=created_at,
+        log_index=7,
+    )
+    return ReviewEventDetail(
+        event=summary,
+        images=[
+            EventImage(
+                index=i,
+                voucher_id=f"{i:064x}",
+                bank="standins",
+                entry_id=100 + i,
+                label=f"label <{i}>",
+                distance=2 * i,
+                pdq=f"{i:064x}",
+                derivative_png=base64.b64encode(_derivative(40 * i)).decode(),
+            )
+            for i in range(images)
+        ],
+    )
+
+
+@dataclass
+class InMemoryMatching:
+    """Stands in for accord.server.private_matching.PrivateMatchingService's review side."""
+
+    events: dict[str, ReviewEventDetail] = field(default_factory=dict)
+    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.events[EVENT] = _event(EVENT, "mallory", 2_000_000_000_000, 3)
+        self.events[OTHER_EVENT] = _event(OTHER_EVENT, "trent", 1_000_000_000_000, 2)
+
+    def called(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for n, args in self.calls if n == name]
+
+    async def list_events(
+        self, *, account: str | None = None, limit: int = 50, before: int | None = None
+    ) -> ReviewEventList:
+        self.calls.append(("list_events", (account, limit, before)))
+        found = [
+            e.event
+            for e in sorted(self.events.values(), key=lambda e: -e.event.created_at)
+            if (account is None or e.event.account == account)
+            and (before is None or e.event.created_at < before)
+        ]
+        return ReviewEventList(events=found[:limit])
+
+    async def event(self, event_id: str) -> ReviewEventDetail:
+        self.calls.append(("event", (event_id,)))
+        if event_id not in self.events:
+            raise NotFound()
+        return self.events[event_id]
+
+    async def derivative_png(self, event_id: str, index: int) -> bytes:
+        self.calls.append(("derivative_png", (event_id, index)))
+        images = (await self.event(event_id)).images
+        if not 0 <= index < len(images):
+            raise NotFound()
+        return base64.b64decode(images[index].derivative_png)
+
+    async def table_summary(self, version: int) -> TableSummary:
+        if version != 1:
+            raise NotFound("no matching table is published")
+        return TableSummary(
+            table_version=1,
+            digest="00" * 32,
+            size=1000,
+            banked_hashes=12,
+            elements=384,
+            params=MatchingParamsModel(
+                band_count=32,
+                band_bits=40,
+                threshold=3,
+                synthetic_rate_ppm=0,
+                detection_dim=256,
+                epoch_images=10_000,
+            ),
+            banks=[{"name": "standins", "version": "1"}],
+            published_at=1_000_000_000_000,
+            retired_at=None,
+            log_index=0,
+        )
+
+
 @pytest.fixture
 def review() -> InMemoryReview:
     return InMemoryReview()
 
 
-def _client(review: InMemoryReview, base_url: str = "http://testserver") -> TestClient:
+@pytest.fixture
+def matching() -> InMemoryMatching:
+    return InMemoryMatching()
+
+
+def _client(
+    review: InMemoryReview,
+    base_url: str = "http://testserver",
+    matching: InMemoryMatching | None = None,
+) -> TestClient:
     app = FastAPI()
-    register_console(app, review)  # type: ignore[arg-type]
+    register_console(app, review, matching or InMemoryMatching())  # type: ignore[arg-type]
     return TestClient(app, base_url=base_url, follow_redirects=False)
 
 
 @pytest.fixture
-def client(review: InMemoryReview) -> TestClient:
-    return _client(review)
+def client(review: InMemoryReview, matching: InMemoryMatching) -> TestClient:
+    return _client(review, matching=matching)
 
 
 def _hidden_token(html: str) -> str:
@@ -296,14 +424,18 @@ def _assert_security_headers(response: Any) -> None:
         f"/console/reports/{REPORT}",
         f"/console/reports/{REPORT}/attachments/0/preview",
         f"/console/reports/{REPORT}/export.xml",
+        "/console/events",
+        f"/console/events/{EVENT}",
+        f"/console/events/{EVENT}/images/0",
     ],
 )
-def test_unauthenticated_get_redirects_to_login(client, review, path):
+def test_unauthenticated_get_redirects_to_login(client, review, matching, path):
     r = client.get(path)
     assert r.status_code == 303
     assert r.headers["location"] == "/console/login"
     _assert_security_headers(r)
     assert not review.called("report") and not review.called("attachment_preview")
+    assert not matching.calls and not review.called("_audit")
 
 
 def test_login_page_sets_a_pre_session_cookie_bound_to_the_form(client):
@@ -715,3 +847,156 @@ def test_export_file_name_follows_what_the_service_returns(client, review, csrf)
     r = client.get(f"/console/reports/{REPORT}/export.xml")
     assert r.headers["content-type"] == "application/zip"
     assert r.headers["content-disposition"] == f'attachment; filename="{REPORT}.zip"'
+
+
+# --- threshold events -------------------------------------------------------------------------
+
+
+def test_nav_links_to_threshold_events(client, csrf):
+    page = client.get("/console").text
+    assert '<a href="/console/events">Threshold events</a>' in page
+    page = client.get("/console/events").text
+    assert '<a href="/console/events" aria-current="page">Threshold events</a>' in page
+
+
+def test_events_list_newest_first_with_links(client, review, matching, csrf):
+    r = client.get("/console/events")
+    assert r.status_code == 200
+    _assert_security_headers(r)
+    assert r.text.index(EVENT) < r.text.index(OTHER_EVENT)
+    assert f'href="/console/events/{EVENT}"' in r.text
+    row = re.search(rf"<tr>\s*<th scope=\"row\"><a [^>]+>{EVENT}</a></th>(.*?)</tr>", r.text, re.S)
+    assert row, "no row for the event"
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
+    assert cells[0] == "2033-05-18 03:33:20 UTC"
+    assert cells[1:4] == ["mallory", "threshold", "3"]
+    assert "open" in cells[4]
+    assert matching.called("list_events") == [(None, 50, None)]
+    assert not review.called("_audit")  # the list shows no image: nothing to record
+
+
+def test_events_filter_by_account(client, matching, csrf):
+    r = client.get("/console/events", params={"account": " trent "})
+    assert r.status_code == 200
+    assert matching.called("list_events")[-1] == ("trent", 50, None)
+    assert OTHER_EVENT in r.text and EVENT not in r.text
+    assert 'value="trent"' in r.text and "Clear filter" in r.text
+    r = client.get("/console/events", params={"account": "nobody"})
+    assert "No threshold events for this account." in r.text
+
+
+def test_events_empty_state(client, matching, csrf):
+    matching.events.clear()
+    r = client.get("/console/events")
+    assert r.status_code == 200 and "No threshold events yet." in r.text
+
+
+def test_events_bad_account_filter_is_an_error_in_text(client, matching, csrf):
+    r = client.get("/console/events", params={"account": "Not An Account"})
+    assert r.status_code == 400
+    assert "An account name has 1 to 64 characters" in r.text
+    assert 'aria-invalid="true"' in r.text and 'aria-describedby="account-error"' in r.text
+    assert not matching.called("list_events")
+
+
+def test_events_pager(client, matching, csrf):
+    for i in range(60):
+        event_id = f"e_{i:022d}"
+        matching.events[event_id] = _event(event_id, "mallory", 3_000_000_000_000 + i, 1)
+    page = client.get("/console/events").text
+    assert 'href="/console/events?before=3000000000010">Older events</a>' in page
+    client.get("/console/events", params={"before": "3000000000010"})
+    assert matching.called("list_events")[-1] == (None, 50, 3_000_000_000_010)
+
+
+def test_event_page_shows_the_images_and_records_the_view(client, review, matching, csrf):
+    r = client.get(f"/console/events/{EVENT}")
+    assert r.status_code == 200
+    _assert_security_headers(r)
+    page = r.text
+    assert '<dd id="event-account">mallory</dd>' in page
+    assert "3 distinct matching images (table version 1)" in page
+    assert "2033-05-18 03:33:20 UTC" in page and "entry 7" in page
+    assert "Content warning" in page
+    for i in range(3):
+        assert f'src="/console/events/{EVENT}/images/{i}"' in page
+        assert f"<dd>{100 + i}</dd>" in page
+        assert f'<dd class="distance">{2 * i} bits</dd>' in page
+    assert "label &lt;1&gt;" in page and "label <1>" not in page
+    assert page.count("<img ") == 3 and 'alt="Matched image 1: 64 by 64 grayscale' in page
+    assert "data:" not in page  # the images come from the image route, never inline
+    assert review.called("_audit") == [("rita", "view_match_event", EVENT, "")]
+    assert not matching.called("derivative_png")
+
+
+def test_event_page_without_its_table_says_so(client, matching, csrf):
+    detail = matching.events[EVENT]
+    changed = detail.event.model_copy(update={"table_version": 9})
+    matching.events[EVENT] = detail.model_copy(update={"event": changed})
+    page = client.get(f"/console/events/{EVENT}").text
+    assert "unknown (table version 9 is no longer known)" in page
+
+
+def test_event_image_is_served_uncached_and_audited(client, review, matching, csrf):
+    r = client.get(f"/console/events/{EVENT}/images/2")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/png"
+    _assert_security_headers(r)
+    assert r.headers["cache-control"] == "no-store"
+    with Image.open(io.BytesIO(r.content)) as img:
+        assert img.size == (64, 64) and img.mode == "L"
+    assert matching.called("derivative_png") == [(EVENT, 2)]
+    assert review.called("_audit") == [("rita", "view_match_image", f"{EVENT}/2", "")]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/events/e_" + "Z" * 22,
+        f"/console/events/e_{'Z' * 22}/images/0",
+        f"/console/events/{EVENT}/images/3",
+        f"/console/events/{EVENT}/images/1025",
+        f"/console/events/{EVENT}/images/-1",
+    ],
+)
+def test_unknown_event_or_image_is_a_404_page(client, review, path, csrf):
+    r = client.get(path)
+    assert r.status_code == 404
+    assert "text/html" in r.headers["content-type"]
+    assert "no such event" in r.text or "no such image" in r.text
+    _assert_security_headers(r)
+    assert not review.called("_audit")
+
+
+def test_malformed_event_id_never_reaches_the_service(client, review, matching, csrf):
+    for path in (
+        "/console/events/r_" + "A" * 20,
+        "/console/events/e_short",
+        "/console/events/..%2Fx",
+    ):
+        r = client.get(path)
+        assert r.status_code == 404, path
+    assert not matching.called("event") and not review.called("_audit")
+    r = client.get(f"/console/events/{EVENT}/images/one")
+    assert r.status_code == 400 and not matching.called("derivative_png")
+
+
+def test_audit_page_links_event_targets(client, review, csrf):
+    review.audit = [
+        AuditEntry(
+            seq=1,
+            at=2_000_000_000_000,
+            actor="rita",
+            action="view_match_image",
+            target=f"{EVENT}/0",
+            note="",
+            chain="00" * 32,
+        )
+    ]
+    page = client.get("/console/audit").text
+    assert f'<a href="/console/events/{EVENT}">{EVENT}/0</a>' in page
+
+
+def test_stylesheet_draws_derivatives_with_square_pixels(client):
+    css = client.get("/console/static/console.css").text
+    assert "image-rendering: pixelated" in css
