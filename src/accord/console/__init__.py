@@ -578,7 +578,7 @@ def register_console(app: FastAPI, review: ReviewService, matching: PrivateMatch
 
     async def record_view(reviewer: str, action: str, target: str) -> None:
         # The same audit entries as GET /v1/review/events/... (register_private_matching_routes).
-        await review._audit(reviewer, action, target, "")
+        await review.record_view(reviewer, action, target)
 
     @router.get("/events")
     async def events(

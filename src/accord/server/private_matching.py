@@ -1032,7 +1032,7 @@ def register_private_matching_routes(
     @app.get("/v1/review/events/{event_id}")
     async def get_event(event_id: EventIdPath, who: Reviewer) -> ReviewEventDetail:
         detail = await service.event(event_id)
-        await review._audit(who[0], "view_match_event", event_id, "")
+        await review.record_view(who[0], "view_match_event", event_id)
         return detail
 
     @app.get("/v1/review/events/{event_id}/images/{index}")
@@ -1042,5 +1042,5 @@ def register_private_matching_routes(
         who: Reviewer,
     ) -> Response:
         png = await service.derivative_png(event_id, index)
-        await review._audit(who[0], "view_match_image", f"{event_id}/{index}", "")
+        await review.record_view(who[0], "view_match_image", f"{event_id}/{index}")
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})

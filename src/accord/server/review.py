@@ -457,6 +457,10 @@ class ReviewService:
             )
         )
 
+    async def record_view(self, actor: str, action: str, target: str) -> None:
+        """Audit that `actor` looked at something (a match event, an image) without acting."""
+        await self._audit(actor, action, target, "")
+
     async def _audit(self, actor: str, action: str, target: str, note: str) -> None:
         def _tx(conn: Connection) -> None:
             self._append_audit(conn, now_ms(), actor, action, target, note)

@@ -239,8 +239,8 @@ class InMemoryReview:
         self.reports[report_id] = detail.model_copy(update={"status": status})
         return self.reports[report_id]
 
-    async def _audit(self, actor: str, action: str, target: str, note: str) -> None:
-        self._log("_audit", actor, action, target, note)
+    async def record_view(self, actor: str, action: str, target: str) -> None:
+        self._log("record_view", actor, action, target)
 
     async def audit_trail(self, *, limit: int = 100, after: int = 0) -> AuditTrail:
         self._log("audit_trail", limit, after)
@@ -435,7 +435,7 @@ def test_unauthenticated_get_redirects_to_login(client, review, matching, path):
     assert r.headers["location"] == "/console/login"
     _assert_security_headers(r)
     assert not review.called("report") and not review.called("attachment_preview")
-    assert not matching.calls and not review.called("_audit")
+    assert not matching.calls and not review.called("record_view")
 
 
 def test_login_page_sets_a_pre_session_cookie_bound_to_the_form(client):
@@ -872,7 +872,7 @@ def test_events_list_newest_first_with_links(client, review, matching, csrf):
     assert cells[1:4] == ["mallory", "threshold", "3"]
     assert "open" in cells[4]
     assert matching.called("list_events") == [(None, 50, None)]
-    assert not review.called("_audit")  # the list shows no image: nothing to record
+    assert not review.called("record_view")  # the list shows no image: nothing to record
 
 
 def test_events_filter_by_account(client, matching, csrf):
@@ -925,7 +925,7 @@ def test_event_page_shows_the_images_and_records_the_view(client, review, matchi
     assert "label &lt;1&gt;" in page and "label <1>" not in page
     assert page.count("<img ") == 3 and 'alt="Matched image 1: 64 by 64 grayscale' in page
     assert "data:" not in page  # the images come from the image route, never inline
-    assert review.called("_audit") == [("rita", "view_match_event", EVENT, "")]
+    assert review.called("record_view") == [("rita", "view_match_event", EVENT)]
     assert not matching.called("derivative_png")
 
 
@@ -946,7 +946,7 @@ def test_event_image_is_served_uncached_and_audited(client, review, matching, cs
     with Image.open(io.BytesIO(r.content)) as img:
         assert img.size == (64, 64) and img.mode == "L"
     assert matching.called("derivative_png") == [(EVENT, 2)]
-    assert review.called("_audit") == [("rita", "view_match_image", f"{EVENT}/2", "")]
+    assert review.called("record_view") == [("rita", "view_match_image", f"{EVENT}/2")]
 
 
 @pytest.mark.parametrize(
@@ -965,7 +965,7 @@ def test_unknown_event_or_image_is_a_404_page(client, review, path, csrf):
     assert "text/html" in r.headers["content-type"]
     assert "no such event" in r.text or "no such image" in r.text
     _assert_security_headers(r)
-    assert not review.called("_audit")
+    assert not review.called("record_view")
 
 
 def test_malformed_event_id_never_reaches_the_service(client, review, matching, csrf):
@@ -976,7 +976,7 @@ def test_malformed_event_id_never_reaches_the_service(client, review, matching, 
     ):
         r = client.get(path)
         assert r.status_code == 404, path
-    assert not matching.called("event") and not review.called("_audit")
+    assert not matching.called("event") and not review.called("record_view")
     r = client.get(f"/console/events/{EVENT}/images/one")
     assert r.status_code == 400 and not matching.called("derivative_png")
 
