@@ -5,7 +5,8 @@ every one of them to /v1/ws, and measures:
 
   memory    server resident set size (VmRSS of the server process and its children, from
             /proc) with 0, N/4, N/2, 3N/4 and N idle sockets connected; per connection is the
-            growth divided by N (and the least-squares slope); the same for the load generator
+            growth divided by N (and the least-squares slope); the same for the load generator's
+            own process (each database runs in a fresh generator process)
   steps     open-loop offered load stepped through --rates messages/s, --step-seconds each: at
             every tick a random device sends one 1:1 envelope (messaging.py's: 418 random bytes of
             ciphertext and a franking commitment) to another random device, whose socket gets the
@@ -35,15 +36,18 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import resource
 import secrets
+import shutil
 import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +99,10 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of `pid` and all its descendants, in KiB."""
+def rss_kib(pid: int, *, children: bool = True) -> int:
+    """VmRSS of `pid` (and, with `children`, all its descendants), in KiB."""
     total = 0
-    for p in _descendants(pid):
+    for p in _descendants(pid) if children else [pid]:
         with contextlib.suppress(OSError, StopIteration):
             lines = Path(f"/proc/{p}/status").read_text().splitlines()
             total += int(next(x for x in lines if x.startswith("VmRSS:")).split()[1])
@@ -169,14 +173,14 @@ async def measure_memory(
     """Connect the sockets in `batches` and record both processes' RSS after each."""
     me = os.getpid()
     await asyncio.sleep(MEMORY_SETTLE_S)
-    points = [(0, rss_kib(server_pid), rss_kib(me))]
+    points = [(0, rss_kib(server_pid), rss_kib(me, children=False))]
     failures = 0
     size = -(-len(receivers) // batches)
     for start in range(0, len(receivers), size):
         failures += await connect(receivers[start : start + size])
         await asyncio.sleep(MEMORY_SETTLE_S)
         connected = sum(1 for r in receivers if r.task is not None and not r.task.done())
-        points.append((connected, rss_kib(server_pid), rss_kib(me)))
+        points.append((connected, rss_kib(server_pid), rss_kib(me, children=False)))
 
     def per_connection(col: int) -> dict[str, float]:
         n0, n1 = points[0][0], points[-1][0]
@@ -374,6 +378,7 @@ def bench_db(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if pg_name:
             drop_pg(pg_name)
+    shutil.rmtree(tmp, ignore_errors=True)  # kept when the run failed, for the server's log
     return {
         "database": kind,
         "load_average_before": [round(x, 2) for x in load_before],
@@ -477,7 +482,10 @@ def main() -> None:
         postgresql=postgres_version() if "postgresql" in kinds else None,
         aiohttp=aiohttp.__version__,
     )
-    runs = [bench_db(k, args) for k in kinds]
+    runs = []
+    for kind in kinds:  # a fresh generator process per database, so its memory is its own
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs.append(pool.submit(bench_db, kind, args).result())
     if args.plot:
         plot(runs, Path(args.plot))
     out = {

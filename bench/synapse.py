@@ -21,9 +21,11 @@ Both receive paths are push-shaped (a long-poll that returns as soon as an event
 WebSocket). Each measurement starts with --warmup unmeasured messages. Reported per server and
 C: events delivered per second (delivered / time from first send to last arrival), p50/p99 of
 send->receive latency (request start to arrival at the receiver, one clock), send-request
-latency, errors, and the server process's CPU seconds per 1,000 events; then Accord's events/s
-divided by Synapse's. Each measurement stops after --measure-seconds; the whole script after
---max-seconds (pending measurements are skipped and listed).
+latency, errors, messages not received within 30 s (for Accord, also how many of those were
+still queued on the server, i.e. accepted but not pushed), and the server process's CPU seconds
+per 1,000 events; then Accord's events/s divided by Synapse's. Each measurement stops after
+--measure-seconds; the whole script after --max-seconds (pending measurements are skipped and
+listed).
 
 Prints one JSON document (machine, parameters, results). Usage:
   python bench/synapse.py [--db sqlite|postgresql|both] [--events 1000] [--concurrency 1 32]
@@ -420,12 +422,14 @@ async def closed_loop(
     cpu1 = cpu_seconds(pid)
     e2e = [rx.arrivals[m] - t for m, t in sent_at.items() if m in rx.arrivals]
     end = max((rx.arrivals[m] for m in sent_at if m in rx.arrivals), default=sends_done)
+    missing = {m for m in sent_at if m not in rx.arrivals}
     rx.arrivals.clear()
     elapsed = max(end - start, 1e-9)
     return {
         "concurrency": concurrency,
         "sent": len(sent_at),
         "delivered": len(e2e),
+        "not_delivered": missing,
         "errors": dict(errors),
         "events_per_s": round(len(e2e) / elapsed, 1),
         "e2e_p50_ms": round(pct(e2e, 0.5) * 1000, 1),
@@ -437,21 +441,33 @@ async def closed_loop(
     }
 
 
+QueuedFn = Callable[[], Awaitable[set[str]]]  # ids still waiting in the receiver's queue
+
+
 async def measure_all(
-    send: SendFn, rx: Arrivals, args: argparse.Namespace, pid: int, deadline: float
+    send: SendFn,
+    rx: Arrivals,
+    args: argparse.Namespace,
+    pid: int,
+    deadline: float,
+    queued: QueuedFn | None = None,
 ) -> list[dict[str, Any]]:
+    """Warm-up and measurement at each concurrency. Messages that never arrived are counted, and
+    with `queued`, those still waiting on the server (accepted, not pushed) are counted apart."""
     results: list[dict[str, Any]] = []
     for c in args.concurrency:
         if time.monotonic() + args.measure_seconds > deadline:
             results.append({"concurrency": c, "skipped": "max-seconds reached"})
             continue
-        # warm-up: caches, database connections, JIT-free but allocator-warm
         await closed_loop(send, rx, count=args.warmup, concurrency=c, max_s=30, pid=pid)
-        results.append(
-            await closed_loop(
-                send, rx, count=args.events, concurrency=c, max_s=args.measure_seconds, pid=pid
-            )
+        result = await closed_loop(
+            send, rx, count=args.events, concurrency=c, max_s=args.measure_seconds, pid=pid
         )
+        missing: set[str] = result.pop("not_delivered")
+        result["not_delivered"] = len(missing)
+        if queued is not None and missing:
+            result["not_pushed_but_queued"] = len(missing & await queued())
+        results.append(result)
     return results
 
 
@@ -537,8 +553,24 @@ async def bench_accord(
                 await r.read()
                 return str(env["message_id"]) if r.status == 201 else None
 
+        async def queued() -> set[str]:
+            ids: set[str] = set()
+            after = 0
+            while True:
+                async with http.get(
+                    server.url + "/v1/messages",
+                    params={"after": after, "limit": 500},
+                    headers=bearer(bob.token),
+                ) as r:
+                    r.raise_for_status()
+                    batch = await r.json()
+                ids.update(e["message_id"] for e in batch["envelopes"])
+                if not batch["more"] or not batch["envelopes"]:
+                    return ids
+                after = batch["envelopes"][-1]["id"]
+
         try:
-            return await measure_all(send, rx, args, server.proc.pid, deadline)
+            return await measure_all(send, rx, args, server.proc.pid, deadline, queued)
         finally:
             rx.task.cancel()
             await asyncio.gather(rx.task, return_exceptions=True)

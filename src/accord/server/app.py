@@ -83,6 +83,9 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 (a file name)
 WS_BATCH = 100
+# Unacknowledged envelopes per socket before pushing pauses; with WS_BATCH it stays within the
+# service's fetch limit (500).
+WS_MAX_IN_FLIGHT = 400
 
 
 @dataclass
@@ -545,6 +548,12 @@ async def serve_socket(ws: WebSocket, dev: AuthedDevice, state: AppState) -> Non
     if state.metrics is not None:
         state.metrics.websockets.inc()
 
+    # Envelopes pushed on this socket and not yet acknowledged. Each round reads the queue from
+    # its start and pushes what is not in flight: on PostgreSQL a row with a lower id can commit
+    # after one with a higher id was pushed, so a cursor by id would skip it until the next
+    # connection.
+    inflight: set[int] = set()
+
     async def read_acks() -> None:
         while True:
             frame = await ws.receive_json()
@@ -553,25 +562,31 @@ async def serve_socket(ws: WebSocket, dev: AuthedDevice, state: AppState) -> Non
                 if ids:
                     with contextlib.suppress(AccordError):
                         await service.ack(dev, ids)
+                    inflight.difference_update(ids)
+                    wake.set()  # room in flight again
 
     reader = asyncio.create_task(read_acks())
-    last = 0
     try:
         while not reader.done():
             wake.clear()
-            batch = await service.fetch(dev, after=last, limit=WS_BATCH)
-            if batch.envelopes:
-                last = batch.envelopes[-1].id
+            fresh: list[Envelope] = []
+            more = False
+            if len(inflight) < WS_MAX_IN_FLIGHT:
+                batch = await service.fetch(dev, after=0, limit=len(inflight) + WS_BATCH)
+                fresh = [e for e in batch.envelopes if e.id not in inflight]
+                more = batch.more
+            if fresh:
+                inflight.update(e.id for e in fresh)
                 await ws.send_text(
                     json.dumps(
                         {
                             "type": "envelopes",
-                            "envelopes": [e.model_dump(mode="json") for e in batch.envelopes],
+                            "envelopes": [e.model_dump(mode="json") for e in fresh],
                         }
                     )
                 )
-            if batch.more:
-                continue
+                if more:
+                    continue
             waiter = asyncio.create_task(wake.wait())
             await asyncio.wait(
                 {waiter, reader},
