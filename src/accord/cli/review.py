@@ -25,7 +25,7 @@ from accord.errors import InvalidInput
 @click.pass_context
 def report(ctx: click.Context, message_id: str, reason: str, context: int) -> None:
     """Report a received message (its id as `receive --json` printed it). Prints the report
-    id."""
+    id. (An id that starts with "-", from older clients, goes after "--".)"""
     with open_client(ctx) as client:
         report_id = client.report(message_id, reason=reason, context=context)
     click.echo(report_id)

@@ -136,7 +136,12 @@ def now_ms() -> int:
 
 
 def new_message_id() -> str:
-    return b64url(secrets.token_bytes(16))
+    """128 random bits, base64url, never starting with "-": the id is typed as a command argument
+    (`accord report ID`), where a leading dash would read as an option."""
+    while True:
+        message_id = b64url(secrets.token_bytes(16))
+        if not message_id.startswith("-"):
+            return message_id
 
 
 def new_device_id() -> str:
