@@ -467,6 +467,19 @@ class ReviewService:
 
         await self.db.transact_async(_tx)
 
+    async def _last_action(self, target: str, action: str) -> Any:
+        """The newest audit entry recording `action` on `target`, or None."""
+
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(
+                select(review_audit)
+                .where(review_audit.c.target == target, review_audit.c.action == action)
+                .order_by(review_audit.c.seq.desc())
+                .limit(1)
+            ).first()
+
+        return await self.db.read_async(_rd)
+
     async def audit_trail(self, *, limit: int = 100, after: int = 0) -> AuditTrail:
         def _rd(conn: Connection) -> Any:
             return conn.execute(
@@ -501,16 +514,15 @@ class ReviewService:
         if detail.status != "escalated":
             raise Conflict("only an escalated case is exported")
         overview = await self.account_overview(detail.reported_account)
-        trail = await self.audit_trail(limit=1000)
-        escalations = [e for e in trail.entries if e.target == report_id and e.action == "escalate"]
+        escalation = await self._last_action(report_id, "escalate")
         case = Case(
             report_id=report_id,
             incident_type=DEFAULT_INCIDENT_TYPE,
             reported_at_ms=detail.created_at,
-            escalated_at_ms=escalations[-1].at if escalations else detail.updated_at,
+            escalated_at_ms=escalation.at if escalation else detail.updated_at,
             esp_name=self.esp_name,
             esp_contact_email=self.esp_contact_email,
-            reviewer=escalations[-1].actor if escalations else actor,
+            reviewer=escalation.actor if escalation else actor,
             reported_account=detail.reported_account,
             reported_account_created_at_ms=overview.created_at,
             reporter_account=detail.reporter,
@@ -541,7 +553,7 @@ class ReviewService:
                 for a in m.attachments
                 if a.available
             ),
-            notes=escalations[-1].note if escalations else "",
+            notes=escalation.note if escalation else "",
         )
         await self._audit(actor, f"export_{fmt}", report_id, "")
         if fmt == "xml":
