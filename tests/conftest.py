@@ -1,4 +1,11 @@
-"""Shared fixtures: real server processes on SQLite and on PostgreSQL."""
+"""Shared fixtures: real server processes on SQLite and on PostgreSQL, the command line run in
+this process, and clocks that tests move instead of sleeping.
+
+Cost rules (see docs/testing.md): one server per module and database kind, accounts named
+uniquely per test (`unique`); the command line runs in-process through click's `CliRunner`
+except where a test is about the process boundary (`ProcessCli`); clients made here use a low
+Argon2id cost (`TEST_KDF_COST`), which only an in-process caller can choose.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,14 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("ACCORD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -17,6 +28,7 @@ PG_HOW_TO = (
     "PostgreSQL is not reachable at {url}; start one (trust auth, user postgres, database test) "
     "or point ACCORD_TEST_PG_URL at it to run the PostgreSQL tests"
 )
+PASS = "test passphrase"
 
 
 def shared_dir() -> Path:
@@ -25,13 +37,13 @@ def shared_dir() -> Path:
 
 
 def _pg_available() -> str | None:
-    try:
-        import psycopg
+    import psycopg
 
+    try:
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
         return None
-    except Exception as exc:  # any failure means: not reachable here
+    except psycopg.Error as exc:
         return f"{type(exc).__name__}"
 
 
@@ -44,81 +56,221 @@ def pg_database() -> Iterator[str]:
         if os.environ.get("ACCORD_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    import psycopg
+    with _new_pg_database(PG_ADMIN_URL, "accord_test") as url:
+        yield url
 
-    name = f"accord_test_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+class _new_pg_database:
+    """CREATE DATABASE on enter, DROP ... WITH (FORCE) on exit."""
+
+    def __init__(self, admin_url: str, prefix: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"{prefix}_{secrets.token_hex(6)}"
+
+    def __enter__(self) -> str:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        return f"{self.admin_url.rsplit('/', 1)[0]}/{self.name}"
+
+    def __exit__(self, *_exc: object) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def fresh_pg_url(pg_database: str) -> Iterator[str]:
     """An empty database per test (a new one each time, dropped afterwards)."""
-    import psycopg
+    with _new_pg_database(pg_database, "accord_t") as url:
+        yield url
 
-    name = f"accord_t_{secrets.token_hex(6)}"
-    admin = pg_database
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+@pytest.fixture(scope="module")
+def module_pg_url(pg_database: str) -> Iterator[str]:
+    """An empty database per test module."""
+    with _new_pg_database(pg_database, "accord_m") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest) -> str | None:
-    """Run a test once on embedded SQLite (None) and once on PostgreSQL."""
+    """Run a test once on embedded SQLite (None) and once on PostgreSQL (a fresh database)."""
     if request.param == "sqlite":
         return None
     return str(request.getfixturevalue("fresh_pg_url"))
 
 
+# --- clocks ---------------------------------------------------------------------------------
+
+
+class TestClock(OffsetFileClock):
+    """The system clock plus an offset that the test moves forward; every server process and
+    client that reads the same file (`env`) sees the same time."""
+
+    __test__ = False
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._moved = 0.0
+        write_clock_offset(path, 0.0)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {CLOCK_OFFSET_ENV: str(self.path)}
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        self._moved += seconds
+        write_clock_offset(self.path, self._moved)
+
+    def advance_past(self, when_s: float) -> None:
+        """Move forward until the clock reads later than `when_s` (a whole second later)."""
+        gap = when_s - self.time()
+        if gap >= 0:
+            self.advance(gap + 1.0)
+
+
 @pytest.fixture
-def server(tmp_path: Path, db_url: str | None) -> Iterator[object]:
+def clock(tmp_path: Path) -> TestClock:
+    return TestClock(tmp_path / "clock-offset")
+
+
+@pytest.fixture(scope="module")
+def module_clock(tmp_path_factory: pytest.TempPathFactory) -> TestClock:
+    return TestClock(tmp_path_factory.mktemp("clock") / "clock-offset")
+
+
+# --- servers --------------------------------------------------------------------------------
+
+
+def start_server(
+    data_dir: Path,
+    *,
+    clock: TestClock,
+    db_url: str | None = None,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Any:
     from accord.server.process import ServerProcess
 
-    proc = ServerProcess(tmp_path / "server", db_url=db_url)
-    proc.start()
+    proc = ServerProcess(
+        data_dir, db_url=db_url, extra_args=extra_args, env={**clock.env, **(env or {})}
+    )
+    proc.clock = clock  # type: ignore[attr-defined]
+    return proc.start()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_clock: TestClock,
+) -> Iterator[Any]:
+    """One real server process per test module and database kind (accounts: `unique`)."""
+    db = None if request.param == "sqlite" else str(request.getfixturevalue("module_pg_url"))
+    proc = start_server(
+        tmp_path_factory.mktemp(f"server-{request.param}"), clock=module_clock, db_url=db
+    )
     try:
         yield proc
     finally:
         proc.stop()
 
 
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock) -> Iterator[Any]:
+    """One server on SQLite for checks made by the client, where the database kind is moot."""
+    proc = start_server(tmp_path_factory.mktemp("server-sqlite"), clock=module_clock)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """Account names unique to this test, so that tests can share one server."""
+    tag = secrets.token_hex(3)
+    return lambda base: f"{base}-{tag}"
+
+
+# --- the command line ---------------------------------------------------------------------
+
+
+def kdf_cost_for_tests() -> Any:
+    """A cheap Argon2id for clients made by tests (never the default; no option exposes it)."""
+    from accord.primitives.storage_crypto import KdfCost
+
+    return KdfCost(time_cost=1, memory_kib=1024, parallelism=1)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 class Cli:
-    """Runs the real `accord` command line in a subprocess."""
+    """The real `accord` command line, run in this process (click's CliRunner isolation): the
+    same argument parsing, error mapping and exit codes as the installed command."""
 
-    def __init__(self, home: Path, passphrase: str = "test passphrase") -> None:
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None) -> None:
         self.home = home
-        self.env = {**os.environ, "ACCORD_PASSPHRASE": passphrase}
+        self.env = {"ACCORD_PASSPHRASE": PASS, **(env or {})}
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
+        from click.testing import CliRunner
+
+        from accord.cli.common import run_cli
+        from accord.cli.main import cli
+
+        runner = CliRunner()
+        with runner.isolation(input=input, env=self.env) as (out, err, _mixed):
+            code = run_cli(
+                cli, ["--home", str(self.home), *args], obj={"kdf_cost": kdf_cost_for_tests()}
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            result = CliResult(
+                code,
+                out.getvalue().decode("utf-8", "replace"),
+                err.getvalue().decode("utf-8", "replace"),
+            )
+        if check and result.returncode != 0:
+            raise AssertionError(f"accord {' '.join(args)} exited {code}: {result.stderr.strip()}")
+        return result
+
+
+class ProcessCli(Cli):
+    """`python -m accord` in a child process: for tests of the process boundary itself
+    (signals, exit codes of the real binary, what reaches a terminal)."""
+
+    def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
         proc = subprocess.run(
             [sys.executable, "-m", "accord", "--home", str(self.home), *args],
             capture_output=True,
             text=True,
-            env=self.env,
+            input=input,
+            env={**os.environ, **self.env},
             timeout=300,
         )
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"accord {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
             )
-        return proc
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture
-def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+def cli(tmp_path: Path, module_clock: TestClock) -> Callable[[str], Cli]:
+    """`cli("alice")`: a command line with its own home, on the module's clock."""
+
     def make(name: str) -> Cli:
-        return Cli(tmp_path / f"home-{name}")
+        return Cli(tmp_path / f"home-{name}", env=module_clock.env)
 
     return make

@@ -26,9 +26,10 @@ def _server_files(data_dir: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_direct_and_group_messages_with_large_attachments(server, cli, tmp_path):  # type: ignore[no-untyped-def]
+def test_direct_and_group_messages_with_large_attachments(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    a, b, c_ = unique("alice"), unique("bob"), unique("carol")
     alice, bob, carol = cli("alice"), cli("bob"), cli("carol")
-    for c, name in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
+    for c, name in ((alice, a), (bob, b), (carol, c_)):
         c.run("account", "create", name, "--server", server.url)
 
     big = tmp_path / "scan.pdf"
@@ -36,11 +37,11 @@ def test_direct_and_group_messages_with_large_attachments(server, cli, tmp_path)
     big.write_bytes(big_bytes)
     secret_text = "the meeting point is the old lighthouse"
 
-    mid = alice.run("send", "bob", secret_text, "--attach", str(big)).stdout.strip()
+    mid = alice.run("send", b, secret_text, "--attach", str(big)).stdout.strip()
     got = _messages(bob.run("receive", "--json"))
     assert [m["id"] for m in got] == [mid]
     m = got[0]
-    assert m["from"] == "alice" and m["group"] is None and m["text"] == secret_text
+    assert m["from"] == a and m["group"] is None and m["text"] == secret_text
     assert set(m) == {"id", "from", "group", "text", "sent_at", "attachments"}
     (att,) = m["attachments"]
     assert att["name"] == "scan.pdf" and att["size"] == ATTACHMENT_BYTES
@@ -49,10 +50,10 @@ def test_direct_and_group_messages_with_large_attachments(server, cli, tmp_path)
     assert Path(att["path"]).is_relative_to(bob.home)
 
     reply = "see you there at nine"
-    bob.run("send", "alice", reply)
+    bob.run("send", a, reply)
     assert [x["text"] for x in _messages(alice.run("receive", "--json"))] == [reply]
 
-    alice.run("group", "create", "crew", "--members", "bob,carol")
+    alice.run("group", "create", "crew", "--members", f"{b},{c_}")
     group_text = "bring the second map"
     second = tmp_path / "map.bin"
     second_bytes = os.urandom(ATTACHMENT_BYTES)
@@ -60,7 +61,7 @@ def test_direct_and_group_messages_with_large_attachments(server, cli, tmp_path)
     alice.run("send", "--group", "crew", group_text, "--attach", str(second))
     for member in (bob, carol):
         (g,) = _messages(member.run("receive", "--json"))
-        assert g["group"] == "crew" and g["from"] == "alice" and g["text"] == group_text
+        assert g["group"] == "crew" and g["from"] == a and g["text"] == group_text
         assert Path(g["attachments"][0]["path"]).read_bytes() == second_bytes
     carol.run("send", "--group", "crew", "carol's reply in the group")
     assert [x["text"] for x in _messages(bob.run("receive", "--json"))] == [
@@ -102,12 +103,12 @@ def _dump_postgres(url: str, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_offline_delivery_survives_sigkill(server, cli):  # type: ignore[no-untyped-def]
+def test_offline_delivery_survives_sigkill(server, cli, unique):  # type: ignore[no-untyped-def]
     alice, bob = cli("alice"), cli("bob")
-    alice.run("account", "create", "alice", "--server", server.url)
-    bob.run("account", "create", "bob", "--server", server.url)
-    alice.run("group", "create", "pair", "--members", "bob")
-    sent = [alice.run("send", "bob", f"offline {i}").stdout.strip() for i in range(5)]
+    alice.run("account", "create", unique("alice"), "--server", server.url)
+    bob.run("account", "create", unique("bob"), "--server", server.url)
+    alice.run("group", "create", "pair", "--members", unique("bob"))
+    sent = [alice.run("send", unique("bob"), f"offline {i}").stdout.strip() for i in range(5)]
     sent.append(alice.run("send", "--group", "pair", "offline group").stdout.strip())
 
     server.kill()  # right after the sends were acknowledged
@@ -120,31 +121,32 @@ def test_offline_delivery_survives_sigkill(server, cli):  # type: ignore[no-unty
 
 
 @pytest.mark.slow
-def test_second_device_sees_both_directions(server, cli):  # type: ignore[no-untyped-def]
+def test_second_device_sees_both_directions(server, cli, unique):  # type: ignore[no-untyped-def]
+    a, b = unique("alice"), unique("bob")
     alice, phone, laptop = cli("alice"), cli("bob-phone"), cli("bob-laptop")
-    alice.run("account", "create", "alice", "--server", server.url)
-    phone.run("account", "create", "bob", "--server", server.url)
-    code = laptop.run("device", "link", "bob", "--server", server.url).stdout.strip()
+    alice.run("account", "create", a, "--server", server.url)
+    phone.run("account", "create", b, "--server", server.url)
+    code = laptop.run("device", "link", b, "--server", server.url).stdout.strip()
     waiting = laptop.run("receive", check=False)
     assert waiting.returncode != 0 and "waiting for approval" in waiting.stderr
     phone.run("device", "approve", code)
     assert laptop.run("receive", "--json").stdout == ""
 
-    alice.run("send", "bob", "to both of bob's devices")
+    alice.run("send", b, "to both of bob's devices")
     for device in (phone, laptop):
         assert [m["text"] for m in _messages(device.run("receive", "--json"))] == [
             "to both of bob's devices"
         ]
-    phone.run("send", "alice", "sent from the phone")
+    phone.run("send", a, "sent from the phone")
     (mine,) = _messages(laptop.run("receive", "--json"))
-    assert mine["from"] == "bob" and mine["text"] == "sent from the phone"
+    assert mine["from"] == b and mine["text"] == "sent from the phone"
     assert [m["text"] for m in _messages(alice.run("receive", "--json"))] == ["sent from the phone"]
 
 
-def test_bad_link_code_is_refused(server, cli):  # type: ignore[no-untyped-def]
+def test_bad_link_code_is_refused(server, cli, unique):  # type: ignore[no-untyped-def]
     phone, laptop = cli("phone"), cli("laptop")
-    phone.run("account", "create", "bob", "--server", server.url)
-    code = laptop.run("device", "link", "bob", "--server", server.url).stdout.strip()
+    phone.run("account", "create", unique("bob"), "--server", server.url)
+    code = laptop.run("device", "link", unique("bob"), "--server", server.url).stdout.strip()
     request_id, fingerprint = code.split("-")
     forged = f"{request_id}-{'A' * len(fingerprint)}"
     proc = phone.run("device", "approve", forged, check=False)

@@ -1,8 +1,13 @@
-"""A flipped bit anywhere in a stored envelope or blob is rejected; replays are shown once."""
+"""A flipped bit anywhere in a stored envelope or blob is rejected; replays are shown once.
+
+These are checks made by the receiving client, so they run on one database kind (SQLite), on
+one server for the module; each test has its own accounts and touches only their rows.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -11,6 +16,9 @@ from accord.client.client import AccordClient
 from accord.storage.db import make_engine, sqlite_url
 
 PASS = "test passphrase"
+ACCOUNT_DEVICES = (
+    "SELECT d.id FROM devices d JOIN accounts a ON a.id = d.account_id WHERE a.name = :account"
+)
 
 
 def _engine(server):  # type: ignore[no-untyped-def]
@@ -23,25 +31,41 @@ def _flip(data: bytes, index: int) -> bytes:
     return bytes(b)
 
 
+def _blob_files(server) -> set[Path]:  # type: ignore[no-untyped-def]
+    root = server.data_dir / "blobs"
+    return {p for p in root.rglob("*") if p.is_file() and p.parent.name != "tmp"}
+
+
 @pytest.fixture
-def pair(server, tmp_path):  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+def pair(sqlite_server, tmp_path, unique):  # type: ignore[no-untyped-def]
+    alice = AccordClient.create_account(tmp_path / "a", sqlite_server.url, unique("alice"), PASS)
+    bob = AccordClient.create_account(tmp_path / "b", sqlite_server.url, unique("bob"), PASS)
     yield alice, bob
     alice.close()
     bob.close()
 
 
+@pytest.fixture
+def server(sqlite_server):  # type: ignore[no-untyped-def]
+    return sqlite_server
+
+
 @pytest.mark.parametrize("where", [0, 1, 17, 40, 99, -1])
 def test_flipped_bit_in_olm_envelope(server, pair, where):  # type: ignore[no-untyped-def]
     alice, bob = pair
-    alice.send("bob", "first")  # opens the session (pre-key message)
+    alice.send(bob.account_name, "first")  # opens the session (pre-key message)
     assert [m.text for m in bob.receive().messages] == ["first"]
-    alice.send("bob", "will be corrupted")
-    alice.send("bob", "arrives intact")
+    alice.send(bob.account_name, "will be corrupted")
+    alice.send(bob.account_name, "arrives intact")
     engine = _engine(server)
     with engine.begin() as conn:
-        row = conn.execute(text("SELECT id, olm_body FROM deliveries ORDER BY id LIMIT 1")).one()
+        row = conn.execute(
+            text(
+                f"SELECT id, olm_body FROM deliveries WHERE device_pk IN ({ACCOUNT_DEVICES}) "
+                "ORDER BY id LIMIT 1"
+            ),
+            {"account": bob.account_name},
+        ).one()
         conn.execute(
             text("UPDATE deliveries SET olm_body = :b WHERE id = :i"),
             {"b": _flip(row.olm_body, where if where >= 0 else len(row.olm_body) - 1), "i": row.id},
@@ -55,12 +79,15 @@ def test_flipped_bit_in_olm_envelope(server, pair, where):  # type: ignore[no-un
 
 def test_flipped_bit_in_group_ciphertext(server, pair):  # type: ignore[no-untyped-def]
     alice, bob = pair
-    alice.create_group("g", ["bob"])
-    alice.send_group("g", "one")
-    alice.send_group("g", "two")
+    group = f"g-{bob.account_name}"
+    alice.create_group(group, [bob.account_name])
+    alice.send_group(group, "one")
+    alice.send_group(group, "two")
     engine = _engine(server)
     with engine.begin() as conn:
-        rows = conn.execute(text("SELECT id, megolm FROM messages ORDER BY id")).all()
+        rows = conn.execute(
+            text("SELECT id, megolm FROM messages WHERE to_group = :g ORDER BY id"), {"g": group}
+        ).all()
         conn.execute(
             text("UPDATE messages SET megolm = :b WHERE id = :i"),
             {"b": _flip(rows[1].megolm, 50), "i": rows[1].id},
@@ -71,15 +98,21 @@ def test_flipped_bit_in_group_ciphertext(server, pair):  # type: ignore[no-untyp
     assert len(result.rejected) == 1
 
 
-def test_flipped_bit_in_stored_routing(server, pair):  # type: ignore[no-untyped-def]
+def test_flipped_bit_in_stored_routing(server, pair, unique):  # type: ignore[no-untyped-def]
     """The server claiming another conversation for a message is caught too."""
     alice, bob = pair
-    carol = AccordClient.create_account(bob.home.parent / "c", server.url, "carol", PASS)
+    carol = AccordClient.create_account(bob.home.parent / "c", server.url, unique("carol"), PASS)
     try:
-        alice.send("bob", "hello")
+        alice.send(bob.account_name, "hello")
         engine = _engine(server)
         with engine.begin() as conn:
-            conn.execute(text("UPDATE messages SET to_account = 'carol'"))
+            conn.execute(
+                text(
+                    "UPDATE messages SET to_account = :carol WHERE to_account = :bob "
+                    f"AND sender_device_pk IN ({ACCOUNT_DEVICES})"
+                ),
+                {"carol": carol.account_name, "bob": bob.account_name, "account": alice.account_name},
+            )
         engine.dispose()
         result = bob.receive()
         assert result.messages == [] and len(result.rejected) == 1
@@ -91,11 +124,10 @@ def test_flipped_bit_in_blob(server, pair, tmp_path):  # type: ignore[no-untyped
     alice, bob = pair
     f = tmp_path / "doc.bin"
     f.write_bytes(os.urandom(300_000))
-    alice.send("bob", "with attachment", [f])
-    alice.send("bob", "plain")
-    blobs = [
-        p for p in (server.data_dir / "blobs").rglob("*") if p.is_file() and p.parent.name != "tmp"
-    ]
+    before = _blob_files(server)
+    alice.send(bob.account_name, "with attachment", [f])
+    alice.send(bob.account_name, "plain")
+    blobs = sorted(_blob_files(server) - before)
     assert len(blobs) == 1
     blobs[0].write_bytes(_flip(blobs[0].read_bytes(), 123_457))
     result = bob.receive()
@@ -108,17 +140,30 @@ def test_flipped_bit_in_blob(server, pair, tmp_path):  # type: ignore[no-untyped
 def test_replayed_envelope_is_not_shown_twice(server, pair, kind):  # type: ignore[no-untyped-def]
     alice, bob = pair
     if kind == "group":
-        alice.create_group("g", ["bob"])
-        alice.send_group("g", "once")
-        alice.send_group("g", "twice?")
+        group = f"g-{bob.account_name}"
+        alice.create_group(group, [bob.account_name])
+        alice.send_group(group, "once")
+        alice.send_group(group, "twice?")
     else:
-        alice.send("bob", "once")
-        alice.send("bob", "twice?")
+        alice.send(bob.account_name, "once")
+        alice.send(bob.account_name, "twice?")
     engine = _engine(server)
+    mine = {"account": alice.account_name}
     with engine.begin() as conn:
-        stored = conn.execute(text("SELECT * FROM messages ORDER BY id")).mappings().all()
+        stored = (
+            conn.execute(
+                text(f"SELECT * FROM messages WHERE sender_device_pk IN ({ACCOUNT_DEVICES})"),
+                mine,
+            )
+            .mappings()
+            .all()
+        )
         original = conn.execute(
-            text("SELECT device_pk, message_pk, olm_type, olm_body FROM deliveries ORDER BY id")
+            text(
+                "SELECT device_pk, message_pk, olm_type, olm_body FROM deliveries "
+                f"WHERE device_pk IN ({ACCOUNT_DEVICES.replace(':account', ':bob')}) ORDER BY id"
+            ),
+            {"bob": bob.account_name},
         ).all()
     assert [m.text for m in bob.receive().messages] == ["once", "twice?"]
     # The server re-queues both old envelopes (and the same one again) as new deliveries.
@@ -139,7 +184,7 @@ def test_replayed_envelope_is_not_shown_twice(server, pair, kind):  # type: igno
     result = bob.receive()
     assert result.messages == []
     assert len(result.rejected) == 3
-    alice.send("bob", "still works")
+    alice.send(bob.account_name, "still works")
     assert [m.text for m in bob.receive().messages] == ["still works"]
 
 
@@ -149,16 +194,10 @@ def test_attachment_key_commitment_end_to_end(server, pair, tmp_path):  # type: 
     a, b = tmp_path / "a.bin", tmp_path / "b.bin"
     a.write_bytes(b"A" * 5000)
     b.write_bytes(b"B" * 5000)
-    alice.send("bob", "a", [a])
-    alice.send("bob", "b", [b])
-    blobs = sorted(
-        (
-            p
-            for p in (server.data_dir / "blobs").rglob("*")
-            if p.is_file() and p.parent.name != "tmp"
-        ),
-        key=lambda p: p.stat().st_mtime_ns,
-    )
+    before = _blob_files(server)
+    alice.send(bob.account_name, "a", [a])
+    alice.send(bob.account_name, "b", [b])
+    blobs = sorted(_blob_files(server) - before, key=lambda p: p.stat().st_mtime_ns)
     first, second = blobs
     first.write_bytes(second.read_bytes())
     result = bob.receive()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,21 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
-def run_cli(group: click.Group) -> int:
-    """Run the click group; turn every expected error into one line and an exit code."""
-    verbose = "--verbose" in sys.argv
+def run_cli(
+    group: click.Group,
+    args: Sequence[str] | None = None,
+    *,
+    obj: dict[str, Any] | None = None,
+) -> int:
+    """Run the click group; turn every expected error into one line and an exit code.
+
+    `args` defaults to the process's own arguments; `obj` seeds the context object (in-process
+    callers such as the tests pass settings there that no command-line option exposes).
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    verbose = "--verbose" in argv
     try:
-        group.main(standalone_mode=False)
+        group.main(args=argv, standalone_mode=False, obj=obj)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return EXIT_FAILURE

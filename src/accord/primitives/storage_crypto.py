@@ -28,6 +28,22 @@ GCM_NONCE_BYTES = 12
 
 
 @dataclass(frozen=True, slots=True)
+class KdfCost:
+    """Argon2id's cost. The default is RFC 9106's; only tests choose a lower one, in-process."""
+
+    time_cost: int = ARGON2_TIME_COST
+    memory_kib: int = ARGON2_MEMORY_KIB
+    parallelism: int = ARGON2_PARALLELISM
+
+    def __post_init__(self) -> None:
+        if self.time_cost < 1 or self.parallelism < 1 or self.memory_kib < 8 * self.parallelism:
+            raise InvalidInput("Argon2id cost out of range")
+
+
+DEFAULT_KDF_COST = KdfCost()
+
+
+@dataclass(frozen=True, slots=True)
 class KdfParams:
     salt: bytes
     time_cost: int = ARGON2_TIME_COST
@@ -35,8 +51,13 @@ class KdfParams:
     parallelism: int = ARGON2_PARALLELISM
 
     @classmethod
-    def fresh(cls) -> KdfParams:
-        return cls(salt=os.urandom(SALT_BYTES))
+    def fresh(cls, cost: KdfCost = DEFAULT_KDF_COST) -> KdfParams:
+        return cls(
+            salt=os.urandom(SALT_BYTES),
+            time_cost=cost.time_cost,
+            memory_kib=cost.memory_kib,
+            parallelism=cost.parallelism,
+        )
 
 
 def derive_root_key(passphrase: str, params: KdfParams) -> bytes:
