@@ -182,7 +182,9 @@ def server(
 
 
 @pytest.fixture(scope="module")
-def sqlite_server(tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock) -> Iterator[Any]:
+def sqlite_server(
+    tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock
+) -> Iterator[Any]:
     """One server on SQLite for checks made by the client, where the database kind is moot."""
     proc = start_server(tmp_path_factory.mktemp("server-sqlite"), clock=module_clock)
     try:

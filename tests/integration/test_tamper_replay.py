@@ -111,7 +111,11 @@ def test_flipped_bit_in_stored_routing(server, pair, unique):  # type: ignore[no
                     "UPDATE messages SET to_account = :carol WHERE to_account = :bob "
                     f"AND sender_device_pk IN ({ACCOUNT_DEVICES})"
                 ),
-                {"carol": carol.account_name, "bob": bob.account_name, "account": alice.account_name},
+                {
+                    "carol": carol.account_name,
+                    "bob": bob.account_name,
+                    "account": alice.account_name,
+                },
             )
         engine.dispose()
         result = bob.receive()
