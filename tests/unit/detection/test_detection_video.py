@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from detection_helpers import photo_pixels
 from PIL import Image
 
@@ -44,38 +40,3 @@ def test_corrupt_video(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
     with pytest.raises(InvalidInput):
         vpdq_from_file(bad)
-
-
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg binary not installed")
-def test_cli_hash_video(tmp_path: Path) -> None:
-    gif = _gif(tmp_path / "src.gif", [1, 2, 3, 4])
-    mp4 = tmp_path / "clip.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(gif),
-            "-pix_fmt",
-            "yuv420p",
-            "-vf",
-            "scale=160:120",
-            str(mp4),
-        ],
-        check=True,
-        timeout=60,
-    )
-    result = CliRunner().invoke(
-        cli_main(), ["--home", str(tmp_path / "h"), "hash", "--json", str(mp4)]
-    )
-    assert result.exit_code == 0, result.output
-    rec = json.loads(result.output.splitlines()[-1])
-    assert rec["pdq"] is None and len(rec["vpdq"]) >= 1 and len(rec["md5"]) == 32
-
-
-def cli_main():  # imported lazily so that collection works without the CLI's other parts
-    from accord.cli.main import cli
-
-    return cli
