@@ -333,8 +333,3 @@ def report_lines(report: AuditReport) -> list[str]:
     for index, reason in report.invalid_entries:
         lines.append(f"  entry {index} failed its checks: {reason}")
     return lines
-
-
-def register(cli: click.Group) -> None:
-    for command in (approver_group, approver_set_group, agency_group, warrant_group):
-        cli.add_command(command)

@@ -592,15 +592,3 @@ def eval_detection(
         f"wrote {out / 'detection-eval.json'}, {out / 'detection-eval.md'}, "
         + ", ".join(str(p) for p in plots)
     )
-
-
-def register(cli: click.Group) -> None:
-    """Add the detection commands to the `accord` group."""
-    cli.add_command(hash_command)
-    cli.add_command(bank_group)
-    cli.add_command(match_command)
-    existing = cli.commands.get("eval")
-    if isinstance(existing, click.Group):
-        existing.add_command(eval_detection)
-    else:
-        cli.add_command(eval_group)

@@ -47,7 +47,3 @@ def log_audit(ctx: click.Context, server: str, as_json: bool) -> None:
         click.echo("lawful access (recomputed from the log):")
         for line in report_lines(result.access):
             click.echo(f"  {line}")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(log_group)

@@ -1,22 +1,154 @@
-"""The `accord` command line. The only place that prints or exits."""
+"""The `accord` command line. The only place that prints or exits.
+
+Each command lives in a module that imports what it needs (the client, SQLAlchemy, numpy...).
+Those modules are imported only when their command runs or its own help is asked for, so that
+`accord --help` and shell completion of command names start quickly; the one-line summaries
+shown there are declared below (tests/unit/cli checks they match the commands' own help).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
-from accord.cli.access import register as register_access
 from accord.cli.common import run_cli
-from accord.cli.detection import register as register_detection
-from accord.cli.log import register as register_log
-from accord.cli.matching import register as register_matching
-from accord.cli.messaging import register as register_messaging
-from accord.cli.review import register as register_review
-from accord.cli.witness import register as register_witness
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@dataclass(frozen=True)
+class LazyCommand:
+    """Where a top-level command is defined (`module:attribute`) and its one-line help."""
+
+    target: str
+    help: str
+
+
+COMMANDS: dict[str, LazyCommand] = {
+    "account": LazyCommand("accord.cli.messaging:account", "Create and inspect your account."),
+    "agency": LazyCommand(
+        "accord.cli.access:agency_group",
+        "Agencies: their HPKE keys, registration, and fetching intercepted records.",
+    ),
+    "approver": LazyCommand(
+        "accord.cli.access:approver_group",
+        "Approvers of lawful-access warrants (k of n must sign each).",
+    ),
+    "approver-set": LazyCommand(
+        "accord.cli.access:approver_set_group",
+        "Create and publish the set of approvers and its threshold.",
+    ),
+    "bank": LazyCommand("accord.cli.detection:bank_group", "Manage hash banks (named hash lists)."),
+    "demo": LazyCommand(
+        "accord.cli.messaging:demo",
+        "The whole story on embedded SQLite in a temporary directory.",
+    ),
+    "device": LazyCommand("accord.cli.messaging:device", "Link a new device to an account."),
+    "eval": LazyCommand("accord.cli.detection:eval_group", "Measure how well things work."),
+    "group": LazyCommand("accord.cli.messaging:group", "Create groups and change their members."),
+    "hash": LazyCommand(
+        "accord.cli.detection:hash_command",
+        "Hash files: PDQ and quality for images, vPDQ for videos, MD5 and SHA-256 for all.",
+    ),
+    "log": LazyCommand(
+        "accord.cli.log:log_group", "Inspect and audit the server's transparency log."
+    ),
+    "match": LazyCommand(
+        "accord.cli.detection:match_command",
+        "Match files against banks (hashing here; with --server, matching on the server).",
+    ),
+    "matching": LazyCommand(
+        "accord.cli.matching:matching_group",
+        "Private threshold matching: blinded tables and review events.",
+    ),
+    "receive": LazyCommand(
+        "accord.cli.messaging:receive", "Fetch, verify, decrypt, store and print new messages."
+    ),
+    "report": LazyCommand(
+        "accord.cli.review:report",
+        "Report a received message (its id as `receive --json` printed it).",
+    ),
+    "reviewer": LazyCommand(
+        "accord.cli.review:reviewer",
+        "Reviewer accounts of the trust-and-safety console (operator commands).",
+    ),
+    "send": LazyCommand(
+        "accord.cli.messaging:send",
+        "send NAME TEXT, or send --group GROUP TEXT. Prints the message id.",
+    ),
+    "server": LazyCommand("accord.cli.messaging:server", "Run the Accord server."),
+    "warrant": LazyCommand(
+        "accord.cli.access:warrant_group",
+        "Draft, sign, submit and list lawful-access warrants.",
+    ),
+    "witness": LazyCommand(
+        "accord.cli.witness:witness",
+        "Run a transparency log witness (c2sp.org/tlog-witness).",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported the first time one of them is needed.
+
+    Listing them (`--help`, completing their names) uses the declared one-line help instead.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, LazyCommand], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self.lazy:
+            command = self._load(cmd_name)
+        return command
+
+    def _load(self, name: str) -> click.Command:
+        module_name, _, attribute = self.lazy[name].target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{self.lazy[name].target} is not a click command")
+        self.add_command(command, name)
+        return command
+
+    def summary(self, ctx: click.Context, name: str) -> click.Command | None:
+        """The command if it is loaded, otherwise a stand-in carrying its declared help."""
+        command = super().get_command(ctx, name)
+        if command is None and name in self.lazy:
+            command = click.Command(name, help=self.lazy[name].help)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        commands = []
+        for name in self.list_commands(ctx):
+            command = self.summary(ctx, name)
+            if command is not None and not command.hidden:
+                commands.append((name, command))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        results = []
+        for name in self.list_commands(ctx):
+            command = self.summary(ctx, name) if name.startswith(incomplete) else None
+            if command is not None and not command.hidden:
+                results.append(CompletionItem(name, help=command.get_short_help_str()))
+        # The group's own options, as click.Group would add them.
+        results.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return results
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     type=click.Path(file_okay=False),
@@ -31,15 +163,6 @@ def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["home"] = home
     ctx.obj["verbose"] = verbose
-
-
-register_messaging(cli)
-register_review(cli)
-register_detection(cli)
-register_matching(cli)
-register_witness(cli)
-register_log(cli)
-register_access(cli)
 
 
 def main() -> None:

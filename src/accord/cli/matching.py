@@ -179,7 +179,3 @@ def event(
             f"  image {image.index}: bank={image.bank} entry={image.entry_id} "
             f"distance={image.distance} label={image.label or '-'}"
         )
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(matching_group)

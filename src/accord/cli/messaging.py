@@ -285,8 +285,3 @@ def demo(keep: bool) -> None:
     from accord.cli.demo import run_demo
 
     run_demo(keep=keep)
-
-
-def register(cli: click.Group) -> None:
-    for command in (account, device, send, receive, group, server, demo):
-        cli.add_command(command)

@@ -68,8 +68,3 @@ def create_reviewer(name: str, server: str, role: str, token: str | None) -> Non
     finally:
         op.close()
     click.echo(f"reviewer {name} ({role}) created; the console is at {server.rstrip('/')}/console")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(report)
-    cli.add_command(reviewer)

@@ -105,7 +105,3 @@ def serve(
     )
     click.echo(f"witness {cosigner.vkey} on http://{host}:{port}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(witness)
