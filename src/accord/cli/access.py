@@ -14,16 +14,12 @@ import click
 
 from accord.cli.common import admin_token as resolve_admin_token
 from accord.cli.common import admin_token_option, home_dir
+from accord.cli.timeparse import parse_time
 from accord.client import authority
 from accord.errors import InvalidInput, ProtocolError
 from accord.protocols.access.approvers import ApproverRole
 from accord.protocols.access.audit import AuditReport
-from accord.protocols.access.timeparse import (
-    format_duration,
-    format_time,
-    parse_duration,
-    parse_time,
-)
+from accord.protocols.access.timeparse import format_duration, format_time, parse_duration
 
 ROLES = click.Choice([r.value for r in ApproverRole])
 FILE = click.Path(dir_okay=False)

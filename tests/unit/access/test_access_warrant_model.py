@@ -11,6 +11,7 @@ from access_world import DAY, NOW, SIGNERS, World, make_set, make_world
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accord.cli.timeparse import parse_time
 from accord.errors import AuthorizationError, InvalidInput, VerificationError
 from accord.protocols.access.approvers import (
     ApproverRole,
@@ -27,12 +28,7 @@ from accord.protocols.access.log_entries import (
     WarrantDisclosureEntry,
     parse_access_entry,
 )
-from accord.protocols.access.timeparse import (
-    format_duration,
-    format_time,
-    parse_duration,
-    parse_time,
-)
+from accord.protocols.access.timeparse import format_duration, format_time, parse_duration
 from accord.protocols.access.warrant import (
     SignedWarrant,
     approve_warrant,
