@@ -31,7 +31,7 @@ from accord.errors import (
 )
 from accord.primitives.encoding import canonical_json
 from accord.primitives.passwords import hash_password, verify_password
-from accord.protocols.casefile import (
+from accord.protocols.cybertipline import (
     Case,
     CaseFile,
     CaseMessage,

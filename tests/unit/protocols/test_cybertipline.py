@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from accord.errors import InvalidInput
 from accord.primitives.encoding import canonical_json
-from accord.protocols.casefile import (
+from accord.protocols.cybertipline import (
     CHAT_IM_INCIDENT_ELEMENT_ORDER,
     ELEMENT_ORDER,
     FILE_DETAILS_ELEMENT_ORDER,
