@@ -57,9 +57,7 @@ from accord.protocols.franking import (
 from accord.protocols.messaging import (
     approval_payload,
     auth_payload,
-    decode_payload,
     device_keys_payload,
-    encode_payload,
     group_state_payload,
     one_time_key_payload,
     registration_entry,
@@ -104,6 +102,8 @@ from accord.wire.messaging import (
     SendRequest,
     SignedGroupState,
     Token,
+    decode_payload,
+    encode_payload,
 )
 from accord.wire.reports import (
     FRANKING_EXTENSION,

@@ -1,32 +1,88 @@
 """Pure logic of the messaging protocol: what gets signed, how payloads are framed and checked.
 
-Step numbers refer to docs/protocol/messaging.md.
+Step numbers refer to docs/protocol/messaging.md. The functions read the fields of the wire
+models in `accord.wire.messaging` (`DeviceKeys`, `DeviceApproval`, `DeviceRecord`, `OneTimeKey`,
+`GroupState`) through the structural types below, so that this layer needs no pydantic; the
+wire layer parses payloads into its models (`accord.wire.messaging.decode_payload`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-
-from pydantic import ValidationError
+from typing import Protocol, TypeVar
 
 from accord.errors import DecryptionError, InvalidInput, VerificationError
 from accord.primitives.encoding import canonical_json
 from accord.primitives.padding import pad, unpad
 from accord.primitives.signing import verify_ed25519
 from accord.protocols.translog.entries import DeviceRegistration
-from accord.wire.common import WireModel
-from accord.wire.messaging import (
-    Content,
-    DeviceApproval,
-    DeviceKeys,
-    DeviceRecord,
-    GroupKeyShare,
-    GroupState,
-    OneTimeKey,
-)
 
 MAX_CONTENT_BYTES = 128 * 1024
+
+
+class DeviceIdentity(Protocol):
+    """A device's keys, self-signed (step 1); the wire's `DeviceKeys`."""
+
+    @property
+    def account(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def ed25519(self) -> str: ...
+    @property
+    def curve25519(self) -> str: ...
+    @property
+    def signature(self) -> str: ...
+
+
+class DeviceApprovalSignature(Protocol):
+    """An existing device's signature admitting a new one (step 2); the wire's `DeviceApproval`."""
+
+    @property
+    def approver_device_id(self) -> str: ...
+    @property
+    def signature(self) -> str: ...
+
+
+IdentityT_co = TypeVar("IdentityT_co", bound=DeviceIdentity, covariant=True)
+IdentityT = TypeVar("IdentityT", bound=DeviceIdentity)
+
+
+class DeviceListEntry(Protocol[IdentityT_co]):
+    """One device of an account's list as the server presents it; the wire's `DeviceRecord`."""
+
+    @property
+    def keys(self) -> IdentityT_co: ...
+    @property
+    def approval(self) -> DeviceApprovalSignature | None: ...
+    @property
+    def created_at(self) -> int: ...
+
+
+class SignedOneTimeKey(Protocol):
+    """A published one-time or fallback key (step 3); the wire's `OneTimeKey`."""
+
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def signature(self) -> str: ...
+
+
+class GroupMembership(Protocol):
+    """One version of a group's membership (step 9); the wire's `GroupState`."""
+
+    @property
+    def v(self) -> int: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def admins(self) -> Sequence[str]: ...
+    @property
+    def members(self) -> Sequence[str]: ...
 
 
 def device_keys_payload(account: str, device_id: str, ed25519: str, curve25519: str) -> bytes:
@@ -42,7 +98,7 @@ def device_keys_payload(account: str, device_id: str, ed25519: str, curve25519: 
     )
 
 
-def approval_payload(approver_device_id: str, device: DeviceKeys) -> bytes:
+def approval_payload(approver_device_id: str, device: DeviceIdentity) -> bytes:
     """Step 2: the bytes an existing device signs to admit a new device to its account."""
     return canonical_json(
         {
@@ -56,7 +112,9 @@ def approval_payload(approver_device_id: str, device: DeviceKeys) -> bytes:
     )
 
 
-def one_time_key_payload(account: str, device_id: str, key: OneTimeKey, fallback: bool) -> bytes:
+def one_time_key_payload(
+    account: str, device_id: str, key: SignedOneTimeKey, fallback: bool
+) -> bytes:
     """Step 3: the bytes a device signs for each one-time or fallback key it publishes."""
     return canonical_json(
         {
@@ -82,13 +140,22 @@ def auth_payload(account: str, device_id: str, challenge: str) -> bytes:
     )
 
 
-def group_state_payload(state: GroupState) -> bytes:
+def group_state_payload(state: GroupMembership) -> bytes:
     """Step 9: the bytes an admin device signs for each version of a group's membership."""
-    return canonical_json({"purpose": "accord-group-state-v1", **state.model_dump(mode="json")})
+    return canonical_json(
+        {
+            "purpose": "accord-group-state-v1",
+            "v": state.v,
+            "group": state.group,
+            "version": state.version,
+            "admins": list(state.admins),
+            "members": list(state.members),
+        }
+    )
 
 
 def registration_entry(
-    keys: DeviceKeys, approval: DeviceApproval | None, registered_at: int
+    keys: DeviceIdentity, approval: DeviceApprovalSignature | None, registered_at: int
 ) -> DeviceRegistration:
     """The transparency-log entry of a device: what the server appends and clients prove."""
     return DeviceRegistration(
@@ -103,7 +170,7 @@ def registration_entry(
     )
 
 
-def verify_device_keys(keys: DeviceKeys) -> None:
+def verify_device_keys(keys: DeviceIdentity) -> None:
     verify_ed25519(
         keys.ed25519,
         device_keys_payload(keys.account, keys.device_id, keys.ed25519, keys.curve25519),
@@ -111,7 +178,7 @@ def verify_device_keys(keys: DeviceKeys) -> None:
     )
 
 
-def verify_one_time_key(device: DeviceKeys, key: OneTimeKey, fallback: bool) -> None:
+def verify_one_time_key(device: DeviceIdentity, key: SignedOneTimeKey, fallback: bool) -> None:
     verify_ed25519(
         device.ed25519,
         one_time_key_payload(device.account, device.device_id, key, fallback),
@@ -119,7 +186,9 @@ def verify_one_time_key(device: DeviceKeys, key: OneTimeKey, fallback: bool) -> 
     )
 
 
-def verify_device_list(account: str, records: Sequence[DeviceRecord]) -> list[DeviceKeys]:
+def verify_device_list(
+    account: str, records: Sequence[DeviceListEntry[IdentityT]]
+) -> list[IdentityT]:
     """Step 6: check an account's device list as the server presents it.
 
     Every device must be self-signed and belong to `account`. The first device (oldest) founds
@@ -127,7 +196,7 @@ def verify_device_list(account: str, records: Sequence[DeviceRecord]) -> list[De
     A server can still withhold devices or show a different list to different people; the
     transparency log closes that gap.
     """
-    accepted: dict[str, DeviceKeys] = {}
+    accepted: dict[str, IdentityT] = {}
     for record in sorted(records, key=lambda r: (r.created_at, r.keys.device_id)):
         keys = record.keys
         if keys.account != account or keys.device_id in accepted:
@@ -148,11 +217,11 @@ def verify_device_list(account: str, records: Sequence[DeviceRecord]) -> list[De
 
 
 def verify_group_state(
-    state: GroupState,
+    state: GroupMembership,
     signer_account: str,
-    signer_keys: DeviceKeys,
+    signer_keys: DeviceIdentity,
     signature: str,
-    previous: GroupState | None,
+    previous: GroupMembership | None,
 ) -> None:
     """Step 9: accept a group state only if signed by an admin, never rolling back.
 
@@ -168,25 +237,16 @@ def verify_group_state(
     verify_ed25519(signer_keys.ed25519, group_state_payload(state), signature)
 
 
-def encode_payload(model: WireModel) -> bytes:
-    """Step 7: canonical bytes of an inner payload, padded to a size bucket before encryption."""
-    raw = canonical_json(model.model_dump(mode="json"))
+def pad_payload(raw: bytes) -> bytes:
+    """Step 7: the canonical bytes of an inner payload, padded to a size bucket for encryption."""
     if len(raw) > MAX_CONTENT_BYTES:
         raise InvalidInput(f"message larger than {MAX_CONTENT_BYTES} bytes")
     return pad(raw)
 
 
-def decode_payload(padded: bytes) -> Content | GroupKeyShare:
-    """Step 11: parse a decrypted payload. Anything malformed is one `DecryptionError`."""
+def unpad_payload(padded: bytes) -> bytes:
+    """Step 11: the bytes of a decrypted payload. A bad pad or size is one `DecryptionError`."""
     raw = unpad(padded)
     if len(raw) > MAX_CONTENT_BYTES:
         raise DecryptionError()
-    try:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise DecryptionError()
-        if data.get("type") == "group_key":
-            return GroupKeyShare.model_validate(data)
-        return Content.model_validate(data)
-    except (ValueError, ValidationError, RecursionError):
-        raise DecryptionError() from None
+    return raw

@@ -10,10 +10,14 @@ commitments, safety vouchers, lawful-access records); version 1 defines no manda
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationError, model_validator
 
+from accord.errors import DecryptionError
+from accord.primitives.encoding import canonical_json
+from accord.protocols.messaging import pad_payload, unpad_payload
 from accord.wire.common import (
     MAX_DEVICES_PER_SEND,
     MAX_ONE_TIME_KEYS_PER_UPLOAD,
@@ -315,3 +319,25 @@ class GroupKeyShare(WireModel):
     sender: DeviceRef
     session_id: SessionId
     session_key: Annotated[str, StringConstraints(max_length=512)]
+
+
+# --- inner payloads -----------------------------------------------------------------------
+
+
+def encode_payload(model: WireModel) -> bytes:
+    """Step 7: canonical bytes of an inner payload, padded to a size bucket before encryption."""
+    return pad_payload(canonical_json(model.model_dump(mode="json")))
+
+
+def decode_payload(padded: bytes) -> Content | GroupKeyShare:
+    """Step 11: parse a decrypted payload. Anything malformed is one `DecryptionError`."""
+    raw = unpad_payload(padded)
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise DecryptionError()
+        if data.get("type") == "group_key":
+            return GroupKeyShare.model_validate(data)
+        return Content.model_validate(data)
+    except (ValueError, ValidationError, RecursionError):
+        raise DecryptionError() from None

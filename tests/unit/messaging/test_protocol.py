@@ -14,9 +14,7 @@ from accord.primitives.olm import DeviceAccount
 from accord.primitives.padding import pad
 from accord.protocols.messaging import (
     approval_payload,
-    decode_payload,
     device_keys_payload,
-    encode_payload,
     group_state_payload,
     verify_device_list,
     verify_group_state,
@@ -32,6 +30,8 @@ from accord.wire.messaging import (
     GroupKeyShare,
     GroupState,
     SendRequest,
+    decode_payload,
+    encode_payload,
 )
 
 
