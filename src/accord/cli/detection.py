@@ -1,8 +1,10 @@
 """`accord hash`, `accord bank ...`, `accord match`, `accord eval detection`.
 
-Banks live in a SQLite file in the CLI's home directory, or in the database named by `--db`
-(any SQLAlchemy URL, e.g. the server's PostgreSQL). Hashes the user asked for are printed;
-errors never contain them.
+Banks live in a SQLite file in the CLI's home directory, in the database named by `--db` (any
+SQLAlchemy URL, e.g. the server's PostgreSQL), or with `--server` in a server's database through
+its operator API: each is a `BankStore`, opened once per command. Hashes the user asked for are
+printed; errors never contain them. Hashing, indexes and stores are imported when a command
+runs, so that help and completion stay quick.
 """
 
 from __future__ import annotations
@@ -10,26 +12,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from accord.cli.common import admin_token, home_dir
-from accord.client.operator import OperatorApi
 from accord.errors import AccordError, InvalidInput
 from accord.protocols.detection.banks import BankEntry, BankInfo
-from accord.protocols.detection.hashers import FileHashes, hash_file
-from accord.protocols.detection.importers import (
-    EXPORT_FORMATS,
-    IMPORT_FORMATS,
-    export_csv,
-    export_hma,
-    parse_bank_file,
-)
-from accord.protocols.detection.matching import BankIndex, MatchQuery
+from accord.protocols.detection.importers import EXPORT_FORMATS, IMPORT_FORMATS, ImportFormat
 from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, PDQ_MIN_QUALITY
-from accord.protocols.detection.variants import MatchMeasures, bank_hashes
-from accord.storage.banks import BankStore, SqlBankStore, load_bank_index
+
+if TYPE_CHECKING:
+    from accord.protocols.detection.hashers import FileHashes
+    from accord.protocols.detection.matching import BankMatch
+    from accord.storage.banks import BankStore, SqlBankStore
 
 BANKS_DB_FILE = "banks.db"
 INDEX_CACHE_DIR = "bank-index"
@@ -55,11 +51,24 @@ def _remote_options(f: Any) -> Any:
     )(f)
 
 
-def _operator(server: str, token: str | None) -> OperatorApi:
-    return OperatorApi(server, admin_token(token))
+def _open_store(
+    ctx: click.Context,
+    db_url: str | None,
+    server: str | None = None,
+    token: str | None = None,
+) -> tuple[BankStore, str]:
+    """The banks a command works on, and how its messages say where they are."""
+    if server:
+        from accord.client.banks import RemoteBankStore
+        from accord.client.operator import OperatorApi
+
+        return RemoteBankStore(OperatorApi(server, admin_token(token))), f" on {server}"
+    return _open_local_store(ctx, db_url), ""
 
 
-def _open_store(ctx: click.Context, db_url: str | None) -> BankStore:
+def _open_local_store(ctx: click.Context, db_url: str | None) -> SqlBankStore:
+    from accord.storage.banks import SqlBankStore
+
     if db_url:
         from sqlalchemy import create_engine
         from sqlalchemy.exc import ArgumentError
@@ -68,7 +77,8 @@ def _open_store(ctx: click.Context, db_url: str | None) -> BankStore:
             return SqlBankStore(create_engine(db_url))
         except (ArgumentError, ImportError):
             raise InvalidInput("unrecognised database URL") from None
-    return SqlBankStore.open_sqlite(home_dir(ctx) / BANKS_DB_FILE)
+    home = home_dir(ctx)
+    return SqlBankStore.open_sqlite(home / BANKS_DB_FILE, index_cache_dir=home / INDEX_CACHE_DIR)
 
 
 def _expand(paths: tuple[str, ...]) -> tuple[list[Path], bool]:
@@ -124,6 +134,8 @@ def _hash_record(path: Path, hashes: FileHashes) -> dict[str, Any]:
 @click.option("--full-decode", is_flag=True, help="Decode large JPEGs at full size (slower).")
 def hash_command(paths: tuple[str, ...], as_json: bool, full_decode: bool) -> None:
     """Hash files: PDQ and quality for images, vPDQ for videos, MD5 and SHA-256 for all."""
+    from accord.protocols.detection.hashers import hash_file
+
     files, folder = _expand(paths)
     failed = 0
     for path in _progress(files, folder, "hashing"):
@@ -158,14 +170,16 @@ def bank_group() -> None:
 
 
 def _info_record(info: BankInfo) -> dict[str, Any]:
-    return {
+    record: dict[str, Any] = {
         "name": info.name,
         "threshold": info.threshold,
         "version": info.version,
         "entries": info.entry_count,
         "enabled": info.enabled_count,
-        "by_type": info.counts_by_type,
     }
+    if info.counts_by_type is not None:  # a server's list does not give them
+        record["by_type"] = info.counts_by_type
+    return record
 
 
 @bank_group.command("create")
@@ -189,12 +203,9 @@ def bank_create(
     admin_token: str | None,
 ) -> None:
     """Create an empty bank."""
-    if server:
-        record = _operator(server, admin_token).create_bank(name, threshold)
-        click.echo(f"created bank {record['name']} (threshold {record['threshold']}) on {server}")
-        return
-    info = _open_store(ctx, db_url).create_bank(name, threshold=threshold)
-    click.echo(f"created bank {info.name} (threshold {info.threshold})")
+    store, where = _open_store(ctx, db_url, server, admin_token)
+    info = store.create_bank(name, threshold=threshold)
+    click.echo(f"created bank {info.name} (threshold {info.threshold}){where}")
 
 
 @bank_group.command("import")
@@ -221,26 +232,20 @@ def bank_import(
 ) -> None:
     """Import hashes from CSV (type,hash[,label]), an HMA export or NCMEC XML."""
     path = Path(file)
-    chosen = fmt or ("ncmec" if path.suffix.lower() == ".xml" else "csv")
-    if server:
-        op = _operator(server, admin_token)
-        added = op.import_file(name, path.read_bytes(), chosen)
-        version = op.get_bank(name)["version"]
-        click.echo(f"imported {added} new entries into {name} on {server}; version {version}")
+    chosen = cast(ImportFormat, fmt or ("ncmec" if path.suffix.lower() == ".xml" else "csv"))
+    store, where = _open_store(ctx, db_url, server, admin_token)
+    result = store.import_file(
+        name, path.read_bytes(), chosen, source=f"{chosen}:{path.name}"[:200]
+    )
+    version = store.get_bank(name).version
+    if result.parsed is None:  # parsed by the server, which says only how many were new
+        click.echo(f"imported {result.added} new entries into {name}{where}; version {version}")
         return
-    store = _open_store(ctx, db_url)
-    store.get_bank(name)
-    result = parse_bank_file(path.read_bytes(), chosen, source=f"{chosen}:{path.name}"[:200])  # type: ignore[arg-type]
-    added = store.add_entries(name, result.entries)
-    disabled = 0
-    if result.deleted_sources:
-        disabled = store.set_enabled_by_source(name, result.deleted_sources, False)
-    info = store.get_bank(name)
     click.echo(
-        f"imported {added} new of {len(result.entries)} entries into {name}"
+        f"imported {result.added} new of {result.parsed} entries into {name}"
         + (f", skipped {result.skipped} unsupported" if result.skipped else "")
-        + (f", disabled {disabled} deleted upstream" if disabled else "")
-        + f"; version {info.version}"
+        + (f", disabled {result.disabled} deleted upstream" if result.disabled else "")
+        + f"; version {version}"
     )
 
 
@@ -263,13 +268,11 @@ def bank_add(
     admin_token: str | None,
 ) -> None:
     """Hash files and add them to a bank (images also get trim and crop hashes)."""
-    op = _operator(server, admin_token) if server else None
-    store = None if op is not None else _open_store(ctx, db_url)
-    if op is not None:
-        op.get_bank(name)
-    else:
-        assert store is not None
-        store.get_bank(name)
+    from accord.protocols.detection.hashers import hash_file
+    from accord.protocols.detection.variants import MatchMeasures, bank_hashes
+
+    store, _ = _open_store(ctx, db_url, server, admin_token)
+    store.get_bank(name)
     files, folder = _expand(paths)
     measures = MatchMeasures.plain() if plain else MatchMeasures()
     entries: list[BankEntry] = []
@@ -304,13 +307,8 @@ def bank_add(
             entries.append(
                 BankEntry(signal_type="vpdq", hash=hashes.vpdq, source=source, label=label)
             )
-    if op is not None:
-        added = op.add_entries(name, entries)
-        version = str(op.get_bank(name)["version"])
-    else:
-        assert store is not None
-        added = store.add_entries(name, entries)
-        version = store.get_bank(name).version
+    added = store.add_entries(name, entries)
+    version = store.get_bank(name).version
     click.echo(
         f"added {added} entries from {len(files) - failed} files to {name}"
         + (
@@ -337,17 +335,8 @@ def bank_list(
     admin_token: str | None,
 ) -> None:
     """List banks with their threshold, size and version."""
-    if server:
-        records = _operator(server, admin_token).list_banks()
-        if as_json:
-            click.echo(json.dumps(records))
-        for r in [] if as_json else records:
-            click.echo(
-                f"{r['name']}  threshold={r['threshold']} entries={r['entries']} "
-                f"enabled={r['enabled']} version={r['version']}"
-            )
-        return
-    infos = _open_store(ctx, db_url).list_banks()
+    store, _ = _open_store(ctx, db_url, server, admin_token)
+    infos = store.list_banks()
     if as_json:
         click.echo(json.dumps([_info_record(i) for i in infos]))
         return
@@ -375,13 +364,8 @@ def bank_export(
     admin_token: str | None,
 ) -> None:
     """Write a bank's enabled entries to standard output."""
-    if server:
-        click.echo(_operator(server, admin_token).export(name, fmt), nl=False)
-        return
-    store = _open_store(ctx, db_url)
-    entries = store.iter_entries(name)
-    lines = export_csv(entries) if fmt == "csv" else export_hma(entries)
-    for chunk in lines:
+    store, _ = _open_store(ctx, db_url, server, admin_token)
+    for chunk in store.export_file(name, fmt):
         click.echo(chunk, nl=False)
 
 
@@ -394,7 +378,7 @@ def bank_disable(
     ctx: click.Context, name: str, entry_ids: tuple[int, ...], db_url: str | None
 ) -> None:
     """Disable entries (they stay in the bank but no longer match)."""
-    n = _open_store(ctx, db_url).set_enabled(name, list(entry_ids), False)
+    n = _open_local_store(ctx, db_url).set_enabled(name, list(entry_ids), False)
     click.echo(f"disabled {n} entries")
 
 
@@ -407,7 +391,7 @@ def bank_enable(
     ctx: click.Context, name: str, entry_ids: tuple[int, ...], db_url: str | None
 ) -> None:
     """Enable entries again."""
-    n = _open_store(ctx, db_url).set_enabled(name, list(entry_ids), True)
+    n = _open_local_store(ctx, db_url).set_enabled(name, list(entry_ids), True)
     click.echo(f"enabled {n} entries")
 
 
@@ -433,14 +417,13 @@ def match_command(
     admin_token: str | None,
 ) -> None:
     """Match files against banks (hashing here; with --server, matching on the server)."""
+    from accord.protocols.detection.hashers import hash_file
+    from accord.protocols.detection.matching import MatchQuery
+    from accord.protocols.detection.variants import MatchMeasures
+
     measures = MatchMeasures.plain() if plain else MatchMeasures(crops=False)
-    if server:
-        _match_remote(_operator(server, admin_token), paths, list(banks), measures, as_json)
-        return
-    store = _open_store(ctx, db_url)
-    names = list(banks) or [b.name for b in store.list_banks()]
-    cache = None if db_url else home_dir(ctx) / INDEX_CACHE_DIR
-    indexes: list[BankIndex] = [load_bank_index(store, n, cache_dir=cache) for n in names]
+    store, _ = _open_store(ctx, db_url, server, admin_token)
+    matcher = store.open_matcher(banks)
     files, folder = _expand(paths)
     failed = 0
     for path in _progress(files, folder, "matching"):
@@ -450,78 +433,35 @@ def match_command(
             failed += 1
             _report_failure(path, exc, as_json)
             continue
-        matches = []
-        for index in indexes:
-            raw = index.match(query)
-            entries = store.get_entries(index.name, [m.entry_id for m in raw])
-            for m in raw:
-                e = entries.get(m.entry_id)
-                if e is None:
-                    continue
-                matches.append(
-                    {
-                        "bank": index.name,
-                        "hash": e.hash_text if e.signal_type != "vpdq" else None,
-                        "distance": m.distance,
-                        "label": e.label,
-                        "signal_type": m.signal_type,
-                        "via": m.via,
-                        "entry_id": m.entry_id,
-                    }
-                )
-        _print_matches(path, matches, as_json)
+        _print_matches(path, matcher.match(query), as_json)
     if failed:
         raise SystemExit(1)
 
 
-def _print_matches(path: Path, matches: list[dict[str, Any]], as_json: bool) -> None:
+def _print_matches(path: Path, matches: list[BankMatch], as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"path": str(path), "matches": matches}))
+        records = [_match_record(m) for m in matches]
+        click.echo(json.dumps({"path": str(path), "matches": records}))
     elif not matches:
         click.echo(f"{path}: no match")
     else:
         for m in matches:
             click.echo(
-                f"{path}: MATCH bank={m['bank']} {m['signal_type']} distance={m['distance']}"
-                f" label={m['label'] or '-'} via={m['via']} entry={m['entry_id']}"
+                f"{path}: MATCH bank={m.bank} {m.signal_type} distance={m.distance}"
+                f" label={m.label or '-'} via={m.via} entry={m.entry_id}"
             )
 
 
-def _match_remote(
-    op: OperatorApi,
-    paths: tuple[str, ...],
-    banks: list[str],
-    measures: MatchMeasures,
-    as_json: bool,
-) -> None:
-    """Hash each file here and send only its hashes; keep each entry's best distance."""
-    files, folder = _expand(paths)
-    failed = 0
-    for path in _progress(files, folder, "matching"):
-        try:
-            query = MatchQuery.from_file_hashes(hash_file(path), measures)
-        except AccordError as exc:
-            failed += 1
-            _report_failure(path, exc, as_json)
-            continue
-        hashes = [("pdq", h.result.hash.hex()) for h in query.pdq]
-        vias = [h.via for h in query.pdq]
-        if query.md5 is not None:
-            hashes.append(("md5", query.md5.hex()))
-            vias.append("md5")
-        if query.sha256 is not None:
-            hashes.append(("sha256", query.sha256.hex()))
-            vias.append("sha256")
-        best: dict[tuple[str, int], dict[str, Any]] = {}
-        for via, found in zip(vias, op.match(hashes, banks), strict=True):
-            for m in found:
-                key = (m["bank"], m["entry_id"])
-                if key not in best or m["distance"] < best[key]["distance"]:
-                    best[key] = {**m, "via": via}
-        matches = sorted(best.values(), key=lambda m: (m["distance"], m["bank"], m["entry_id"]))
-        _print_matches(path, matches, as_json)
-    if failed:
-        raise SystemExit(1)
+def _match_record(m: BankMatch) -> dict[str, Any]:
+    return {
+        "bank": m.bank,
+        "hash": m.hash,
+        "distance": m.distance,
+        "label": m.label,
+        "signal_type": m.signal_type,
+        "via": m.via,
+        "entry_id": m.entry_id,
+    }
 
 
 # -- evaluation --------------------------------------------------------------------------------

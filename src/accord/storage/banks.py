@@ -1,8 +1,13 @@
-"""Bank store: the interface, and its SQLAlchemy implementation (SQLite or PostgreSQL).
+"""Bank stores: the interfaces, and the SQLAlchemy implementation (SQLite or PostgreSQL).
+
+`BankStore` is what can be done with named banks wherever they are kept: create and list them,
+add and import entries, export them, match against them. `BankEntryStore` is a store that holds
+the entries itself, so they can be listed, looked up and indexed here; `SqlBankStore` is one.
+(`accord.client.banks.RemoteBankStore` is a `BankStore` whose banks are in a server's database.)
 
 The tables are prefixed `bank_` and live in their own `MetaData`, so the server can create them
 beside its own on either database. The store holds entries; indexes are built from them (and
-may be cached on disk by the caller, keyed by the bank's version).
+may be cached on disk, keyed by the bank's version).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +54,14 @@ from accord.protocols.detection.banks import (
     validate_bank_name,
     validate_threshold,
 )
+from accord.protocols.detection.importers import (
+    ImportFormat,
+    export_csv,
+    export_hma,
+    parse_bank_file,
+)
 from accord.protocols.detection.index import MihPdqIndex, read_index
-from accord.protocols.detection.matching import BankIndex
+from accord.protocols.detection.matching import BankIndex, BankMatch, MatchQuery
 from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, parse_hash
 from accord.storage.schema import NAMING_CONVENTION, BigId
 
@@ -94,6 +106,24 @@ def _hash_key(entry: BankEntry) -> str:
     return hashlib.sha256(f"{entry.signal_type}:{entry.hash_text}".encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BankImport:
+    """What importing a bank file did. `parsed` is None where the file was parsed elsewhere."""
+
+    added: int
+    parsed: int | None = None
+    skipped: int = 0
+    disabled: int = 0
+
+
+class BankMatcher(ABC):
+    """Matches queries against a set of banks chosen when it was opened."""
+
+    @abstractmethod
+    def match(self, query: MatchQuery) -> list[BankMatch]:
+        """Every enabled entry the query matches, each once (its best distance)."""
+
+
 class BankStore(ABC):
     """Named banks of hash entries. Names are unique; entries are unique per (hash, variant)."""
 
@@ -109,14 +139,42 @@ class BankStore(ABC):
     def list_banks(self) -> list[BankInfo]: ...
 
     @abstractmethod
+    def add_entries(self, name: str, entries: Iterable[BankEntry]) -> int:
+        """Add entries, skipping ones already present; returns how many were new."""
+
+    @abstractmethod
+    def import_file(
+        self, name: str, data: bytes, fmt: ImportFormat, *, source: str | None = None
+    ) -> BankImport:
+        """Add the entries of a bank file and disable those it says were deleted upstream.
+
+        `source` is recorded with each entry where this store parses the file (a server
+        records its own).
+        """
+
+    @abstractmethod
+    def export_file(self, name: str, fmt: str) -> Iterator[str]:
+        """The bank's enabled original entries as a file in one of EXPORT_FORMATS, in pieces."""
+
+    @abstractmethod
+    def open_matcher(self, banks: Sequence[str] = ()) -> BankMatcher:
+        """A matcher over these banks (all of them if none are named)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class BankEntryStore(BankStore):
+    """A bank store that holds the entries itself: they can be listed, looked up and indexed."""
+
+    #: Where matchers keep the PDQ index of large banks between runs (None: rebuilt each time).
+    index_cache_dir: Path | None = None
+
+    @abstractmethod
     def delete_bank(self, name: str) -> None: ...
 
     @abstractmethod
     def set_threshold(self, name: str, threshold: int) -> BankInfo: ...
-
-    @abstractmethod
-    def add_entries(self, name: str, entries: Iterable[BankEntry]) -> int:
-        """Add entries, skipping ones already present; returns how many were new."""
 
     @abstractmethod
     def set_enabled(self, name: str, entry_ids: Sequence[int], enabled: bool) -> int:
@@ -146,17 +204,82 @@ class BankStore(ABC):
     def get_entries(self, name: str, entry_ids: Sequence[int]) -> dict[int, BankEntry]:
         """The entries with these ids (missing ids are left out)."""
 
+    def import_file(
+        self, name: str, data: bytes, fmt: ImportFormat, *, source: str | None = None
+    ) -> BankImport:
+        self.get_bank(name)
+        result = parse_bank_file(data, fmt, source=source)
+        added = self.add_entries(name, result.entries)
+        disabled = 0
+        if result.deleted_sources:
+            disabled = self.set_enabled_by_source(name, result.deleted_sources, False)
+        return BankImport(
+            added=added, parsed=len(result.entries), skipped=result.skipped, disabled=disabled
+        )
 
-class SqlBankStore(BankStore):
-    """`BankStore` on SQLAlchemy 2 Core; tested on SQLite, written for PostgreSQL too."""
+    def export_file(self, name: str, fmt: str) -> Iterator[str]:
+        entries = self.iter_entries(name)
+        return export_csv(entries) if fmt == "csv" else export_hma(entries)
 
-    def __init__(self, engine: Engine, *, create_tables: bool = True) -> None:
+    def open_matcher(self, banks: Sequence[str] = ()) -> BankMatcher:
+        return IndexedBankMatcher.load(self, banks, cache_dir=self.index_cache_dir)
+
+
+class IndexedBankMatcher(BankMatcher):
+    """Matches against in-memory indexes of a store's banks; labels and hashes from the store."""
+
+    def __init__(self, store: BankEntryStore, indexes: Sequence[BankIndex]) -> None:
+        self.store = store
+        self.indexes = list(indexes)
+
+    @classmethod
+    def load(
+        cls, store: BankEntryStore, banks: Sequence[str], *, cache_dir: Path | None = None
+    ) -> IndexedBankMatcher:
+        """Build the indexes of these banks (all of them if none are named) once."""
+        names = list(banks) or [b.name for b in store.list_banks()]
+        return cls(store, [load_bank_index(store, n, cache_dir=cache_dir) for n in names])
+
+    def match(self, query: MatchQuery) -> list[BankMatch]:
+        matches = []
+        for index in self.indexes:
+            raw = index.match(query)
+            entries = self.store.get_entries(index.name, [m.entry_id for m in raw])
+            for m in raw:
+                e = entries.get(m.entry_id)
+                if e is None:
+                    continue
+                matches.append(
+                    BankMatch(
+                        bank=index.name,
+                        entry_id=m.entry_id,
+                        signal_type=m.signal_type,
+                        distance=m.distance,
+                        via=m.via,
+                        label=e.label,
+                        hash=e.hash_text if e.signal_type != "vpdq" else None,
+                    )
+                )
+        return matches
+
+
+class SqlBankStore(BankEntryStore):
+    """`BankEntryStore` on SQLAlchemy 2 Core; tested on SQLite, written for PostgreSQL too."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        create_tables: bool = True,
+        index_cache_dir: Path | None = None,
+    ) -> None:
         self.engine = engine
+        self.index_cache_dir = index_cache_dir
         if create_tables:
             metadata.create_all(engine)
 
     @classmethod
-    def open_sqlite(cls, path: Path) -> SqlBankStore:
+    def open_sqlite(cls, path: Path, *, index_cache_dir: Path | None = None) -> SqlBankStore:
         """A store in a local SQLite file (created if missing)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(f"sqlite:///{path.resolve()}")
@@ -168,7 +291,7 @@ class SqlBankStore(BankStore):
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        return cls(engine)
+        return cls(engine, index_cache_dir=index_cache_dir)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -446,7 +569,9 @@ def _entry_from_row(r: Any) -> BankEntry:
     )
 
 
-def load_bank_index(store: BankStore, name: str, *, cache_dir: Path | None = None) -> BankIndex:
+def load_bank_index(
+    store: BankEntryStore, name: str, *, cache_dir: Path | None = None
+) -> BankIndex:
     """Build the in-memory indexes of a bank from its entries.
 
     With `cache_dir`, the PDQ part is kept on disk in the pickle-free index format, keyed by the

@@ -132,14 +132,14 @@ class BankEntry:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BankInfo:
-    """A bank's settings and summary."""
+    """A bank's settings and summary (`counts_by_type` is None where the store does not say)."""
 
     name: str
     threshold: int
     version: str
     entry_count: int = 0
     enabled_count: int = 0
-    counts_by_type: dict[str, int] = field(default_factory=dict)
+    counts_by_type: dict[str, int] | None = field(default_factory=dict)
 
 
 class BankVersion:

@@ -72,6 +72,22 @@ class RawMatch:
     via: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BankMatch:
+    """A hit as a bank store reports it: the entry, how far, which query hash, and its label.
+
+    `hash` is the entry's hash as text, or None for vPDQ entries (too long to repeat).
+    """
+
+    bank: str
+    entry_id: int
+    signal_type: str
+    distance: int
+    via: str
+    label: str
+    hash: str | None
+
+
 @dataclass(slots=True)
 class _VpdqFrames:
     index: MihPdqIndex
