@@ -385,8 +385,8 @@ class SqlBankStore(BankEntryStore):
 
     def list_banks(self) -> list[BankInfo]:
         with self.engine.connect() as conn:
-            names = conn.execute(select(bank_banks.c.name).order_by(bank_banks.c.name)).scalars()
-            names = list(names)
+            query = select(bank_banks.c.name).order_by(bank_banks.c.name)
+            names = [str(n) for n in conn.execute(query).scalars()]
         return [self.get_bank(n) for n in names]
 
     def delete_bank(self, name: str) -> None:
