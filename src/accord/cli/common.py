@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,11 @@ from accord.errors import AccordError, InvalidInput
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+logger = logging.getLogger(__name__)
+# An unexpected error's stack goes to whatever logging the embedding program set up (nowhere by
+# default): the terminal gets one line, and the traceback itself only with --verbose.
+logger.addHandler(logging.NullHandler())
 
 
 def run_cli(
@@ -54,7 +61,28 @@ def run_cli(
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a file or socket the command used: say which, and why
+        if verbose:
+            raise
+        click.echo(f"error: {describe_os_error(exc)}", err=True)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug, or a library error not converted where it entered our code
+        if verbose:
+            raise
+        # The stack, not the message: a library's message may quote data (SQL parameters...).
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        logger.error("command failed with %s\n%s", type(exc).__name__, stack)
+        click.echo(
+            f"error: unexpected {type(exc).__name__} (--verbose shows the traceback)", err=True
+        )
+        return EXIT_FAILURE
     return 0
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`No such file or directory: /path`, or the reason alone where there is no path."""
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason}: {exc.filename}" if exc.filename else reason
 
 
 def home_dir(ctx: click.Context) -> Path:

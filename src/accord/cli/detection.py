@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from accord.cli.common import admin_token, home_dir
-from accord.errors import AccordError, InvalidInput
+from accord.errors import AccordError, InvalidInput, ServiceError
 from accord.protocols.detection.banks import BankEntry, BankInfo
 from accord.protocols.detection.importers import EXPORT_FORMATS, IMPORT_FORMATS, ImportFormat
 from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, PDQ_MIN_QUALITY
@@ -67,18 +67,23 @@ def _open_store(
 
 
 def _open_local_store(ctx: click.Context, db_url: str | None) -> SqlBankStore:
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
     from accord.storage.banks import SqlBankStore
 
-    if db_url:
-        from sqlalchemy import create_engine
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            return SqlBankStore(create_engine(db_url))
-        except (ArgumentError, ImportError):
-            raise InvalidInput("unrecognised database URL") from None
-    home = home_dir(ctx)
-    return SqlBankStore.open_sqlite(home / BANKS_DB_FILE, index_cache_dir=home / INDEX_CACHE_DIR)
+    try:
+        if db_url:
+            try:
+                return SqlBankStore(create_engine(db_url))
+            except (ArgumentError, ImportError):
+                raise InvalidInput("unrecognised database URL") from None
+        home = home_dir(ctx)
+        return SqlBankStore.open_sqlite(
+            home / BANKS_DB_FILE, index_cache_dir=home / INDEX_CACHE_DIR
+        )
+    except OperationalError:  # unreachable server, unwritable file: its message may quote the URL
+        raise ServiceError("cannot open the bank database") from None
 
 
 def _expand(paths: tuple[str, ...]) -> tuple[list[Path], bool]:
