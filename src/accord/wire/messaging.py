@@ -34,7 +34,9 @@ from accord.wire.common import (
 B64Body = Annotated[str, StringConstraints(max_length=1_400_000, min_length=4)]
 DeliveryId = Annotated[int, Field(ge=1, le=2**62)]
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}$")]
-Extensions = Annotated[dict[str, Any], Field(default_factory=dict, max_length=16)]
+# Fields of this type take `= Field(default_factory=dict)`: a default given where the field is
+# declared is one type checkers see, so callers may leave `extensions` out.
+Extensions = Annotated[dict[str, Any], Field(max_length=16)]
 
 
 # --- devices and keys ---------------------------------------------------------------------
@@ -227,7 +229,7 @@ class SendRequest(WireModel):
     copies: Annotated[list[DeviceCopy], Field(max_length=MAX_DEVICES_PER_SEND)]
     megolm: B64Body | None = None
     megolm_session_id: SessionId | None = None
-    extensions: Extensions
+    extensions: Extensions = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _megolm_has_session(self) -> SendRequest:
@@ -263,7 +265,7 @@ class Envelope(WireModel):
     megolm: B64Body | None = None
     megolm_session_id: SessionId | None = None
     received_at: int
-    extensions: Extensions
+    extensions: Extensions = Field(default_factory=dict)
 
 
 class EnvelopeBatch(WireModel):
@@ -307,7 +309,7 @@ class Content(WireModel):
     sent_at: int
     text: Annotated[str, StringConstraints(max_length=65536)]
     attachments: Annotated[list[AttachmentRef], Field(max_length=32)] = []
-    extensions: Extensions
+    extensions: Extensions = Field(default_factory=dict)
 
 
 class GroupKeyShare(WireModel):
