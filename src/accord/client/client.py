@@ -474,7 +474,7 @@ class AccordClient:
             auth=False,
         )
         signature = self.olm.sign(auth_payload(account, device_id, challenge.challenge))
-        token = self.api.call(
+        issued = self.api.call(
             Token,
             "POST",
             "/v1/auth/token",
@@ -486,8 +486,8 @@ class AccordClient:
             },
             auth=False,
         )
-        self.store.put_secret("token", f"{token.token} {token.expires_at}".encode())
-        return token.token
+        self.store.put_secret("token", f"{issued.token} {issued.expires_at}".encode())
+        return issued.token
 
     # --- one-time keys (step 3) -------------------------------------------------------------
 
@@ -849,6 +849,7 @@ class AccordClient:
                 to=conversation,
                 recipients=[DeviceRef(account=d.account, device_id=d.device_id) for d in targets],
                 copies=copies,
+                extensions={},
             )
 
         return self._deliver(content, encrypt)
@@ -1009,6 +1010,7 @@ class AccordClient:
                 copies=copies,
                 megolm=b64encode(ciphertext),
                 megolm_session_id=outbound.session_id,
+                extensions={},
             )
 
         return self._deliver(content, encrypt)
