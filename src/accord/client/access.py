@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from accord.client.log_trust import LogTrust, ProofEncoding, decode_proof
+from accord.client.store import decode_checkpoint, encode_checkpoint
 from accord.errors import (
     AccordError,
     AuthorizationError,
@@ -40,7 +42,7 @@ from accord.errors import (
     ProtocolError,
     VerificationError,
 )
-from accord.primitives.encoding import b64decode, b64encode, canonical_json
+from accord.primitives.encoding import b64decode, canonical_json
 from accord.protocols.access.agency import AgencyKey
 from accord.protocols.access.approvers import (
     ApproverSet,
@@ -68,13 +70,12 @@ from accord.protocols.access.records import (
     SealedRecord,
 )
 from accord.protocols.access.timeparse import format_duration, format_time
-from accord.protocols.access.warrant import WARRANT_MAX_DURATION_S, SignedWarrant
-from accord.protocols.translog.note import Checkpoint
-from accord.protocols.translog.verify import (
-    verify_checkpoint_extends,
-    verify_checkpoint_note,
-    verify_entry_inclusion,
+from accord.protocols.access.warrant import (
+    WARRANT_MAX_DURATION_S,
+    SignedWarrant,
+    WarrantCommitment,
 )
+from accord.protocols.translog.note import Checkpoint
 from accord.wire.access import (
     MAX_RECORDS_PER_UPLOAD,
     AccessSync,
@@ -87,7 +88,6 @@ from accord.wire.messaging import Content
 if TYPE_CHECKING:
     from accord.client.client import AccordClient, ReceivedMessage
 
-STATE_SECRET = "access_state"  # noqa: S105 (the name of a sealed record)
 MAX_REFUSALS_KEPT = 100
 UPLOAD_BATCH_BYTES = 3 << 20
 """Ciphertext per upload request (base64 makes it 4 MiB, well within a request's limit)."""
@@ -145,26 +145,31 @@ def _fresh_state() -> dict[str, Any]:
 
 def _verified(entry: dict[str, Any]) -> VerifiedWarrant:
     """An active warrant as stored: it passed W1-W10 on this device before it was stored."""
-    cp = entry["checkpoint"]
     return VerifiedWarrant(
         signed_warrant=SignedWarrant.from_obj(entry["warrant"]),
-        commitment=bytes.fromhex(entry["commitment"]),  # type: ignore[arg-type]
+        commitment=WarrantCommitment(bytes.fromhex(entry["commitment"])),
         approver_ids=tuple(entry["approver_ids"]),
         agency_key=AgencyKey.from_obj(entry["agency_key"]),
-        checkpoint=Checkpoint(cp["origin"], cp["size"], bytes.fromhex(cp["root"])),
+        checkpoint=_stored_checkpoint(entry["checkpoint"], entry.get("log_origin", "")),
     )
 
 
 def _stored(verified: VerifiedWarrant) -> dict[str, Any]:
-    cp = verified.checkpoint
     return {
         "warrant": verified.signed_warrant.to_obj(),
         "commitment": verified.commitment.hex(),
         "approver_ids": list(verified.approver_ids),
         "agency_key": verified.agency_key.to_obj(),
-        "checkpoint": {"origin": cp.origin, "size": cp.size, "root": cp.root_hash.hex()},
+        "log_origin": verified.checkpoint.origin,
+        "checkpoint": encode_checkpoint(verified.checkpoint),
         "next_seq": 0,
     }
+
+
+def _stored_checkpoint(value: str | dict[str, Any], origin: str) -> Checkpoint:
+    if isinstance(value, dict):  # as stored before one encoding served every checkpoint
+        return Checkpoint(value["origin"], value["size"], bytes.fromhex(value["root"]))
+    return decode_checkpoint(value, origin)
 
 
 def _drop_ended(state: dict[str, Any], now: int) -> None:
@@ -175,10 +180,10 @@ def _drop_ended(state: dict[str, Any], now: int) -> None:
 
 
 def _proven_entry(proven: ProvenEntry, checkpoint: Checkpoint) -> bytes:
-    """An entry the server says is in the log, checked against the verified checkpoint."""
+    """An entry the server says is in the log, checked against the verified checkpoint (V4)."""
     entry = b64decode(proven.entry, max_bytes=64 * 1024, what="log entry")
-    proof = [bytes.fromhex(h) for h in proven.proof]
-    verify_entry_inclusion(entry, proven.index, checkpoint, proof)
+    proof = decode_proof(proven.proof, ProofEncoding.HEX)
+    LogTrust.verify_inclusion(entry, proven.index, checkpoint, proof)
     return entry
 
 
@@ -197,13 +202,13 @@ class AccessClient:
     # --- state --------------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        raw = self._owner.store.get_secret(STATE_SECRET)
+        raw = self._owner.store.access_state()
         state = _fresh_state() if raw is None else json.loads(raw)
         self._busy = bool(state["active"] or state["outbox"])
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
-        self._owner.store.put_secret(STATE_SECRET, json.dumps(state).encode("utf-8"))
+        self._owner.store.set_access_state(json.dumps(state).encode("utf-8"))
         self._busy = bool(state["active"] or state["outbox"])
 
     def _busy_now(self) -> bool:
@@ -228,27 +233,14 @@ class AccessClient:
 
     # --- the checkpoint -----------------------------------------------------------------------
 
-    def _last_checkpoint(self) -> Checkpoint | None:
-        raw = self._owner.store.get_meta("log_checkpoint")
-        if raw is None:
-            return None
-        size_text, _, root_text = raw.partition(" ")
-        root = b64decode(root_text, max_bytes=32)
-        return Checkpoint(self._owner.store.get_meta("log_origin") or "", int(size_text), root)
-
     def _accept_checkpoint(
-        self, note: str, consistency: Sequence[str], last: Checkpoint | None
+        self, note: str, consistency_proof: Sequence[str], last: Checkpoint | None
     ) -> Checkpoint:
-        """Transparency V1-V3 on the sync's checkpoint (the same rules as for device lists)."""
-        checkpoint = verify_checkpoint_note(note, self._owner._log_policy()).checkpoint
-        verify_checkpoint_extends(last, checkpoint, [bytes.fromhex(h) for h in consistency])
-        return checkpoint
-
-    def _store_checkpoint(self, checkpoint: Checkpoint, last: Checkpoint | None) -> None:
-        if last is None or checkpoint.size > last.size:
-            self._owner.store.set_meta(
-                "log_checkpoint", f"{checkpoint.size} {b64encode(checkpoint.root_hash)}"
-            )
+        """Transparency V1-V3 on the answer's checkpoint (the same rules as for device lists);
+        kept only once the answer has been taken in."""
+        return self._owner.log_trust.verify_checkpoint(
+            note, last=last, consistency_proof=decode_proof(consistency_proof, ProofEncoding.HEX)
+        )
 
     # --- approver sets ------------------------------------------------------------------------
 
@@ -265,7 +257,7 @@ class AccessClient:
             if len(raw) != 32:
                 raise InvalidInput("the approver set hash must be 64 hex digits")
             state["configured_set"] = configured_hash
-        last = self._last_checkpoint()
+        last = self._owner.log_trust.last_checkpoint()
         params = {"since": last.size if last else 0}
         result = SyncResult()
         try:
@@ -280,7 +272,7 @@ class AccessClient:
         except (VerificationError, InvalidInput, ProtocolError) as exc:
             self._refuse(result, "approver set", exc)
         else:
-            self._store_checkpoint(checkpoint, last)
+            self._owner.log_trust.advance(checkpoint, last=last)
         with self._owner.store.transaction():
             self._save(state)
 
@@ -344,7 +336,7 @@ class AccessClient:
         owner = self._owner
         result = SyncResult()
         state = self._load()
-        last = self._last_checkpoint()
+        last = owner.log_trust.last_checkpoint()
         current_set = state["approver_set"]
         params = {
             "since": last.size if last else 0,
@@ -374,7 +366,7 @@ class AccessClient:
             self._take_disclosure(state, item.disclosure, item.commitment, checkpoint, result)
         _drop_ended(state, now)
         with owner.store.transaction():
-            self._store_checkpoint(checkpoint, last)
+            owner.log_trust.advance(checkpoint, last=last)
             self._save(state)
         self.flush()
         self.last_sync = result
@@ -421,7 +413,7 @@ class AccessClient:
                 delivery,
                 account=owner.account_name,
                 approver_set=ApproverSet.from_obj(state["approver_set"]),
-                log_policy=owner._log_policy(),
+                log_policy=owner.log_trust.policy(),
                 last_checkpoint=last,
                 now=now,
                 seen_warrant_ids={bytes.fromhex(s) for s in state["seen"]},

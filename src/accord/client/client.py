@@ -27,7 +27,8 @@ import httpx
 
 from accord.client.access import AccessClient
 from accord.client.api import ServerApi, StaleDevicesResponse
-from accord.client.store import LocalStore, PinnedDevice
+from accord.client.log_trust import LogTrust, ProofEncoding, decode_proof
+from accord.client.store import AuthToken, DeviceStatus, HomeDevice, LocalStore, PinnedDevice
 from accord.client.vouchers import SafetyVouchers
 from accord.errors import (
     AccordError,
@@ -67,13 +68,6 @@ from accord.protocols.messaging import (
     verify_device_list,
     verify_group_state,
     verify_one_time_key,
-)
-from accord.protocols.translog.note import Checkpoint, parse_vkey
-from accord.protocols.translog.verify import (
-    LogTrustPolicy,
-    verify_checkpoint_extends,
-    verify_checkpoint_note,
-    verify_entry_inclusion,
 )
 from accord.wire.common import MAX_OLM_BODY_BYTES
 from accord.wire.messaging import (
@@ -239,8 +233,10 @@ class AccordClient:
             self.store.close()
             raise
         self._account: DeviceAccount | None = None
-        server = self.store.get_meta("server")
-        self.api = ServerApi(server or "http://invalid", token=self._token, transport=transport)
+        device = self.store.home_device()
+        server = device.server if device is not None else "http://invalid"
+        self.api = ServerApi(server, token=self._token, transport=transport)
+        self.log_trust = LogTrust(self.store, self.api)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -256,29 +252,29 @@ class AccordClient:
 
     @property
     def account_name(self) -> str:
-        return self._meta("account")
+        return self._home_device().account
 
     @property
     def device_id(self) -> str:
-        return self._meta("device_id")
+        return self._home_device().device_id
 
-    def _meta(self, key: str) -> str:
-        value = self.store.get_meta(key)
-        if value is None:
-            raise ConfigurationError(f"no {key} configured in {self.home}")
-        return value
+    def _home_device(self) -> HomeDevice:
+        device = self.store.home_device()
+        if device is None:
+            raise ConfigurationError(f"no account configured in {self.home}")
+        return device
 
     @property
     def olm(self) -> DeviceAccount:
         if self._account is None:
-            pickle = self.store.get_secret("olm_account")
+            pickle = self.store.olm_account_pickle()
             if pickle is None:
                 raise ConfigurationError("no device keys in this home")
-            self._account = DeviceAccount.from_pickle(pickle.decode(), self.store.pickle_key)
+            self._account = DeviceAccount.from_pickle(pickle, self.store.pickle_key)
         return self._account
 
     def _save_olm(self) -> None:
-        self.store.put_secret("olm_account", self.olm.pickle(self.store.pickle_key).encode())
+        self.store.set_olm_account_pickle(self.olm.pickle(self.store.pickle_key))
 
     def _device_keys(self) -> DeviceKeys:
         account, device_id = self.account_name, self.device_id
@@ -321,7 +317,7 @@ class AccordClient:
                 json={"v": 1, "device": client._device_keys().model_dump()},
                 auth=False,
             )
-            client.store.set_meta("status", "registered")
+            client.store.set_device_status(DeviceStatus.REGISTERED)
             client._require_active()
         except BaseException:
             client._abandon()
@@ -346,13 +342,12 @@ class AccordClient:
             )
         client = cls(home, passphrase, transport=transport, _new=True)
         try:
-            client.store.set_meta("server", server.rstrip("/"))
-            client.store.set_meta("account", name)
-            client.store.set_meta("device_id", new_device_id())
+            client.store.set_home_device(HomeDevice(server.rstrip("/"), name, new_device_id()))
             client.api = ServerApi(server, token=client._token, transport=transport)
-            client._pin_log(witnesses, witness_quorum)
+            client.log_trust = LogTrust(client.store, client.api)
+            client.log_trust.pin(witnesses=witnesses, quorum=witness_quorum)
             client.access.pin_approver_set(approver_set)
-            client._remember_devices([client.device_id])
+            client.store.add_known_devices([client.device_id])
             client._account = DeviceAccount()
             client._save_olm()
         except BaseException:
@@ -387,7 +382,7 @@ class AccordClient:
                 auth=False,
             )
             code = f"{created.request_id}-{link_fingerprint(keys)}"
-            client.store.set_meta("status", "linking")
+            client.store.set_device_status(DeviceStatus.LINKING)
         except BaseException:
             client._abandon()
             raise
@@ -416,14 +411,14 @@ class AccordClient:
                 approval=DeviceApproval(approver_device_id=self.device_id, signature=signature)
             ).model_dump(),
         )
-        self._remember_devices([device.device_id])
+        self.store.add_known_devices([device.device_id])
         with self.store.transaction():
             self._refresh_devices([self.account_name])
         return device
 
     def _abandon(self) -> None:
         """Close; and if the server never accepted this device, forget it so a retry works."""
-        registered = self.store.get_meta("status") is not None
+        registered = self.store.device_status() is not None
         self.close()
         if not registered:
             for suffix in ("", "-wal", "-shm"):
@@ -431,14 +426,14 @@ class AccordClient:
 
     def _require_active(self) -> None:
         """A linking device becomes active once its approval lets it log in."""
-        status = self.store.get_meta("status")
-        if status == "active":
+        status = self.store.device_status()
+        if status is DeviceStatus.ACTIVE:
             return
-        if status == "registered":
+        if status is DeviceStatus.REGISTERED:
             self._publish_keys(initial=True)
-            self.store.set_meta("status", "active")
+            self.store.set_device_status(DeviceStatus.ACTIVE)
             return
-        if status != "linking":
+        if status is not DeviceStatus.LINKING:
             raise ConfigurationError(f"no account in {self.home}")
         try:
             self._token(True)
@@ -448,11 +443,11 @@ class AccordClient:
                 "another device of the account"
             ) from exc
         self._publish_keys(initial=True)
-        self.store.set_meta("status", "active")
+        self.store.set_device_status(DeviceStatus.ACTIVE)
         # The devices the account had when this one joined were added by its user.
         with self.store.transaction():
             self._refresh_devices([self.account_name])
-            self._remember_devices(
+            self.store.add_known_devices(
                 d.device_id for d in self.store.pinned_devices(self.account_name)
             )
 
@@ -460,11 +455,9 @@ class AccordClient:
 
     def _token(self, refresh: bool) -> str:
         if not refresh:
-            cached = self.store.get_secret("token")
-            if cached is not None:
-                token, _, expires = cached.decode().partition(" ")
-                if expires.isdigit() and int(expires) > now_ms() + 60_000:
-                    return token
+            cached = self.store.auth_token()
+            if cached is not None and cached.expires_at_ms > now_ms() + 60_000:
+                return cached.token
         account, device_id = self.account_name, self.device_id
         challenge = self.api.call(
             Challenge,
@@ -486,7 +479,7 @@ class AccordClient:
             },
             auth=False,
         )
-        self.store.put_secret("token", f"{issued.token} {issued.expires_at}".encode())
+        self.store.set_auth_token(AuthToken(issued.token, issued.expires_at))
         return issued.token
 
     # --- one-time keys (step 3) -------------------------------------------------------------
@@ -550,73 +543,19 @@ class AccordClient:
                 now_ms(),
             )
 
-    def _pin_log(self, witnesses: Sequence[str], quorum: int | None) -> None:
-        """Remember the server's log key and origin on first contact (trust on first use), and
-        the witnesses whose cosignatures this device will require."""
-        info = self.api.request("GET", "/v1/log/info", auth=False)
-        parse_vkey(str(info["vkey"]))  # refuse a malformed key now, not later
-        verifiers = [parse_vkey(w) for w in witnesses]
-        quorum = len(verifiers) if quorum is None else quorum
-        LogTrustPolicy(  # checks the quorum and that witness keys are cosignature keys
-            origin=str(info["origin"]),
-            log_verifiers=(parse_vkey(str(info["vkey"])),),
-            witness_verifiers=tuple(verifiers),
-            witness_quorum=quorum,
-        )
-        self.store.set_meta("log_origin", str(info["origin"]))
-        self.store.set_meta("log_vkey", str(info["vkey"]))
-        self.store.set_meta("log_witnesses", json.dumps(list(witnesses)))
-        self.store.set_meta("log_quorum", str(quorum))
-
-    def _log_policy(self) -> LogTrustPolicy:
-        witnesses = json.loads(self.store.get_meta("log_witnesses") or "[]")
-        return LogTrustPolicy(
-            origin=self._meta("log_origin"),
-            log_verifiers=(parse_vkey(self._meta("log_vkey")),),
-            witness_verifiers=tuple(parse_vkey(w) for w in witnesses),
-            witness_quorum=int(self.store.get_meta("log_quorum") or "0"),
-        )
-
-    def _accept_checkpoint(self, note: str | None) -> Checkpoint:
-        """Transparency steps V1-V3: signed by the pinned log key, cosigned by the configured
-        quorum of witnesses, and consistent with the last checkpoint this device accepted (a
-        rollback or fork is an error)."""
-        if not note:
-            raise VerificationError("the server sent no log checkpoint")
-        policy = self._log_policy()
-        checkpoint = verify_checkpoint_note(note, policy).checkpoint
-        raw = self.store.get_meta("log_checkpoint")
-        last = None
-        if raw is not None:
-            size_text, _, root_text = raw.partition(" ")
-            last = Checkpoint(policy.origin, int(size_text), b64decode(root_text, max_bytes=32))
-        proof: list[bytes] = []
-        if last is not None and 0 < last.size < checkpoint.size:
-            answer = self.api.request(
-                "GET",
-                "/v1/log/proof/consistency",
-                params={"old": last.size, "new": checkpoint.size},
-                auth=False,
-            )
-            proof = [b64decode(h, max_bytes=32) for h in answer["proof"]]
-        verify_checkpoint_extends(last, checkpoint, proof)
-        if last is None or checkpoint.size > last.size:
-            self.store.set_meta(
-                "log_checkpoint", f"{checkpoint.size} {b64encode(checkpoint.root_hash)}"
-            )
-        return checkpoint
-
     def _verify_logged(self, listing: DeviceList) -> None:
         """Key transparency step V4: every device is in the log, as the server lists it."""
-        checkpoint = self._accept_checkpoint(listing.checkpoint)
+        checkpoint = self.log_trust.accept_checkpoint(listing.checkpoint)
         for record in listing.devices:
             keys = record.keys
             entry = registration_entry(keys, record.approval, record.created_at)
             if record.log_index is None:
                 raise VerificationError(f"device {keys.device_id} of {keys.account} is not logged")
-            proof = [b64decode(h, max_bytes=32) for h in record.inclusion_proof]
+            proof = decode_proof(record.inclusion_proof, ProofEncoding.BASE64)
             try:
-                verify_entry_inclusion(entry.to_bytes(), record.log_index, checkpoint, proof)
+                self.log_trust.verify_inclusion(
+                    entry.to_bytes(), record.log_index, checkpoint, proof
+                )
             except VerificationError:
                 raise VerificationError(
                     f"device {keys.device_id} of {keys.account} is not in the transparency log",
@@ -640,28 +579,20 @@ class AccordClient:
         notices = self._check_own_devices()
         return self.store.pinned_devices(self.account_name), notices
 
-    def _known_devices(self) -> set[str]:
-        raw = self.store.get_meta("known_devices")
-        return set(json.loads(raw)) if raw else set()
-
-    def _remember_devices(self, device_ids: Iterable[str]) -> None:
-        known = self._known_devices() | set(device_ids)
-        self.store.set_meta("known_devices", json.dumps(sorted(known)))
-
     def _check_own_devices(self) -> list[str]:
         """Monitor this account: every device in its (logged, verified) list that this device
         did not add or see before is reported once to the user."""
         with self.store.transaction():
             self._refresh_devices([self.account_name])
             current = self.store.pinned_devices(self.account_name)
-            known = self._known_devices()
+            known = self.store.known_devices()
             notices = [
                 f"a new device {d.device_id} was added to your account {self.account_name}; "
                 "if you did not add it, someone else may be reading your messages"
                 for d in current
                 if d.device_id not in known
             ]
-            self._remember_devices(d.device_id for d in current)
+            self.store.add_known_devices(d.device_id for d in current)
         return notices
 
     # --- Olm (steps 5 and 7) ----------------------------------------------------------------
@@ -889,11 +820,11 @@ class AccordClient:
 
     def _notices(self) -> list[str]:
         """Notices from the provider's trust and safety (a warning), each shown once."""
-        seen = int(self.store.get_meta("notices_seen") or 0)
+        seen = self.store.notices_seen()
         listing = self.api.call(NoticeList, "GET", "/v1/notices", params={"after": seen})
         if listing.notices:
             with self.store.transaction():
-                self.store.set_meta("notices_seen", str(listing.notices[-1].id))
+                self.store.set_notices_seen(listing.notices[-1].id)
         return [f"notice from trust and safety: {n.text}" for n in listing.notices]
 
     def _remember_sent(self, content: Content) -> None:

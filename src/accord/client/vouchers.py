@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord.client.log_trust import ProofEncoding, decode_proof
 from accord.errors import AccordError, InvalidInput, NotFound, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode, b64encode
 from accord.protocols.detection.hashers import hash_file, sniff_kind
@@ -31,7 +32,6 @@ from accord.protocols.private_matching.voucher import (
     VoucherClient,
     make_visual_derivative,
 )
-from accord.protocols.translog.verify import verify_entry_inclusion
 from accord.wire.matching import VOUCHERS_EXTENSION, TableInfo, matching_account_id
 from accord.wire.messaging import Content
 
@@ -44,8 +44,6 @@ TABLE_REFRESH_S = 60.0
 #: Refuse to download a table larger than this (about 1.9 million banked hashes).
 MAX_TABLE_BYTES = 4 << 30
 TABLES_DIR = "matching-tables"
-_SECRET_NAME = "matching_secret"  # noqa: S105 (the name of a sealed store entry)
-_COUNTER_META = "matching_images"
 
 
 class SafetyVouchers:
@@ -92,7 +90,7 @@ class SafetyVouchers:
         maker = self._voucher_client()
         if maker is None or not _is_image(path):
             return False
-        counter = int(self._client.store.get_meta(_COUNTER_META) or 0)
+        counter = self._client.store.matching_images()
         keys = maker.keys(maker.epoch_for_image(counter))
         return keys.is_synthetic(_image_signal(path)[0])
 
@@ -127,11 +125,12 @@ class SafetyVouchers:
     def _verify_logged(self, info: TableInfo) -> TableDigest:
         """The table's digest, taken from a log entry proven included in a checkpoint this
         device accepted (transparency steps V1-V4)."""
-        checkpoint = self._client._accept_checkpoint(info.checkpoint)
+        log_trust = self._client.log_trust
+        checkpoint = log_trust.accept_checkpoint(info.checkpoint)
         entry = b64decode(info.log_entry, max_bytes=32_768, what="log entry")
-        proof = [b64decode(h, max_bytes=32, what="proof") for h in info.inclusion_proof]
+        proof = decode_proof(info.inclusion_proof, ProofEncoding.BASE64)
         try:
-            verify_entry_inclusion(entry, info.log_index, checkpoint, proof)
+            log_trust.verify_inclusion(entry, info.log_index, checkpoint, proof)
             parsed = parse_matching_entry(entry)
         except (VerificationError, InvalidInput):
             raise VerificationError(
@@ -170,17 +169,17 @@ class SafetyVouchers:
     def _secret(self) -> AccountMatchingSecret:
         store = self._client.store
         with store.transaction():
-            raw = store.get_secret(_SECRET_NAME)
+            raw = store.matching_secret()
             if raw is None:
                 raw = AccountMatchingSecret.generate().value
-                store.put_secret(_SECRET_NAME, raw)
+                store.set_matching_secret(raw)
         return AccountMatchingSecret(raw)
 
     def _next_epoch(self, maker: VoucherClient) -> int:
         store = self._client.store
         with store.transaction():
-            counter = int(store.get_meta(_COUNTER_META) or 0)
-            store.set_meta(_COUNTER_META, str(counter + 1))
+            counter = store.matching_images()
+            store.set_matching_images(counter + 1)
         return maker.epoch_for_image(counter)
 
 
