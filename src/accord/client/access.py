@@ -26,13 +26,15 @@ upload queue, the disclosure position) is one sealed record of the local store.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from accord.client.context import ClientContext
 from accord.client.log_trust import LogTrust, ProofEncoding, decode_proof
+from accord.client.received import ReceivedMessage
 from accord.client.store import decode_checkpoint, encode_checkpoint
+from accord.clock import now_s
 from accord.errors import (
     AccordError,
     AuthorizationError,
@@ -84,9 +86,6 @@ from accord.wire.access import (
     RecordsStored,
 )
 from accord.wire.messaging import Content
-
-if TYPE_CHECKING:
-    from accord.client.client import AccordClient, ReceivedMessage
 
 MAX_REFUSALS_KEPT = 100
 UPLOAD_BATCH_BYTES = 3 << 20
@@ -190,10 +189,8 @@ def _proven_entry(proven: ProvenEntry, checkpoint: Checkpoint) -> bytes:
 class AccessClient:
     """One device's lawful-access state and duties; see the module docstring."""
 
-    def __init__(
-        self, owner: AccordClient, *, max_duration_s: int = WARRANT_MAX_DURATION_S
-    ) -> None:
-        self._owner = owner
+    def __init__(self, ctx: ClientContext, *, max_duration_s: int = WARRANT_MAX_DURATION_S) -> None:
+        self._ctx = ctx
         self.max_duration_s = max_duration_s
         self._busy: bool | None = None  # any active warrant or queued record? None: unknown
         self.last_sync: SyncResult | None = None
@@ -202,13 +199,13 @@ class AccessClient:
     # --- state --------------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        raw = self._owner.store.access_state()
+        raw = self._ctx.store.access_state()
         state = _fresh_state() if raw is None else json.loads(raw)
         self._busy = bool(state["active"] or state["outbox"])
         return state
 
     def _save(self, state: dict[str, Any]) -> None:
-        self._owner.store.set_access_state(json.dumps(state).encode("utf-8"))
+        self._ctx.store.set_access_state(json.dumps(state).encode("utf-8"))
         self._busy = bool(state["active"] or state["outbox"])
 
     def _busy_now(self) -> bool:
@@ -223,7 +220,7 @@ class AccessClient:
 
     def active_warrants(self) -> list[VerifiedWarrant]:
         """Warrants this device is acting on (the user interface must not show these)."""
-        now = int(time.time())
+        now = now_s(self._ctx.clock)
         return [v for v in map(_verified, self._load()["active"]) if v.is_active(now)]
 
     def _refuse(self, result: SyncResult, what: str, exc: AccordError) -> None:
@@ -238,7 +235,7 @@ class AccessClient:
     ) -> Checkpoint:
         """Transparency V1-V3 on the answer's checkpoint (the same rules as for device lists);
         kept only once the answer has been taken in."""
-        return self._owner.log_trust.verify_checkpoint(
+        return self._ctx.log_trust.verify_checkpoint(
             note, last=last, consistency_proof=decode_proof(consistency_proof, ProofEncoding.HEX)
         )
 
@@ -257,11 +254,11 @@ class AccessClient:
             if len(raw) != 32:
                 raise InvalidInput("the approver set hash must be 64 hex digits")
             state["configured_set"] = configured_hash
-        last = self._owner.log_trust.last_checkpoint()
+        last = self._ctx.log_trust.last_checkpoint()
         params = {"since": last.size if last else 0}
         result = SyncResult()
         try:
-            answer = self._owner.api.call(
+            answer = self._ctx.api.call(
                 ApproverSets, "GET", "/v1/access/approver-sets", params=params, auth=False
             )
             checkpoint = self._accept_checkpoint(answer.checkpoint, answer.consistency_proof, last)
@@ -272,8 +269,8 @@ class AccessClient:
         except (VerificationError, InvalidInput, ProtocolError) as exc:
             self._refuse(result, "approver set", exc)
         else:
-            self._owner.log_trust.advance(checkpoint, last=last)
-        with self._owner.store.transaction():
+            self._ctx.log_trust.advance(checkpoint, last=last)
+        with self._ctx.store.transaction():
             self._save(state)
 
     def _adopt_sets(self, state: dict[str, Any], entries: list[bytes], result: SyncResult) -> None:
@@ -333,10 +330,10 @@ class AccessClient:
     def sync(self) -> SyncResult:
         """One sync with the server (see the module docstring). Never raises for a refusal;
         raises only if the server cannot be reached or answers malformed data."""
-        owner = self._owner
+        ctx = self._ctx
         result = SyncResult()
         state = self._load()
-        last = owner.log_trust.last_checkpoint()
+        last = ctx.log_trust.last_checkpoint()
         current_set = state["approver_set"]
         params = {
             "since": last.size if last else 0,
@@ -344,7 +341,7 @@ class AccessClient:
             "disclosures_from": state["disclosures_from"],
         }
         try:
-            answer = owner.api.call(AccessSync, "GET", "/v1/access/sync", params=params)
+            answer = ctx.api.call(AccessSync, "GET", "/v1/access/sync", params=params)
         except NotFound:
             self.last_sync = result
             return result  # a server without lawful access
@@ -354,7 +351,7 @@ class AccessClient:
             self._refuse(result, "sync", exc)  # nothing from this answer is used
             self.last_sync = result
             return result
-        now = int(time.time())
+        now = now_s(ctx.clock)
         try:
             entries = [_proven_entry(p, checkpoint) for p in answer.approver_sets]
             self._adopt_sets(state, entries, result)
@@ -365,8 +362,8 @@ class AccessClient:
         for item in answer.disclosures:
             self._take_disclosure(state, item.disclosure, item.commitment, checkpoint, result)
         _drop_ended(state, now)
-        with owner.store.transaction():
-            owner.log_trust.advance(checkpoint, last=last)
+        with ctx.store.transaction():
+            ctx.log_trust.advance(checkpoint, last=last)
             self._save(state)
         self.flush()
         self.last_sync = result
@@ -390,7 +387,7 @@ class AccessClient:
         now: int,
         result: SyncResult,
     ) -> None:
-        owner = self._owner
+        ctx = self._ctx
         try:
             delivery = WarrantDelivery.from_bytes(canonical_json(obj))
         except InvalidInput as exc:
@@ -411,9 +408,9 @@ class AccessClient:
                 )
             verified = verify_warrant_for_device(
                 delivery,
-                account=owner.account_name,
+                account=ctx.identity.account_name,
                 approver_set=ApproverSet.from_obj(state["approver_set"]),
-                log_policy=owner.log_trust.policy(),
+                log_policy=ctx.log_trust.policy(),
                 last_checkpoint=last,
                 now=now,
                 seen_warrant_ids={bytes.fromhex(s) for s in state["seen"]},
@@ -431,14 +428,14 @@ class AccessClient:
     def _backfill(self, state: dict[str, Any], entry: dict[str, Any], now: int) -> None:
         """Copy what this device sent earlier in the window, before it had the warrant."""
         window = entry["warrant"]["warrant"]["timespan"]
-        for record in self._owner.store.messages():
+        for record in self._ctx.store.messages():
             if record.get("direction") != "out":
                 continue
             try:
                 content = Content.model_validate(record["content"])
             except ValueError:
                 continue
-            if content.sender.device_id != self._owner.device_id:
+            if content.sender.device_id != self._ctx.identity.device_id:
                 continue
             if window["start_time"] <= content.sent_at // 1000 < now:
                 self._seal_into(state, [entry], self._intercepted(content, Direction.SENT), now)
@@ -461,7 +458,7 @@ class AccessClient:
                 raise ProtocolError("not a disclosure and its commitment")
             if commitment.index >= disclosure.index:
                 raise ProtocolError("disclosure logged before its commitment")
-            notice = disclosure_notice(opened, committed, account=self._owner.account_name)
+            notice = disclosure_notice(opened, committed, account=self._ctx.identity.account_name)
         except AccordError as exc:
             self._refuse(result, f"disclosure at {disclosure.index}", exc)
             return
@@ -473,21 +470,21 @@ class AccessClient:
     def _intercepted(
         self, content: Content, direction: Direction, *, sender: str | None = None
     ) -> InterceptedMessage:
-        owner = self._owner
+        ctx = self._ctx
         to = content.to
         if to.account is not None:
             recipients: tuple[str, ...] = (to.account,)
             conversation = f"account:{to.account}"
         else:
             assert to.group is not None
-            raw = owner.store.group_state(to.group)
+            raw = ctx.store.group_state(to.group)
             members = json.loads(raw)["members"] if raw else []
-            recipients = tuple(sorted(set(members) - {sender or owner.account_name}))
+            recipients = tuple(sorted(set(members) - {sender or ctx.identity.account_name}))
             conversation = f"group:{to.group}"
         return InterceptedMessage(
             direction=direction,
             occurred_at=content.sent_at // 1000,
-            sender=sender or owner.account_name,
+            sender=sender or ctx.identity.account_name,
             recipients=recipients,
             conversation_id=conversation,
             message_id=content.message_id,
@@ -509,7 +506,7 @@ class AccessClient:
     ) -> None:
         for entry in active:
             sealer = RecordSealer(
-                _verified(entry), device_id=self._owner.device_id, next_seq=entry["next_seq"]
+                _verified(entry), device_id=self._ctx.identity.device_id, next_seq=entry["next_seq"]
             )
             try:
                 record = sealer.seal(message, now=now)
@@ -522,7 +519,7 @@ class AccessClient:
         """Hook: a message this device sent was stored (inside that local transaction)."""
         if not self._busy_now():
             return
-        now = int(time.time())
+        now = now_s(self._ctx.clock)
         state = self._load()
         _drop_ended(state, now)
         try:
@@ -540,7 +537,7 @@ class AccessClient:
         """
         if not self._busy_now() or message.evidence is None:
             return
-        now = int(time.time())
+        now = now_s(self._ctx.clock)
         state = self._load()
         _drop_ended(state, now)
         content = message.evidence.content.model_copy(update={"sent_at": now * 1000})
@@ -574,7 +571,7 @@ class AccessClient:
                 size += len(queue[start + len(batch)].ciphertext)
                 batch.append(queue[start + len(batch)])
             try:
-                self._owner.api.call(
+                self._ctx.api.call(
                     RecordsStored,
                     "POST",
                     "/v1/access/records",
@@ -588,7 +585,7 @@ class AccessClient:
             start += len(batch)
         if not done:
             return
-        with self._owner.store.transaction():
+        with self._ctx.store.transaction():
             state = self._load()
             state["outbox"] = [
                 r
