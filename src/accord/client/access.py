@@ -20,7 +20,7 @@ the warrant is dropped. Nothing is copied from before the window or under a warr
 failed any check; with no active warrant each hook costs one attribute test.
 
 The state (pinned set, warrant ids seen, active warrants with their sequence numbers, the
-upload queue, the disclosure position) is one sealed record of the local store.
+upload queue, the disclosure position) is one sealed record of the local store: `AccessState`.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ from accord.protocols.access.timeparse import format_duration, format_time
 from accord.protocols.access.warrant import (
     WARRANT_MAX_DURATION_S,
     SignedWarrant,
+    Warrant,
     WarrantCommitment,
 )
 from accord.protocols.translog.note import Checkpoint
@@ -130,39 +131,40 @@ def describe_notice(notice: DisclosureNotice) -> str:
     )
 
 
-def _fresh_state() -> dict[str, Any]:
-    return {
-        "v": 1,
-        "approver_set": None,
-        "configured_set": None,
-        "seen": [],
-        "active": [],
-        "outbox": [],
-        "disclosures_from": 0,
-    }
+@dataclass
+class ActiveWarrant:
+    """A warrant that passed W1-W10 on this device, and the number of its next record."""
 
+    verified: VerifiedWarrant
+    next_seq: int = 0
 
-def _verified(entry: dict[str, Any]) -> VerifiedWarrant:
-    """An active warrant as stored: it passed W1-W10 on this device before it was stored."""
-    return VerifiedWarrant(
-        signed_warrant=SignedWarrant.from_obj(entry["warrant"]),
-        commitment=WarrantCommitment(bytes.fromhex(entry["commitment"])),
-        approver_ids=tuple(entry["approver_ids"]),
-        agency_key=AgencyKey.from_obj(entry["agency_key"]),
-        checkpoint=_stored_checkpoint(entry["checkpoint"], entry.get("log_origin", "")),
-    )
+    @property
+    def warrant(self) -> Warrant:
+        return self.verified.signed_warrant.warrant
 
+    def to_obj(self) -> dict[str, Any]:
+        verified = self.verified
+        return {
+            "warrant": verified.signed_warrant.to_obj(),
+            "commitment": verified.commitment.hex(),
+            "approver_ids": list(verified.approver_ids),
+            "agency_key": verified.agency_key.to_obj(),
+            "log_origin": verified.checkpoint.origin,
+            "checkpoint": encode_checkpoint(verified.checkpoint),
+            "next_seq": self.next_seq,
+        }
 
-def _stored(verified: VerifiedWarrant) -> dict[str, Any]:
-    return {
-        "warrant": verified.signed_warrant.to_obj(),
-        "commitment": verified.commitment.hex(),
-        "approver_ids": list(verified.approver_ids),
-        "agency_key": verified.agency_key.to_obj(),
-        "log_origin": verified.checkpoint.origin,
-        "checkpoint": encode_checkpoint(verified.checkpoint),
-        "next_seq": 0,
-    }
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> ActiveWarrant:
+        """As stored: it passed W1-W10 on this device before it was stored."""
+        verified = VerifiedWarrant(
+            signed_warrant=SignedWarrant.from_obj(obj["warrant"]),
+            commitment=WarrantCommitment(bytes.fromhex(obj["commitment"])),
+            approver_ids=tuple(obj["approver_ids"]),
+            agency_key=AgencyKey.from_obj(obj["agency_key"]),
+            checkpoint=_stored_checkpoint(obj["checkpoint"], obj.get("log_origin", "")),
+        )
+        return cls(verified, int(obj["next_seq"]))
 
 
 def _stored_checkpoint(value: str | dict[str, Any], origin: str) -> Checkpoint:
@@ -171,11 +173,51 @@ def _stored_checkpoint(value: str | dict[str, Any], origin: str) -> Checkpoint:
     return decode_checkpoint(value, origin)
 
 
-def _drop_ended(state: dict[str, Any], now: int) -> None:
-    """At the end of its window a warrant stops: it is no longer acted on (its id stays seen)."""
-    state["active"] = [
-        a for a in state["active"] if a["warrant"]["warrant"]["timespan"]["end_time"] > now
-    ]
+@dataclass
+class AccessState:
+    """The device's lawful-access state: one sealed record of the local store (JSON)."""
+
+    approver_set: ApproverSet | None = None  # the set trusted now (None until one is pinned)
+    configured_set: str | None = None  # the set hash (hex) given at account creation
+    seen: list[str] = field(default_factory=list)  # ids (hex) of every warrant accepted here
+    active: list[ActiveWarrant] = field(default_factory=list)
+    outbox: list[SealedRecord] = field(default_factory=list)  # records not uploaded yet
+    disclosures_from: int = 0  # the log index from which to ask for disclosures
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.active or self.outbox)
+
+    def drop_ended(self, now: int) -> None:
+        """At the end of its window a warrant stops: it is no longer acted on (its id stays
+        seen)."""
+        self.active = [a for a in self.active if a.warrant.end_time > now]
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "v": 1,
+                "approver_set": None if self.approver_set is None else self.approver_set.to_obj(),
+                "configured_set": self.configured_set,
+                "seen": self.seen,
+                "active": [a.to_obj() for a in self.active],
+                "outbox": [r.to_obj() for r in self.outbox],
+                "disclosures_from": self.disclosures_from,
+            }
+        ).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> AccessState:
+        obj = json.loads(raw)
+        pinned = obj["approver_set"]
+        return cls(
+            approver_set=None if pinned is None else ApproverSet.from_obj(pinned),
+            configured_set=obj["configured_set"],
+            seen=list(obj["seen"]),
+            active=[ActiveWarrant.from_obj(a) for a in obj["active"]],
+            outbox=[SealedRecord.from_bytes(canonical_json(r)) for r in obj["outbox"]],
+            disclosures_from=int(obj["disclosures_from"]),
+        )
 
 
 def _proven_entry(proven: ProvenEntry, checkpoint: Checkpoint) -> bytes:
@@ -198,15 +240,15 @@ class AccessClient:
 
     # --- state --------------------------------------------------------------------------------
 
-    def _load(self) -> dict[str, Any]:
+    def _load(self) -> AccessState:
         raw = self._ctx.store.access_state()
-        state = _fresh_state() if raw is None else json.loads(raw)
-        self._busy = bool(state["active"] or state["outbox"])
+        state = AccessState() if raw is None else AccessState.from_json(raw)
+        self._busy = state.busy
         return state
 
-    def _save(self, state: dict[str, Any]) -> None:
-        self._ctx.store.set_access_state(json.dumps(state).encode("utf-8"))
-        self._busy = bool(state["active"] or state["outbox"])
+    def _save(self, state: AccessState) -> None:
+        self._ctx.store.set_access_state(state.to_json())
+        self._busy = state.busy
 
     def _busy_now(self) -> bool:
         if self._busy is None:
@@ -215,13 +257,12 @@ class AccessClient:
 
     def approver_set(self) -> ApproverSet | None:
         """The approver set this device trusts now (None until one is pinned)."""
-        obj = self._load()["approver_set"]
-        return None if obj is None else ApproverSet.from_obj(obj)
+        return self._load().approver_set
 
     def active_warrants(self) -> list[VerifiedWarrant]:
         """Warrants this device is acting on (the user interface must not show these)."""
         now = now_s(self._ctx.clock)
-        return [v for v in map(_verified, self._load()["active"]) if v.is_active(now)]
+        return [a.verified for a in self._load().active if a.verified.is_active(now)]
 
     def _refuse(self, result: SyncResult, what: str, exc: AccordError) -> None:
         refusal = Refusal(what, exc.code, exc.message)
@@ -253,7 +294,7 @@ class AccessClient:
                 raw = b""
             if len(raw) != 32:
                 raise InvalidInput("the approver set hash must be 64 hex digits")
-            state["configured_set"] = configured_hash
+            state.configured_set = configured_hash
         last = self._ctx.log_trust.last_checkpoint()
         params = {"since": last.size if last else 0}
         result = SyncResult()
@@ -273,7 +314,7 @@ class AccessClient:
         with self._ctx.store.transaction():
             self._save(state)
 
-    def _adopt_sets(self, state: dict[str, Any], entries: list[bytes], result: SyncResult) -> None:
+    def _adopt_sets(self, state: AccessState, entries: list[bytes], result: SyncResult) -> None:
         """Pin (if nothing is pinned yet) and advance the trusted set through ``entries``."""
         shown: list[ApproverSetEntry] = []
         for data in entries:
@@ -283,12 +324,9 @@ class AccessClient:
             shown.append(entry)
         if not shown:
             return
-        current = (
-            None if state["approver_set"] is None else ApproverSet.from_obj(state["approver_set"])
-        )
-        before = current
+        current = before = state.approver_set
         if current is None:
-            configured = state["configured_set"]
+            configured = state.configured_set
             if configured is not None:
                 matching = [
                     i for i, e in enumerate(shown)
@@ -318,12 +356,9 @@ class AccessClient:
                 self._refuse(result, "approver set", exc)
                 break
         if current != before:
-            state["approver_set"] = current.to_obj()
+            state.approver_set = current
             # Warrants approved under a set this device has moved on from stop here.
-            keep = current.set_hash.hex()
-            state["active"] = [
-                a for a in state["active"] if a["warrant"]["warrant"]["approver_set"] == keep
-            ]
+            state.active = [a for a in state.active if a.warrant.approver_set == current.set_hash]
 
     # --- sync ---------------------------------------------------------------------------------
 
@@ -334,11 +369,10 @@ class AccessClient:
         result = SyncResult()
         state = self._load()
         last = ctx.log_trust.last_checkpoint()
-        current_set = state["approver_set"]
         params = {
             "since": last.size if last else 0,
-            "sets_after": 0 if current_set is None else current_set["version"],
-            "disclosures_from": state["disclosures_from"],
+            "sets_after": 0 if state.approver_set is None else state.approver_set.version,
+            "disclosures_from": state.disclosures_from,
         }
         try:
             answer = ctx.api.call(AccessSync, "GET", "/v1/access/sync", params=params)
@@ -361,7 +395,7 @@ class AccessClient:
             self._take_delivery(state, obj, last, now, result)
         for item in answer.disclosures:
             self._take_disclosure(state, item.disclosure, item.commitment, checkpoint, result)
-        _drop_ended(state, now)
+        state.drop_ended(now)
         with ctx.store.transaction():
             ctx.log_trust.advance(checkpoint, last=last)
             self._save(state)
@@ -381,7 +415,7 @@ class AccessClient:
 
     def _take_delivery(
         self,
-        state: dict[str, Any],
+        state: AccessState,
         obj: dict[str, Any],
         last: Checkpoint | None,
         now: int,
@@ -394,40 +428,41 @@ class AccessClient:
             self._refuse(result, "warrant", exc)
             return
         wid = delivery.signed_warrant.warrant_id.hex()
-        if any(a["warrant"] == delivery.signed_warrant.to_obj() for a in state["active"]):
+        delivered = delivery.signed_warrant.to_obj()
+        if any(a.verified.signed_warrant.to_obj() == delivered for a in state.active):
             return  # already acting on it; its sequence continues
         try:
-            if wid in state["seen"]:
+            if wid in state.seen:
                 # W6, before anything else: a warrant this device has used is never restarted.
                 raise ProtocolError(
                     "warrant was already delivered and used", code="warrant_replayed"
                 )
-            if state["approver_set"] is None:
+            if state.approver_set is None:
                 raise VerificationError(
                     "no approver set is pinned on this device", code="approver_set_mismatch"
                 )
             verified = verify_warrant_for_device(
                 delivery,
                 account=ctx.identity.account_name,
-                approver_set=ApproverSet.from_obj(state["approver_set"]),
+                approver_set=state.approver_set,
                 log_policy=ctx.log_trust.policy(),
                 last_checkpoint=last,
                 now=now,
-                seen_warrant_ids={bytes.fromhex(s) for s in state["seen"]},
+                seen_warrant_ids={bytes.fromhex(s) for s in state.seen},
                 max_duration_s=self.max_duration_s,
             )
         except AccordError as exc:
             self._refuse(result, f"warrant {wid[:16]}", exc)
             return
-        entry = _stored(verified)
-        state["seen"].append(wid)
-        state["active"].append(entry)
+        active = ActiveWarrant(verified)
+        state.seen.append(wid)
+        state.active.append(active)
         result.accepted.append(wid)
-        self._backfill(state, entry, now)
+        self._backfill(state, active, now)
 
-    def _backfill(self, state: dict[str, Any], entry: dict[str, Any], now: int) -> None:
+    def _backfill(self, state: AccessState, active: ActiveWarrant, now: int) -> None:
         """Copy what this device sent earlier in the window, before it had the warrant."""
-        window = entry["warrant"]["warrant"]["timespan"]
+        start_time = active.warrant.start_time
         for record in self._ctx.store.messages():
             if record.get("direction") != "out":
                 continue
@@ -437,18 +472,18 @@ class AccessClient:
                 continue
             if content.sender.device_id != self._ctx.identity.device_id:
                 continue
-            if window["start_time"] <= content.sent_at // 1000 < now:
-                self._seal_into(state, [entry], self._intercepted(content, Direction.SENT), now)
+            if start_time <= content.sent_at // 1000 < now:
+                self._seal_into(state, [active], self._intercepted(content, Direction.SENT), now)
 
     def _take_disclosure(
         self,
-        state: dict[str, Any],
+        state: AccessState,
         disclosure: ProvenEntry,
         commitment: ProvenEntry,
         checkpoint: Checkpoint,
         result: SyncResult,
     ) -> None:
-        state["disclosures_from"] = max(state["disclosures_from"], disclosure.index + 1)
+        state.disclosures_from = max(state.disclosures_from, disclosure.index + 1)
         try:
             opened = parse_access_entry(_proven_entry(disclosure, checkpoint))
             committed = parse_access_entry(_proven_entry(commitment, checkpoint))
@@ -499,21 +534,20 @@ class AccessClient:
 
     def _seal_into(
         self,
-        state: dict[str, Any],
-        active: Iterable[dict[str, Any]],
+        state: AccessState,
+        active: Iterable[ActiveWarrant],
         message: InterceptedMessage,
         now: int,
     ) -> None:
-        for entry in active:
-            sealer = RecordSealer(
-                _verified(entry), device_id=self._ctx.identity.device_id, next_seq=entry["next_seq"]
-            )
+        device_id = self._ctx.identity.device_id
+        for warrant in active:
+            sealer = RecordSealer(warrant.verified, device_id=device_id, next_seq=warrant.next_seq)
             try:
                 record = sealer.seal(message, now=now)
             except (AuthorizationError, InvalidInput):
                 continue  # outside the window (the device stops), or too large to copy
-            entry["next_seq"] = sealer.next_seq
-            state["outbox"].append(record.to_obj())
+            warrant.next_seq = sealer.next_seq
+            state.outbox.append(record)
 
     def on_sent(self, content: Content) -> None:
         """Hook: a message this device sent was stored (inside that local transaction)."""
@@ -521,12 +555,12 @@ class AccessClient:
             return
         now = now_s(self._ctx.clock)
         state = self._load()
-        _drop_ended(state, now)
+        state.drop_ended(now)
         try:
             message = self._intercepted(content, Direction.SENT)
         except (InvalidInput, ValueError):
             return
-        self._seal_into(state, state["active"], message, now)
+        self._seal_into(state, state.active, message, now)
         self._save(state)
 
     def on_received(self, message: ReceivedMessage) -> None:
@@ -539,13 +573,13 @@ class AccessClient:
             return
         now = now_s(self._ctx.clock)
         state = self._load()
-        _drop_ended(state, now)
+        state.drop_ended(now)
         content = message.evidence.content.model_copy(update={"sent_at": now * 1000})
         try:
             intercepted = self._intercepted(content, Direction.RECEIVED, sender=message.sender)
         except (InvalidInput, ValueError):
             return
-        self._seal_into(state, state["active"], intercepted, now)
+        self._seal_into(state, state.active, intercepted, now)
         self._save(state)
 
     def flush(self) -> None:
@@ -555,7 +589,7 @@ class AccessClient:
         if not self._busy_now():
             return
         state = self._load()
-        queue = [SealedRecord.from_bytes(canonical_json(r)) for r in state["outbox"]]
+        queue = state.outbox
         done: set[tuple[bytes, str, int]] = set()
         start = 0
         while start < len(queue):
@@ -587,9 +621,7 @@ class AccessClient:
             return
         with self._ctx.store.transaction():
             state = self._load()
-            state["outbox"] = [
-                r
-                for r in state["outbox"]
-                if (bytes.fromhex(r["warrant_id"]), r["device_id"], r["seq"]) not in done
+            state.outbox = [
+                r for r in state.outbox if (r.warrant_id, r.device_id, r.seq) not in done
             ]
             self._save(state)
