@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from accord.client.api import ServerApi
+from accord.client.log_trust import fetch_consistency_proof
 from accord.clock import Clock, clock_from_env, now_s
 from accord.errors import AccordError, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode, b64encode
@@ -98,15 +99,7 @@ def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditR
         previous = Checkpoint(
             info["origin"], int(seen["size"]), b64decode(seen["root"], max_bytes=32)
         )
-        proof: list[bytes] = []
-        if 0 < previous.size < checkpoint.size:
-            raw = api.request(
-                "GET",
-                "/v1/log/proof/consistency",
-                params={"old": previous.size, "new": checkpoint.size},
-                auth=False,
-            )
-            proof = [b64decode(h, max_bytes=32) for h in raw["proof"]]
+        proof = fetch_consistency_proof(api, previous, checkpoint)
         verify_checkpoint_extends(previous, checkpoint, proof)  # V3
     leaves: list[bytes] = []
     access_entries: list[tuple[int, bytes]] = []

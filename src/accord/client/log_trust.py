@@ -47,6 +47,22 @@ def decode_proof(hashes: Sequence[str], encoding: ProofEncoding) -> list[bytes]:
     return [b64decode(h, max_bytes=merkle.HASH_SIZE_BYTES, what="proof") for h in hashes]
 
 
+def fetch_consistency_proof(
+    api: ServerApi, last: Checkpoint | None, new: Checkpoint
+) -> list[bytes]:
+    """The server's proof (not yet verified) that `new` extends `last`; none is needed from
+    nothing, from the empty tree, or to a tree no larger."""
+    if last is None or not 0 < last.size < new.size:
+        return []
+    answer = api.request(
+        "GET",
+        "/v1/log/proof/consistency",
+        params={"old": last.size, "new": new.size},
+        auth=False,
+    )
+    return decode_proof(answer["proof"], ProofEncoding.BASE64)
+
+
 class LogTrust:
     """The pinned log (origin, key, witnesses, quorum) and the last checkpoint accepted."""
 
@@ -94,16 +110,9 @@ class LogTrust:
         for, and the checkpoint kept. A rollback or fork is an error."""
         checkpoint = self._verify_signed(note)
         last = self.last_checkpoint()
-        proof: list[bytes] = []
-        if last is not None and 0 < last.size < checkpoint.size:
-            answer = self._api.request(
-                "GET",
-                "/v1/log/proof/consistency",
-                params={"old": last.size, "new": checkpoint.size},
-                auth=False,
-            )
-            proof = decode_proof(answer["proof"], ProofEncoding.BASE64)
-        verify_checkpoint_extends(last, checkpoint, proof)
+        verify_checkpoint_extends(
+            last, checkpoint, fetch_consistency_proof(self._api, last, checkpoint)
+        )
         self.advance(checkpoint, last=last)
         return checkpoint
 
