@@ -19,8 +19,9 @@ import click
 
 from accord.cli.demo_access import access_chapter
 from accord.cli.demo_matching import matching_chapter
-from accord.client.client import AccordClient, ReceivedMessage
+from accord.client.client import AccordClient
 from accord.client.operator import OperatorApi
+from accord.client.received import ReceivedMessage
 from accord.client.review import ReviewerApi
 from accord.errors import AccordError
 from accord.server.process import ServerProcess

@@ -20,17 +20,21 @@ the warrant is dropped. Nothing is copied from before the window or under a warr
 failed any check; with no active warrant each hook costs one attribute test.
 
 The state (pinned set, warrant ids seen, active warrants with their sequence numbers, the
-upload queue, the disclosure position) is one sealed record of the local store.
+upload queue, the disclosure position) is one sealed record of the local store: `AccessState`.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from accord.client.context import ClientContext
+from accord.client.log_trust import LogTrust, ProofEncoding, decode_proof
+from accord.client.received import ReceivedMessage
+from accord.client.store import decode_checkpoint, encode_checkpoint
+from accord.clock import now_s
 from accord.errors import (
     AccordError,
     AuthorizationError,
@@ -40,7 +44,7 @@ from accord.errors import (
     ProtocolError,
     VerificationError,
 )
-from accord.primitives.encoding import b64decode, b64encode, canonical_json
+from accord.primitives.encoding import b64decode, canonical_json
 from accord.protocols.access.agency import AgencyKey
 from accord.protocols.access.approvers import (
     ApproverSet,
@@ -68,13 +72,13 @@ from accord.protocols.access.records import (
     SealedRecord,
 )
 from accord.protocols.access.timeparse import format_duration, format_time
-from accord.protocols.access.warrant import WARRANT_MAX_DURATION_S, SignedWarrant
-from accord.protocols.translog.note import Checkpoint
-from accord.protocols.translog.verify import (
-    verify_checkpoint_extends,
-    verify_checkpoint_note,
-    verify_entry_inclusion,
+from accord.protocols.access.warrant import (
+    WARRANT_MAX_DURATION_S,
+    SignedWarrant,
+    Warrant,
+    WarrantCommitment,
 )
+from accord.protocols.translog.note import Checkpoint
 from accord.wire.access import (
     MAX_RECORDS_PER_UPLOAD,
     AccessSync,
@@ -84,10 +88,6 @@ from accord.wire.access import (
 )
 from accord.wire.messaging import Content
 
-if TYPE_CHECKING:
-    from accord.client.client import AccordClient, ReceivedMessage
-
-STATE_SECRET = "access_state"  # noqa: S105 (the name of a sealed record)
 MAX_REFUSALS_KEPT = 100
 UPLOAD_BATCH_BYTES = 3 << 20
 """Ciphertext per upload request (base64 makes it 4 MiB, well within a request's limit)."""
@@ -131,64 +131,108 @@ def describe_notice(notice: DisclosureNotice) -> str:
     )
 
 
-def _fresh_state() -> dict[str, Any]:
-    return {
-        "v": 1,
-        "approver_set": None,
-        "configured_set": None,
-        "seen": [],
-        "active": [],
-        "outbox": [],
-        "disclosures_from": 0,
-    }
+@dataclass
+class ActiveWarrant:
+    """A warrant that passed W1-W10 on this device, and the number of its next record."""
+
+    verified: VerifiedWarrant
+    next_seq: int = 0
+
+    @property
+    def warrant(self) -> Warrant:
+        return self.verified.signed_warrant.warrant
+
+    def to_obj(self) -> dict[str, Any]:
+        verified = self.verified
+        return {
+            "warrant": verified.signed_warrant.to_obj(),
+            "commitment": verified.commitment.hex(),
+            "approver_ids": list(verified.approver_ids),
+            "agency_key": verified.agency_key.to_obj(),
+            "log_origin": verified.checkpoint.origin,
+            "checkpoint": encode_checkpoint(verified.checkpoint),
+            "next_seq": self.next_seq,
+        }
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> ActiveWarrant:
+        """As stored: it passed W1-W10 on this device before it was stored."""
+        verified = VerifiedWarrant(
+            signed_warrant=SignedWarrant.from_obj(obj["warrant"]),
+            commitment=WarrantCommitment(bytes.fromhex(obj["commitment"])),
+            approver_ids=tuple(obj["approver_ids"]),
+            agency_key=AgencyKey.from_obj(obj["agency_key"]),
+            checkpoint=_stored_checkpoint(obj["checkpoint"], obj.get("log_origin", "")),
+        )
+        return cls(verified, int(obj["next_seq"]))
 
 
-def _verified(entry: dict[str, Any]) -> VerifiedWarrant:
-    """An active warrant as stored: it passed W1-W10 on this device before it was stored."""
-    cp = entry["checkpoint"]
-    return VerifiedWarrant(
-        signed_warrant=SignedWarrant.from_obj(entry["warrant"]),
-        commitment=bytes.fromhex(entry["commitment"]),  # type: ignore[arg-type]
-        approver_ids=tuple(entry["approver_ids"]),
-        agency_key=AgencyKey.from_obj(entry["agency_key"]),
-        checkpoint=Checkpoint(cp["origin"], cp["size"], bytes.fromhex(cp["root"])),
-    )
+def _stored_checkpoint(value: str | dict[str, Any], origin: str) -> Checkpoint:
+    if isinstance(value, dict):  # as stored before one encoding served every checkpoint
+        return Checkpoint(value["origin"], value["size"], bytes.fromhex(value["root"]))
+    return decode_checkpoint(value, origin)
 
 
-def _stored(verified: VerifiedWarrant) -> dict[str, Any]:
-    cp = verified.checkpoint
-    return {
-        "warrant": verified.signed_warrant.to_obj(),
-        "commitment": verified.commitment.hex(),
-        "approver_ids": list(verified.approver_ids),
-        "agency_key": verified.agency_key.to_obj(),
-        "checkpoint": {"origin": cp.origin, "size": cp.size, "root": cp.root_hash.hex()},
-        "next_seq": 0,
-    }
+@dataclass
+class AccessState:
+    """The device's lawful-access state: one sealed record of the local store (JSON)."""
 
+    approver_set: ApproverSet | None = None  # the set trusted now (None until one is pinned)
+    configured_set: str | None = None  # the set hash (hex) given at account creation
+    seen: list[str] = field(default_factory=list)  # ids (hex) of every warrant accepted here
+    active: list[ActiveWarrant] = field(default_factory=list)
+    outbox: list[SealedRecord] = field(default_factory=list)  # records not uploaded yet
+    disclosures_from: int = 0  # the log index from which to ask for disclosures
 
-def _drop_ended(state: dict[str, Any], now: int) -> None:
-    """At the end of its window a warrant stops: it is no longer acted on (its id stays seen)."""
-    state["active"] = [
-        a for a in state["active"] if a["warrant"]["warrant"]["timespan"]["end_time"] > now
-    ]
+    @property
+    def busy(self) -> bool:
+        return bool(self.active or self.outbox)
+
+    def drop_ended(self, now: int) -> None:
+        """At the end of its window a warrant stops: it is no longer acted on (its id stays
+        seen)."""
+        self.active = [a for a in self.active if a.warrant.end_time > now]
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "v": 1,
+                "approver_set": None if self.approver_set is None else self.approver_set.to_obj(),
+                "configured_set": self.configured_set,
+                "seen": self.seen,
+                "active": [a.to_obj() for a in self.active],
+                "outbox": [r.to_obj() for r in self.outbox],
+                "disclosures_from": self.disclosures_from,
+            }
+        ).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> AccessState:
+        obj = json.loads(raw)
+        pinned = obj["approver_set"]
+        return cls(
+            approver_set=None if pinned is None else ApproverSet.from_obj(pinned),
+            configured_set=obj["configured_set"],
+            seen=list(obj["seen"]),
+            active=[ActiveWarrant.from_obj(a) for a in obj["active"]],
+            outbox=[SealedRecord.from_bytes(canonical_json(r)) for r in obj["outbox"]],
+            disclosures_from=int(obj["disclosures_from"]),
+        )
 
 
 def _proven_entry(proven: ProvenEntry, checkpoint: Checkpoint) -> bytes:
-    """An entry the server says is in the log, checked against the verified checkpoint."""
+    """An entry the server says is in the log, checked against the verified checkpoint (V4)."""
     entry = b64decode(proven.entry, max_bytes=64 * 1024, what="log entry")
-    proof = [bytes.fromhex(h) for h in proven.proof]
-    verify_entry_inclusion(entry, proven.index, checkpoint, proof)
+    proof = decode_proof(proven.proof, ProofEncoding.HEX)
+    LogTrust.verify_inclusion(entry, proven.index, checkpoint, proof)
     return entry
 
 
 class AccessClient:
     """One device's lawful-access state and duties; see the module docstring."""
 
-    def __init__(
-        self, owner: AccordClient, *, max_duration_s: int = WARRANT_MAX_DURATION_S
-    ) -> None:
-        self._owner = owner
+    def __init__(self, ctx: ClientContext, *, max_duration_s: int = WARRANT_MAX_DURATION_S) -> None:
+        self._ctx = ctx
         self.max_duration_s = max_duration_s
         self._busy: bool | None = None  # any active warrant or queued record? None: unknown
         self.last_sync: SyncResult | None = None
@@ -196,15 +240,15 @@ class AccessClient:
 
     # --- state --------------------------------------------------------------------------------
 
-    def _load(self) -> dict[str, Any]:
-        raw = self._owner.store.get_secret(STATE_SECRET)
-        state = _fresh_state() if raw is None else json.loads(raw)
-        self._busy = bool(state["active"] or state["outbox"])
+    def _load(self) -> AccessState:
+        raw = self._ctx.store.access_state()
+        state = AccessState() if raw is None else AccessState.from_json(raw)
+        self._busy = state.busy
         return state
 
-    def _save(self, state: dict[str, Any]) -> None:
-        self._owner.store.put_secret(STATE_SECRET, json.dumps(state).encode("utf-8"))
-        self._busy = bool(state["active"] or state["outbox"])
+    def _save(self, state: AccessState) -> None:
+        self._ctx.store.set_access_state(state.to_json())
+        self._busy = state.busy
 
     def _busy_now(self) -> bool:
         if self._busy is None:
@@ -213,13 +257,12 @@ class AccessClient:
 
     def approver_set(self) -> ApproverSet | None:
         """The approver set this device trusts now (None until one is pinned)."""
-        obj = self._load()["approver_set"]
-        return None if obj is None else ApproverSet.from_obj(obj)
+        return self._load().approver_set
 
     def active_warrants(self) -> list[VerifiedWarrant]:
         """Warrants this device is acting on (the user interface must not show these)."""
-        now = int(time.time())
-        return [v for v in map(_verified, self._load()["active"]) if v.is_active(now)]
+        now = now_s(self._ctx.clock)
+        return [a.verified for a in self._load().active if a.verified.is_active(now)]
 
     def _refuse(self, result: SyncResult, what: str, exc: AccordError) -> None:
         refusal = Refusal(what, exc.code, exc.message)
@@ -228,27 +271,14 @@ class AccessClient:
 
     # --- the checkpoint -----------------------------------------------------------------------
 
-    def _last_checkpoint(self) -> Checkpoint | None:
-        raw = self._owner.store.get_meta("log_checkpoint")
-        if raw is None:
-            return None
-        size_text, _, root_text = raw.partition(" ")
-        root = b64decode(root_text, max_bytes=32)
-        return Checkpoint(self._owner.store.get_meta("log_origin") or "", int(size_text), root)
-
     def _accept_checkpoint(
-        self, note: str, consistency: Sequence[str], last: Checkpoint | None
+        self, note: str, consistency_proof: Sequence[str], last: Checkpoint | None
     ) -> Checkpoint:
-        """Transparency V1-V3 on the sync's checkpoint (the same rules as for device lists)."""
-        checkpoint = verify_checkpoint_note(note, self._owner._log_policy()).checkpoint
-        verify_checkpoint_extends(last, checkpoint, [bytes.fromhex(h) for h in consistency])
-        return checkpoint
-
-    def _store_checkpoint(self, checkpoint: Checkpoint, last: Checkpoint | None) -> None:
-        if last is None or checkpoint.size > last.size:
-            self._owner.store.set_meta(
-                "log_checkpoint", f"{checkpoint.size} {b64encode(checkpoint.root_hash)}"
-            )
+        """Transparency V1-V3 on the answer's checkpoint (the same rules as for device lists);
+        kept only once the answer has been taken in."""
+        return self._ctx.log_trust.verify_checkpoint(
+            note, last=last, consistency_proof=decode_proof(consistency_proof, ProofEncoding.HEX)
+        )
 
     # --- approver sets ------------------------------------------------------------------------
 
@@ -264,12 +294,12 @@ class AccessClient:
                 raw = b""
             if len(raw) != 32:
                 raise InvalidInput("the approver set hash must be 64 hex digits")
-            state["configured_set"] = configured_hash
-        last = self._last_checkpoint()
+            state.configured_set = configured_hash
+        last = self._ctx.log_trust.last_checkpoint()
         params = {"since": last.size if last else 0}
         result = SyncResult()
         try:
-            answer = self._owner.api.call(
+            answer = self._ctx.api.call(
                 ApproverSets, "GET", "/v1/access/approver-sets", params=params, auth=False
             )
             checkpoint = self._accept_checkpoint(answer.checkpoint, answer.consistency_proof, last)
@@ -280,11 +310,11 @@ class AccessClient:
         except (VerificationError, InvalidInput, ProtocolError) as exc:
             self._refuse(result, "approver set", exc)
         else:
-            self._store_checkpoint(checkpoint, last)
-        with self._owner.store.transaction():
+            self._ctx.log_trust.advance(checkpoint, last=last)
+        with self._ctx.store.transaction():
             self._save(state)
 
-    def _adopt_sets(self, state: dict[str, Any], entries: list[bytes], result: SyncResult) -> None:
+    def _adopt_sets(self, state: AccessState, entries: list[bytes], result: SyncResult) -> None:
         """Pin (if nothing is pinned yet) and advance the trusted set through ``entries``."""
         shown: list[ApproverSetEntry] = []
         for data in entries:
@@ -294,12 +324,9 @@ class AccessClient:
             shown.append(entry)
         if not shown:
             return
-        current = (
-            None if state["approver_set"] is None else ApproverSet.from_obj(state["approver_set"])
-        )
-        before = current
+        current = before = state.approver_set
         if current is None:
-            configured = state["configured_set"]
+            configured = state.configured_set
             if configured is not None:
                 matching = [
                     i for i, e in enumerate(shown)
@@ -329,30 +356,26 @@ class AccessClient:
                 self._refuse(result, "approver set", exc)
                 break
         if current != before:
-            state["approver_set"] = current.to_obj()
+            state.approver_set = current
             # Warrants approved under a set this device has moved on from stop here.
-            keep = current.set_hash.hex()
-            state["active"] = [
-                a for a in state["active"] if a["warrant"]["warrant"]["approver_set"] == keep
-            ]
+            state.active = [a for a in state.active if a.warrant.approver_set == current.set_hash]
 
     # --- sync ---------------------------------------------------------------------------------
 
     def sync(self) -> SyncResult:
         """One sync with the server (see the module docstring). Never raises for a refusal;
         raises only if the server cannot be reached or answers malformed data."""
-        owner = self._owner
+        ctx = self._ctx
         result = SyncResult()
         state = self._load()
-        last = self._last_checkpoint()
-        current_set = state["approver_set"]
+        last = ctx.log_trust.last_checkpoint()
         params = {
             "since": last.size if last else 0,
-            "sets_after": 0 if current_set is None else current_set["version"],
-            "disclosures_from": state["disclosures_from"],
+            "sets_after": 0 if state.approver_set is None else state.approver_set.version,
+            "disclosures_from": state.disclosures_from,
         }
         try:
-            answer = owner.api.call(AccessSync, "GET", "/v1/access/sync", params=params)
+            answer = ctx.api.call(AccessSync, "GET", "/v1/access/sync", params=params)
         except NotFound:
             self.last_sync = result
             return result  # a server without lawful access
@@ -362,7 +385,7 @@ class AccessClient:
             self._refuse(result, "sync", exc)  # nothing from this answer is used
             self.last_sync = result
             return result
-        now = int(time.time())
+        now = now_s(ctx.clock)
         try:
             entries = [_proven_entry(p, checkpoint) for p in answer.approver_sets]
             self._adopt_sets(state, entries, result)
@@ -372,9 +395,9 @@ class AccessClient:
             self._take_delivery(state, obj, last, now, result)
         for item in answer.disclosures:
             self._take_disclosure(state, item.disclosure, item.commitment, checkpoint, result)
-        _drop_ended(state, now)
-        with owner.store.transaction():
-            self._store_checkpoint(checkpoint, last)
+        state.drop_ended(now)
+        with ctx.store.transaction():
+            ctx.log_trust.advance(checkpoint, last=last)
             self._save(state)
         self.flush()
         self.last_sync = result
@@ -392,74 +415,75 @@ class AccessClient:
 
     def _take_delivery(
         self,
-        state: dict[str, Any],
+        state: AccessState,
         obj: dict[str, Any],
         last: Checkpoint | None,
         now: int,
         result: SyncResult,
     ) -> None:
-        owner = self._owner
+        ctx = self._ctx
         try:
             delivery = WarrantDelivery.from_bytes(canonical_json(obj))
         except InvalidInput as exc:
             self._refuse(result, "warrant", exc)
             return
         wid = delivery.signed_warrant.warrant_id.hex()
-        if any(a["warrant"] == delivery.signed_warrant.to_obj() for a in state["active"]):
+        delivered = delivery.signed_warrant.to_obj()
+        if any(a.verified.signed_warrant.to_obj() == delivered for a in state.active):
             return  # already acting on it; its sequence continues
         try:
-            if wid in state["seen"]:
+            if wid in state.seen:
                 # W6, before anything else: a warrant this device has used is never restarted.
                 raise ProtocolError(
                     "warrant was already delivered and used", code="warrant_replayed"
                 )
-            if state["approver_set"] is None:
+            if state.approver_set is None:
                 raise VerificationError(
                     "no approver set is pinned on this device", code="approver_set_mismatch"
                 )
             verified = verify_warrant_for_device(
                 delivery,
-                account=owner.account_name,
-                approver_set=ApproverSet.from_obj(state["approver_set"]),
-                log_policy=owner._log_policy(),
+                account=ctx.identity.account_name,
+                approver_set=state.approver_set,
+                log_policy=ctx.log_trust.policy(),
                 last_checkpoint=last,
                 now=now,
-                seen_warrant_ids={bytes.fromhex(s) for s in state["seen"]},
+                seen_warrant_ids={bytes.fromhex(s) for s in state.seen},
                 max_duration_s=self.max_duration_s,
             )
         except AccordError as exc:
             self._refuse(result, f"warrant {wid[:16]}", exc)
             return
-        entry = _stored(verified)
-        state["seen"].append(wid)
-        state["active"].append(entry)
+        active = ActiveWarrant(verified)
+        state.seen.append(wid)
+        state.active.append(active)
         result.accepted.append(wid)
-        self._backfill(state, entry, now)
+        self._backfill(state, active, now)
 
-    def _backfill(self, state: dict[str, Any], entry: dict[str, Any], now: int) -> None:
+    def _backfill(self, state: AccessState, active: ActiveWarrant, now: int) -> None:
         """Copy what this device sent earlier in the window, before it had the warrant."""
-        window = entry["warrant"]["warrant"]["timespan"]
-        for record in self._owner.store.messages():
+        start_time = active.warrant.start_time
+        for record in self._ctx.store.messages():
             if record.get("direction") != "out":
                 continue
             try:
                 content = Content.model_validate(record["content"])
             except ValueError:
                 continue
-            if content.sender.device_id != self._owner.device_id:
+            if content.sender.device_id != self._ctx.identity.device_id:
                 continue
-            if window["start_time"] <= content.sent_at // 1000 < now:
-                self._seal_into(state, [entry], self._intercepted(content, Direction.SENT), now)
+            if start_time <= content.sent_at // 1000 < now:
+                self._seal_into(state, [active], self._intercepted(content, Direction.SENT), now)
 
     def _take_disclosure(
         self,
-        state: dict[str, Any],
+        state: AccessState,
         disclosure: ProvenEntry,
         commitment: ProvenEntry,
         checkpoint: Checkpoint,
         result: SyncResult,
     ) -> None:
-        state["disclosures_from"] = max(state["disclosures_from"], disclosure.index + 1)
+        state.disclosures_from = max(state.disclosures_from, disclosure.index + 1)
         try:
             opened = parse_access_entry(_proven_entry(disclosure, checkpoint))
             committed = parse_access_entry(_proven_entry(commitment, checkpoint))
@@ -469,7 +493,7 @@ class AccessClient:
                 raise ProtocolError("not a disclosure and its commitment")
             if commitment.index >= disclosure.index:
                 raise ProtocolError("disclosure logged before its commitment")
-            notice = disclosure_notice(opened, committed, account=self._owner.account_name)
+            notice = disclosure_notice(opened, committed, account=self._ctx.identity.account_name)
         except AccordError as exc:
             self._refuse(result, f"disclosure at {disclosure.index}", exc)
             return
@@ -481,21 +505,21 @@ class AccessClient:
     def _intercepted(
         self, content: Content, direction: Direction, *, sender: str | None = None
     ) -> InterceptedMessage:
-        owner = self._owner
+        ctx = self._ctx
         to = content.to
         if to.account is not None:
             recipients: tuple[str, ...] = (to.account,)
             conversation = f"account:{to.account}"
         else:
             assert to.group is not None
-            raw = owner.store.group_state(to.group)
+            raw = ctx.store.group_state(to.group)
             members = json.loads(raw)["members"] if raw else []
-            recipients = tuple(sorted(set(members) - {sender or owner.account_name}))
+            recipients = tuple(sorted(set(members) - {sender or ctx.identity.account_name}))
             conversation = f"group:{to.group}"
         return InterceptedMessage(
             direction=direction,
             occurred_at=content.sent_at // 1000,
-            sender=sender or owner.account_name,
+            sender=sender or ctx.identity.account_name,
             recipients=recipients,
             conversation_id=conversation,
             message_id=content.message_id,
@@ -510,34 +534,33 @@ class AccessClient:
 
     def _seal_into(
         self,
-        state: dict[str, Any],
-        active: Iterable[dict[str, Any]],
+        state: AccessState,
+        active: Iterable[ActiveWarrant],
         message: InterceptedMessage,
         now: int,
     ) -> None:
-        for entry in active:
-            sealer = RecordSealer(
-                _verified(entry), device_id=self._owner.device_id, next_seq=entry["next_seq"]
-            )
+        device_id = self._ctx.identity.device_id
+        for warrant in active:
+            sealer = RecordSealer(warrant.verified, device_id=device_id, next_seq=warrant.next_seq)
             try:
                 record = sealer.seal(message, now=now)
             except (AuthorizationError, InvalidInput):
                 continue  # outside the window (the device stops), or too large to copy
-            entry["next_seq"] = sealer.next_seq
-            state["outbox"].append(record.to_obj())
+            warrant.next_seq = sealer.next_seq
+            state.outbox.append(record)
 
     def on_sent(self, content: Content) -> None:
         """Hook: a message this device sent was stored (inside that local transaction)."""
         if not self._busy_now():
             return
-        now = int(time.time())
+        now = now_s(self._ctx.clock)
         state = self._load()
-        _drop_ended(state, now)
+        state.drop_ended(now)
         try:
             message = self._intercepted(content, Direction.SENT)
         except (InvalidInput, ValueError):
             return
-        self._seal_into(state, state["active"], message, now)
+        self._seal_into(state, state.active, message, now)
         self._save(state)
 
     def on_received(self, message: ReceivedMessage) -> None:
@@ -548,15 +571,15 @@ class AccessClient:
         """
         if not self._busy_now() or message.evidence is None:
             return
-        now = int(time.time())
+        now = now_s(self._ctx.clock)
         state = self._load()
-        _drop_ended(state, now)
+        state.drop_ended(now)
         content = message.evidence.content.model_copy(update={"sent_at": now * 1000})
         try:
             intercepted = self._intercepted(content, Direction.RECEIVED, sender=message.sender)
         except (InvalidInput, ValueError):
             return
-        self._seal_into(state, state["active"], intercepted, now)
+        self._seal_into(state, state.active, intercepted, now)
         self._save(state)
 
     def flush(self) -> None:
@@ -566,7 +589,7 @@ class AccessClient:
         if not self._busy_now():
             return
         state = self._load()
-        queue = [SealedRecord.from_bytes(canonical_json(r)) for r in state["outbox"]]
+        queue = state.outbox
         done: set[tuple[bytes, str, int]] = set()
         start = 0
         while start < len(queue):
@@ -582,7 +605,7 @@ class AccessClient:
                 size += len(queue[start + len(batch)].ciphertext)
                 batch.append(queue[start + len(batch)])
             try:
-                self._owner.api.call(
+                self._ctx.api.call(
                     RecordsStored,
                     "POST",
                     "/v1/access/records",
@@ -596,11 +619,9 @@ class AccessClient:
             start += len(batch)
         if not done:
             return
-        with self._owner.store.transaction():
+        with self._ctx.store.transaction():
             state = self._load()
-            state["outbox"] = [
-                r
-                for r in state["outbox"]
-                if (bytes.fromhex(r["warrant_id"]), r["device_id"], r["seq"]) not in done
+            state.outbox = [
+                r for r in state.outbox if (r.warrant_id, r.device_id, r.seq) not in done
             ]
             self._save(state)

@@ -15,6 +15,7 @@ from accord.errors import (
     AuthenticationError,
     AuthorizationError,
     Conflict,
+    DecryptionError,
     InvalidInput,
     NotFound,
     ProtocolError,
@@ -22,6 +23,8 @@ from accord.errors import (
     RateLimited,
     ServiceError,
     TooLarge,
+    UnsupportedVersion,
+    VerificationError,
 )
 from accord.wire.messaging import StaleDevices
 
@@ -38,14 +41,42 @@ class StaleDevicesResponse(Conflict):
         self.body = body
 
 
-_BY_STATUS: dict[int, type[AccordError]] = {
-    400: InvalidInput,
-    401: AuthenticationError,
-    403: AuthorizationError,
-    404: NotFound,
-    409: Conflict,
-    413: TooLarge,
-}
+# The server answers a refused request with a 4xx status and `{"code": ..., "message": ...}`,
+# the code taken from the exception tree (src/accord/errors.py). These are the classes a code
+# turns back into, for a caller to catch.
+_REFUSALS: tuple[type[AccordError], ...] = (
+    InvalidInput,
+    TooLarge,
+    UnsupportedVersion,
+    AuthenticationError,
+    AuthorizationError,
+    NotFound,
+    Conflict,
+    StaleDevicesResponse,
+    RateLimited,
+    QueueFull,
+    VerificationError,
+    DecryptionError,
+    ProtocolError,
+)
+
+
+def _most_general_by_status(classes: tuple[type[AccordError], ...]) -> dict[int, type[AccordError]]:
+    """For each status, the class all the others with that status derive from, if one does."""
+    table: dict[int, type[AccordError]] = {}
+    for status in sorted({cls.http_status for cls in classes}):
+        same = [cls for cls in classes if cls.http_status == status]
+        roots = [cls for cls in same if all(issubclass(other, cls) for other in same)]
+        if roots:
+            table[status] = roots[0]
+    return table
+
+
+_ERROR_BY_CODE = {cls.code: cls for cls in _REFUSALS}
+# A refusal with a code of its own ("threshold_not_met", "warrant_replayed", ...) is raised on the
+# server as one of these classes, whose status it carries. 422 is shared by three unrelated
+# classes, so such a refusal at 422 stays a ServiceError with its code.
+_ERROR_BY_STATUS = _most_general_by_status(_REFUSALS)
 
 
 def _error_from(response: httpx.Response) -> AccordError:
@@ -54,22 +85,24 @@ def _error_from(response: httpx.Response) -> AccordError:
         code, message = str(body.get("code", "")), str(body.get("message", ""))
     except (ValueError, AttributeError):
         body, code, message = None, "", ""
-    if response.status_code == 409 and code == "stale_devices" and isinstance(body, dict):
+    status = response.status_code
+    cls = None
+    if 400 <= status < 500:
+        cls = _ERROR_BY_CODE.get(code) or _ERROR_BY_STATUS.get(status)
+    if cls is StaleDevicesResponse:
         try:
             return StaleDevicesResponse(StaleDevices.model_validate(body))
         except ValidationError:
-            pass
-    if response.status_code == 429:
+            cls = Conflict
+    if cls is not None and issubclass(cls, RateLimited):
         retry = response.headers.get("Retry-After", "1")
-        cls_429 = QueueFull if code == "queue_full" else RateLimited
-        return cls_429(message or None, retry_after_s=int(retry) if retry.isdigit() else 1)
-    cls = _BY_STATUS.get(response.status_code)
+        return cls(message or None, retry_after_s=int(retry) if retry.isdigit() else 1)
     if cls is not None:
         return cls(message or None, code=code or None)
     return ServiceError(
-        f"server answered {response.status_code}" + (f" ({code})" if code else ""),
+        f"server answered {status}" + (f" ({code})" if code else ""),
         code=code or None,
-        status=response.status_code,
+        status=status,
     )
 
 

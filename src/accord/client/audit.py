@@ -10,7 +10,6 @@ each (device registrations carry the device's own signature); recompute the lawf
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 import httpx
 
 from accord.client.api import ServerApi
+from accord.client.log_trust import fetch_consistency_proof
+from accord.clock import Clock, clock_from_env, now_s
 from accord.errors import AccordError, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode, b64encode
 from accord.protocols.access.audit import AuditReport, audit_access_entries
@@ -68,16 +69,22 @@ def fetch_checkpoint(server: str, *, transport: httpx.BaseTransport | None = Non
 
 
 def audit_log(
-    server: str, state_dir: Path, *, transport: httpx.BaseTransport | None = None
+    server: str,
+    state_dir: Path,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    clock: Clock | None = None,
 ) -> AuditResult:
+    """Audit the log at `server`, extending the audit kept under `state_dir`. `clock` dates the
+    lawful-access report (which disclosures are overdue); default `clock_from_env()`."""
     api = ServerApi(server, transport=transport)
     try:
-        return _audit(api, server.rstrip("/"), state_dir)
+        return _audit(api, server.rstrip("/"), state_dir, clock or clock_from_env())
     finally:
         api.close()
 
 
-def _audit(api: ServerApi, server: str, state_dir: Path) -> AuditResult:
+def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditResult:
     state_path = state_dir / STATE_FILE
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
     info = api.request("GET", "/v1/log/info", auth=False)
@@ -92,15 +99,7 @@ def _audit(api: ServerApi, server: str, state_dir: Path) -> AuditResult:
         previous = Checkpoint(
             info["origin"], int(seen["size"]), b64decode(seen["root"], max_bytes=32)
         )
-        proof: list[bytes] = []
-        if 0 < previous.size < checkpoint.size:
-            raw = api.request(
-                "GET",
-                "/v1/log/proof/consistency",
-                params={"old": previous.size, "new": checkpoint.size},
-                auth=False,
-            )
-            proof = [b64decode(h, max_bytes=32) for h in raw["proof"]]
+        proof = fetch_consistency_proof(api, previous, checkpoint)
         verify_checkpoint_extends(previous, checkpoint, proof)  # V3
     leaves: list[bytes] = []
     access_entries: list[tuple[int, bytes]] = []
@@ -158,6 +157,6 @@ def _audit(api: ServerApi, server: str, state_dir: Path) -> AuditResult:
         invalid=invalid,
         previous_size=previous.size if previous is not None else None,
         access=audit_access_entries(
-            [(i, e) for i, e in access_entries if i < checkpoint.size], now=int(time.time())
+            [(i, e) for i, e in access_entries if i < checkpoint.size], now=now_s(clock)
         ),
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hmac
 import json
 import os
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 import httpx
 
 from accord.client.api import ServerApi
+from accord.clock import Clock, clock_from_env, now_s
 from accord.errors import (
     AuthorizationError,
     DecryptionError,
@@ -371,9 +371,11 @@ def register_agency(
     home: Path,
     *,
     transport: httpx.BaseTransport | None = None,
+    clock: Clock | None = None,
 ) -> tuple[SignedAgencyKey, AgencyKeyRegistered]:
     """`accord agency register`: k approvers of the current set sign the agency's key; the
-    server logs it. The registration is kept under ``home`` for `draft_warrant_file`."""
+    server logs it. The registration is kept under ``home`` for `draft_warrant_file`. `clock`
+    dates the registration (default `clock_from_env()`)."""
     agency_id, name, public_key = load_agency_public(public_file)
     current = fetch_current_approver_set(server, transport=transport)
     key = AgencyKey(
@@ -381,7 +383,7 @@ def register_agency(
         name=name,
         public_key=public_key,
         approver_set=current.set_hash,
-        registered_at=int(time.time()),
+        registered_at=now_s(clock or clock_from_env()),
     )
     signed = SignedAgencyKey(key)
     for approver in keys:
@@ -500,9 +502,12 @@ def submit_warrant(
         api.close()
 
 
-def public_report(server: str, *, transport: httpx.BaseTransport | None = None) -> AuditReport:
+def public_report(
+    server: str, *, transport: httpx.BaseTransport | None = None, clock: Clock | None = None
+) -> AuditReport:
     """`accord warrant list`: the public view, recomputed from the server's lawful-access
-    entries (`accord log audit` recomputes it from the whole log)."""
+    entries (`accord log audit` recomputes it from the whole log). `clock` says which
+    disclosures are overdue (default `clock_from_env()`)."""
     api = _api(server, transport)
     indexed: list[tuple[int, bytes]] = []
     try:
@@ -517,7 +522,7 @@ def public_report(server: str, *, transport: httpx.BaseTransport | None = None) 
             start = page.entries[-1].index + 1
     finally:
         api.close()
-    return audit_access_entries(indexed, now=int(time.time()))
+    return audit_access_entries(indexed, now=now_s(clock or clock_from_env()))
 
 
 # --- the agency fetches -----------------------------------------------------------------------

@@ -13,9 +13,10 @@ import hmac
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from accord.errors import (
 )
 from accord.primitives.encoding import b64decode, b64encode
 from accord.primitives.storage_crypto import KdfParams, LocalVault, derive_root_key
+from accord.protocols.translog.note import Checkpoint
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,6 +58,15 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS processed (envelope_id INTEGER PRIMARY KEY);
 """
 
+# Names of sealed records (not secrets themselves).
+_OLM_ACCOUNT = "olm_account"
+_AUTH_TOKEN = "token"  # noqa: S105
+_MATCHING_SECRET = "matching_secret"  # noqa: S105
+_ACCESS_STATE = "access_state"
+
+
+DeviceKey = tuple[str, str]  # (account, device_id)
+
 
 @dataclass(frozen=True, slots=True)
 class PinnedDevice:
@@ -63,6 +74,51 @@ class PinnedDevice:
     device_id: str
     ed25519: str
     curve25519: str
+
+
+@dataclass(frozen=True, slots=True)
+class HomeDevice:
+    """Which server, account and device a home directory belongs to."""
+
+    server: str
+    account: str
+    device_id: str
+
+
+class DeviceStatus(StrEnum):
+    REGISTERED = "registered"  # the server made the account; keys are not published yet
+    LINKING = "linking"  # waiting for another device of the account to approve this one
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class LogAnchors:
+    """The transparency log as this device pinned it: origin and key (from the server, on first
+    contact), and the witnesses and quorum its user configured."""
+
+    origin: str
+    vkey: str
+    witnesses: tuple[str, ...] = ()
+    quorum: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthToken:
+    token: str
+    expires_at_ms: int
+
+
+def encode_checkpoint(checkpoint: Checkpoint) -> str:
+    """The one stored form of an accepted checkpoint: its size and base64 root hash (the origin
+    is the pinned log's)."""
+    return f"{checkpoint.size} {b64encode(checkpoint.root_hash)}"
+
+
+def decode_checkpoint(text: str, origin: str) -> Checkpoint:
+    size_text, _, root_text = text.partition(" ")
+    if not size_text.isdigit():
+        raise InvalidInput("malformed stored checkpoint")
+    return Checkpoint(origin, int(size_text), b64decode(root_text, max_bytes=32))
 
 
 class HomeLock:
@@ -172,6 +228,107 @@ class LocalStore:
     def pickle_key(self) -> bytes:
         return self._vault().pickle_key
 
+    # --- this home's device -----------------------------------------------------------------
+
+    def home_device(self) -> HomeDevice | None:
+        server, account, device_id = (self.get_meta(k) for k in ("server", "account", "device_id"))
+        if server is None or account is None or device_id is None:
+            return None
+        return HomeDevice(server, account, device_id)
+
+    def set_home_device(self, device: HomeDevice) -> None:
+        self.set_meta("server", device.server)
+        self.set_meta("account", device.account)
+        self.set_meta("device_id", device.device_id)
+
+    def device_status(self) -> DeviceStatus | None:
+        value = self.get_meta("status")
+        return None if value is None else DeviceStatus(value)
+
+    def set_device_status(self, status: DeviceStatus) -> None:
+        self.set_meta("status", status.value)
+
+    def olm_account_pickle(self) -> str | None:
+        raw = self.get_secret(_OLM_ACCOUNT)
+        return None if raw is None else raw.decode()
+
+    def set_olm_account_pickle(self, pickle: str) -> None:
+        self.put_secret(_OLM_ACCOUNT, pickle.encode())
+
+    def auth_token(self) -> AuthToken | None:
+        raw = self.get_secret(_AUTH_TOKEN)
+        if raw is None:
+            return None
+        token, _, expires = raw.decode().partition(" ")
+        return AuthToken(token, int(expires)) if expires.isdigit() else None
+
+    def set_auth_token(self, token: AuthToken) -> None:
+        self.put_secret(_AUTH_TOKEN, f"{token.token} {token.expires_at_ms}".encode())
+
+    # --- trust anchors ----------------------------------------------------------------------
+
+    def log_anchors(self) -> LogAnchors | None:
+        origin, vkey = self.get_meta("log_origin"), self.get_meta("log_vkey")
+        if origin is None or vkey is None:
+            return None
+        witnesses = json.loads(self.get_meta("log_witnesses") or "[]")
+        quorum = int(self.get_meta("log_quorum") or "0")
+        return LogAnchors(origin, vkey, tuple(str(w) for w in witnesses), quorum)
+
+    def set_log_anchors(self, anchors: LogAnchors) -> None:
+        self.set_meta("log_origin", anchors.origin)
+        self.set_meta("log_vkey", anchors.vkey)
+        self.set_meta("log_witnesses", json.dumps(list(anchors.witnesses)))
+        self.set_meta("log_quorum", str(anchors.quorum))
+
+    def log_checkpoint(self) -> Checkpoint | None:
+        """The last log checkpoint this device accepted (None before the first)."""
+        raw = self.get_meta("log_checkpoint")
+        if raw is None:
+            return None
+        return decode_checkpoint(raw, self.get_meta("log_origin") or "")
+
+    def set_log_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.set_meta("log_checkpoint", encode_checkpoint(checkpoint))
+
+    def known_devices(self) -> frozenset[str]:
+        """This account's device ids that this device added or has told its user about."""
+        raw = self.get_meta("known_devices")
+        return frozenset(json.loads(raw)) if raw else frozenset()
+
+    def add_known_devices(self, device_ids: Iterable[str]) -> None:
+        known = self.known_devices() | set(device_ids)
+        self.set_meta("known_devices", json.dumps(sorted(known)))
+
+    # --- counters ---------------------------------------------------------------------------
+
+    def notices_seen(self) -> int:
+        """The id of the last trust-and-safety notice shown to the user."""
+        return int(self.get_meta("notices_seen") or 0)
+
+    def set_notices_seen(self, notice_id: int) -> None:
+        self.set_meta("notices_seen", str(notice_id))
+
+    def matching_images(self) -> int:
+        """How many images this device has made safety vouchers for."""
+        return int(self.get_meta("matching_images") or 0)
+
+    def set_matching_images(self, count: int) -> None:
+        self.set_meta("matching_images", str(count))
+
+    def matching_secret(self) -> bytes | None:
+        return self.get_secret(_MATCHING_SECRET)
+
+    def set_matching_secret(self, secret: bytes) -> None:
+        self.put_secret(_MATCHING_SECRET, secret)
+
+    def access_state(self) -> bytes | None:
+        """The lawful-access state record (client/access.py), sealed."""
+        return self.get_secret(_ACCESS_STATE)
+
+    def set_access_state(self, record: bytes) -> None:
+        self.put_secret(_ACCESS_STATE, record)
+
     # --- sealed secrets ---------------------------------------------------------------------
 
     def put_secret(self, name: str, value: bytes) -> None:
@@ -240,7 +397,7 @@ class LocalStore:
 
     # --- Megolm sessions --------------------------------------------------------------------
 
-    def outbound_group(self, group: str) -> tuple[str, set[tuple[str, str]]] | None:
+    def outbound_group(self, group: str) -> tuple[str, set[DeviceKey]] | None:
         row = self._conn.execute(
             "SELECT pickle, shared_with FROM outbound_groups WHERE grp = ?", (group,)
         ).fetchone()
@@ -249,7 +406,7 @@ class LocalStore:
         shared = {(a, d) for a, d in json.loads(row["shared_with"])}
         return row["pickle"], shared
 
-    def save_outbound_group(self, group: str, pickle: str, shared: set[tuple[str, str]]) -> None:
+    def save_outbound_group(self, group: str, pickle: str, shared: set[DeviceKey]) -> None:
         self._conn.execute(
             "INSERT INTO outbound_groups (grp, pickle, shared_with) VALUES (?, ?, ?) "
             "ON CONFLICT (grp) DO UPDATE SET pickle = excluded.pickle, "
@@ -264,7 +421,7 @@ class LocalStore:
         return row
 
     def save_inbound_group(
-        self, session_id: str, group: str, sender: tuple[str, str], pickle: str
+        self, session_id: str, group: str, sender: DeviceKey, pickle: str
     ) -> None:
         self._conn.execute(
             "INSERT INTO inbound_groups (session_id, grp, sender_account, sender_device, pickle) "

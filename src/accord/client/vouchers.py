@@ -15,10 +15,11 @@ image counter that selects the key epoch is kept beside it.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from accord.client.context import ClientContext
+from accord.client.log_trust import ProofEncoding, decode_proof
 from accord.errors import AccordError, InvalidInput, NotFound, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode, b64encode
 from accord.protocols.detection.hashers import hash_file, sniff_kind
@@ -31,12 +32,8 @@ from accord.protocols.private_matching.voucher import (
     VoucherClient,
     make_visual_derivative,
 )
-from accord.protocols.translog.verify import verify_entry_inclusion
 from accord.wire.matching import VOUCHERS_EXTENSION, TableInfo, matching_account_id
 from accord.wire.messaging import Content
-
-if TYPE_CHECKING:
-    from accord.client.client import AccordClient
 
 #: How long a checked table is used before asking the server again (it accepts vouchers for the
 #: previous table for ten minutes after publishing a new one).
@@ -44,15 +41,13 @@ TABLE_REFRESH_S = 60.0
 #: Refuse to download a table larger than this (about 1.9 million banked hashes).
 MAX_TABLE_BYTES = 4 << 30
 TABLES_DIR = "matching-tables"
-_SECRET_NAME = "matching_secret"  # noqa: S105 (the name of a sealed store entry)
-_COUNTER_META = "matching_images"
 
 
 class SafetyVouchers:
     """Vouchers for one device, against the server's current (logged) table."""
 
-    def __init__(self, client: AccordClient) -> None:
-        self._client = client
+    def __init__(self, ctx: ClientContext) -> None:
+        self._ctx = ctx
         self._maker: VoucherClient | None = None
         self._checked_at = float("-inf")
         self._held: dict[str, str] = {}
@@ -92,17 +87,18 @@ class SafetyVouchers:
         maker = self._voucher_client()
         if maker is None or not _is_image(path):
             return False
-        counter = int(self._client.store.get_meta(_COUNTER_META) or 0)
+        counter = self._ctx.store.matching_images()
         keys = maker.keys(maker.epoch_for_image(counter))
         return keys.is_synthetic(_image_signal(path)[0])
 
     # --- the table (C1) -----------------------------------------------------------------------
 
     def _voucher_client(self) -> VoucherClient | None:
-        if self._maker is not None and time.monotonic() - self._checked_at < TABLE_REFRESH_S:
+        now = self._ctx.clock.monotonic()
+        if self._maker is not None and now - self._checked_at < TABLE_REFRESH_S:
             return self._maker
         try:
-            raw = self._client.api.request("GET", "/v1/matching/table", auth=False)
+            raw = self._ctx.api.request("GET", "/v1/matching/table", auth=False)
         except NotFound:  # no table published: nothing to match against
             self._maker = None
             return None
@@ -114,24 +110,26 @@ class SafetyVouchers:
         if current is None or current.table_digest.hex() != info.digest:
             digest = self._verify_logged(info)
             table = self._load_table(digest, info.size)
+            identity = self._ctx.identity
             current = VoucherClient(
                 table=table,
                 table_digest=digest,
-                account_id=matching_account_id(self._client.account_name, self._client.device_id),
+                account_id=matching_account_id(identity.account_name, identity.device_id),
                 secret=self._secret(),
             )
         self._maker = current
-        self._checked_at = time.monotonic()
+        self._checked_at = self._ctx.clock.monotonic()
         return current
 
     def _verify_logged(self, info: TableInfo) -> TableDigest:
         """The table's digest, taken from a log entry proven included in a checkpoint this
         device accepted (transparency steps V1-V4)."""
-        checkpoint = self._client._accept_checkpoint(info.checkpoint)
+        log_trust = self._ctx.log_trust
+        checkpoint = log_trust.accept_checkpoint(info.checkpoint)
         entry = b64decode(info.log_entry, max_bytes=32_768, what="log entry")
-        proof = [b64decode(h, max_bytes=32, what="proof") for h in info.inclusion_proof]
+        proof = decode_proof(info.inclusion_proof, ProofEncoding.BASE64)
         try:
-            verify_entry_inclusion(entry, info.log_index, checkpoint, proof)
+            log_trust.verify_inclusion(entry, info.log_index, checkpoint, proof)
             parsed = parse_matching_entry(entry)
         except (VerificationError, InvalidInput):
             raise VerificationError(
@@ -146,7 +144,7 @@ class SafetyVouchers:
     def _load_table(self, digest: TableDigest, size: int) -> BlindedTable:
         """The table file, from this device's cache or the server; refused unless its SHA-256
         is the logged digest."""
-        folder = self._client.home / TABLES_DIR
+        folder = self._ctx.home / TABLES_DIR
         cached = folder / f"{digest.hex()}.table"
         if cached.is_file():
             try:
@@ -155,7 +153,7 @@ class SafetyVouchers:
                 cached.unlink(missing_ok=True)
         if not 0 < size <= MAX_TABLE_BYTES:
             raise ProtocolError("matching table size out of limits")
-        data = self._client.api.request_raw("GET", f"/v1/matching/tables/{digest.hex()}").content
+        data = self._ctx.api.request_raw("GET", f"/v1/matching/tables/{digest.hex()}").content
         table = BlindedTable.parse(data, expected_digest=digest)
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.table"):
@@ -168,19 +166,19 @@ class SafetyVouchers:
     # --- the device's secret and image counter (C2) -------------------------------------------
 
     def _secret(self) -> AccountMatchingSecret:
-        store = self._client.store
+        store = self._ctx.store
         with store.transaction():
-            raw = store.get_secret(_SECRET_NAME)
+            raw = store.matching_secret()
             if raw is None:
                 raw = AccountMatchingSecret.generate().value
-                store.put_secret(_SECRET_NAME, raw)
+                store.set_matching_secret(raw)
         return AccountMatchingSecret(raw)
 
     def _next_epoch(self, maker: VoucherClient) -> int:
-        store = self._client.store
+        store = self._ctx.store
         with store.transaction():
-            counter = int(store.get_meta(_COUNTER_META) or 0)
-            store.set_meta(_COUNTER_META, str(counter + 1))
+            counter = store.matching_images()
+            store.set_matching_images(counter + 1)
         return maker.epoch_for_image(counter)
 
 

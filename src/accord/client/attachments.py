@@ -1,0 +1,114 @@
+"""Attachments: encrypted (key-committing) before upload, each with its safety voucher; fetched,
+checked and decrypted into the home directory on receipt."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from accord.client.context import ClientContext
+from accord.client.received import EnvelopeRejected, ReceivedAttachment
+from accord.client.vouchers import SafetyVouchers
+from accord.errors import DecryptionError, InvalidInput, NotFound, ProtocolError
+from accord.primitives.attachment import AttachmentSecrets, decrypt_file, encrypt_file
+from accord.primitives.encoding import b64decode, b64encode
+from accord.wire.messaging import AttachmentRef
+
+DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
+ATTACHMENTS_DIR = "attachments"
+
+
+def safe_name(name: str) -> str:
+    """A file name that stays inside the folder it is written to."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = re.sub(r"[^A-Za-z0-9._ -]", "_", base).strip(" .")[:120]
+    return base or "attachment"
+
+
+class Attachments:
+    def __init__(
+        self,
+        ctx: ClientContext,
+        vouchers: SafetyVouchers,
+        *,
+        max_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
+    ) -> None:
+        self._ctx = ctx
+        self._vouchers = vouchers
+        self.max_bytes = max_bytes
+
+    def upload(self, paths: Sequence[Path]) -> list[AttachmentRef]:
+        """Step 7: a voucher from each plaintext, then the file encrypted and uploaded."""
+        refs = []
+        for path in paths:
+            path = Path(path)
+            if not path.is_file():
+                raise InvalidInput(f"no such file: {path.name}")
+            if path.stat().st_size > self.max_bytes:
+                raise InvalidInput(f"{path.name} is larger than {self.max_bytes} bytes")
+            voucher = self._vouchers.prepare(path)  # from the plaintext, before encryption
+            with tempfile.TemporaryDirectory(dir=self._ctx.home) as tmp:
+                blob = Path(tmp) / "blob"
+                secrets_ = encrypt_file(path, blob, max_plaintext_bytes=self.max_bytes)
+                created = self._ctx.api.upload_blob(blob, secrets_.sha256)
+            self._vouchers.hold(str(created["blob_id"]), voucher)
+            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            refs.append(
+                AttachmentRef(
+                    blob_id=str(created["blob_id"]),
+                    name=safe_name(path.name),
+                    media_type=media_type,
+                    size=secrets_.size,
+                    sha256=b64encode(secrets_.sha256),
+                    key=b64encode(secrets_.key),
+                )
+            )
+        return refs
+
+    def fetch(self, message_id: str, ref: AttachmentRef) -> ReceivedAttachment:
+        """Step 12: download, check the ciphertext's hash and decrypt; a failure rejects the
+        message."""
+        try:
+            att = AttachmentSecrets(
+                key=b64decode(ref.key, max_bytes=32),
+                sha256=b64decode(ref.sha256, max_bytes=32),
+                size=ref.size,
+            )
+        except InvalidInput:
+            raise EnvelopeRejected("malformed attachment reference") from None
+        if ref.size > self.max_bytes:
+            raise EnvelopeRejected("attachment larger than this device accepts")
+        folder = self._folder(message_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / safe_name(ref.name)
+        with tempfile.TemporaryDirectory(dir=self._ctx.home) as tmp:
+            blob = Path(tmp) / "blob"
+            try:
+                self._ctx.api.download_blob(ref.blob_id, blob, ref.size + 64)
+            except NotFound:
+                raise EnvelopeRejected("attachment is missing on the server") from None
+            except ProtocolError:
+                raise EnvelopeRejected("attachment failed verification") from None
+            try:
+                decrypt_file(blob, dest, att)
+            except DecryptionError:
+                raise EnvelopeRejected("attachment failed verification") from None
+        digest = hashlib.sha256()
+        with dest.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return ReceivedAttachment(
+            name=ref.name, size=ref.size, sha256=digest.hexdigest(), path=str(dest)
+        )
+
+    def discard(self, message_id: str) -> None:
+        """Remove what was fetched for a message that was then rejected."""
+        shutil.rmtree(self._folder(message_id), True)
+
+    def _folder(self, message_id: str) -> Path:
+        return self._ctx.home / ATTACHMENTS_DIR / safe_name(message_id)
