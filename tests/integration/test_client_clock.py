@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from accord.client.client import AccordClient
 from accord.clock import ManualClock
 
 PASS = "test passphrase"
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_messages_are_dated_by_the_clients_clock(server, tmp_path):  # type: ignore[no-untyped-def]
+def test_messages_are_dated_by_the_clients_clock(sqlite_server, tmp_path, unique):  # type: ignore[no-untyped-def]
+    server = sqlite_server
     clock = ManualClock(start_s=int(time.time()) + 3 * 86_400)
-    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS, clock=clock)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, clock=clock
+    )
+    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
     try:
-        alice.send("bob", "from three days ahead")
+        alice.send(unique("bob"), "from three days ahead")
         clock.advance(60)
-        alice.send("bob", "a minute later")
+        alice.send(unique("bob"), "a minute later")
         [first, second] = bob.receive().messages
         assert first.sent_at == (clock.time() - 60) * 1000
         assert second.sent_at == clock.time() * 1000
