@@ -8,11 +8,14 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from accord.errors import AccordError, InvalidInput
+
+if TYPE_CHECKING:
+    from accord.primitives.storage_crypto import KdfCost
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -88,6 +91,16 @@ def describe_os_error(exc: OSError) -> str:
 def home_dir(ctx: click.Context) -> Path:
     home = ctx.find_root().obj.get("home") if ctx.find_root().obj else None
     return Path(home) if home else Path.home() / ".accord"
+
+
+def kdf_cost(ctx: click.Context) -> KdfCost:
+    """The Argon2id cost for a new local store: RFC 9106's, unless an in-process caller (the
+    tests) put a lower one in the context object; no option or variable exposes it."""
+    from accord.primitives.storage_crypto import DEFAULT_KDF_COST, KdfCost
+
+    obj = ctx.find_root().obj or {}
+    cost = obj.get("kdf_cost")
+    return cost if isinstance(cost, KdfCost) else DEFAULT_KDF_COST
 
 
 def admin_token(value: str | None) -> str:

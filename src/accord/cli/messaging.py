@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from accord.cli.common import home_dir
+from accord.cli.common import home_dir, kdf_cost
 from accord.client.client import AccordClient
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
@@ -66,6 +66,7 @@ def account_create(ctx: click.Context, name: str, server: str) -> None:
         witnesses=witnesses,
         witness_quorum=quorum,
         approver_set=os.environ.get("ACCORD_APPROVER_SET") or None,  # lawful access: set hash
+        kdf_cost=kdf_cost(ctx),
     ) as client:
         click.echo(f"account {client.account_name} created; this device is {client.device_id}")
 
@@ -112,6 +113,7 @@ def device_link(ctx: click.Context, name: str, server: str) -> None:
         witnesses=witnesses,
         witness_quorum=quorum,
         approver_set=os.environ.get("ACCORD_APPROVER_SET") or None,
+        kdf_cost=kdf_cost(ctx),
     )
     with client:
         click.echo(code)

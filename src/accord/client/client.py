@@ -47,6 +47,7 @@ from accord.errors import (
 )
 from accord.primitives.encoding import b64encode, b64url
 from accord.primitives.olm import DeviceAccount
+from accord.primitives.storage_crypto import DEFAULT_KDF_COST, KdfCost
 from accord.protocols.franking import FrankingKey, commit_message, new_franking_key
 from accord.protocols.messaging import (
     approval_payload,
@@ -119,6 +120,7 @@ class _Setup:
     witness_quorum: int | None
     approver_set: str | None
     clock: Clock | None
+    kdf_cost: KdfCost = DEFAULT_KDF_COST
 
 
 class AccordClient:
@@ -137,12 +139,13 @@ class AccordClient:
         max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
         clock: Clock | None = None,
         _new_device: HomeDevice | None = None,
+        _kdf_cost: KdfCost = DEFAULT_KDF_COST,
     ) -> None:
         self.home = Path(home)
         self.store = LocalStore(self.home)
         try:
             if _new_device is not None:
-                self.store.initialise(passphrase)
+                self.store.initialise(passphrase, _kdf_cost)
                 self.store.set_home_device(_new_device)
             else:
                 self.store.unlock(passphrase)
@@ -221,14 +224,16 @@ class AccordClient:
         witness_quorum: int | None = None,
         approver_set: str | None = None,
         clock: Clock | None = None,
+        kdf_cost: KdfCost = DEFAULT_KDF_COST,
     ) -> AccordClient:
         """Step 1: make device keys, register the account, publish one-time keys.
 
         `witnesses` (cosignature vkeys) and `witness_quorum` (default: all of them) say whose
         cosignatures a log checkpoint needs before this device trusts it; `approver_set` (a
         hash, hex) which lawful-access approver set it trusts (default: the one shown now).
+        `kdf_cost` is the Argon2id cost of the passphrase (RFC 9106's unless a test lowers it).
         """
-        setup = _Setup(transport, witnesses, witness_quorum, approver_set, clock)
+        setup = _Setup(transport, witnesses, witness_quorum, approver_set, clock, kdf_cost)
         client = cls._fresh(home, server, name, passphrase, setup)
         try:
             client.api.call(
@@ -262,7 +267,12 @@ class AccordClient:
             )
         device = HomeDevice(server.rstrip("/"), name, new_device_id())
         client = cls(
-            home, passphrase, transport=setup.transport, clock=setup.clock, _new_device=device
+            home,
+            passphrase,
+            transport=setup.transport,
+            clock=setup.clock,
+            _new_device=device,
+            _kdf_cost=setup.kdf_cost,
         )
         try:
             client._ctx.log_trust.pin(witnesses=setup.witnesses, quorum=setup.witness_quorum)
@@ -287,9 +297,10 @@ class AccordClient:
         witness_quorum: int | None = None,
         approver_set: str | None = None,
         clock: Clock | None = None,
+        kdf_cost: KdfCost = DEFAULT_KDF_COST,
     ) -> tuple[AccordClient, str]:
         """Step 2, new device: ask to join `name`; returns the one-time code to approve."""
-        setup = _Setup(transport, witnesses, witness_quorum, approver_set, clock)
+        setup = _Setup(transport, witnesses, witness_quorum, approver_set, clock, kdf_cost)
         client = cls._fresh(home, server, name, passphrase, setup)
         try:
             keys = client._ctx.identity.device_keys()

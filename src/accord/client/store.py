@@ -28,7 +28,13 @@ from accord.errors import (
     VerificationError,
 )
 from accord.primitives.encoding import b64decode, b64encode
-from accord.primitives.storage_crypto import KdfParams, LocalVault, derive_root_key
+from accord.primitives.storage_crypto import (
+    DEFAULT_KDF_COST,
+    KdfCost,
+    KdfParams,
+    LocalVault,
+    derive_root_key,
+)
 from accord.protocols.translog.note import Checkpoint
 
 SCHEMA = """
@@ -182,11 +188,11 @@ class LocalStore:
     def initialised(self) -> bool:
         return self.get_meta("kdf") is not None
 
-    def initialise(self, passphrase: str) -> None:
+    def initialise(self, passphrase: str, cost: KdfCost = DEFAULT_KDF_COST) -> None:
         """Create fresh key-derivation parameters and unlock with them."""
         if self.initialised():
             raise ConfigurationError(f"{self.home} already holds an account")
-        params = KdfParams.fresh()
+        params = KdfParams.fresh(cost)
         vault = LocalVault(derive_root_key(passphrase, params))
         self.set_meta(
             "kdf",
