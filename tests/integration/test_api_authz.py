@@ -1,4 +1,7 @@
-"""Devices act only on their own queue and keys; everything else is 401 or an opaque 404."""
+"""Devices act only on their own queue and keys; everything else is 401 or an opaque 404.
+
+One server per module and database kind; every test has its own accounts and groups.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import httpx
 import pytest
 
 from accord.client.client import AccordClient
+from accord.errors import NotFound
 from accord.protocols.messaging import one_time_key_payload
 from accord.wire.messaging import OneTimeKey
 
@@ -30,9 +34,9 @@ PROTECTED = [
 
 
 @pytest.fixture
-def trio(server, tmp_path):  # type: ignore[no-untyped-def]
+def trio(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     clients = [
-        AccordClient.create_account(tmp_path / n, server.url, n, PASS)
+        AccordClient.create_account(tmp_path / n, server.url, unique(n), PASS)
         for n in ("alice", "bob", "mallory")
     ]
     yield clients
@@ -60,7 +64,7 @@ def test_unauthenticated_calls_get_401(server):  # type: ignore[no-untyped-def]
 
 def test_queue_of_another_device_looks_missing(server, trio):  # type: ignore[no-untyped-def]
     alice, bob, mallory = trio
-    alice.send("bob", "for bob only")
+    alice.send(bob.account_name, "for bob only")
     bob_queue = httpx.get(server.url + "/v1/messages", headers=_auth(bob)).json()["envelopes"]
     (env,) = bob_queue
     theirs, missing = env["id"], env["id"] + 10_000
@@ -85,13 +89,13 @@ def test_cannot_publish_keys_for_another_account(server, trio):  # type: ignore[
     # Keys signed by alice's device, uploaded with mallory's token: the signature is checked
     # against the uploading device's own key, so they are refused.
     key = OneTimeKey(key_id="AAAAAAAAAAZ", key=alice.olm.curve25519, signature="-")
-    sig = alice.olm.sign(one_time_key_payload("alice", alice.device_id, key, False))
+    sig = alice.olm.sign(one_time_key_payload(alice.account_name, alice.device_id, key, False))
     body = {"v": 1, "one_time_keys": [{**key.model_dump(), "signature": sig}]}
     r = httpx.post(server.url + "/v1/keys", headers=_auth(mallory), json=body)
     assert r.status_code == 422 and r.json()["code"] == "verification_failed"
     # and mallory cannot approve a device into alice's account
     link_client, code = AccordClient.start_link(
-        alice.home.parent / "alice2", server.url, "alice", PASS
+        alice.home.parent / "alice2", server.url, alice.account_name, PASS
     )
     link_client.close()
     request_id = code.split("-")[0]
@@ -99,14 +103,15 @@ def test_cannot_publish_keys_for_another_account(server, trio):  # type: ignore[
     assert r.status_code == 404
 
 
-def test_groups_are_visible_to_members_only(server, trio):  # type: ignore[no-untyped-def]
+def test_groups_are_visible_to_members_only(server, trio, unique):  # type: ignore[no-untyped-def]
     alice, bob, mallory = trio
-    alice.create_group("inner", ["bob"])
-    assert httpx.get(server.url + "/v1/groups/inner", headers=_auth(bob)).status_code == 200
-    r = httpx.get(server.url + "/v1/groups/inner", headers=_auth(mallory))
+    inner = unique("inner")
+    alice.create_group(inner, [bob.account_name])
+    assert httpx.get(server.url + f"/v1/groups/{inner}", headers=_auth(bob)).status_code == 200
+    r = httpx.get(server.url + f"/v1/groups/{inner}", headers=_auth(mallory))
     assert r.status_code == 404
-    with pytest.raises(Exception):
-        mallory.send_group("inner", "let me in")
+    with pytest.raises(NotFound):
+        mallory.send_group(inner, "let me in")
 
 
 def test_direct_send_must_cover_every_device(server, trio):  # type: ignore[no-untyped-def]
@@ -114,7 +119,7 @@ def test_direct_send_must_cover_every_device(server, trio):  # type: ignore[no-u
     body = {
         "v": 1,
         "message_id": "A" * 22,
-        "to": {"account": "bob"},
+        "to": {"account": bob.account_name},
         "recipients": [],
         "copies": [],
         "extensions": {"franking": {"v": 1, "commitment": "A" * 43 + "="}},
@@ -123,4 +128,4 @@ def test_direct_send_must_cover_every_device(server, trio):  # type: ignore[no-u
     assert r.status_code == 409
     data = r.json()
     assert data["code"] == "stale_devices"
-    assert data["missing"] == [{"account": "bob", "device_id": bob.device_id}]
+    assert data["missing"] == [{"account": bob.account_name, "device_id": bob.device_id}]

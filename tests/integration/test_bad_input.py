@@ -1,4 +1,9 @@
-"""Malformed input gets a 4xx with a JSON code, and the CLI one line and a non-zero exit."""
+"""Malformed input gets a 4xx with a JSON code, and the CLI one line and a non-zero exit.
+
+The tests share one server for the module, started with a small attachment limit (so its own
+fixture, on SQLite, as before); accounts and groups are unique per test, and a test looks only at
+the blob files that appeared while it ran.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import base64
 import hashlib
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,15 +22,22 @@ from accord.server.process import ServerProcess
 PASS = "test passphrase"
 
 
-@pytest.fixture
-def small_server(tmp_path):  # type: ignore[no-untyped-def]
-    with ServerProcess(tmp_path / "server", extra_args=["--max-attachment-bytes", "1000"]) as s:
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory, module_clock):  # type: ignore[no-untyped-def]
+    s = ServerProcess(
+        tmp_path_factory.mktemp("small-server") / "server",
+        extra_args=["--max-attachment-bytes", "1000"],
+        env=module_clock.env,
+    ).start()
+    try:
         yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture
-def alice(small_server, tmp_path):  # type: ignore[no-untyped-def]
-    c = AccordClient.create_account(tmp_path / "a", small_server.url, "alice", PASS)
+def alice(small_server, tmp_path, unique):  # type: ignore[no-untyped-def]
+    c = AccordClient.create_account(tmp_path / "a", small_server.url, unique("alice"), PASS)
     yield c
     c.close()
 
@@ -39,8 +52,9 @@ def _check(r: httpx.Response, status: int, code: str) -> None:
     assert body["code"] == code and body["message"]
 
 
-def test_bad_json_version_and_base64(small_server, alice):  # type: ignore[no-untyped-def]
+def test_bad_json_version_and_base64(small_server, alice, unique):  # type: ignore[no-untyped-def]
     url = small_server.url
+    group = unique("g")
     _check(
         httpx.post(
             url + "/v1/accounts", content=b"{", headers={"Content-Type": "application/json"}
@@ -55,7 +69,7 @@ def test_bad_json_version_and_base64(small_server, alice):  # type: ignore[no-un
     send = {
         "v": 1,
         "message_id": "A" * 22,
-        "to": {"account": "alice"},
+        "to": {"account": alice.account_name},
         "recipients": [],
         "copies": [],
         "megolm": None,
@@ -67,13 +81,13 @@ def test_bad_json_version_and_base64(small_server, alice):  # type: ignore[no-un
     )
     bad_b64 = {
         **send,
-        "to": {"group": "g"},
+        "to": {"group": group},
         "megolm": "@@@@not base64",
         "megolm_session_id": "x" * 43,
     }
     r = httpx.post(url + "/v1/messages", json=bad_b64, headers=_auth(alice))
     assert r.status_code in (400, 404), r.text  # no such group, or bad base64: never a 5xx
-    alice.create_group("g", ["alice"])
+    alice.create_group(group, [alice.account_name])
     _check(
         httpx.post(url + "/v1/messages", json=bad_b64, headers=_auth(alice)), 400, "invalid_input"
     )
@@ -143,7 +157,13 @@ def test_blob_upload_checks(small_server, alice):  # type: ignore[no-untyped-def
     _check(httpx.get(small_server.url + "/v1/blobs/" + "A" * 32, headers=h), 404, "not_found")
 
 
+def _blob_files(server) -> set[Path]:  # type: ignore[no-untyped-def]
+    """Every file under the server's blob store, finished or not (tmp/ included)."""
+    return {p for p in (server.data_dir / "blobs").rglob("*") if p.is_file()}
+
+
 def test_truncated_upload_leaves_nothing(small_server, alice):  # type: ignore[no-untyped-def]
+    before = _blob_files(small_server)  # what earlier tests stored
     token = alice._token(False)
     digest = base64.b64encode(hashlib.sha256(b"q" * 900).digest()).decode()
     request = (
@@ -163,22 +183,23 @@ def test_truncated_upload_leaves_nothing(small_server, alice):  # type: ignore[n
     # The server notices the disconnect on its own schedule; give it a moment to clean up.
     deadline = time.monotonic() + 10
     while True:
-        stored = [p for p in (small_server.data_dir / "blobs").rglob("*") if p.is_file()]
+        stored = _blob_files(small_server) - before
         if not stored or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert stored == []
+    assert stored == set()
     assert httpx.get(small_server.url + "/v1/health").status_code == 200
 
 
-def test_cli_errors_are_one_line(small_server, cli, tmp_path):  # type: ignore[no-untyped-def]
+def test_cli_errors_are_one_line(small_server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    name = unique("me")
     me = cli("me")
     proc = me.run("receive", check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    me.run("account", "create", "me", "--server", small_server.url)
-    proc = me.run("send", "me", "hi", "--attach", str(tmp_path / "missing.jpg"), check=False)
+    me.run("account", "create", name, "--server", small_server.url)
+    proc = me.run("send", name, "hi", "--attach", str(tmp_path / "missing.jpg"), check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    proc = me.run("send", "nobody-here", "hi", check=False)
+    proc = me.run("send", unique("nobody-here"), "hi", check=False)
     assert proc.returncode == 1 and "not_found" in proc.stderr and proc.stderr.count("\n") == 1
     proc = me.run("send", "only-one-arg", check=False)
     assert proc.returncode == 2
@@ -191,12 +212,14 @@ def test_cli_errors_are_one_line(small_server, cli, tmp_path):  # type: ignore[n
     assert proc.returncode == 2 and "wrong passphrase" in proc.stderr
 
 
-def test_failed_registration_can_be_retried(small_server, cli):  # type: ignore[no-untyped-def]
+def test_failed_registration_can_be_retried(small_server, cli, unique):  # type: ignore[no-untyped-def]
     me = cli("retry")
-    me.run("account", "create", "taken", "--server", small_server.url)
+    me.run("account", "create", unique("taken"), "--server", small_server.url)
     other = cli("retry2")
-    proc = other.run("account", "create", "taken", "--server", small_server.url, check=False)
+    proc = other.run(
+        "account", "create", unique("taken"), "--server", small_server.url, check=False
+    )
     assert proc.returncode == 1 and "account_exists" in proc.stderr
-    other.run("account", "create", "free", "--server", small_server.url)
+    other.run("account", "create", unique("free"), "--server", small_server.url)
     proc = other.run("account", "create", "BAD NAME", "--server", small_server.url, check=False)
     assert proc.returncode == 2

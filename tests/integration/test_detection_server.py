@@ -1,4 +1,8 @@
-"""Hash banks on the server: operator-only API and the CLI's --server mode."""
+"""Hash banks on the server: operator-only API and the CLI's --server mode.
+
+One server per module and database kind; bank names are unique per test, and a test looks only
+at the banks it created (those not listed before it started).
+"""
 
 from __future__ import annotations
 
@@ -35,32 +39,43 @@ def test_operator_api_needs_the_admin_token(server):  # type: ignore[no-untyped-
         assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
 
 
-def test_bank_on_server_over_cli(server, cli, images, tmp_path):  # type: ignore[no-untyped-def]
+def test_bank_on_server_over_cli(server, cli, images, tmp_path, unique):  # type: ignore[no-untyped-def]
+    standins, copy_name = unique("standins"), unique("copy")
     op = cli("operator")
     op.env["ACCORD_ADMIN_TOKEN"] = server.admin_token()
     s = ["--server", server.url]
-    op.run("bank", "create", "standins", *s)
+    earlier = {b["name"] for b in json.loads(op.run("bank", "list", "--json", *s).stdout)}
+    op.run("bank", "create", standins, *s)
     banked, other = images[:2], images[2]
-    op.run("bank", "add", "standins", *map(str, banked), "--label", "A1", *s)
-    listed = json.loads(op.run("bank", "list", "--json", *s).stdout)
-    assert [b["name"] for b in listed] == ["standins"] and listed[0]["entries"] > 0
+    op.run("bank", "add", standins, *map(str, banked), "--label", "A1", *s)
+    listed = [
+        b
+        for b in json.loads(op.run("bank", "list", "--json", *s).stdout)
+        if b["name"] not in earlier
+    ]
+    assert [b["name"] for b in listed] == [standins] and listed[0]["entries"] > 0
 
     out = op.run("match", *map(str, images), "--json", *s).stdout.splitlines()
-    results = {json.loads(line)["path"]: json.loads(line)["matches"] for line in out}
+    results = {
+        json.loads(line)["path"]: [
+            h for h in json.loads(line)["matches"] if h["bank"] not in earlier
+        ]
+        for line in out
+    }
     for p in banked:
         hits = results[str(p)]
         assert hits and min(h["distance"] for h in hits) == 0
-        assert all(h["bank"] == "standins" and h["label"] == "A1" for h in hits)
+        assert all(h["bank"] == standins and h["label"] == "A1" for h in hits)
     assert results[str(other)] == []
 
-    exported = op.run("bank", "export", "standins", *s).stdout
+    exported = op.run("bank", "export", standins, *s).stdout
     assert exported.startswith("type,hash,label") or "pdq" in exported
     csv = tmp_path / "copy.csv"
     csv.write_text(exported)
-    op.run("bank", "create", "copy", *s)
-    op.run("bank", "import", "copy", str(csv), *s)
+    op.run("bank", "create", copy_name, *s)
+    op.run("bank", "import", copy_name, str(csv), *s)
     copy = {b["name"]: b for b in json.loads(op.run("bank", "list", "--json", *s).stdout)}
-    assert copy["copy"]["entries"] > 0
+    assert copy[copy_name]["entries"] > 0
 
     # the raw API: a file in, hashes out; hashes in, matches out
     h = {"Authorization": f"Bearer {server.admin_token()}"}
@@ -68,13 +83,13 @@ def test_bank_on_server_over_cli(server, cli, images, tmp_path):  # type: ignore
     assert len(hashed["pdq"]) == 64 and hashed["quality"] >= 50
     r = httpx.post(
         server.url + "/v1/match",
-        json={"hashes": [{"signal_type": "pdq", "hash": hashed["pdq"]}], "banks": ["standins"]},
+        json={"hashes": [{"signal_type": "pdq", "hash": hashed["pdq"]}], "banks": [standins]},
         headers=h,
     )
     assert r.status_code == 200 and r.json()["results"][0]["matches"]
     bad = httpx.post(server.url + "/v1/hash", content=b"not an image at all", headers=h)
     assert bad.status_code == 200 and bad.json()["pdq"] is None
     junk = httpx.post(
-        server.url + "/v1/banks/standins/import", content=b"\\xff\\x00garbage", headers=h
+        server.url + f"/v1/banks/{standins}/import", content=b"\\xff\\x00garbage", headers=h
     )
     assert 400 <= junk.status_code < 500 and junk.json()["code"]

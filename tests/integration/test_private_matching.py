@@ -8,6 +8,12 @@ Acceptance 4 (through the server): malformed, tampered and replayed vouchers are
 4xx JSON codes, except what would tell a sender that a voucher opened. Acceptance 1 (wired): the
 client holds no banked hash and its vouchers have one size; a table whose digest is not the
 logged one is refused.
+
+One server per module and database kind. Tables, banks' contents and matching counters are the
+server's, so a test names its own bank, publishes its own table (the newest is the one clients
+use), and compares the server's counters, events and log before and after what it does (tests in
+a module run one at a time). The client's refusal of a table that is not the logged one runs on
+SQLite only.
 """
 
 from __future__ import annotations
@@ -43,9 +49,8 @@ from accord.protocols.private_matching.voucher import (
     open_inner_payload,
     voucher_size,
 )
-from accord.server.process import ServerProcess
 from accord.storage.db import make_engine, sqlite_url
-from accord.storage.schema import messages, pm_epochs, pm_shares
+from accord.storage.schema import accounts, devices, messages, pm_epochs, pm_shares
 
 PASS = "test passphrase"
 T = DEFAULT_THRESHOLD
@@ -54,6 +59,8 @@ SHARED = Path(
 )
 IMAGES = SHARED / "data" / "images"
 pytestmark = pytest.mark.timeout(300)
+# The module's SQLite server (not a third process) for checks where the database kind is moot.
+ON_SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -77,7 +84,7 @@ def _admin(server: Any) -> httpx.Client:
     )
 
 
-def _drain(server: Any, timeout_s: float = 60.0) -> dict[str, Any]:
+def _drain(server: Any, timeout_s: float = 120.0) -> dict[str, Any]:
     """Wait until the server has processed every queued voucher."""
     deadline = time.monotonic() + timeout_s
     with _admin(server) as op:
@@ -90,8 +97,24 @@ def _drain(server: Any, timeout_s: float = 60.0) -> dict[str, Any]:
 
 
 def _log_types(server: Any) -> list[str]:
-    entries = httpx.get(f"{server.url}/v1/log/entries").json()["entries"]
+    """The type of every entry in the server's log, in order (over as many pages as it takes)."""
+    entries: list[str] = []
+    while page := httpx.get(f"{server.url}/v1/log/entries", params={"start": len(entries)}).json()[
+        "entries"
+    ]:
+        entries += page
     return [json.loads(base64.b64decode(e))["type"] for e in entries]
+
+
+def _indices(types: list[str], tag: str) -> set[int]:
+    return {i for i, t in enumerate(types) if t == tag}
+
+
+def _events(op: Any, server: Any) -> list[dict[str, Any]]:
+    listing = json.loads(op.run("matching", "events", "--server", server.url, "--json").stdout)
+    assert set(listing) == {"events"}
+    events: list[dict[str, Any]] = listing["events"]
+    return events
 
 
 def _engine(server: Any):  # type: ignore[no-untyped-def]
@@ -134,22 +157,30 @@ def _stored_shares(server: Any, account: str) -> tuple[list[OpenedShare], bytes 
     return shares, None if key is None else bytes(key)
 
 
-def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins):  # type: ignore[no-untyped-def]
+def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique):  # type: ignore[no-untyped-def]
     pool, others = standins
+    bank, a, b, d = unique("standins"), unique("alice"), unique("bob"), unique("dave")
     op = cli("operator")
     op.env["ACCORD_ADMIN_TOKEN"] = server.admin_token()
-    op.run("bank", "create", "standins", "--server", server.url)
-    op.run(
-        "bank", "add", "standins", *map(str, pool), "--label", "stand-in", "--server", server.url
-    )
+    # What earlier tests left on this server: counters, events and log entries.
+    start = _drain(server)
+    events_before = {e["event_id"] for e in _events(op, server)}
+    types_before = _log_types(server)
+
+    def new_events() -> list[dict[str, Any]]:
+        return [e for e in _events(op, server) if e["event_id"] not in events_before]
+
+    op.run("bank", "create", bank, "--server", server.url)
+    op.run("bank", "add", bank, *map(str, pool), "--label", "stand-in", "--server", server.url)
     table = json.loads(
-        op.run("matching", "publish", "--server", server.url, "--bank", "standins", "--json").stdout
+        op.run("matching", "publish", "--server", server.url, "--bank", bank, "--json").stdout
     )
     assert table["params"]["threshold"] == T and table["log_index"] is not None
-    assert _log_types(server).count(TAG_HASH_LIST_VERSION) == 1
+    types = _log_types(server)
+    assert types.count(TAG_HASH_LIST_VERSION) == types_before.count(TAG_HASH_LIST_VERSION) + 1
 
     alice, bob, dave = cli("alice"), cli("bob"), cli("dave")
-    for c, name in ((alice, "alice"), (bob, "bob"), (dave, "dave")):
+    for c, name in ((alice, a), (bob, b), (dave, d)):
         c.run("account", "create", name, "--server", server.url)
     # The synthetic coin is alice's own and deterministic per image: keep the stand-ins it leaves
     # real (a synthetic one adds no real share), and count the synthetic ones among the others.
@@ -160,33 +191,42 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins):  # ty
 
     # t-1 banked stand-ins among 100 others, in four messages.
     banked_cuts = [(0, 3), (3, 6), (6, 9), (9, T - 1)]
-    for i, (a, b) in enumerate(banked_cuts):
-        files = others[25 * i : 25 * (i + 1)] + real[a:b]
-        alice.run("send", "bob", f"batch {i}", *[f"--attach={f}" for f in files])
+    for i, (lo, hi) in enumerate(banked_cuts):
+        files = others[25 * i : 25 * (i + 1)] + real[lo:hi]
+        alice.run("send", b, f"batch {i}", *[f"--attach={f}" for f in files])
     status = _drain(server)
-    assert status["queued"] == 0 and status["vouchers_processed"] == 100 + T - 1
-    assert json.loads(op.run("matching", "events", "--server", server.url, "--json").stdout) == {
-        "events": []
-    }
-    assert TAG_THRESHOLD_CROSSING not in _log_types(server)
+    assert status["queued"] == 0
+    assert status["vouchers_processed"] == start["vouchers_processed"] + 100 + T - 1
+    assert new_events() == []
+    assert _indices(_log_types(server), TAG_THRESHOLD_CROSSING) == _indices(
+        types_before, TAG_THRESHOLD_CROSSING
+    )
     bad = op.run("matching", "event", "nope", "--server", server.url, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
-    shares, key = _stored_shares(server, "alice")
+    shares, key = _stored_shares(server, a)
     assert key is None and len(shares) == T - 1 + synthetic_others
 
     # The vouchers stayed with the server: the stored messages (what bob gets) carry none.
     engine = _engine(server)
     with engine.connect() as conn:
-        stored = conn.execute(select(messages.c.extensions)).scalars().all()
+        stored = (
+            conn.execute(
+                select(messages.c.extensions)
+                .join(devices, devices.c.id == messages.c.sender_device_pk)
+                .join(accounts, accounts.c.id == devices.c.account_id)
+                .where(accounts.c.name == a)
+            )
+            .scalars()
+            .all()
+        )
     engine.dispose()
-    assert stored and all("vouchers" not in json.loads(x) for x in stored)
+    assert len(stored) == 4 and all("vouchers" not in json.loads(x) for x in stored)
 
     # One more banked image crosses the threshold.
-    alice.run("send", "bob", "one more", f"--attach={real[T - 1]}")
+    alice.run("send", b, "one more", f"--attach={real[T - 1]}")
     _drain(server)
-    listing = json.loads(op.run("matching", "events", "--server", server.url, "--json").stdout)
-    (event,) = listing["events"]
-    assert event["account"] == "alice" and event["kind"] == "threshold"
+    (event,) = new_events()
+    assert event["account"] == a and event["kind"] == "threshold"
     assert event["images"] == T and event["discarded_band_collisions"] == 0
     saved = Path(op.home) / "derivatives"
     detail = json.loads(
@@ -197,17 +237,18 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins):  # ty
     )  # fmt: skip
     images = detail["images"]
     assert sorted(bytes.fromhex(i["pdq"]) for i in images) == sorted(_pdq(p) for p in real)
-    assert all(i["bank"] == "standins" and i["distance"] == 0 for i in images)
+    assert all(i["bank"] == bank and i["distance"] == 0 for i in images)
     assert all(i["label"] == "stand-in" for i in images)
     pngs = sorted(saved.glob("*.png"))
     assert len(pngs) == T and all(Image.open(p).size == (64, 64) for p in pngs)
-    types = _log_types(server)
-    assert types.count(TAG_THRESHOLD_CROSSING) == 1
-    assert event["log_index"] == types.index(TAG_THRESHOLD_CROSSING)
+    crossings = _indices(_log_types(server), TAG_THRESHOLD_CROSSING)
+    (crossing,) = crossings - _indices(types_before, TAG_THRESHOLD_CROSSING)
+    assert len(crossings) == len(_indices(types_before, TAG_THRESHOLD_CROSSING)) + 1
+    assert event["log_index"] == crossing
 
     # Nothing of the other 100 can be opened: their vouchers left no share at all, except the
     # synthetic ones, whose inner payload is random bytes; only the t real payloads open.
-    shares, key = _stored_shares(server, "alice")
+    shares, key = _stored_shares(server, a)
     assert key is not None and len(shares) == T + synthetic_others
     opened = []
     for s in shares:
@@ -218,13 +259,12 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins):  # ty
     assert sorted(opened) == sorted(_pdq(p) for p in real)
 
     # One banked image sent t times adds one share: no crossing.
-    dave.run("send", "bob", "again", *[f"--attach={real[0]}"] * (T // 2))
-    dave.run("send", "bob", "and again", *[f"--attach={real[0]}"] * (T - T // 2))
+    dave.run("send", b, "again", *[f"--attach={real[0]}"] * (T // 2))
+    dave.run("send", b, "and again", *[f"--attach={real[0]}"] * (T - T // 2))
     _drain(server)
-    dave_shares, dave_key = _stored_shares(server, "dave")
+    dave_shares, dave_key = _stored_shares(server, d)
     assert dave_key is None and len(dave_shares) <= 1
-    listing = json.loads(op.run("matching", "events", "--server", server.url, "--json").stdout)
-    assert [e["account"] for e in listing["events"]] == ["alice"]
+    assert [e["account"] for e in new_events()] == [a]
 
     # Bob receives every message and attachment; vouchers never reached him.
     received = [json.loads(x) for x in bob.run("receive", "--json").stdout.splitlines()]
@@ -234,19 +274,19 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins):  # ty
 # --- through the library: refusals, logged tables ----------------------------------------------
 
 
-def _bank_and_publish(server: Any, pool: list[Path], **params: int) -> dict[str, Any]:
+def _bank_and_publish(server: Any, bank: str, pool: list[Path], **params: int) -> dict[str, Any]:
     op = OperatorApi(server.url, server.admin_token())
     try:
-        op.create_bank("standins", 31)
+        op.create_bank(bank, 31)
         op.add_entries(
-            "standins",
+            bank,
             [
                 BankEntry(signal_type="pdq", hash=hash_file(p).pdq.hash, source=f"file:{p.name}")  # type: ignore[union-attr]
                 for p in pool
             ],
         )
         summary: dict[str, Any] = op.api.request(
-            "POST", "/v1/matching/tables", json={"banks": ["standins"], **params}
+            "POST", "/v1/matching/tables", json={"banks": [bank], **params}
         )
         return summary
     finally:
@@ -294,20 +334,21 @@ def _with_voucher(body: dict[str, Any], change: Callable[[bytes], bytes]) -> dic
 
 
 @pytest.fixture
-def pair(server, tmp_path) -> Iterator[tuple[AccordClient, AccordClient]]:  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+def pair(server, tmp_path, unique) -> Iterator[tuple[AccordClient, AccordClient]]:  # type: ignore[no-untyped-def]
+    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
     yield alice, bob
     alice.close()
     bob.close()
 
 
-def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins):  # type: ignore[no-untyped-def]
+def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins, unique):  # type: ignore[no-untyped-def]
     pool, others = standins
-    _bank_and_publish(server, pool)
+    _bank_and_publish(server, unique("standins"), pool)
+    start = _drain(server)  # the counters as earlier tests left them
     alice, bob = pair
     banked = pool[0]
-    body = _captured_send(alice, "bob", [banked])
+    body = _captured_send(alice, bob.account_name, [banked])
     size = len(base64.b64decode(body["extensions"]["vouchers"][0]["voucher"]))
     assert size == voucher_size(MatchingParams())
 
@@ -371,7 +412,7 @@ def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins):  # t
     assert "already received" in refused(replay, 422, "voucher_replayed")
 
     # Replayed by another account: bob sends alice's voucher with an attachment of his own.
-    bob_body = _captured_send(bob, "alice", [others[0]])
+    bob_body = _captured_send(bob, alice.account_name, [others[0]])
     bob_body["extensions"]["vouchers"][0]["voucher"] = body["extensions"]["vouchers"][0]["voucher"]
     r = _post(bob, bob_body)
     assert r.status_code == 422 and r.json()["code"] == "voucher_other_account"
@@ -379,11 +420,12 @@ def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins):  # t
     # A tampered *matching* voucher is accepted at the door like any other (refusing it there
     # would tell the sender it matched) and rejected when processed, for the operator to see.
     before = _drain(server)["vouchers_rejected"]
-    tampered = _captured_send(alice, "bob", [pool[1]])
+    tampered = _captured_send(alice, bob.account_name, [pool[1]])
     tampered = _with_voucher(tampered, flip(size - 20))  # inside the outer ciphertext
     assert _post(alice, tampered).status_code == 201
     after = _drain(server)
-    assert after["vouchers_rejected"] == before + 1 and after["opened_shares"] == 1
+    assert after["vouchers_rejected"] == before + 1
+    assert after["opened_shares"] == start["opened_shares"] + 1  # the accepted banked voucher
 
     # The review routes need a reviewer or the operator.
     for path in ("/v1/review/events", "/v1/review/events/e_AAAAAAAAAAAAAAAAAAAAAA"):
@@ -399,34 +441,43 @@ def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins):  # t
         assert r.status_code == 400 and "larger than" in r.json()["message"]
 
 
-def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(tmp_path, standins):  # type: ignore[no-untyped-def]
+@ON_SQLITE
+def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(
+    server, tmp_path, standins, unique
+):  # type: ignore[no-untyped-def]
     pool, others = standins
-    with ServerProcess(tmp_path / "server") as server:
-        table = _bank_and_publish(server, pool[:4])
-        alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
-        AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS).close()
-        try:
-            # Acceptance 1, wired: one voucher size for banked and unrelated images.
-            vouchers = [alice.vouchers.prepare(p) for p in (pool[0], others[0], pool[1], others[1])]
-            assert {len(v or b"") for v in vouchers} == {voucher_size(MatchingParams())}
-            alice.send("bob", "pictures", [pool[2], others[2]])
-        finally:
-            alice.close()
-        # The device holds the blinded table, never a banked hash (raw or hex).
-        banked = [_pdq(p) for p in pool[:4]]
-        blob = b"".join(f.read_bytes() for f in (tmp_path / "a").rglob("*") if f.is_file())
-        assert (tmp_path / "a" / "matching-tables" / f"{table['digest']}.table").is_file()
-        assert not any(h in blob or h.hex().encode() in blob for h in banked)
+    bob = unique("bob")
+    table = _bank_and_publish(server, unique("standins"), pool[:4])
+    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
+    AccordClient.create_account(tmp_path / "b", server.url, bob, PASS).close()
+    try:
+        # Acceptance 1, wired: one voucher size for banked and unrelated images.
+        vouchers = [alice.vouchers.prepare(p) for p in (pool[0], others[0], pool[1], others[1])]
+        assert {len(v or b"") for v in vouchers} == {voucher_size(MatchingParams())}
+        alice.send(bob, "pictures", [pool[2], others[2]])
+    finally:
+        alice.close()
+    _drain(server)  # the server has used its table before the file is changed under it
+    # The device holds the blinded table, never a banked hash (raw or hex).
+    banked = [_pdq(p) for p in pool[:4]]
+    blob = b"".join(f.read_bytes() for f in (tmp_path / "a").rglob("*") if f.is_file())
+    assert (tmp_path / "a" / "matching-tables" / f"{table['digest']}.table").is_file()
+    assert not any(h in blob or h.hex().encode() in blob for h in banked)
 
-        # The server now serves a table file that is not the logged one: a new device refuses it.
-        path = server.data_dir / "matching-tables" / f"{table['digest']}.table"
-        data = bytearray(path.read_bytes())
-        data[-1] ^= 1
-        path.write_bytes(bytes(data))
-        carol = AccordClient.create_account(tmp_path / "c", server.url, "carol", PASS)
+    # The server now serves a table file that is not the logged one: a new device refuses it.
+    # (The file is put back afterwards: later tests on this server publish tables of their own.)
+    path = server.data_dir / "matching-tables" / f"{table['digest']}.table"
+    original = path.read_bytes()
+    data = bytearray(original)
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    try:
+        carol = AccordClient.create_account(tmp_path / "c", server.url, unique("carol"), PASS)
         try:
             with pytest.raises(VerificationError):
-                carol.send("bob", "hi", [others[3]])
-            carol.send("bob", "text still works")
+                carol.send(bob, "hi", [others[3]])
+            carol.send(bob, "text still works")
         finally:
             carol.close()
+    finally:
+        path.write_bytes(original)

@@ -12,11 +12,15 @@ values are distributed alike (two-sample Kolmogorov-Smirnov on y / q and on the 
 / (2^31 - 1), p-value above 1e-3); (c) the one remaining signal is the number of stored shares,
 Binomial(N, p) against t-1 + Binomial(N-t+1, p): the best count-based guess has the advantage
 the total variation distance between the two predicts (within sampling error), and no more.
+
+One database (and service) per module and database kind: each test names its own banks and
+accounts, reads back only its own accounts' rows and compares the service's counters before and
+after (tests in a module run one at a time).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from math import comb
 from pathlib import Path
 
@@ -51,8 +55,12 @@ N_DEVICES = 40
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture
-def service(tmp_path: Path, db_url: str | None) -> Iterator[PrivateMatchingService]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrivateMatchingService]:
+    tmp_path: Path = tmp_path_factory.mktemp(f"matching-{request.param}")
+    db_url = None if request.param == "sqlite" else str(request.getfixturevalue("module_pg_url"))
     engine = make_engine(db_url or sqlite_url(tmp_path))
     upgrade_to_head(engine)
     db = Database(engine)
@@ -92,16 +100,17 @@ def _binom(n: int, p: float) -> list[float]:
 
 
 def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
-    service: PrivateMatchingService,
+    service: PrivateMatchingService, unique: Callable[[str], str]
 ) -> None:
     rng = np.random.default_rng(7)
     bank = [_random_hash(rng) for _ in range(N_DEVICES * (T - 1))]
+    bank_name = unique("standins")
     store = service.detection.store
-    store.create_bank("standins")
-    store.add_entries("standins", [BankEntry(signal_type="pdq", hash=h) for h in bank])
+    store.create_bank(bank_name)
+    store.add_entries(bank_name, [BankEntry(signal_type="pdq", hash=h) for h in bank])
     summary = service.publish_table(
         PublishTableRequest(
-            banks=["standins"],
+            banks=[bank_name],
             band_count=2,
             threshold=T,
             synthetic_rate_ppm=SYNTHETIC_PPM,
@@ -116,7 +125,7 @@ def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
     groups: dict[str, list[str]] = {"zero": [], "t-1": []}
     for d in range(N_DEVICES):
         for group in groups:
-            account = f"{'z' if group == 'zero' else 't'}{d}"
+            account = unique(f"{'z' if group == 'zero' else 't'}{d}")
             account_id = matching_account_id(account, "DEVICE01")
             client = VoucherClient(
                 table=table,
@@ -160,10 +169,18 @@ def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
             groups[group].append(account_id.decode())
     assert service.process_pending() == 2 * N_DEVICES * N_IMAGES
 
+    mine = [*groups["zero"], *groups["t-1"]]
     with service.db.read() as conn:
-        assert conn.execute(select(func.count()).select_from(pm_epochs)).scalar_one() == 0
-        assert conn.execute(select(func.count()).select_from(pm_events)).scalar_one() == 0
-        rows = conn.execute(select(pm_shares)).all()
+        for table in (pm_epochs, pm_events):
+            assert (
+                conn.execute(
+                    select(func.count())
+                    .select_from(table)
+                    .where(table.c.matching_account.in_(mine))
+                ).scalar_one()
+                == 0
+            )
+        rows = conn.execute(select(pm_shares).where(pm_shares.c.matching_account.in_(mine))).all()
     counts: dict[str, list[int]] = {g: [] for g in groups}
     ys: dict[str, list[float]] = {g: [] for g in groups}
     tags: dict[str, list[float]] = {g: [] for g in groups}
@@ -196,17 +213,21 @@ def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
 
 
 def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
-    service: PrivateMatchingService, monkeypatch: pytest.MonkeyPatch
+    service: PrivateMatchingService,
+    monkeypatch: pytest.MonkeyPatch,
+    unique: Callable[[str], str],
 ) -> None:
     rng = np.random.default_rng(8)
     bank = [_random_hash(rng) for _ in range(4)]
-    service.detection.store.create_bank("standins")
+    bank_name, erin = unique("standins"), unique("erin")
+    before = service.status()  # what earlier tests left
+    service.detection.store.create_bank(bank_name)
     service.detection.store.add_entries(
-        "standins", [BankEntry(signal_type="pdq", hash=h) for h in bank]
+        bank_name, [BankEntry(signal_type="pdq", hash=h) for h in bank]
     )
     summary = service.publish_table(
         PublishTableRequest(
-            banks=["standins"], band_count=2, threshold=T, synthetic_rate_ppm=0, detection_dim=24
+            banks=[bank_name], band_count=2, threshold=T, synthetic_rate_ppm=0, detection_dim=24
         )
     )
     digest = TableDigest(bytes.fromhex(summary.digest))
@@ -216,7 +237,7 @@ def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
     client = VoucherClient(
         table=table,
         table_digest=digest,
-        account_id=matching_account_id("erin", "DEVICE01"),
+        account_id=matching_account_id(erin, "DEVICE01"),
         secret=AccountMatchingSecret.generate(),
     )
     vouchers = [
@@ -228,9 +249,9 @@ def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
         for i, v in enumerate(vouchers):
             conn.execute(
                 pm_queue.insert().values(
-                    matching_account="erin/DEVICE01",
+                    matching_account=matching_account_id(erin, "DEVICE01").decode(),
                     voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
-                    message_id=f"message-{i:04d}",
+                    message_id=f"message-{erin}-{i:04d}",
                     voucher=v,
                     queued_at=0,
                 )
@@ -248,5 +269,6 @@ def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
     monkeypatch.setattr(service, "_apply", apply)
     assert service.process_pending() == 3
     status = service.status()
-    assert status.queued == 0 and status.vouchers_rejected == 1
-    assert status.vouchers_processed == 3 and status.opened_shares == 2
+    assert status.queued == 0 and status.vouchers_rejected == before.vouchers_rejected + 1
+    assert status.vouchers_processed == before.vouchers_processed + 3
+    assert status.opened_shares == before.opened_shares + 2

@@ -1,9 +1,13 @@
-"""WebSocket push: messages arrive as they are committed and are deleted once acknowledged."""
+"""WebSocket push: messages arrive as they are committed and are deleted once acknowledged.
+
+One server per module and database kind; every test has its own accounts.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -12,35 +16,50 @@ from accord.client.client import AccordClient
 PASS = "test passphrase"
 
 
-def test_push_delivers_and_acknowledges(server, tmp_path):  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+def _wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll until `predicate` holds; fail after a generous deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.05)
+
+
+def test_push_delivers_and_acknowledges(server, tmp_path, unique):  # type: ignore[no-untyped-def]
+    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    token = bob._token(False)
+
+    def bob_queue() -> list[object]:
+        envelopes: list[object] = httpx.get(
+            server.url + "/v1/messages", headers={"Authorization": f"Bearer {token}"}
+        ).json()["envelopes"]
+        return envelopes
+
     try:
-        alice.send("bob", "queued before connecting")
+        alice.send(bob.account_name, "queued before connecting")
+        assert len(bob_queue()) == 1
+        failures: list[BaseException] = []
 
         def later() -> None:
-            time.sleep(1.0)
-            for i in range(3):
-                alice.send("bob", f"pushed {i}")
+            try:
+                # bob's socket is open once the queued message was pushed and acknowledged
+                _wait_until(lambda: not bob_queue(), "bob's socket took the queued message")
+                for i in range(3):
+                    alice.send(bob.account_name, f"pushed {i}")
+            except BaseException as exc:  # reported by the test's own thread
+                failures.append(exc)
 
         t = threading.Thread(target=later)
         t.start()
         result = bob.receive_pushed(want=4, timeout_s=30)
         t.join()
+        assert failures == []
         assert [m.text for m in result.messages] == ["queued before connecting"] + [
             f"pushed {i}" for i in range(3)
         ]
         # Acknowledged over the socket: the queue is empty now.
-        deadline = time.monotonic() + 10
-        token = bob._token(False)
-        while time.monotonic() < deadline:
-            queue = httpx.get(
-                server.url + "/v1/messages", headers={"Authorization": f"Bearer {token}"}
-            ).json()["envelopes"]
-            if not queue:
-                break
-            time.sleep(0.1)
-        assert queue == []
+        _wait_until(lambda: bob_queue() == [], "bob's queue is empty")
     finally:
         alice.close()
         bob.close()

@@ -1,10 +1,17 @@
-"""Every device registration is in the server's transparency log before the device is used."""
+"""Every device registration is in the server's transparency log before the device is used.
+
+One server per module and database kind, so the log holds the registrations of earlier tests
+too: a test compares the log's size before and after its own registrations (tests in a module
+run one at a time) and looks at its own entries. The refusals made by the client (a false log
+claim, a rollback or fork) run on SQLite only.
+"""
 
 from __future__ import annotations
 
 import json
 
 import httpx
+import pytest
 
 from accord.client.client import AccordClient
 from accord.primitives.encoding import b64decode
@@ -18,61 +25,88 @@ from accord.protocols.translog.note import (
 )
 
 PASS = "test passphrase"
+# The module's SQLite server (not a third process) for checks where the database kind is moot.
+ON_SQLITE = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
-def test_registrations_are_logged_and_auditable(server, cli, tmp_path):  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
-    phone = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
-    laptop, code = AccordClient.start_link(tmp_path / "b2", server.url, "bob", PASS)
+def _log_size(server) -> int:  # type: ignore[no-untyped-def]
+    info = httpx.get(server.url + "/v1/log/info").json()
+    note = httpx.get(server.url + "/v1/log/checkpoint").text
+    return parse_checkpoint(verify_note(note, [parse_vkey(info["vkey"])]).text).size
+
+
+def _log_entries(server, start: int, end: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Entries [start, end) of the log, base64 as served, over as many pages as it takes."""
+    out: list[str] = []
+    while start + len(out) < end:
+        page = httpx.get(
+            server.url + "/v1/log/entries", params={"start": start + len(out), "end": end}
+        ).json()
+        assert page["entries"], "the log served no entries before its end"
+        out += page["entries"]
+    return out
+
+
+def test_registrations_are_logged_and_auditable(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    before = _log_size(server)  # earlier tests' registrations
+    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
+    phone = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    laptop, code = AccordClient.start_link(tmp_path / "b2", server.url, unique("bob"), PASS)
     phone.approve_device(code)
     try:
         info = httpx.get(server.url + "/v1/log/info").json()
         note = httpx.get(server.url + "/v1/log/checkpoint").text
         verified = verify_note(note, [parse_vkey(info["vkey"])])
         checkpoint = parse_checkpoint(verified.text)
-        assert checkpoint.origin == info["origin"] and checkpoint.size == 3
+        size = before + 3
+        assert checkpoint.origin == info["origin"] and checkpoint.size == size
 
-        page = httpx.get(server.url + "/v1/log/entries", params={"start": 0}).json()
-        entries = [parse_entry(b64decode(e, max_bytes=65536)) for e in page["entries"]]
+        raw = _log_entries(server, 0, size)
+        entries = [parse_entry(b64decode(e, max_bytes=65536)) for e in raw]
         assert all(isinstance(e, DeviceRegistration) for e in entries)
-        assert [(e.account, e.device_id) for e in entries] == [
-            ("alice", alice.device_id),
-            ("bob", phone.device_id),
-            ("bob", laptop.device_id),
+        assert [(e.account, e.device_id) for e in entries[before:]] == [
+            (unique("alice"), alice.device_id),
+            (unique("bob"), phone.device_id),
+            (unique("bob"), laptop.device_id),
         ]
-        assert entries[2].approver_device_id == phone.device_id
-        leaves = [merkle.leaf_hash(b64decode(e, max_bytes=65536)) for e in page["entries"]]
+        assert entries[before + 2].approver_device_id == phone.device_id
+        leaves = [merkle.leaf_hash(b64decode(e, max_bytes=65536)) for e in raw]
         assert merkle.root_hash(leaves) == checkpoint.root_hash
+        index = before + 1
         proof = httpx.get(
-            server.url + "/v1/log/proof/inclusion", params={"index": 1, "size": 3}
+            server.url + "/v1/log/proof/inclusion", params={"index": index, "size": size}
         ).json()["proof"]
         merkle.verify_inclusion(
-            leaves[1], 1, 3, [b64decode(h, max_bytes=32) for h in proof], checkpoint.root_hash
+            leaves[index],
+            index,
+            size,
+            [b64decode(h, max_bytes=32) for h in proof],
+            checkpoint.root_hash,
         )
 
         auditor = cli("auditor")
         first = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
-        assert first["size"] == 3 and first["invalid_entries"] == 0
-        assert first["counts"] == {"accord.device.registration.v1": 3}
-        carol = AccordClient.create_account(tmp_path / "c", server.url, "carol", PASS)
+        assert first["size"] == size and first["invalid_entries"] == 0
+        assert first["counts"] == {"accord.device.registration.v1": size}
+        carol = AccordClient.create_account(tmp_path / "c", server.url, unique("carol"), PASS)
         carol.close()
         second = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
-        assert second["size"] == 4 and second["previous_size"] == 3
+        assert second["size"] == size + 1 and second["previous_size"] == size
         text = auditor.run("log", "checkpoint", "--server", server.url).stdout
-        assert parse_unverified_note(text).text.splitlines()[1] == "4"
+        assert parse_unverified_note(text).text.splitlines()[1] == str(size + 1)
     finally:
         for c in (alice, phone, laptop):
             c.close()
 
 
-def test_unlogged_device_is_never_used(server, tmp_path):  # type: ignore[no-untyped-def]
+def test_unlogged_device_is_never_used(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     """A device row the log does not know (log_index NULL) is invisible to senders."""
     from sqlalchemy import text
 
     from accord.storage.db import make_engine, sqlite_url
 
-    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
     try:
         engine = make_engine(server.db_url or sqlite_url(server.data_dir))
         with engine.begin() as conn:
@@ -86,20 +120,20 @@ def test_unlogged_device_is_never_used(server, tmp_path):  # type: ignore[no-unt
             )
         engine.dispose()
         listing = httpx.get(
-            server.url + "/v1/accounts/bob/devices",
+            server.url + f"/v1/accounts/{bob.account_name}/devices",
             headers={"Authorization": f"Bearer {alice._token(False)}"},
         ).json()
         assert [d["keys"]["device_id"] for d in listing["devices"]] == [bob.device_id]
-        alice.send("bob", "only to logged devices")
+        alice.send(bob.account_name, "only to logged devices")
         assert [m.text for m in bob.receive().messages] == ["only to logged devices"]
     finally:
         alice.close()
         bob.close()
 
 
-def test_device_with_a_false_log_claim_is_refused(server, tmp_path):  # type: ignore[no-untyped-def]
+@ON_SQLITE
+def test_device_with_a_false_log_claim_is_refused(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     """A server that lists a device under someone else's log entry cannot get it used."""
-    import pytest
     from sqlalchemy import text
 
     from accord.errors import VerificationError
@@ -108,15 +142,17 @@ def test_device_with_a_false_log_claim_is_refused(server, tmp_path):  # type: ig
     from accord.storage.db import make_engine, sqlite_url
     from accord.wire.messaging import DeviceKeys
 
-    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
     try:
         ghost = DeviceAccount()
-        sig = ghost.sign(device_keys_payload("bob", "GHOST1", ghost.ed25519, ghost.curve25519))
+        sig = ghost.sign(
+            device_keys_payload(bob.account_name, "GHOST1", ghost.ed25519, ghost.curve25519)
+        )
         # Even with a valid approval by bob's device (the strongest case for the server),
         # a device whose registration is not in the log is refused.
         ghost_keys = DeviceKeys(
-            account="bob",
+            account=bob.account_name,
             device_id="GHOST1",
             ed25519=ghost.ed25519,
             curve25519=ghost.curve25519,
@@ -142,7 +178,7 @@ def test_device_with_a_false_log_claim_is_refused(server, tmp_path):  # type: ig
             )
         engine.dispose()
         with pytest.raises(VerificationError) as caught:
-            alice.send("bob", "must not reach a ghost")
+            alice.send(bob.account_name, "must not reach a ghost")
         assert caught.value.code == "unlogged_device"
         received = bob.receive()
         assert received.messages == []
@@ -152,39 +188,39 @@ def test_device_with_a_false_log_claim_is_refused(server, tmp_path):  # type: ig
         bob.close()
 
 
-def test_log_rollback_or_fork_is_an_error(server, tmp_path):  # type: ignore[no-untyped-def]
-    import pytest
-
+@ON_SQLITE
+def test_log_rollback_or_fork_is_an_error(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     from accord.errors import VerificationError
     from accord.primitives.encoding import b64encode
 
-    alice = AccordClient.create_account(tmp_path / "a", server.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, "bob", PASS)
+    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
+    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
     try:
-        alice.send("bob", "first")  # alice accepts a checkpoint of size 2
+        alice.send(bob.account_name, "first")  # alice accepts the checkpoint with both in it
         size, _, root = alice.store.get_meta("log_checkpoint").partition(" ")
-        assert size == "2"
+        assert int(size) == _log_size(server)
         # A view larger than anything the server can prove consistent: a rollback now.
-        alice.store.set_meta("log_checkpoint", f"99 {root}")
+        alice.store.set_meta("log_checkpoint", f"{int(size) + 1000} {root}")
         with pytest.raises(VerificationError):
-            alice._refresh_devices(["bob"])
+            alice._refresh_devices([bob.account_name])
         # Same size, other root: a fork.
-        alice.store.set_meta("log_checkpoint", f"2 {b64encode(bytes(32))}")
+        alice.store.set_meta("log_checkpoint", f"{size} {b64encode(bytes(32))}")
         with pytest.raises(VerificationError):
-            alice._refresh_devices(["bob"])
+            alice._refresh_devices([bob.account_name])
     finally:
         alice.close()
         bob.close()
 
 
-def test_owner_is_told_of_a_device_it_did_not_add(server, cli):  # type: ignore[no-untyped-def]
+def test_owner_is_told_of_a_device_it_did_not_add(server, cli, unique):  # type: ignore[no-untyped-def]
+    bob = unique("bob")
     phone, laptop, tablet = cli("phone"), cli("laptop"), cli("tablet")
-    phone.run("account", "create", "bob", "--server", server.url)
-    code = laptop.run("device", "link", "bob", "--server", server.url).stdout.strip()
+    phone.run("account", "create", bob, "--server", server.url)
+    code = laptop.run("device", "link", bob, "--server", server.url).stdout.strip()
     phone.run("device", "approve", code)
     first = laptop.run("receive")
     assert "warning" not in first.stderr  # the phone was there before the laptop joined
-    code = tablet.run("device", "link", "bob", "--server", server.url).stdout.strip()
+    code = tablet.run("device", "link", bob, "--server", server.url).stdout.strip()
     laptop.run("device", "approve", code)  # added from the laptop, not from the phone
     warned = phone.run("receive")
     assert "new device" in warned.stderr and warned.stderr.count("new device") == 1

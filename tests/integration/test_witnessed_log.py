@@ -1,5 +1,10 @@
 """Witnessed checkpoints: a server that forks its log cannot get the fork cosigned, and clients
-that require a witness quorum refuse the uncosigned view."""
+that require a witness quorum refuse the uncosigned view.
+
+This test keeps servers of its own: they need a log key it chose and a witness flag, and it stops
+one, copies its data directory to fork the log and restarts it, which no other test could share.
+They run on the module's clock like the shared servers.
+"""
 
 from __future__ import annotations
 
@@ -63,48 +68,52 @@ def _signatures(url: str) -> int:
     return len(parse_unverified_note(httpx.get(url + "/v1/log/checkpoint").text).signatures)
 
 
-def test_forked_log_is_not_cosigned_and_is_refused(tmp_path):  # type: ignore[no-untyped-def]
+def test_forked_log_is_not_cosigned_and_is_refused(tmp_path, module_clock, unique):  # type: ignore[no-untyped-def]
+    alice_name, bob_name = unique("alice"), unique("bob")
+    carol_name, dave_name = unique("carol"), unique("dave")
     d1 = tmp_path / "server1"
     d1.mkdir()
     log_skey, log_vkey = generate_signer(DEFAULT_LOG_ORIGIN)
     (d1 / LOG_KEY_FILE).write_text(log_skey + "\n")
     os.chmod(d1 / LOG_KEY_FILE, 0o600)
     witness, wurl, wvkey = _start_witness(tmp_path, log_vkey)
-    s1 = ServerProcess(d1, extra_args=["--witness", wurl])
+    s1 = ServerProcess(d1, extra_args=["--witness", wurl], env=module_clock.env)
     s2 = None
     clients: list[AccordClient] = []
     try:
         s1.start()
         alice = AccordClient.create_account(
-            tmp_path / "a", s1.url, "alice", PASS, witnesses=[wvkey]
+            tmp_path / "a", s1.url, alice_name, PASS, witnesses=[wvkey]
         )
-        bob = AccordClient.create_account(tmp_path / "b", s1.url, "bob", PASS, witnesses=[wvkey])
+        bob = AccordClient.create_account(tmp_path / "b", s1.url, bob_name, PASS, witnesses=[wvkey])
         clients += [alice, bob]
         assert _signatures(s1.url) == 2  # the log's signature and the witness's
-        alice.send("bob", "cosigned")
+        alice.send(bob_name, "cosigned")
         assert [m.text for m in bob.receive().messages] == ["cosigned"]
 
         # The operator copies the log and runs a second view of it.
         s1.stop()
         shutil.copytree(d1, tmp_path / "server2")
         s1.start()
-        s2 = ServerProcess(tmp_path / "server2", extra_args=["--witness", wurl]).start()
+        s2 = ServerProcess(
+            tmp_path / "server2", extra_args=["--witness", wurl], env=module_clock.env
+        ).start()
         carol = AccordClient.create_account(
-            tmp_path / "c", s1.url, "carol", PASS, witnesses=[wvkey]
+            tmp_path / "c", s1.url, carol_name, PASS, witnesses=[wvkey]
         )
         clients.append(carol)
         # On the second view a different device is registered at the same tree size.
-        dave = AccordClient.create_account(tmp_path / "d", s2.url, "dave", PASS)
+        dave = AccordClient.create_account(tmp_path / "d", s2.url, dave_name, PASS)
         clients.append(dave)
         assert _signatures(s1.url) == 2
         assert _signatures(s2.url) == 1  # the witness refused the fork
 
-        alice.send("carol", "fine on the witnessed view")
+        alice.send(carol_name, "fine on the witnessed view")
         # bob is shown the forked view: its checkpoint lacks the witness's cosignature.
         bob.api.base_url = s2.url
         bob.api._http.base_url = httpx.URL(s2.url)
         with pytest.raises(VerificationError):
-            bob._refresh_devices(["dave"])
+            bob._refresh_devices([dave_name])
     finally:
         for c in clients:
             c.close()
