@@ -21,6 +21,7 @@ from PIL import Image
 
 from accord.client.client import AccordClient
 from accord.server.process import ServerProcess
+from accord_testing import TEST_KDF_COST
 
 CHROMIUM = Path("/usr/bin/chromium")
 PASS = "test passphrase"
@@ -126,8 +127,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleWorld]:
     server.start()
     alice = bob = None
     try:
-        alice = AccordClient.create_account(root / "a", server.url, "alice", PASS)
-        bob = AccordClient.create_account(root / "b", server.url, "bob", PASS)
+        alice = AccordClient.create_account(
+            root / "a", server.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+        )
+        bob = AccordClient.create_account(
+            root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+        )
         photo = checkerboard_png()
         (root / "photo.png").write_bytes(photo)
         alice.send("bob", "hello bob")

@@ -32,6 +32,7 @@ from accord.client.operator import OperatorApi
 from accord.protocols.detection.banks import BankEntry
 from accord.protocols.detection.hashers import hash_file
 from accord.server.process import ServerProcess
+from accord_testing import TEST_KDF_COST
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -143,8 +144,12 @@ def event_world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 "/v1/reviewers", json={"name": REVIEWER, "password": password, "role": "reviewer"}
             )
             assert created.status_code == 201, created.text
-        mallory = AccordClient.create_account(root / "m", server.url, "mallory", PASS)
-        AccordClient.create_account(root / "b", server.url, "bob", PASS).close()
+        mallory = AccordClient.create_account(
+            root / "m", server.url, "mallory", PASS, kdf_cost=TEST_KDF_COST
+        )
+        AccordClient.create_account(
+            root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+        ).close()
         yield EventWorld(
             server=server, password=password, mallory=mallory, sent=sent, distances=distances
         )

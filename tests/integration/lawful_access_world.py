@@ -29,6 +29,7 @@ from accord.server.process import ServerProcess
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import access_warrants, accounts
 from accord.wire.access import WarrantSubmitted
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 ROLES = {
@@ -143,7 +144,9 @@ class Authorities:
 
 
 def account(root: Path, server: ServerProcess, name: str, **kw: Any) -> AccordClient:
-    return AccordClient.create_account(root / name, server.url, name, PASS, **kw)
+    return AccordClient.create_account(
+        root / name, server.url, name, PASS, **kw, kdf_cost=TEST_KDF_COST
+    )
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from accord.client.client import AccordClient
 from accord.errors import NotFound
 from accord.protocols.messaging import one_time_key_payload
 from accord.wire.messaging import OneTimeKey
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 
@@ -36,7 +37,9 @@ PROTECTED = [
 @pytest.fixture
 def trio(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     clients = [
-        AccordClient.create_account(tmp_path / n, server.url, unique(n), PASS)
+        AccordClient.create_account(
+            tmp_path / n, server.url, unique(n), PASS, kdf_cost=TEST_KDF_COST
+        )
         for n in ("alice", "bob", "mallory")
     ]
     yield clients
@@ -95,7 +98,7 @@ def test_cannot_publish_keys_for_another_account(server, trio):  # type: ignore[
     assert r.status_code == 422 and r.json()["code"] == "verification_failed"
     # and mallory cannot approve a device into alice's account
     link_client, code = AccordClient.start_link(
-        alice.home.parent / "alice2", server.url, alice.account_name, PASS
+        alice.home.parent / "alice2", server.url, alice.account_name, PASS, kdf_cost=TEST_KDF_COST
     )
     link_client.close()
     request_id = code.split("-")[0]

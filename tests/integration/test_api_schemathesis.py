@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from accord.client.client import AccordClient
 from accord.server.app import ServerConfig, create_app
+from accord_testing import TEST_KDF_COST
 
 _DIR = Path(tempfile.mkdtemp(prefix="accord-schemathesis-"))
 APP = create_app(ServerConfig(data_dir=_DIR / "server"))
@@ -30,7 +31,12 @@ def _token() -> str:
     if not _TOKEN:
         transport = TestClient(APP)._transport
         client = AccordClient.create_account(
-            _DIR / "home", "http://testserver", "fuzzer", "pw", transport=transport
+            _DIR / "home",
+            "http://testserver",
+            "fuzzer",
+            "pw",
+            transport=transport,
+            kdf_cost=TEST_KDF_COST,
         )
         _TOKEN.append(client._token(False))
         client.send("fuzzer", "seed message for the queue")

@@ -18,6 +18,7 @@ import pytest
 
 from accord.client.client import AccordClient
 from accord.server.process import ServerProcess
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 
@@ -37,7 +38,9 @@ def small_server(tmp_path_factory, module_clock):  # type: ignore[no-untyped-def
 
 @pytest.fixture
 def alice(small_server, tmp_path, unique):  # type: ignore[no-untyped-def]
-    c = AccordClient.create_account(tmp_path / "a", small_server.url, unique("alice"), PASS)
+    c = AccordClient.create_account(
+        tmp_path / "a", small_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
     yield c
     c.close()
 

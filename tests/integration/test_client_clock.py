@@ -6,6 +6,7 @@ import time
 
 from accord.client.client import AccordClient
 from accord.clock import ManualClock
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 
@@ -14,9 +15,11 @@ def test_messages_are_dated_by_the_clients_clock(sqlite_server, tmp_path, unique
     server = sqlite_server
     clock = ManualClock(start_s=int(time.time()) + 3 * 86_400)
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, clock=clock
+        tmp_path / "a", server.url, unique("alice"), PASS, clock=clock, kdf_cost=TEST_KDF_COST
     )
-    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     try:
         alice.send(unique("bob"), "from three days ahead")
         clock.advance(60)

@@ -15,6 +15,7 @@ from accord.protocols.access.records import SealedRecord
 from accord.server.process import ServerProcess
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import access_records
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 WINDOW = "+20s"  # long enough for the CLI steps inside it on a loaded machine
@@ -64,7 +65,9 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli) -> None:  # type: 
 
         alice = cli("alice")
         alice.run("account", "create", "alice", "--server", url)
-        bob = AccordClient.create_account(tmp_path / "bob", url, "bob", PASS)
+        bob = AccordClient.create_account(
+            tmp_path / "bob", url, "bob", PASS, kdf_cost=TEST_KDF_COST
+        )
         try:
             alice.run("send", "bob", "before the window")
             time.sleep(1)  # windows are whole seconds: the one drafted now starts after it

@@ -51,6 +51,7 @@ from accord.protocols.private_matching.voucher import (
 )
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import accounts, devices, messages, pm_epochs, pm_shares
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 T = DEFAULT_THRESHOLD
@@ -335,8 +336,12 @@ def _with_voucher(body: dict[str, Any], change: Callable[[bytes], bytes]) -> dic
 
 @pytest.fixture
 def pair(server, tmp_path, unique) -> Iterator[tuple[AccordClient, AccordClient]]:  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     yield alice, bob
     alice.close()
     bob.close()
@@ -448,8 +453,12 @@ def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(
     pool, others = standins
     bob = unique("bob")
     table = _bank_and_publish(server, unique("standins"), pool[:4])
-    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
-    AccordClient.create_account(tmp_path / "b", server.url, bob, PASS).close()
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    AccordClient.create_account(
+        tmp_path / "b", server.url, bob, PASS, kdf_cost=TEST_KDF_COST
+    ).close()
     try:
         # Acceptance 1, wired: one voucher size for banked and unrelated images.
         vouchers = [alice.vouchers.prepare(p) for p in (pool[0], others[0], pool[1], others[1])]
@@ -472,7 +481,9 @@ def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(
     data[-1] ^= 1
     path.write_bytes(bytes(data))
     try:
-        carol = AccordClient.create_account(tmp_path / "c", server.url, unique("carol"), PASS)
+        carol = AccordClient.create_account(
+            tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+        )
         try:
             with pytest.raises(VerificationError):
                 carol.send(bob, "hi", [others[3]])

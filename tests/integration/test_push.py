@@ -12,6 +12,7 @@ from collections.abc import Callable
 import httpx
 
 from accord.client.client import AccordClient
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 
@@ -26,8 +27,12 @@ def _wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.
 
 
 def test_push_delivers_and_acknowledges(server, tmp_path, unique):  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     token = bob._token(False)
 
     def bob_queue() -> list[object]:

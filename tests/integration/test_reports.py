@@ -28,6 +28,7 @@ from PIL import Image
 
 from accord.client.client import AccordClient
 from accord.protocols.franking import FrankingKey, commit_message
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 pytestmark = pytest.mark.timeout(300)
@@ -61,8 +62,12 @@ def _audit_about(client: httpx.Client, report_id: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def pair(server, tmp_path, unique):  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     yield alice, bob
     alice.close()
     bob.close()
@@ -269,7 +274,9 @@ def test_any_changed_field_is_refused(server, pair, tmp_path):  # type: ignore[n
 @ON_SQLITE
 def test_only_the_recipient_reports(server, pair, tmp_path, unique):  # type: ignore[no-untyped-def]
     _bob, evidence = _reported(pair, tmp_path)
-    carol = AccordClient.create_account(tmp_path / "c", server.url, unique("carol"), PASS)
+    carol = AccordClient.create_account(
+        tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+    )
     answer = _file(carol, evidence)
     assert answer.status_code == 422 and answer.json()["code"] == "report_invalid"
     carol.close()
@@ -277,7 +284,9 @@ def test_only_the_recipient_reports(server, pair, tmp_path, unique):  # type: ig
 
 def test_group_report_proves_which_member_sent(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     clients = {
-        n: AccordClient.create_account(tmp_path / n, server.url, unique(n), PASS)
+        n: AccordClient.create_account(
+            tmp_path / n, server.url, unique(n), PASS, kdf_cost=TEST_KDF_COST
+        )
         for n in ("alice", "bob", "carol")
     }
     club = unique("club")

@@ -23,6 +23,7 @@ from pg_cluster import PrivateCluster, pg_bin_dir
 from accord.client.client import AccordClient
 from accord.errors import AccordError, RateLimited
 from accord.server.process import ServerProcess
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 REDIS_URL = os.environ.get("ACCORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -69,8 +70,10 @@ def two_processes(
 @pytest.mark.postgres
 def test_a_message_accepted_by_one_process_is_pushed_by_another(two_processes, tmp_path):  # type: ignore[no-untyped-def]
     a, b = two_processes
-    alice = AccordClient.create_account(tmp_path / "alice", a.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "bob", b.url, "bob", PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(tmp_path / "bob", b.url, "bob", PASS, kdf_cost=TEST_KDF_COST)
     bob.send("alice", "warm-up")  # sessions established; alice's first receive drains it
     alice.receive()
     result: dict[str, object] = {}
@@ -143,9 +146,11 @@ def _receive_all(client: AccordClient, expected: int, deadline_s: float = 60) ->
 @pytest.mark.postgres
 def test_sigkill_under_load_loses_no_acknowledged_message(two_processes, tmp_path):  # type: ignore[no-untyped-def]
     a, b = two_processes
-    alice = AccordClient.create_account(tmp_path / "alice", a.url, "alice", PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+    )
     bob_home = tmp_path / "bob"
-    bob = AccordClient.create_account(bob_home, b.url, "bob", PASS)
+    bob = AccordClient.create_account(bob_home, b.url, "bob", PASS, kdf_cost=TEST_KDF_COST)
     sender = _Sender(alice, "bob")
     sender.start()
     _wait_until(lambda: len(sender.acked) >= 5, "five acknowledged sends")
@@ -187,8 +192,10 @@ def test_postgres_restart_under_load_loses_no_acknowledged_message(
     data = tmp_path / "shared"
     a = ServerProcess(data, db_url=url, extra_args=["--redis", redis_url]).start()
     b = ServerProcess(data, db_url=url, extra_args=["--redis", redis_url]).start()
-    alice = AccordClient.create_account(tmp_path / "alice", a.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "bob", b.url, "bob", PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(tmp_path / "bob", b.url, "bob", PASS, kdf_cost=TEST_KDF_COST)
     sender = _Sender(alice, "bob")
     sender.start()
     try:
@@ -232,9 +239,15 @@ def limited_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 def test_overload_answers_429_with_retry_after(limited_server, tmp_path):  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", limited_server.url, "alice", PASS)
-    bob = AccordClient.create_account(tmp_path / "b", limited_server.url, "bob", PASS)
-    carol = AccordClient.create_account(tmp_path / "c", limited_server.url, "carol", PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", limited_server.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", limited_server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+    )
+    carol = AccordClient.create_account(
+        tmp_path / "c", limited_server.url, "carol", PASS, kdf_cost=TEST_KDF_COST
+    )
     for n in range(3):  # the burst
         alice.send("bob", f"a{n}")
     with pytest.raises(RateLimited) as limited:
@@ -292,7 +305,12 @@ def test_two_processes_keep_one_witnessed_log_through_a_kill(tmp_path, fresh_pg_
             url = (a if n % 2 else b).url
             clients.append(
                 AccordClient.create_account(
-                    tmp_path / f"u{n}", url, f"u{n}", PASS, witnesses=[wvkey]
+                    tmp_path / f"u{n}",
+                    url,
+                    f"u{n}",
+                    PASS,
+                    witnesses=[wvkey],
+                    kdf_cost=TEST_KDF_COST,
                 )
             )
         killer = threading.Timer(0.3, a.kill)
@@ -301,14 +319,19 @@ def test_two_processes_keep_one_witnessed_log_through_a_kill(tmp_path, fresh_pg_
             try:
                 clients.append(
                     AccordClient.create_account(
-                        tmp_path / f"u{n}", a.url, f"u{n}", PASS, witnesses=[wvkey]
+                        tmp_path / f"u{n}",
+                        a.url,
+                        f"u{n}",
+                        PASS,
+                        witnesses=[wvkey],
+                        kdf_cost=TEST_KDF_COST,
                     )
                 )
             except AccordError:
                 break  # process A is gone
         killer.join()
         late = AccordClient.create_account(
-            tmp_path / "late", b.url, "late", PASS, witnesses=[wvkey]
+            tmp_path / "late", b.url, "late", PASS, witnesses=[wvkey], kdf_cost=TEST_KDF_COST
         )
         clients.append(late)
         # Every client verifies the survivor's cosigned view of everyone it talks to.
@@ -341,9 +364,13 @@ def test_concurrent_sends_are_all_pushed_on_postgres(tmp_path, fresh_pg_url):  #
     with ServerProcess(
         tmp_path / "server", db_url=fresh_pg_url, extra_args=["--send-rate", "0"]
     ) as server:
-        bob = AccordClient.create_account(tmp_path / "bob", server.url, "bob", PASS)
+        bob = AccordClient.create_account(
+            tmp_path / "bob", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+        )
         senders = [
-            AccordClient.create_account(tmp_path / f"s{n}", server.url, f"s{n}", PASS)
+            AccordClient.create_account(
+                tmp_path / f"s{n}", server.url, f"s{n}", PASS, kdf_cost=TEST_KDF_COST
+            )
             for n in range(4)
         ]
         tokens = [s._token(False) for s in senders]

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from accord.client.client import AccordClient
 from accord.storage.db import make_engine, sqlite_url
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 ACCOUNT_DEVICES = (
@@ -38,8 +39,12 @@ def _blob_files(server) -> set[Path]:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def pair(sqlite_server, tmp_path, unique):  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(tmp_path / "a", sqlite_server.url, unique("alice"), PASS)
-    bob = AccordClient.create_account(tmp_path / "b", sqlite_server.url, unique("bob"), PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", sqlite_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", sqlite_server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     yield alice, bob
     alice.close()
     bob.close()
@@ -101,7 +106,9 @@ def test_flipped_bit_in_group_ciphertext(server, pair):  # type: ignore[no-untyp
 def test_flipped_bit_in_stored_routing(server, pair, unique):  # type: ignore[no-untyped-def]
     """The server claiming another conversation for a message is caught too."""
     alice, bob = pair
-    carol = AccordClient.create_account(bob.home.parent / "c", server.url, unique("carol"), PASS)
+    carol = AccordClient.create_account(
+        bob.home.parent / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+    )
     try:
         alice.send(bob.account_name, "hello")
         engine = _engine(server)

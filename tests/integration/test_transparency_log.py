@@ -23,6 +23,7 @@ from accord.protocols.translog.note import (
     parse_vkey,
     verify_note,
 )
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 # The module's SQLite server (not a third process) for checks where the database kind is moot.
@@ -49,9 +50,15 @@ def _log_entries(server, start: int, end: int) -> list[str]:  # type: ignore[no-
 
 def test_registrations_are_logged_and_auditable(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
     before = _log_size(server)  # earlier tests' registrations
-    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
-    phone = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
-    laptop, code = AccordClient.start_link(tmp_path / "b2", server.url, unique("bob"), PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    phone = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    laptop, code = AccordClient.start_link(
+        tmp_path / "b2", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     phone.approve_device(code)
     try:
         info = httpx.get(server.url + "/v1/log/info").json()
@@ -88,7 +95,9 @@ def test_registrations_are_logged_and_auditable(server, cli, tmp_path, unique): 
         first = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
         assert first["size"] == size and first["invalid_entries"] == 0
         assert first["counts"] == {"accord.device.registration.v1": size}
-        carol = AccordClient.create_account(tmp_path / "c", server.url, unique("carol"), PASS)
+        carol = AccordClient.create_account(
+            tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+        )
         carol.close()
         second = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
         assert second["size"] == size + 1 and second["previous_size"] == size
@@ -105,8 +114,12 @@ def test_unlogged_device_is_never_used(server, tmp_path, unique):  # type: ignor
 
     from accord.storage.db import make_engine, sqlite_url
 
-    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     try:
         engine = make_engine(server.db_url or sqlite_url(server.data_dir))
         with engine.begin() as conn:
@@ -142,8 +155,12 @@ def test_device_with_a_false_log_claim_is_refused(server, tmp_path, unique):  # 
     from accord.storage.db import make_engine, sqlite_url
     from accord.wire.messaging import DeviceKeys
 
-    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     try:
         ghost = DeviceAccount()
         sig = ghost.sign(
@@ -193,8 +210,12 @@ def test_log_rollback_or_fork_is_an_error(server, tmp_path, unique):  # type: ig
     from accord.errors import VerificationError
     from accord.primitives.encoding import b64encode
 
-    alice = AccordClient.create_account(tmp_path / "a", server.url, unique("alice"), PASS)
-    bob = AccordClient.create_account(tmp_path / "b", server.url, unique("bob"), PASS)
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
     try:
         alice.send(bob.account_name, "first")  # alice accepts the checkpoint with both in it
         size, _, root = alice.store.get_meta("log_checkpoint").partition(" ")

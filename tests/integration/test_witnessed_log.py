@@ -24,6 +24,7 @@ from accord.errors import VerificationError
 from accord.protocols.translog.note import generate_cosigner, generate_signer, parse_unverified_note
 from accord.server.process import ServerProcess, free_port
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
+from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
 
@@ -83,9 +84,11 @@ def test_forked_log_is_not_cosigned_and_is_refused(tmp_path, module_clock, uniqu
     try:
         s1.start()
         alice = AccordClient.create_account(
-            tmp_path / "a", s1.url, alice_name, PASS, witnesses=[wvkey]
+            tmp_path / "a", s1.url, alice_name, PASS, witnesses=[wvkey], kdf_cost=TEST_KDF_COST
         )
-        bob = AccordClient.create_account(tmp_path / "b", s1.url, bob_name, PASS, witnesses=[wvkey])
+        bob = AccordClient.create_account(
+            tmp_path / "b", s1.url, bob_name, PASS, witnesses=[wvkey], kdf_cost=TEST_KDF_COST
+        )
         clients += [alice, bob]
         assert _signatures(s1.url) == 2  # the log's signature and the witness's
         alice.send(bob_name, "cosigned")
@@ -99,11 +102,13 @@ def test_forked_log_is_not_cosigned_and_is_refused(tmp_path, module_clock, uniqu
             tmp_path / "server2", extra_args=["--witness", wurl], env=module_clock.env
         ).start()
         carol = AccordClient.create_account(
-            tmp_path / "c", s1.url, carol_name, PASS, witnesses=[wvkey]
+            tmp_path / "c", s1.url, carol_name, PASS, witnesses=[wvkey], kdf_cost=TEST_KDF_COST
         )
         clients.append(carol)
         # On the second view a different device is registered at the same tree size.
-        dave = AccordClient.create_account(tmp_path / "d", s2.url, dave_name, PASS)
+        dave = AccordClient.create_account(
+            tmp_path / "d", s2.url, dave_name, PASS, kdf_cost=TEST_KDF_COST
+        )
         clients.append(dave)
         assert _signatures(s1.url) == 2
         assert _signatures(s2.url) == 1  # the witness refused the fork
