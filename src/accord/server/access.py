@@ -74,7 +74,7 @@ from accord.protocols.access.warrant import (
     WarrantCommitment,
     commit_warrant,
 )
-from accord.server.services import AuthedDevice, MessagingService
+from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.schema import (

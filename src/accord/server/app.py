@@ -36,6 +36,7 @@ from accord.server.limits import (
     DEFAULT_SEND_RATE_PER_S,
     SendLimiter,
 )
+from accord.server.messaging import AuthedDevice, MessagingService, StaleDevicesError
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
 from accord.server.observability import Metrics, ObservabilityMiddleware
 from accord.server.private_matching import (
@@ -45,7 +46,6 @@ from accord.server.private_matching import (
 from accord.server.reports import ReportService, ReviewVault
 from accord.server.review import ReviewService
 from accord.server.review_api import register_review_routes
-from accord.server.services import AuthedDevice, MessagingService, StaleDevicesError
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LogService, register_log_routes
 from accord.storage.db import Database, make_engine, sqlite_url
 from accord.storage.migrate import upgrade_to_head

@@ -86,9 +86,9 @@ from accord.protocols.private_matching.voucher import (
     voucher_size,
 )
 from accord.server.detection import DetectionService
+from accord.server.messaging import AuthedDevice, MessagingService, now_ms
 from accord.server.review import ReviewService
 from accord.server.review_api import reviewer_dependency
-from accord.server.services import AuthedDevice, MessagingService, now_ms
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.private_matching import SqlShareStore, insert_ignore

@@ -36,7 +36,7 @@ from accord.primitives.hpke import (
 from accord.protocols.franking import TagContext, conversation_label, verify_commitment
 from accord.server.blobs import FileBlobStore
 from accord.server.franking import FrankingKeyRing
-from accord.server.services import AuthedDevice, now_ms
+from accord.server.messaging import AuthedDevice, now_ms
 from accord.storage.db import Database
 from accord.storage.schema import accounts, group_members, groups, report_attachments, reports
 from accord.wire.reports import (

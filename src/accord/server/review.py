@@ -39,8 +39,8 @@ from accord.protocols.casefile import (
     export_cybertipline_file_details_xml,
     export_cybertipline_xml,
 )
+from accord.server.messaging import MessagingService, now_ms
 from accord.server.reports import ReviewVault, attachment_aad
-from accord.server.services import MessagingService, now_ms
 from accord.storage.db import Database
 from accord.storage.schema import (
     account_notices,

@@ -14,9 +14,9 @@ from fastapi.responses import Response
 from sqlalchemy import Connection, select
 
 from accord.errors import AuthenticationError
+from accord.server.messaging import AuthedDevice
 from accord.server.reports import ReportService
 from accord.server.review import ReviewService
-from accord.server.services import AuthedDevice
 from accord.storage.db import Database
 from accord.storage.schema import account_notices, accounts
 from accord.wire.reports import (

@@ -1,4 +1,5 @@
-"""The server's messaging services. No FastAPI here: routes are thin wrappers around these.
+"""`MessagingService`: accounts, devices, tokens, device links, one-time keys, groups, and the
+queues messages travel through. No FastAPI here: the routes in `server/routes/` wrap it.
 
 The server is trusted for availability only. It checks what it can (signatures on device keys
 and one-time keys, group states signed by an admin, complete device lists on every send) so that
