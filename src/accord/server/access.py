@@ -10,7 +10,7 @@ record counts after each window and, after the disclosure time, the opening of t
 
 Every refusal of an authority's object is a 403 with the stable code of the check that failed
 (`threshold_not_met`, `approver_not_member`, `agency_key_unregistered`, `warrant_expired`...).
-`AccessService` holds the logic; `register_access_routes` adds thin routes.
+`AccessService` holds the logic; routes/access.py maps it to HTTP.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Any
 
-from anyio import to_thread
-from fastapi import Depends, FastAPI, Header, Path, Query
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError
@@ -93,7 +91,6 @@ from accord.wire.access import (
     AccessEntries,
     AccessSync,
     AgencyChallenge,
-    AgencyChallengeRequest,
     AgencyKeyRegistered,
     AgencyWarrant,
     ApproverSetPublished,
@@ -103,13 +100,9 @@ from accord.wire.access import (
     MetadataPage,
     ProvenDisclosure,
     ProvenEntry,
-    PublishApproverSetRequest,
     RecordPage,
     RecordsStored,
-    RecordUpload,
-    RegisterAgencyKeyRequest,
     StoredRecord,
-    SubmitWarrantRequest,
     WarrantSubmitted,
     agency_challenge_info,
 )
@@ -138,8 +131,6 @@ KIND_AGENCY_KEY = "agency_key"
 KIND_COMMITMENT = "commitment"
 KIND_DISCLOSURE = "disclosure"
 KIND_RECORD_COUNT = "record_count"
-
-WarrantIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 
 def now_s() -> int:
@@ -957,117 +948,3 @@ def check_agency_token(secret: bytes, warrant_id: bytes, token: str, *, now: int
     good = hmac.compare_digest(mac, expected) & hmac.compare_digest(body[:32], warrant_id)
     if not good or int.from_bytes(body[32:], "big") <= now:
         raise AuthenticationError("agency token required")
-
-
-def register_access_routes(
-    app: FastAPI,
-    service: AccessService,
-    *,
-    current_device: Callable[..., Awaitable[AuthedDevice]],
-    require_operator: Callable[..., Awaitable[None]],
-) -> None:
-    # Dependencies are given as defaults: annotations in this module are strings, and FastAPI
-    # resolves them in the module's namespace, where these local aliases would not be found.
-    device = Depends(current_device)
-    operator = Depends(require_operator)
-
-    async def agency_token(
-        warrant_id: WarrantIdPath, authorization: Annotated[str | None, Header()] = None
-    ) -> bytes:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise AuthenticationError("agency token required")
-        wid = bytes.fromhex(warrant_id)
-        service.check_agency_token(wid, authorization[len("Bearer ") :].strip())
-        return wid
-
-    agency = Depends(agency_token)
-
-    # --- authorities (public: authorised by the signatures they carry) ---------------------
-
-    @app.post("/v1/access/approver-sets", status_code=201)
-    async def publish_approver_set(
-        req: PublishApproverSetRequest, _op: None = operator
-    ) -> ApproverSetPublished:
-        signed = parse_signed_object(
-            req.signed_approver_set, SignedApproverSet.from_obj, "approver set"
-        )
-        return await to_thread.run_sync(service.publish_approver_set, signed)
-
-    @app.get("/v1/access/approver-sets")
-    async def approver_sets(since: Annotated[int, Query(ge=0, le=2**62)] = 0) -> ApproverSets:
-        return await to_thread.run_sync(service.approver_sets, since)
-
-    @app.post("/v1/access/agency-keys", status_code=201)
-    async def register_agency_key(req: RegisterAgencyKeyRequest) -> AgencyKeyRegistered:
-        signed = parse_signed_object(req.signed_agency_key, SignedAgencyKey.from_obj, "agency key")
-        return await to_thread.run_sync(service.register_agency_key, signed)
-
-    @app.post("/v1/access/warrants", status_code=201)
-    async def submit_warrant(req: SubmitWarrantRequest) -> WarrantSubmitted:
-        signed = parse_signed_object(req.signed_warrant, SignedWarrant.from_obj, "warrant")
-        return await to_thread.run_sync(service.submit_warrant, signed)
-
-    @app.get("/v1/access/entries")
-    async def access_entries(start: Annotated[int, Query(ge=0, le=2**62)] = 0) -> AccessEntries:
-        return await to_thread.run_sync(service.access_entries, start)
-
-    # --- the target's devices ----------------------------------------------------------------
-
-    @app.get("/v1/access/sync")
-    async def sync(
-        dev: AuthedDevice = device,
-        since: Annotated[int, Query(ge=0, le=2**62)] = 0,
-        sets_after: Annotated[int, Query(ge=0, le=2**31)] = 0,
-        disclosures_from: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    ) -> AccessSync:
-        def _run() -> AccessSync:
-            return service.sync(
-                dev, since=since, sets_after=sets_after, disclosures_from=disclosures_from
-            )
-
-        return await to_thread.run_sync(_run)
-
-    @app.post("/v1/access/records", status_code=201)
-    async def upload_records(req: RecordUpload, dev: AuthedDevice = device) -> RecordsStored:
-        records = [
-            parse_signed_object(
-                r,
-                lambda o: SealedRecord.from_bytes(canonical_json(o)),
-                "record",
-                max_bytes=MAX_RECORD_OBJECT_BYTES,
-            )
-            for r in req.records
-        ]
-        return await to_thread.run_sync(service.store_records, dev, records)
-
-    # --- the agency --------------------------------------------------------------------------
-
-    @app.post("/v1/access/agency/challenge")
-    async def agency_challenge(req: AgencyChallengeRequest) -> AgencyChallenge:
-        return await to_thread.run_sync(service.agency_challenge, bytes.fromhex(req.warrant_id))
-
-    @app.get("/v1/access/warrants/{warrant_id}")
-    async def agency_warrant(wid: bytes = agency) -> AgencyWarrant:
-        return await to_thread.run_sync(service.agency_warrant, wid)
-
-    @app.get("/v1/access/warrants/{warrant_id}/records")
-    async def agency_records(
-        wid: bytes = agency,
-        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_RECORDS_PER_PAGE)] = MAX_RECORDS_PER_PAGE,
-    ) -> RecordPage:
-        def _run() -> RecordPage:
-            return service.agency_records(wid, after=after, limit=limit)
-
-        return await to_thread.run_sync(_run)
-
-    @app.get("/v1/access/warrants/{warrant_id}/metadata")
-    async def agency_metadata(
-        wid: bytes = agency,
-        after: Annotated[int, Query(ge=0, le=2**62)] = 0,
-        limit: Annotated[int, Query(ge=1, le=MAX_METADATA_PER_PAGE)] = MAX_METADATA_PER_PAGE,
-    ) -> MetadataPage:
-        def _run() -> MetadataPage:
-            return service.agency_metadata(wid, after=after, limit=limit)
-
-        return await to_thread.run_sync(_run)

@@ -50,7 +50,6 @@ from accord.storage.schema import (
     accounts,
     auth_challenges,
     auth_tokens,
-    blobs,
     deliveries,
     devices,
     group_members,
@@ -896,30 +895,6 @@ class MessagingService:
 
         acked: int = await self.db.transact_async(_tx)
         return AckResult(acked=acked)
-
-    # --- blobs ------------------------------------------------------------------------------
-
-    async def record_blob(self, dev: AuthedDevice, blob_id: str, size: int) -> None:
-        def _tx(conn: Connection) -> Any:
-            conn.execute(
-                insert(blobs).values(
-                    blob_id=blob_id,
-                    size=size,
-                    uploader_device_pk=dev.device_pk,
-                    created_at=now_ms(),
-                )
-            )
-
-        await self.db.transact_async(_tx)
-
-    async def blob_exists(self, blob_id: str) -> bool:
-        def _rd(conn: Connection) -> Any:
-            return (
-                conn.execute(select(blobs.c.blob_id).where(blobs.c.blob_id == blob_id)).first()
-                is not None
-            )
-
-        return await self.db.read_async(_rd)
 
 
 def _franking_commitment(extensions: dict[str, Any]) -> bytes:

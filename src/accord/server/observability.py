@@ -1,18 +1,14 @@
-"""Prometheus metrics (`GET /metrics`) and structured JSON logs. Neither carries user content:
-metrics are counts and timings by route template; logs name the route template, never the path
-(paths carry blob ids, which are capabilities), and never bodies, tokens or keys."""
+"""Prometheus metrics (`GET /metrics`) and the server's log format. Neither carries user
+content: metrics are counts and timings by route template; log records never hold bodies, tokens
+or keys (the access record is written by `server.middleware`)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-access_log = logging.getLogger("accord.access")
 
 
 class Metrics:
@@ -51,48 +47,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class ObservabilityMiddleware:
-    """Counts and times every HTTP request by its route template; writes one access record."""
-
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            elapsed = time.perf_counter() - start
-            self.metrics.requests.labels(scope.get("method", "?"), template, str(status)).inc()
-            self.metrics.latency.labels(template).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "method": scope.get("method"),
-                            "route": template,
-                            "status": status,
-                            "ms": round(elapsed * 1000, 2),
-                        }
-                    },
-                )
 
 
 class JsonFormatter(logging.Formatter):

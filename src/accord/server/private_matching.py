@@ -18,13 +18,12 @@
   shares) is counted as rejected for its device, invisibly to the sender. Each crossing is
   appended to the transparency log as a count and a commitment.
 - **Review.** `list_events`, `event` and `derivative_png` back `GET /v1/review/events...` and
-  the console.
+  the console. Routes: routes/matching.py and routes/review.py.
 
 Nothing here logs a voucher, a hash, a key or an account's images.
 """
 
-# No `from __future__ import annotations`: FastAPI must see the route annotations that refer
-# to the local `Reviewer` dependency as objects.
+from __future__ import annotations
 
 import base64
 import io
@@ -38,13 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 from anyio import to_thread
-from fastapi import Depends, FastAPI, Query
-from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, Response
 from PIL import Image
 from pydantic import ValidationError
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -87,8 +83,6 @@ from accord.protocols.private_matching.voucher import (
 )
 from accord.server.detection import DetectionService
 from accord.server.messaging import AuthedDevice, MessagingService, now_ms
-from accord.server.review import ReviewService
-from accord.server.review_api import reviewer_dependency
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.private_matching import SqlShareStore, insert_ignore
@@ -982,65 +976,3 @@ class PrivateMatchingService:
         if derivative is None:
             raise NotFound()
         return derivative_png(bytes(derivative))
-
-
-EventIdPath = Annotated[str, PathParam(pattern=r"^e_[A-Za-z0-9_-]{16,32}$")]
-
-
-def register_private_matching_routes(
-    app: FastAPI,
-    service: PrivateMatchingService,
-    *,
-    operator: Any,
-    review: ReviewService,
-    admin_token: str,
-) -> None:
-    """Public: the current table and table files. Operator: publish, status. Reviewers: events."""
-    Reviewer = Annotated[tuple[str, str], Depends(reviewer_dependency(review, admin_token))]
-
-    @app.get("/v1/matching/table")
-    async def current_table() -> TableInfo:
-        info: TableInfo = await to_thread.run_sync(service.table_info)
-        return info
-
-    @app.get("/v1/matching/tables/{digest}")
-    async def table_file(
-        digest: Annotated[str, PathParam(pattern=r"^[0-9a-f]{64}$")],
-    ) -> FileResponse:
-        path = await to_thread.run_sync(service.table_file, digest)
-        return FileResponse(path, media_type="application/octet-stream")
-
-    @app.post("/v1/matching/tables", status_code=201, dependencies=[operator])
-    async def publish_table(req: PublishTableRequest) -> TableSummary:
-        summary: TableSummary = await to_thread.run_sync(service.publish_table, req)
-        return summary
-
-    @app.get("/v1/matching/status", dependencies=[operator])
-    async def matching_status() -> MatchingStatus:
-        status: MatchingStatus = await to_thread.run_sync(service.status)
-        return status
-
-    @app.get("/v1/review/events")
-    async def list_events(
-        _who: Reviewer,
-        account: Annotated[str | None, Query(max_length=64)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        before: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    ) -> ReviewEventList:
-        return await service.list_events(account=account, limit=limit, before=before)
-
-    @app.get("/v1/review/events/{event_id}")
-    async def get_event(event_id: EventIdPath, who: Reviewer) -> ReviewEventDetail:
-        detail = await service.event(event_id)
-        await review.record_view(who[0], "view_match_event", event_id)
-        return detail
-
-    @app.get("/v1/review/events/{event_id}/images/{index}")
-    async def event_image(
-        event_id: EventIdPath,
-        index: Annotated[int, PathParam(ge=0, le=1024)],
-        who: Reviewer,
-    ) -> Response:
-        png = await service.derivative_png(event_id, index)
-        await review.record_view(who[0], "view_match_image", f"{event_id}/{index}")
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})

@@ -57,6 +57,8 @@ from accord.wire.reports import (
     AccountOverview,
     AuditEntry,
     AuditTrail,
+    Notice,
+    NoticeList,
     ReportDetail,
     ReportList,
     ReportSummary,
@@ -81,10 +83,22 @@ WARNING_TEXT = (
     "Trust and safety reviewed a report about a message from this account and found it breaks "
     "the service's rules. Further reports may lead to suspension."
 )
+MAX_NOTICES_PER_PAGE = 100
 PREVIEW_PIXELS = 320
 MAX_PREVIEW_SOURCE_PIXELS = 50_000_000
 GENESIS_CHAIN = bytes(32)
 DEFAULT_INCIDENT_TYPE = "Child Pornography (possession, manufacture, and distribution)"
+
+
+@dataclass(frozen=True)
+class ActingReviewer:
+    """Who acts in the review API: a reviewer with a session, or the operator (as an admin)."""
+
+    name: str
+    role: str
+
+
+OPERATOR_AS_REVIEWER = ActingReviewer(name="operator", role="admin")
 
 
 @dataclass(frozen=True)
@@ -251,6 +265,27 @@ class ReviewService:
             )
 
         await self.db.transact_async(_tx)
+
+    # --- notices to accounts ---------------------------------------------------------------
+
+    async def notices(self, account: str, *, after: int) -> NoticeList:
+        """What review told an account (warnings), oldest first, after notice id `after`."""
+
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(
+                select(account_notices)
+                .join(accounts, accounts.c.id == account_notices.c.account_id)
+                .where(accounts.c.name == account, account_notices.c.id > after)
+                .order_by(account_notices.c.id)
+                .limit(MAX_NOTICES_PER_PAGE)
+            ).all()
+
+        rows = await self.db.read_async(_rd)
+        return NoticeList(
+            notices=[
+                Notice(id=r.id, kind=r.kind, text=r.text, created_at=r.created_at) for r in rows
+            ]
+        )
 
     # --- the queue ------------------------------------------------------------------------
 

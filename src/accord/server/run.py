@@ -8,7 +8,8 @@ from pathlib import Path
 
 import uvicorn
 
-from accord.server.app import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig, create_app
+from accord.server.app import create_app
+from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.observability import configure_logging
 
