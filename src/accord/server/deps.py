@@ -4,7 +4,7 @@
 - `Operator`: the operator, by the token in DATA_DIR/admin-token;
 - `CurrentReviewer`: a reviewer by session token, or the operator acting as an admin;
 - `AgencyWarrantId`: the id of the warrant in the path, for the holder of a fresh agency token
-  for that warrant (sealed to the agency key the warrant names: see `access.agency`);
+  for that warrant (sealed to the agency key the warrant names: see `server.access.agency`);
 - `ServicesDep`: every service of the app (`server.assembly.Services`).
 """
 
@@ -80,7 +80,7 @@ async def agency_warrant_id(
     """The warrant in the path, if the bearer holds a fresh agency token for it."""
     token = bearer_token(authorization, "agency token required")
     wid = bytes.fromhex(warrant_id)
-    services.access.check_agency_token(wid, token)
+    services.access.agency.check_token(wid, token)
     return wid
 
 

@@ -15,7 +15,7 @@ from accord.protocols.access.agency import SignedAgencyKey
 from accord.protocols.access.approvers import SignedApproverSet
 from accord.protocols.access.records import SealedRecord
 from accord.protocols.access.warrant import SignedWarrant
-from accord.server.access import MAX_RECORD_OBJECT_BYTES, parse_signed_object
+from accord.server.access.objects import MAX_RECORD_OBJECT_BYTES, parse_signed_object
 from accord.server.deps import AgencyWarrantId, CurrentDevice, Operator, ServicesDep
 from accord.wire.access import (
     MAX_METADATA_PER_PAGE,
@@ -57,12 +57,12 @@ async def publish_approver_set(
     signed = parse_signed_object(
         req.signed_approver_set, SignedApproverSet.from_obj, "approver set"
     )
-    return await to_thread.run_sync(services.access.publish_approver_set, signed)
+    return await to_thread.run_sync(services.access.authorities.publish_approver_set, signed)
 
 
 @router.get("/v1/access/approver-sets")
 async def approver_sets(services: ServicesDep, since: Position = 0) -> ApproverSets:
-    return await to_thread.run_sync(services.access.approver_sets, since)
+    return await to_thread.run_sync(services.access.authorities.approver_sets, since)
 
 
 @router.post("/v1/access/agency-keys", status_code=201)
@@ -70,18 +70,18 @@ async def register_agency_key(
     req: RegisterAgencyKeyRequest, services: ServicesDep
 ) -> AgencyKeyRegistered:
     signed = parse_signed_object(req.signed_agency_key, SignedAgencyKey.from_obj, "agency key")
-    return await to_thread.run_sync(services.access.register_agency_key, signed)
+    return await to_thread.run_sync(services.access.authorities.register_agency_key, signed)
 
 
 @router.post("/v1/access/warrants", status_code=201)
 async def submit_warrant(req: SubmitWarrantRequest, services: ServicesDep) -> WarrantSubmitted:
     signed = parse_signed_object(req.signed_warrant, SignedWarrant.from_obj, "warrant")
-    return await to_thread.run_sync(services.access.submit_warrant, signed)
+    return await to_thread.run_sync(services.access.authorities.submit_warrant, signed)
 
 
 @router.get("/v1/access/entries")
 async def access_entries(services: ServicesDep, start: Position = 0) -> AccessEntries:
-    return await to_thread.run_sync(services.access.access_entries, start)
+    return await to_thread.run_sync(services.access.ledger.access_entries, start)
 
 
 # --- the target's devices ----------------------------------------------------------------
@@ -97,7 +97,7 @@ async def sync(
 ) -> AccessSync:
     return await to_thread.run_sync(
         partial(
-            services.access.sync,
+            services.access.device_sync.sync,
             dev,
             since=since,
             sets_after=sets_after,
@@ -114,7 +114,7 @@ async def upload_records(
         parse_signed_object(r, _sealed_record, "record", max_bytes=MAX_RECORD_OBJECT_BYTES)
         for r in req.records
     ]
-    return await to_thread.run_sync(services.access.store_records, dev, records)
+    return await to_thread.run_sync(services.access.agency.store_records, dev, records)
 
 
 # --- the agency --------------------------------------------------------------------------
@@ -122,12 +122,12 @@ async def upload_records(
 
 @router.post("/v1/access/agency/challenge")
 async def agency_challenge(req: AgencyChallengeRequest, services: ServicesDep) -> AgencyChallenge:
-    return await to_thread.run_sync(services.access.agency_challenge, bytes.fromhex(req.warrant_id))
+    return await to_thread.run_sync(services.access.agency.challenge, bytes.fromhex(req.warrant_id))
 
 
 @router.get("/v1/access/warrants/{warrant_id}")
 async def agency_warrant(wid: AgencyWarrantId, services: ServicesDep) -> AgencyWarrant:
-    return await to_thread.run_sync(services.access.agency_warrant, wid)
+    return await to_thread.run_sync(services.access.agency.warrant, wid)
 
 
 @router.get("/v1/access/warrants/{warrant_id}/records")
@@ -138,7 +138,7 @@ async def agency_records(
     limit: Annotated[int, Query(ge=1, le=MAX_RECORDS_PER_PAGE)] = MAX_RECORDS_PER_PAGE,
 ) -> RecordPage:
     return await to_thread.run_sync(
-        partial(services.access.agency_records, wid, after=after, limit=limit)
+        partial(services.access.agency.records, wid, after=after, limit=limit)
     )
 
 
@@ -150,5 +150,5 @@ async def agency_metadata(
     limit: Annotated[int, Query(ge=1, le=MAX_METADATA_PER_PAGE)] = MAX_METADATA_PER_PAGE,
 ) -> MetadataPage:
     return await to_thread.run_sync(
-        partial(services.access.agency_metadata, wid, after=after, limit=limit)
+        partial(services.access.agency.metadata, wid, after=after, limit=limit)
     )
