@@ -43,5 +43,5 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
     install_error_handlers(app, services.metrics)
     for router in ROUTERS:
         app.include_router(router)
-    register_console(app, services.review, services.matching)
+    register_console(app, services.review, services.matching, clock=services.clock)
     return app

@@ -1,5 +1,5 @@
 """`Services`: every service of one server process, built from a `ServerConfig` and closed
-together. Routes reach them through `server.deps`."""
+together. Each reads the time from the config's clock. Routes reach them through `server.deps`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from accord.clock import Clock
 from accord.server.access import AccessService
 from accord.server.blobs import BlobService, FileBlobStore
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.server.detection import DetectionService
+from accord.server.franking import FrankingKeyRing
 from accord.server.limits import SendLimiter
 from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
@@ -26,6 +28,7 @@ from accord.storage.migrate import upgrade_to_head
 @dataclass
 class Services:
     config: ServerConfig
+    clock: Clock
     db: Database
     log: LogService
     messaging: MessagingService
@@ -59,38 +62,54 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
     db = Database(engine)
     if notifier is None:
         notifier = RedisNotifier(config.redis_url) if config.redis_url else LocalNotifier()
+    clock = config.clock
     limiter = SendLimiter(
-        rate_per_s=config.send_rate_per_s, burst=config.send_burst, redis_url=config.redis_url
+        rate_per_s=config.send_rate_per_s,
+        burst=config.send_burst,
+        redis_url=config.redis_url,
+        clock=clock,
     )
     metrics = Metrics()
     log = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
     messaging = MessagingService(
-        db, log, notify=notifier.publish, limiter=limiter, max_queue=config.max_queue
+        db,
+        log,
+        notify=notifier.publish,
+        franking=FrankingKeyRing(db, clock=clock),
+        limiter=limiter,
+        max_queue=config.max_queue,
+        clock=clock,
     )
     messaging.send_observers.append(_count_accepted(metrics))
     store = FileBlobStore(config.data_dir / "blobs")
     vault = ReviewVault(config.data_dir)
     reports = ReportService(
-        db, messaging.franking, store, vault, max_attachment_bytes=config.max_attachment_bytes
+        db,
+        messaging.franking,
+        store,
+        vault,
+        max_attachment_bytes=config.max_attachment_bytes,
+        clock=clock,
     )
     detection = DetectionService(engine, config.data_dir / "bank-index")
-    matching = PrivateMatchingService(db, log, detection, config.data_dir)
+    matching = PrivateMatchingService(db, log, detection, config.data_dir, clock=clock)
     matching.attach(messaging)
     return Services(
         config=config,
+        clock=clock,
         db=db,
         log=log,
         messaging=messaging,
-        blobs=BlobService(db, store, max_attachment_bytes=config.max_attachment_bytes),
+        blobs=BlobService(db, store, max_attachment_bytes=config.max_attachment_bytes, clock=clock),
         notifier=notifier,
         limiter=limiter,
         metrics=metrics,
         admin_token=ensure_admin_token(config.data_dir),
         reports=reports,
-        review=ReviewService(db, vault, messaging),
+        review=ReviewService(db, vault, messaging, clock=clock),
         detection=detection,
         matching=matching,
-        access=AccessService(db, log, messaging, config.data_dir),
+        access=AccessService(db, log, messaging, config.data_dir, clock=clock),
     )
 
 

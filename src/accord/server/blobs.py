@@ -14,8 +14,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection, insert
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import InvalidInput, NotFound, TooLarge
-from accord.server.messaging import AuthedDevice, now_ms
+from accord.server.messaging import AuthedDevice
 from accord.storage.db import Database
 from accord.storage.schema import blobs
 from accord.wire.messaging import BlobCreated
@@ -97,8 +98,16 @@ class BlobService:
     """Uploads checked against the size and digest declared up front, recorded against the
     uploading device; downloads by id."""
 
-    def __init__(self, db: Database, store: FileBlobStore, *, max_attachment_bytes: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: FileBlobStore,
+        *,
+        max_attachment_bytes: int,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.db = db
+        self.clock = clock
         self.store = store
         self.max_attachment_bytes = max_attachment_bytes
 
@@ -131,7 +140,7 @@ class BlobService:
                     blob_id=blob_id,
                     size=size,
                     uploader_device_pk=dev.device_pk,
-                    created_at=now_ms(),
+                    created_at=now_ms(self.clock),
                 )
             )
 

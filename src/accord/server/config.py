@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accord.clock import Clock, clock_from_env
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.translog import DEFAULT_LOG_ORIGIN
 from accord.storage.db import sqlite_url
@@ -32,6 +33,9 @@ class ServerConfig:
     send_burst: int = DEFAULT_SEND_BURST
     max_queue: int = DEFAULT_MAX_QUEUE
     extra: dict[str, Any] = field(default_factory=dict)
+    # Every service reads the time from here: the system clock, or a testing clock moved
+    # through ACCORD_CLOCK_OFFSET_FILE (accord.clock).
+    clock: Clock = field(default_factory=clock_from_env)
 
     @property
     def database_url(self) -> str:

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from anyio import to_thread
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -108,10 +108,6 @@ MAX_FETCH_LIMIT = 500
 _ACTIVE_DEVICE = and_(devices.c.revoked_at.is_(None), devices.c.log_index.is_not(None))
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _hash_secret(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8")).digest()
 
@@ -146,11 +142,13 @@ class MessagingService:
         franking: FrankingKeyRing | None = None,
         limiter: SendLimiter | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.log = log
-        self.franking = franking or FrankingKeyRing(db)
-        self.limiter = limiter or SendLimiter()
+        self.clock = clock
+        self.franking = franking or FrankingKeyRing(db, clock=clock)
+        self.limiter = limiter or SendLimiter(clock=clock)
         self.max_queue = max_queue
         # Other protocol parts attach here (private matching, lawful access): checks that may
         # refuse a send before anything is stored, and observers of each newly accepted message.
@@ -167,7 +165,7 @@ class MessagingService:
         """Step 1: register an account with its first device."""
         keys = req.device
         self._check_device_keys(keys)
-        created = now_ms()
+        created = now_ms(self.clock)
         try:
 
             def _tx(conn: Connection) -> Any:
@@ -273,13 +271,15 @@ class MessagingService:
     async def issue_challenge(self, account: str, device_id: str) -> Challenge:
         """Step 4: a single-use random challenge for one device."""
         challenge = b64encode(secrets.token_bytes(32))
-        expires = now_ms() + CHALLENGE_TTL_MS
+        expires = now_ms(self.clock) + CHALLENGE_TTL_MS
 
         def _tx(conn: Connection) -> Any:
             device_pk = self._device_pk(conn, account, device_id)
             if device_pk is None:
                 raise NotFound()
-            conn.execute(delete(auth_challenges).where(auth_challenges.c.expires_at < now_ms()))
+            conn.execute(
+                delete(auth_challenges).where(auth_challenges.c.expires_at < now_ms(self.clock))
+            )
             conn.execute(
                 insert(auth_challenges).values(
                     challenge_hash=_hash_secret(challenge), device_pk=device_pk, expires_at=expires
@@ -312,7 +312,7 @@ class MessagingService:
                 .where(accounts.c.name == account, devices.c.device_id == device_id)
                 .where(_ACTIVE_DEVICE)
             ).first()
-            if row is None or row.expires_at < now_ms():
+            if row is None or row.expires_at < now_ms(self.clock):
                 raise AuthenticationError("unknown or expired challenge")
             conn.execute(
                 delete(auth_challenges).where(
@@ -324,8 +324,8 @@ class MessagingService:
             except (VerificationError, InvalidInput):
                 raise AuthenticationError("bad challenge signature") from None
             token = secrets.token_urlsafe(32)
-            expires = now_ms() + TOKEN_TTL_MS
-            conn.execute(delete(auth_tokens).where(auth_tokens.c.expires_at < now_ms()))
+            expires = now_ms(self.clock) + TOKEN_TTL_MS
+            conn.execute(delete(auth_tokens).where(auth_tokens.c.expires_at < now_ms(self.clock)))
             conn.execute(
                 insert(auth_tokens).values(
                     token_hash=_hash_secret(token), device_pk=row.id, expires_at=expires
@@ -346,8 +346,8 @@ class MessagingService:
             raise AuthenticationError()
         key = _hash_secret(token)
         cached = self._auth_cache.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now and cached[2] > now_ms():
+        now = self.clock.monotonic()
+        if cached is not None and cached[1] > now and cached[2] > now_ms(self.clock):
             return cached[0]
 
         def _rd(conn: Connection) -> Any:
@@ -367,7 +367,7 @@ class MessagingService:
             ).first()
 
         row = await self.db.read_async(_rd)
-        if row is None or row.expires_at < now_ms():
+        if row is None or row.expires_at < now_ms(self.clock):
             raise AuthenticationError("invalid or expired token")
         device = AuthedDevice(
             device_pk=int(row.id),
@@ -391,11 +391,13 @@ class MessagingService:
         """Step 2: a new device asks to join an account; nothing happens until approval."""
         self._check_device_keys(req.device)
         request_id = base64.b32encode(secrets.token_bytes(10)).decode("ascii")
-        expires = now_ms() + LINK_TTL_MS
+        expires = now_ms(self.clock) + LINK_TTL_MS
 
         def _tx(conn: Connection) -> Any:
             account_id = self._account_id(conn, req.device.account)
-            conn.execute(delete(link_requests).where(link_requests.c.expires_at < now_ms()))
+            conn.execute(
+                delete(link_requests).where(link_requests.c.expires_at < now_ms(self.clock))
+            )
             if self._device_pk(conn, req.device.account, req.device.device_id) is not None:
                 raise Conflict("device id already in use", code="device_exists")
             conn.execute(
@@ -417,7 +419,7 @@ class MessagingService:
                 link_requests.c.account_id == dev.account_id,
             )
         ).first()
-        if row is None or row.expires_at < now_ms():
+        if row is None or row.expires_at < now_ms(self.clock):
             raise NotFound()
         return PendingLink(
             request_id=row.request_id,
@@ -438,7 +440,7 @@ class MessagingService:
         approval = req.approval
         if approval.approver_device_id != dev.device_id:
             raise AuthorizationError("approval must be signed by the calling device")
-        created = now_ms()
+        created = now_ms(self.clock)
 
         def _tx(conn: Connection) -> Any:
             pending = self._pending_link(conn, dev, request_id)
@@ -728,7 +730,7 @@ class MessagingService:
         await self.limiter.check(dev.account)
         for check in self.send_checks:
             await check(dev, req)
-        created = now_ms()
+        created = now_ms(self.clock)
         # Franking step 3: tag the commitment with who sent it, to whom, and when.
         stamp = await self.franking.stamp_async(
             commitment,

@@ -22,6 +22,7 @@ from PIL import Image, ImageFilter
 from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -39,7 +40,7 @@ from accord.protocols.casefile import (
     export_cybertipline_file_details_xml,
     export_cybertipline_xml,
 )
-from accord.server.messaging import MessagingService, now_ms
+from accord.server.messaging import MessagingService
 from accord.server.reports import ReviewVault, attachment_aad
 from accord.storage.db import Database
 from accord.storage.schema import (
@@ -163,8 +164,10 @@ class ReviewService:
         *,
         esp_name: str = "Accord",
         esp_contact_email: str = "safety@accord.invalid",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.vault = vault
         self.messaging = messaging
         self.esp_name = esp_name
@@ -183,7 +186,7 @@ class ReviewService:
                     name=name,
                     password_hash=encoded,
                     role=role,
-                    created_at=now_ms(),
+                    created_at=now_ms(self.clock),
                     disabled=False,
                 )
             )
@@ -213,7 +216,7 @@ class ReviewService:
             csrf_token=secrets.token_urlsafe(32),
             reviewer=name,
             role=row.role,
-            expires_at=now_ms() + SESSION_TTL_MS,
+            expires_at=now_ms(self.clock) + SESSION_TTL_MS,
         )
 
         def _tx(conn: Connection) -> None:
@@ -225,7 +228,9 @@ class ReviewService:
                     expires_at=session.expires_at,
                 )
             )
-            conn.execute(review_sessions.delete().where(review_sessions.c.expires_at < now_ms()))
+            conn.execute(
+                review_sessions.delete().where(review_sessions.c.expires_at < now_ms(self.clock))
+            )
 
         await self.db.transact_async(_tx)
         await self._audit(name, "login", name, "")
@@ -248,7 +253,7 @@ class ReviewService:
             ).first()
 
         row = await self.db.read_async(_rd)
-        if row is None or row.expires_at < now_ms():
+        if row is None or row.expires_at < now_ms(self.clock):
             raise AuthenticationError("session expired; log in again")
         return ReviewerSession(
             token=token,
@@ -417,7 +422,7 @@ class ReviewService:
                             report_attachments.c.viewed_at.is_(None),
                         )
                     )
-                    .values(viewed_at=now_ms(), viewed_by=actor)
+                    .values(viewed_at=now_ms(self.clock), viewed_by=actor)
                 )
 
             await self.db.transact_async(_tx)
@@ -439,7 +444,7 @@ class ReviewService:
             raise InvalidInput("a note has at most 2000 characters")
         detail = await self.report(report_id)
         account = detail.reported_account
-        at = now_ms()
+        at = now_ms(self.clock)
 
         def _tx(conn: Connection) -> None:
             conn.execute(
@@ -498,7 +503,7 @@ class ReviewService:
 
     async def _audit(self, actor: str, action: str, target: str, note: str) -> None:
         def _tx(conn: Connection) -> None:
-            self._append_audit(conn, now_ms(), actor, action, target, note)
+            self._append_audit(conn, now_ms(self.clock), actor, action, target, note)
 
         await self.db.transact_async(_tx)
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from pathlib import Path
 
 import uvicorn
 
+from accord.clock import CLOCK_OFFSET_ENV, Clock, OffsetFileClock
 from accord.server.app import create_app
 from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.observability import configure_logging
+
+log = logging.getLogger("accord.server")
 
 GC_GEN0_THRESHOLD = 50_000
 
@@ -27,6 +31,17 @@ def tune_garbage_collection() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+
+
+def warn_if_testing_clock(clock: Clock) -> None:
+    """A server whose time a file can move (ACCORD_CLOCK_OFFSET_FILE) is for tests only."""
+    if isinstance(clock, OffsetFileClock):
+        log.warning(
+            "TESTING CLOCK: this server's time is the system time plus the offset in %s "
+            "(set by %s); never run a deployment like this",
+            clock.path,
+            CLOCK_OFFSET_ENV,
+        )
 
 
 def serve(
@@ -54,6 +69,7 @@ def serve(
         send_burst=send_burst,
         max_queue=max_queue,
     )
+    warn_if_testing_clock(config.clock)
     app = create_app(config)
     tune_garbage_collection()
     print(f"accord server listening on http://{host}:{port} (data in {data_dir})", flush=True)
