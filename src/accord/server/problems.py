@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from accord.errors import AccordError, AuthenticationError, RateLimited
 from accord.server.messaging import StaleDevicesError
+from accord.server.middleware import route_template
 from accord.server.observability import Metrics
 
 log = logging.getLogger("accord.server")
@@ -87,6 +88,8 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled %s", type(exc).__name__)
+    async def _unexpected(req: Request, _exc: Exception) -> JSONResponse:
+        # The route template, never the path (paths carry blob ids, which are capabilities);
+        # the log's formatter keeps the traceback and drops the exception's message.
+        log.exception("unhandled error in %s %s", req.method, route_template(req.scope))
         return JSONResponse({"code": "internal", "message": "internal error"}, 500)

@@ -73,5 +73,6 @@ def serve(
     app = create_app(config)
     tune_garbage_collection()
     print(f"accord server listening on http://{host}:{port} (data in {data_dir})", flush=True)
-    # Access logs are off: paths carry blob ids, which are capabilities.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Access logs are off: paths carry blob ids, which are capabilities. Uvicorn's own records
+    # (an error it catches, say) go through the same handler, so their tracebacks are redacted.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)

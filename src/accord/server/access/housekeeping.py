@@ -57,8 +57,8 @@ class Housekeeping:
         while not self._stop.wait(HOUSEKEEPING_INTERVAL_S):
             try:
                 self.housekeep()
-            except Exception as exc:  # try again on the next tick
-                log.warning("lawful-access housekeeping failed (%s)", type(exc).__name__)
+            except Exception:  # try again on the next tick
+                log.exception("lawful-access housekeeping failed; retrying")
 
     def housekeep(self) -> None:
         """Publish what is due: record counts (after each window, and periodically while it is

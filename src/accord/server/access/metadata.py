@@ -82,8 +82,8 @@ class DeliveryMetadata:
                     conn.execute(insert(access_delivery_metadata), rows)
 
                 await self.db.transact_async(_tx)
-        except Exception as exc:  # never fail a send that has already been stored
-            log.warning("delivery metadata not recorded (%s)", type(exc).__name__)
+        except Exception:  # never fail a send that has already been stored
+            log.exception("delivery metadata not recorded")
 
     @staticmethod
     def _metadata_rows(

@@ -131,8 +131,8 @@ class VoucherWorker:
                 return
             try:
                 self.process_pending()
-            except Exception as exc:  # noqa: BLE001 - the worker must survive; retried next poll
-                log.error("private matching worker: %s", type(exc).__name__)
+            except Exception:  # the worker must survive; retried at the next poll
+                log.exception("private matching worker failed; retrying")
                 self._stop.wait(QUEUE_POLL_S)
 
     def process_pending(self) -> int:
@@ -193,10 +193,11 @@ class VoucherWorker:
             return int(self.db.transact(_tx))
         except OperationalError:  # the database is unavailable: retried at the next poll
             raise
-        except Exception as exc:
+        except Exception:
             if len(prepared) > 1:
+                log.warning("private matching: a batch failed; one by one now", exc_info=True)
                 return sum(self._commit([p], now) for p in prepared)
-            log.error("private matching: a queued voucher was dropped (%s)", type(exc).__name__)
+            log.exception("private matching: a queued voucher was dropped")
             self.db.transact(partial(self._drop, prepared[0]))
             return 0
 
