@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
@@ -45,7 +45,7 @@ from accord.protocols.messaging import (
 from accord.server.franking import FrankingKeyRing
 from accord.server.limits import DEFAULT_MAX_QUEUE, SendLimiter
 from accord.server.translog import LogService
-from accord.storage.db import Database
+from accord.storage.db import Database, inserted_id
 from accord.storage.schema import (
     accounts,
     auth_challenges,
@@ -169,9 +169,13 @@ class MessagingService:
         try:
 
             def _tx(conn: Connection) -> Any:
-                account_id = conn.execute(
-                    insert(accounts).values(name=keys.account, created_at=created, suspended=False)
-                ).inserted_primary_key[0]
+                account_id = inserted_id(
+                    conn.execute(
+                        insert(accounts).values(
+                            name=keys.account, created_at=created, suspended=False
+                        )
+                    )
+                )
                 return self._insert_device(conn, account_id, keys, None, created)
 
             device_pk: int = await self.db.transact_async(_tx)
@@ -206,7 +210,7 @@ class MessagingService:
         approval: DeviceApproval | None,
         created: int,
     ) -> int:
-        return int(
+        return inserted_id(
             conn.execute(
                 insert(devices).values(
                     account_id=account_id,
@@ -218,7 +222,7 @@ class MessagingService:
                     approval_signature=approval.signature if approval else None,
                     created_at=created,
                 )
-            ).inserted_primary_key[0]
+            )
         )
 
     def _account_id(self, conn: Connection, name: str) -> int:
@@ -627,9 +631,9 @@ class MessagingService:
             }
             if current is None:
                 try:
-                    group_pk = conn.execute(
-                        insert(groups).values(name=state.group, **values)
-                    ).inserted_primary_key[0]
+                    group_pk = inserted_id(
+                        conn.execute(insert(groups).values(name=state.group, **values))
+                    )
                 except IntegrityError:
                     raise Conflict("group exists", code="group_exists") from None
             else:
@@ -657,7 +661,7 @@ class MessagingService:
             signature=row.signature,
         )
 
-    def _member_group(self, conn: Connection, dev: AuthedDevice, name: str):  # type: ignore[no-untyped-def]
+    def _member_group(self, conn: Connection, dev: AuthedDevice, name: str) -> Row[Any]:
         row = conn.execute(
             select(groups)
             .join(group_members, group_members.c.group_pk == groups.c.id)
@@ -767,19 +771,21 @@ class MessagingService:
                     missing=_refs(expected - recipients), extra=_refs(recipients - expected)
                 )
             self._check_queues(conn, list(targets.values()))
-            message_pk = conn.execute(
-                insert(messages).values(
-                    sender_device_pk=dev.device_pk,
-                    message_id=req.message_id,
-                    to_account=req.to.account,
-                    to_group=req.to.group,
-                    megolm=megolm,
-                    megolm_session_id=req.megolm_session_id,
-                    extensions=extensions,
-                    created_at=created,
-                    device_count=len(recipients),
+            message_pk = inserted_id(
+                conn.execute(
+                    insert(messages).values(
+                        sender_device_pk=dev.device_pk,
+                        message_id=req.message_id,
+                        to_account=req.to.account,
+                        to_group=req.to.group,
+                        megolm=megolm,
+                        megolm_session_id=req.megolm_session_id,
+                        extensions=extensions,
+                        created_at=created,
+                        device_count=len(recipients),
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
             if targets:
                 conn.execute(
                     insert(deliveries),
@@ -823,7 +829,7 @@ class MessagingService:
                 retry_after_s=QUEUE_FULL_RETRY_S,
             )
 
-    def _envelope_query(self, dev: AuthedDevice):  # type: ignore[no-untyped-def]
+    def _envelope_query(self, dev: AuthedDevice) -> Select[Any]:
         sender_accounts = accounts.alias("sender_accounts")
         sender_devices = devices.alias("sender_devices")
         return (
@@ -914,7 +920,7 @@ def _refs(pairs: Iterable[tuple[str, str]]) -> list[DeviceRef]:
     return [DeviceRef(account=a, device_id=d) for a, d in sorted(pairs)]
 
 
-def _device_record(row) -> DeviceRecord:  # type: ignore[no-untyped-def]
+def _device_record(row: Row[Any]) -> DeviceRecord:
     approval = (
         DeviceApproval(approver_device_id=row.approver_device_id, signature=row.approval_signature)
         if row.approver_device_id
@@ -934,7 +940,7 @@ def _device_record(row) -> DeviceRecord:  # type: ignore[no-untyped-def]
     )
 
 
-def _envelope(row) -> Envelope:  # type: ignore[no-untyped-def]
+def _envelope(row: Row[Any]) -> Envelope:
     return Envelope(
         id=row.id,
         message_id=row.message_id,

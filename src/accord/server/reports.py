@@ -38,7 +38,7 @@ from accord.protocols.franking import TagContext, conversation_label, verify_com
 from accord.server.blobs import FileBlobStore
 from accord.server.franking import FrankingKeyRing
 from accord.server.messaging import AuthedDevice
-from accord.storage.db import Database
+from accord.storage.db import Database, inserted_id
 from accord.storage.schema import accounts, group_members, groups, report_attachments, reports
 from accord.wire.reports import (
     ReportedMessage,
@@ -260,20 +260,22 @@ class ReportService:
         created = now_ms(self.clock)
 
         def _tx(conn: Connection) -> None:
-            report_pk = conn.execute(
-                insert(reports).values(
-                    report_id=report_id,
-                    status="open",
-                    reporter=dev.account,
-                    reported_account=reported.sender.account,
-                    reported_device=reported.sender.device_id,
-                    conversation=conversation_label(reported.to.account, reported.to.group),
-                    reason=req.reason,
-                    messages_json=json.dumps(stored),
-                    created_at=created,
-                    updated_at=created,
+            report_pk = inserted_id(
+                conn.execute(
+                    insert(reports).values(
+                        report_id=report_id,
+                        status="open",
+                        reporter=dev.account,
+                        reported_account=reported.sender.account,
+                        reported_device=reported.sender.device_id,
+                        conversation=conversation_label(reported.to.account, reported.to.group),
+                        reason=req.reason,
+                        messages_json=json.dumps(stored),
+                        created_at=created,
+                        updated_at=created,
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
             if attachment_rows:
                 conn.execute(
                     insert(report_attachments),

@@ -15,7 +15,7 @@ from accord.errors import Conflict
 from accord.primitives.encoding import b64encode
 from accord.protocols.access.log_entries import parse_access_entry
 from accord.server.translog import LogService
-from accord.storage.db import Database
+from accord.storage.db import Database, inserted_id
 from accord.storage.schema import access_log_index
 from accord.wire.access import MAX_ENTRIES_PER_PAGE, AccessEntries, LoggedEntry, ProvenEntry
 
@@ -80,19 +80,20 @@ class AccessLedger:
         """
 
         def _reserve(conn: Connection) -> int:
-            inserted = conn.execute(
-                insert(access_log_index).values(
-                    kind=kind,
-                    ref=ref,
-                    version=version,
-                    log_index=None,
-                    created_at=now_s(self.clock),
+            pk = inserted_id(
+                conn.execute(
+                    insert(access_log_index).values(
+                        kind=kind,
+                        ref=ref,
+                        version=version,
+                        log_index=None,
+                        created_at=now_s(self.clock),
+                    )
                 )
-            ).inserted_primary_key
-            assert inserted is not None
+            )
             if also is not None:
                 also(conn, None)
-            return int(inserted[0])
+            return pk
 
         try:
             pk = self.db.transact(_reserve)

@@ -35,7 +35,7 @@ from accord.server.private_matching.intake import voucher_table_digest_unverifie
 from accord.server.private_matching.recheck import BankRecheck
 from accord.server.private_matching.tables import LoadedTable, MatchingTables
 from accord.server.translog import LogService
-from accord.storage.db import Database
+from accord.storage.db import Database, inserted_id
 from accord.storage.private_matching import SqlShareStore, insert_ignore
 from accord.storage.schema import (
     pm_accounts,
@@ -287,23 +287,24 @@ class VoucherWorker:
                 pm_accounts.c.matching_account == matching_account
             )
         ).one()
-        inserted = conn.execute(
-            insert(pm_events).values(
-                event_id="e_" + b64url(secrets.token_bytes(16)),
-                kind=kind,
-                status="open",
-                matching_account=matching_account,
-                account=account.account,
-                device_id=account.device_id,
-                epoch=epoch,
-                table_version=loaded.version,
-                images=len(confirmed),
-                discarded=discarded,
-                created_at=now,
+        inserted = inserted_id(
+            conn.execute(
+                insert(pm_events).values(
+                    event_id="e_" + b64url(secrets.token_bytes(16)),
+                    kind=kind,
+                    status="open",
+                    matching_account=matching_account,
+                    account=account.account,
+                    device_id=account.device_id,
+                    epoch=epoch,
+                    table_version=loaded.version,
+                    images=len(confirmed),
+                    discarded=discarded,
+                    created_at=now,
+                )
             )
-        ).inserted_primary_key
-        assert inserted is not None
-        event_pk = inserted[0]
+        )
+        event_pk = inserted
         rows = []
         for i, match in enumerate(confirmed):
             hit = self.recheck.best_hit(loaded.banks, match.pdq)
