@@ -1,4 +1,5 @@
-"""The reviewers' web console, served by the server under /console (docs/console.md).
+"""The reviewers' web console under /console (docs/console.md), mounted on the server's app by
+`accord server` (`mount_console`).
 
 Plain HTML forms over `ReviewService`: a login page, the report queue, one page per report
 (verified sender, the revealed messages, blurred attachment previews with a deliberate reveal,
@@ -44,6 +45,7 @@ from accord.errors import (
 )
 
 if TYPE_CHECKING:
+    from accord.server.assembly import Services
     from accord.server.private_matching import PrivateMatchingService
     from accord.server.review import ReviewerSession, ReviewService
     from accord.wire.reports import ReportDetail
@@ -338,6 +340,11 @@ def _download_name(report_id: str, index: int, name: str) -> str:
 
 
 # --- routes ---------------------------------------------------------------------------------
+
+
+def mount_console(app: FastAPI, services: Services) -> None:
+    """Serve the console from a server's app: `create_app(config, mounts=[mount_console])`."""
+    register_console(app, services.review, services.matching, clock=services.clock)
 
 
 def register_console(

@@ -2,26 +2,30 @@
 
 It builds the services (`server.assembly`), adds the middleware and the error answers
 (`server.problems`), and includes one router per feature (`server.routes`). Routes are thin;
-the work is in the services.
+the work is in the services. Layers above the server add their own pages through `mounts`
+(`accord server` mounts the reviewers' console: `accord.console.mount_console`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from accord.console import register_console
-from accord.server.assembly import build_services
+from accord.server.assembly import Services, build_services
 from accord.server.config import ServerConfig
 from accord.server.middleware import BodyLimitMiddleware, ObservabilityMiddleware, is_streamed
 from accord.server.notify import Notifier
 from accord.server.problems import install_error_handlers
 from accord.server.routes import ROUTERS
 
+Mount = Callable[[FastAPI, Services], None]
 
-def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> FastAPI:
+
+def create_app(
+    config: ServerConfig, *, notifier: Notifier | None = None, mounts: Sequence[Mount] = ()
+) -> FastAPI:
     services = build_services(config, notifier=notifier)
 
     @asynccontextmanager
@@ -43,5 +47,6 @@ def create_app(config: ServerConfig, *, notifier: Notifier | None = None) -> Fas
     install_error_handlers(app, services.metrics)
     for router in ROUTERS:
         app.include_router(router)
-    register_console(app, services.review, services.matching, clock=services.clock)
+    for mount in mounts:
+        mount(app, services)
     return app

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 
 from accord.clock import CLOCK_OFFSET_ENV, Clock, OffsetFileClock
-from accord.server.app import create_app
+from accord.server.app import Mount, create_app
 from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.observability import configure_logging
@@ -57,6 +58,7 @@ def serve(
     send_burst: int = DEFAULT_SEND_BURST,
     max_queue: int = DEFAULT_MAX_QUEUE,
     log_format: str = "text",
+    mounts: Sequence[Mount] = (),
 ) -> None:
     configure_logging(log_format)
     config = ServerConfig(
@@ -70,7 +72,7 @@ def serve(
         max_queue=max_queue,
     )
     warn_if_testing_clock(config.clock)
-    app = create_app(config)
+    app = create_app(config, mounts=mounts)
     tune_garbage_collection()
     print(f"accord server listening on http://{host}:{port} (data in {data_dir})", flush=True)
     # Access logs are off: paths carry blob ids, which are capabilities. Uvicorn's own records
