@@ -1,5 +1,5 @@
 """Private threshold matching, the server as wired: vouchers through the durable queue and the
-processing worker's transactions (src/accord/server/private_matching.py), on SQLite or
+processing worker's transactions (src/accord/server/private_matching/worker.py), on SQLite or
 PostgreSQL.
 
     .venv/bin/python bench/matching_server.py --banked 2000 --vouchers 1000

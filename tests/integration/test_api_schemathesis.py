@@ -15,7 +15,8 @@ from schemathesis import GenerationMode
 from starlette.testclient import TestClient
 
 from accord.client.client import AccordClient
-from accord.server.app import ServerConfig, create_app
+from accord.server.app import create_app
+from accord.server.config import ServerConfig
 from accord_testing import TEST_KDF_COST
 
 _DIR = Path(tempfile.mkdtemp(prefix="accord-schemathesis-"))

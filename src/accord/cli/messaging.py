@@ -263,6 +263,7 @@ def server(
     log_format: str,
 ) -> None:
     """Run the Accord server."""
+    from accord.console import mount_console
     from accord.server.run import serve
 
     serve(
@@ -277,6 +278,7 @@ def server(
         send_burst=send_burst,
         max_queue=max_queue,
         log_format=log_format,
+        mounts=[mount_console],
     )
 
 

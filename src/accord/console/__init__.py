@@ -1,4 +1,5 @@
-"""The reviewers' web console, served by the server under /console (docs/console.md).
+"""The reviewers' web console under /console (docs/console.md), mounted on the server's app by
+`accord server` (`mount_console`).
 
 Plain HTML forms over `ReviewService`: a login page, the report queue, one page per report
 (verified sender, the revealed messages, blurred attachment previews with a deliberate reveal,
@@ -19,7 +20,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms, now_s
 from accord.errors import (
     AccordError,
     AuthenticationError,
@@ -44,6 +45,7 @@ from accord.errors import (
 )
 
 if TYPE_CHECKING:
+    from accord.server.assembly import Services
     from accord.server.private_matching import PrivateMatchingService
     from accord.server.review import ReviewerSession, ReviewService
     from accord.wire.reports import ReportDetail
@@ -298,12 +300,18 @@ def reveal_grant(session: ReviewerSession, report_id: str, index: int, until_s: 
 
 
 def _valid_grant(
-    session: ReviewerSession, report_id: str, index: int, until: str | None, grant: str | None
+    session: ReviewerSession,
+    report_id: str,
+    index: int,
+    until: str | None,
+    grant: str | None,
+    *,
+    now: float,
 ) -> bool:
     if not until or not grant or not until.isdigit() or len(until) > 12:
         return False
     until_s = int(until)
-    if until_s < time.time() or until_s > time.time() + REVEAL_GRANT_TTL_S:
+    if until_s < now or until_s > now + REVEAL_GRANT_TTL_S:
         return False
     expected = reveal_grant(session, report_id, index, until_s)
     return hmac.compare_digest(grant.encode(), expected.encode())
@@ -334,8 +342,20 @@ def _download_name(report_id: str, index: int, name: str) -> str:
 # --- routes ---------------------------------------------------------------------------------
 
 
-def register_console(app: FastAPI, review: ReviewService, matching: PrivateMatchingService) -> None:
-    """Add the console's routes under /console to `app`."""
+def mount_console(app: FastAPI, services: Services) -> None:
+    """Serve the console from a server's app: `create_app(config, mounts=[mount_console])`."""
+    register_console(app, services.review, services.matching, clock=services.clock)
+
+
+def register_console(
+    app: FastAPI,
+    review: ReviewService,
+    matching: PrivateMatchingService,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    """Add the console's routes under /console to `app`; reveal grants and cookie lifetimes
+    read the time from `clock` (the review service's sessions from its own)."""
     router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
 
     async def current_session(request: Request) -> ReviewerSession:
@@ -397,7 +417,7 @@ def register_console(app: FastAPI, review: ReviewService, matching: PrivateMatch
         response.set_cookie(
             SESSION_COOKIE,
             session.token,
-            max_age=max(0, (session.expires_at - int(time.time() * 1000)) // 1000),
+            max_age=max(0, (session.expires_at - now_ms(clock)) // 1000),
             path=PREFIX,
             secure=_secure(request),
             httponly=True,
@@ -481,7 +501,7 @@ def register_console(app: FastAPI, review: ReviewService, matching: PrivateMatch
         revealed: dict[int, str] = {}
         if shown is not None and shown.isdigit() and len(shown) < 6:
             index = int(shown)
-            if _valid_grant(session, detail.report_id, index, until, grant):
+            if _valid_grant(session, detail.report_id, index, until, grant, now=clock.time()):
                 revealed[index] = urlencode({"until": until, "grant": grant})
         return _page(
             "report.html",
@@ -509,7 +529,7 @@ def register_console(app: FastAPI, review: ReviewService, matching: PrivateMatch
         session = await current_session(request)
         _check_csrf(form.get("csrf_token"), session.csrf_token)
         report_id, index = _report_id(report_id), _attachment_index(index)
-        until_s = int(time.time()) + REVEAL_GRANT_TTL_S
+        until_s = now_s(clock) + REVEAL_GRANT_TTL_S
         query = urlencode(
             {
                 "shown": index,
@@ -531,7 +551,7 @@ def register_console(app: FastAPI, review: ReviewService, matching: PrivateMatch
         `reveal_attachment`, which records that this reviewer saw it."""
         session = await current_session(request)
         report_id, index = _report_id(report_id), _attachment_index(index)
-        if not _valid_grant(session, report_id, index, until, grant):
+        if not _valid_grant(session, report_id, index, until, grant, now=clock.time()):
             raise AuthorizationError("choose \u201cView attachment\u201d on the report first")
         media_type, data = await review.reveal_attachment(report_id, index, session.reviewer)
         if media_type in INLINE_IMAGE_TYPES:

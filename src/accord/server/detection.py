@@ -1,8 +1,8 @@
 """Known-content detection on the server: hashing, matching and bank management.
 
 For content the server legitimately sees in plaintext (reported material, opened threshold
-vouchers) and for operators managing hash banks. Every route needs the operator token. Hashes of
-content never go to logs.
+vouchers) and for operators managing hash banks (routes/detection.py, all operator-only).
+Hashes of content never go to logs.
 """
 
 from __future__ import annotations
@@ -10,15 +10,11 @@ from __future__ import annotations
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from anyio import to_thread
-from fastapi import FastAPI, Query, Request, Response
 from pydantic import Field, StringConstraints
 from sqlalchemy import Engine
-from starlette.requests import ClientDisconnect
 
-from accord.errors import InvalidInput, TooLarge
 from accord.protocols.detection.banks import BankEntry, BankInfo
 from accord.protocols.detection.hashers import FileHashes, PdqResult, hash_file
 from accord.protocols.detection.importers import export_csv, export_hma, parse_bank_file
@@ -31,6 +27,9 @@ from accord.wire.common import WireModel
 MAX_HASH_UPLOAD_BYTES = 100 * 1000 * 1000
 MAX_BANK_IMPORT_BYTES = 64 << 20
 MAX_MATCH_HASHES = 1000
+
+BankFormat = Literal["csv", "hma", "ncmec"]
+ExportFormat = Literal["csv", "hma"]
 
 BankName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 
@@ -170,6 +169,53 @@ class DetectionService:
             results.append(MatchResult(matches=hits))
         return MatchResponse(results=results)
 
+    def hash_bytes(self, data: bytes) -> HashResult:
+        """A file's hashes (PDQ for an image, MD5 and SHA-256 for anything)."""
+        with tempfile.NamedTemporaryFile(prefix="accord-hash-") as f:
+            f.write(data)
+            f.flush()
+            return _hash_result(hash_file(Path(f.name), video=False))
+
+    # --- banks ------------------------------------------------------------------------------
+
+    def list_banks(self) -> list[BankRecord]:
+        return [_bank_record(i) for i in self.store.list_banks()]
+
+    def create_bank(self, req: CreateBankRequest) -> BankRecord:
+        return _bank_record(self.store.create_bank(req.name, threshold=req.threshold))
+
+    def get_bank(self, name: str) -> BankRecord:
+        return _bank_record(self.store.get_bank(name))
+
+    def import_bank(self, name: str, data: bytes, fmt: BankFormat) -> CountResult:
+        """Add a hash list file's entries; entries it marks deleted are disabled."""
+        self.store.get_bank(name)
+        result = parse_bank_file(data, fmt, source=f"{fmt}:upload")
+        added = self.store.add_entries(name, result.entries)
+        if result.deleted_sources:
+            self.store.set_enabled_by_source(name, result.deleted_sources, False)
+        return CountResult(count=int(added))
+
+    def add_entries(self, name: str, req: AddEntriesRequest) -> CountResult:
+        entries = [
+            BankEntry.parse(
+                e.signal_type, e.hash, source=e.source, label=e.label, variant=e.variant
+            )
+            for e in req.entries
+        ]
+        self.store.get_bank(name)
+        return CountResult(count=int(self.store.add_entries(name, entries)))
+
+    def export_bank(self, name: str, fmt: ExportFormat) -> tuple[str, str]:
+        """The bank as a file: (text, media type)."""
+        self.store.get_bank(name)
+        entries = list(self.store.iter_entries(name))
+        lines = export_csv(entries) if fmt == "csv" else export_hma(entries)
+        return "".join(lines), "text/csv" if fmt == "csv" else "text/plain"
+
+    def set_enabled(self, name: str, req: EntryIds, enabled: bool) -> CountResult:
+        return CountResult(count=self.store.set_enabled(name, req.entry_ids, enabled))
+
 
 def _query(q: HashQuery) -> MatchQuery:
     if q.signal_type == "pdq":
@@ -179,97 +225,3 @@ def _query(q: HashQuery) -> MatchQuery:
     if q.signal_type == "md5":
         return MatchQuery(md5=Md5Hash.from_hex(q.hash))
     return MatchQuery(sha256=Sha256Hash.from_hex(q.hash))
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"body larger than {limit} bytes")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise TooLarge(f"body larger than {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise InvalidInput("upload truncated") from None
-    return b"".join(chunks)
-
-
-def register_detection_routes(app: FastAPI, service: DetectionService, operator: Any) -> None:
-    """Routes under /v1/hash, /v1/match and /v1/banks (all operator-only)."""
-
-    async def run(fn: Any, *args: Any) -> Any:
-        return await to_thread.run_sync(fn, *args)
-
-    @app.post("/v1/hash", dependencies=[operator])
-    async def hash_upload(request: Request) -> HashResult:
-        """File in (raw body), hashes out."""
-        data = await _read_body(request, MAX_HASH_UPLOAD_BYTES)
-        with tempfile.NamedTemporaryFile(prefix="accord-hash-") as f:
-            f.write(data)
-            f.flush()
-            hashes = await run(lambda: hash_file(Path(f.name), video=False))
-        return _hash_result(hashes)
-
-    @app.post("/v1/match", dependencies=[operator])
-    async def match(req: MatchRequest) -> MatchResponse:
-        result: MatchResponse = await run(service.match, req)
-        return result
-
-    @app.get("/v1/banks", dependencies=[operator])
-    async def list_banks() -> list[BankRecord]:
-        infos = await run(service.store.list_banks)
-        return [_bank_record(i) for i in infos]
-
-    @app.post("/v1/banks", status_code=201, dependencies=[operator])
-    async def create_bank(req: CreateBankRequest) -> BankRecord:
-        info = await run(lambda: service.store.create_bank(req.name, threshold=req.threshold))
-        return _bank_record(info)
-
-    @app.get("/v1/banks/{name}", dependencies=[operator])
-    async def get_bank(name: BankName) -> BankRecord:
-        return _bank_record(await run(service.store.get_bank, name))
-
-    @app.post("/v1/banks/{name}/import", dependencies=[operator])
-    async def import_bank(
-        name: BankName,
-        request: Request,
-        format: Annotated[Literal["csv", "hma", "ncmec"], Query()] = "csv",
-    ) -> CountResult:
-        data = await _read_body(request, MAX_BANK_IMPORT_BYTES)
-        await run(service.store.get_bank, name)
-        result = await run(lambda: parse_bank_file(data, format, source=f"{format}:upload"))
-        added = await run(service.store.add_entries, name, result.entries)
-        if result.deleted_sources:
-            await run(service.store.set_enabled_by_source, name, result.deleted_sources, False)
-        return CountResult(count=int(added))
-
-    @app.post("/v1/banks/{name}/entries", dependencies=[operator])
-    async def add_entries(name: BankName, req: AddEntriesRequest) -> CountResult:
-        entries = [
-            BankEntry.parse(
-                e.signal_type, e.hash, source=e.source, label=e.label, variant=e.variant
-            )
-            for e in req.entries
-        ]
-        await run(service.store.get_bank, name)
-        return CountResult(count=int(await run(service.store.add_entries, name, entries)))
-
-    @app.get("/v1/banks/{name}/export", dependencies=[operator])
-    async def export_bank(
-        name: BankName, format: Annotated[Literal["csv", "hma"], Query()] = "csv"
-    ) -> Response:
-        await run(service.store.get_bank, name)
-        entries = await run(lambda: list(service.store.iter_entries(name)))
-        lines = export_csv(entries) if format == "csv" else export_hma(entries)
-        return Response("".join(lines), media_type="text/csv" if format == "csv" else "text/plain")
-
-    @app.post("/v1/banks/{name}/disable", dependencies=[operator])
-    async def disable_entries(name: BankName, req: EntryIds) -> CountResult:
-        return CountResult(count=await run(service.store.set_enabled, name, req.entry_ids, False))
-
-    @app.post("/v1/banks/{name}/enable", dependencies=[operator])
-    async def enable_entries(name: BankName, req: EntryIds) -> CountResult:
-        return CountResult(count=await run(service.store.set_enabled, name, req.entry_ids, True))

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 from anyio import to_thread
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import VerificationError
 from accord.primitives.encoding import b64encode
 from accord.protocols.franking import SERVER_KEY_BYTES, TagContext, tag_commitment, verify_tag
@@ -36,8 +36,10 @@ class FrankingKeyRing:
         *,
         rotate_ms: int = FRANKING_ROTATE_MS,
         retain_ms: int = FRANKING_RETAIN_MS,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.rotate_ms = rotate_ms
         self.retain_ms = retain_ms
         self._keys: dict[str, bytes] = {}
@@ -99,7 +101,7 @@ class FrankingKeyRing:
         with self._lock:
             secret = self._keys.get(key_id)
         period_end_ms = (int(key_id, 16) + 1) * self.rotate_ms
-        if period_end_ms < time.time_ns() // 1_000_000 - self.retain_ms:
+        if period_end_ms < now_ms(self.clock) - self.retain_ms:
             secret = None  # retired, even if this process still holds it
         if secret is None:
             raise VerificationError(

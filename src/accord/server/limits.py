@@ -6,16 +6,17 @@ be delivered, and nothing accepted is ever dropped.
 
 The rate is a token bucket per account (`rate_per_s` sustained, `burst` at once). With one
 process it lives in memory; with several (`--redis`), in Redis, updated atomically by one
-script, so the limit holds across processes.
+script, so the limit holds across processes. Both take the time from the limiter's clock (the
+Redis script is handed it).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import OrderedDict
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import RateLimited
 
 DEFAULT_SEND_RATE_PER_S = 20.0
@@ -51,8 +52,10 @@ class SendLimiter:
         rate_per_s: float = DEFAULT_SEND_RATE_PER_S,
         burst: int = DEFAULT_SEND_BURST,
         redis_url: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.rate_per_s = rate_per_s
+        self.clock = clock
         self.burst = burst
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -80,7 +83,7 @@ class SendLimiter:
                 wait_ms = int(
                     await self._script(
                         keys=[f"accord:send-rate:{account}"],
-                        args=[self.rate_per_s, self.burst, time.time_ns() // 1_000_000],
+                        args=[self.rate_per_s, self.burst, now_ms(self.clock)],
                     )
                 )
             except redis.RedisError:
@@ -93,7 +96,7 @@ class SendLimiter:
             )
 
     def _take_local(self, account: str) -> int:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             tokens, ts = self._buckets.pop(account, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - ts) * self.rate_per_s)

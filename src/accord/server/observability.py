@@ -1,18 +1,18 @@
-"""Prometheus metrics (`GET /metrics`) and structured JSON logs. Neither carries user content:
-metrics are counts and timings by route template; logs name the route template, never the path
-(paths carry blob ids, which are capabilities), and never bodies, tokens or keys."""
+"""Prometheus metrics (`GET /metrics`) and the server's log format. Neither carries user
+content: metrics are counts and timings by route template; log records never hold bodies, tokens
+or keys (the access record is written by `server.middleware`). A logged exception keeps its
+traceback (where it happened) but not its message, which may quote what a request held (an SQL
+error quotes its parameters, a parser its input)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from typing import Any
+import traceback
+from types import TracebackType
+from typing import Any, TypeAlias
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-access_log = logging.getLogger("accord.access")
 
 
 class Metrics:
@@ -53,50 +53,54 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class ObservabilityMiddleware:
-    """Counts and times every HTTP request by its route template; writes one access record."""
+ExcInfo: TypeAlias = (
+    tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+)
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
+def redacted_traceback(exc_info: ExcInfo) -> str:
+    """A traceback as Python prints it (chained exceptions included), with each exception's
+    type but not its message."""
+    exc = exc_info[1]
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    parts = []
+    for e in reversed(chain):
+        stack = traceback.extract_tb(e.__traceback__)
+        kind = type(e)
+        parts.append(
+            "Traceback (most recent call last):\n"
+            + "".join(stack.format())
+            + f"{kind.__module__}.{kind.__qualname__} (message withheld)"
+        )
+    return "\n\nThe exception above led to the one below.\n\n".join(parts)
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
 
+class TextFormatter(logging.Formatter):
+    """`time level logger message`, and a redacted traceback for a logged exception."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Never reuse a traceback another handler's formatter cached on the record (with the
+        # message): format it here, and leave the record as it was.
+        cached = record.exc_text
+        record.exc_text = None
         try:
-            await self.app(scope, receive, send_wrapper)
+            return super().format(record)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            elapsed = time.perf_counter() - start
-            self.metrics.requests.labels(scope.get("method", "?"), template, str(status)).inc()
-            self.metrics.latency.labels(template).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "request",
-                    extra={
-                        "fields": {
-                            "method": scope.get("method"),
-                            "route": template,
-                            "status": status,
-                            "ms": round(elapsed * 1000, 2),
-                        }
-                    },
-                )
+            record.exc_text = cached
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        return redacted_traceback(ei)
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any `extra={"fields": ...}`."""
+    """One JSON object per line: time, level, logger, message and any `extra={"fields": ...}`;
+    for a logged exception, its type (`error`) and a redacted traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -110,6 +114,7 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info and record.exc_info[0] is not None:
             out["error"] = record.exc_info[0].__name__  # the type only: messages may carry data
+            out["traceback"] = redacted_traceback(record.exc_info)
         return json.dumps(out, separators=(",", ":"))
 
 
@@ -119,7 +124,7 @@ def configure_logging(log_format: str) -> None:
         handler.setFormatter(JsonFormatter())
         level = logging.INFO
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
         level = logging.WARNING
     root = logging.getLogger()
     root.handlers[:] = [handler]

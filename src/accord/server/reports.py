@@ -22,6 +22,7 @@ from pathlib import Path
 from anyio import to_thread
 from sqlalchemy import Connection, and_, insert, select
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import DecryptionError, InvalidInput, NotFound, VerificationError
 from accord.primitives.attachment import AttachmentSecrets, decrypt_file
 from accord.primitives.encoding import b64decode
@@ -36,8 +37,8 @@ from accord.primitives.hpke import (
 from accord.protocols.franking import TagContext, conversation_label, verify_commitment
 from accord.server.blobs import FileBlobStore
 from accord.server.franking import FrankingKeyRing
-from accord.server.services import AuthedDevice, now_ms
-from accord.storage.db import Database
+from accord.server.messaging import AuthedDevice
+from accord.storage.db import Database, inserted_id
 from accord.storage.schema import accounts, group_members, groups, report_attachments, reports
 from accord.wire.reports import (
     ReportedMessage,
@@ -125,8 +126,10 @@ class ReportService:
         vault: ReviewVault,
         *,
         max_attachment_bytes: int,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.franking = franking
         self.blobs = blobs
         self.vault = vault
@@ -254,23 +257,25 @@ class ReportService:
             }
             for i in items
         ]
-        created = now_ms()
+        created = now_ms(self.clock)
 
         def _tx(conn: Connection) -> None:
-            report_pk = conn.execute(
-                insert(reports).values(
-                    report_id=report_id,
-                    status="open",
-                    reporter=dev.account,
-                    reported_account=reported.sender.account,
-                    reported_device=reported.sender.device_id,
-                    conversation=conversation_label(reported.to.account, reported.to.group),
-                    reason=req.reason,
-                    messages_json=json.dumps(stored),
-                    created_at=created,
-                    updated_at=created,
+            report_pk = inserted_id(
+                conn.execute(
+                    insert(reports).values(
+                        report_id=report_id,
+                        status="open",
+                        reporter=dev.account,
+                        reported_account=reported.sender.account,
+                        reported_device=reported.sender.device_id,
+                        conversation=conversation_label(reported.to.account, reported.to.group),
+                        reason=req.reason,
+                        messages_json=json.dumps(stored),
+                        created_at=created,
+                        updated_at=created,
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
             if attachment_rows:
                 conn.execute(
                     insert(report_attachments),

@@ -22,6 +22,7 @@ from PIL import Image, ImageFilter
 from sqlalchemy import Connection, and_, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -39,8 +40,8 @@ from accord.protocols.cybertipline import (
     export_cybertipline_file_details_xml,
     export_cybertipline_xml,
 )
+from accord.server.messaging import MessagingService
 from accord.server.reports import ReviewVault, attachment_aad
-from accord.server.services import MessagingService, now_ms
 from accord.storage.db import Database
 from accord.storage.schema import (
     account_notices,
@@ -57,6 +58,8 @@ from accord.wire.reports import (
     AccountOverview,
     AuditEntry,
     AuditTrail,
+    Notice,
+    NoticeList,
     ReportDetail,
     ReportList,
     ReportSummary,
@@ -81,10 +84,22 @@ WARNING_TEXT = (
     "Trust and safety reviewed a report about a message from this account and found it breaks "
     "the service's rules. Further reports may lead to suspension."
 )
+MAX_NOTICES_PER_PAGE = 100
 PREVIEW_PIXELS = 320
 MAX_PREVIEW_SOURCE_PIXELS = 50_000_000
 GENESIS_CHAIN = bytes(32)
 DEFAULT_INCIDENT_TYPE = "Child Pornography (possession, manufacture, and distribution)"
+
+
+@dataclass(frozen=True)
+class ActingReviewer:
+    """Who acts in the review API: a reviewer with a session, or the operator (as an admin)."""
+
+    name: str
+    role: str
+
+
+OPERATOR_AS_REVIEWER = ActingReviewer(name="operator", role="admin")
 
 
 @dataclass(frozen=True)
@@ -149,8 +164,10 @@ class ReviewService:
         *,
         esp_name: str = "Accord",
         esp_contact_email: str = "safety@accord.invalid",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
+        self.clock = clock
         self.vault = vault
         self.messaging = messaging
         self.esp_name = esp_name
@@ -169,7 +186,7 @@ class ReviewService:
                     name=name,
                     password_hash=encoded,
                     role=role,
-                    created_at=now_ms(),
+                    created_at=now_ms(self.clock),
                     disabled=False,
                 )
             )
@@ -199,7 +216,7 @@ class ReviewService:
             csrf_token=secrets.token_urlsafe(32),
             reviewer=name,
             role=row.role,
-            expires_at=now_ms() + SESSION_TTL_MS,
+            expires_at=now_ms(self.clock) + SESSION_TTL_MS,
         )
 
         def _tx(conn: Connection) -> None:
@@ -211,7 +228,9 @@ class ReviewService:
                     expires_at=session.expires_at,
                 )
             )
-            conn.execute(review_sessions.delete().where(review_sessions.c.expires_at < now_ms()))
+            conn.execute(
+                review_sessions.delete().where(review_sessions.c.expires_at < now_ms(self.clock))
+            )
 
         await self.db.transact_async(_tx)
         await self._audit(name, "login", name, "")
@@ -234,7 +253,7 @@ class ReviewService:
             ).first()
 
         row = await self.db.read_async(_rd)
-        if row is None or row.expires_at < now_ms():
+        if row is None or row.expires_at < now_ms(self.clock):
             raise AuthenticationError("session expired; log in again")
         return ReviewerSession(
             token=token,
@@ -251,6 +270,27 @@ class ReviewService:
             )
 
         await self.db.transact_async(_tx)
+
+    # --- notices to accounts ---------------------------------------------------------------
+
+    async def notices(self, account: str, *, after: int) -> NoticeList:
+        """What review told an account (warnings), oldest first, after notice id `after`."""
+
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(
+                select(account_notices)
+                .join(accounts, accounts.c.id == account_notices.c.account_id)
+                .where(accounts.c.name == account, account_notices.c.id > after)
+                .order_by(account_notices.c.id)
+                .limit(MAX_NOTICES_PER_PAGE)
+            ).all()
+
+        rows = await self.db.read_async(_rd)
+        return NoticeList(
+            notices=[
+                Notice(id=r.id, kind=r.kind, text=r.text, created_at=r.created_at) for r in rows
+            ]
+        )
 
     # --- the queue ------------------------------------------------------------------------
 
@@ -382,7 +422,7 @@ class ReviewService:
                             report_attachments.c.viewed_at.is_(None),
                         )
                     )
-                    .values(viewed_at=now_ms(), viewed_by=actor)
+                    .values(viewed_at=now_ms(self.clock), viewed_by=actor)
                 )
 
             await self.db.transact_async(_tx)
@@ -404,7 +444,7 @@ class ReviewService:
             raise InvalidInput("a note has at most 2000 characters")
         detail = await self.report(report_id)
         account = detail.reported_account
-        at = now_ms()
+        at = now_ms(self.clock)
 
         def _tx(conn: Connection) -> None:
             conn.execute(
@@ -463,7 +503,7 @@ class ReviewService:
 
     async def _audit(self, actor: str, action: str, target: str, note: str) -> None:
         def _tx(conn: Connection) -> None:
-            self._append_audit(conn, now_ms(), actor, action, target, note)
+            self._append_audit(conn, now_ms(self.clock), actor, action, target, note)
 
         await self.db.transact_async(_tx)
 

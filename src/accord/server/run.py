@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
 
-from accord.server.app import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig, create_app
+from accord.clock import CLOCK_OFFSET_ENV, Clock, OffsetFileClock
+from accord.server.app import Mount, create_app
+from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.observability import configure_logging
+
+log = logging.getLogger("accord.server")
 
 GC_GEN0_THRESHOLD = 50_000
 
@@ -28,6 +34,17 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
+def warn_if_testing_clock(clock: Clock) -> None:
+    """A server whose time a file can move (ACCORD_CLOCK_OFFSET_FILE) is for tests only."""
+    if isinstance(clock, OffsetFileClock):
+        log.warning(
+            "TESTING CLOCK: this server's time is the system time plus the offset in %s "
+            "(set by %s); never run a deployment like this",
+            clock.path,
+            CLOCK_OFFSET_ENV,
+        )
+
+
 def serve(
     *,
     data_dir: Path,
@@ -41,6 +58,7 @@ def serve(
     send_burst: int = DEFAULT_SEND_BURST,
     max_queue: int = DEFAULT_MAX_QUEUE,
     log_format: str = "text",
+    mounts: Sequence[Mount] = (),
 ) -> None:
     configure_logging(log_format)
     config = ServerConfig(
@@ -53,8 +71,10 @@ def serve(
         send_burst=send_burst,
         max_queue=max_queue,
     )
-    app = create_app(config)
+    warn_if_testing_clock(config.clock)
+    app = create_app(config, mounts=mounts)
     tune_garbage_collection()
     print(f"accord server listening on http://{host}:{port} (data in {data_dir})", flush=True)
-    # Access logs are off: paths carry blob ids, which are capabilities.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # Access logs are off: paths carry blob ids, which are capabilities. Uvicorn's own records
+    # (an error it catches, say) go through the same handler, so their tracebacks are redacted.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)

@@ -14,12 +14,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Annotated
 
 import httpx
-from anyio import to_thread
-from fastapi import FastAPI, Query
-from fastapi.responses import PlainTextResponse
 from sqlalchemy import Engine
 
 from accord.errors import AccordError, InvalidInput, ServiceError
@@ -182,52 +178,31 @@ class LogService:
             return [parse_signature_line(line) for line in response.text.splitlines() if line]
         raise ServiceError("witness kept changing its size")
 
+    # --- reading, for anyone (routes/log.py) ----------------------------------------------
 
-def register_log_routes(app: FastAPI, log: LogService) -> None:
-    """Public read-only routes: anyone may audit the log."""
-
-    @app.get("/v1/log/info")
-    async def log_info() -> LogInfo:
-        size = await to_thread.run_sync(log.store.size)
+    def info(self) -> LogInfo:
         return LogInfo(
-            origin=log.origin, vkey=log.signer.vkey, size=size, witnesses=len(log.witnesses)
+            origin=self.origin,
+            vkey=self.signer.vkey,
+            size=self.store.size(),
+            witnesses=len(self.witnesses),
         )
 
-    @app.get("/v1/log/checkpoint", response_class=PlainTextResponse)
-    async def log_checkpoint() -> PlainTextResponse:
-        note = await to_thread.run_sync(log.checkpoint)
-        return PlainTextResponse(note)
-
-    @app.get("/v1/log/entries")
-    async def log_entries(
-        start: Annotated[int, Query(ge=0, le=2**62)] = 0,
-        end: Annotated[int, Query(ge=0, le=2**62)] = 0,
-    ) -> EntriesPage:
-        size = await to_thread.run_sync(log.store.size)
+    def entries_page(self, start: int, end: int) -> EntriesPage:
+        """Entries from `start` to `end` (0: the current size), at most MAX_ENTRIES_PER_REQUEST."""
+        size = self.store.size()
         end = min(end or size, size, start + MAX_ENTRIES_PER_REQUEST)
         if start > end:
             raise InvalidInput("start is past the end of the log")
-        data = await to_thread.run_sync(log.store.entries, start, end) if end > start else []
+        data = self.store.entries(start, end) if end > start else []
         return EntriesPage(start=start, entries=[b64encode(e) for e in data])
 
-    @app.get("/v1/log/proof/inclusion")
-    async def inclusion(
-        index: Annotated[int, Query(ge=0, le=2**62)],
-        size: Annotated[int, Query(ge=1, le=2**62)],
-    ) -> Proof:
-        current = await to_thread.run_sync(log.store.size)
-        if index >= size or size > current:
+    def inclusion(self, index: int, size: int) -> Proof:
+        if index >= size or size > self.store.size():
             raise InvalidInput("index or size out of range")
-        proof = await to_thread.run_sync(log.store.inclusion_proof, index, size)
-        return Proof(proof=[b64encode(h) for h in proof])
+        return Proof(proof=[b64encode(h) for h in self.store.inclusion_proof(index, size)])
 
-    @app.get("/v1/log/proof/consistency")
-    async def consistency(
-        old: Annotated[int, Query(ge=0, le=2**62)],
-        new: Annotated[int, Query(ge=0, le=2**62)],
-    ) -> Proof:
-        current = await to_thread.run_sync(log.store.size)
-        if old > new or new > current:
+    def consistency(self, old: int, new: int) -> Proof:
+        if old > new or new > self.store.size():
             raise InvalidInput("sizes out of range")
-        proof = await to_thread.run_sync(log.store.consistency_proof, old, new)
-        return Proof(proof=[b64encode(h) for h in proof])
+        return Proof(proof=[b64encode(h) for h in self.store.consistency_proof(old, new)])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from anyio import CapacityLimiter, to_thread
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -36,6 +36,14 @@ def _pg_limiter() -> CapacityLimiter:
     if not _PG_LIMITER:
         _PG_LIMITER.append(CapacityLimiter(PG_WORKER_THREADS))
     return _PG_LIMITER[0]
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the row an `INSERT` of one row added."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise TypeError("not the result of an INSERT of one row")
+    return int(key[0])
 
 
 def sqlite_url(data_dir: Path) -> str:

@@ -21,12 +21,8 @@ from accord.protocols.access.approvers import SignedApproverSet
 from accord.protocols.access.device import WarrantDelivery
 from accord.protocols.access.records import SealedRecord
 from accord.protocols.access.warrant import SignedWarrant, verify_warrant_approvals
-from accord.server.access import (
-    MAX_SIGNED_OBJECT_BYTES,
-    check_agency_token,
-    make_agency_token,
-    parse_signed_object,
-)
+from accord.server.access.agency import check_agency_token, make_agency_token
+from accord.server.access.objects import MAX_SIGNED_OBJECT_BYTES, parse_signed_object
 from accord.wire.access import AccessSync
 
 json_values = st.recursive(

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pm_helpers import DERIVATIVE, SMALL, World
 
 from accord.errors import AccordError, InvalidInput
-from accord.server.private_matching import (
+from accord.server.private_matching.intake import (
     parse_voucher_items_unverified,
     voucher_table_digest_unverified,
 )

@@ -1,4 +1,5 @@
-"""The server's messaging services. No FastAPI here: routes are thin wrappers around these.
+"""`MessagingService`: accounts, devices, tokens, device links, one-time keys, groups, and the
+queues messages travel through. No FastAPI here: the routes in `server/routes/` wrap it.
 
 The server is trusted for availability only. It checks what it can (signatures on device keys
 and one-time keys, group states signed by an admin, complete device lists on every send) so that
@@ -12,15 +13,15 @@ import base64
 import hashlib
 import json
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -44,12 +45,11 @@ from accord.protocols.messaging import (
 from accord.server.franking import FrankingKeyRing
 from accord.server.limits import DEFAULT_MAX_QUEUE, SendLimiter
 from accord.server.translog import LogService
-from accord.storage.db import Database
+from accord.storage.db import Database, inserted_id
 from accord.storage.schema import (
     accounts,
     auth_challenges,
     auth_tokens,
-    blobs,
     deliveries,
     devices,
     group_members,
@@ -108,10 +108,6 @@ MAX_FETCH_LIMIT = 500
 _ACTIVE_DEVICE = and_(devices.c.revoked_at.is_(None), devices.c.log_index.is_not(None))
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _hash_secret(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8")).digest()
 
@@ -146,11 +142,13 @@ class MessagingService:
         franking: FrankingKeyRing | None = None,
         limiter: SendLimiter | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
         self.log = log
-        self.franking = franking or FrankingKeyRing(db)
-        self.limiter = limiter or SendLimiter()
+        self.clock = clock
+        self.franking = franking or FrankingKeyRing(db, clock=clock)
+        self.limiter = limiter or SendLimiter(clock=clock)
         self.max_queue = max_queue
         # Other protocol parts attach here (private matching, lawful access): checks that may
         # refuse a send before anything is stored, and observers of each newly accepted message.
@@ -167,13 +165,17 @@ class MessagingService:
         """Step 1: register an account with its first device."""
         keys = req.device
         self._check_device_keys(keys)
-        created = now_ms()
+        created = now_ms(self.clock)
         try:
 
             def _tx(conn: Connection) -> Any:
-                account_id = conn.execute(
-                    insert(accounts).values(name=keys.account, created_at=created, suspended=False)
-                ).inserted_primary_key[0]
+                account_id = inserted_id(
+                    conn.execute(
+                        insert(accounts).values(
+                            name=keys.account, created_at=created, suspended=False
+                        )
+                    )
+                )
                 return self._insert_device(conn, account_id, keys, None, created)
 
             device_pk: int = await self.db.transact_async(_tx)
@@ -208,7 +210,7 @@ class MessagingService:
         approval: DeviceApproval | None,
         created: int,
     ) -> int:
-        return int(
+        return inserted_id(
             conn.execute(
                 insert(devices).values(
                     account_id=account_id,
@@ -220,7 +222,7 @@ class MessagingService:
                     approval_signature=approval.signature if approval else None,
                     created_at=created,
                 )
-            ).inserted_primary_key[0]
+            )
         )
 
     def _account_id(self, conn: Connection, name: str) -> int:
@@ -273,13 +275,15 @@ class MessagingService:
     async def issue_challenge(self, account: str, device_id: str) -> Challenge:
         """Step 4: a single-use random challenge for one device."""
         challenge = b64encode(secrets.token_bytes(32))
-        expires = now_ms() + CHALLENGE_TTL_MS
+        expires = now_ms(self.clock) + CHALLENGE_TTL_MS
 
         def _tx(conn: Connection) -> Any:
             device_pk = self._device_pk(conn, account, device_id)
             if device_pk is None:
                 raise NotFound()
-            conn.execute(delete(auth_challenges).where(auth_challenges.c.expires_at < now_ms()))
+            conn.execute(
+                delete(auth_challenges).where(auth_challenges.c.expires_at < now_ms(self.clock))
+            )
             conn.execute(
                 insert(auth_challenges).values(
                     challenge_hash=_hash_secret(challenge), device_pk=device_pk, expires_at=expires
@@ -312,7 +316,7 @@ class MessagingService:
                 .where(accounts.c.name == account, devices.c.device_id == device_id)
                 .where(_ACTIVE_DEVICE)
             ).first()
-            if row is None or row.expires_at < now_ms():
+            if row is None or row.expires_at < now_ms(self.clock):
                 raise AuthenticationError("unknown or expired challenge")
             conn.execute(
                 delete(auth_challenges).where(
@@ -324,8 +328,8 @@ class MessagingService:
             except (VerificationError, InvalidInput):
                 raise AuthenticationError("bad challenge signature") from None
             token = secrets.token_urlsafe(32)
-            expires = now_ms() + TOKEN_TTL_MS
-            conn.execute(delete(auth_tokens).where(auth_tokens.c.expires_at < now_ms()))
+            expires = now_ms(self.clock) + TOKEN_TTL_MS
+            conn.execute(delete(auth_tokens).where(auth_tokens.c.expires_at < now_ms(self.clock)))
             conn.execute(
                 insert(auth_tokens).values(
                     token_hash=_hash_secret(token), device_pk=row.id, expires_at=expires
@@ -346,8 +350,8 @@ class MessagingService:
             raise AuthenticationError()
         key = _hash_secret(token)
         cached = self._auth_cache.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[1] > now and cached[2] > now_ms():
+        now = self.clock.monotonic()
+        if cached is not None and cached[1] > now and cached[2] > now_ms(self.clock):
             return cached[0]
 
         def _rd(conn: Connection) -> Any:
@@ -367,7 +371,7 @@ class MessagingService:
             ).first()
 
         row = await self.db.read_async(_rd)
-        if row is None or row.expires_at < now_ms():
+        if row is None or row.expires_at < now_ms(self.clock):
             raise AuthenticationError("invalid or expired token")
         device = AuthedDevice(
             device_pk=int(row.id),
@@ -391,11 +395,13 @@ class MessagingService:
         """Step 2: a new device asks to join an account; nothing happens until approval."""
         self._check_device_keys(req.device)
         request_id = base64.b32encode(secrets.token_bytes(10)).decode("ascii")
-        expires = now_ms() + LINK_TTL_MS
+        expires = now_ms(self.clock) + LINK_TTL_MS
 
         def _tx(conn: Connection) -> Any:
             account_id = self._account_id(conn, req.device.account)
-            conn.execute(delete(link_requests).where(link_requests.c.expires_at < now_ms()))
+            conn.execute(
+                delete(link_requests).where(link_requests.c.expires_at < now_ms(self.clock))
+            )
             if self._device_pk(conn, req.device.account, req.device.device_id) is not None:
                 raise Conflict("device id already in use", code="device_exists")
             conn.execute(
@@ -417,7 +423,7 @@ class MessagingService:
                 link_requests.c.account_id == dev.account_id,
             )
         ).first()
-        if row is None or row.expires_at < now_ms():
+        if row is None or row.expires_at < now_ms(self.clock):
             raise NotFound()
         return PendingLink(
             request_id=row.request_id,
@@ -438,7 +444,7 @@ class MessagingService:
         approval = req.approval
         if approval.approver_device_id != dev.device_id:
             raise AuthorizationError("approval must be signed by the calling device")
-        created = now_ms()
+        created = now_ms(self.clock)
 
         def _tx(conn: Connection) -> Any:
             pending = self._pending_link(conn, dev, request_id)
@@ -625,9 +631,9 @@ class MessagingService:
             }
             if current is None:
                 try:
-                    group_pk = conn.execute(
-                        insert(groups).values(name=state.group, **values)
-                    ).inserted_primary_key[0]
+                    group_pk = inserted_id(
+                        conn.execute(insert(groups).values(name=state.group, **values))
+                    )
                 except IntegrityError:
                     raise Conflict("group exists", code="group_exists") from None
             else:
@@ -655,7 +661,7 @@ class MessagingService:
             signature=row.signature,
         )
 
-    def _member_group(self, conn: Connection, dev: AuthedDevice, name: str):  # type: ignore[no-untyped-def]
+    def _member_group(self, conn: Connection, dev: AuthedDevice, name: str) -> Row[Any]:
         row = conn.execute(
             select(groups)
             .join(group_members, group_members.c.group_pk == groups.c.id)
@@ -728,7 +734,7 @@ class MessagingService:
         await self.limiter.check(dev.account)
         for check in self.send_checks:
             await check(dev, req)
-        created = now_ms()
+        created = now_ms(self.clock)
         # Franking step 3: tag the commitment with who sent it, to whom, and when.
         stamp = await self.franking.stamp_async(
             commitment,
@@ -765,19 +771,21 @@ class MessagingService:
                     missing=_refs(expected - recipients), extra=_refs(recipients - expected)
                 )
             self._check_queues(conn, list(targets.values()))
-            message_pk = conn.execute(
-                insert(messages).values(
-                    sender_device_pk=dev.device_pk,
-                    message_id=req.message_id,
-                    to_account=req.to.account,
-                    to_group=req.to.group,
-                    megolm=megolm,
-                    megolm_session_id=req.megolm_session_id,
-                    extensions=extensions,
-                    created_at=created,
-                    device_count=len(recipients),
+            message_pk = inserted_id(
+                conn.execute(
+                    insert(messages).values(
+                        sender_device_pk=dev.device_pk,
+                        message_id=req.message_id,
+                        to_account=req.to.account,
+                        to_group=req.to.group,
+                        megolm=megolm,
+                        megolm_session_id=req.megolm_session_id,
+                        extensions=extensions,
+                        created_at=created,
+                        device_count=len(recipients),
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
             if targets:
                 conn.execute(
                     insert(deliveries),
@@ -821,7 +829,7 @@ class MessagingService:
                 retry_after_s=QUEUE_FULL_RETRY_S,
             )
 
-    def _envelope_query(self, dev: AuthedDevice):  # type: ignore[no-untyped-def]
+    def _envelope_query(self, dev: AuthedDevice) -> Select[Any]:
         sender_accounts = accounts.alias("sender_accounts")
         sender_devices = devices.alias("sender_devices")
         return (
@@ -896,30 +904,6 @@ class MessagingService:
         acked: int = await self.db.transact_async(_tx)
         return AckResult(acked=acked)
 
-    # --- blobs ------------------------------------------------------------------------------
-
-    async def record_blob(self, dev: AuthedDevice, blob_id: str, size: int) -> None:
-        def _tx(conn: Connection) -> Any:
-            conn.execute(
-                insert(blobs).values(
-                    blob_id=blob_id,
-                    size=size,
-                    uploader_device_pk=dev.device_pk,
-                    created_at=now_ms(),
-                )
-            )
-
-        await self.db.transact_async(_tx)
-
-    async def blob_exists(self, blob_id: str) -> bool:
-        def _rd(conn: Connection) -> Any:
-            return (
-                conn.execute(select(blobs.c.blob_id).where(blobs.c.blob_id == blob_id)).first()
-                is not None
-            )
-
-        return await self.db.read_async(_rd)
-
 
 def _franking_commitment(extensions: dict[str, Any]) -> bytes:
     raw = extensions.get(FRANKING_EXTENSION)
@@ -936,7 +920,7 @@ def _refs(pairs: Iterable[tuple[str, str]]) -> list[DeviceRef]:
     return [DeviceRef(account=a, device_id=d) for a, d in sorted(pairs)]
 
 
-def _device_record(row) -> DeviceRecord:  # type: ignore[no-untyped-def]
+def _device_record(row: Row[Any]) -> DeviceRecord:
     approval = (
         DeviceApproval(approver_device_id=row.approver_device_id, signature=row.approval_signature)
         if row.approver_device_id
@@ -956,7 +940,7 @@ def _device_record(row) -> DeviceRecord:  # type: ignore[no-untyped-def]
     )
 
 
-def _envelope(row) -> Envelope:  # type: ignore[no-untyped-def]
+def _envelope(row: Row[Any]) -> Envelope:
     return Envelope(
         id=row.id,
         message_id=row.message_id,

@@ -1,0 +1,121 @@
+"""`Services`: every service of one server process, built from a `ServerConfig` and closed
+together. Each reads the time from the config's clock. Routes reach them through `server.deps`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from accord.clock import Clock
+from accord.server.access import AccessService
+from accord.server.blobs import BlobService, FileBlobStore
+from accord.server.config import ServerConfig, ensure_admin_token
+from accord.server.detection import DetectionService
+from accord.server.franking import FrankingKeyRing
+from accord.server.limits import SendLimiter
+from accord.server.messaging import AuthedDevice, MessagingService
+from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
+from accord.server.observability import Metrics
+from accord.server.private_matching import PrivateMatchingService
+from accord.server.reports import ReportService, ReviewVault
+from accord.server.review import ReviewService
+from accord.server.translog import LogService
+from accord.storage.db import Database, make_engine
+from accord.storage.migrate import upgrade_to_head
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    clock: Clock
+    db: Database
+    log: LogService
+    messaging: MessagingService
+    blobs: BlobService
+    notifier: Notifier
+    limiter: SendLimiter
+    metrics: Metrics
+    admin_token: str
+    reports: ReportService
+    review: ReviewService
+    detection: DetectionService
+    matching: PrivateMatchingService
+    access: AccessService
+
+    async def aclose(self) -> None:
+        """Stop the background workers, then release Redis and the database."""
+        self.matching.close()
+        self.access.close()
+        await self.limiter.close()
+        close = getattr(self.notifier, "close", None)
+        if close is not None:
+            close()
+        self.db.dispose()
+
+
+def build_services(config: ServerConfig, *, notifier: Notifier | None = None) -> Services:
+    """Migrate the database to the current schema and build every service on it."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url)
+    upgrade_to_head(engine)
+    db = Database(engine)
+    if notifier is None:
+        notifier = RedisNotifier(config.redis_url) if config.redis_url else LocalNotifier()
+    clock = config.clock
+    limiter = SendLimiter(
+        rate_per_s=config.send_rate_per_s,
+        burst=config.send_burst,
+        redis_url=config.redis_url,
+        clock=clock,
+    )
+    metrics = Metrics()
+    log = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
+    messaging = MessagingService(
+        db,
+        log,
+        notify=notifier.publish,
+        franking=FrankingKeyRing(db, clock=clock),
+        limiter=limiter,
+        max_queue=config.max_queue,
+        clock=clock,
+    )
+    messaging.send_observers.append(_count_accepted(metrics))
+    store = FileBlobStore(config.data_dir / "blobs")
+    vault = ReviewVault(config.data_dir)
+    reports = ReportService(
+        db,
+        messaging.franking,
+        store,
+        vault,
+        max_attachment_bytes=config.max_attachment_bytes,
+        clock=clock,
+    )
+    detection = DetectionService(engine, config.data_dir / "bank-index")
+    matching = PrivateMatchingService(db, log, detection, config.data_dir, clock=clock)
+    matching.attach(messaging)
+    return Services(
+        config=config,
+        clock=clock,
+        db=db,
+        log=log,
+        messaging=messaging,
+        blobs=BlobService(db, store, max_attachment_bytes=config.max_attachment_bytes, clock=clock),
+        notifier=notifier,
+        limiter=limiter,
+        metrics=metrics,
+        admin_token=ensure_admin_token(config.data_dir),
+        reports=reports,
+        review=ReviewService(db, vault, messaging, clock=clock),
+        detection=detection,
+        matching=matching,
+        access=AccessService(db, log, messaging, config.data_dir, clock=clock),
+    )
+
+
+def _count_accepted(metrics: Metrics) -> Callable[..., Awaitable[None]]:
+    async def observe(_dev: AuthedDevice, _req: Any, accepted: Any) -> None:
+        metrics.messages.inc()
+        metrics.deliveries.inc(accepted.devices)
+
+    return observe

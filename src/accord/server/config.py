@@ -1,0 +1,53 @@
+"""`ServerConfig`: how one server process is set up; and the operator token it creates."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accord.clock import Clock, clock_from_env
+from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
+from accord.server.translog import DEFAULT_LOG_ORIGIN
+from accord.storage.db import sqlite_url
+from accord.wire.common import MAX_REQUEST_BYTES
+
+DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
+ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 (a file name)
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    db_url: str | None = None
+    max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    log_origin: str = DEFAULT_LOG_ORIGIN
+    witnesses: list[str] = field(default_factory=list)
+    # Scale-out and overload (docs/deployment.md): Redis for wake-ups and shared rate limits
+    # across processes; per-account send rate (0 turns it off); per-device queue limit.
+    redis_url: str | None = None
+    send_rate_per_s: float = DEFAULT_SEND_RATE_PER_S
+    send_burst: int = DEFAULT_SEND_BURST
+    max_queue: int = DEFAULT_MAX_QUEUE
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Every service reads the time from here: the system clock, or a testing clock moved
+    # through ACCORD_CLOCK_OFFSET_FILE (accord.clock).
+    clock: Clock = field(default_factory=clock_from_env)
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or sqlite_url(self.data_dir)
+
+
+def ensure_admin_token(data_dir: Path) -> str:
+    """Create DATA_DIR/admin-token (mode 0600) on first start; return the token."""
+    path = data_dir / ADMIN_TOKEN_FILE
+    if not path.exists():
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    return path.read_text().strip()

@@ -1,0 +1,90 @@
+"""What routes depend on, as `Annotated` aliases: who is calling, and the services.
+
+- `CurrentDevice`: the device behind a bearer token (401 otherwise);
+- `Operator`: the operator, by the token in DATA_DIR/admin-token;
+- `CurrentReviewer`: a reviewer by session token, or the operator acting as an admin;
+- `AgencyWarrantId`: the id of the warrant in the path, for the holder of a fresh agency token
+  for that warrant (sealed to the agency key the warrant names: see `server.access.agency`);
+- `ServicesDep`: every service of the app (`server.assembly.Services`).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header, Path
+from fastapi.requests import HTTPConnection
+
+from accord.errors import AuthenticationError
+from accord.server.assembly import Services
+from accord.server.messaging import AuthedDevice
+from accord.server.review import OPERATOR_AS_REVIEWER, ActingReviewer
+
+BEARER = "Bearer "
+
+WarrantIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+
+
+def get_services(conn: HTTPConnection) -> Services:
+    services: Services = conn.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def bearer_token(authorization: str | None, message: str | None = None) -> str:
+    """The token of an `Authorization: Bearer ...` header; 401 without one."""
+    if not authorization or not authorization.startswith(BEARER):
+        raise AuthenticationError(message)
+    return authorization[len(BEARER) :].strip()
+
+
+def _is_operator_token(services: Services, token: str) -> bool:
+    return hmac.compare_digest(token.encode(), services.admin_token.encode())
+
+
+async def current_device(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> AuthedDevice:
+    """The device behind the bearer token; 401 otherwise."""
+    return await services.messaging.authenticate(bearer_token(authorization))
+
+
+async def require_operator(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """Operator commands authenticate with the token in DATA_DIR/admin-token."""
+    if not _is_operator_token(services, bearer_token(authorization)):
+        raise AuthenticationError("operator token required")
+
+
+async def current_reviewer(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> ActingReviewer:
+    """The acting reviewer: from a reviewer session token, or from the operator token (acting
+    as "operator", with the admin role)."""
+    token = bearer_token(authorization, "reviewer or operator token required")
+    if _is_operator_token(services, token):
+        return OPERATOR_AS_REVIEWER
+    session = await services.review.session(token)
+    return ActingReviewer(name=session.reviewer, role=session.role)
+
+
+async def agency_warrant_id(
+    services: ServicesDep,
+    warrant_id: WarrantIdPath,
+    authorization: Annotated[str | None, Header()] = None,
+) -> bytes:
+    """The warrant in the path, if the bearer holds a fresh agency token for it."""
+    token = bearer_token(authorization, "agency token required")
+    wid = bytes.fromhex(warrant_id)
+    services.access.agency.check_token(wid, token)
+    return wid
+
+
+CurrentDevice = Annotated[AuthedDevice, Depends(current_device)]
+Operator = Annotated[None, Depends(require_operator)]
+CurrentReviewer = Annotated[ActingReviewer, Depends(current_reviewer)]
+AgencyWarrantId = Annotated[bytes, Depends(agency_warrant_id)]

@@ -1,0 +1,95 @@
+"""Errors as HTTP answers: each error class has a status and a stable JSON `code`.
+
+Every answer is `{"code": ..., "message": ...}` (a stale device list adds the devices missing and
+extra). Bad input is a 4xx that never echoes the input (it may be a key or a ciphertext); an
+unavailable database is a 503 to retry; anything unexpected is a 500 that says nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from accord.errors import AccordError, AuthenticationError, RateLimited
+from accord.server.messaging import StaleDevicesError
+from accord.server.middleware import route_template
+from accord.server.observability import Metrics
+
+log = logging.getLogger("accord.server")
+
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+def error_response(exc: AccordError) -> JSONResponse:
+    if isinstance(exc, StaleDevicesError):
+        return JSONResponse(exc.body.model_dump(mode="json"), status_code=exc.http_status)
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(
+        {"code": exc.code, "message": exc.message}, status_code=exc.http_status, headers=headers
+    )
+
+
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse({"code": "invalid_json", "message": "body is not valid JSON"}, 400)
+    for e in errors:
+        loc = tuple(e.get("loc", ()))
+        if loc[-1:] == ("v",) and loc[:1] == ("body",) and len(loc) == 2:
+            return JSONResponse(
+                {"code": "unsupported_version", "message": "unsupported wire version"}, 400
+            )
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    # Never echo the offending input: it may be a key or a ciphertext.
+    return JSONResponse(
+        {"code": "invalid_request", "message": f"{where}: {first.get('msg', 'invalid')}"}, 400
+    )
+
+
+def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(AccordError)
+    async def _accord_error(_req: Request, exc: AccordError) -> JSONResponse:
+        if isinstance(exc, RateLimited):
+            metrics.limited.labels(exc.code).inc()
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {
+                "code": HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
+                "message": str(exc.detail),
+            },
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_req: Request, _exc: OperationalError) -> JSONResponse:
+        # The database is restarting or unreachable: nothing was committed; retry shortly.
+        log.warning("database unavailable")
+        return JSONResponse(
+            {"code": "unavailable", "message": "the database is unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(req: Request, _exc: Exception) -> JSONResponse:
+        # The route template, never the path (paths carry blob ids, which are capabilities);
+        # the log's formatter keeps the traceback and drops the exception's message.
+        log.exception("unhandled error in %s %s", req.method, route_template(req.scope))
+        return JSONResponse({"code": "internal", "message": "internal error"}, 500)

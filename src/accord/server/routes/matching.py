@@ -1,0 +1,41 @@
+"""Private threshold matching (docs/protocol/private-matching.md): the current table and table
+files for anyone; publishing a table and the status for the operator. Threshold events are in
+routes/review.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from anyio import to_thread
+from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse
+
+from accord.server.deps import Operator, ServicesDep
+from accord.wire.matching import MatchingStatus, PublishTableRequest, TableInfo, TableSummary
+
+router = APIRouter()
+
+
+@router.get("/v1/matching/table")
+async def current_table(services: ServicesDep) -> TableInfo:
+    return await to_thread.run_sync(services.matching.table_info)
+
+
+@router.get("/v1/matching/tables/{digest}")
+async def table_file(
+    digest: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], services: ServicesDep
+) -> FileResponse:
+    path = await to_thread.run_sync(services.matching.table_file, digest)
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+@router.post("/v1/matching/tables", status_code=201)
+async def publish_table(
+    req: PublishTableRequest, _op: Operator, services: ServicesDep
+) -> TableSummary:
+    return await to_thread.run_sync(services.matching.publish_table, req)
+
+
+@router.get("/v1/matching/status")
+async def matching_status(_op: Operator, services: ServicesDep) -> MatchingStatus:
+    return await to_thread.run_sync(services.matching.status)

@@ -1,0 +1,174 @@
+"""Accounts, device authentication and linking, one-time keys, groups, message queues and
+attachment blobs (docs/protocol/messaging.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import FileResponse, Response
+from starlette.requests import ClientDisconnect
+
+from accord.errors import InvalidInput
+from accord.server.deps import CurrentDevice, ServicesDep
+from accord.server.messaging import MAX_FETCH_LIMIT
+from accord.wire.messaging import (
+    AccountCreated,
+    AckRequest,
+    AckResult,
+    ApproveLinkRequest,
+    BlobCreated,
+    Challenge,
+    ChallengeRequest,
+    ClaimedKeys,
+    ClaimKeysRequest,
+    CreateAccountRequest,
+    DeviceList,
+    DeviceRecord,
+    Envelope,
+    EnvelopeBatch,
+    KeyCount,
+    LinkCreated,
+    LinkRequest,
+    PendingLink,
+    PublishKeysRequest,
+    SendAccepted,
+    SendRequest,
+    SignedGroupState,
+    Token,
+    TokenRequest,
+)
+
+DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
+
+router = APIRouter()
+
+
+@router.post("/v1/accounts", status_code=201)
+async def create_account(req: CreateAccountRequest, services: ServicesDep) -> AccountCreated:
+    record = await services.messaging.create_account(req)
+    return AccountCreated(account=record.keys.account, device_id=record.keys.device_id)
+
+
+@router.get("/v1/accounts/{account}/devices")
+async def account_devices(account: str, _dev: CurrentDevice, services: ServicesDep) -> DeviceList:
+    return await services.messaging.device_list(account)
+
+
+@router.post("/v1/auth/challenge")
+async def auth_challenge(req: ChallengeRequest, services: ServicesDep) -> Challenge:
+    return await services.messaging.issue_challenge(req.account, req.device_id)
+
+
+@router.post("/v1/auth/token")
+async def auth_token(req: TokenRequest, services: ServicesDep) -> Token:
+    return await services.messaging.issue_token(
+        req.account, req.device_id, req.challenge, req.signature
+    )
+
+
+@router.post("/v1/link-requests", status_code=201)
+async def create_link(req: LinkRequest, services: ServicesDep) -> LinkCreated:
+    return await services.messaging.create_link(req)
+
+
+@router.get("/v1/link-requests/{request_id}")
+async def get_link(request_id: str, dev: CurrentDevice, services: ServicesDep) -> PendingLink:
+    return await services.messaging.get_link(dev, request_id)
+
+
+@router.post("/v1/link-requests/{request_id}/approve")
+async def approve_link(
+    request_id: str, req: ApproveLinkRequest, dev: CurrentDevice, services: ServicesDep
+) -> DeviceRecord:
+    return await services.messaging.approve_link(dev, request_id, req)
+
+
+@router.post("/v1/keys")
+async def publish_keys(
+    req: PublishKeysRequest, dev: CurrentDevice, services: ServicesDep
+) -> KeyCount:
+    return await services.messaging.publish_keys(dev, req)
+
+
+@router.get("/v1/keys/count")
+async def key_count(dev: CurrentDevice, services: ServicesDep) -> KeyCount:
+    return await services.messaging.key_count(dev)
+
+
+@router.post("/v1/keys/claim")
+async def claim_keys(
+    req: ClaimKeysRequest, dev: CurrentDevice, services: ServicesDep
+) -> ClaimedKeys:
+    return await services.messaging.claim_keys(dev, req)
+
+
+@router.put("/v1/groups/{name}")
+async def put_group(
+    name: str, req: SignedGroupState, dev: CurrentDevice, services: ServicesDep
+) -> SignedGroupState:
+    if req.state.group != name:
+        raise InvalidInput("group name in path and body differ")
+    return await services.messaging.put_group(dev, req)
+
+
+@router.get("/v1/groups/{name}")
+async def get_group(name: str, dev: CurrentDevice, services: ServicesDep) -> SignedGroupState:
+    return await services.messaging.get_group(dev, name)
+
+
+@router.post("/v1/messages", status_code=201)
+async def send(req: SendRequest, dev: CurrentDevice, services: ServicesDep) -> SendAccepted:
+    return await services.messaging.send(dev, req)
+
+
+@router.get("/v1/messages")
+async def fetch(
+    dev: CurrentDevice,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_FETCH_LIMIT)] = 100,
+) -> EnvelopeBatch:
+    return await services.messaging.fetch(dev, after=after, limit=limit)
+
+
+@router.get("/v1/messages/{delivery_id}")
+async def get_message(
+    delivery_id: DeliveryId, dev: CurrentDevice, services: ServicesDep
+) -> Envelope:
+    return await services.messaging.get_envelope(dev, delivery_id)
+
+
+@router.post("/v1/messages/ack")
+async def ack(req: AckRequest, dev: CurrentDevice, services: ServicesDep) -> AckResult:
+    return await services.messaging.ack(dev, req.ids)
+
+
+@router.delete("/v1/messages/{delivery_id}", status_code=204)
+async def delete_message(
+    delivery_id: DeliveryId, dev: CurrentDevice, services: ServicesDep
+) -> Response:
+    await services.messaging.ack(dev, [delivery_id])
+    return Response(status_code=204)
+
+
+@router.put("/v1/blobs", status_code=201)
+async def upload_blob(
+    request: Request,
+    dev: CurrentDevice,
+    services: ServicesDep,
+    content_length: Annotated[int | None, Header()] = None,
+    x_accord_blob_sha256: Annotated[str | None, Header()] = None,
+) -> BlobCreated:
+    """Stream an encrypted blob; size and SHA-256 must be declared up front."""
+    try:
+        return await services.blobs.upload(
+            dev, request.stream(), declared_size=content_length, sha256_b64=x_accord_blob_sha256
+        )
+    except ClientDisconnect:
+        raise InvalidInput("upload truncated", code="blob_size_mismatch") from None
+
+
+@router.get("/v1/blobs/{blob_id}")
+async def download_blob(blob_id: str, _dev: CurrentDevice, services: ServicesDep) -> FileResponse:
+    return FileResponse(services.blobs.path(blob_id), media_type="application/octet-stream")
