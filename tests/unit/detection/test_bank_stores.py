@@ -18,7 +18,8 @@ from accord.errors import Conflict, NotFound
 from accord.protocols.detection.banks import BankEntry
 from accord.protocols.detection.matching import MatchQuery
 from accord.protocols.detection.signals import Md5Hash, PdqHash
-from accord.server.app import ServerConfig, create_app, ensure_admin_token
+from accord.server.app import create_app
+from accord.server.config import ServerConfig, ensure_admin_token
 from accord.storage.banks import BankStore, MemoryBankStore
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
