@@ -1,8 +1,57 @@
-"""Settings shared by the tests that no command-line option or variable exposes."""
+"""Shared by the tests beyond fixtures: the test Argon2id cost, the movable clock, servers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
 
 # A cheap Argon2id for the local stores tests create (the default is RFC 9106's 64 MiB, t=3).
 TEST_KDF_COST = KdfCost(time_cost=1, memory_kib=1024, parallelism=1)
+
+
+class TestClock(OffsetFileClock):
+    """The system clock plus an offset that the test moves forward; every server process and
+    client that reads the same file (`env`) sees the same time."""
+
+    __test__ = False
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._moved = 0.0
+        write_clock_offset(path, 0.0)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {CLOCK_OFFSET_ENV: str(self.path)}
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        self._moved += seconds
+        write_clock_offset(self.path, self._moved)
+
+    def advance_past(self, when_s: float) -> None:
+        """Move forward until the clock reads later than `when_s` (a whole second later)."""
+        gap = when_s - self.time()
+        if gap >= 0:
+            self.advance(gap + 1.0)
+
+
+def start_server(
+    data_dir: Path,
+    *,
+    clock: TestClock,
+    db_url: str | None = None,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Any:
+    from accord.server.process import ServerProcess
+
+    proc = ServerProcess(
+        data_dir, db_url=db_url, extra_args=extra_args, env={**clock.env, **(env or {})}
+    )
+    proc.clock = clock  # type: ignore[attr-defined]
+    return proc.start()

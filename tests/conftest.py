@@ -1,10 +1,10 @@
 """Shared fixtures: real server processes on SQLite and on PostgreSQL, the command line run in
 this process, and clocks that tests move instead of sleeping.
 
-Cost rules (see docs/testing.md): one server per module and database kind, accounts named
+Cost rules: one server per module and database kind, accounts named
 uniquely per test (`unique`); the command line runs in-process through click's `CliRunner`
 except where a test is about the process boundary (`ProcessCli`); clients made here use a low
-Argon2id cost (`TEST_KDF_COST`), which only an in-process caller can choose.
+Argon2id cost (`accord_testing.TEST_KDF_COST`), which only an in-process caller can choose.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
+from accord_testing import TEST_KDF_COST, TestClock, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("ACCORD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -106,34 +106,6 @@ def db_url(request: pytest.FixtureRequest) -> str | None:
 # --- clocks ---------------------------------------------------------------------------------
 
 
-class TestClock(OffsetFileClock):
-    """The system clock plus an offset that the test moves forward; every server process and
-    client that reads the same file (`env`) sees the same time."""
-
-    __test__ = False
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self._moved = 0.0
-        write_clock_offset(path, 0.0)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {CLOCK_OFFSET_ENV: str(self.path)}
-
-    def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("a clock only moves forward")
-        self._moved += seconds
-        write_clock_offset(self.path, self._moved)
-
-    def advance_past(self, when_s: float) -> None:
-        """Move forward until the clock reads later than `when_s` (a whole second later)."""
-        gap = when_s - self.time()
-        if gap >= 0:
-            self.advance(gap + 1.0)
-
-
 @pytest.fixture
 def clock(tmp_path: Path) -> TestClock:
     return TestClock(tmp_path / "clock-offset")
@@ -145,23 +117,6 @@ def module_clock(tmp_path_factory: pytest.TempPathFactory) -> TestClock:
 
 
 # --- servers --------------------------------------------------------------------------------
-
-
-def start_server(
-    data_dir: Path,
-    *,
-    clock: TestClock,
-    db_url: str | None = None,
-    extra_args: list[str] | None = None,
-    env: dict[str, str] | None = None,
-) -> Any:
-    from accord.server.process import ServerProcess
-
-    proc = ServerProcess(
-        data_dir, db_url=db_url, extra_args=extra_args, env={**clock.env, **(env or {})}
-    )
-    proc.clock = clock  # type: ignore[attr-defined]
-    return proc.start()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -203,13 +158,6 @@ def unique() -> Callable[[str], str]:
 # --- the command line ---------------------------------------------------------------------
 
 
-def kdf_cost_for_tests() -> Any:
-    """A cheap Argon2id for clients made by tests (never the default; no option exposes it)."""
-    from accord.primitives.storage_crypto import KdfCost
-
-    return KdfCost(time_cost=1, memory_kib=1024, parallelism=1)
-
-
 @dataclass
 class CliResult:
     returncode: int
@@ -233,9 +181,7 @@ class Cli:
 
         runner = CliRunner()
         with runner.isolation(input=input, env=self.env) as (out, err, _mixed):
-            code = run_cli(
-                cli, ["--home", str(self.home), *args], obj={"kdf_cost": kdf_cost_for_tests()}
-            )
+            code = run_cli(cli, ["--home", str(self.home), *args], obj={"kdf_cost": TEST_KDF_COST})
             sys.stdout.flush()
             sys.stderr.flush()
             result = CliResult(

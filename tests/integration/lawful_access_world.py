@@ -4,6 +4,9 @@ real server.
 Authorities act through `accord.client.authority` (what the CLI runs). A dishonest provider is
 played by editing the server's own database between requests, as the other integration tests
 do: the server then serves what it stores, and the clients must refuse it.
+
+Time is the module's `TestClock`: the server process, the devices and the authorities read the
+same clock, and a test moves it past a window's end instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from accord.client import authority as au
 from accord.client.client import AccordClient
+from accord.clock import now_s
 from accord.protocols.access.agency import AgencyKey
 from accord.protocols.access.approvers import ApproverRole, ApproverSet, SignedApproverSet
 from accord.protocols.access.warrant import SignedWarrant
@@ -29,7 +33,7 @@ from accord.server.process import ServerProcess
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import access_warrants, accounts
 from accord.wire.access import WarrantSubmitted
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, TestClock
 
 PASS = "test passphrase"
 ROLES = {
@@ -41,24 +45,21 @@ ROLES = {
 }
 
 
-def now() -> int:
-    return int(time.time())
-
-
 @dataclass
 class Authorities:
     """Approver and agency keys on disk (made once per module), and what the server logged."""
 
     root: Path
+    clock: TestClock
     keys: dict[str, au.ApproverKey] = field(default_factory=dict)
     agency_key_file: Path | None = None
     approver_set: SignedApproverSet | None = None
     agency: AgencyKey | None = None
 
     @classmethod
-    def make(cls, root: Path) -> Authorities:
+    def make(cls, root: Path, clock: TestClock) -> Authorities:
         root.mkdir(parents=True, exist_ok=True)
-        world = cls(root)
+        world = cls(root, clock)
         for name, role in ROLES.items():
             path = root / f"{name}.key"
             au.generate_approver_key(name, role.value, path)
@@ -66,6 +67,13 @@ class Authorities:
         world.agency_key_file = root / "nca.key"
         au.generate_agency_key("nca", world.agency_key_file)
         return world
+
+    def now(self) -> int:
+        return now_s(self.clock)
+
+    def wait_until(self, moment: float) -> None:
+        """Move the shared clock past `moment` (nothing sleeps)."""
+        self.clock.advance_past(moment)
 
     def signers(self, *names: str) -> list[au.ApproverKey]:
         return [self.keys[n] for n in names]
@@ -96,6 +104,7 @@ class Authorities:
             Path(str(self.agency_key_file) + ".pub"),
             self.signers(*signed_by),
             self.root / "agency-home",
+            clock=self.clock,
         )
         self.agency = signed.key
         return signed.key
@@ -117,7 +126,7 @@ class Authorities:
         max_duration_s: int = 30 * 86400,
         agency: AgencyKey | None = None,
     ) -> SignedWarrant:
-        t = now()
+        t = self.now()
         signed = au.draft_warrant(
             target=target,
             agency=agency or self.agency,  # type: ignore[arg-type]
@@ -144,6 +153,8 @@ class Authorities:
 
 
 def account(root: Path, server: ServerProcess, name: str, **kw: Any) -> AccordClient:
+    """A device on the server's clock."""
+    kw.setdefault("clock", server.clock)  # type: ignore[attr-defined]
     return AccordClient.create_account(
         root / name, server.url, name, PASS, **kw, kdf_cost=TEST_KDF_COST
     )
@@ -180,12 +191,6 @@ def warrant_row(server: ServerProcess, warrant_id: str) -> Any:
         return conn.execute(
             select(access_warrants).where(access_warrants.c.warrant_id == bytes.fromhex(warrant_id))
         ).one()
-
-
-def wait_until(moment: float) -> None:
-    delay = moment - time.time()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def refusal_codes(client: AccordClient) -> list[str]:

@@ -29,6 +29,7 @@ from accord.protocols.translog.note import generate_cosigner, generate_signer
 from accord.server.process import ServerProcess, free_port
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
 from accord.storage.translog import tlog_entries, tlog_nodes
+from accord_testing import TestClock, start_server
 
 
 @dataclass
@@ -44,7 +45,9 @@ class Witnessed:
 
 
 @pytest.fixture(scope="module")
-def witnessed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witnessed]:
+def witnessed(
+    tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock
+) -> Iterator[Witnessed]:
     root = tmp_path_factory.mktemp("lawful-access-log")
     data = root / "server"
     data.mkdir()
@@ -57,19 +60,20 @@ def witnessed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Witnessed]:
     key.chmod(0o600)
     port = free_port()
     witness = start_witness(root, key, log_vkey, port)
-    server = ServerProcess(data, extra_args=["--witness", f"http://127.0.0.1:{port}"])
-    world = Witnessed(
-        server, Authorities.make(root / "authorities"), root, vkey, key, log_vkey, port, witness
-    )
     try:
-        server.start()
-        world.auth.publish(server)
-        world.auth.register(server)
-        yield world
+        server = start_server(
+            data, clock=module_clock, extra_args=["--witness", f"http://127.0.0.1:{port}"]
+        )
+        try:
+            auth = Authorities.make(root / "authorities", module_clock)
+            auth.publish(server)
+            auth.register(server)
+            yield Witnessed(server, auth, root, vkey, key, log_vkey, port, witness)
+        finally:
+            server.stop()
     finally:
-        server.stop()
-        world.witness.kill()
-        world.witness.wait()
+        witness.kill()
+        witness.wait()
 
 
 def test_warrant_not_in_log_refused(witnessed: Witnessed) -> None:

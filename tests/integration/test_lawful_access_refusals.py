@@ -18,15 +18,14 @@ from lawful_access_world import (
     Authorities,
     account,
     device_refuses,
-    now,
     server_db,
     tamper_warrant,
-    wait_until,
     warrant_row,
 )
 from sqlalchemy import func, insert, select, update
 
 from accord.client.client import AccordClient
+from accord.clock import now_s
 from accord.errors import AuthorizationError, Conflict, DecryptionError, NotFound
 from accord.primitives.hpke import HpkeSealed, generate_hpke_key_pair, hpke_open
 from accord.protocols.access.agency import AgencyKey
@@ -41,16 +40,17 @@ from accord.protocols.access.records import (
 from accord.protocols.access.warrant import Approval, SignedWarrant, approval_message
 from accord.server.process import ServerProcess
 from accord.storage.schema import access_records, access_warrants, accounts
+from accord_testing import TestClock, start_server
 
 World = tuple[ServerProcess, Authorities, Path]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock) -> Iterator[World]:
     root = tmp_path_factory.mktemp("lawful-access")
-    server = ServerProcess(root / "server").start()
+    server = start_server(root / "server", clock=module_clock)
     try:
-        authorities = Authorities.make(root / "authorities")
+        authorities = Authorities.make(root / "authorities", module_clock)
         authorities.publish(server)
         authorities.register(server)
         yield server, authorities, root
@@ -148,7 +148,7 @@ def test_two_signatures_by_one_approver_refused(world: World, pair: Any) -> None
     server, auth, _ = world
     target, _ = pair
     once = auth.warrant(target.account_name, signed_by=("judge",))
-    twice = with_approval(once, auth, "judge", now() - 5)
+    twice = with_approval(once, auth, "judge", auth.now() - 5)
     assert refused_at_submission(auth, server, twice) == "duplicate_approver"
     submit_and_serve(world, target, twice)
     device_refuses(target, "duplicate_approver")
@@ -194,11 +194,11 @@ def test_server_delivering_warrant_to_another_account_refused(world: World, pair
 def test_window_not_yet_started_refused(world: World, pair: Any) -> None:
     server, auth, _ = world
     target, _ = pair
-    future = auth.warrant(target.account_name, start=now() + 3600, end=now() + 7200)
+    future = auth.warrant(target.account_name, start=auth.now() + 3600, end=auth.now() + 7200)
     wid = auth.submit(server, future).warrant_id  # a future warrant may be logged now ...
     result = target.access.sync()
     assert result.accepted == [] and result.refused == []  # ... and is not delivered early
-    tamper_warrant(server, wid, start_time=now() - 60)  # a provider that delivers it early
+    tamper_warrant(server, wid, start_time=auth.now() - 60)  # a provider that delivers it early
     device_refuses(target, "warrant_not_started")
     # The user is not told (that would reveal a genuine warrant early); the device still refused.
     assert not any("warrant_not_started" in n for n in target.access.sync_notices())
@@ -207,12 +207,12 @@ def test_window_not_yet_started_refused(world: World, pair: Any) -> None:
 def test_window_already_over_refused(world: World, pair: Any) -> None:
     server, auth, _ = world
     target, _ = pair
-    past = auth.warrant(target.account_name, start=now() - 600, end=now() - 60)
+    past = auth.warrant(target.account_name, start=auth.now() - 600, end=auth.now() - 60)
     assert refused_at_submission(auth, server, past) == "warrant_expired"
-    end = now() + 2
+    end = auth.now() + 600  # the test moves the clock past it
     wid = auth.submit(server, auth.warrant(target.account_name, end=end)).warrant_id
-    wait_until(end + 0.2)
-    tamper_warrant(server, wid, end_time=now() + 3600)  # served after its end
+    auth.wait_until(end + 0.2)
+    tamper_warrant(server, wid, end_time=auth.now() + 3600)  # served after its end
     device_refuses(target, "warrant_expired")
 
 
@@ -221,7 +221,7 @@ def test_duration_above_maximum_refused(world: World, pair: Any) -> None:
     provider configured with a longer maximum, whose warrant the device still refuses."""
     server, auth, _ = world
     target, _ = pair
-    long = auth.warrant(target.account_name, end=now() + 31 * 86400, max_duration_s=40 * 86400)
+    long = auth.warrant(target.account_name, end=auth.now() + 31 * 86400, max_duration_s=40 * 86400)
     assert refused_at_submission(auth, server, long) == "warrant_too_long"
 
 
@@ -250,7 +250,7 @@ def test_unregistered_agency_key_refused(world: World, pair: Any) -> None:
         name="Rogue",
         public_key=generate_hpke_key_pair().public_key(),
         approver_set=auth.current_set.set_hash,
-        registered_at=now(),
+        registered_at=auth.now(),
     )
     signed = auth.warrant(target.account_name, agency=unregistered)
     assert refused_at_submission(auth, server, signed) == "agency_key_unregistered"
@@ -262,7 +262,7 @@ def test_unregistered_agency_key_refused(world: World, pair: Any) -> None:
 def test_replayed_old_warrant_refused(world: World, pair: Any) -> None:
     server, auth, _ = world
     target, other = pair
-    end = now() + 4  # room for a sync and a send on a loaded machine
+    end = auth.now() + 600  # the test moves the clock past it
     signed = auth.warrant(target.account_name, end=end)
     wid = auth.submit(server, signed).warrant_id
     with pytest.raises(Conflict) as info:
@@ -270,10 +270,10 @@ def test_replayed_old_warrant_refused(world: World, pair: Any) -> None:
     assert info.value.code == "warrant_replayed"
     assert target.access.sync().accepted == [wid]
     target.send(other.account_name, "inside")
-    wait_until(end + 0.2)
+    auth.wait_until(end + 0.2)
     target.access.sync()  # the window is over: the device drops it
     assert target.access.active_warrants() == []
-    tamper_warrant(server, wid, end_time=now() + 3600)  # and the provider serves it again
+    tamper_warrant(server, wid, end_time=auth.now() + 3600)  # and the provider serves it again
     device_refuses(target, "warrant_replayed")
     target.send(other.account_name, "after the replay")
     assert stored_records(server, wid) == 1
@@ -285,13 +285,13 @@ def test_replayed_old_warrant_refused(world: World, pair: Any) -> None:
 def test_server_refuses_records_after_the_window(world: World, pair: Any) -> None:
     server, auth, _ = world
     target, other = pair
-    end = now() + 4  # room for a sync on a loaded machine
+    end = auth.now() + 600  # the test moves the clock past it
     wid = auth.submit(server, auth.warrant(target.account_name, end=end)).warrant_id
     assert target.access.sync().accepted == [wid]
     [verified] = target.access.active_warrants()
     sealer = RecordSealer(verified, device_id=target.device_id, next_seq=100)
-    late = sealer.seal(_message(target, other), now=now())  # sealed inside the window ...
-    wait_until(end + 0.2)
+    late = sealer.seal(_message(target, other), now=auth.now())  # sealed inside the window ...
+    auth.wait_until(end + 0.2)
     with pytest.raises(AuthorizationError) as info:  # ... uploaded after it
         target.api.request("POST", "/v1/access/records", json={"v": 1, "records": [late.to_obj()]})
     assert info.value.code == "warrant_expired"
@@ -306,7 +306,7 @@ def test_records_only_from_the_target_devices(world: World, pair: Any) -> None:
     assert target.access.sync().accepted == [wid]
     [verified] = target.access.active_warrants()
     record = RecordSealer(verified, device_id=target.device_id).seal(
-        _message(target, other), now=now()
+        _message(target, other), now=auth.now()
     )
     with pytest.raises(NotFound):  # another account cannot add to the stream
         other.api.request("POST", "/v1/access/records", json={"v": 1, "records": [record.to_obj()]})
@@ -402,7 +402,7 @@ def test_server_cannot_read_records(world: World, pair: Any) -> None:
 def _message(target: AccordClient, other: AccordClient) -> InterceptedMessage:
     return InterceptedMessage(
         direction=Direction.SENT,
-        occurred_at=now(),
+        occurred_at=now_s(target.clock),
         sender=target.account_name,
         recipients=(other.account_name,),
         conversation_id="c",

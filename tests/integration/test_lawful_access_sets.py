@@ -8,23 +8,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lawful_access_world import Authorities, account, device_refuses, now, tamper_warrant
+from lawful_access_world import Authorities, account, device_refuses, tamper_warrant
 
 from accord.client import authority as au
 from accord.client.client import AccordClient
 from accord.errors import AuthorizationError
 from accord.server.process import ServerProcess
+from accord_testing import TestClock, start_server
 
 World = tuple[ServerProcess, Authorities, Path]
 
 
 @pytest.fixture(scope="module")
-def lenient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def lenient(tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock) -> Iterator[World]:
     """A provider that accepts windows of up to 60 days (devices keep their 30)."""
     root = tmp_path_factory.mktemp("lawful-access-sets")
-    server = ServerProcess(root / "server", env={"ACCORD_WARRANT_MAX_DURATION": "60d"}).start()
+    server = start_server(
+        root / "server", clock=module_clock, env={"ACCORD_WARRANT_MAX_DURATION": "60d"}
+    )
     try:
-        authorities = Authorities.make(root / "authorities")
+        authorities = Authorities.make(root / "authorities", module_clock)
         authorities.publish(server)
         authorities.register(server)
         yield server, authorities, root
@@ -43,7 +46,7 @@ def early(lenient: World) -> Iterator[AccordClient]:
 
 def test_duration_above_maximum_refused_by_the_device(lenient: World, early: AccordClient) -> None:
     server, auth, _ = lenient
-    signed = auth.warrant("early", end=now() + 40 * 86400, max_duration_s=60 * 86400)
+    signed = auth.warrant("early", end=auth.now() + 40 * 86400, max_duration_s=60 * 86400)
     auth.submit(server, signed)  # this provider's limit is 60 days
     device_refuses(early, "warrant_too_long")
 
