@@ -7,7 +7,6 @@ Options shown with ``...`` in the help are given once per value.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import click
@@ -16,6 +15,7 @@ from accord.cli.common import admin_token as resolve_admin_token
 from accord.cli.common import admin_token_option, home_dir
 from accord.cli.timeparse import parse_time
 from accord.client import authority
+from accord.clock import clock_from_env, now_s
 from accord.errors import InvalidInput, ProtocolError
 from accord.protocols.access.approvers import ApproverRole
 from accord.protocols.access.audit import AuditReport
@@ -214,7 +214,7 @@ def warrant_draft(
     out: str,
 ) -> None:
     """Write an unsigned warrant; prints its id."""
-    now = int(time.time())
+    now = now_s(clock_from_env())
     signed = authority.draft_warrant(
         target=target,
         agency=authority.load_registration(home_dir(ctx), agency),
@@ -244,7 +244,7 @@ def warrant_sign(file: str, key_file: str) -> None:
         f"scope {','.join(s.value for s in w.scope)}, case {w.case_reference}",
         err=True,
     )
-    signed = authority.sign_warrant(signed, key, now=int(time.time()))
+    signed = authority.sign_warrant(signed, key, now=now_s(clock_from_env()))
     authority.write_warrant(Path(file), signed)
     click.echo(f"{key.signer.approver_id} signed; {len(signed.approvals)} approvals")
 

@@ -16,6 +16,11 @@ import httpx
 from accord.errors import ServiceError
 
 START_TIMEOUT_S = 60.0
+START_ATTEMPTS = 3
+
+
+class _ExitedAtStart(Exception):
+    """The child exited before answering (typically: its port was taken meanwhile)."""
 
 
 def free_port() -> int:
@@ -36,6 +41,7 @@ class ServerProcess:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.db_url = db_url
+        self._port_chosen = port is not None
         self.port = port or free_port()
         self.extra_args = extra_args or []
         self.env = env or {}
@@ -47,6 +53,24 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
+        """Start the server and wait until it answers; starting a running server is a no-op.
+
+        A port this object picked may be taken by someone else before the child binds it: then
+        the child exits at once, and the start is tried again on a fresh port (never once the
+        server has run, so a restart keeps its address).
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        for attempt in range(START_ATTEMPTS):
+            try:
+                return self._start_once()
+            except _ExitedAtStart:
+                if self._port_chosen or attempt == START_ATTEMPTS - 1:
+                    break
+                self.port = free_port()
+        raise ServiceError(f"server exited at start; see {self.log_path}")
+
+    def _start_once(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             sys.executable,
@@ -69,9 +93,11 @@ class ServerProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServiceError(f"server exited at start; see {self.log_path}")
+                self.proc = None
+                raise _ExitedAtStart()
             try:
                 if httpx.get(f"{self.url}/v1/health", timeout=1.0).status_code == 200:
+                    self._port_chosen = True  # from now on this server's address is fixed
                     return self
             except httpx.HTTPError:
                 pass
