@@ -23,7 +23,7 @@ from pg_cluster import PrivateCluster, pg_bin_dir
 from accord.client.client import AccordClient
 from accord.errors import AccordError, RateLimited
 from accord.server.process import ServerProcess
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, TestClock, start_server
 
 PASS = "test passphrase"
 REDIS_URL = os.environ.get("ACCORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -54,9 +54,10 @@ def two_processes(
 ) -> Iterator[list[ServerProcess]]:
     """Two processes sharing the database, the data directory (keys, blobs) and Redis."""
     data = tmp_path / "shared"
+    args = ["--redis", redis_url, "--socket-poll", "3600"]  # wake-ups come through Redis only
     procs = [
-        ServerProcess(data, db_url=fresh_pg_url, extra_args=["--redis", redis_url]),
-        ServerProcess(data, db_url=fresh_pg_url, extra_args=["--redis", redis_url]),
+        ServerProcess(data, db_url=fresh_pg_url, extra_args=args),
+        ServerProcess(data, db_url=fresh_pg_url, extra_args=args),
     ]
     for p in procs:
         p.start()
@@ -69,30 +70,26 @@ def two_processes(
 
 @pytest.mark.postgres
 def test_a_message_accepted_by_one_process_is_pushed_by_another(two_processes, tmp_path):  # type: ignore[no-untyped-def]
+    """Pushed through Redis: the processes' own fallback poll is set to an hour, so a push that
+    arrives at all came from the wake-up process B published."""
+    from websockets.sync.client import connect
+
     a, b = two_processes
     alice = AccordClient.create_account(
         tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST
     )
     bob = AccordClient.create_account(tmp_path / "bob", b.url, "bob", PASS, kdf_cost=TEST_KDF_COST)
-    bob.send("alice", "warm-up")  # sessions established; alice's first receive drains it
-    alice.receive()
-    result: dict[str, object] = {}
-
-    def listen() -> None:
-        started = time.monotonic()
-        got = alice.receive_pushed(want=1, timeout_s=20)
-        result["texts"] = [m.text for m in got.messages]
-        result["elapsed"] = time.monotonic() - started
-
-    listener = threading.Thread(target=listen)
-    listener.start()
-    time.sleep(1.0)  # the socket to process A is open
-    sent_at = time.monotonic()
-    bob.send("alice", "through process B")
-    listener.join(30)
-    assert result["texts"] == ["through process B"]
-    # Pushed through Redis, not found by the sockets' fallback poll (every 5 s).
-    assert time.monotonic() - sent_at < 4.0
+    warm_up = bob.send("alice", "warm-up")  # queued for alice, not yet fetched
+    url = a.url.replace("http", "ws", 1) + "/v1/ws"
+    with connect(url, additional_headers={"Authorization": f"Bearer {alice._token(False)}"}) as ws:
+        # The first frame is the queue as the socket found it: process A has subscribed and
+        # read the queue, so what comes next can only come from a wake-up.
+        first = json.loads(ws.recv(timeout=60))
+        assert [e["message_id"] for e in first["envelopes"]] == [warm_up]
+        through_b = bob.send("alice", "through process B")
+        pushed = json.loads(ws.recv(timeout=60))
+        assert [e["message_id"] for e in pushed["envelopes"]] == [through_b]
+    assert [m.text for m in alice.receive().messages] == ["warm-up", "through process B"]
     alice.close()
     bob.close()
 
@@ -219,21 +216,14 @@ def test_postgres_restart_under_load_loses_no_acknowledged_message(
 
 
 @pytest.fixture
-def limited_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(
+def limited_server(tmp_path: Path, clock: TestClock) -> Iterator[ServerProcess]:
+    proc = start_server(
         tmp_path / "server",
+        clock=clock,
         extra_args=[
-            "--send-rate",
-            "1",
-            "--send-burst",
-            "3",
-            "--max-queue",
-            "5",
-            "--log-format",
-            "json",
+            "--send-rate", "1", "--send-burst", "3", "--max-queue", "5", "--log-format", "json",
         ],
-    )
-    proc.start()
+    )  # fmt: skip
     yield proc
     proc.stop()
 
@@ -259,7 +249,7 @@ def test_overload_answers_429_with_retry_after(limited_server, tmp_path):  # typ
         carol.send("bob", "queue is full")
     assert full.value.code == "queue_full"
     assert len(bob.receive().messages) == 5  # nothing accepted was dropped
-    time.sleep(1.1)  # carol's refused attempt used her last token; one more at 1/s
+    limited_server.clock.advance(1.1)  # carol's refused attempt used her last token; 1/s
     carol.send("bob", "room again")  # bob fetched and acknowledged: room again
     assert [m.text for m in bob.receive().messages] == ["room again"]
 

@@ -13,6 +13,7 @@ from accord.cli.common import home_dir, kdf_cost
 from accord.client.client import AccordClient
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
+from accord.server.notify import DEFAULT_SOCKET_POLL_S
 
 
 def witness_settings() -> tuple[list[str], int | None]:
@@ -247,6 +248,14 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
     help="Undelivered messages a device may have before sends to it get 429 (0: no limit).",
 )
 @click.option(
+    "--socket-poll",
+    "socket_poll_s",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_SOCKET_POLL_S,
+    show_default=True,
+    help="With --redis: seconds between a socket's own looks at its queue (if a wake-up is lost).",
+)
+@click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 def server(
@@ -260,6 +269,7 @@ def server(
     send_rate: float,
     send_burst: int,
     max_queue: int,
+    socket_poll_s: float,
     log_format: str,
 ) -> None:
     """Run the Accord server."""
@@ -277,6 +287,7 @@ def server(
         send_rate_per_s=send_rate,
         send_burst=send_burst,
         max_queue=max_queue,
+        socket_poll_s=socket_poll_s,
         log_format=log_format,
         mounts=[mount_console],
     )

@@ -61,7 +61,11 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
     upgrade_to_head(engine)
     db = Database(engine)
     if notifier is None:
-        notifier = RedisNotifier(config.redis_url) if config.redis_url else LocalNotifier()
+        notifier = (
+            RedisNotifier(config.redis_url, poll_interval_s=config.socket_poll_s)
+            if config.redis_url
+            else LocalNotifier()
+        )
     clock = config.clock
     limiter = SendLimiter(
         rate_per_s=config.send_rate_per_s,

@@ -10,6 +10,7 @@ from typing import Any
 
 from accord.clock import Clock, clock_from_env
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
+from accord.server.notify import DEFAULT_SOCKET_POLL_S
 from accord.server.translog import DEFAULT_LOG_ORIGIN
 from accord.storage.db import sqlite_url
 from accord.wire.common import MAX_REQUEST_BYTES
@@ -32,6 +33,7 @@ class ServerConfig:
     send_rate_per_s: float = DEFAULT_SEND_RATE_PER_S
     send_burst: int = DEFAULT_SEND_BURST
     max_queue: int = DEFAULT_MAX_QUEUE
+    socket_poll_s: float = DEFAULT_SOCKET_POLL_S
     extra: dict[str, Any] = field(default_factory=dict)
     # Every service reads the time from here: the system clock, or a testing clock moved
     # through ACCORD_CLOCK_OFFSET_FILE (accord.clock).

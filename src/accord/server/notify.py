@@ -16,6 +16,10 @@ from typing import Protocol
 
 log = logging.getLogger("accord.server.notify")
 
+# With several processes, how often a socket re-reads its queue when no wake-up came (a Redis
+# outage loses wake-ups; this bounds how late a message is pushed then).
+DEFAULT_SOCKET_POLL_S = 5.0
+
 
 class Notifier(Protocol):
     # How often a socket looks at its queue even without a wake-up (None: never).
@@ -78,10 +82,12 @@ class RedisNotifier:
     outage delays pushes but loses nothing.
     """
 
-    poll_interval_s: float | None = 5.0
+    poll_interval_s: float | None = DEFAULT_SOCKET_POLL_S
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, poll_interval_s: float = DEFAULT_SOCKET_POLL_S) -> None:
         import redis
+
+        self.poll_interval_s = poll_interval_s
 
         self._redis = redis.Redis.from_url(
             url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30

@@ -14,6 +14,7 @@ from accord.clock import CLOCK_OFFSET_ENV, Clock, OffsetFileClock
 from accord.server.app import Mount, create_app
 from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
+from accord.server.notify import DEFAULT_SOCKET_POLL_S
 from accord.server.observability import configure_logging
 
 log = logging.getLogger("accord.server")
@@ -57,6 +58,7 @@ def serve(
     send_rate_per_s: float = DEFAULT_SEND_RATE_PER_S,
     send_burst: int = DEFAULT_SEND_BURST,
     max_queue: int = DEFAULT_MAX_QUEUE,
+    socket_poll_s: float = DEFAULT_SOCKET_POLL_S,
     log_format: str = "text",
     mounts: Sequence[Mount] = (),
 ) -> None:
@@ -70,6 +72,7 @@ def serve(
         send_rate_per_s=send_rate_per_s,
         send_burst=send_burst,
         max_queue=max_queue,
+        socket_poll_s=socket_poll_s,
     )
     warn_if_testing_clock(config.clock)
     app = create_app(config, mounts=mounts)
