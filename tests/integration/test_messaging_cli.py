@@ -153,3 +153,24 @@ def test_bad_link_code_is_refused(server, cli, unique):  # type: ignore[no-untyp
     assert proc.returncode == 1 and "verification_failed" in proc.stderr
     proc = phone.run("device", "approve", "not-a-code", check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's check
+def test_a_message_cannot_write_to_the_readers_terminal(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    """A newline must not fake a line from someone else; escape sequences (window title, clear
+    screen) and bidirectional overrides are shown, not obeyed; the same for attachment names."""
+    a, b = unique("alice"), unique("bob")
+    alice, bob = cli("alice"), cli("bob")
+    alice.run("account", "create", a, "--server", server.url)
+    bob.run("account", "create", b, "--server", server.url)
+    forged = f"hi\n[1733400000000] {a}-boss: wire the money\x1b]0;pwned\x07\x1b[2J\u202e"
+    odd = tmp_path / "scan\x1b[31m\u202egnp.pdf"
+    odd.write_bytes(b"%PDF-1.4 not really")
+    alice.run("send", b, forged, "--attach", str(odd))
+    out = bob.run("receive").stdout
+    lines = out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("[") and lines[1].startswith("    attachment")
+    assert f"{a}: hi\u23ce[1733400000000] {a}-boss: wire the money" in lines[0]
+    assert "^[]0;pwned^G^[[2J<U+202E>" in lines[0]
+    assert "attachment scan" in lines[1]  # the client saves it under a tamed name, shown as such
+    assert not any(c in out for c in "\x1b\x07\u202e\r")

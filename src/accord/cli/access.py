@@ -13,6 +13,7 @@ import click
 
 from accord.cli.common import admin_token as resolve_admin_token
 from accord.cli.common import admin_token_option, home_dir
+from accord.cli.terminal import printable
 from accord.cli.timeparse import parse_time
 from accord.client import authority
 from accord.clock import clock_from_env, now_s
@@ -154,10 +155,12 @@ def agency_fetch(
             click.echo(json.dumps(row, ensure_ascii=False))
         else:
             parties = f"{row['from']} -> {', '.join(row['to'])}" if row["from"] else ""
+            text = row["text"] if row["text"] is not None else "(metadata only)"
             click.echo(
-                f"{record.device_id} #{row['seq']} [{row['sent_at']}] {row['direction']} "
-                f"{parties}: "
-                f"{row['text'] if row['text'] is not None else '(metadata only)'}"
+                printable(
+                    f"{record.device_id} #{row['seq']} [{row['sent_at']}] {row['direction']} "
+                    f"{parties}: {text}"
+                )
             )
     for item in result.metadata:
         line = {
@@ -171,7 +174,7 @@ def agency_fetch(
         for first, end in gaps:
             click.echo(f"gap: device {device} records {first}..{end - 1} missing", err=True)
     for problem in result.problems:
-        click.echo(f"refused: {problem}", err=True)
+        click.echo(f"refused: {printable(str(problem))}", err=True)
     if result.problems or result.gaps:
         raise ProtocolError(
             f"{len(result.problems)} records refused, {sum(len(g) for g in result.gaps.values())}"

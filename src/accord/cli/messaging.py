@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from accord.cli.common import home_dir, kdf_cost
+from accord.cli.terminal import printable
 from accord.client.client import AccordClient
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
@@ -164,17 +165,21 @@ def receive(ctx: click.Context, as_json: bool) -> None:
     with open_client(ctx) as client:
         result = client.receive()
     for notice in result.notices:
-        click.echo(f"warning: {notice}", err=True)
+        click.echo(f"warning: {printable(notice)}", err=True)
     for reason in result.rejected:
-        click.echo(f"warning: {reason}", err=True)
+        click.echo(f"warning: {printable(reason)}", err=True)
     for m in result.messages:
-        if as_json:
+        if as_json:  # JSON escapes every control character; a program reads it, not a person
             click.echo(json.dumps(m.to_json(), ensure_ascii=False))
         else:
             where = f" in {m.group}" if m.group else ""
-            click.echo(f"[{m.to_json()['sent_at']}] {m.sender}{where}: {m.text}")
+            click.echo(
+                f"[{m.to_json()['sent_at']}] {printable(m.sender)}{printable(where)}: "
+                f"{printable(m.text)}"
+            )
             for a in m.attachments:
-                click.echo(f"    attachment {a.name} ({a.size} bytes) -> {a.path}")
+                name, path = printable(a.name), printable(str(a.path))
+                click.echo(f"    attachment {name} ({a.size} bytes) -> {path}")
 
 
 @click.group()
