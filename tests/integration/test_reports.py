@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from accord.client.client import AccordClient
+from accord.errors import AuthorizationError
 from accord.protocols.franking import FrankingKey, commit_message
 from accord_testing import TEST_KDF_COST
 
@@ -376,3 +377,47 @@ def test_the_server_refuses_messages_without_a_commitment(server, pair):  # type
         },
     )
     assert answer.status_code == 400 and answer.json()["code"] == "franking_required"
+
+
+def test_suspension_stops_everything_but_reading(server, pair, tmp_path, unique):  # type: ignore[no-untyped-def]
+    """A suspended account could still upload blobs (never collected), file reports and create
+    groups; now it can only read: fetch, acknowledge, download and see its notices."""
+    alice, bob = pair
+    bob_report_of_alice = _file(*_reported(pair, tmp_path)).json()["report_id"]
+    bob.send(alice.account_name, "queued for alice before the suspension")
+    with _operator(server) as op:
+        done = op.post(
+            f"/v1/review/reports/{bob_report_of_alice}/actions", json={"action": "suspend"}
+        )
+        assert done.status_code == 200, done.text
+    server.clock.advance(60)  # past any cached authentication of alice's token
+
+    def refused(answer: httpx.Response) -> bool:
+        return answer.status_code == 403 and answer.json()["code"] == "account_suspended"
+
+    blob = b"\x00" * 64
+    upload = httpx.put(
+        alice.api.base_url + "/v1/blobs",
+        content=blob,
+        headers={
+            "Authorization": f"Bearer {alice._token(False)}",
+            "X-Accord-Blob-Sha256": base64.b64encode(hashlib.sha256(blob).digest()).decode(),
+        },
+        timeout=30,
+    )
+    assert refused(upload)
+    assert refused(_post(alice, "/v1/reports", {"message": {}}))
+    assert refused(_post(alice, "/v1/keys/claim", {"v": 1, "devices": []}))
+    with pytest.raises(AuthorizationError) as group:
+        alice.create_group(unique("g"), [bob.account_name])
+    assert group.value.code == "account_suspended"
+    with pytest.raises(AuthorizationError):
+        alice.send(bob.account_name, "still here?")
+    # Reading still works: the queued message arrives, and the notice says why.
+    assert [m.text for m in alice.receive().messages] == ["queued for alice before the suspension"]
+    notices = httpx.get(
+        alice.api.base_url + "/v1/notices",
+        headers={"Authorization": f"Bearer {alice._token(False)}"},
+        timeout=30,
+    )
+    assert notices.status_code == 200

@@ -1,6 +1,9 @@
 """What routes depend on, as `Annotated` aliases: who is calling, and the services.
 
 - `CurrentDevice`: the device behind a bearer token (401 otherwise);
+- `ActiveDevice`: the same, of an account that is not suspended (403 `account_suspended`):
+  a suspension leaves an account only reading (fetch, acknowledge, download, notices, device
+  lists) and what lawful access requires of its devices;
 - `Operator`: the operator, by the token in DATA_DIR/admin-token;
 - `CurrentReviewer`: a reviewer by session token, or the operator acting as an admin;
 - `AgencyWarrantId`: the id of the warrant in the path, for the holder of a fresh agency token
@@ -16,7 +19,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Path
 from fastapi.requests import HTTPConnection
 
-from accord.errors import AuthenticationError
+from accord.errors import AuthenticationError, AuthorizationError
 from accord.server.assembly import Services
 from accord.server.messaging import AuthedDevice
 from accord.server.review import OPERATOR_AS_REVIEWER, ActingReviewer
@@ -52,6 +55,16 @@ async def current_device(
     return await services.messaging.authenticate(bearer_token(authorization))
 
 
+async def active_device(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> AuthedDevice:
+    """A device whose account may act: not suspended."""
+    dev = await current_device(services, authorization)
+    if dev.suspended:
+        raise AuthorizationError("account is suspended", code="account_suspended")
+    return dev
+
+
 async def require_operator(
     services: ServicesDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
@@ -85,6 +98,7 @@ async def agency_warrant_id(
 
 
 CurrentDevice = Annotated[AuthedDevice, Depends(current_device)]
+ActiveDevice = Annotated[AuthedDevice, Depends(active_device)]
 Operator = Annotated[None, Depends(require_operator)]
 CurrentReviewer = Annotated[ActingReviewer, Depends(current_reviewer)]
 AgencyWarrantId = Annotated[bytes, Depends(agency_warrant_id)]

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.requests import ClientDisconnect
 
 from accord.errors import InvalidInput
-from accord.server.deps import CurrentDevice, ServicesDep
+from accord.server.deps import ActiveDevice, CurrentDevice, ServicesDep
 from accord.server.messaging import MAX_FETCH_LIMIT
 from accord.wire.messaging import (
     AccountCreated,
@@ -79,7 +79,7 @@ async def get_link(request_id: str, dev: CurrentDevice, services: ServicesDep) -
 
 @router.post("/v1/link-requests/{request_id}/approve")
 async def approve_link(
-    request_id: str, req: ApproveLinkRequest, dev: CurrentDevice, services: ServicesDep
+    request_id: str, req: ApproveLinkRequest, dev: ActiveDevice, services: ServicesDep
 ) -> DeviceRecord:
     return await services.messaging.approve_link(dev, request_id, req)
 
@@ -98,14 +98,14 @@ async def key_count(dev: CurrentDevice, services: ServicesDep) -> KeyCount:
 
 @router.post("/v1/keys/claim")
 async def claim_keys(
-    req: ClaimKeysRequest, dev: CurrentDevice, services: ServicesDep
+    req: ClaimKeysRequest, dev: ActiveDevice, services: ServicesDep
 ) -> ClaimedKeys:
     return await services.messaging.claim_keys(dev, req)
 
 
 @router.put("/v1/groups/{name}")
 async def put_group(
-    name: str, req: SignedGroupState, dev: CurrentDevice, services: ServicesDep
+    name: str, req: SignedGroupState, dev: ActiveDevice, services: ServicesDep
 ) -> SignedGroupState:
     if req.state.group != name:
         raise InvalidInput("group name in path and body differ")
@@ -118,7 +118,7 @@ async def get_group(name: str, dev: CurrentDevice, services: ServicesDep) -> Sig
 
 
 @router.post("/v1/messages", status_code=201)
-async def send(req: SendRequest, dev: CurrentDevice, services: ServicesDep) -> SendAccepted:
+async def send(req: SendRequest, dev: ActiveDevice, services: ServicesDep) -> SendAccepted:
     return await services.messaging.send(dev, req)
 
 
@@ -155,7 +155,7 @@ async def delete_message(
 @router.put("/v1/blobs", status_code=201)
 async def upload_blob(
     request: Request,
-    dev: CurrentDevice,
+    dev: ActiveDevice,
     services: ServicesDep,
     content_length: Annotated[int | None, Header()] = None,
     x_accord_blob_sha256: Annotated[str | None, Header()] = None,

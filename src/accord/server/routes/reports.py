@@ -7,14 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from accord.server.deps import CurrentDevice, ServicesDep
+from accord.server.deps import ActiveDevice, CurrentDevice, ServicesDep
 from accord.wire.reports import NoticeList, ReportFiled, ReportRequest
 
 router = APIRouter()
 
 
 @router.post("/v1/reports", status_code=201)
-async def file_report(req: ReportRequest, dev: CurrentDevice, services: ServicesDep) -> ReportFiled:
+async def file_report(req: ReportRequest, dev: ActiveDevice, services: ServicesDep) -> ReportFiled:
     return await services.reports.file_report(dev, req)
 
 
