@@ -75,6 +75,7 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
                 "message": str(exc.detail),
             },
             status_code=exc.status_code,
+            headers=exc.headers,  # e.g. Allow on 405 (RFC 9110 section 15.5.6)
         )
 
     @app.exception_handler(OperationalError)

@@ -64,3 +64,16 @@ def test_bad_input_stays_a_4xx_with_its_code(caplog: pytest.LogCaptureFixture) -
     assert answer.status_code == 400
     assert answer.json()["code"] == "invalid_input"
     assert not [r for r in caplog.records if r.name == "accord.server"]
+
+
+def test_method_not_allowed_names_the_allowed_methods(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """RFC 9110: a 405 says which methods the resource has (it used to drop the Allow header)."""
+    from starlette.testclient import TestClient
+
+    from accord.server.app import create_app
+    from accord.server.config import ServerConfig
+
+    with TestClient(create_app(ServerConfig(data_dir=tmp_path))) as client:
+        answer = client.delete("/v1/health")
+    assert answer.status_code == 405 and answer.json()["code"] == "method_not_allowed"
+    assert answer.headers["allow"] == "GET"
