@@ -253,7 +253,11 @@ def test_overload_answers_429_with_retry_after(limited_server, tmp_path):  # typ
     carol.send("bob", "room again")  # bob fetched and acknowledged: room again
     assert [m.text for m in bob.receive().messages] == ["room again"]
 
-    metrics = httpx.get(f"{limited_server.url}/metrics").text
+    assert httpx.get(f"{limited_server.url}/metrics").status_code == 401  # operator only
+    metrics = httpx.get(
+        f"{limited_server.url}/metrics",
+        headers={"Authorization": f"Bearer {limited_server.admin_token()}"},
+    ).text
     assert 'accord_sends_refused_total{reason="rate_limited"} 1.0' in metrics
     assert 'accord_sends_refused_total{reason="queue_full"} 1.0' in metrics
     assert "accord_messages_accepted_total 6.0" in metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from accord.server.deps import ServicesDep
+from accord.server.deps import Operator, ServicesDep
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -18,5 +18,6 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(services: ServicesDep) -> Response:
+async def prometheus_metrics(_op: Operator, services: ServicesDep) -> Response:
+    """Counts only, but counts say how busy whom is: for the operator (its bearer token)."""
     return Response(services.metrics.render(), media_type=PROMETHEUS_CONTENT_TYPE)
