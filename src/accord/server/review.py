@@ -53,6 +53,7 @@ from accord.storage.schema import (
     review_sessions,
     reviewers,
 )
+from accord.wire.common import is_reserved_name
 from accord.wire.messaging import DeviceRef
 from accord.wire.reports import (
     AccountOverview,
@@ -178,6 +179,8 @@ class ReviewService:
     async def create_reviewer(self, name: str, password: str, role: str) -> None:
         if role not in ROLES:
             raise InvalidInput(f"role is one of {', '.join(ROLES)}")
+        if is_reserved_name(name):
+            raise InvalidInput("this reviewer name is reserved", code="name_reserved")
         encoded = await to_thread.run_sync(hash_password, password)
 
         def _tx(conn: Connection) -> None:
