@@ -149,7 +149,7 @@ class InMemoryReview:
     def called(self, name: str) -> list[tuple[Any, ...]]:
         return [args for n, args in self.calls if n == name]
 
-    async def login(self, name: str, password: str) -> Session:
+    async def login(self, name: str, password: str, *, address: str = "") -> Session:
         self._log("login", name)
         if name != "rita" or password != PASSWORD:
             raise AuthenticationError("wrong name or password")
