@@ -2,7 +2,7 @@
 
 Reviewer logins are throttled per name and per client address and every failed or refused
 attempt is audited; Argon2id runs in a small fixed pool, so a login flood is refused instead of
-growing the server's memory; reserved names are refused.
+growing the server's memory; a reporter files a message once; reserved names are refused.
 
 One server per module and database kind; tests use their own names. Every request here comes
 from 127.0.0.1, so the address's failures add up across tests: the flood runs last and moves
@@ -22,6 +22,7 @@ import pytest
 from accord.client.client import AccordClient
 from accord.errors import AccordError
 from accord.server.limits import (
+    DEFAULT_REPORT_BURST,
     LOGIN_FAILURE_MEMORY_S,
     LOGIN_FREE_FAILURES_PER_NAME,
     LOGIN_LOCKOUT_BASE_S,
@@ -92,6 +93,46 @@ def test_reviewer_login_is_throttled_and_audited(server, unique):  # type: ignor
 
     server.clock.advance(LOGIN_LOCKOUT_BASE_S)
     assert _login(server, rita, REVIEWER_PASSWORD).status_code == 200
+
+
+def test_the_same_report_filed_twice_is_one_report(server, tmp_path, unique):  # type: ignore[no-untyped-def]
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    for n in range(DEFAULT_REPORT_BURST + 1):
+        alice.send(bob.account_name, f"unwanted {n}")
+    messages = bob.receive().messages
+    assert len(messages) == DEFAULT_REPORT_BURST + 1
+    first = bob.report(messages[0].id, reason="spam")
+    assert bob.report(messages[0].id, reason="spam again") == first
+
+    evidence = messages[0].evidence
+    assert evidence is not None
+    again = httpx.post(
+        f"{server.url}/v1/reports",
+        json={"message": evidence.model_dump(mode="json")},
+        headers={"Authorization": f"Bearer {bob._token(False)}"},
+        timeout=30,
+    )
+    assert again.status_code == 200
+    assert again.json() == {"report_id": first, "messages": 1, "existing": True}
+    with _operator(server) as op:
+        listing = op.get("/v1/review/reports", params={"account": alice.account_name}).json()
+    assert [r["report_id"] for r in listing["reports"]] == [first]
+
+    # New reports are limited per account: a burst, then one every 30 s.
+    for m in messages[1:DEFAULT_REPORT_BURST]:
+        bob.report(m.id)
+    with pytest.raises(AccordError) as refused:
+        bob.report(messages[DEFAULT_REPORT_BURST].id)
+    assert refused.value.code == "rate_limited"
+    server.clock.advance(30)
+    bob.report(messages[DEFAULT_REPORT_BURST].id)
+    alice.close()
+    bob.close()
 
 
 @pytest.mark.parametrize(

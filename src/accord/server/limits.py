@@ -32,6 +32,9 @@ DEFAULT_SEND_RATE_PER_S = 20.0
 DEFAULT_SEND_BURST = 200
 DEFAULT_MAX_QUEUE = 10_000
 MAX_TRACKED_ACCOUNTS = 100_000
+# New reports an account may file: a burst, then one every 30 s (duplicates are not new).
+DEFAULT_REPORT_RATE_PER_S = 1 / 30
+DEFAULT_REPORT_BURST = 20
 
 T = TypeVar("T")
 
@@ -64,8 +67,12 @@ class SendLimiter:
         burst: int = DEFAULT_SEND_BURST,
         redis_url: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        key_prefix: str = "accord:send-rate:",
+        refusal: str = "sending too fast; wait and retry",
     ) -> None:
         self.rate_per_s = rate_per_s
+        self.key_prefix = key_prefix
+        self.refusal = refusal
         self.clock = clock
         self.burst = burst
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
@@ -93,7 +100,7 @@ class SendLimiter:
             try:
                 wait_ms = int(
                     await self._script(
-                        keys=[f"accord:send-rate:{account}"],
+                        keys=[f"{self.key_prefix}{account}"],
                         args=[self.rate_per_s, self.burst, now_ms(self.clock)],
                     )
                 )
@@ -102,9 +109,7 @@ class SendLimiter:
         else:
             wait_ms = self._take_local(account)
         if wait_ms > 0:
-            raise RateLimited(
-                "sending too fast; wait and retry", retry_after_s=max(1, math.ceil(wait_ms / 1000))
-            )
+            raise RateLimited(self.refusal, retry_after_s=max(1, math.ceil(wait_ms / 1000)))
 
     def _take_local(self, account: str) -> int:
         now = self.clock.monotonic()
@@ -222,3 +227,15 @@ class PasswordWorkPool:
         finally:
             with self._lock:
                 self._admitted -= 1
+
+
+def report_limiter(*, clock: Clock = SYSTEM_CLOCK, redis_url: str | None = None) -> SendLimiter:
+    """The per-account limit on new reports (a token bucket, shared through Redis if given)."""
+    return SendLimiter(
+        rate_per_s=DEFAULT_REPORT_RATE_PER_S,
+        burst=DEFAULT_REPORT_BURST,
+        redis_url=redis_url,
+        clock=clock,
+        key_prefix="accord:report-rate:",
+        refusal="filing reports too fast; wait and retry",
+    )
