@@ -93,6 +93,21 @@ class QueueFull(RateLimited):
     default_message = "a recipient's queue is full"
 
 
+class LoginThrottled(RateLimited):
+    """Too many failed logins for this name or address: locked out for a while."""
+
+    code = "login_throttled"
+    default_message = "too many failed logins; wait and retry"
+
+
+class LoginBusy(RateLimited):
+    """Every password-check slot and queue place is taken: refused before any work is done."""
+
+    http_status = 503
+    code = "login_busy"
+    default_message = "too many logins at once; retry shortly"
+
+
 class VerificationError(AccordError):
     """A signature, proof, commitment or MAC did not verify."""
 

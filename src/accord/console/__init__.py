@@ -410,7 +410,8 @@ def register_console(
         try:
             if len(name) > MAX_NAME_CHARS or len(password) > MAX_PASSWORD_CHARS:
                 raise AuthenticationError()
-            session = await review.login(name, password)
+            address = request.client.host if request.client else ""
+            session = await review.login(name, password, address=address)
         except AuthenticationError:
             return login_form(request, error="The name or the password is wrong.", name=name)
         response = _redirect(PREFIX)

@@ -13,7 +13,7 @@ from accord.server.blobs import BlobService, FileBlobStore
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.server.detection import DetectionService
 from accord.server.franking import FrankingKeyRing
-from accord.server.limits import SendLimiter
+from accord.server.limits import SendLimiter, report_limiter
 from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
 from accord.server.observability import Metrics
@@ -48,6 +48,7 @@ class Services:
         self.matching.close()
         self.access.close()
         await self.limiter.close()
+        await self.reports.limiter.close()
         close = getattr(self.notifier, "close", None)
         if close is not None:
             close()
@@ -94,6 +95,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         vault,
         max_attachment_bytes=config.max_attachment_bytes,
         clock=clock,
+        limiter=report_limiter(clock=clock, redis_url=config.redis_url),
     )
     detection = DetectionService(engine, config.data_dir / "bank-index")
     matching = PrivateMatchingService(db, log, detection, config.data_dir, clock=clock)

@@ -58,7 +58,7 @@ from accord.storage.schema import (
     messages,
     one_time_keys,
 )
-from accord.wire.common import MAX_OLM_BODY_BYTES
+from accord.wire.common import MAX_OLM_BODY_BYTES, is_reserved_name
 from accord.wire.messaging import (
     AckResult,
     ApproveLinkRequest,
@@ -164,6 +164,8 @@ class MessagingService:
     async def create_account(self, req: CreateAccountRequest) -> DeviceRecord:
         """Step 1: register an account with its first device."""
         keys = req.device
+        if is_reserved_name(keys.account):
+            raise InvalidInput("this account name is reserved", code="name_reserved")
         self._check_device_keys(keys)
         created = now_ms(self.clock)
         try:

@@ -7,6 +7,10 @@ received it. Attachments are fetched from the blob store by the id the commitmen
 against the committed digest and opened with the committed key (key-committing encryption: they
 open to one plaintext only), then sealed with HPKE to the review service's key. Only then is the
 report stored, naming the verified sender.
+
+A reporter files a message once: filing the same reported message again answers with the report
+already on file (`ReportFiled.existing`) and stores nothing. New reports are rate-limited per
+account (`limits.DEFAULT_REPORT_RATE_PER_S`, `DEFAULT_REPORT_BURST`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import json
 import os
 import secrets
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anyio
 from anyio import to_thread
 from sqlalchemy import Connection, and_, insert, select
 
@@ -37,6 +44,7 @@ from accord.primitives.hpke import (
 from accord.protocols.franking import TagContext, conversation_label, verify_commitment
 from accord.server.blobs import FileBlobStore
 from accord.server.franking import FrankingKeyRing
+from accord.server.limits import SendLimiter, report_limiter
 from accord.server.messaging import AuthedDevice
 from accord.storage.db import Database, inserted_id
 from accord.storage.schema import accounts, group_members, groups, report_attachments, reports
@@ -127,9 +135,15 @@ class ReportService:
         *,
         max_attachment_bytes: int,
         clock: Clock = SYSTEM_CLOCK,
+        limiter: SendLimiter | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
+        self.limiter = limiter or report_limiter(clock=clock)
+        # One filing at a time per reporter in this process, so a duplicate sent twice at once
+        # is still found (the entries are dropped when the last filing of a reporter ends).
+        self._filing: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
+        self._waiting: defaultdict[str, int] = defaultdict(int)
         self.franking = franking
         self.blobs = blobs
         self.vault = vault
@@ -218,7 +232,42 @@ class ReportService:
                 rows.append(row)
         return rows
 
+    async def _existing_report(self, reporter: str, req: ReportRequest) -> ReportFiled | None:
+        """The report `reporter` already filed about this message, if any. Looked up by the
+        reporter and the message id only: it finds nothing but the reporter's own reports."""
+        message_id = req.message.content.message_id
+
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(
+                select(reports.c.report_id, reports.c.messages_json).where(
+                    reports.c.reporter == reporter,
+                    reports.c.reported_account == req.message.sender.account,
+                )
+            ).all()
+
+        for row in await self.db.read_async(_rd):
+            stored = json.loads(row.messages_json)
+            if any(m["reported"] and m["message_id"] == message_id for m in stored):
+                return ReportFiled(report_id=row.report_id, messages=len(stored), existing=True)
+        return None
+
     async def file_report(self, dev: AuthedDevice, req: ReportRequest) -> ReportFiled:
+        """File a report, or answer with the one this account already filed about the same
+        message (`existing=True`, nothing stored)."""
+        self._waiting[dev.account] += 1
+        try:
+            async with self._filing[dev.account]:
+                existing = await self._existing_report(dev.account, req)
+                if existing is not None:
+                    return existing
+                return await self._file_new_report(dev, req)
+        finally:
+            self._waiting[dev.account] -= 1
+            if not self._waiting[dev.account]:
+                del self._waiting[dev.account]
+                del self._filing[dev.account]
+
+    async def _file_new_report(self, dev: AuthedDevice, req: ReportRequest) -> ReportFiled:
         reported = req.message
         ids = [reported.content.message_id] + [c.content.message_id for c in req.context]
         if len(set(ids)) != len(ids):
@@ -242,6 +291,7 @@ class ReportService:
                 self._check_reporter(conn, dev, item.message)
 
         await self.db.read_async(_check)
+        await self.limiter.check(dev.account)
         report_id = "r_" + secrets.token_urlsafe(18)
         attachment_rows = await to_thread.run_sync(self._open_attachments, report_id, items)
         stored = [

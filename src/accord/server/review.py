@@ -28,6 +28,8 @@ from accord.errors import (
     AuthorizationError,
     Conflict,
     InvalidInput,
+    LoginBusy,
+    LoginThrottled,
     NotFound,
 )
 from accord.primitives.encoding import canonical_json
@@ -40,6 +42,7 @@ from accord.protocols.cybertipline import (
     export_cybertipline_file_details_xml,
     export_cybertipline_xml,
 )
+from accord.server.limits import LoginThrottle, PasswordWorkPool
 from accord.server.messaging import MessagingService
 from accord.server.reports import ReviewVault, attachment_aad
 from accord.storage.db import Database
@@ -53,6 +56,7 @@ from accord.storage.schema import (
     review_sessions,
     reviewers,
 )
+from accord.wire.common import is_reserved_name
 from accord.wire.messaging import DeviceRef
 from accord.wire.reports import (
     AccountOverview,
@@ -89,6 +93,9 @@ PREVIEW_PIXELS = 320
 MAX_PREVIEW_SOURCE_PIXELS = 50_000_000
 GENESIS_CHAIN = bytes(32)
 DEFAULT_INCIDENT_TYPE = "Child Pornography (possession, manufacture, and distribution)"
+# The audit trail's actor for login attempts that proved no identity (a reserved name, so no
+# reviewer can hold it).
+LOGIN_AUDIT_ACTOR = "system"
 
 
 @dataclass(frozen=True)
@@ -165,9 +172,13 @@ class ReviewService:
         esp_name: str = "Accord",
         esp_contact_email: str = "safety@accord.invalid",
         clock: Clock = SYSTEM_CLOCK,
+        throttle: LoginThrottle | None = None,
+        password_pool: PasswordWorkPool | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
+        self.throttle = throttle or LoginThrottle(clock=clock)
+        self.password_pool = password_pool or PasswordWorkPool()
         self.vault = vault
         self.messaging = messaging
         self.esp_name = esp_name
@@ -178,6 +189,8 @@ class ReviewService:
     async def create_reviewer(self, name: str, password: str, role: str) -> None:
         if role not in ROLES:
             raise InvalidInput(f"role is one of {', '.join(ROLES)}")
+        if is_reserved_name(name):
+            raise InvalidInput("this reviewer name is reserved", code="name_reserved")
         encoded = await to_thread.run_sync(hash_password, password)
 
         def _tx(conn: Connection) -> None:
@@ -197,7 +210,19 @@ class ReviewService:
             raise Conflict(f"reviewer {name} already exists") from None
         await self._audit("operator", "create_reviewer", name, role)
 
-    async def login(self, name: str, password: str) -> ReviewerSession:
+    async def login(self, name: str, password: str, *, address: str = "") -> ReviewerSession:
+        """Check a reviewer's password, throttled per name and per client `address`.
+
+        A locked-out name or address is refused (`login_throttled`) before any Argon2id work;
+        a full password pool is refused (`login_busy`). Failed and refused attempts are
+        audited with the name tried and the address, never the password."""
+        note = f"from {address or 'unknown'}"
+        try:
+            self.throttle.check(name, address)
+        except LoginThrottled as exc:
+            await self._audit(LOGIN_AUDIT_ACTOR, exc.code, name, note)
+            raise
+
         def _rd(conn: Connection) -> Any:
             return conn.execute(
                 select(reviewers.c.id, reviewers.c.password_hash, reviewers.c.role).where(
@@ -206,11 +231,18 @@ class ReviewService:
             ).first()
 
         row = await self.db.read_async(_rd)
-        ok = await to_thread.run_sync(
-            verify_password, row.password_hash if row is not None else None, password
-        )
+        try:
+            ok = await self.password_pool.run(
+                verify_password, row.password_hash if row is not None else None, password
+            )
+        except LoginBusy as exc:
+            await self._audit(LOGIN_AUDIT_ACTOR, exc.code, name, note)
+            raise
         if not ok or row is None:
+            self.throttle.record_failure(name, address)
+            await self._audit(LOGIN_AUDIT_ACTOR, "login_failed", name, note)
             raise AuthenticationError("wrong name or password")
+        self.throttle.record_success(name)
         session = ReviewerSession(
             token=secrets.token_urlsafe(32),
             csrf_token=secrets.token_urlsafe(32),

@@ -22,6 +22,18 @@ AccountName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=MAX_NAME_CHARS)
 ]
 GroupName = AccountName
+
+# Names no account or reviewer may take: the audit trail and notices use some of them for the
+# server itself (the operator acts as "operator"), and a look-alike would read as the service.
+RESERVED_NAMES = frozenset({"operator", "admin", "system", "accord", "root", "server"})
+RESERVED_NAME_PREFIX = "accord-"
+
+
+def is_reserved_name(name: str) -> bool:
+    folded = name.casefold()
+    return folded in RESERVED_NAMES or folded.startswith(RESERVED_NAME_PREFIX)
+
+
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{4,32}$")]
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,43}$")]
 KeyB64 = Annotated[str, StringConstraints(max_length=MAX_KEY_B64_CHARS, min_length=1)]

@@ -126,6 +126,9 @@ class ReportRequest(WireModel):
 class ReportFiled(WireModel):
     report_id: ReportId
     messages: int
+    # True when this account had already filed a report about the same message: the answer
+    # names that report and nothing new was stored (HTTP 200 instead of 201).
+    existing: bool = False
 
 
 ReportStatus = Literal["open", "dismissed", "warned", "suspended", "escalated"]

@@ -30,7 +30,14 @@ from accord.console import (
     register_console,
     reveal_grant,
 )
-from accord.errors import AuthenticationError, Conflict, InvalidInput, NotFound
+from accord.errors import (
+    AuthenticationError,
+    Conflict,
+    InvalidInput,
+    LoginBusy,
+    LoginThrottled,
+    NotFound,
+)
 from accord.wire.matching import (
     EventImage,
     MatchingParamsModel,
@@ -149,8 +156,12 @@ class InMemoryReview:
     def called(self, name: str) -> list[tuple[Any, ...]]:
         return [args for n, args in self.calls if n == name]
 
-    async def login(self, name: str, password: str) -> Session:
-        self._log("login", name)
+    async def login(self, name: str, password: str, *, address: str = "") -> Session:
+        self._log("login", name, address)
+        if name == "locked":
+            raise LoginThrottled(retry_after_s=60)
+        if name == "busy":
+            raise LoginBusy()
         if name != "rita" or password != PASSWORD:
             raise AuthenticationError("wrong name or password")
         session = Session(
@@ -484,6 +495,21 @@ def test_wrong_password_shows_the_error_in_text(client):
     assert 'aria-invalid="true"' in r.text
     assert not _set_cookie_headers(r, SESSION_COOKIE)
     assert client.get("/console").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "retry_after"), [("locked", 429, "60"), ("busy", 503, "1")]
+)
+def test_a_refused_login_is_an_error_page_with_retry_after(
+    client, review, name, status, retry_after
+):  # type: ignore[no-untyped-def]
+    token = _hidden_token(client.get("/console/login").text)
+    r = client.post(
+        "/console/login", data={"csrf_token": token, "name": name, "password": "whatever"}
+    )
+    assert r.status_code == status and r.headers["Retry-After"] == retry_after
+    assert not _set_cookie_headers(r, SESSION_COOKIE)
+    assert review.called("login")[-1] == (name, "testclient")  # the client's address is passed
 
 
 def test_empty_fields_are_an_error_in_text(client, review):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from accord.server.deps import ActiveDevice, CurrentDevice, ServicesDep
 from accord.wire.reports import NoticeList, ReportFiled, ReportRequest
@@ -13,9 +13,19 @@ from accord.wire.reports import NoticeList, ReportFiled, ReportRequest
 router = APIRouter()
 
 
-@router.post("/v1/reports", status_code=201)
-async def file_report(req: ReportRequest, dev: ActiveDevice, services: ServicesDep) -> ReportFiled:
-    return await services.reports.file_report(dev, req)
+@router.post(
+    "/v1/reports",
+    status_code=201,
+    responses={200: {"model": ReportFiled, "description": "Already filed: the report on file"}},
+)
+async def file_report(
+    req: ReportRequest, dev: ActiveDevice, services: ServicesDep, response: Response
+) -> ReportFiled:
+    """201 with a new report; 200 naming the report already filed about the same message."""
+    filed = await services.reports.file_report(dev, req)
+    if filed.existing:
+        response.status_code = 200
+    return filed
 
 
 @router.get("/v1/notices")

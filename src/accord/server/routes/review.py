@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from accord.server.deps import CurrentReviewer, Operator, ServicesDep
@@ -45,8 +45,9 @@ async def create_reviewer(
 
 
 @router.post("/v1/review/login")
-async def login(req: ReviewerLogin, services: ServicesDep) -> ReviewerToken:
-    session = await services.review.login(req.name, req.password)
+async def login(req: ReviewerLogin, request: Request, services: ServicesDep) -> ReviewerToken:
+    address = request.client.host if request.client else ""
+    session = await services.review.login(req.name, req.password, address=address)
     return ReviewerToken(token=session.token, role=session.role, expires_at=session.expires_at)
 
 
