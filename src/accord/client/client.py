@@ -28,6 +28,7 @@ from accord.client.context import ClientContext
 from accord.client.devices import DeviceDirectory
 from accord.client.envelopes import EnvelopeOpener
 from accord.client.groups import Groups
+from accord.client.history import StoredMessage, stored_conversation
 from accord.client.identity import DeviceIdentity
 from accord.client.log_trust import LogTrust
 from accord.client.one_time_keys import publish_one_time_keys
@@ -505,6 +506,7 @@ class AccordClient:
                     "direction": "out",
                     "content": content.model_dump(mode="json"),
                 },
+                shown=True,
             )
             self.access.on_sent(content)  # in the same transaction
         self.access.flush()
@@ -603,6 +605,7 @@ class AccordClient:
                                 if message.evidence
                                 else None,
                             },
+                            shown=False,
                         )
                         self.access.on_received(message)  # in the same transaction
                     except EnvelopeRejected as exc:
@@ -620,6 +623,26 @@ class AccordClient:
             done.append(env.id)
         self.access.flush()
         return done
+
+    # --- what the user has seen -------------------------------------------------------------
+
+    def unshown_messages(self) -> list[StoredMessage]:
+        """Received messages stored but not yet shown to the user (from this run or earlier
+        ones), oldest first."""
+        return stored_conversation(self.store, unshown_only=True)
+
+    def mark_shown(self, message: StoredMessage) -> None:
+        """Call once the message reached the user (written and flushed to their output)."""
+        self.store.mark_shown(message.seq)
+
+    def history(
+        self, *, name: str | None = None, group: str | None = None, limit: int | None = None
+    ) -> list[StoredMessage]:
+        """The stored conversation with account `name` or in `group` (every message if
+        neither), sent and received, oldest first; the last `limit` of them if given."""
+        return stored_conversation(
+            self.store, me=self.account_name, name=name, group=group, limit=limit
+        )
 
     def _notices(self) -> list[str]:
         """Notices from the provider's trust and safety (a warning), each shown once."""
