@@ -10,8 +10,10 @@ from pathlib import Path
 import click
 
 from accord.cli.common import home_dir, kdf_cost
+from accord.cli.output import write_lines
 from accord.cli.terminal import printable
 from accord.client.client import AccordClient
+from accord.client.history import StoredMessage
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
@@ -164,22 +166,58 @@ def receive(ctx: click.Context, as_json: bool) -> None:
     """Fetch, verify, decrypt, store and print new messages."""
     with open_client(ctx) as client:
         result = client.receive()
-    for notice in result.notices:
-        click.echo(f"warning: {printable(notice)}", err=True)
-    for reason in result.rejected:
-        click.echo(f"warning: {printable(reason)}", err=True)
-    for m in result.messages:
-        if as_json:  # JSON escapes every control character; a program reads it, not a person
-            click.echo(json.dumps(m.to_json(), ensure_ascii=False))
+        for notice in result.notices:
+            click.echo(f"warning: {printable(notice)}", err=True)
+        for reason in result.rejected:
+            click.echo(f"warning: {printable(reason)}", err=True)
+        # Messages stored but not shown (this run's, and any an earlier run could not print):
+        # each is marked shown only once its lines are out, so a closed pipe or Ctrl-C leaves
+        # the rest for the next `receive`.
+        for stored in client.unshown_messages():
+            m = stored.message
+            if as_json:  # JSON escapes every control character; a program reads it, not a person
+                write_lines([json.dumps(m.to_json(), ensure_ascii=False)])
+            else:
+                write_lines(_message_lines(stored))
+            client.mark_shown(stored)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--group", "group", default=None, help="A group's conversation instead.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the last N.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@click.pass_context
+def history(
+    ctx: click.Context, name: str | None, group: str | None, limit: int | None, as_json: bool
+) -> None:
+    """Print the stored conversation with NAME, or in --group (every message if neither)."""
+    if name is not None and group is not None:
+        raise InvalidInput("give NAME or --group, not both")
+    with open_client(ctx) as client:
+        messages = client.history(name=name, group=group, limit=limit)
+    for stored in messages:
+        if as_json:
+            click.echo(json.dumps(stored.to_json(), ensure_ascii=False))
         else:
-            where = f" in {m.group}" if m.group else ""
-            click.echo(
-                f"[{m.to_json()['sent_at']}] {printable(m.sender)}{printable(where)}: "
-                f"{printable(m.text)}"
-            )
-            for a in m.attachments:
-                name, path = printable(a.name), printable(str(a.path))
-                click.echo(f"    attachment {name} ({a.size} bytes) -> {path}")
+            for line in _message_lines(stored):
+                click.echo(line)
+
+
+def _message_lines(stored: StoredMessage) -> list[str]:
+    """A message as a person reads it: one line, then one per attachment."""
+    m = stored.message
+    where = f" in {m.group}" if m.group else ""
+    if stored.outgoing and m.group is None and m.to is not None:
+        where = f" to {m.to}"
+    lines = [
+        f"[{m.to_json()['sent_at']}] {printable(m.sender)}{printable(where)}: {printable(m.text)}"
+    ]
+    for a in m.attachments:
+        name = printable(a.name)
+        target = f" -> {printable(a.path)}" if a.path else ""
+        lines.append(f"    attachment {name} ({a.size} bytes){target}")
+    return lines
 
 
 @click.group()
