@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +272,45 @@ def test_history_shows_the_conversation(server, cli, tmp_path, unique):  # type:
     assert [r["text"] for r in _messages(alice.run("history", b, "--json"))] == ["first from alice"]
     refused = bob.run("history", a, "--group", "team", check=False)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's disk
+def test_two_attachments_with_one_name_are_both_kept(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+    files = []
+    for folder, body in (("first", b"the first notes"), ("second", b"the second notes")):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "notes.txt")
+        files[-1].write_bytes(body)
+    alice.run("send", b, "two of one name", "--attach", str(files[0]), "--attach", str(files[1]))
+    alice.run("send", b, "and again", "--attach", str(files[0]))
+    got = [att for m in _messages(bob.run("receive", "--json")) for att in m["attachments"]]
+    assert [att["name"] for att in got] == ["notes.txt"] * 3
+    paths = [Path(att["path"]) for att in got]
+    assert len(set(paths)) == 3 and paths[1].name == "notes (2).txt"
+    assert [p.read_bytes() for p in paths] == [f.read_bytes() for f in (*files, files[0])]
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's disk
+def test_received_files_are_private(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    """A home made 0755 before accord used it, and a permissive umask: what is received is
+    still the user's alone (files 0600, their folders 0700)."""
+    a, b = unique("alice"), unique("bob")
+    alice, bob = cli("alice"), cli("bob")
+    bob.home.mkdir(mode=0o755)
+    bob.home.chmod(0o755)
+    alice.run("account", "create", a, "--server", server.url)
+    bob.run("account", "create", b, "--server", server.url)
+    secret = tmp_path / "payslip.txt"
+    secret.write_text("salary")
+    alice.run("send", b, "private", "--attach", str(secret))
+    previous = os.umask(0o022)
+    try:
+        (m,) = _messages(bob.run("receive", "--json"))
+    finally:
+        os.umask(previous)
+    path = Path(m["attachments"][0]["path"])
+    assert path.read_text() == "salary"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((bob.home / "attachments").stat().st_mode) == 0o700
