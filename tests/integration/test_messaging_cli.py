@@ -314,3 +314,14 @@ def test_received_files_are_private(server, cli, tmp_path, unique):  # type: ign
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE((bob.home / "attachments").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # checks made before any request
+def test_short_passphrase_is_refused_at_account_creation(server, cli, unique):  # type: ignore[no-untyped-def]
+    alice = cli("alice")
+    alice.env["ACCORD_PASSPHRASE"] = "7 chars"
+    refused = alice.run("account", "create", unique("alice"), "--server", server.url, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr == "invalid_input: a passphrase has at least 8 characters\n"
+    alice.env["ACCORD_PASSPHRASE"] = "8 chars!"
+    alice.run("account", "create", unique("alice"), "--server", server.url)

@@ -88,6 +88,7 @@ SEND_ATTEMPTS = 4
 PUSH_MAX_FRAME_BYTES = 16 << 20
 PUSH_OPEN_TIMEOUT_S = 10
 ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MIN_PASSPHRASE_CHARS = 8
 LINK_CODE_RE = re.compile(r"^([A-Z2-7]{16})-([A-Z2-7]{16})$")
 
 
@@ -266,6 +267,8 @@ class AccordClient:
             raise InvalidInput(
                 "account names are 1-64 characters: lower-case letters, digits, '.', '_' or '-'"
             )
+        if len(passphrase) < MIN_PASSPHRASE_CHARS:
+            raise InvalidInput(f"a passphrase has at least {MIN_PASSPHRASE_CHARS} characters")
         device = HomeDevice(server.rstrip("/"), name, new_device_id())
         client = cls(
             home,
