@@ -325,3 +325,14 @@ def test_short_passphrase_is_refused_at_account_creation(server, cli, unique):  
     assert refused.stderr == "invalid_input: a passphrase has at least 8 characters\n"
     alice.env["ACCORD_PASSPHRASE"] = "8 chars!"
     alice.run("account", "create", unique("alice"), "--server", server.url)
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # checks made before any request
+def test_bad_names_are_one_line_not_a_traceback(server, cli, unique):  # type: ignore[no-untyped-def]
+    alice = cli("alice")
+    alice.run("account", "create", unique("alice"), "--server", server.url)
+    for args in (("send", "Bob", "hi"), ("group", "create", "Big", "--members", "x")):
+        refused = alice.run(*args, check=False)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+        assert "names are 1-64 characters" in refused.stderr

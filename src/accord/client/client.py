@@ -36,6 +36,7 @@ from accord.client.received import EnvelopeRejected, ReceivedMessage, ReceiveRes
 from accord.client.reports import file_report
 from accord.client.sessions import OlmSessions
 from accord.client.store import DeviceStatus, HomeDevice, LocalStore, PinnedDevice
+from accord.client.user_input import user_input
 from accord.client.vouchers import SafetyVouchers
 from accord.clock import Clock, clock_from_env, now_ms
 from accord.errors import (
@@ -415,7 +416,8 @@ class AccordClient:
 
     def send(self, to: str, text: str, attachments: Sequence[Path] = ()) -> str:
         """Send a direct message to every device of `to` and to this account's other devices."""
-        conversation = Conversation(account=to)
+        with user_input():
+            conversation = Conversation(account=to)
         content = self._compose(conversation, text, attachments)
 
         def encrypt(payload: bytes, attempt: int) -> SendRequest:
@@ -434,7 +436,8 @@ class AccordClient:
 
     def send_group(self, group: str, text: str, attachments: Sequence[Path] = ()) -> str:
         """Encrypt once with this device's Megolm session; share its key over Olm as needed."""
-        conversation = Conversation(group=group)
+        with user_input():
+            conversation = Conversation(group=group)
         content = self._compose(conversation, text, attachments)
 
         def encrypt(payload: bytes, attempt: int) -> SendRequest:
