@@ -327,6 +327,18 @@ def test_short_passphrase_is_refused_at_account_creation(server, cli, unique):  
     alice.run("account", "create", unique("alice"), "--server", server.url)
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the sender's command line
+def test_send_dash_reads_the_message_from_stdin(server, cli, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+    alice.run("send", b, "-", input="first line\nsecond line\n")
+    (m,) = _messages(bob.run("receive", "--json"))
+    assert m["text"] == "first line\nsecond line"
+    too_long = alice.run("send", b, "-", input="x" * 65537, check=False)
+    assert too_long.returncode == 2
+    assert too_long.stderr == "invalid_input: a message has at most 65536 characters\n"
+    assert bob.run("receive", "--json").stdout == ""
+
+
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # checks made before any request
 def test_bad_names_are_one_line_not_a_traceback(server, cli, unique):  # type: ignore[no-untyped-def]
     alice = cli("alice")

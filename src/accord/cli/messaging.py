@@ -17,6 +17,7 @@ from accord.client.history import StoredMessage
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
+from accord.wire.messaging import MAX_TEXT_CHARS
 
 
 def witness_settings() -> tuple[list[str], int | None]:
@@ -141,7 +142,10 @@ def device_approve(ctx: click.Context, code: str) -> None:
 def send(
     ctx: click.Context, args: tuple[str, ...], group: str | None, attach: tuple[str, ...]
 ) -> None:
-    """send NAME TEXT, or send --group GROUP TEXT. Prints the message id."""
+    """send NAME TEXT, or send --group GROUP TEXT. Prints the message id.
+
+    TEXT "-" reads the message from standard input (one final line break dropped).
+    """
     if group is None:
         if len(args) != 2:
             raise InvalidInput("usage: accord send NAME TEXT [--attach FILE]...")
@@ -150,6 +154,8 @@ def send(
         if len(args) != 1:
             raise InvalidInput("usage: accord send --group GROUP TEXT [--attach FILE]...")
         (text,) = args
+    if text == "-":
+        text = _text_from_stdin()
     files = [Path(a) for a in attach]
     with open_client(ctx) as client:
         if group is None:
@@ -157,6 +163,15 @@ def send(
         else:
             message_id = client.send_group(group, text, files)
     click.echo(message_id)
+
+
+def _text_from_stdin() -> str:
+    """The message on standard input, up to the longest a message may be."""
+    raw = sys.stdin.read(MAX_TEXT_CHARS + 3)  # room for a final CR LF, and one more to tell
+    text = raw.removesuffix("\n").removesuffix("\r")
+    if len(raw) > MAX_TEXT_CHARS + 2 or len(text) > MAX_TEXT_CHARS:
+        raise InvalidInput(f"a message has at most {MAX_TEXT_CHARS} characters")
+    return text
 
 
 @click.command()

@@ -57,6 +57,7 @@ from accord.protocols.messaging import (
     verify_device_keys,
 )
 from accord.wire.messaging import (
+    MAX_TEXT_CHARS,
     AccountCreated,
     AckResult,
     ApproveLinkRequest,
@@ -473,6 +474,8 @@ class AccordClient:
     ) -> Content:
         """Step 7: upload the encrypted attachments and write the message as it will be read."""
         self._require_active()
+        if len(text) > MAX_TEXT_CHARS:
+            raise InvalidInput(f"a message has at most {MAX_TEXT_CHARS} characters")
         refs = self._attachments.upload(attachments)
         return Content(
             message_id=new_message_id(),
