@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +177,174 @@ def test_a_message_cannot_write_to_the_readers_terminal(server, cli, tmp_path, u
     assert "^[]0;pwned^G^[[2J<U+202E>" in lines[0]
     assert "attachment scan" in lines[1]  # the client saves it under a tamed name, shown as such
     assert not any(c in out for c in "\x1b\x07\u202e\r")
+
+
+def _pair(server, cli, unique):  # type: ignore[no-untyped-def]
+    a, b = unique("alice"), unique("bob")
+    alice, bob = cli("alice"), cli("bob")
+    alice.run("account", "create", a, "--server", server.url)
+    bob.run("account", "create", b, "--server", server.url)
+    return a, b, alice, bob
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's store
+def test_receive_into_a_closed_pipe_loses_nothing(server, cli, module_clock, unique):  # type: ignore[no-untyped-def]
+    """`accord receive | head -n 1` with three queued shows one; the next receive the others."""
+    a, b, alice, bob = _pair(server, cli, unique)
+    for i in range(3):
+        alice.run("send", b, f"queued {i}")
+    env = {**os.environ, **bob.env, **module_clock.env}
+    receive = subprocess.Popen(
+        [sys.executable, "-m", "accord", "--home", str(bob.home), "receive"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert receive.stdout is not None
+    head = subprocess.run(["head", "-n", "1"], stdin=receive.stdout, capture_output=True, text=True)
+    receive.stdout.close()
+    _out, err = receive.communicate(timeout=120)
+    assert receive.returncode == 1 and err == b""  # click's quiet exit on a closed pipe
+    assert head.stdout.endswith(f"{a}: queued 0\n") and head.stdout.count("\n") == 1
+    rest = bob.run("receive").stdout.splitlines()
+    assert [line.rsplit(": ", 1)[1] for line in rest] == ["queued 1", "queued 2"]
+    assert bob.run("receive").stdout == ""
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's store
+def test_interrupted_receive_shows_the_rest_next_time(server, cli, monkeypatch, unique):  # type: ignore[no-untyped-def]
+    """Ctrl-C after two messages were printed: the next receive prints the other four, each
+    message once across both runs."""
+    import accord.cli.messaging
+
+    a, b, alice, bob = _pair(server, cli, unique)
+    sent = [alice.run("send", b, f"burst {i}").stdout.strip() for i in range(6)]
+    real_write = accord.cli.messaging.write_lines
+    written = []
+
+    def interrupted_after_two(lines: list[str]) -> None:
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        real_write(lines)
+        written.append(lines)
+
+    monkeypatch.setattr(accord.cli.messaging, "write_lines", interrupted_after_two)
+    first = bob.run("receive", "--json", check=False)
+    assert first.returncode == 130
+    monkeypatch.undo()
+    second = bob.run("receive", "--json")
+    shown = [m["id"] for m in _messages(first) + _messages(second)]
+    assert shown == sent
+    assert bob.run("receive", "--json").stdout == ""
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's store
+def test_history_shows_the_conversation(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+    carol = cli("carol")
+    c = unique("carol")
+    carol.run("account", "create", c, "--server", server.url)
+    note = tmp_path / "note.txt"
+    note.write_text("see attached")
+    alice.run("send", b, "first from alice", "--attach", str(note))
+    carol.run("send", b, "from carol, another conversation")
+    alice.run("group", "create", "team", "--members", b)
+    alice.run("send", "--group", "team", "to the team")
+    bob.run("receive")
+    bob.run("send", a, "bob's reply")
+    assert bob.run("receive").stdout == ""  # history is not shown again by receive
+
+    lines = bob.run("history", a).stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0].endswith(f"{a}: first from alice")
+    assert lines[1].startswith("    attachment note.txt (12 bytes) -> ")
+    assert lines[2].endswith(f"{b} to {a}: bob's reply")
+    assert bob.run("history", a, "--limit", "1").stdout.splitlines() == [lines[2]]
+
+    rows = _messages(bob.run("history", a, "--json"))
+    assert [(r["direction"], r["from"], r["to"], r["text"]) for r in rows] == [
+        ("in", a, b, "first from alice"),
+        ("out", b, a, "bob's reply"),
+    ]
+    (group_row,) = _messages(bob.run("history", "--group", "team", "--json"))
+    assert (group_row["from"], group_row["group"], group_row["text"]) == (a, "team", "to the team")
+    assert len(_messages(bob.run("history", "--json"))) == 4
+    assert [r["text"] for r in _messages(alice.run("history", b, "--json"))] == ["first from alice"]
+    refused = bob.run("history", a, "--group", "team", check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's disk
+def test_two_attachments_with_one_name_are_both_kept(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+    files = []
+    for folder, body in (("first", b"the first notes"), ("second", b"the second notes")):
+        (tmp_path / folder).mkdir()
+        files.append(tmp_path / folder / "notes.txt")
+        files[-1].write_bytes(body)
+    alice.run("send", b, "two of one name", "--attach", str(files[0]), "--attach", str(files[1]))
+    alice.run("send", b, "and again", "--attach", str(files[0]))
+    got = [att for m in _messages(bob.run("receive", "--json")) for att in m["attachments"]]
+    assert [att["name"] for att in got] == ["notes.txt"] * 3
+    paths = [Path(att["path"]) for att in got]
+    assert len(set(paths)) == 3 and paths[1].name == "notes (2).txt"
+    assert [p.read_bytes() for p in paths] == [f.read_bytes() for f in (*files, files[0])]
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's disk
+def test_received_files_are_private(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
+    """A home made 0755 before accord used it, and a permissive umask: what is received is
+    still the user's alone (files 0600, their folders 0700)."""
+    a, b = unique("alice"), unique("bob")
+    alice, bob = cli("alice"), cli("bob")
+    bob.home.mkdir(mode=0o755)
+    bob.home.chmod(0o755)
+    alice.run("account", "create", a, "--server", server.url)
+    bob.run("account", "create", b, "--server", server.url)
+    secret = tmp_path / "payslip.txt"
+    secret.write_text("salary")
+    alice.run("send", b, "private", "--attach", str(secret))
+    previous = os.umask(0o022)
+    try:
+        (m,) = _messages(bob.run("receive", "--json"))
+    finally:
+        os.umask(previous)
+    path = Path(m["attachments"][0]["path"])
+    assert path.read_text() == "salary"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((bob.home / "attachments").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # checks made before any request
+def test_short_passphrase_is_refused_at_account_creation(server, cli, unique):  # type: ignore[no-untyped-def]
+    alice = cli("alice")
+    alice.env["ACCORD_PASSPHRASE"] = "7 chars"
+    refused = alice.run("account", "create", unique("alice"), "--server", server.url, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr == "invalid_input: a passphrase has at least 8 characters\n"
+    alice.env["ACCORD_PASSPHRASE"] = "8 chars!"
+    alice.run("account", "create", unique("alice"), "--server", server.url)
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the sender's command line
+def test_send_dash_reads_the_message_from_stdin(server, cli, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+    alice.run("send", b, "-", input="first line\nsecond line\n")
+    (m,) = _messages(bob.run("receive", "--json"))
+    assert m["text"] == "first line\nsecond line"
+    too_long = alice.run("send", b, "-", input="x" * 65537, check=False)
+    assert too_long.returncode == 2
+    assert too_long.stderr == "invalid_input: a message has at most 65536 characters\n"
+    assert bob.run("receive", "--json").stdout == ""
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # checks made before any request
+def test_bad_names_are_one_line_not_a_traceback(server, cli, unique):  # type: ignore[no-untyped-def]
+    alice = cli("alice")
+    alice.run("account", "create", unique("alice"), "--server", server.url)
+    for args in (("send", "Bob", "hi"), ("group", "create", "Big", "--members", "x")):
+        refused = alice.run(*args, check=False)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+        assert "names are 1-64 characters" in refused.stderr

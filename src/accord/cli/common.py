@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 logger = logging.getLogger(__name__)
 # An unexpected error's stack goes to whatever logging the embedding program set up (nowhere by
@@ -41,9 +42,10 @@ def run_cli(
     verbose = "--verbose" in argv
     try:
         group.main(args=argv, standalone_mode=False, obj=obj)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
         click.echo("aborted", err=True)
-        return EXIT_FAILURE
+        interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        return EXIT_INTERRUPTED if interrupted else EXIT_FAILURE
     except click.UsageError as exc:
         click.echo(f"usage error: {exc.format_message()}", err=True)
         return EXIT_USAGE
@@ -63,7 +65,7 @@ def run_cli(
         click.echo(exc.diagnostics(), err=True)
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except OSError as exc:  # a file or socket the command used: say which, and why
         if verbose:
             raise

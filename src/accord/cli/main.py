@@ -53,6 +53,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "accord.cli.detection:hash_command",
         "Hash files: PDQ and quality for images, vPDQ for videos, MD5 and SHA-256 for all.",
     ),
+    "history": LazyCommand(
+        "accord.cli.messaging:history",
+        "Print the stored conversation with NAME, or in --group (every message if neither).",
+    ),
     "log": LazyCommand(
         "accord.cli.log:log_group", "Inspect and audit the server's transparency log."
     ),

@@ -10,11 +10,14 @@ from pathlib import Path
 import click
 
 from accord.cli.common import home_dir, kdf_cost
+from accord.cli.output import write_lines
 from accord.cli.terminal import printable
 from accord.client.client import AccordClient
+from accord.client.history import StoredMessage
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
+from accord.wire.messaging import MAX_TEXT_CHARS
 
 
 def witness_settings() -> tuple[list[str], int | None]:
@@ -139,7 +142,10 @@ def device_approve(ctx: click.Context, code: str) -> None:
 def send(
     ctx: click.Context, args: tuple[str, ...], group: str | None, attach: tuple[str, ...]
 ) -> None:
-    """send NAME TEXT, or send --group GROUP TEXT. Prints the message id."""
+    """send NAME TEXT, or send --group GROUP TEXT. Prints the message id.
+
+    TEXT "-" reads the message from standard input (one final line break dropped).
+    """
     if group is None:
         if len(args) != 2:
             raise InvalidInput("usage: accord send NAME TEXT [--attach FILE]...")
@@ -148,6 +154,8 @@ def send(
         if len(args) != 1:
             raise InvalidInput("usage: accord send --group GROUP TEXT [--attach FILE]...")
         (text,) = args
+    if text == "-":
+        text = _text_from_stdin()
     files = [Path(a) for a in attach]
     with open_client(ctx) as client:
         if group is None:
@@ -157,6 +165,15 @@ def send(
     click.echo(message_id)
 
 
+def _text_from_stdin() -> str:
+    """The message on standard input, up to the longest a message may be."""
+    raw = sys.stdin.read(MAX_TEXT_CHARS + 3)  # room for a final CR LF, and one more to tell
+    text = raw.removesuffix("\n").removesuffix("\r")
+    if len(raw) > MAX_TEXT_CHARS + 2 or len(text) > MAX_TEXT_CHARS:
+        raise InvalidInput(f"a message has at most {MAX_TEXT_CHARS} characters")
+    return text
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
 @click.pass_context
@@ -164,22 +181,58 @@ def receive(ctx: click.Context, as_json: bool) -> None:
     """Fetch, verify, decrypt, store and print new messages."""
     with open_client(ctx) as client:
         result = client.receive()
-    for notice in result.notices:
-        click.echo(f"warning: {printable(notice)}", err=True)
-    for reason in result.rejected:
-        click.echo(f"warning: {printable(reason)}", err=True)
-    for m in result.messages:
-        if as_json:  # JSON escapes every control character; a program reads it, not a person
-            click.echo(json.dumps(m.to_json(), ensure_ascii=False))
+        for notice in result.notices:
+            click.echo(f"warning: {printable(notice)}", err=True)
+        for reason in result.rejected:
+            click.echo(f"warning: {printable(reason)}", err=True)
+        # Messages stored but not shown (this run's, and any an earlier run could not print):
+        # each is marked shown only once its lines are out, so a closed pipe or Ctrl-C leaves
+        # the rest for the next `receive`.
+        for stored in client.unshown_messages():
+            m = stored.message
+            if as_json:  # JSON escapes every control character; a program reads it, not a person
+                write_lines([json.dumps(m.to_json(), ensure_ascii=False)])
+            else:
+                write_lines(_message_lines(stored))
+            client.mark_shown(stored)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--group", "group", default=None, help="A group's conversation instead.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the last N.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@click.pass_context
+def history(
+    ctx: click.Context, name: str | None, group: str | None, limit: int | None, as_json: bool
+) -> None:
+    """Print the stored conversation with NAME, or in --group (every message if neither)."""
+    if name is not None and group is not None:
+        raise InvalidInput("give NAME or --group, not both")
+    with open_client(ctx) as client:
+        messages = client.history(name=name, group=group, limit=limit)
+    for stored in messages:
+        if as_json:
+            click.echo(json.dumps(stored.to_json(), ensure_ascii=False))
         else:
-            where = f" in {m.group}" if m.group else ""
-            click.echo(
-                f"[{m.to_json()['sent_at']}] {printable(m.sender)}{printable(where)}: "
-                f"{printable(m.text)}"
-            )
-            for a in m.attachments:
-                name, path = printable(a.name), printable(str(a.path))
-                click.echo(f"    attachment {name} ({a.size} bytes) -> {path}")
+            for line in _message_lines(stored):
+                click.echo(line)
+
+
+def _message_lines(stored: StoredMessage) -> list[str]:
+    """A message as a person reads it: one line, then one per attachment."""
+    m = stored.message
+    where = f" in {m.group}" if m.group else ""
+    if stored.outgoing and m.group is None and m.to is not None:
+        where = f" to {m.to}"
+    lines = [
+        f"[{m.to_json()['sent_at']}] {printable(m.sender)}{printable(where)}: {printable(m.text)}"
+    ]
+    for a in m.attachments:
+        name = printable(a.name)
+        target = f" -> {printable(a.path)}" if a.path else ""
+        lines.append(f"    attachment {name} ({a.size} bytes){target}")
+    return lines
 
 
 @click.group()

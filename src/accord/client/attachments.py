@@ -4,9 +4,10 @@ checked and decrypted into the home directory on receipt."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import mimetypes
+import os
 import re
-import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from accord.wire.messaging import AttachmentRef
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 100 * 1000 * 1000
 ATTACHMENTS_DIR = "attachments"
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
 
 
 def safe_name(name: str) -> str:
@@ -70,9 +73,24 @@ class Attachments:
             )
         return refs
 
-    def fetch(self, message_id: str, ref: AttachmentRef) -> ReceivedAttachment:
-        """Step 12: download, check the ciphertext's hash and decrypt; a failure rejects the
-        message."""
+    def fetch_all(
+        self, message_id: str, refs: Sequence[AttachmentRef]
+    ) -> tuple[ReceivedAttachment, ...]:
+        """Step 12 for every attachment of a message; if one fails, the files already written
+        for this message are removed and the message is rejected."""
+        fetched: list[ReceivedAttachment] = []
+        try:
+            for ref in refs:
+                fetched.append(self._fetch(message_id, ref))
+        except BaseException:
+            for att in fetched:
+                Path(att.path).unlink(missing_ok=True)
+            raise
+        return tuple(fetched)
+
+    def _fetch(self, message_id: str, ref: AttachmentRef) -> ReceivedAttachment:
+        """Download, check the ciphertext's hash and decrypt into a file of its own, readable
+        by this user only; a failure rejects the message."""
         try:
             att = AttachmentSecrets(
                 key=b64decode(ref.key, max_bytes=32),
@@ -83,9 +101,7 @@ class Attachments:
             raise EnvelopeRejected("malformed attachment reference") from None
         if ref.size > self.max_bytes:
             raise EnvelopeRejected("attachment larger than this device accepts")
-        folder = self._folder(message_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        dest = folder / safe_name(ref.name)
+        folder = self._private_folder(message_id)
         with tempfile.TemporaryDirectory(dir=self._ctx.home) as tmp:
             blob = Path(tmp) / "blob"
             try:
@@ -94,10 +110,13 @@ class Attachments:
                 raise EnvelopeRejected("attachment is missing on the server") from None
             except ProtocolError:
                 raise EnvelopeRejected("attachment failed verification") from None
+            plain = Path(tmp) / "plain"
             try:
-                decrypt_file(blob, dest, att)
+                decrypt_file(blob, plain, att)
             except DecryptionError:
                 raise EnvelopeRejected("attachment failed verification") from None
+            plain.chmod(FILE_MODE)
+            dest = _move_to_free_name(plain, folder, safe_name(ref.name))
         digest = hashlib.sha256()
         with dest.open("rb") as f:
             while chunk := f.read(1 << 20):
@@ -106,9 +125,32 @@ class Attachments:
             name=ref.name, size=ref.size, sha256=digest.hexdigest(), path=str(dest)
         )
 
-    def discard(self, message_id: str) -> None:
-        """Remove what was fetched for a message that was then rejected."""
-        shutil.rmtree(self._folder(message_id), True)
+    def _private_folder(self, message_id: str) -> Path:
+        """The message's folder, it and the attachments folder 0700 whatever the umask (the
+        home may have been made 0755 before accord used it)."""
+        folder = self._ctx.home / ATTACHMENTS_DIR / safe_name(message_id)
+        for path in (folder.parent, folder):
+            path.mkdir(mode=FOLDER_MODE, exist_ok=True)
+            path.chmod(FOLDER_MODE)
+        return folder
 
-    def _folder(self, message_id: str) -> Path:
-        return self._ctx.home / ATTACHMENTS_DIR / safe_name(message_id)
+
+def _move_to_free_name(source: Path, folder: Path, name: str) -> Path:
+    """Move `source` into `folder` as `name`, or `name (2)`, `name (3)`... if that is taken:
+    a received file never replaces another (two attachments of one name, or two senders'
+    messages with one id)."""
+    stem, suffix = _split_suffix(name)
+    for n in itertools.count(1):
+        dest = folder / (name if n == 1 else f"{stem} ({n}){suffix}")
+        try:
+            os.link(source, dest)  # fails if the name is taken, never overwrites
+        except FileExistsError:
+            continue
+        source.unlink()
+        return dest
+    raise AssertionError("unreachable")
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    stem, dot, suffix = name.rpartition(".")
+    return (stem, f".{suffix}") if dot and stem else (name, "")

@@ -28,6 +28,7 @@ from accord.client.context import ClientContext
 from accord.client.devices import DeviceDirectory
 from accord.client.envelopes import EnvelopeOpener
 from accord.client.groups import Groups
+from accord.client.history import StoredMessage, stored_conversation
 from accord.client.identity import DeviceIdentity
 from accord.client.log_trust import LogTrust
 from accord.client.one_time_keys import publish_one_time_keys
@@ -35,6 +36,7 @@ from accord.client.received import EnvelopeRejected, ReceivedMessage, ReceiveRes
 from accord.client.reports import file_report
 from accord.client.sessions import OlmSessions
 from accord.client.store import DeviceStatus, HomeDevice, LocalStore, PinnedDevice
+from accord.client.user_input import user_input
 from accord.client.vouchers import SafetyVouchers
 from accord.clock import Clock, clock_from_env, now_ms
 from accord.errors import (
@@ -55,6 +57,7 @@ from accord.protocols.messaging import (
     verify_device_keys,
 )
 from accord.wire.messaging import (
+    MAX_TEXT_CHARS,
     AccountCreated,
     AckResult,
     ApproveLinkRequest,
@@ -87,6 +90,7 @@ SEND_ATTEMPTS = 4
 PUSH_MAX_FRAME_BYTES = 16 << 20
 PUSH_OPEN_TIMEOUT_S = 10
 ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MIN_PASSPHRASE_CHARS = 8
 LINK_CODE_RE = re.compile(r"^([A-Z2-7]{16})-([A-Z2-7]{16})$")
 
 
@@ -265,6 +269,8 @@ class AccordClient:
             raise InvalidInput(
                 "account names are 1-64 characters: lower-case letters, digits, '.', '_' or '-'"
             )
+        if len(passphrase) < MIN_PASSPHRASE_CHARS:
+            raise InvalidInput(f"a passphrase has at least {MIN_PASSPHRASE_CHARS} characters")
         device = HomeDevice(server.rstrip("/"), name, new_device_id())
         client = cls(
             home,
@@ -411,7 +417,8 @@ class AccordClient:
 
     def send(self, to: str, text: str, attachments: Sequence[Path] = ()) -> str:
         """Send a direct message to every device of `to` and to this account's other devices."""
-        conversation = Conversation(account=to)
+        with user_input():
+            conversation = Conversation(account=to)
         content = self._compose(conversation, text, attachments)
 
         def encrypt(payload: bytes, attempt: int) -> SendRequest:
@@ -430,7 +437,8 @@ class AccordClient:
 
     def send_group(self, group: str, text: str, attachments: Sequence[Path] = ()) -> str:
         """Encrypt once with this device's Megolm session; share its key over Olm as needed."""
-        conversation = Conversation(group=group)
+        with user_input():
+            conversation = Conversation(group=group)
         content = self._compose(conversation, text, attachments)
 
         def encrypt(payload: bytes, attempt: int) -> SendRequest:
@@ -466,6 +474,8 @@ class AccordClient:
     ) -> Content:
         """Step 7: upload the encrypted attachments and write the message as it will be read."""
         self._require_active()
+        if len(text) > MAX_TEXT_CHARS:
+            raise InvalidInput(f"a message has at most {MAX_TEXT_CHARS} characters")
         refs = self._attachments.upload(attachments)
         return Content(
             message_id=new_message_id(),
@@ -505,6 +515,7 @@ class AccordClient:
                     "direction": "out",
                     "content": content.model_dump(mode="json"),
                 },
+                shown=True,
             )
             self.access.on_sent(content)  # in the same transaction
         self.access.flush()
@@ -603,6 +614,7 @@ class AccordClient:
                                 if message.evidence
                                 else None,
                             },
+                            shown=False,
                         )
                         self.access.on_received(message)  # in the same transaction
                     except EnvelopeRejected as exc:
@@ -620,6 +632,26 @@ class AccordClient:
             done.append(env.id)
         self.access.flush()
         return done
+
+    # --- what the user has seen -------------------------------------------------------------
+
+    def unshown_messages(self) -> list[StoredMessage]:
+        """Received messages stored but not yet shown to the user (from this run or earlier
+        ones), oldest first."""
+        return stored_conversation(self.store, unshown_only=True)
+
+    def mark_shown(self, message: StoredMessage) -> None:
+        """Call once the message reached the user (written and flushed to their output)."""
+        self.store.mark_shown(message.seq)
+
+    def history(
+        self, *, name: str | None = None, group: str | None = None, limit: int | None = None
+    ) -> list[StoredMessage]:
+        """The stored conversation with account `name` or in `group` (every message if
+        neither), sent and received, oldest first; the last `limit` of them if given."""
+        return stored_conversation(
+            self.store, me=self.account_name, name=name, group=group, limit=limit
+        )
 
     def _notices(self) -> list[str]:
         """Notices from the provider's trust and safety (a warning), each shown once."""

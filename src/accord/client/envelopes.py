@@ -72,13 +72,7 @@ class EnvelopeOpener:
         if self._ctx.store.has_message(sender.account, content.message_id):
             raise EnvelopeRejected("replayed message ignored")
         evidence = check_franking(env, content)
-        try:
-            attachments = tuple(
-                self._attachments.fetch(content.message_id, ref) for ref in content.attachments
-            )
-        except EnvelopeRejected:
-            self._attachments.discard(content.message_id)
-            raise
+        attachments = self._attachments.fetch_all(content.message_id, content.attachments)
         return ReceivedMessage(
             id=content.message_id,
             sender=sender.account,

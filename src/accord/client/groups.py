@@ -9,6 +9,7 @@ from accord.client.context import ClientContext
 from accord.client.devices import DeviceDirectory
 from accord.client.received import EnvelopeRejected
 from accord.client.store import DeviceKey
+from accord.client.user_input import user_input
 from accord.errors import DecryptionError, InvalidInput, NotFound, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode
 from accord.primitives.olm import MegolmInbound, MegolmOutbound
@@ -37,7 +38,9 @@ class Groups:
     def create(self, group: str, members: Sequence[str]) -> GroupState:
         me = self._ctx.identity.account_name
         names = [me] + [m for m in dict.fromkeys(members) if m != me]
-        return self._publish(GroupState(group=group, version=1, admins=[me], members=names))
+        with user_input():
+            state = GroupState(group=group, version=1, admins=[me], members=names)
+        return self._publish(state)
 
     def change_members(
         self, group: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
@@ -46,7 +49,10 @@ class Groups:
         members = [m for m in current.members if m not in set(remove)]
         members += [m for m in add if m not in members]
         admins = [a for a in current.admins if a in members] or [self._ctx.identity.account_name]
-        state = GroupState(group=group, version=current.version + 1, admins=admins, members=members)
+        with user_input():
+            state = GroupState(
+                group=group, version=current.version + 1, admins=admins, members=members
+            )
         return self._publish(state)
 
     def _publish(self, state: GroupState) -> GroupState:

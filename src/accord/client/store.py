@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS group_states (grp TEXT PRIMARY KEY, version INTEGER N
     state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, message_id TEXT NOT NULL,
-    sealed BLOB NOT NULL, UNIQUE (sender, message_id));
+    sealed BLOB NOT NULL, shown INTEGER NOT NULL DEFAULT 0, UNIQUE (sender, message_id));
 CREATE TABLE IF NOT EXISTS processed (envelope_id INTEGER PRIMARY KEY);
 """
 
@@ -155,7 +155,14 @@ class LocalStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(SCHEMA)
+        self._add_shown_column()
         self.vault: LocalVault | None = None
+
+    def _add_shown_column(self) -> None:
+        """Stores made before messages had a `shown` flag printed every message they hold."""
+        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(messages)")}
+        if "shown" not in columns:
+            self._conn.execute("ALTER TABLE messages ADD COLUMN shown INTEGER NOT NULL DEFAULT 1")
 
     def close(self) -> None:
         self._conn.close()
@@ -467,25 +474,36 @@ class LocalStore:
         ).fetchone()
         return row is not None
 
-    def save_message(self, sender: str, message_id: str, record: dict[str, Any]) -> None:
+    def save_message(
+        self, sender: str, message_id: str, record: dict[str, Any], *, shown: bool
+    ) -> None:
         sealed = self._vault().seal(
             f"message:{sender}:{message_id}", json.dumps(record).encode("utf-8")
         )
         self._conn.execute(
-            "INSERT INTO messages (sender, message_id, sealed) VALUES (?, ?, ?)",
-            (sender, message_id, sealed),
+            "INSERT INTO messages (sender, message_id, sealed, shown) VALUES (?, ?, ?, ?)",
+            (sender, message_id, sealed, int(shown)),
         )
 
     def messages(self) -> list[dict[str, Any]]:
-        rows = self._conn.execute("SELECT * FROM messages ORDER BY seq").fetchall()
+        return [record for _seq, record in self.stored_messages()]
+
+    def stored_messages(self, *, unshown_only: bool = False) -> list[tuple[int, dict[str, Any]]]:
+        """(seq, record) in the order they were stored; with `unshown_only`, those not yet
+        shown to the user."""
+        where = " WHERE shown = 0" if unshown_only else ""
+        rows = self._conn.execute(f"SELECT * FROM messages{where} ORDER BY seq").fetchall()  # noqa: S608
         out = []
         for r in rows:
             try:
                 raw = self._vault().open(f"message:{r['sender']}:{r['message_id']}", r["sealed"])
             except DecryptionError:
                 continue
-            out.append(json.loads(raw))
+            out.append((int(r["seq"]), json.loads(raw)))
         return out
+
+    def mark_shown(self, seq: int) -> None:
+        self._conn.execute("UPDATE messages SET shown = 1 WHERE seq = ?", (seq,))
 
     def is_processed(self, envelope_id: int) -> bool:
         row = self._conn.execute(

@@ -31,6 +31,7 @@ from accord.wire.common import (
     WireModel,
 )
 
+MAX_TEXT_CHARS = 65536  # a message's text, in characters
 B64Body = Annotated[str, StringConstraints(max_length=1_400_000, min_length=4)]
 DeliveryId = Annotated[int, Field(ge=1, le=2**62)]
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}$")]
@@ -307,7 +308,7 @@ class Content(WireModel):
     sender: DeviceRef
     to: Conversation
     sent_at: int
-    text: Annotated[str, StringConstraints(max_length=65536)]
+    text: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
     attachments: Annotated[list[AttachmentRef], Field(max_length=32)] = []
     extensions: Extensions = Field(default_factory=dict)
 

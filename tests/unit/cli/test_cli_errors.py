@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from accord.cli.common import EXIT_FAILURE, EXIT_USAGE, run_cli
+from accord.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, run_cli
 from accord.cli.main import cli
 from accord.errors import InvalidInput
 
@@ -37,8 +37,18 @@ def bad() -> None:
     raise InvalidInput("give at least one name")
 
 
-def _run(group: click.Group, *args: str) -> tuple[int, str]:
-    with CliRunner().isolation() as (_out, err, _mixed):
+@failing.command()
+def interrupted() -> None:
+    raise KeyboardInterrupt
+
+
+@failing.command()
+def declined() -> None:
+    click.confirm("go on?", abort=True)
+
+
+def _run(group: click.Group, *args: str, input: str | None = None) -> tuple[int, str]:
+    with CliRunner().isolation(input=input) as (_out, err, _mixed):
         code = run_cli(group, list(args))
         return code, err.getvalue().decode()
 
@@ -64,6 +74,13 @@ def test_os_error_names_the_file() -> None:
     code, err = _run(failing, "missing")
     assert code == EXIT_FAILURE
     assert err == "error: No such file or directory: /nonexistent/accord-test\n"
+
+
+def test_ctrl_c_exits_130() -> None:
+    """As shells report an interrupted command; a declined confirmation is a plain failure."""
+    assert _run(failing, "interrupted") == (EXIT_INTERRUPTED, "\naborted\n")
+    code, _err = _run(failing, "declined", input="n\n")
+    assert code == EXIT_FAILURE
 
 
 def test_bad_input_exits_2() -> None:
