@@ -35,7 +35,7 @@ def _token() -> str:
             _DIR / "home",
             "http://testserver",
             "fuzzer",
-            "pw",
+            "fuzzer passphrase",
             transport=transport,
             kdf_cost=TEST_KDF_COST,
         )
