@@ -17,6 +17,7 @@ from accord.server.limits import SendLimiter
 from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
 from accord.server.observability import Metrics
+from accord.server.private_files import secure_data_dir
 from accord.server.private_matching import PrivateMatchingService
 from accord.server.reports import ReportService, ReviewVault
 from accord.server.review import ReviewService
@@ -56,7 +57,7 @@ class Services:
 
 def build_services(config: ServerConfig, *, notifier: Notifier | None = None) -> Services:
     """Migrate the database to the current schema and build every service on it."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(config.data_dir)
     engine = make_engine(config.database_url)
     upgrade_to_head(engine)
     db = Database(engine)

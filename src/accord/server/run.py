@@ -20,6 +20,7 @@ from accord.server.observability import configure_logging
 log = logging.getLogger("accord.server")
 
 GC_GEN0_THRESHOLD = 50_000
+PRIVATE_UMASK = 0o077
 
 
 def tune_garbage_collection() -> None:
@@ -63,6 +64,9 @@ def serve(
     mounts: Sequence[Mount] = (),
 ) -> None:
     configure_logging(log_format)
+    # Everything this process creates (database, blobs, keys, review vault) is for its own user
+    # only, whatever umask it was started with (docs/threat-model.md, "server at rest").
+    os.umask(PRIVATE_UMASK)
     config = ServerConfig(
         data_dir=data_dir,
         db_url=db_url,
