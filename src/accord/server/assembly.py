@@ -3,6 +3,7 @@ together. Each reads the time from the config's clock. Routes reach them through
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from accord.server.access import AccessService
 from accord.server.blobs import BlobService, FileBlobStore
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.server.detection import DetectionService
-from accord.server.franking import FrankingKeyRing
+from accord.server.franking import FrankingKeyRing, seal_plain_franking_keys
 from accord.server.limits import SendLimiter
 from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
@@ -21,9 +22,12 @@ from accord.server.private_files import secure_data_dir
 from accord.server.private_matching import PrivateMatchingService
 from accord.server.reports import ReportService, ReviewVault
 from accord.server.review import ReviewService
+from accord.server.secrets import FileSecretsKey, secrets_key_path
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine
 from accord.storage.migrate import upgrade_to_head
+
+logger = logging.getLogger("accord.server")
 
 
 @dataclass
@@ -61,6 +65,9 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
     engine = make_engine(config.database_url)
     upgrade_to_head(engine)
     db = Database(engine)
+    secrets = FileSecretsKey(path=secrets_key_path(config.data_dir, config.secrets_key_file))
+    if resealed := seal_plain_franking_keys(db, secrets):
+        logger.info("sealed %d franking keys stored in plain form", resealed)
     if notifier is None:
         notifier = (
             RedisNotifier(config.redis_url, poll_interval_s=config.socket_poll_s)
@@ -80,7 +87,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         db,
         log,
         notify=notifier.publish,
-        franking=FrankingKeyRing(db, clock=clock),
+        franking=FrankingKeyRing(db, secrets=secrets, clock=clock),
         limiter=limiter,
         max_queue=config.max_queue,
         clock=clock,

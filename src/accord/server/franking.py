@@ -5,6 +5,11 @@ period's number in hex), created by whichever server process first needs it, and
 the database so every process tags and verifies alike. Keys older than the retention are
 deleted; a report of a message tagged under a deleted key fails (`franking_key_expired`).
 No per-message state is kept: the tag travels with the message.
+
+The keys are stored sealed under the server's secrets key (`server.secrets`), with the table and
+key id bound, so a copy of the database alone cannot tag a message. Rows written in plain form
+by an older version are resealed when the key ring starts (`seal_plain_franking_keys`); after
+that a plain row is refused, never used.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import os
 import threading
 
 from anyio import to_thread
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
-from accord.errors import VerificationError
+from accord.errors import ConfigurationError, DecryptionError, VerificationError
 from accord.primitives.encoding import b64encode
 from accord.protocols.franking import SERVER_KEY_BYTES, TagContext, tag_commitment, verify_tag
+from accord.server.secrets import SecretsKey, is_sealed
 from accord.storage.db import Database
 from accord.storage.schema import franking_keys
 from accord.wire.reports import FrankingStamp
@@ -27,6 +33,30 @@ from accord.wire.reports import FrankingStamp
 DAY_MS = 86_400_000
 FRANKING_ROTATE_MS = 7 * DAY_MS
 FRANKING_RETAIN_MS = 365 * DAY_MS
+FRANKING_KEYS_TABLE = "franking_keys"
+
+
+def seal_plain_franking_keys(db: Database, secrets: SecretsKey) -> int:
+    """Seal every franking key still stored in plain form (by a version before sealing);
+    return how many were sealed. Run once at start, before any key is read."""
+
+    def _tx(conn: Connection) -> int:
+        rows = conn.execute(select(franking_keys.c.key_id, franking_keys.c.secret)).all()
+        sealed = 0
+        for row in rows:
+            value = bytes(row.secret)
+            if len(value) == SERVER_KEY_BYTES and not is_sealed(value):
+                conn.execute(
+                    update(franking_keys)
+                    .where(franking_keys.c.key_id == row.key_id)
+                    .values(
+                        secret=secrets.seal(value, table=FRANKING_KEYS_TABLE, row_id=row.key_id)
+                    )
+                )
+                sealed += 1
+        return sealed
+
+    return db.transact(_tx)
 
 
 class FrankingKeyRing:
@@ -34,16 +64,30 @@ class FrankingKeyRing:
         self,
         db: Database,
         *,
+        secrets: SecretsKey,
         rotate_ms: int = FRANKING_ROTATE_MS,
         retain_ms: int = FRANKING_RETAIN_MS,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
+        self.secrets = secrets
         self.clock = clock
         self.rotate_ms = rotate_ms
         self.retain_ms = retain_ms
         self._keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
+
+    def _open(self, key_id: str, stored: bytes) -> bytes:
+        """The key from its stored (sealed) form; a row that does not open is never used."""
+        try:
+            secret = self.secrets.open(stored, table=FRANKING_KEYS_TABLE, row_id=key_id)
+        except DecryptionError:
+            raise ConfigurationError(
+                "a stored franking key does not open under this server's secrets key"
+            ) from None
+        if len(secret) != SERVER_KEY_BYTES:
+            raise ConfigurationError("a stored franking key has the wrong length")
+        return secret
 
     def _key_id(self, at_ms: int) -> str:
         return format(at_ms // self.rotate_ms, "x")
@@ -61,10 +105,11 @@ class FrankingKeyRing:
                 select(franking_keys.c.secret).where(franking_keys.c.key_id == key_id)
             ).first()
             if row is not None:
-                return bytes(row.secret)
+                return self._open(key_id, bytes(row.secret))
             secret = os.urandom(SERVER_KEY_BYTES)
+            sealed = self.secrets.seal(secret, table=FRANKING_KEYS_TABLE, row_id=key_id)
             conn.execute(
-                insert(franking_keys).values(key_id=key_id, secret=secret, created_at=at_ms)
+                insert(franking_keys).values(key_id=key_id, secret=sealed, created_at=at_ms)
             )
             conn.execute(
                 delete(franking_keys).where(franking_keys.c.created_at < at_ms - self.retain_ms)
@@ -89,7 +134,7 @@ class FrankingKeyRing:
             row = conn.execute(
                 select(franking_keys.c.secret).where(franking_keys.c.key_id == key_id)
             ).first()
-            return bytes(row.secret) if row is not None else None
+            return self._open(key_id, bytes(row.secret)) if row is not None else None
 
         secret = await self.db.read_async(_rd)
         if secret is not None:

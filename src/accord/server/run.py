@@ -61,6 +61,7 @@ def serve(
     max_queue: int = DEFAULT_MAX_QUEUE,
     socket_poll_s: float = DEFAULT_SOCKET_POLL_S,
     log_format: str = "text",
+    secrets_key_file: Path | None = None,
     mounts: Sequence[Mount] = (),
 ) -> None:
     configure_logging(log_format)
@@ -77,6 +78,7 @@ def serve(
         send_burst=send_burst,
         max_queue=max_queue,
         socket_poll_s=socket_poll_s,
+        secrets_key_file=secrets_key_file,
     )
     warn_if_testing_clock(config.clock)
     app = create_app(config, mounts=mounts)

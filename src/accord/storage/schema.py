@@ -163,7 +163,7 @@ franking_keys = Table(
     "franking_keys",
     metadata,
     Column("key_id", String(16), primary_key=True),
-    Column("secret", LargeBinary(32), nullable=False),
+    Column("secret", LargeBinary, nullable=False),  # sealed (server.secrets)
     Column("created_at", BigInteger, nullable=False),
 )
 
