@@ -13,16 +13,17 @@ from accord.server.access import AccessService
 from accord.server.blobs import BlobService, FileBlobStore
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.server.detection import DetectionService
-from accord.server.franking import FrankingKeyRing, seal_plain_franking_keys
+from accord.server.franking import FRANKING_SECRETS, FrankingKeyRing
 from accord.server.limits import SendLimiter
 from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
 from accord.server.observability import Metrics
 from accord.server.private_files import secure_data_dir
 from accord.server.private_matching import PrivateMatchingService
+from accord.server.private_matching.tables import TABLE_SECRETS
 from accord.server.reports import ReportService, ReviewVault
 from accord.server.review import ReviewService
-from accord.server.secrets import FileSecretsKey, secrets_key_path
+from accord.server.secrets import FileSecretsKey, seal_plain_rows, secrets_key_path
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine
 from accord.storage.migrate import upgrade_to_head
@@ -66,8 +67,9 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
     upgrade_to_head(engine)
     db = Database(engine)
     secrets = FileSecretsKey(path=secrets_key_path(config.data_dir, config.secrets_key_file))
-    if resealed := seal_plain_franking_keys(db, secrets):
-        logger.info("sealed %d franking keys stored in plain form", resealed)
+    for column in (FRANKING_SECRETS, TABLE_SECRETS):  # stored in plain form by older versions
+        if sealed := seal_plain_rows(db, secrets, column):
+            logger.info("sealed %d secrets stored in plain form in %s", sealed, column.table.name)
     if notifier is None:
         notifier = (
             RedisNotifier(config.redis_url, poll_interval_s=config.socket_poll_s)
@@ -104,7 +106,9 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         clock=clock,
     )
     detection = DetectionService(engine, config.data_dir / "bank-index")
-    matching = PrivateMatchingService(db, log, detection, config.data_dir, clock=clock)
+    matching = PrivateMatchingService(
+        db, log, detection, config.data_dir, secrets=secrets, clock=clock
+    )
     matching.attach(messaging)
     return Services(
         config=config,

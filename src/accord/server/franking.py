@@ -8,7 +8,7 @@ No per-message state is kept: the tag travels with the message.
 
 The keys are stored sealed under the server's secrets key (`server.secrets`), with the table and
 key id bound, so a copy of the database alone cannot tag a message. Rows written in plain form
-by an older version are resealed when the key ring starts (`seal_plain_franking_keys`); after
+by an older version are sealed when the server starts (`FRANKING_SECRETS`, `seal_plain_rows`); after
 that a plain row is refused, never used.
 """
 
@@ -18,14 +18,14 @@ import os
 import threading
 
 from anyio import to_thread
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
-from accord.errors import ConfigurationError, DecryptionError, VerificationError
+from accord.errors import ConfigurationError, VerificationError
 from accord.primitives.encoding import b64encode
 from accord.protocols.franking import SERVER_KEY_BYTES, TagContext, tag_commitment, verify_tag
-from accord.server.secrets import SecretsKey, is_sealed
+from accord.server.secrets import SealedColumn, SecretsKey, open_stored
 from accord.storage.db import Database
 from accord.storage.schema import franking_keys
 from accord.wire.reports import FrankingStamp
@@ -36,27 +36,12 @@ FRANKING_RETAIN_MS = 365 * DAY_MS
 FRANKING_KEYS_TABLE = "franking_keys"
 
 
-def seal_plain_franking_keys(db: Database, secrets: SecretsKey) -> int:
-    """Seal every franking key still stored in plain form (by a version before sealing);
-    return how many were sealed. Run once at start, before any key is read."""
-
-    def _tx(conn: Connection) -> int:
-        rows = conn.execute(select(franking_keys.c.key_id, franking_keys.c.secret)).all()
-        sealed = 0
-        for row in rows:
-            value = bytes(row.secret)
-            if len(value) == SERVER_KEY_BYTES and not is_sealed(value):
-                conn.execute(
-                    update(franking_keys)
-                    .where(franking_keys.c.key_id == row.key_id)
-                    .values(
-                        secret=secrets.seal(value, table=FRANKING_KEYS_TABLE, row_id=row.key_id)
-                    )
-                )
-                sealed += 1
-        return sealed
-
-    return db.transact(_tx)
+FRANKING_SECRETS = SealedColumn(
+    table=franking_keys,
+    row_id=franking_keys.c.key_id,
+    secret=franking_keys.c.secret,
+    plain_bytes=SERVER_KEY_BYTES,
+)
 
 
 class FrankingKeyRing:
@@ -79,12 +64,7 @@ class FrankingKeyRing:
 
     def _open(self, key_id: str, stored: bytes) -> bytes:
         """The key from its stored (sealed) form; a row that does not open is never used."""
-        try:
-            secret = self.secrets.open(stored, table=FRANKING_KEYS_TABLE, row_id=key_id)
-        except DecryptionError:
-            raise ConfigurationError(
-                "a stored franking key does not open under this server's secrets key"
-            ) from None
+        secret = open_stored(self.secrets, stored, table=FRANKING_KEYS_TABLE, row_id=key_id)
         if len(secret) != SERVER_KEY_BYTES:
             raise ConfigurationError("a stored franking key has the wrong length")
         return secret

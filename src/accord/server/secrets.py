@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Column, Connection, Table, select, update
 
 from accord.errors import ConfigurationError, DecryptionError
+from accord.storage.db import Database
 
 log = logging.getLogger("accord.server")
 
@@ -109,6 +112,50 @@ def _read_or_create_key(path: Path) -> bytes:
     if path.stat().st_mode & 0o077:
         log.warning("the secrets key file %s is readable by others; make it mode 0600", path)
     return key
+
+
+def open_stored(secrets: SecretsKey, stored: bytes, *, table: str, row_id: str) -> bytes:
+    """A stored secret opened, or `ConfigurationError` (the server's secrets key is not the one
+    the row was sealed under, or the row was altered): such a row is never used."""
+    try:
+        return secrets.open(stored, table=table, row_id=row_id)
+    except DecryptionError:
+        raise ConfigurationError(
+            f"a stored secret in {table} does not open under this server's secrets key"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SealedColumn:
+    """A database column holding sealed secrets: its table, the column naming each row (bound
+    as associated data), and the length of the secret in the plain form older versions wrote."""
+
+    table: Table
+    row_id: Column[Any]
+    secret: Column[Any]
+    plain_bytes: int
+
+
+def seal_plain_rows(db: Database, secrets: SecretsKey, column: SealedColumn) -> int:
+    """Seal every secret in `column` still stored in plain form (written by a version before
+    sealing); return how many were sealed. Run once at start, before the rows are read."""
+    table, row_id, secret = column.table, column.row_id, column.secret
+
+    def _tx(conn: Connection) -> int:
+        rows = conn.execute(select(row_id, secret)).all()
+        sealed = 0
+        for rid, stored in rows:
+            value = bytes(stored)
+            if len(value) == column.plain_bytes and not is_sealed(value):
+                conn.execute(
+                    update(table)
+                    .where(row_id == rid)
+                    .values({secret.name: secrets.seal(value, table=table.name, row_id=str(rid))})
+                )
+                sealed += 1
+        return sealed
+
+    return db.transact(_tx)
 
 
 def secrets_key_path(data_dir: Path, configured: Path | None) -> Path:

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from accord.errors import ConfigurationError
-from accord.server.franking import FrankingKeyRing, seal_plain_franking_keys
-from accord.server.secrets import AesGcmSecretsKey, is_sealed
+from accord.server.franking import FRANKING_SECRETS, FrankingKeyRing
+from accord.server.secrets import AesGcmSecretsKey, is_sealed, seal_plain_rows
 from accord.storage.db import Database, make_engine, sqlite_url
 from accord.storage.migrate import upgrade_to_head
 from accord.storage.schema import franking_keys
@@ -52,10 +52,10 @@ def test_plain_rows_are_sealed_at_start_and_keep_their_key(db: Database) -> None
             insert(franking_keys).values(key_id=key_id, secret=plain, created_at=AT_MS)
         )
     )
-    assert seal_plain_franking_keys(db, secrets) == 1
+    assert seal_plain_rows(db, secrets, FRANKING_SECRETS) == 1
     assert is_sealed(_stored(db, key_id))
     assert ring.key_for(AT_MS) == (key_id, plain)
-    assert seal_plain_franking_keys(db, secrets) == 0
+    assert seal_plain_rows(db, secrets, FRANKING_SECRETS) == 0
 
 
 def test_a_row_that_does_not_open_is_never_used(db: Database) -> None:
