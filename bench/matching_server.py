@@ -39,6 +39,7 @@ from accord.protocols.private_matching.voucher import (
 )
 from accord.server.detection import DetectionService
 from accord.server.private_matching import PrivateMatchingService
+from accord.server.secrets import FileSecretsKey
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine, sqlite_url
 from accord.storage.migrate import upgrade_to_head
@@ -62,7 +63,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     upgrade_to_head(engine)
     db = Database(engine)
     service = PrivateMatchingService(
-        db, LogService(engine, tmp, "bench.local/log"), DetectionService(engine, tmp / "idx"), tmp
+        db,
+        LogService(engine, tmp, "bench.local/log"),
+        DetectionService(engine, tmp / "idx"),
+        tmp,
+        secrets=FileSecretsKey(path=tmp / "secrets.key"),
     )
     banked = _random_hashes(args.banked, seed=1)
     store = service.detection.store

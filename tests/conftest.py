@@ -155,6 +155,22 @@ def unique() -> Callable[[str], str]:
     return lambda base: f"{base}-{tag}"
 
 
+@pytest.fixture
+def pair(server: Any, tmp_path: Path, unique: Callable[[str], str]) -> Iterator[tuple[Any, Any]]:
+    """Two new accounts on the module's `server`: alice and bob (`AccordClient`s)."""
+    from accord.client.client import AccordClient
+
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    yield alice, bob
+    alice.close()
+    bob.close()
+
+
 # --- the command line ---------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -332,19 +332,6 @@ def _with_voucher(body: dict[str, Any], change: Callable[[bytes], bytes]) -> dic
     item["voucher"] = base64.b64encode(change(base64.b64decode(item["voucher"]))).decode()
     out["message_id"] = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
     return out
-
-
-@pytest.fixture
-def pair(server, tmp_path, unique) -> Iterator[tuple[AccordClient, AccordClient]]:  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
-    )
-    bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
-    )
-    yield alice, bob
-    alice.close()
-    bob.close()
 
 
 def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins, unique):  # type: ignore[no-untyped-def]

@@ -41,6 +41,7 @@ from accord.protocols.private_matching.voucher import (
 )
 from accord.server.detection import DetectionService
 from accord.server.private_matching import PrivateMatchingService
+from accord.server.secrets import FileSecretsKey
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine, sqlite_url
 from accord.storage.migrate import upgrade_to_head
@@ -65,7 +66,13 @@ def service(
     upgrade_to_head(engine)
     db = Database(engine)
     log = LogService(engine, tmp_path, "test.local/log")
-    svc = PrivateMatchingService(db, log, DetectionService(engine, tmp_path / "idx"), tmp_path)
+    svc = PrivateMatchingService(
+        db,
+        log,
+        DetectionService(engine, tmp_path / "idx"),
+        tmp_path,
+        secrets=FileSecretsKey(path=tmp_path / "secrets.key"),
+    )
     yield svc
     svc.close()
     db.dispose()

@@ -61,19 +61,6 @@ def _audit_about(client: httpx.Client, report_id: str) -> list[dict[str, Any]]:
     return [e for e in entries if e["target"].split("/")[0] == report_id]
 
 
-@pytest.fixture
-def pair(server, tmp_path, unique):  # type: ignore[no-untyped-def]
-    alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
-    )
-    bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
-    )
-    yield alice, bob
-    alice.close()
-    bob.close()
-
-
 def test_report_over_the_cli_names_the_verified_sender(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
     a, b, rita = unique("alice"), unique("bob"), unique("rita")
     alice, bob = cli("alice"), cli("bob")

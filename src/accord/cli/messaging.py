@@ -316,6 +316,14 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+@click.option(
+    "--secrets-key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="ACCORD_SECRETS_KEY_FILE",
+    help="The key sealing the secrets kept in the database (default: DATA_DIR/secrets.key; "
+    "created on first start). Keep it off the database host.",
+)
 def server(
     db_url: str | None,
     data_dir: str,
@@ -329,6 +337,7 @@ def server(
     max_queue: int,
     socket_poll_s: float,
     log_format: str,
+    secrets_key_file: str | None,
 ) -> None:
     """Run the Accord server."""
     from accord.console import mount_console
@@ -347,6 +356,7 @@ def server(
         max_queue=max_queue,
         socket_poll_s=socket_poll_s,
         log_format=log_format,
+        secrets_key_file=Path(secrets_key_file) if secrets_key_file else None,
         mounts=[mount_console],
     )
 

@@ -3,6 +3,7 @@ together. Each reads the time from the config's clock. Routes reach them through
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,17 +13,22 @@ from accord.server.access import AccessService
 from accord.server.blobs import BlobService, FileBlobStore
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.server.detection import DetectionService
-from accord.server.franking import FrankingKeyRing
+from accord.server.franking import FRANKING_SECRETS, FrankingKeyRing
 from accord.server.limits import SendLimiter, report_limiter
 from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
 from accord.server.observability import Metrics
+from accord.server.private_files import secure_data_dir
 from accord.server.private_matching import PrivateMatchingService
+from accord.server.private_matching.tables import TABLE_SECRETS
 from accord.server.reports import ReportService, ReviewVault
 from accord.server.review import ReviewService
+from accord.server.secrets import FileSecretsKey, seal_plain_rows, secrets_key_path
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine
 from accord.storage.migrate import upgrade_to_head
+
+logger = logging.getLogger("accord.server")
 
 
 @dataclass
@@ -57,10 +63,14 @@ class Services:
 
 def build_services(config: ServerConfig, *, notifier: Notifier | None = None) -> Services:
     """Migrate the database to the current schema and build every service on it."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(config.data_dir)
     engine = make_engine(config.database_url)
     upgrade_to_head(engine)
     db = Database(engine)
+    secrets = FileSecretsKey(path=secrets_key_path(config.data_dir, config.secrets_key_file))
+    for column in (FRANKING_SECRETS, TABLE_SECRETS):  # stored in plain form by older versions
+        if sealed := seal_plain_rows(db, secrets, column):
+            logger.info("sealed %d secrets stored in plain form in %s", sealed, column.table.name)
     if notifier is None:
         notifier = (
             RedisNotifier(config.redis_url, poll_interval_s=config.socket_poll_s)
@@ -80,7 +90,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         db,
         log,
         notify=notifier.publish,
-        franking=FrankingKeyRing(db, clock=clock),
+        franking=FrankingKeyRing(db, secrets=secrets, clock=clock),
         limiter=limiter,
         max_queue=config.max_queue,
         clock=clock,
@@ -98,7 +108,9 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         limiter=report_limiter(clock=clock, redis_url=config.redis_url),
     )
     detection = DetectionService(engine, config.data_dir / "bank-index")
-    matching = PrivateMatchingService(db, log, detection, config.data_dir, clock=clock)
+    matching = PrivateMatchingService(
+        db, log, detection, config.data_dir, secrets=secrets, clock=clock
+    )
     matching.attach(messaging)
     return Services(
         config=config,

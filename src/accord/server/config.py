@@ -35,6 +35,9 @@ class ServerConfig:
     max_queue: int = DEFAULT_MAX_QUEUE
     socket_poll_s: float = DEFAULT_SOCKET_POLL_S
     extra: dict[str, Any] = field(default_factory=dict)
+    # The key that seals the secrets kept in the database (server.secrets); default
+    # DATA_DIR/secrets.key. Keep it off the database host (docs/deployment.md).
+    secrets_key_file: Path | None = None
     # Every service reads the time from here: the system clock, or a testing clock moved
     # through ACCORD_CLOCK_OFFSET_FILE (accord.clock).
     clock: Clock = field(default_factory=clock_from_env)

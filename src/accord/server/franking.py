@@ -5,6 +5,11 @@ period's number in hex), created by whichever server process first needs it, and
 the database so every process tags and verifies alike. Keys older than the retention are
 deleted; a report of a message tagged under a deleted key fails (`franking_key_expired`).
 No per-message state is kept: the tag travels with the message.
+
+The keys are stored sealed under the server's secrets key (`server.secrets`), with the table and
+key id bound, so a copy of the database alone cannot tag a message. Rows written in plain form
+by an older version are sealed when the server starts (`FRANKING_SECRETS`, `seal_plain_rows`); after
+that a plain row is refused, never used.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
-from accord.errors import VerificationError
+from accord.errors import ConfigurationError, VerificationError
 from accord.primitives.encoding import b64encode
 from accord.protocols.franking import SERVER_KEY_BYTES, TagContext, tag_commitment, verify_tag
+from accord.server.secrets import SealedColumn, SecretsKey, open_stored
 from accord.storage.db import Database
 from accord.storage.schema import franking_keys
 from accord.wire.reports import FrankingStamp
@@ -27,6 +33,15 @@ from accord.wire.reports import FrankingStamp
 DAY_MS = 86_400_000
 FRANKING_ROTATE_MS = 7 * DAY_MS
 FRANKING_RETAIN_MS = 365 * DAY_MS
+FRANKING_KEYS_TABLE = "franking_keys"
+
+
+FRANKING_SECRETS = SealedColumn(
+    table=franking_keys,
+    row_id=franking_keys.c.key_id,
+    secret=franking_keys.c.secret,
+    plain_bytes=SERVER_KEY_BYTES,
+)
 
 
 class FrankingKeyRing:
@@ -34,16 +49,25 @@ class FrankingKeyRing:
         self,
         db: Database,
         *,
+        secrets: SecretsKey,
         rotate_ms: int = FRANKING_ROTATE_MS,
         retain_ms: int = FRANKING_RETAIN_MS,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
+        self.secrets = secrets
         self.clock = clock
         self.rotate_ms = rotate_ms
         self.retain_ms = retain_ms
         self._keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
+
+    def _open(self, key_id: str, stored: bytes) -> bytes:
+        """The key from its stored (sealed) form; a row that does not open is never used."""
+        secret = open_stored(self.secrets, stored, table=FRANKING_KEYS_TABLE, row_id=key_id)
+        if len(secret) != SERVER_KEY_BYTES:
+            raise ConfigurationError("a stored franking key has the wrong length")
+        return secret
 
     def _key_id(self, at_ms: int) -> str:
         return format(at_ms // self.rotate_ms, "x")
@@ -61,10 +85,11 @@ class FrankingKeyRing:
                 select(franking_keys.c.secret).where(franking_keys.c.key_id == key_id)
             ).first()
             if row is not None:
-                return bytes(row.secret)
+                return self._open(key_id, bytes(row.secret))
             secret = os.urandom(SERVER_KEY_BYTES)
+            sealed = self.secrets.seal(secret, table=FRANKING_KEYS_TABLE, row_id=key_id)
             conn.execute(
-                insert(franking_keys).values(key_id=key_id, secret=secret, created_at=at_ms)
+                insert(franking_keys).values(key_id=key_id, secret=sealed, created_at=at_ms)
             )
             conn.execute(
                 delete(franking_keys).where(franking_keys.c.created_at < at_ms - self.retain_ms)
@@ -89,7 +114,7 @@ class FrankingKeyRing:
             row = conn.execute(
                 select(franking_keys.c.secret).where(franking_keys.c.key_id == key_id)
             ).first()
-            return bytes(row.secret) if row is not None else None
+            return self._open(key_id, bytes(row.secret)) if row is not None else None
 
         secret = await self.db.read_async(_rd)
         if secret is not None:

@@ -139,7 +139,7 @@ class MessagingService:
         log: LogService,
         *,
         notify: Callable[[Iterable[int]], None] | None = None,
-        franking: FrankingKeyRing | None = None,
+        franking: FrankingKeyRing,
         limiter: SendLimiter | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
         clock: Clock = SYSTEM_CLOCK,
@@ -147,7 +147,7 @@ class MessagingService:
         self.db = db
         self.log = log
         self.clock = clock
-        self.franking = franking or FrankingKeyRing(db, clock=clock)
+        self.franking = franking
         self.limiter = limiter or SendLimiter(clock=clock)
         self.max_queue = max_queue
         # Other protocol parts attach here (private matching, lawful access): checks that may

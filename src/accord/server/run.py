@@ -20,6 +20,7 @@ from accord.server.observability import configure_logging
 log = logging.getLogger("accord.server")
 
 GC_GEN0_THRESHOLD = 50_000
+PRIVATE_UMASK = 0o077
 
 
 def tune_garbage_collection() -> None:
@@ -60,9 +61,13 @@ def serve(
     max_queue: int = DEFAULT_MAX_QUEUE,
     socket_poll_s: float = DEFAULT_SOCKET_POLL_S,
     log_format: str = "text",
+    secrets_key_file: Path | None = None,
     mounts: Sequence[Mount] = (),
 ) -> None:
     configure_logging(log_format)
+    # Everything this process creates (database, blobs, keys, review vault) is for its own user
+    # only, whatever umask it was started with (docs/threat-model.md, "server at rest").
+    os.umask(PRIVATE_UMASK)
     config = ServerConfig(
         data_dir=data_dir,
         db_url=db_url,
@@ -73,6 +78,7 @@ def serve(
         send_burst=send_burst,
         max_queue=max_queue,
         socket_poll_s=socket_poll_s,
+        secrets_key_file=secrets_key_file,
     )
     warn_if_testing_clock(config.clock)
     app = create_app(config, mounts=mounts)

@@ -163,7 +163,7 @@ franking_keys = Table(
     "franking_keys",
     metadata,
     Column("key_id", String(16), primary_key=True),
-    Column("secret", LargeBinary(32), nullable=False),
+    Column("secret", LargeBinary, nullable=False),  # sealed (server.secrets)
     Column("created_at", BigInteger, nullable=False),
 )
 
@@ -252,14 +252,14 @@ account_notices = Table(
 
 # --- private threshold matching (docs/protocol/private-matching.md) -----------------------------
 
-# Published blinded tables. `secret` is the table's blinding scalar alpha: it stays here (the
-# file clients download holds alpha * G only). A table is served once its digest is logged.
+# Published blinded tables. `secret` is the table's blinding scalar alpha, sealed: it stays here
+# (the file clients download holds alpha * G only). A table is served once its digest is logged.
 pm_tables = Table(
     "pm_tables",
     metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),
     Column("digest", LargeBinary(32), nullable=False, unique=True),
-    Column("secret", LargeBinary(32), nullable=False),
+    Column("secret", LargeBinary, nullable=False),  # sealed (server.secrets)
     Column("params", LargeBinary(16), nullable=False),
     Column("banks_json", Text, nullable=False),
     Column("banked_hashes", BigInteger, nullable=False),

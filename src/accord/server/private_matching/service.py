@@ -12,8 +12,12 @@ from accord.server.messaging import MessagingService
 from accord.server.private_matching.events import MatchingEvents
 from accord.server.private_matching.intake import VoucherIntake
 from accord.server.private_matching.recheck import BankRecheck
-from accord.server.private_matching.tables import TABLES_DIR, MatchingTables
+from accord.server.private_matching.tables import (
+    TABLES_DIR,
+    MatchingTables,
+)
 from accord.server.private_matching.worker import LOG_PENDING, VoucherWorker
+from accord.server.secrets import SecretsKey
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.schema import (
@@ -49,6 +53,7 @@ class PrivateMatchingService(VoucherWorker):
         detection: DetectionService,
         data_dir: Path,
         *,
+        secrets: SecretsKey,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         recheck = BankRecheck(detection)
@@ -57,6 +62,7 @@ class PrivateMatchingService(VoucherWorker):
             log_service,
             detection,
             data_dir / TABLES_DIR,
+            secrets=secrets,
             bank_check=recheck.confirms,
             clock=clock,
         )

@@ -26,7 +26,7 @@ from accord.errors import (
     NotFound,
 )
 from accord.primitives.encoding import b64encode
-from accord.primitives.ristretto import Scalar
+from accord.primitives.ristretto import SCALAR_BYTES, Scalar
 from accord.protocols.detection.signals import PdqHash
 from accord.protocols.private_matching.bands import BandSampler
 from accord.protocols.private_matching.log_entries import (
@@ -46,6 +46,7 @@ from accord.protocols.private_matching.voucher import (
     voucher_size,
 )
 from accord.server.detection import DetectionService
+from accord.server.secrets import SealedColumn, SecretsKey, open_stored
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.schema import (
@@ -60,6 +61,7 @@ from accord.wire.matching import (
 )
 
 TABLES_DIR = "matching-tables"
+PM_TABLES_TABLE = "pm_tables"
 #: A voucher made for the table just replaced is still accepted this long (clients refresh the
 #: table they use before each send with images).
 TABLE_GRACE_MS = 10 * 60 * 1000
@@ -87,6 +89,14 @@ class LoadedTable:
     matcher: ThresholdMatcher
 
 
+TABLE_SECRETS = SealedColumn(
+    table=pm_tables,
+    row_id=pm_tables.c.version,
+    secret=pm_tables.c.secret,
+    plain_bytes=SCALAR_BYTES,
+)
+
+
 class MatchingTables:
     """The published tables, their files, and each one loaded (parsed, with its matcher) once."""
 
@@ -97,10 +107,12 @@ class MatchingTables:
         detection: DetectionService,
         root: Path,
         *,
+        secrets: SecretsKey,
         bank_check: BankCheck,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.db = db
+        self.secrets = secrets
         self.log = log_service
         self.detection = detection
         self.root = root
@@ -147,11 +159,14 @@ class MatchingTables:
 
         def _insert(conn: Connection) -> int:
             version = int(conn.execute(select(func.max(pm_tables.c.version))).scalar() or 0) + 1
+            sealed = self.secrets.seal(
+                secret.alpha.value, table=PM_TABLES_TABLE, row_id=str(version)
+            )
             conn.execute(
                 insert(pm_tables).values(
                     version=version,
                     digest=digest.value,
-                    secret=secret.alpha.value,
+                    secret=sealed,
                     params=params.encode(),
                     banks_json=json.dumps([r.to_obj() for r in refs]),
                     banked_hashes=len(hashes),
@@ -274,7 +289,16 @@ class MatchingTables:
             banks=banks,
             matcher=ThresholdMatcher(
                 table=table,
-                secret=TableSecret(Scalar(bytes(row.secret))),
+                secret=TableSecret(
+                    Scalar(
+                        open_stored(
+                            self.secrets,
+                            bytes(row.secret),
+                            table=PM_TABLES_TABLE,
+                            row_id=str(row.version),
+                        )
+                    )
+                ),
                 bank_check=lambda pdq: self._bank_check(banks, pdq),
             ),
         )

@@ -1,0 +1,174 @@
+"""The server at rest: what a copy of its database or of its data directory gives away
+(docs/threat-model.md, "server at rest").
+
+Found by a red team: the franking keys sat in the database in plain form, so whoever read the
+database (a copy of the SQLite file, a PostgreSQL dump, a backup) could tag a rewritten message
+and have it filed as "Verified sender: alice"; and the server's files were readable by every
+user of the machine. Now the keys are sealed under a secrets key kept outside the database, and
+the data directory is private whatever umask the server was started with.
+
+One server per database kind for the module, started under umask 0o022 (the usual default);
+every test has its own accounts and looks only at its own rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from accord.client.client import AccordClient
+from accord.protocols.franking import (
+    SERVER_KEY_BYTES,
+    FrankingKey,
+    TagContext,
+    commit_message,
+    conversation_label,
+    tag_commitment,
+)
+from accord.server.secrets import FileSecretsKey
+from accord.wire.reports import ReportedMessage, franked_message, franking_key_of
+
+PASS = "test passphrase"
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _loose_umask() -> Iterator[None]:
+    """The module's servers start under umask 0o022 (autouse: set before `server` starts)."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _evidence(pair, text: str, attachments: list[Path] | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    alice.send(bob.account_name, text, attachments or [])
+    (message,) = bob.receive().messages
+    assert message.evidence is not None
+    return message.evidence.model_dump(mode="json")
+
+
+def _file(client: AccordClient, evidence: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        client.api.base_url + "/v1/reports",
+        json={"message": evidence},
+        headers={"Authorization": f"Bearer {client._token(False)}"},
+        timeout=30,
+    )
+
+
+def _stored_franking_key(server, tmp_path: Path, key_id: str) -> bytes:  # type: ignore[no-untyped-def]
+    """The franking key row as a dishonest reader gets it: from a copy of the SQLite file, or
+    straight from PostgreSQL's rows (what a dump holds)."""
+    if server.db_url is None:
+        copy = tmp_path / "stolen.db"
+        live = sqlite3.connect(f"file:{server.data_dir / 'accord.db'}?mode=ro", uri=True)
+        with sqlite3.connect(copy) as dst:
+            live.backup(dst)
+        live.close()
+        with sqlite3.connect(copy) as conn:
+            row = conn.execute(
+                "SELECT secret FROM franking_keys WHERE key_id = ?", (key_id,)
+            ).fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(server.db_url) as conn:
+            row = conn.execute(
+                "SELECT secret FROM franking_keys WHERE key_id = %s", (key_id,)
+            ).fetchone()
+    assert row is not None
+    return bytes(row[0])
+
+
+def _forge(evidence: dict[str, Any], server_key: bytes, text: str) -> dict[str, Any]:
+    """The message rewritten to `text`, recommitted with its own franking key, and tagged with
+    `server_key` as the server would have tagged it."""
+    message = ReportedMessage.model_validate(evidence)
+    content = message.content.model_copy(update={"text": text})
+    commitment = commit_message(FrankingKey(franking_key_of(content)), franked_message(content))
+    context = TagContext(
+        sender_account=message.sender.account,
+        sender_device=message.sender.device_id,
+        conversation=conversation_label(message.to.account, message.to.group),
+        accepted_at_ms=message.received_at,
+        message_id=content.message_id,
+    )
+    tag = tag_commitment(server_key, commitment, context)
+    forged = message.model_copy(
+        update={
+            "content": content,
+            "franking": message.franking.model_copy(
+                update={
+                    "commitment": base64.b64encode(commitment).decode(),
+                    "tag": base64.b64encode(tag).decode(),
+                }
+            ),
+        }
+    )
+    return forged.model_dump(mode="json")
+
+
+def test_a_database_copy_alone_cannot_forge_a_verified_report(server, pair, tmp_path):  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    evidence = _evidence(pair, "see you at noon")
+    stored = _stored_franking_key(server, tmp_path, evidence["franking"]["key_id"])
+    assert len(stored) > SERVER_KEY_BYTES  # sealed, not the key itself
+
+    # Every 32-byte window of the stored value is tried as the key: none tags a rewritten
+    # message the server accepts.
+    for start in range(len(stored) - SERVER_KEY_BYTES + 1):
+        forged = _forge(evidence, stored[start : start + SERVER_KEY_BYTES], "send me your password")
+        answer = _file(bob, forged)
+        assert answer.status_code == 422 and answer.json()["code"] == "report_invalid"
+
+    # The genuine report still verifies.
+    assert _file(bob, evidence).status_code == 201
+
+    # The same forgery with the secrets key as well goes through: the secrets key is what now
+    # stands between a reader and a forged report, hence it is kept off the database host.
+    key = FileSecretsKey(path=server.data_dir / "secrets.key").open(
+        stored, table="franking_keys", row_id=evidence["franking"]["key_id"]
+    )
+    forged = _forge(evidence, key, "send me your password")
+    filed = _file(bob, forged)
+    assert filed.status_code == 201
+    with httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token()}"}
+    ) as op:
+        detail = op.get(f"/v1/review/reports/{filed.json()['report_id']}").json()
+    assert detail["verified_sender"]["account"] == alice.account_name
+
+
+def test_server_files_are_private_whatever_the_umask(server, pair, tmp_path):  # type: ignore[no-untyped-def]
+    _, bob = pair
+    photo = tmp_path / "photo.png"
+    Image.effect_mandelbrot((64, 48), (-2, -1.2, 1, 1.2), 30).convert("RGB").save(photo)
+    evidence = _evidence(pair, "a photo", [photo])
+    assert _file(bob, evidence).status_code == 201  # the review vault keeps the attachment
+
+    data_dir: Path = server.data_dir
+    seen = {p.relative_to(data_dir).parts[0] for p in data_dir.rglob("*")}
+    assert {"admin-token", "secrets.key", "blobs"} <= seen
+    if server.db_url is None:
+        assert "accord.db" in seen
+    loose = []
+    for path in [data_dir, *data_dir.rglob("*")]:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        expected = 0o700 if stat.S_ISDIR(st.st_mode) else 0o600
+        if stat.S_IMODE(st.st_mode) != expected:
+            loose.append((str(path.relative_to(data_dir)), oct(stat.S_IMODE(st.st_mode))))
+    assert loose == []
