@@ -138,10 +138,13 @@ def test_a_database_copy_alone_cannot_forge_a_verified_report(server, pair, tmp_
 
     # The same forgery with the secrets key as well goes through: the secrets key is what now
     # stands between a reader and a forged report, hence it is kept off the database host.
+    # (On another message: a second report of the same message is the first one, deduplicated.)
+    other = _evidence(pair, "see you at one")
+    key_id = other["franking"]["key_id"]
     key = FileSecretsKey(path=server.data_dir / "secrets.key").open(
-        stored, table="franking_keys", row_id=evidence["franking"]["key_id"]
+        _stored_franking_key(server, tmp_path, key_id), table="franking_keys", row_id=key_id
     )
-    forged = _forge(evidence, key, "send me your password")
+    forged = _forge(other, key, "send me your password")
     filed = _file(bob, forged)
     assert filed.status_code == 201
     with httpx.Client(

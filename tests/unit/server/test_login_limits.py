@@ -109,4 +109,19 @@ def test_the_password_pool_refuses_beyond_its_capacity() -> None:
         assert sorted(outcomes) == ["busy", "done", "done", "done"]
         assert await pool.run(lambda: "again") == "again"
 
-    anyio.run(main)
+    # A thread of its own: another test in this worker process (the browser tests' sync
+    # Playwright) may have left an event loop running in the main thread.
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            anyio.run(main)
+        except BaseException as exc:  # re-raised in the test's thread below
+            errors.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    runner.join(60)
+    assert not runner.is_alive()
+    if errors:
+        raise errors[0]
