@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
+
+T = TypeVar("T")
+
+EVENTUALLY_TIMEOUT_S = 60.0
+EVENTUALLY_POLL_S = 0.05
+
+
+def eventually(check: Callable[[], T], what: str, *, timeout_s: float = EVENTUALLY_TIMEOUT_S) -> T:
+    """Poll `check` until it returns a true value, and return that value.
+
+    Only for work another process or thread completes on its own (a server's background
+    worker, a socket taking its queue, a process starting or cleaning up): time-dependent
+    behaviour never waits here, tests move the `TestClock` instead. Bounded: fails naming
+    `what` after `timeout_s`, which is a limit for a loaded machine, never a measurement.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting: {what}")
+        time.sleep(EVENTUALLY_POLL_S)
+
 
 # A cheap Argon2id for the local stores tests create (the default is RFC 9106's 64 MiB, t=3).
 TEST_KDF_COST = KdfCost(time_cost=1, memory_kib=1024, parallelism=1)

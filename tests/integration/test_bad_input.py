@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ import pytest
 
 from accord.client.client import AccordClient
 from accord.server.process import ServerProcess
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, eventually
 
 PASS = "test passphrase"
 
@@ -184,13 +183,7 @@ def test_truncated_upload_leaves_nothing(small_server, alice):  # type: ignore[n
             reply = b""
     assert not reply.startswith(b"HTTP/1.1 5")
     # The server notices the disconnect on its own schedule; give it a moment to clean up.
-    deadline = time.monotonic() + 10
-    while True:
-        stored = _blob_files(small_server) - before
-        if not stored or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert stored == set()
+    eventually(lambda: not (_blob_files(small_server) - before), "the partial upload removed")
     assert httpx.get(small_server.url + "/v1/health").status_code == 200
 
 

@@ -4,7 +4,6 @@ target's client, the agency's fetch, the public list, the disclosure and the aud
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -13,17 +12,10 @@ from accord.client.client import AccordClient
 from accord.protocols.access.records import SealedRecord
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import access_records
-from accord_testing import TEST_KDF_COST, TestClock, start_server
+from accord_testing import TEST_KDF_COST, TestClock, eventually, start_server
 
 PASS = "test passphrase"
 WINDOW = "+1h"  # the test moves the shared clock past its end
-
-
-def _wait_for(check, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.3)
 
 
 def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) -> None:  # type: ignore[no-untyped-def]
@@ -130,7 +122,7 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
                     shown.append(alice.run("receive").stderr)
                 return any("lawful-access disclosure" in s for s in shown)
 
-            _wait_for(disclosed)
+            eventually(disclosed, "the disclosure notice")
             [notice] = [line for s in shown for line in s.splitlines() if "disclosure" in line]
             assert "CASE-2025-9" in notice and "scope: content, metadata" in notice
             assert "judge (issuing authority" in notice and "commissioner" in notice
@@ -141,7 +133,7 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
                 out = auditor.run("log", "audit", "--server", url, "--json").stdout
                 return json.loads(out)["lawful_access"]  # type: ignore[no-any-return]
 
-            _wait_for(lambda: audited()["total_records"] == 2)
+            eventually(lambda: audited()["total_records"] == 2, "the final record count")
             report = audited()
             assert (report["active"], report["past"], report["overdue_disclosures"]) == (0, 1, [])
             [w] = report["warrants"]

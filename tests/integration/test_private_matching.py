@@ -22,7 +22,6 @@ import base64
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from accord.protocols.private_matching.voucher import (
 )
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import accounts, devices, messages, pm_epochs, pm_shares
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, eventually
 
 PASS = "test passphrase"
 T = DEFAULT_THRESHOLD
@@ -87,14 +86,14 @@ def _admin(server: Any) -> httpx.Client:
 
 def _drain(server: Any, timeout_s: float = 120.0) -> dict[str, Any]:
     """Wait until the server has processed every queued voucher."""
-    deadline = time.monotonic() + timeout_s
     with _admin(server) as op:
-        while True:
+
+        def drained() -> dict[str, Any] | None:
             status: dict[str, Any] = op.get("/v1/matching/status").json()
             done = status["queued"] == 0 and status["crossings_unlogged"] == 0
-            if done or time.monotonic() > deadline:
-                return status
-            time.sleep(0.1)
+            return status if done else None
+
+        return eventually(drained, "every queued voucher processed", timeout_s=timeout_s)
 
 
 def _log_types(server: Any) -> list[str]:

@@ -6,24 +6,13 @@ One server per module and database kind; every test has its own accounts.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import httpx
 
 from accord.client.client import AccordClient
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, eventually
 
 PASS = "test passphrase"
-
-
-def _wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    """Poll until `predicate` holds; fail after a generous deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.05)
 
 
 def test_push_delivers_and_acknowledges(server, tmp_path, unique):  # type: ignore[no-untyped-def]
@@ -49,7 +38,7 @@ def test_push_delivers_and_acknowledges(server, tmp_path, unique):  # type: igno
         def later() -> None:
             try:
                 # bob's socket is open once the queued message was pushed and acknowledged
-                _wait_until(lambda: not bob_queue(), "bob's socket took the queued message")
+                eventually(lambda: not bob_queue(), "bob's socket took the queued message")
                 for i in range(3):
                     alice.send(bob.account_name, f"pushed {i}")
             except BaseException as exc:  # reported by the test's own thread
@@ -64,7 +53,7 @@ def test_push_delivers_and_acknowledges(server, tmp_path, unique):  # type: igno
             f"pushed {i}" for i in range(3)
         ]
         # Acknowledged over the socket: the queue is empty now.
-        _wait_until(lambda: bob_queue() == [], "bob's queue is empty")
+        eventually(lambda: bob_queue() == [], "bob's queue is empty")
     finally:
         alice.close()
         bob.close()

@@ -23,7 +23,7 @@ from pg_cluster import PrivateCluster, pg_bin_dir
 from accord.client.client import AccordClient
 from accord.errors import AccordError, RateLimited
 from accord.server.process import ServerProcess
-from accord_testing import TEST_KDF_COST, TestClock, start_server
+from accord_testing import TEST_KDF_COST, TestClock, eventually, start_server
 
 PASS = "test passphrase"
 REDIS_URL = os.environ.get("ACCORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -117,14 +117,6 @@ class _Sender(threading.Thread):
             self.acked.append(f"m{n}")
 
 
-def _wait_until(check, what: str, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll until `check()` holds; a bounded wait on a condition, never a fixed sleep."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting: {what}"
-        time.sleep(0.02)
-
-
 def _receive_all(client: AccordClient, expected: int, deadline_s: float = 60) -> list[str]:
     texts: list[str] = []
     deadline = time.monotonic() + deadline_s
@@ -150,9 +142,9 @@ def test_sigkill_under_load_loses_no_acknowledged_message(two_processes, tmp_pat
     bob = AccordClient.create_account(bob_home, b.url, "bob", PASS, kdf_cost=TEST_KDF_COST)
     sender = _Sender(alice, "bob")
     sender.start()
-    _wait_until(lambda: len(sender.acked) >= 5, "five acknowledged sends")
+    eventually(lambda: len(sender.acked) >= 5, "five acknowledged sends")
     a.kill()  # mid-stream: a send may be committed without its answer
-    _wait_until(lambda: sender.failed >= 1, "a send refused by the killed process")
+    eventually(lambda: sender.failed >= 1, "a send refused by the killed process")
     sender.stop.set()
     sender.join(10)
     assert len(sender.acked) >= 5 and sender.failed >= 1
@@ -196,10 +188,10 @@ def test_postgres_restart_under_load_loses_no_acknowledged_message(
     sender = _Sender(alice, "bob")
     sender.start()
     try:
-        _wait_until(lambda: len(sender.acked) >= 5, "five acknowledged sends")
+        eventually(lambda: len(sender.acked) >= 5, "five acknowledged sends")
         before = len(sender.acked)
         private_postgres.restart()
-        _wait_until(lambda: len(sender.acked) >= before + 5, "sending resumes after the restart")
+        eventually(lambda: len(sender.acked) >= before + 5, "sending resumes after the restart")
     finally:
         sender.stop.set()
         sender.join(20)
