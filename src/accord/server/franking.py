@@ -25,7 +25,7 @@ from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import ConfigurationError, VerificationError
 from accord.primitives.encoding import b64encode
 from accord.protocols.franking import SERVER_KEY_BYTES, TagContext, tag_commitment, verify_tag
-from accord.server.secrets import SealedColumn, SecretsKey, open_stored
+from accord.server.secrets import SealedColumn, SecretsKey
 from accord.storage.db import Database
 from accord.storage.schema import franking_keys
 from accord.wire.reports import FrankingStamp
@@ -33,7 +33,6 @@ from accord.wire.reports import FrankingStamp
 DAY_MS = 86_400_000
 FRANKING_ROTATE_MS = 7 * DAY_MS
 FRANKING_RETAIN_MS = 365 * DAY_MS
-FRANKING_KEYS_TABLE = "franking_keys"
 
 
 FRANKING_SECRETS = SealedColumn(
@@ -64,7 +63,7 @@ class FrankingKeyRing:
 
     def _open(self, key_id: str, stored: bytes) -> bytes:
         """The key from its stored (sealed) form; a row that does not open is never used."""
-        secret = open_stored(self.secrets, stored, table=FRANKING_KEYS_TABLE, row_id=key_id)
+        secret = FRANKING_SECRETS.open(self.secrets, stored, key_id)
         if len(secret) != SERVER_KEY_BYTES:
             raise ConfigurationError("a stored franking key has the wrong length")
         return secret
@@ -87,7 +86,7 @@ class FrankingKeyRing:
             if row is not None:
                 return self._open(key_id, bytes(row.secret))
             secret = os.urandom(SERVER_KEY_BYTES)
-            sealed = self.secrets.seal(secret, table=FRANKING_KEYS_TABLE, row_id=key_id)
+            sealed = FRANKING_SECRETS.seal(self.secrets, secret, key_id)
             conn.execute(
                 insert(franking_keys).values(key_id=key_id, secret=sealed, created_at=at_ms)
             )

@@ -114,17 +114,6 @@ def _read_or_create_key(path: Path) -> bytes:
     return key
 
 
-def open_stored(secrets: SecretsKey, stored: bytes, *, table: str, row_id: str) -> bytes:
-    """A stored secret opened, or `ConfigurationError` (the server's secrets key is not the one
-    the row was sealed under, or the row was altered): such a row is never used."""
-    try:
-        return secrets.open(stored, table=table, row_id=row_id)
-    except DecryptionError:
-        raise ConfigurationError(
-            f"a stored secret in {table} does not open under this server's secrets key"
-        ) from None
-
-
 @dataclass(frozen=True)
 class SealedColumn:
     """A database column holding sealed secrets: its table, the column naming each row (bound
@@ -134,6 +123,21 @@ class SealedColumn:
     row_id: Column[Any]
     secret: Column[Any]
     plain_bytes: int
+
+    def seal(self, secrets: SecretsKey, plain: bytes, row_id: object) -> bytes:
+        """`plain` sealed for the row `row_id` of this column's table."""
+        return secrets.seal(plain, table=self.table.name, row_id=str(row_id))
+
+    def open(self, secrets: SecretsKey, stored: bytes, row_id: object) -> bytes:
+        """A stored secret opened, or `ConfigurationError` (the server's secrets key is not the
+        one the row was sealed under, or the row was altered): such a row is never used."""
+        try:
+            return secrets.open(stored, table=self.table.name, row_id=str(row_id))
+        except DecryptionError:
+            raise ConfigurationError(
+                f"a stored secret in {self.table.name} does not open under this server's "
+                "secrets key"
+            ) from None
 
 
 def seal_plain_rows(db: Database, secrets: SecretsKey, column: SealedColumn) -> int:
@@ -150,7 +154,7 @@ def seal_plain_rows(db: Database, secrets: SecretsKey, column: SealedColumn) -> 
                 conn.execute(
                     update(table)
                     .where(row_id == rid)
-                    .values({secret.name: secrets.seal(value, table=table.name, row_id=str(rid))})
+                    .values({secret.name: column.seal(secrets, value, rid)})
                 )
                 sealed += 1
         return sealed

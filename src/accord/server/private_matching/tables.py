@@ -46,7 +46,7 @@ from accord.protocols.private_matching.voucher import (
     voucher_size,
 )
 from accord.server.detection import DetectionService
-from accord.server.secrets import SealedColumn, SecretsKey, open_stored
+from accord.server.secrets import SealedColumn, SecretsKey
 from accord.server.translog import LogService
 from accord.storage.db import Database
 from accord.storage.schema import (
@@ -61,7 +61,6 @@ from accord.wire.matching import (
 )
 
 TABLES_DIR = "matching-tables"
-PM_TABLES_TABLE = "pm_tables"
 #: A voucher made for the table just replaced is still accepted this long (clients refresh the
 #: table they use before each send with images).
 TABLE_GRACE_MS = 10 * 60 * 1000
@@ -159,9 +158,7 @@ class MatchingTables:
 
         def _insert(conn: Connection) -> int:
             version = int(conn.execute(select(func.max(pm_tables.c.version))).scalar() or 0) + 1
-            sealed = self.secrets.seal(
-                secret.alpha.value, table=PM_TABLES_TABLE, row_id=str(version)
-            )
+            sealed = TABLE_SECRETS.seal(self.secrets, secret.alpha.value, version)
             conn.execute(
                 insert(pm_tables).values(
                     version=version,
@@ -290,14 +287,7 @@ class MatchingTables:
             matcher=ThresholdMatcher(
                 table=table,
                 secret=TableSecret(
-                    Scalar(
-                        open_stored(
-                            self.secrets,
-                            bytes(row.secret),
-                            table=PM_TABLES_TABLE,
-                            row_id=str(row.version),
-                        )
-                    )
+                    Scalar(TABLE_SECRETS.open(self.secrets, bytes(row.secret), row.version))
                 ),
                 bank_check=lambda pdq: self._bank_check(banks, pdq),
             ),
