@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -398,8 +398,20 @@ class AccordClient:
         notices = self._devices.check_own()
         return self._devices.own(), notices
 
-    def _refresh_devices(self, accounts: Iterable[str]) -> None:
-        self._devices.refresh(accounts)
+    def _refresh_devices(self, accounts: Iterable[str]) -> list[str]:
+        with self.store.transaction():
+            return self._devices.refresh(accounts)
+
+    def verify_contact(self, account: str, *, confirm: bool = False) -> tuple[str, bool]:
+        """The safety code to compare with `account`'s user in person, and whether the contact
+        is marked verified; `confirm` marks it verified (docs/protocol/transparency.md, K11)."""
+        self._require_active()
+        return self._devices.verify_contact(account, confirm=confirm)
+
+    def contact_notices(self) -> list[str]:
+        """Notices about contacts' device changes not yet taken (K11)."""
+        with self.store.transaction():
+            return self._devices.take_notices()
 
     # --- groups (step 9) --------------------------------------------------------------------
 
@@ -422,8 +434,9 @@ class AccordClient:
         content = self._compose(conversation, text, attachments)
 
         def encrypt(payload: bytes, attempt: int) -> SendRequest:
+            self._devices.prepare({to, self.account_name}, refresh=attempt > 0)
             with self.store.transaction():
-                targets = self._devices.others({to, self.account_name}, refresh=attempt > 0)
+                targets = self._devices.others({to, self.account_name})
                 copies = self._sessions.encrypt_copies(targets, payload)
             return SendRequest(
                 message_id=content.message_id,
@@ -443,8 +456,11 @@ class AccordClient:
 
         def encrypt(payload: bytes, attempt: int) -> SendRequest:
             with self.store.transaction():
-                state = self._groups.state(group, refresh=attempt > 0)
-                targets = self._devices.others(state.members, refresh=attempt > 0)
+                members = self._groups.state(group, refresh=attempt > 0).members
+            self._devices.prepare(members, refresh=attempt > 0)
+            with self.store.transaction():
+                state = self._groups.state(group)
+                targets = self._devices.others(state.members)
                 current = {(d.account, d.device_id) for d in targets}
                 outbound, shared = self._groups.outbound_session(group, current)
                 share = GroupKeyShare(
@@ -500,7 +516,15 @@ class AccordClient:
             request = encrypt(payload, attempt).model_copy(update={"extensions": extensions})
             try:
                 self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
-            except StaleDevicesResponse:
+            except StaleDevicesResponse as stale:
+                if attempt > 0 and self._devices.unlogged(stale.body.missing):
+                    # After a proof-checked refresh the server still wants devices that are
+                    # not in the accounts' logged sets: never encrypt to them.
+                    raise VerificationError(
+                        "the server asks to encrypt to devices that are not in the transparency "
+                        "log's set for their account",
+                        code="unlogged_device",
+                    ) from None
                 continue
             self._remember_sent(content)
             return content.message_id
@@ -530,6 +554,7 @@ class AccordClient:
         except VerificationError as exc:  # tell the user; keep receiving
             notices = [f"this account's device list did not verify: {exc.message}"]
         notices += self._notices()
+        notices += self.contact_notices()
         notices += self.access.sync_notices()  # lawful access: warrants, disclosures
         result = ReceiveResult(notices=notices)
         after = 0

@@ -85,7 +85,9 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         clock=clock,
     )
     metrics = Metrics()
-    log = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
+    log = LogService(
+        engine, config.data_dir, config.log_origin, witnesses=config.witnesses, clock=config.clock
+    )
     messaging = MessagingService(
         db,
         log,
