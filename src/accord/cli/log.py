@@ -8,6 +8,7 @@ import click
 
 from accord.cli.access import report_json, report_lines
 from accord.cli.common import home_dir
+from accord.cli.terminal import printable
 from accord.client.audit import audit_log, fetch_checkpoint
 
 
@@ -35,6 +36,8 @@ def log_audit(ctx: click.Context, server: str, as_json: bool) -> None:
         if result.access is not None:
             out["lawful_access"] = report_json(result.access)
         click.echo(json.dumps(out))
+        if result.findings:
+            ctx.exit(1)
         return
     click.echo(f"log {result.origin}: {result.size} entries, root {result.root}")
     if result.previous_size is not None:
@@ -43,7 +46,18 @@ def log_audit(ctx: click.Context, server: str, as_json: bool) -> None:
         click.echo(f"  {kind}: {count}")
     if result.invalid:
         click.echo(f"  entries failing their checks: {result.invalid}")
+    kt = result.key_transparency
+    if kt is not None:
+        click.echo(
+            f"key transparency: {kt.accounts} accounts, {kt.changes} device changes, "
+            f"{kt.map_heads} map heads replayed"
+        )
     if result.access is not None and result.access.warrants:
         click.echo("lawful access (recomputed from the log):")
         for line in report_lines(result.access):
             click.echo(f"  {line}")
+    if result.findings:
+        click.echo(f"INVALID: {len(result.findings)} finding(s):")
+        for line in result.findings:
+            click.echo(f"  {printable(line)}")
+        ctx.exit(1)

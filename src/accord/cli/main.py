@@ -42,6 +42,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "Create and publish the set of approvers and its threshold.",
     ),
     "bank": LazyCommand("accord.cli.detection:bank_group", "Manage hash banks (named hash lists)."),
+    "contact": LazyCommand(
+        "accord.cli.messaging:contact",
+        "Contacts' keys: the safety code to compare in person, and verification.",
+    ),
     "demo": LazyCommand(
         "accord.cli.messaging:demo",
         "The whole story on embedded SQLite in a temporary directory.",

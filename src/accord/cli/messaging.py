@@ -12,7 +12,7 @@ import click
 from accord.cli.common import home_dir, kdf_cost
 from accord.cli.output import write_lines
 from accord.cli.terminal import printable
-from accord.client.client import AccordClient
+from accord.client.client import ACCOUNT_NAME_RE, AccordClient
 from accord.client.history import StoredMessage
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
@@ -95,6 +95,38 @@ def account_devices(ctx: click.Context, as_json: bool) -> None:
                 json.dumps(row)
                 if as_json
                 else f"{d.device_id}  {d.ed25519}" + ("  (this device)" if row["this"] else "")
+            )
+
+
+@click.group()
+def contact() -> None:
+    """Contacts' keys: the safety code to compare in person, and verification."""
+
+
+@contact.command("verify")
+@click.argument("name")
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Mark NAME verified: you compared the code with NAME in person and it matched.",
+)
+@click.pass_context
+def contact_verify(ctx: click.Context, name: str, confirm: bool) -> None:
+    """Show the safety code shared with NAME (it changes when either account's devices do).
+
+    A verified contact whose devices change is not sent to until verified again.
+    """
+    if not ACCOUNT_NAME_RE.match(name):
+        raise InvalidInput("not an account name")
+    with open_client(ctx) as client:
+        code, verified = client.verify_contact(name, confirm=confirm)
+        click.echo(f"safety code with {name}: {code}")
+        if verified:
+            click.echo(f"{name} is verified")
+        else:
+            click.echo(
+                f"not verified: compare this code with {name} in person, then run "
+                f"`accord contact verify {name} --confirm`"
             )
 
 
