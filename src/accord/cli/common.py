@@ -41,7 +41,9 @@ def run_cli(
     argv = list(sys.argv[1:] if args is None else args)
     verbose = "--verbose" in argv
     try:
-        group.main(args=argv, standalone_mode=False, obj=obj)
+        # Without standalone mode, click returns the code a command exits with (`ctx.exit(N)`).
+        code = group.main(args=argv, standalone_mode=False, obj=obj)
+        return code if isinstance(code, int) and not isinstance(code, bool) else 0
     except click.exceptions.Abort as exc:
         click.echo("aborted", err=True)
         interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
@@ -81,7 +83,6 @@ def run_cli(
             f"error: unexpected {type(exc).__name__} (--verbose shows the traceback)", err=True
         )
         return EXIT_FAILURE
-    return 0
 
 
 def describe_os_error(exc: OSError) -> str:
