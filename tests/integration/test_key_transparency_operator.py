@@ -11,32 +11,25 @@ are unique per test.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from accord.cli.demo_transparency import forge_registration, operator_appends, state_with_device
 from accord.client.client import AccordClient
 from accord.errors import VerificationError
-from accord.primitives.encoding import b64encode
 from accord.primitives.olm import DeviceAccount
 from accord.protocols.key_transparency import (
     AccountState,
-    AppliedChange,
     LoggedDevice,
-    map_head_entry,
     next_history,
-    search_key,
 )
-from accord.protocols.messaging import approval_payload, device_keys_payload
-from accord.protocols.translog.entries import DeviceRegistration
-from accord.protocols.translog.prefix_tree import PrefixTree
 from accord.storage.db import make_engine, sqlite_url
-from accord.storage.key_directory import KeyDirectoryStore
-from accord.storage.translog import TransparencyLogStore, kt_versions
-from accord.wire.messaging import DeviceKeys
+from accord.storage.translog import kt_versions
 from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
@@ -67,101 +60,15 @@ def accounts(server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterat
 
 
 def _engine(server: Any) -> Engine:
-    return make_engine(server.db_url or sqlite_url(server.data_dir))
+    return make_engine(_db(server))
 
 
-def _registration(
-    account: str, *, approver: tuple[str, DeviceAccount] | None
-) -> tuple[DeviceRegistration, DeviceAccount]:
-    """A new device of `account`, self-signed; approved by `approver` if given (any key)."""
-    ghost = DeviceAccount()
-    device_id = "GHOST" + b64encode(ghost.ed25519.encode())[:6].upper().replace("+", "A")
-    sig = ghost.sign(device_keys_payload(account, device_id, ghost.ed25519, ghost.curve25519))
-    keys = DeviceKeys(
-        account=account,
-        device_id=device_id,
-        ed25519=ghost.ed25519,
-        curve25519=ghost.curve25519,
-        signature=sig,
-    )
-    approval = None
-    if approver is not None:
-        approval = approver[1].sign(approval_payload(approver[0], keys))
-    entry = DeviceRegistration(
-        account=account,
-        device_id=device_id,
-        ed25519=ghost.ed25519,
-        curve25519=ghost.curve25519,
-        signature=sig,
-        approver_device_id=approver[0] if approver else None,
-        approval_signature=approval,
-        registered_at=1,  # an old timestamp: order comes from the log, not from this
-    )
-    return entry, ghost
+def _db(server: Any) -> str:
+    return str(server.db_url or sqlite_url(server.data_dir))
 
 
-def _operator_appends(
-    server: Any,
-    entry: DeviceRegistration,
-    new_state: Callable[[AccountState | None, int], AccountState],
-) -> int:
-    """Append `entry` behind the server's back, with the account's state the operator chose
-    (`new_state(old, index)`) in the map, a map head committing to that map, and the device in
-    the server's devices table so that the server routes messages to it. Returns the index."""
-    engine = _engine(server)
-    try:
-        log = TransparencyLogStore(engine)
-        keys = KeyDirectoryStore(engine)
-        old = keys.state(entry.account)
-        first = log.size()
-        state = new_state(old, first)
-        tree = PrefixTree.from_items(keys.commitments()).with_updates(
-            [(search_key(entry.account), state.commitment())]
-        )
-        head = map_head_entry(tree, 2)
-
-        def write(conn: Any) -> None:
-            keys.write(conn, [AppliedChange(state, first)], first + 2)
-
-        log.append_batch([entry.to_bytes(), head], expected_first=first, also=write)
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO devices (account_id, device_id, ed25519, curve25519, signature,"
-                    " created_at, log_index) SELECT id, :id, :ed, :cu, :sig, 1, :idx"
-                    " FROM accounts WHERE name = :acct"
-                ),
-                {
-                    "id": entry.device_id,
-                    "ed": entry.ed25519,
-                    "cu": entry.curve25519,
-                    "sig": entry.signature,
-                    "idx": first,
-                    "acct": entry.account,
-                },
-            )
-        return first
-    finally:
-        engine.dispose()
-
-
-def _with_device(entry: DeviceRegistration) -> Callable[[AccountState | None, int], AccountState]:
-    """The operator's map: the account's state with the device added, rules ignored."""
-
-    def make(old: AccountState | None, index: int) -> AccountState:
-        assert old is not None
-        device = LoggedDevice(
-            entry.device_id, entry.ed25519, entry.curve25519, entry.signature, index
-        )
-        return AccountState(
-            old.account,
-            old.version + 1,
-            old.genesis,
-            next_history(old.history, index, entry.to_bytes()),
-            tuple(sorted((*old.devices, device), key=lambda d: d.device_id)),
-        )
-
-    return make
+def _ghost_id() -> str:
+    return "GHOST" + secrets.token_hex(4).upper()
 
 
 def _audit(cli: Any, server: Any) -> tuple[int, dict[str, Any]]:
@@ -173,8 +80,8 @@ def test_a_second_genesis_device_is_refused_warned_and_flagged(  # type: ignore[
     server, accounts, tmp_path, unique, cli
 ):
     alice, bob, _laptop = accounts
-    entry, _ghost = _registration(bob.account_name, approver=None)
-    index = _operator_appends(server, entry, _with_device(entry))
+    entry = forge_registration(bob.account_name, _ghost_id(), approver=None)
+    index = operator_appends(_db(server), entry, state_with_device(entry))
     # alice has bob's history pinned: the new change is a second genesis.
     with pytest.raises(VerificationError) as caught:
         alice.send(bob.account_name, "must not reach a ghost")
@@ -204,8 +111,10 @@ def test_a_device_the_owner_never_approved_is_refused_warned_and_flagged(  # typ
 ):
     alice, bob, _laptop = accounts
     # "Approved" by bob's phone id, but signed with a key the operator holds.
-    entry, _ghost = _registration(bob.account_name, approver=(bob.device_id, DeviceAccount()))
-    index = _operator_appends(server, entry, _with_device(entry))
+    entry = forge_registration(
+        bob.account_name, _ghost_id(), approver=(bob.device_id, DeviceAccount())
+    )
+    index = operator_appends(_db(server), entry, state_with_device(entry))
     with pytest.raises(VerificationError) as caught:
         alice.send(bob.account_name, "must not reach a ghost")
     assert caught.value.code == "kt_unapproved_device"
@@ -220,7 +129,7 @@ def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(  # type
 ):
     """The operator replaces bob's whole history with a fresh genesis of a device it holds."""
     alice, bob, _laptop = accounts
-    entry, _ghost = _registration(bob.account_name, approver=None)
+    entry = forge_registration(bob.account_name, _ghost_id(), approver=None)
 
     def fresh(_old: AccountState | None, index: int) -> AccountState:
         device = LoggedDevice(
@@ -236,7 +145,7 @@ def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(  # type
             conn.execute(kt_versions.delete().where(kt_versions.c.account == bob.account_name))
     finally:
         engine.dispose()
-    index = _operator_appends(server, entry, fresh)
+    index = operator_appends(_db(server), entry, fresh)
     with pytest.raises(VerificationError) as caught:
         alice.send(bob.account_name, "must not reach a ghost")
     assert caught.value.code in ("history_rewritten", "history_incomplete")

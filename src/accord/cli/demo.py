@@ -19,6 +19,7 @@ import click
 
 from accord.cli.demo_access import access_chapter
 from accord.cli.demo_matching import matching_chapter
+from accord.cli.demo_transparency import transparency_chapter
 from accord.client.client import AccordClient
 from accord.client.operator import OperatorApi
 from accord.client.received import ReceivedMessage
@@ -145,6 +146,16 @@ def _run(root: Path) -> None:
             _report_chapter(root, server, alice, bob, carol)
             matching_chapter(root, server, alice, bob, step=_step, ok=_ok, expect=_expect)
             access_chapter(root, server, alice, bob, step=_step, ok=_ok, expect=_expect)
+            clients += transparency_chapter(
+                root,
+                server,
+                alice,
+                bob,
+                passphrase=DEMO_PASSPHRASE,
+                step=_step,
+                ok=_ok,
+                expect=_expect,
+            )
         finally:
             for c in clients:
                 c.close()
