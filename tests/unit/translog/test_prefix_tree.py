@@ -136,3 +136,22 @@ def test_malformed_proofs_are_refused_at_construction() -> None:
         SearchProof(SearchResult.NON_INCLUSION_LEAF, 0, ())
     with pytest.raises(InvalidInput):
         PrefixTree.from_items([(_key(1), _key(2)), (_key(1), _key(3))])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.dictionaries(keys, commitments, max_size=40),
+    st.dictionaries(keys, commitments, max_size=40),
+    st.data(),
+)
+def test_a_batch_update_makes_the_same_tree_as_a_bulk_build(
+    before: dict[bytes, bytes], batch: dict[bytes, bytes], data: st.DataObject
+) -> None:
+    # Some of the batch replaces existing keys, the rest is new.
+    if before:
+        for key in data.draw(st.lists(st.sampled_from(sorted(before)), max_size=5)):
+            batch[key] = bytes(32)
+    updated = PrefixTree.from_items(before.items()).with_updates(batch.items())
+    expected = PrefixTree.from_items({**before, **batch}.items())
+    assert updated.root_value == expected.root_value
+    assert updated.size == expected.size

@@ -151,16 +151,15 @@ class PrefixTree:
 
     def with_updates(self, items: Iterable[tuple[bytes, bytes]]) -> PrefixTree:
         """This tree with each key set to its commitment (inserted or replaced)."""
-        pending = list(items)
-        if not pending:
+        latest = dict(items)  # the last commitment given for a key wins
+        if not latest:
             return self
-        root = self._root if self._root is not None else _Parent(None, None)
-        size = self.size
-        for key, commitment in pending:
+        for key, commitment in latest.items():
             _check_pair(key, commitment)
-            root, added = _set(root, 0, key, commitment)
-            size += added
-        return PrefixTree(root, size)
+        root = self._root if self._root is not None else _Parent(None, None)
+        pending = sorted(latest.items())
+        new_root, added = _set_many(root, 0, pending, 0, len(pending))
+        return PrefixTree(new_root, self.size + added)
 
     def get(self, key: bytes) -> bytes | None:
         """The commitment stored under `key`, if any."""
@@ -202,6 +201,51 @@ def _check_pair(key: bytes, commitment: bytes) -> None:
         raise InvalidInput("prefix tree keys and commitments are 32 bytes")
 
 
+def _first_one(pairs: Sequence[tuple[bytes, bytes]], lo: int, hi: int, depth: int) -> int:
+    """The first of the sorted keys `pairs[lo:hi]` (sharing `depth` bits) with bit `depth` set."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _bit(pairs[mid][0], depth):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _set_many(
+    node: _Parent, depth: int, pairs: Sequence[tuple[bytes, bytes]], lo: int, hi: int
+) -> tuple[_Parent, int]:
+    """`node` (a parent at `depth`) with the sorted keys `pairs[lo:hi]` set, each node on the
+    changed paths made once; returns it and how many keys were added."""
+    if hi - lo == 1:
+        return _set(node, depth, *pairs[lo])
+    mid = _first_one(pairs, lo, hi, depth)
+    left, right, added = node.left, node.right, 0
+    for bit, a, b in ((0, lo, mid), (1, mid, hi)):
+        if a == b:
+            continue
+        child = node.child(bit)
+        if child is None:
+            new: _Node = _build(pairs, a, b, depth + 1)
+            count = b - a
+        elif isinstance(child, _Parent):
+            new, count = _set_many(child, depth + 1, pairs, a, b)
+        else:  # a leaf: it joins the batch (unless a new value replaces it) and all go below
+            merged = [pairs[i] for i in range(a, b)]
+            count = b - a
+            if all(k != child.key for k, _ in merged):
+                merged = sorted([*merged, (child.key, child.commitment)])
+            else:
+                count -= 1
+            new = _build(merged, 0, len(merged), depth + 1)
+        if bit:
+            right = new
+        else:
+            left = new
+        added += count
+    return _Parent(left, right), added
+
+
 def _set(node: _Parent, depth: int, key: bytes, commitment: bytes) -> tuple[_Parent, int]:
     """`node` (a parent at `depth`) with `key` set; returns it and how many keys were added."""
     bit = _bit(key, depth)
@@ -229,14 +273,7 @@ def _build(pairs: Sequence[tuple[bytes, bytes]], lo: int, hi: int, depth: int) -
     """The node at `depth` holding the sorted keys `pairs[lo:hi]` (at least one)."""
     if hi - lo == 1:
         return _Leaf(*pairs[lo])
-    # The first key whose bit at `depth` is 1 (keys share their first `depth` bits).
-    a, b = lo, hi
-    while a < b:
-        mid = (a + b) // 2
-        if _bit(pairs[mid][0], depth):
-            b = mid
-        else:
-            a = mid + 1
+    a = _first_one(pairs, lo, hi, depth)
     left = _build(pairs, lo, a, depth + 1) if a > lo else None
     right = _build(pairs, a, hi, depth + 1) if hi > a else None
     return _Parent(left, right)
