@@ -247,3 +247,22 @@ def test_a_verified_contact_stays_blocked_until_verified_again(  # type: ignore[
         assert [m.text for m in tablet.receive().messages] == ["verified again"]
     finally:
         tablet.close()
+
+
+def test_a_removed_device_leaves_every_set_and_the_last_one_stays(  # type: ignore[no-untyped-def]
+    server, accounts, cli
+):
+    alice, bob, laptop = accounts
+    bob.remove_device(laptop.device_id)
+    assert [d.device_id for d in bob.devices()[0]] == [bob.device_id]
+    # A removal is not an addition: alice is not stopped, and only the phone gets the message.
+    alice.send(bob.account_name, "to the phone only")
+    assert [m.text for m in bob.receive().messages] == ["to the phone only"]
+    with pytest.raises(Exception) as caught:  # the laptop's token died with it
+        laptop.receive()
+    assert getattr(caught.value, "code", None) in ("unauthenticated", "not_found")
+    with pytest.raises(VerificationError) as last:
+        bob.remove_device(bob.device_id)
+    assert last.value.code == "kt_last_device"
+    code, report = _audit(cli, server)
+    assert not any(bob.account_name in f for f in report["findings"])

@@ -135,6 +135,20 @@ def device() -> None:
     """Link a new device to an account."""
 
 
+@device.command("remove")
+@click.argument("device_id")
+@click.pass_context
+def device_remove(ctx: click.Context, device_id: str) -> None:
+    """Remove DEVICE_ID (a lost phone, say) from your account; it can be this device.
+
+    The removal is signed here and logged; the account's other devices and your contacts see
+    the smaller set. An account keeps at least one device.
+    """
+    with open_client(ctx) as client:
+        client.remove_device(device_id)
+        click.echo(f"device {device_id} removed from {client.account_name}")
+
+
 @device.command("link")
 @click.argument("name")
 @click.option("--server", required=True)

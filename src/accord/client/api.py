@@ -73,6 +73,7 @@ def _most_general_by_status(classes: tuple[type[AccordError], ...]) -> dict[int,
 
 
 _ERROR_BY_CODE = {cls.code: cls for cls in _REFUSALS}
+KT_RULE_CODE_PREFIX = "kt_"
 # A refusal with a code of its own ("threshold_not_met", "warrant_replayed", ...) is raised on the
 # server as one of these classes, whose status it carries. 422 is shared by three unrelated
 # classes, so such a refusal at 422 stays a ServiceError with its code.
@@ -89,6 +90,8 @@ def _error_from(response: httpx.Response) -> AccordError:
     cls = None
     if 400 <= status < 500:
         cls = _ERROR_BY_CODE.get(code) or _ERROR_BY_STATUS.get(status)
+        if cls is None and code.startswith(KT_RULE_CODE_PREFIX):
+            cls = VerificationError  # a key-transparency rule the change broke (K8)
     if cls is StaleDevicesResponse:
         try:
             return StaleDevicesResponse(StaleDevices.model_validate(body))

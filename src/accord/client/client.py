@@ -51,6 +51,7 @@ from accord.primitives.encoding import b64encode, b64url
 from accord.primitives.olm import DeviceAccount
 from accord.primitives.storage_crypto import DEFAULT_KDF_COST, KdfCost
 from accord.protocols.franking import FrankingKey, commit_message, new_franking_key
+from accord.protocols.key_transparency import revocation_payload
 from accord.protocols.messaging import (
     approval_payload,
     device_keys_payload,
@@ -73,6 +74,7 @@ from accord.wire.messaging import (
     GroupState,
     LinkCreated,
     PendingLink,
+    RevokeDeviceRequest,
     SendAccepted,
     SendRequest,
     encode_payload,
@@ -90,6 +92,7 @@ SEND_ATTEMPTS = 4
 PUSH_MAX_FRAME_BYTES = 16 << 20
 PUSH_OPEN_TIMEOUT_S = 10
 ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
 MIN_PASSPHRASE_CHARS = 8
 LINK_CODE_RE = re.compile(r"^([A-Z2-7]{16})-([A-Z2-7]{16})$")
 
@@ -351,6 +354,26 @@ class AccordClient:
         with self.store.transaction():
             self._devices.refresh([self.account_name])
         return device
+
+    def remove_device(self, device_id: str) -> None:
+        """Remove a device (this one or another) from this account: signed here, logged by the
+        server; every device of the account and every contact then sees the smaller set."""
+        self._require_active()
+        with user_input():
+            if not DEVICE_ID_RE.match(device_id):
+                raise InvalidInput("not a device id")
+        at = now_ms(self.clock)
+        signature = self._ctx.identity.sign(
+            revocation_payload(self.account_name, device_id, self.device_id, at)
+        )
+        self.api.request(
+            "POST",
+            f"/v1/devices/{device_id}/revoke",
+            json=RevokeDeviceRequest(revoked_at=at, signature=signature).model_dump(),
+        )
+        if device_id != self.device_id:
+            with self.store.transaction():
+                self._devices.refresh([self.account_name])
 
     def _abandon(self) -> None:
         """Close; and if the server never accepted this device, forget it so a retry works."""

@@ -166,6 +166,15 @@ class ApproveLinkRequest(WireModel):
     approval: DeviceApproval
 
 
+class RevokeDeviceRequest(WireModel):
+    """Remove a device (this one or another) from the calling device's account; signed by the
+    calling device over `revocation_payload` (docs/protocol/transparency.md, K8)."""
+
+    v: Version = 1
+    revoked_at: Annotated[int, Field(ge=0, le=2**53)]
+    signature: SignatureB64
+
+
 # --- groups -------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from accord.wire.messaging import (
     LinkRequest,
     PendingLink,
     PublishKeysRequest,
+    RevokeDeviceRequest,
     SendAccepted,
     SendRequest,
     SignedGroupState,
@@ -75,6 +76,18 @@ async def account_transparency(
     if size is not None:
         return await to_thread.run_sync(services.log.account_history, account, since, size)
     return await to_thread.run_sync(services.log.account_proof, account, since)
+
+
+@router.post("/v1/devices/{device_id}/revoke", status_code=204)
+async def revoke_device(
+    device_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{4,32}$")],
+    req: RevokeDeviceRequest,
+    dev: CurrentDevice,
+    services: ServicesDep,
+) -> Response:
+    """Remove a device of the caller's account (logged first; docs/protocol/transparency.md)."""
+    await services.messaging.revoke_device(dev, device_id, req)
+    return Response(status_code=204)
 
 
 @router.post("/v1/auth/challenge")
