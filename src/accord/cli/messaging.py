@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -14,6 +16,7 @@ from accord.cli.output import write_lines
 from accord.cli.terminal import printable
 from accord.client.client import ACCOUNT_NAME_RE, AccordClient
 from accord.client.history import StoredMessage
+from accord.client.received import ReceiveResult
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
@@ -222,25 +225,51 @@ def _text_from_stdin() -> str:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep the connection open and print messages as they arrive, until Ctrl-C or "
+    "SIGTERM (it reconnects by itself after a server restart).",
+)
 @click.pass_context
-def receive(ctx: click.Context, as_json: bool) -> None:
+def receive(ctx: click.Context, as_json: bool, follow: bool) -> None:
     """Fetch, verify, decrypt, store and print new messages."""
     with open_client(ctx) as client:
-        result = client.receive()
-        for notice in result.notices:
-            click.echo(f"warning: {printable(notice)}", err=True)
-        for reason in result.rejected:
-            click.echo(f"warning: {printable(reason)}", err=True)
-        # Messages stored but not shown (this run's, and any an earlier run could not print):
-        # each is marked shown only once its lines are out, so a closed pipe or Ctrl-C leaves
-        # the rest for the next `receive`.
-        for stored in client.unshown_messages():
-            m = stored.message
-            if as_json:  # JSON escapes every control character; a program reads it, not a person
-                write_lines([json.dumps(m.to_json(), ensure_ascii=False)])
-            else:
-                write_lines(_message_lines(stored))
-            client.mark_shown(stored)
+        if follow:
+            _follow(client, as_json)
+            return
+        _show(client, client.receive(), as_json)
+
+
+def _show(client: AccordClient, result: ReceiveResult, as_json: bool) -> None:
+    for notice in result.notices:
+        click.echo(f"warning: {printable(notice)}", err=True)
+    for reason in result.rejected:
+        click.echo(f"warning: {printable(reason)}", err=True)
+    # Messages stored but not shown (this run's, and any an earlier run could not print): each
+    # is marked shown only once its lines are out, so a closed pipe or Ctrl-C leaves the rest
+    # for the next `receive`.
+    for stored in client.unshown_messages():
+        m = stored.message
+        if as_json:  # JSON escapes every control character; a program reads it, not a person
+            write_lines([json.dumps(m.to_json(), ensure_ascii=False)])
+        else:
+            write_lines(_message_lines(stored))
+        client.mark_shown(stored)
+
+
+def _follow(client: AccordClient, as_json: bool) -> None:
+    """`receive --follow`: each frame is shown before it is acknowledged (`AccordClient.follow`);
+    Ctrl-C and SIGTERM end it with exit 0."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        for result in client.follow(stop):
+            _show(client, result, as_json)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()

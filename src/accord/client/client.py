@@ -14,7 +14,8 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,9 @@ from accord.wire.reports import (
 SEND_ATTEMPTS = 4
 PUSH_MAX_FRAME_BYTES = 16 << 20
 PUSH_OPEN_TIMEOUT_S = 10
+FOLLOW_POLL_S = 0.5  # how often a follow loop looks at its stop flag
+FOLLOW_BACKOFF_MIN_S = 0.5
+FOLLOW_BACKOFF_MAX_S = 30.0
 ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
 MIN_PASSPHRASE_CHARS = 8
@@ -572,14 +576,8 @@ class AccordClient:
     def receive(self, *, limit: int = 100) -> ReceiveResult:
         """Fetch, verify, decrypt and store every queued envelope; acknowledge each one."""
         self._require_active()
-        try:
-            notices = self._devices.check_own()
-        except VerificationError as exc:  # tell the user; keep receiving
-            notices = [f"this account's device list did not verify: {exc.message}"]
-        notices += self._notices()
-        notices += self.contact_notices()
-        notices += self.access.sync_notices()  # lawful access: warrants, disclosures
-        result = ReceiveResult(notices=notices)
+        # Own devices, operator notices, contacts' changes, lawful access (warrants, disclosures).
+        result = ReceiveResult(notices=self._startup_notices())
         after = 0
         while True:
             batch = self.api.call(
@@ -630,6 +628,64 @@ class AccordClient:
             raise ServiceError(f"push connection failed: {type(exc).__name__}") from None
         publish_one_time_keys(self._ctx)
         return result
+
+    def follow(self, stop: threading.Event | None = None) -> Iterator[ReceiveResult]:
+        """Receive as messages arrive, over a WebSocket held open, until `stop` is set.
+
+        Each frame's envelopes are verified, decrypted and stored, then yielded; they are
+        acknowledged to the server only when the caller asks for the next frame (so a consumer
+        that shows them first never has a message acknowledged and unshown; one killed before
+        showing them finds them in `unshown_messages`). A dropped connection (a server restart)
+        is retried with backoff; each retry yields a notice.
+        """
+        from websockets.exceptions import WebSocketException
+        from websockets.sync.client import connect
+
+        self._require_active()
+        stop = stop or threading.Event()
+        first = ReceiveResult()
+        first.notices += self._startup_notices()
+        yield first
+        backoff = FOLLOW_BACKOFF_MIN_S
+        while not stop.is_set():
+            url = self.api.base_url.replace("http", "ws", 1) + "/v1/ws"
+            try:
+                with connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {self._token(False)}"},
+                    max_size=PUSH_MAX_FRAME_BYTES,
+                    open_timeout=PUSH_OPEN_TIMEOUT_S,
+                ) as ws:
+                    backoff = FOLLOW_BACKOFF_MIN_S
+                    while not stop.is_set():
+                        try:
+                            raw = ws.recv(timeout=FOLLOW_POLL_S)
+                        except TimeoutError:
+                            continue
+                        frame = json.loads(raw)
+                        batch = [Envelope.model_validate(e) for e in frame.get("envelopes", [])]
+                        result = ReceiveResult()
+                        done = self.process_envelopes(batch, result)
+                        result.notices += self.contact_notices()
+                        yield result
+                        if done:
+                            ws.send(json.dumps({"type": "ack", "ids": done}))
+                        publish_one_time_keys(self._ctx)
+            except (WebSocketException, OSError, ValueError, AccordError) as exc:
+                if stop.is_set():
+                    break
+                yield ReceiveResult(
+                    notices=[f"connection lost ({type(exc).__name__}); retrying in {backoff:g} s"]
+                )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, FOLLOW_BACKOFF_MAX_S)
+
+    def _startup_notices(self) -> list[str]:
+        try:
+            notices = self._devices.check_own()
+        except VerificationError as exc:  # tell the user; keep receiving
+            notices = [f"this account's device list did not verify: {exc.message}"]
+        return notices + self._notices() + self.contact_notices() + self.access.sync_notices()
 
     def ack(self, ids: Sequence[int]) -> None:
         try:
