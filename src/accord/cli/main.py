@@ -42,6 +42,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "Create and publish the set of approvers and its threshold.",
     ),
     "bank": LazyCommand("accord.cli.detection:bank_group", "Manage hash banks (named hash lists)."),
+    "chat": LazyCommand(
+        "accord.cli.chat:chat",
+        "Chat: conversations, live messages, groups, attachments, devices and safety notices.",
+    ),
     "contact": LazyCommand(
         "accord.cli.messaging:contact",
         "Contacts' keys: the safety code to compare in person, and verification.",

@@ -635,8 +635,10 @@ class AccordClient:
         Each frame's envelopes are verified, decrypted and stored, then yielded; they are
         acknowledged to the server only when the caller asks for the next frame (so a consumer
         that shows them first never has a message acknowledged and unshown; one killed before
-        showing them finds them in `unshown_messages`). A dropped connection (a server restart)
-        is retried with backoff; each retry yields a notice.
+        showing them finds them in `unshown_messages`). While idle it yields an empty result
+        every FOLLOW_POLL_S, so the consumer's thread can use the client between frames. A
+        dropped connection (a server restart) is retried with backoff; each retry yields a
+        notice.
         """
         from websockets.exceptions import WebSocketException
         from websockets.sync.client import connect
@@ -661,6 +663,7 @@ class AccordClient:
                         try:
                             raw = ws.recv(timeout=FOLLOW_POLL_S)
                         except TimeoutError:
+                            yield ReceiveResult()  # idle: the consumer may use the client now
                             continue
                         frame = json.loads(raw)
                         batch = [Envelope.model_validate(e) for e in frame.get("envelopes", [])]

@@ -1,0 +1,184 @@
+"""`accord chat` against a real server: Textual's Pilot drives the app (typing, Enter, commands)
+while another account talks to it through the client library; one test runs the real command
+in tmux, as a person would, and reads the screen.
+
+Waiting here is only for work other threads and processes finish (the app's worker, the
+server): bounded polls, never the wall clock standing in for time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from accord.chat.app import ChatApp
+from accord.client.client import AccordClient
+from accord_testing import TEST_KDF_COST, eventually
+from conftest import PASS, Cli
+
+POLL_ROUNDS = 600  # of 0.1 s pauses: a bound for the app's worker and the server, not a timing
+
+
+def _screen_text(app: ChatApp) -> str:
+    from textual.widgets import Label, RichLog, Static
+
+    log = app.query_one("#messages", RichLog)
+    lines = ["".join(seg.text for seg in strip) for strip in log.lines]
+    banner = str(app.query_one("#banner", Static).render())
+    status = str(app.query_one("#status", Label).render())
+    return "\n".join([banner, *lines, status])
+
+
+async def _until(pilot: Any, check: Callable[[], Any], what: str) -> Any:
+    for _ in range(POLL_ROUNDS):
+        value = check()
+        if value:
+            return value
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def people(sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterator[Any]:
+    alice = AccordClient.create_account(
+        tmp_path / "alice", sqlite_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "bob", sqlite_server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    try:
+        yield alice, bob
+    finally:
+        alice.close()  # bob is closed by the app
+
+
+def _received(client: AccordClient) -> list[str]:
+    return [m.text for m in client.receive().messages]
+
+
+def test_typing_sends_and_messages_arrive_live(people: Any) -> None:
+    alice, bob = people
+    app = ChatApp(bob, to=alice.account_name)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press(*"hello alice", "enter")
+            got = eventually(lambda: _received(alice), "alice receiving bob's message")
+            assert got == ["hello alice"]
+            alice.send(bob.account_name, "hi bob\x1b]0;owned\x07\nfake line")
+            text = await _until(
+                pilot, lambda: "hi bob" in _screen_text(app) and _screen_text(app), "live"
+            )
+            # Shown as plain text, controls made visible: one line, no escape sequence.
+            assert "hi bob^[]0;owned^G\u23cefake line" in text
+            assert "[1]" in text and "[2]" in text
+
+    asyncio.run(scenario())
+
+
+def test_groups_reports_and_the_device_change_banner(
+    people: Any, sqlite_server: Any, tmp_path: Any
+) -> None:
+    alice, bob = people
+    app = ChatApp(bob, to=alice.account_name)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            # A group: created from the input line, written to, read by alice.
+            await pilot.press(*f"/group create trip-{bob.account_name} {alice.account_name}")
+            await pilot.press("enter")
+            await _until(
+                pilot,
+                lambda: app.open_key == ("group", f"trip-{bob.account_name}"),
+                "the new group's conversation opening",
+            )
+            await pilot.press(*"dinner?", "enter")
+            got = eventually(lambda: [m for m in alice.receive().messages], "group message")
+            assert got[0].text == "dinner?" and got[0].group == f"trip-{bob.account_name}"
+
+            # A report from the conversation with alice: the report id is shown.
+            await pilot.press(*f"/to {alice.account_name}", "enter")
+            alice.send(bob.account_name, "abuse")
+            await _until(pilot, lambda: "abuse" in _screen_text(app), "alice's message")
+            await pilot.press(*"/report 1 harassment", "enter")
+            text = await _until(
+                pilot, lambda: "report id" in _screen_text(app) and _screen_text(app), "report"
+            )
+            assert "reported: report id" in text
+
+            # alice links a new device: bob's next message stops, and the banner says why.
+            phone, code = AccordClient.start_link(
+                tmp_path / "alice-phone",
+                sqlite_server.url,
+                alice.account_name,
+                PASS,
+                kdf_cost=TEST_KDF_COST,
+            )
+            try:
+                alice.approve_device(code)
+                phone.receive()
+                await pilot.press(*"still there?", "enter")
+                text = await _until(
+                    pilot,
+                    lambda: "safety code" in _screen_text(app) and _screen_text(app),
+                    "the device-change banner",
+                )
+                assert f"{alice.account_name}'s devices changed" in text
+                await pilot.press(*"still there?", "enter")  # told once: now it goes
+                got = eventually(lambda: _received(phone), "the new device receiving")
+                assert got == ["still there?"]
+            finally:
+                phone.close()
+
+    asyncio.run(scenario())
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="scripts/install-terminal.sh installs tmux"
+)
+def test_the_real_command_in_a_terminal(
+    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+) -> None:
+    alice = AccordClient.create_account(
+        tmp_path / "alice", sqlite_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob_home = tmp_path / "bob"
+    Cli(bob_home, env=module_clock.env).run(
+        "account", "create", unique("bob"), "--server", sqlite_server.url
+    )
+    session = f"accord-chat-{os.getpid()}"
+    env = {"ACCORD_PASSPHRASE": PASS, **module_clock.env}
+    command = shlex.join(
+        ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "accord"]
+        + ["--home", str(bob_home), "chat", "--to", alice.account_name]
+    )
+    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
+    try:
+        screen = lambda: _tmux("capture-pane", "-p", "-t", session)  # noqa: E731
+        eventually(lambda: "Message, or /help" in screen(), "the app drawing its input line")
+        _tmux("send-keys", "-t", session, "hello from tmux", "Enter")
+        got = eventually(lambda: _received(alice), "alice receiving the typed message")
+        assert got == ["hello from tmux"]
+        alice.send(unique("bob"), "seen in the terminal")
+        eventually(lambda: "seen in the terminal" in screen(), "the message on screen")
+        assert "Quit" in screen()  # the footer shows the keys
+        _tmux("send-keys", "-t", session, "C-q")
+        eventually(
+            lambda: subprocess.run(["tmux", "has-session", "-t", session]).returncode != 0,
+            "the app quitting on Ctrl+Q",
+        )
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        alice.close()
