@@ -182,3 +182,80 @@ def test_the_real_command_in_a_terminal(
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         alice.close()
+
+
+def test_attachments_and_devices(people: Any, sqlite_server: Any, tmp_path: Any) -> None:
+    """A file sent with /attach arrives and a received one is saved with /save; a new device is
+    approved with /approve and listed by /devices."""
+    alice, bob = people
+    photo = tmp_path / "photo.bin"
+    photo.write_bytes(os.urandom(5000))
+    back = tmp_path / "back.bin"
+    back.write_bytes(os.urandom(3000))
+    app = ChatApp(bob, to=alice.account_name)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press(*f"/attach {photo} here it is", "enter")
+            got = eventually(lambda: alice.receive().messages, "alice receiving the file")
+            assert got[0].text == "here it is" and got[0].attachments[0].size == 5000
+            alice.send(bob.account_name, "and one back", [back])
+            await _until(pilot, lambda: "back.bin" in _screen_text(app), "the attachment")
+            await pilot.press(*f"/save 2 {tmp_path / 'saved'}", "enter")
+            await _until(pilot, lambda: "saved 1 file" in _screen_text(app), "the save")
+            saved = list((tmp_path / "saved").iterdir())
+            assert len(saved) == 1 and saved[0].read_bytes() == back.read_bytes()
+            laptop, code = AccordClient.start_link(
+                tmp_path / "bob-laptop",
+                sqlite_server.url,
+                bob.account_name,
+                PASS,
+                kdf_cost=TEST_KDF_COST,
+            )
+            try:
+                await pilot.press(*f"/approve {code}", "enter")
+                await _until(pilot, lambda: "approved" in _screen_text(app), "the approval")
+                await pilot.press(*"/devices", "enter")
+                text = await _until(
+                    pilot, lambda: "devices:" in _screen_text(app) and _screen_text(app), "list"
+                )
+                assert laptop.device_id in text and "(this)" in text
+            finally:
+                laptop.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_browser_chat_is_served_on_loopback_only(
+    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+) -> None:
+    import httpx
+
+    from accord.server.process import free_port
+
+    home = tmp_path / "bob"
+    bob = Cli(home, env=module_clock.env)
+    bob.run("account", "create", unique("bob"), "--server", sqlite_server.url)
+    refused = bob.run("chat", "--web", "--host", "0.0.0.0", check=False)  # noqa: S104
+    assert refused.returncode == 2 and "loopback" in refused.stderr
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accord", "--home", str(home), "chat", "--web", "--port", str(port)],
+        env={**os.environ, "ACCORD_PASSPHRASE": PASS, **module_clock.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def page() -> str | None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+            except httpx.HTTPError:
+                return None
+            return response.text if response.status_code == 200 else None
+
+        html = eventually(page, "the browser chat answering")
+        assert "Accord" in html and "ws" in html  # the page that opens the app's socket
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -95,6 +95,7 @@ PUSH_OPEN_TIMEOUT_S = 10
 FOLLOW_POLL_S = 0.5  # how often a follow loop looks at its stop flag
 FOLLOW_BACKOFF_MIN_S = 0.5
 FOLLOW_BACKOFF_MAX_S = 30.0
+FOLLOW_NOTICES_EVERY_S = 60.0  # own devices, operator notices, lawful access: looked at again
 ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
 MIN_PASSPHRASE_CHARS = 8
@@ -636,7 +637,9 @@ class AccordClient:
         acknowledged to the server only when the caller asks for the next frame (so a consumer
         that shows them first never has a message acknowledged and unshown; one killed before
         showing them finds them in `unshown_messages`). While idle it yields an empty result
-        every FOLLOW_POLL_S, so the consumer's thread can use the client between frames. A
+        every FOLLOW_POLL_S, so the consumer's thread can use the client between frames, and
+        every FOLLOW_NOTICES_EVERY_S (by the client's clock) one with the notices a receive
+        gives: this account's devices, reviewers' warnings, lawful-access disclosures. A
         dropped connection (a server restart) is retried with backoff; each retry yields a
         notice.
         """
@@ -647,6 +650,7 @@ class AccordClient:
         stop = stop or threading.Event()
         first = ReceiveResult()
         first.notices += self._startup_notices()
+        next_check = self.clock.monotonic() + FOLLOW_NOTICES_EVERY_S
         yield first
         backoff = FOLLOW_BACKOFF_MIN_S
         while not stop.is_set():
@@ -663,7 +667,11 @@ class AccordClient:
                         try:
                             raw = ws.recv(timeout=FOLLOW_POLL_S)
                         except TimeoutError:
-                            yield ReceiveResult()  # idle: the consumer may use the client now
+                            idle = ReceiveResult()  # the consumer may use the client now
+                            if self.clock.monotonic() >= next_check:
+                                idle.notices += self._startup_notices()
+                                next_check = self.clock.monotonic() + FOLLOW_NOTICES_EVERY_S
+                            yield idle
                             continue
                         frame = json.loads(raw)
                         batch = [Envelope.model_validate(e) for e in frame.get("envelopes", [])]
