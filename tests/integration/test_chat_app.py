@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,43 +146,61 @@ def _tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
 
 
+class _Terminal:
+    """`accord chat` in a tmux session of its own, 80x24: typed into and read like a screen."""
+
+    def __init__(self, name: str, home: Path, peer: str, env: dict[str, str]) -> None:
+        self.session = f"accord-chat-{name}-{os.getpid()}"
+        command = shlex.join(
+            ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "accord"]
+            + ["--home", str(home), "chat", "--to", peer]
+        )
+        _tmux("new-session", "-d", "-s", self.session, "-x", "80", "-y", "24", command)
+
+    def screen(self) -> str:
+        return _tmux("capture-pane", "-p", "-t", self.session)
+
+    def type(self, text: str) -> None:
+        _tmux("send-keys", "-t", self.session, text, "Enter")
+
+    def running(self) -> bool:
+        return subprocess.run(["tmux", "has-session", "-t", self.session]).returncode == 0
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
 @pytest.mark.skipif(
     shutil.which("tmux") is None, reason="scripts/install-terminal.sh installs tmux"
 )
-def test_the_real_command_in_a_terminal(
+def test_two_people_chat_live_from_two_terminals(
     sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
 ) -> None:
-    alice = AccordClient.create_account(
-        tmp_path / "alice", sqlite_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
-    )
-    bob_home = tmp_path / "bob"
-    Cli(bob_home, env=module_clock.env).run(
-        "account", "create", unique("bob"), "--server", sqlite_server.url
-    )
-    session = f"accord-chat-{os.getpid()}"
+    a, b = unique("alice"), unique("bob")
     env = {"ACCORD_PASSPHRASE": PASS, **module_clock.env}
-    command = shlex.join(
-        ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "accord"]
-        + ["--home", str(bob_home), "chat", "--to", alice.account_name]
-    )
-    _tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", command)
-    try:
-        screen = lambda: _tmux("capture-pane", "-p", "-t", session)  # noqa: E731
-        eventually(lambda: "Message, or /help" in screen(), "the app drawing its input line")
-        _tmux("send-keys", "-t", session, "hello from tmux", "Enter")
-        got = eventually(lambda: _received(alice), "alice receiving the typed message")
-        assert got == ["hello from tmux"]
-        alice.send(unique("bob"), "seen in the terminal")
-        eventually(lambda: "seen in the terminal" in screen(), "the message on screen")
-        assert "Quit" in screen()  # the footer shows the keys
-        _tmux("send-keys", "-t", session, "C-q")
-        eventually(
-            lambda: subprocess.run(["tmux", "has-session", "-t", session]).returncode != 0,
-            "the app quitting on Ctrl+Q",
+    for name in (a, b):
+        Cli(tmp_path / name, env=module_clock.env).run(
+            "account", "create", name, "--server", sqlite_server.url
         )
+    alice = _Terminal("a", tmp_path / a, b, env)
+    bob = _Terminal("b", tmp_path / b, a, env)
+    try:
+        for t in (alice, bob):  # the input line, and the footer with the keys
+            eventually(
+                lambda t=t: "Message, or /help" in t.screen() and "Quit" in t.screen(),
+                "the app drawing",
+            )
+        alice.type("hello from alice")
+        eventually(lambda: "hello from alice" in bob.screen(), "bob's screen showing it")
+        bob.type("hi alice, seen live")
+        eventually(lambda: "hi alice, seen live" in alice.screen(), "alice's screen showing it")
+        screen = alice.screen()
+        assert screen.index("hello from alice") < screen.index("hi alice, seen live")  # order
+        _tmux("send-keys", "-t", bob.session, "C-q")
+        eventually(lambda: not bob.running(), "the app quitting on Ctrl+Q")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-        alice.close()
+        alice.kill()
+        bob.kill()
 
 
 def test_attachments_and_devices(people: Any, sqlite_server: Any, tmp_path: Any) -> None:
@@ -259,3 +278,69 @@ def test_the_browser_chat_is_served_on_loopback_only(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_own_account_and_trust_and_safety_banners(
+    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+) -> None:
+    """While the app runs: a device added to bob's account from another of his devices, and a
+    warning from trust and safety after alice's report, both reach the banner (the app looks
+    again once its clock, the server's too, passes the next minute)."""
+    import httpx
+
+    alice = AccordClient.create_account(
+        tmp_path / "alice", sqlite_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "bob",
+        sqlite_server.url,
+        unique("bob"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        clock=module_clock,
+    )
+    laptop, code = AccordClient.start_link(
+        tmp_path / "bob-laptop", sqlite_server.url, bob.account_name, PASS, kdf_cost=TEST_KDF_COST
+    )
+    bob.approve_device(code)
+    laptop.receive()
+    bob.send(alice.account_name, "something abusive")
+    (abusive,) = alice.receive().messages
+    report_id = alice.report(abusive.id, reason="abuse")
+    app = ChatApp(bob, to=alice.account_name)
+    tablet = None
+
+    async def scenario() -> None:
+        nonlocal tablet
+        async with app.run_test(size=(80, 24)) as pilot:
+            tablet, link = AccordClient.start_link(
+                tmp_path / "bob-tablet",
+                sqlite_server.url,
+                bob.account_name,
+                PASS,
+                kdf_cost=TEST_KDF_COST,
+            )
+            laptop.approve_device(link)  # not from the device the app runs on
+            with httpx.Client(
+                base_url=sqlite_server.url,
+                headers={"Authorization": f"Bearer {sqlite_server.admin_token()}"},
+            ) as op:
+                op.post(f"/v1/review/reports/{report_id}/actions", json={"action": "warn"})
+            module_clock.advance(61)
+            text = await _until(
+                pilot,
+                lambda: (
+                    "trust and safety" in _screen_text(app)
+                    and "new device" in _screen_text(app)
+                    and _screen_text(app)
+                ),
+                "both banners",
+            )
+            assert f"a new device {tablet.device_id} was added to your account" in text
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for c in (alice, laptop, tablet):
+            if c is not None:
+                c.close()
