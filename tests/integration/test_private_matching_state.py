@@ -45,8 +45,8 @@ from accord.server.secrets import FileSecretsKey
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine, sqlite_url
 from accord.storage.migrate import upgrade_to_head
-from accord.storage.private_matching import insert_ignore
-from accord.storage.schema import pm_accounts, pm_epochs, pm_events, pm_queue, pm_shares
+from accord.storage.private_matching import ensure_account_row
+from accord.storage.schema import pm_epochs, pm_events, pm_queue, pm_shares
 from accord.wire.matching import PublishTableRequest, matching_account_id
 
 T = 4
@@ -133,7 +133,7 @@ def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
     for d in range(N_DEVICES):
         for group in groups:
             account = unique(f"{'z' if group == 'zero' else 't'}{d}")
-            account_id = matching_account_id(account, "DEVICE01")
+            account_id = matching_account_id(account)
             client = VoucherClient(
                 table=table,
                 table_digest=digest,
@@ -149,26 +149,15 @@ def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
             ]
 
             def _enqueue(conn: Connection, account: str = account, vouchers=vouchers) -> None:  # type: ignore[no-untyped-def]
-                key = matching_account_id(account, "DEVICE01").decode()
-                insert_ignore(
-                    conn,
-                    pm_accounts,
-                    {
-                        "matching_account": key,
-                        "account": account,
-                        "device_id": "DEVICE01",
-                        "vouchers": 0,
-                        "rejected": 0,
-                    },
-                )
+                key = matching_account_id(account).decode()
+                ensure_account_row(conn, key)
                 for i, v in enumerate(vouchers):
                     conn.execute(
                         pm_queue.insert().values(
                             matching_account=key,
                             voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
-                            message_id=f"message-{account}-{i:04d}",
+                            device_id="DEVICE01",
                             voucher=v,
-                            queued_at=0,
                         )
                     )
 
@@ -244,7 +233,7 @@ def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
     client = VoucherClient(
         table=table,
         table_digest=digest,
-        account_id=matching_account_id(erin, "DEVICE01"),
+        account_id=matching_account_id(erin),
         secret=AccountMatchingSecret.generate(),
     )
     vouchers = [
@@ -256,11 +245,10 @@ def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
         for i, v in enumerate(vouchers):
             conn.execute(
                 pm_queue.insert().values(
-                    matching_account=matching_account_id(erin, "DEVICE01").decode(),
+                    matching_account=matching_account_id(erin).decode(),
                     voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
-                    message_id=f"message-{erin}-{i:04d}",
+                    device_id="DEVICE01",
                     voucher=v,
-                    queued_at=0,
                 )
             )
 
