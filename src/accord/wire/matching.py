@@ -107,7 +107,7 @@ class MatchingStatus(WireModel):
 
     tables: list[TableSummary]
     queued: int
-    devices: int
+    accounts: int  # accounts that have sent vouchers
     vouchers_processed: int
     vouchers_rejected: int
     opened_shares: int
