@@ -244,9 +244,11 @@ class SafetyVouchers:
         self._ctx.store.set_meta(_AWAITING_SECRET, "1")
 
     def share_with(self, device_id: str) -> None:
-        """Remember to send the account's secret to a device this one approved."""
+        """Remember to send the account's secret to a device this one approved (sent once this
+        device holds it: a device still waiting for it passes it on after it arrives)."""
         store = self._ctx.store
-        self._secret()  # made now if this device never needed it
+        if not store.get_meta(_AWAITING_SECRET):
+            self._secret()  # made now if this device never needed it
         with store.transaction():
             pending = set(json.loads(store.get_meta(_SHARE_PENDING) or "[]"))
             store.set_meta(_SHARE_PENDING, json.dumps(sorted(pending | {device_id})))
