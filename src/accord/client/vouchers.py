@@ -304,9 +304,13 @@ def matching_floors(ctx: ClientContext) -> MatchingFloors:
         raise ConfigurationError(f"the matching floors in {ctx.home} are malformed") from None
 
 
+_TABLE_ENTRY_MARK = b'"type":"' + TAG_HASH_LIST_VERSION.encode() + b'"'
+
+
 def _names_a_table(entry: bytes) -> bool:
-    """Whether a log entry is (or claims to be) a table version; a malformed one counts."""
-    return TAG_HASH_LIST_VERSION.encode() in entry
+    """Whether a log entry is (or claims to be) a table version: its canonical JSON has that
+    type (inside a JSON string the quotes would be escaped). A malformed one counts too."""
+    return _TABLE_ENTRY_MARK in entry
 
 
 def _is_image(path: Path) -> bool:
