@@ -51,7 +51,12 @@ from accord.errors import (
 from accord.primitives.encoding import b64encode, b64url
 from accord.primitives.olm import DeviceAccount
 from accord.primitives.storage_crypto import DEFAULT_KDF_COST, KdfCost
-from accord.protocols.franking import FrankingKey, commit_message, new_franking_key
+from accord.protocols.franking import (
+    FrankedMessage,
+    FrankingKey,
+    commit_message,
+    new_franking_key,
+)
 from accord.protocols.key_transparency import revocation_payload
 from accord.protocols.messaging import (
     approval_payload,
@@ -191,6 +196,7 @@ class AccordClient:
             sessions=self._sessions,
             groups=self._groups,
             attachments=self._attachments,
+            vouchers=self.vouchers,
         )
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -327,6 +333,7 @@ class AccordClient:
             )
             code = f"{created.request_id}-{link_fingerprint(keys)}"
             client.store.set_device_status(DeviceStatus.LINKING)
+            client.vouchers.await_account_secret()
         except BaseException:
             client._abandon()
             raise
@@ -358,6 +365,11 @@ class AccordClient:
         self._devices.remember_own([device.device_id])
         with self.store.transaction():
             self._devices.refresh([self.account_name])
+        # The new device continues this account's matching count: it gets the secret over Olm
+        # once it has published keys (`_share_matching_secret`, on this device's next send or
+        # receive).
+        self.vouchers.share_with(device.device_id)
+        self._share_matching_secret()
         return device
 
     def remove_device(self, device_id: str) -> None:
@@ -379,6 +391,53 @@ class AccordClient:
         if device_id != self.device_id:
             with self.store.transaction():
                 self._devices.refresh([self.account_name])
+
+    def _share_matching_secret(self) -> None:
+        """Send the account's matching secret to the account's other devices if a device this
+        one approved still waits for it and can now receive (docs/protocol/private-matching.md,
+        C2). A device without published keys yet is tried again next time."""
+        pending = self.vouchers.pending_share()
+        if pending is None:
+            return
+        share, waiting = pending
+        own = Conversation(account=self.account_name)
+        message_id = new_message_id()
+        # Every send carries a franking commitment; this one covers an empty message, as the
+        # secret is not something a recipient could report.
+        commitment = commit_message(
+            FrankingKey(new_franking_key()),
+            FrankedMessage(
+                message_id=message_id,
+                sender_account=self.account_name,
+                sender_device=self.device_id,
+                to_account=self.account_name,
+                to_group=None,
+                sent_at_ms=now_ms(self.clock),
+                text="",
+            ),
+        )
+        try:
+            self._devices.prepare({self.account_name}, refresh=True)
+            with self.store.transaction():
+                targets = self._devices.others({self.account_name})
+                if not waiting & {d.device_id for d in targets}:
+                    return
+                copies = self._sessions.encrypt_copies(targets, encode_payload(share))
+            request = SendRequest(
+                message_id=message_id,
+                to=own,
+                recipients=[DeviceRef(account=d.account, device_id=d.device_id) for d in targets],
+                copies=copies,
+                extensions={
+                    FRANKING_EXTENSION: FrankingCommitment(
+                        commitment=b64encode(commitment)
+                    ).model_dump()
+                },
+            )
+            self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
+        except (ServiceError, StaleDevicesResponse):  # no keys yet, or the list just changed
+            return
+        self.vouchers.shared(d.device_id for d in targets)
 
     def _abandon(self) -> None:
         """Close; and if the server never accepted this device, forget it so a retry works."""
@@ -518,6 +577,7 @@ class AccordClient:
     ) -> Content:
         """Step 7: upload the encrypted attachments and write the message as it will be read."""
         self._require_active()
+        self._share_matching_secret()
         if len(text) > MAX_TEXT_CHARS:
             raise InvalidInput(f"a message has at most {MAX_TEXT_CHARS} characters")
         refs = self._attachments.upload(attachments)
@@ -591,6 +651,7 @@ class AccordClient:
                 break
             after = batch.envelopes[-1].id
         publish_one_time_keys(self._ctx)
+        self._share_matching_secret()
         return result
 
     def receive_pushed(self, *, want: int, timeout_s: float = 30.0) -> ReceiveResult:
@@ -718,20 +779,8 @@ class AccordClient:
                     # message is then rejected: a message key is used once, whatever follows.
                     try:
                         message = self._envelopes.open(env)
-                        self.store.save_message(
-                            message.sender,
-                            message.id,
-                            {
-                                "direction": "in",
-                                "message": message.to_json(),
-                                "sender_device": message.sender_device,
-                                "evidence": message.evidence.model_dump(mode="json")
-                                if message.evidence
-                                else None,
-                            },
-                            shown=False,
-                        )
-                        self.access.on_received(message)  # in the same transaction
+                        if message is not None:  # None: the account's matching secret, taken
+                            self._save_received(message)
                     except EnvelopeRejected as exc:
                         message = None
                         result.rejected.append(
@@ -747,6 +796,20 @@ class AccordClient:
             done.append(env.id)
         self.access.flush()
         return done
+
+    def _save_received(self, message: ReceivedMessage) -> None:
+        self.store.save_message(
+            message.sender,
+            message.id,
+            {
+                "direction": "in",
+                "message": message.to_json(),
+                "sender_device": message.sender_device,
+                "evidence": message.evidence.model_dump(mode="json") if message.evidence else None,
+            },
+            shown=False,
+        )
+        self.access.on_received(message)  # in the caller's transaction
 
     # --- what the user has seen -------------------------------------------------------------
 

@@ -50,13 +50,17 @@ class MatchingFloors:
 
     A table below any floor is refused: fewer real matches needed than `min_threshold`, fewer
     synthetic vouchers than `min_synthetic_rate_ppm`, bands narrower than `min_band_bits` (more
-    chance collisions), or more bands than `max_band_count` (more chance to open one).
+    chance collisions), more bands than `max_band_count` (a finer open-count leak), longer key
+    epochs than `max_epoch_images` (more images to collide within one), or more slots than
+    `max_table_slots` (more elements to collide with).
     """
 
     min_threshold: int
     min_synthetic_rate_ppm: int
     min_band_bits: int
     max_band_count: int
+    max_epoch_images: int
+    max_table_slots: int
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -64,6 +68,8 @@ class MatchingFloors:
             "min_synthetic_rate_ppm": self.min_synthetic_rate_ppm,
             "min_band_bits": self.min_band_bits,
             "max_band_count": self.max_band_count,
+            "max_epoch_images": self.max_epoch_images,
+            "max_table_slots": self.max_table_slots,
         }
 
 
@@ -233,6 +239,8 @@ def parse_manifest_text(text: str) -> Manifest:
             min_synthetic_rate_ppm=_int(fl, "min_synthetic_rate_ppm"),
             min_band_bits=_int(fl, "min_band_bits"),
             max_band_count=_int(fl, "max_band_count"),
+            max_epoch_images=_int(fl, "max_epoch_images"),
+            max_table_slots=_int(fl, "max_table_slots"),
         ),
         signers=_strs(obj, "signers"),
         signer_quorum=_int(obj, "signer_quorum"),
