@@ -169,6 +169,7 @@ class LazyGroup(click.Group):
     help="Client state directory (default ~/.accord).",
 )
 @click.option("--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="accord", prog_name="accord", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
     """Accord: end-to-end encrypted messaging with public safety enforced by cryptography."""

@@ -27,6 +27,7 @@ from accord.errors import (
     VerificationError,
 )
 from accord.wire.messaging import StaleDevices
+from accord.wire.problems import problem_detail
 
 M = TypeVar("M", bound=BaseModel)
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -83,9 +84,9 @@ _ERROR_BY_STATUS = _most_general_by_status(_REFUSALS)
 def _error_from(response: httpx.Response) -> AccordError:
     try:
         body = response.json()
-        code, message = str(body.get("code", "")), str(body.get("message", ""))
-    except (ValueError, AttributeError):
-        body, code, message = None, "", ""
+    except ValueError:
+        body = None
+    code, message = problem_detail(body)
     status = response.status_code
     cls = None
     if 400 <= status < 500:
@@ -94,7 +95,9 @@ def _error_from(response: httpx.Response) -> AccordError:
             cls = VerificationError  # a key-transparency rule the change broke (K8)
     if cls is StaleDevicesResponse:
         try:
-            return StaleDevicesResponse(StaleDevices.model_validate(body))
+            keep = ("code", "message", "missing", "extra")
+            fields = {k: body[k] for k in keep if k in body} if isinstance(body, dict) else {}
+            return StaleDevicesResponse(StaleDevices.model_validate(fields))
         except ValidationError:
             cls = Conflict
     if cls is not None and issubclass(cls, RateLimited):
