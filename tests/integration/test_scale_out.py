@@ -230,6 +230,8 @@ def test_overload_answers_429_with_retry_after(limited_server, tmp_path):  # typ
     carol = AccordClient.create_account(
         tmp_path / "c", limited_server.url, "carol", PASS, kdf_cost=TEST_KDF_COST
     )
+    for client in (alice, bob, carol):
+        client.api.retry_budget_s = 0  # refusals raised at once, to look at them
     for n in range(3):  # the burst
         alice.send("bob", f"a{n}")
     with pytest.raises(RateLimited) as limited:
@@ -244,15 +246,27 @@ def test_overload_answers_429_with_retry_after(limited_server, tmp_path):  # typ
     limited_server.clock.advance(1.1)  # carol's refused attempt used her last token; 1/s
     carol.send("bob", "room again")  # bob fetched and acknowledged: room again
     assert [m.text for m in bob.receive().messages] == ["room again"]
+    # A client that may wait does what Retry-After says (its waits move the clock here).
+    waited: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waited.append(seconds)
+        limited_server.clock.advance(seconds)
+
+    carol.api.retry_budget_s, carol.api.sleep = 10, wait
+    carol.send("bob", "over the rate, then sent after waiting")
+    assert waited and all(w >= 1 for w in waited)
+    assert [m.text for m in bob.receive().messages] == ["over the rate, then sent after waiting"]
 
     assert httpx.get(f"{limited_server.url}/metrics").status_code == 401  # operator only
     metrics = httpx.get(
         f"{limited_server.url}/metrics",
         headers={"Authorization": f"Bearer {limited_server.admin_token()}"},
     ).text
-    assert 'accord_sends_refused_total{reason="rate_limited"} 1.0' in metrics
+    refused = 1 + len(waited)  # alice's, and each of carol's before she waited
+    assert f'accord_sends_refused_total{{reason="rate_limited"}} {refused}.0' in metrics
     assert 'accord_sends_refused_total{reason="queue_full"} 1.0' in metrics
-    assert "accord_messages_accepted_total 6.0" in metrics
+    assert "accord_messages_accepted_total 7.0" in metrics
     assert 'route="/v1/messages"' in metrics
     log_lines = limited_server.log_path.read_text().splitlines()
     records = [json.loads(line) for line in log_lines if line.startswith("{")]

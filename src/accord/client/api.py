@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,6 +113,18 @@ def _error_from(response: httpx.Response) -> AccordError:
     )
 
 
+MAX_ATTEMPTS = 6
+RETRY_STATUSES = (429, 503)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asks to wait before sending again (429, 503), else None."""
+    if response.status_code not in RETRY_STATUSES:
+        return None
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() and int(value) <= 3600 else None
+
+
 class ServerApi:
     """One server. `token` supplies a bearer token; on 401 it is refreshed once and retried."""
 
@@ -121,10 +134,17 @@ class ServerApi:
         *,
         token: Callable[[bool], str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        retry_budget_s: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport)
+        self.retry_budget_s = retry_budget_s
+        """How long one request may wait in all, as the server's Retry-After asks, when it is
+        answered 429 (over a rate, a full queue) or 503 (the database restarting): nothing was
+        accepted, so the request is sent again. 0: refusals are raised at once."""
+        self.sleep = sleep
 
     def close(self) -> None:
         self._http.close()
@@ -143,15 +163,23 @@ class ServerApi:
         auth: bool = True,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        for attempt in (0, 1):
-            headers = self._headers(attempt == 1) if auth else {}
+        budget = self.retry_budget_s
+        refreshed = False
+        for _ in range(MAX_ATTEMPTS):
+            headers = self._headers(refreshed) if auth else {}
             try:
                 response = self._http.request(
                     method, path, json=json, headers=headers, params=params
                 )
             except httpx.HTTPError as exc:
                 raise ServiceError(f"cannot reach {self.base_url}: {type(exc).__name__}") from None
-            if response.status_code == 401 and auth and attempt == 0:
+            if response.status_code == 401 and auth and not refreshed:
+                refreshed = True
+                continue
+            wait = _retry_after(response)
+            if wait is not None and wait <= budget:
+                budget -= wait
+                self.sleep(wait)
                 continue
             if response.status_code >= 400:
                 raise _error_from(response)
@@ -163,7 +191,7 @@ class ServerApi:
                 return response.json()
             except ValueError:
                 raise ProtocolError("server sent malformed JSON") from None
-        raise AuthenticationError()
+        raise _error_from(response)  # still refused after every retry the budget allowed
 
     def request_raw(
         self,

@@ -97,6 +97,8 @@ from accord.wire.reports import (
 SEND_ATTEMPTS = 4
 PUSH_MAX_FRAME_BYTES = 16 << 20
 PUSH_OPEN_TIMEOUT_S = 10
+RETRY_BUDGET_S = 10.0
+"""How long one request waits in all for a server that answers 429 or 503 with Retry-After."""
 FOLLOW_POLL_S = 0.5  # how often a follow loop looks at its stop flag
 FOLLOW_BACKOFF_MIN_S = 0.5
 FOLLOW_BACKOFF_MAX_S = 30.0
@@ -171,7 +173,9 @@ class AccordClient:
             raise
         device = self.store.home_device()
         server = device.server if device is not None else "http://invalid"
-        self.api = ServerApi(server, token=self._token, transport=transport)
+        self.api = ServerApi(
+            server, token=self._token, transport=transport, retry_budget_s=RETRY_BUDGET_S
+        )
         self.clock = clock if clock is not None else clock_from_env()
         identity = DeviceIdentity(self.store)
         self._ctx = ctx = ClientContext(
