@@ -1,4 +1,5 @@
-"""Schemathesis against the real ASGI app's OpenAPI document: no input gives a 5xx.
+"""Schemathesis against the real ASGI app's OpenAPI document: no input gives a 5xx, every
+refusal is a problem document, and every status is one the document declares.
 
 Both valid and deliberately invalid requests are generated (negative mode), with and without a
 valid device token, so validation and the authenticated code paths are exercised.
@@ -57,5 +58,23 @@ def test_no_server_errors(case):  # type: ignore[no-untyped-def]
         response = case.call()
         assert response.status_code < 500, (case.method, case.path, response.text)
         if response.status_code >= 400:
+            # Every refusal is an RFC 9457 problem document with its stable code, as declared.
+            content_type = response.headers.get("content-type", [""])
+            assert "".join(content_type).startswith("application/problem+json")
             body = response.json()
-            assert isinstance(body.get("code"), str) and isinstance(body.get("message"), str)
+            assert body["status"] == response.status_code and isinstance(body["code"], str)
+            assert body["type"] == "urn:accord:problem:" + body["code"] and body["detail"]
+        declared = case.operation.definition.raw["responses"]
+        assert str(response.status_code) in declared or "default" in declared
+
+
+def test_the_document_declares_auth_problems_uploads_and_the_websocket() -> None:
+    doc = APP.openapi()
+    assert set(doc["components"]["securitySchemes"]) == {"device", "operator", "reviewer"}
+    operations = [(p, m, o) for p, ops in doc["paths"].items() for m, o in ops.items()]
+    assert not [p for p, _m, o in operations if "422" in o["responses"]]  # never promised
+    assert doc["paths"]["/v1/messages"]["post"]["security"] == [{"device": []}]
+    assert "security" not in doc["paths"]["/v1/accounts"]["post"]  # anyone may register
+    assert doc["paths"]["/v1/review/reports"]["get"]["security"] == [{"reviewer": []}]
+    assert "application/octet-stream" in doc["paths"]["/v1/blobs"]["put"]["requestBody"]["content"]
+    assert "101" in doc["paths"]["/v1/ws"]["get"]["responses"]

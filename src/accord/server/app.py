@@ -17,6 +17,7 @@ from accord.server.assembly import Services, build_services
 from accord.server.config import ServerConfig
 from accord.server.middleware import BodyLimitMiddleware, ObservabilityMiddleware, is_streamed
 from accord.server.notify import Notifier
+from accord.server.openapi import describe_api
 from accord.server.problems import install_error_handlers
 from accord.server.routes import ROUTERS
 
@@ -49,4 +50,5 @@ def create_app(
         app.include_router(router)
     for mount in mounts:
         mount(app, services)
+    describe_api(app)
     return app
