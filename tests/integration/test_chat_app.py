@@ -23,7 +23,8 @@ import pytest
 from accord.chat.app import ChatApp
 from accord.client.client import AccordClient
 from accord_testing import TEST_KDF_COST, eventually
-from conftest import PASS, Cli
+
+PASS = "test passphrase"
 
 POLL_ROUNDS = 600  # of 0.1 s pauses: a bound for the app's worker and the server, not a timing
 
@@ -174,16 +175,14 @@ class _Terminal:
     shutil.which("tmux") is None, reason="scripts/install-terminal.sh installs tmux"
 )
 def test_two_people_chat_live_from_two_terminals(
-    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+    sqlite_server: Any, unique: Callable[[str], str], module_clock: Any, cli: Any
 ) -> None:
     a, b = unique("alice"), unique("bob")
     env = {"ACCORD_PASSPHRASE": PASS, **module_clock.env}
     for name in (a, b):
-        Cli(tmp_path / name, env=module_clock.env).run(
-            "account", "create", name, "--server", sqlite_server.url
-        )
-    alice = _Terminal("a", tmp_path / a, b, env)
-    bob = _Terminal("b", tmp_path / b, a, env)
+        cli(name).run("account", "create", name, "--server", sqlite_server.url)
+    alice = _Terminal("a", cli(a).home, b, env)
+    bob = _Terminal("b", cli(b).home, a, env)
     try:
         for t in (alice, bob):  # the input line, and the footer with the keys
             eventually(
@@ -246,14 +245,14 @@ def test_attachments_and_devices(people: Any, sqlite_server: Any, tmp_path: Any)
 
 
 def test_the_browser_chat_is_served_on_loopback_only(
-    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+    sqlite_server: Any, unique: Callable[[str], str], module_clock: Any, cli: Any
 ) -> None:
     import httpx
 
     from accord.server.process import free_port
 
-    home = tmp_path / "bob"
-    bob = Cli(home, env=module_clock.env)
+    bob = cli("bob")
+    home = bob.home
     bob.run("account", "create", unique("bob"), "--server", sqlite_server.url)
     refused = bob.run("chat", "--web", "--host", "0.0.0.0", check=False)  # noqa: S104
     assert refused.returncode == 2 and "loopback" in refused.stderr

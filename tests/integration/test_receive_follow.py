@@ -21,7 +21,8 @@ import pytest
 
 from accord.client.client import AccordClient
 from accord_testing import TEST_KDF_COST, eventually, start_server
-from conftest import PASS, Cli
+
+PASS = "test passphrase"
 
 
 class _Follower:
@@ -62,17 +63,16 @@ class _Follower:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_follow_prints_live_reconnects_and_stops_cleanly(  # type: ignore[no-untyped-def]
-    tmp_path, module_clock, unique, sig
+    tmp_path, module_clock, unique, sig, cli
 ):
     server = start_server(tmp_path / "server", clock=module_clock)
-    bob_home = tmp_path / "bob"
+    bob = cli("bob")
+    bob_home = bob.home
     alice: Any = None
     follower = None
     try:
         bob_name = unique("bob")
-        Cli(bob_home, env=module_clock.env).run(
-            "account", "create", bob_name, "--server", server.url
-        )
+        bob.run("account", "create", bob_name, "--server", server.url)
         alice = AccordClient.create_account(
             tmp_path / "alice", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
         )
@@ -88,7 +88,7 @@ def test_follow_prints_live_reconnects_and_stops_cleanly(  # type: ignore[no-unt
         assert follower.stop(sig) == 0
         assert follower.texts == ["queued before", "live", "after the restart"]
         # Nothing was acknowledged unshown, nothing is shown twice.
-        again = Cli(bob_home, env=module_clock.env).run("receive", "--json")
+        again = bob.run("receive", "--json")
         assert again.stdout == ""
     finally:
         if follower is not None and follower.proc.poll() is None:

@@ -43,7 +43,9 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_without_its_messag
     with caplog.at_level(logging.ERROR, logger="accord.server"):
         answer = client.get(f"/v1/things/{SECRET[-20:]}")
     assert answer.status_code == 500
-    assert answer.json() == {"code": "internal", "message": "internal error"}
+    body = answer.json()
+    assert (body["code"], body["detail"], body["status"]) == ("internal", "internal error", 500)
+    assert set(body) == {"type", "title", "status", "detail", "code", "message"}
     (record,) = [r for r in caplog.records if r.name == "accord.server"]
     logged = formatter.format(record)
     assert SECRET not in logged and SECRET[-20:] not in logged
