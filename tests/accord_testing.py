@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
+from accord.protocols.manifest import (
+    DEFAULT_MATCHING_FLOORS,
+    DEFAULT_MAX_CHECKPOINT_AGE_S,
+    DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    DEFAULT_MAX_START_SKEW_S,
+    LawfulAccessBounds,
+    Manifest,
+    sign_manifest,
+)
+from accord.protocols.translog.note import Signer, generate_signer, parse_skey, parse_vkey
 
 T = TypeVar("T")
 
@@ -81,3 +91,44 @@ def start_server(
     )
     proc.clock = clock  # type: ignore[attr-defined]
     return proc.start()
+
+
+NO_APPROVER_SET = "00" * 32
+"""A manifest's approver genesis set where the test publishes none."""
+
+
+def manifest_signer(name: str = "manifest.test/signer") -> Signer:
+    return parse_skey(generate_signer(name)[0])
+
+
+def make_manifest(
+    log_vkey: str,
+    witnesses: Sequence[str],
+    *,
+    quorum: int | None = None,
+    approver_set: str = NO_APPROVER_SET,
+    max_checkpoint_age_s: int = DEFAULT_MAX_CHECKPOINT_AGE_S,
+    serial: int = 1,
+    signer: Signer | None = None,
+    deployment: str = "accord.test",
+) -> str:
+    """A deployment manifest (signed note) for the log `log_vkey` and `witnesses`, signed by
+    `signer` (a fresh key unless given)."""
+    signer = signer or manifest_signer()
+    manifest = Manifest(
+        deployment=deployment,
+        serial=serial,
+        log_origin=parse_vkey(log_vkey).name,
+        log_vkey=log_vkey,
+        witnesses=tuple(witnesses),
+        witness_quorum=len(witnesses) if quorum is None else quorum,
+        max_checkpoint_age_s=max_checkpoint_age_s,
+        lawful_access=LawfulAccessBounds(
+            approver_genesis_set=approver_set,
+            max_disclosure_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S,
+            max_start_skew_s=DEFAULT_MAX_START_SKEW_S,
+        ),
+        matching_floors=DEFAULT_MATCHING_FLOORS,
+        signers=(signer.vkey,),
+    )
+    return sign_manifest(manifest, [signer])

@@ -161,10 +161,10 @@ def pair(server: Any, tmp_path: Path, unique: Callable[[str], str]) -> Iterator[
     from accord.client.client import AccordClient
 
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     yield alice, bob
     alice.close()
@@ -189,6 +189,14 @@ class Cli:
         self.home = home
         self.env = {"ACCORD_PASSPHRASE": PASS, **(env or {})}
 
+    def setup_args(self, args: tuple[str, ...]) -> list[str]:
+        """`args`, with `--insecure-dev` added to a command that sets up a device (account
+        create, device link) when it names no manifest: most tests are not about the trust
+        anchors, and a test about them passes `--manifest` (or ACCORD_MANIFEST)."""
+        sets_up = args[:2] in (("account", "create"), ("device", "link"))
+        named = {"--manifest", "--insecure-dev"} & set(args) or "ACCORD_MANIFEST" in self.env
+        return [*args, "--insecure-dev"] if sets_up and not named else list(args)
+
     def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
         from click.testing import CliRunner
 
@@ -196,8 +204,9 @@ class Cli:
         from accord.cli.main import cli
 
         runner = CliRunner()
+        argv = ["--home", str(self.home), *self.setup_args(args)]
         with runner.isolation(input=input, env=self.env) as (out, err, _mixed):
-            code = run_cli(cli, ["--home", str(self.home), *args], obj={"kdf_cost": TEST_KDF_COST})
+            code = run_cli(cli, argv, obj={"kdf_cost": TEST_KDF_COST})
             sys.stdout.flush()
             sys.stderr.flush()
             result = CliResult(
@@ -216,7 +225,7 @@ class ProcessCli(Cli):
 
     def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
         proc = subprocess.run(
-            [sys.executable, "-m", "accord", "--home", str(self.home), *args],
+            [sys.executable, "-m", "accord", "--home", str(self.home), *self.setup_args(args)],
             capture_output=True,
             text=True,
             input=input,

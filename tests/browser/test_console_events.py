@@ -145,10 +145,10 @@ def event_world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
             )
             assert created.status_code == 201, created.text
         mallory = AccordClient.create_account(
-            root / "m", server.url, "mallory", PASS, kdf_cost=TEST_KDF_COST
+            root / "m", server.url, "mallory", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         AccordClient.create_account(
-            root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+            root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         ).close()
         yield EventWorld(
             server=server, password=password, mallory=mallory, sent=sent, distances=distances

@@ -38,7 +38,12 @@ def small_server(tmp_path_factory, module_clock):  # type: ignore[no-untyped-def
 @pytest.fixture
 def alice(small_server, tmp_path, unique):  # type: ignore[no-untyped-def]
     c = AccordClient.create_account(
-        tmp_path / "a", small_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a",
+        small_server.url,
+        unique("alice"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     yield c
     c.close()

@@ -42,6 +42,8 @@ MAX_CHECKPOINT_AGE_LIMIT_S = 30 * 24 * 3600
 """No deployment may let clients accept checkpoints older than 30 days."""
 
 DEFAULT_MAX_CHECKPOINT_AGE_S = 24 * 3600
+DEFAULT_MAX_DISCLOSURE_DELAY_S = 180 * 24 * 3600
+DEFAULT_MAX_START_SKEW_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,19 @@ class MatchingFloors:
         }
 
 
+DEFAULT_MATCHING_FLOORS = MatchingFloors(
+    min_threshold=10, min_synthetic_rate_ppm=5_000, min_band_bits=32, max_band_count=32
+)
+"""`accord manifest create`'s floors: they admit the server's default table (threshold 12,
+10,000 ppm synthetic, 32 bands of 40 bits; docs/protocol/private-matching.md)."""
+
+INSECURE_DEV_MATCHING_FLOORS = MatchingFloors(
+    min_threshold=2, min_synthetic_rate_ppm=0, min_band_bits=8, max_band_count=128
+)
+"""Without a manifest (insecure development mode) no floor beyond the table format's own
+limits: development tables are small on purpose."""
+
+
 @dataclass(frozen=True, slots=True)
 class LawfulAccessBounds:
     """What a device requires of a warrant beyond its k-of-n approval (docs/lawful-access.md).
@@ -86,6 +101,16 @@ class LawfulAccessBounds:
             "max_disclosure_delay_s": self.max_disclosure_delay_s,
             "max_start_skew_s": self.max_start_skew_s,
         }
+
+
+INSECURE_DEV_LAWFUL_ACCESS_BOUNDS = LawfulAccessBounds(
+    approver_genesis_set="",
+    max_disclosure_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    max_start_skew_s=DEFAULT_MAX_START_SKEW_S,
+)
+"""Without a manifest (insecure development mode): no approver set is named (the device pins
+the first set the server shows, as `approver_genesis_set=""` says), and `manifest create`'s
+default delay and skew."""
 
 
 @dataclass(frozen=True, slots=True)

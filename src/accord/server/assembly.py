@@ -85,7 +85,14 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         clock=clock,
     )
     metrics = Metrics()
-    log = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
+    log = LogService(
+        engine,
+        config.data_dir,
+        config.log_origin,
+        witnesses=config.witnesses,
+        clock=clock,
+        refresh_s=config.checkpoint_refresh_s,
+    )
     messaging = MessagingService(
         db,
         log,
