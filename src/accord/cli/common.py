@@ -45,7 +45,9 @@ def run_cli(
     argv = list(sys.argv[1:] if args is None else args)
     verbose = "--verbose" in argv
     try:
-        group.main(args=argv, standalone_mode=False, obj=obj)
+        # A command that calls `ctx.exit(code)` returns its code here (click's non-standalone
+        # mode); one that finishes normally returns None.
+        exit_code = group.main(args=argv, standalone_mode=False, obj=obj)
     except click.exceptions.Abort as exc:
         click.echo("aborted", err=True)
         interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
@@ -85,7 +87,7 @@ def run_cli(
             f"error: unexpected {type(exc).__name__} (--verbose shows the traceback)", err=True
         )
         return EXIT_FAILURE
-    return 0
+    return exit_code if type(exit_code) is int else 0
 
 
 def describe_os_error(exc: OSError) -> str:
