@@ -28,10 +28,10 @@ from accord.clock import Clock, clock_from_env, now_s
 from accord.errors import AccordError, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode, b64encode
 from accord.protocols.access.audit import AuditReport, audit_access_entries
+from accord.protocols.manifest import Manifest
 from accord.protocols.messaging import verify_device_keys
 from accord.protocols.translog import merkle
 from accord.protocols.translog.entries import DeviceRegistration, entry_type, parse_entry
-from accord.protocols.manifest import Manifest
 from accord.protocols.translog.note import Checkpoint, parse_vkey
 from accord.protocols.translog.verify import (
     LogTrustPolicy,

@@ -50,8 +50,8 @@ from accord.errors import (
 from accord.primitives.encoding import b64encode, b64url
 from accord.primitives.olm import DeviceAccount
 from accord.primitives.storage_crypto import DEFAULT_KDF_COST, KdfCost
-from accord.protocols.manifest import LawfulAccessBounds, Manifest, MatchingFloors
 from accord.protocols.franking import FrankingKey, commit_message, new_franking_key
+from accord.protocols.manifest import LawfulAccessBounds, Manifest, MatchingFloors
 from accord.protocols.messaging import (
     approval_payload,
     device_keys_payload,

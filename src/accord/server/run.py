@@ -15,8 +15,8 @@ from accord.server.app import Mount, create_app
 from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
-from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S
 from accord.server.observability import configure_logging
+from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S
 
 log = logging.getLogger("accord.server")
 
