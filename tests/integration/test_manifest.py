@@ -253,3 +253,70 @@ def test_a_stale_checkpoint_is_refused(
     d.restart_witness()
     d.clock.advance(REFRESH_S)  # the server asks again, and the witness cosigns its view
     alice.run("account", "devices")
+
+
+def test_manifest_commands_make_sign_show_and_install(
+    deployment: Deployment, unique: Callable[[str], str]
+) -> None:
+    """Two of two signers make a manifest (the log's key read from the server); a home set up
+    with it takes a newer one they both signed, and refuses one signed by anyone else or not
+    newer (M2)."""
+    root, url = deployment.root / unique("ops"), deployment.server.url
+    root.mkdir()
+    op = Cli(root / "home", env=deployment.clock.env)
+    vkeys = {
+        who: op.run("manifest", "keygen", f"signer.test/{who}", "--out", str(root / who)).stdout
+        for who in ("a", "b", "stranger")
+    }
+    assert (root / "a").stat().st_mode & 0o777 == 0o600
+
+    def create(out: str, serial: int, *keys: str) -> None:
+        args = [f"--signer-key={root / k}" for k in keys]
+        op.run(
+            "manifest", "create", "--deployment", "accord.test", "--serial", str(serial),
+            "--server", url, "--witness", deployment.witness_vkey, "--approver-set", "00" * 32,
+            *args, *([] if "b" in keys else ["--signer", vkeys["b"].strip()]),
+            "--signer-quorum", "2", "--out", str(root / out),
+        )  # fmt: skip
+
+    create("m1", 1, "a")
+    unsigned = op.run("manifest", "show", str(root / "m1"), check=False)
+    assert unsigned.returncode == 1 and "does NOT verify: manifest_unsigned" in unsigned.stdout
+    assert "signed: 2 of the 2" in op.run("manifest", "sign", str(root / "m1"), "--key",
+                                          str(root / "b")).stdout  # fmt: skip
+    shown = op.run("manifest", "show", str(root / "m1")).stdout
+    assert "witnesses   1 of 1 must cosign" in shown and "verifies: 2 valid" in shown
+    assert f"log key     {deployment.log_vkey}" in shown
+
+    user = deployment.cli("installer", manifest=False)
+    user.run("account", "create", unique("user"), "--server", url, "--manifest", str(root / "m1"))
+    create("m2", 2, "a", "b")
+    assert "serial 2 installed" in user.run("manifest", "install", str(root / "m2")).stdout
+    user.run("account", "devices")
+    rollback = user.run("manifest", "install", str(root / "m1"), check=False)
+    _one_line_refusal(rollback, "manifest_rollback", 1)
+    op.run(
+        "manifest", "create", "--deployment", "accord.test", "--serial", "3", "--log-vkey",
+        deployment.log_vkey, "--witness", deployment.witness_vkey, "--approver-set", "00" * 32,
+        "--signer-key", str(root / "stranger"), "--out", str(root / "m3"),
+    )  # fmt: skip
+    unchained = user.run("manifest", "install", str(root / "m3"), check=False)
+    _one_line_refusal(unchained, "manifest_not_chained", 1)
+
+
+def test_an_insecure_home_can_take_a_manifest_for_its_log(
+    deployment: Deployment, unique: Callable[[str], str]
+) -> None:
+    dev = deployment.cli("upgrade", manifest=False)
+    dev.run("account", "create", unique("dev"), "--server", deployment.server.url, "--insecure-dev")
+    other = deployment.root / "upgrade-other.manifest"
+    other.write_text(
+        make_manifest(generate_signer(DEFAULT_LOG_ORIGIN)[1], [deployment.witness_vkey])
+    )
+    refused = dev.run("manifest", "install", str(other), check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.splitlines()[-1].startswith("manifest_mismatch: ")
+    installed = dev.run("manifest", "install", str(deployment.manifest_file))
+    assert "INSECURE" in installed.stderr  # said before the manifest was taken
+    after = dev.run("account", "devices")
+    assert "INSECURE" not in after.stderr
