@@ -9,16 +9,8 @@ from typing import Any, TypeVar
 
 from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
-from accord.protocols.manifest import (
-    DEFAULT_MATCHING_FLOORS,
-    DEFAULT_MAX_CHECKPOINT_AGE_S,
-    DEFAULT_MAX_DISCLOSURE_DELAY_S,
-    DEFAULT_MAX_START_SKEW_S,
-    LawfulAccessBounds,
-    Manifest,
-    sign_manifest,
-)
-from accord.protocols.translog.note import Signer, generate_signer, parse_skey, parse_vkey
+from accord.protocols.manifest import DEFAULT_MAX_CHECKPOINT_AGE_S, build_manifest, sign_manifest
+from accord.protocols.translog.note import Signer, generate_signer, parse_skey
 
 T = TypeVar("T")
 
@@ -115,20 +107,14 @@ def make_manifest(
     """A deployment manifest (signed note) for the log `log_vkey` and `witnesses`, signed by
     `signer` (a fresh key unless given)."""
     signer = signer or manifest_signer()
-    manifest = Manifest(
+    manifest = build_manifest(
         deployment=deployment,
         serial=serial,
-        log_origin=parse_vkey(log_vkey).name,
         log_vkey=log_vkey,
-        witnesses=tuple(witnesses),
-        witness_quorum=len(witnesses) if quorum is None else quorum,
+        witnesses=witnesses,
+        witness_quorum=quorum,
+        approver_genesis_set=approver_set,
         max_checkpoint_age_s=max_checkpoint_age_s,
-        lawful_access=LawfulAccessBounds(
-            approver_genesis_set=approver_set,
-            max_disclosure_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S,
-            max_start_skew_s=DEFAULT_MAX_START_SKEW_S,
-        ),
-        matching_floors=DEFAULT_MATCHING_FLOORS,
-        signers=(signer.vkey,),
+        signers=[signer.vkey],
     )
     return sign_manifest(manifest, [signer])

@@ -150,3 +150,13 @@ def read_private_key(path: Path, what: str) -> str:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise InvalidInput(f"{path} is accessible by other users; chmod 600 it")
     return text
+
+
+def key_out_option(f: Any) -> Any:
+    """`--out FILE` for a command that makes a key pair (`write_key_pair`)."""
+    return click.option(
+        "--out",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the private key here (mode 0600) and the public key to FILE.pub.",
+    )(f)

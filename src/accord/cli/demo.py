@@ -31,16 +31,7 @@ from accord.client.operator import OperatorApi
 from accord.client.received import ReceivedMessage
 from accord.client.review import ReviewerApi
 from accord.errors import AccordError
-from accord.protocols.manifest import (
-    DEFAULT_MATCHING_FLOORS,
-    DEFAULT_MAX_CHECKPOINT_AGE_S,
-    DEFAULT_MAX_DISCLOSURE_DELAY_S,
-    DEFAULT_MAX_START_SKEW_S,
-    LawfulAccessBounds,
-    Manifest,
-    sign_manifest,
-    verify_manifest,
-)
+from accord.protocols.manifest import build_manifest, sign_manifest, verify_manifest
 from accord.protocols.translog.note import generate_cosigner, generate_signer, parse_skey
 from accord.server.process import ServerProcess, free_port
 from accord.server.review import verify_audit_chain
@@ -127,21 +118,12 @@ def _manifest(root: Path, log_vkey: str, witness_vkey: str, approver_set: str) -
     """The demo deployment's manifest: its log, its one witness (quorum 1), the approvers'
     genesis set; signed by a signing key made here (a deployment keeps its keys offline)."""
     signer = parse_skey(generate_signer("manifest.demo/signer")[0])
-    manifest = Manifest(
+    manifest = build_manifest(
         deployment="accord.demo",
-        serial=1,
-        log_origin=DEFAULT_LOG_ORIGIN,
         log_vkey=log_vkey,
-        witnesses=(witness_vkey,),
-        witness_quorum=1,
-        max_checkpoint_age_s=DEFAULT_MAX_CHECKPOINT_AGE_S,
-        lawful_access=LawfulAccessBounds(
-            approver_genesis_set=approver_set,
-            max_disclosure_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S,
-            max_start_skew_s=DEFAULT_MAX_START_SKEW_S,
-        ),
-        matching_floors=DEFAULT_MATCHING_FLOORS,
-        signers=(signer.vkey,),
+        witnesses=[witness_vkey],
+        approver_genesis_set=approver_set,
+        signers=[signer.vkey],
     )
     note = sign_manifest(manifest, [signer])
     (root / "accord.demo.manifest").write_text(note)

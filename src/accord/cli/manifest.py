@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from accord.cli.common import read_private_key, write_key_pair
+from accord.cli.common import key_out_option, read_private_key, write_key_pair
 from accord.cli.terminal import printable
 from accord.errors import AccordError, InvalidInput
 from accord.protocols.access.timeparse import format_duration, parse_duration
@@ -21,9 +21,9 @@ from accord.protocols.manifest import (
     DEFAULT_MAX_DISCLOSURE_DELAY_S,
     DEFAULT_MAX_START_SKEW_S,
     MAX_MANIFEST_BYTES,
-    LawfulAccessBounds,
     Manifest,
     MatchingFloors,
+    build_manifest,
     parse_manifest_text,
     sign_manifest,
     verify_manifest,
@@ -35,7 +35,6 @@ from accord.protocols.translog.note import (
     generate_signer,
     parse_skey,
     parse_unverified_note,
-    parse_vkey,
     verify_note,
 )
 
@@ -98,12 +97,7 @@ def manifest_group() -> None:
 
 @manifest_group.command("keygen")
 @click.argument("name")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the private key here (mode 0600) and the public key to FILE.pub.",
-)
+@key_out_option
 def keygen(name: str, out: Path) -> None:
     """Create a manifest signing key for signer NAME (e.g. example.org/manifest-1)."""
     skey, vkey = generate_signer(name)
@@ -214,26 +208,23 @@ def create(
         raise InvalidInput("give --log-vkey or --server (one of them)")
     vkey = log_vkey if log_vkey is not None else _log_from_server(str(server))
     signers = [_load_signer(p) for p in signer_keys]
-    manifest = Manifest(
+    manifest = build_manifest(
         deployment=deployment,
         serial=serial,
-        log_origin=parse_vkey(vkey).name,
         log_vkey=vkey,
         witnesses=witnesses,
-        witness_quorum=len(witnesses) if quorum is None else quorum,
+        witness_quorum=quorum,
+        approver_genesis_set=approver_set.lower(),
         max_checkpoint_age_s=max_checkpoint_age,
-        lawful_access=LawfulAccessBounds(
-            approver_genesis_set=approver_set.lower(),
-            max_disclosure_delay_s=max_disclosure_delay,
-            max_start_skew_s=max_start_skew,
-        ),
+        max_disclosure_delay_s=max_disclosure_delay,
+        max_start_skew_s=max_start_skew,
         matching_floors=MatchingFloors(
             min_threshold=floor_min_threshold,
             min_synthetic_rate_ppm=floor_min_synthetic_ppm,
             min_band_bits=floor_min_band_bits,
             max_band_count=floor_max_band_count,
         ),
-        signers=(*(s.vkey for s in signers), *more_signers),
+        signers=[*(s.vkey for s in signers), *more_signers],
         signer_quorum=signer_quorum,
     )
     if out.exists():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from accord.cli.common import home_dir, read_private_key, write_key_pair
+from accord.cli.common import home_dir, key_out_option, read_private_key, write_key_pair
 from accord.errors import InvalidInput
 from accord.protocols.translog.note import CosignatureSigner, generate_cosigner, parse_skey
 
@@ -20,12 +20,7 @@ def witness() -> None:
 
 @witness.command("keygen")
 @click.argument("name")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the private key here (mode 0600) and the public key to FILE.pub.",
-)
+@key_out_option
 def keygen(name: str, out: Path) -> None:
     """Create a cosigning key for witness NAME (e.g. witness.example.org/w1); print its vkey."""
     skey, vkey = generate_cosigner(name)

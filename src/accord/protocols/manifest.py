@@ -158,6 +158,42 @@ class Manifest:
         return tuple(parse_vkey(v) for v in self.witnesses)
 
 
+def build_manifest(
+    *,
+    deployment: str,
+    log_vkey: str,
+    witnesses: Sequence[str],
+    approver_genesis_set: str,
+    signers: Sequence[str],
+    serial: int = 1,
+    witness_quorum: int | None = None,
+    signer_quorum: int = 1,
+    max_checkpoint_age_s: int = DEFAULT_MAX_CHECKPOINT_AGE_S,
+    max_disclosure_delay_s: int = DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    max_start_skew_s: int = DEFAULT_MAX_START_SKEW_S,
+    matching_floors: MatchingFloors = DEFAULT_MATCHING_FLOORS,
+) -> Manifest:
+    """A manifest with the log's origin taken from its key's name, every witness required
+    unless `witness_quorum` says otherwise, and the default bounds and floors (M3 checks all)."""
+    return Manifest(
+        deployment=deployment,
+        serial=serial,
+        log_origin=parse_vkey(log_vkey).name,
+        log_vkey=log_vkey,
+        witnesses=tuple(witnesses),
+        witness_quorum=len(witnesses) if witness_quorum is None else witness_quorum,
+        max_checkpoint_age_s=max_checkpoint_age_s,
+        lawful_access=LawfulAccessBounds(
+            approver_genesis_set=approver_genesis_set,
+            max_disclosure_delay_s=max_disclosure_delay_s,
+            max_start_skew_s=max_start_skew_s,
+        ),
+        matching_floors=matching_floors,
+        signers=tuple(signers),
+        signer_quorum=signer_quorum,
+    )
+
+
 def _check(m: Manifest) -> None:
     """M3."""
     if not m.deployment or len(m.deployment) > MAX_NAME_CHARS or not m.deployment.isprintable():
