@@ -210,6 +210,7 @@ class LocalStore:
         self._add_shown_column()
         self._add_device_tag_column()
         self.vault: LocalVault | None = None
+        self._anchors_parsed: tuple[str, LogAnchors] | None = None  # the record, once verified
 
     def _add_shown_column(self) -> None:
         """Stores made before messages had a `shown` flag printed every message they hold."""
@@ -374,10 +375,14 @@ class LocalStore:
                     code="manifest_required",
                 )
             return None
+        if self._anchors_parsed is not None and self._anchors_parsed[0] == raw:
+            return self._anchors_parsed[1]  # the tag matched this very record just now
         try:
-            return LogAnchors.from_record(raw)
+            anchors = LogAnchors.from_record(raw)
         except (InvalidInput, VerificationError, ValueError, KeyError, TypeError):
             raise anchors_tampered("trust anchors") from None
+        self._anchors_parsed = (raw, anchors)
+        return anchors
 
     def set_log_anchors(self, anchors: LogAnchors) -> None:
         self._set_tagged(_ANCHORS, anchors.record())
