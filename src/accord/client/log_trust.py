@@ -134,6 +134,8 @@ class LogTrust:
                     code="manifest_mismatch",
                 )
         with self._store.transaction():
+            if (new.log_origin, new.log_vkey) != (current.origin, current.vkey):
+                self._store.forget_log_checkpoint()  # a new log starts a new history
             self._store.set_log_anchors(LogAnchors.of_manifest(new, note))
         return new
 

@@ -398,6 +398,12 @@ class LocalStore:
     def set_log_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._set_tagged(_CHECKPOINT, encode_checkpoint(checkpoint))
 
+    def forget_log_checkpoint(self) -> None:
+        """Drop the last accepted checkpoint (the pinned log was replaced by another one)."""
+        self._conn.execute(
+            "DELETE FROM meta WHERE key IN (?, ?)", (_CHECKPOINT, f"{_CHECKPOINT}_tag")
+        )
+
     def known_devices(self) -> frozenset[str]:
         """This account's device ids that this device added or has told its user about."""
         raw = self.get_meta("known_devices")
