@@ -99,7 +99,9 @@ def main() -> None:
         )
         alice = AccordClient.create_account(root / "alice", url, "alice", PASS, insecure_dev=True)
         bob = AccordClient.create_account(root / "bob", url, "bob", PASS, insecure_dev=True)
-        target = AccordClient.create_account(root / "target", url, "target", PASS, insecure_dev=True)
+        target = AccordClient.create_account(
+            root / "target", url, "target", PASS, insecure_dev=True
+        )
         now = int(time.time())
         warrant = au.draft_warrant(
             target="target",

@@ -108,7 +108,9 @@ def send_costs(messages: int, with_attachment: bool) -> dict[str, float]:
         alice = AccordClient.create_account(
             Path(tmp) / "a", server.url, "alice", "bench passphrase", insecure_dev=True
         )
-        bob = AccordClient.create_account(Path(tmp) / "b", server.url, "bob", "bench passphrase", insecure_dev=True)
+        bob = AccordClient.create_account(
+            Path(tmp) / "b", server.url, "bob", "bench passphrase", insecure_dev=True
+        )
         files = []
         if with_attachment:
             f = Path(tmp) / "photo.bin"
