@@ -320,3 +320,15 @@ def test_an_insecure_home_can_take_a_manifest_for_its_log(
     assert "INSECURE" in installed.stderr  # said before the manifest was taken
     after = dev.run("account", "devices")
     assert "INSECURE" not in after.stderr
+
+
+def test_a_checkpoint_rolled_back_on_disk_stops_every_command(
+    deployment: Deployment, unique: Callable[[str], str]
+) -> None:
+    """Not only the commands that read the checkpoint: `receive`, which reports a device list
+    that does not verify as a notice and carries on, stops too."""
+    alice = deployment.cli("rollback")
+    alice.run("account", "create", unique("alice"), "--server", deployment.server.url)
+    size, _, root = _meta(alice.home, "log_checkpoint").partition(" ")
+    _write_meta(alice.home, "log_checkpoint", f"{int(size) - 1} {root}")
+    _one_line_refusal(alice.run("receive", check=False), "anchors_tampered", 2)

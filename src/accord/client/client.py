@@ -166,6 +166,7 @@ class AccordClient:
                 self.store.set_home_device(_new_device)
             else:
                 self.store.unlock(passphrase)
+                self.store.verify_anchors()  # anchors_tampered: nothing runs on this home
         except BaseException:
             self.store.close()
             raise

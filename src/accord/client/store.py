@@ -398,6 +398,15 @@ class LocalStore:
     def set_log_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._set_tagged(_CHECKPOINT, encode_checkpoint(checkpoint))
 
+    def verify_anchors(self) -> None:
+        """Check the tag of every trust anchor this home keeps (the pinned manifest, the last
+        checkpoint, every pinned device row), so that a change made on disk stops a command
+        before it starts rather than where a caller would take it for a bad server answer."""
+        self.log_anchors()
+        self.log_checkpoint()
+        for row in self._conn.execute("SELECT * FROM devices").fetchall():
+            self._checked(row)
+
     def forget_log_checkpoint(self) -> None:
         """Drop the last accepted checkpoint (the pinned log was replaced by another one)."""
         self._conn.execute(
