@@ -1,12 +1,18 @@
-"""Shared by the tests beyond fixtures: the test Argon2id cost, the movable clock, servers."""
+"""Shared by the tests beyond fixtures: the test Argon2id cost, the movable clock, servers, the
+command line run in-process, deployment manifests."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
 from accord.protocols.manifest import DEFAULT_MAX_CHECKPOINT_AGE_S, build_manifest, sign_manifest
@@ -35,6 +41,8 @@ def eventually(check: Callable[[], T], what: str, *, timeout_s: float = EVENTUAL
             raise AssertionError(f"timed out waiting: {what}")
         time.sleep(EVENTUALLY_POLL_S)
 
+
+PASS = "test passphrase"
 
 # A cheap Argon2id for the local stores tests create (the default is RFC 9106's 64 MiB, t=3).
 TEST_KDF_COST = KdfCost(time_cost=1, memory_kib=1024, parallelism=1)
@@ -118,3 +126,75 @@ def make_manifest(
         signers=[signer.vkey],
     )
     return sign_manifest(manifest, [signer])
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def problems(self) -> str:
+        """Standard error without the line that insecure development mode prints on every
+        command (for tests about how errors are reported)."""
+        lines = self.stderr.splitlines(keepends=True)
+        return "".join(line for line in lines if not line.startswith(INSECURE_DEV_WARNING))
+
+
+class Cli:
+    """The real `accord` command line, run in this process (click's CliRunner isolation): the
+    same argument parsing, error mapping and exit codes as the installed command."""
+
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.env = {"ACCORD_PASSPHRASE": PASS, **(env or {})}
+
+    def setup_args(self, args: tuple[str, ...]) -> list[str]:
+        """`args`, with `--insecure-dev` added to a command that sets up a device (account
+        create, device link) when it names no manifest: most tests are not about the trust
+        anchors, and a test about them passes `--manifest` (or ACCORD_MANIFEST)."""
+        sets_up = args[:2] in (("account", "create"), ("device", "link"))
+        named = {"--manifest", "--insecure-dev"} & set(args) or "ACCORD_MANIFEST" in self.env
+        return [*args, "--insecure-dev"] if sets_up and not named else list(args)
+
+    def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
+        from click.testing import CliRunner
+
+        from accord.cli.common import run_cli
+        from accord.cli.main import cli
+
+        runner = CliRunner()
+        argv = ["--home", str(self.home), *self.setup_args(args)]
+        with runner.isolation(input=input, env=self.env) as (out, err, _mixed):
+            code = run_cli(cli, argv, obj={"kdf_cost": TEST_KDF_COST})
+            sys.stdout.flush()
+            sys.stderr.flush()
+            result = CliResult(
+                code,
+                out.getvalue().decode("utf-8", "replace"),
+                err.getvalue().decode("utf-8", "replace"),
+            )
+        if check and result.returncode != 0:
+            raise AssertionError(f"accord {' '.join(args)} exited {code}: {result.stderr.strip()}")
+        return result
+
+
+class ProcessCli(Cli):
+    """`python -m accord` in a child process: for tests of the process boundary itself
+    (signals, exit codes of the real binary, what reaches a terminal)."""
+
+    def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "accord", "--home", str(self.home), *self.setup_args(args)],
+            capture_output=True,
+            text=True,
+            input=input,
+            env={**os.environ, **self.env},
+            timeout=300,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"accord {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
+            )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)

@@ -24,8 +24,7 @@ from test_witnessed_log import _start_witness
 from accord.protocols.translog.note import generate_signer
 from accord.server.process import ServerProcess
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
-from accord_testing import TestClock, make_manifest, manifest_signer
-from conftest import Cli, CliResult
+from accord_testing import Cli, CliResult, TestClock, make_manifest, manifest_signer
 
 MAX_AGE_S = 3600
 REFRESH_S = 600
