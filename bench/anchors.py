@@ -25,6 +25,7 @@ from machine import machine_info
 from accord.client.store import LocalStore, LogAnchors, PinnedDevice
 from accord.primitives.storage_crypto import KdfCost
 from accord.protocols.manifest import build_manifest, sign_manifest, verify_manifest
+from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
 from accord.protocols.translog.note import (
     Checkpoint,
     CosignatureSigner,
@@ -69,6 +70,7 @@ def main() -> None:
         approver_genesis_set="00" * 32,
         signers=[s.vkey for s in signers],
         signer_quorum=args.signers,
+        matching_floors=DEFAULT_MATCHING_FLOORS,
     )
     note = sign_manifest(manifest, signers)
     text = Checkpoint("log.bench", 1000, bytes(32)).to_text()

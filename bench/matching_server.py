@@ -43,8 +43,8 @@ from accord.server.secrets import FileSecretsKey
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine, sqlite_url
 from accord.storage.migrate import upgrade_to_head
-from accord.storage.private_matching import insert_ignore
-from accord.storage.schema import pm_accounts, pm_queue
+from accord.storage.private_matching import ensure_account_row
+from accord.storage.schema import pm_queue
 from accord.wire.matching import PublishTableRequest, matching_account_id
 
 DEVICES = 10
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         client = VoucherClient(
             table=table,
             table_digest=digest,
-            account_id=matching_account_id(f"bench{d}", "DEVICE01"),
+            account_id=matching_account_id(f"bench{d}"),
             secret=AccountMatchingSecret.generate(),
         )
         per_device[f"bench{d}"] = [
@@ -100,26 +100,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def _enqueue(conn: Connection) -> None:
         for account, vouchers in per_device.items():
-            key = matching_account_id(account, "DEVICE01").decode()
-            insert_ignore(
-                conn,
-                pm_accounts,
-                {
-                    "matching_account": key,
-                    "account": account,
-                    "device_id": "DEVICE01",
-                    "vouchers": 0,
-                    "rejected": 0,
-                },
-            )
-            for i, v in enumerate(vouchers):
+            key = matching_account_id(account).decode()
+            ensure_account_row(conn, key)
+            for v in vouchers:
                 conn.execute(
                     pm_queue.insert().values(
                         matching_account=key,
                         voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
-                        message_id=f"m-{account}-{i}",
+                        device_id="DEVICE01",
                         voucher=v,
-                        queued_at=0,
                     )
                 )
 

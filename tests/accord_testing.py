@@ -16,6 +16,7 @@ from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
 from accord.protocols.manifest import DEFAULT_MAX_CHECKPOINT_AGE_S, build_manifest, sign_manifest
+from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
 from accord.protocols.translog.note import Signer, generate_signer, parse_skey
 
 T = TypeVar("T")
@@ -124,6 +125,7 @@ def make_manifest(
         approver_genesis_set=approver_set,
         max_checkpoint_age_s=max_checkpoint_age_s,
         signers=[signer.vkey],
+        matching_floors=DEFAULT_MATCHING_FLOORS,
     )
     return sign_manifest(manifest, [signer])
 

@@ -19,7 +19,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from accord.client.client import AccordClient
 from accord.client.operator import OperatorApi
 from accord.protocols.detection.banks import BankEntry
 from accord.protocols.detection.hashers import hash_file
+from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
 from accord.server.process import ServerProcess
 from accord_testing import TEST_KDF_COST
 
@@ -146,6 +147,11 @@ def event_world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
             assert created.status_code == 201, created.text
         mallory = AccordClient.create_account(
             root / "m", server.url, "mallory", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+        )
+        # A small threshold without synthetic vouchers keeps the world small; a client accepts
+        # such a table only with floors its user lowered.
+        mallory.vouchers.use_floors(
+            replace(DEFAULT_MATCHING_FLOORS, min_threshold=THRESHOLD, min_synthetic_rate_ppm=0)
         )
         AccordClient.create_account(
             root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True

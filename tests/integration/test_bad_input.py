@@ -224,3 +224,38 @@ def test_failed_registration_can_be_retried(small_server, cli, unique):  # type:
     other.run("account", "create", unique("free"), "--server", small_server.url)
     proc = other.run("account", "create", "BAD NAME", "--server", small_server.url, check=False)
     assert proc.returncode == 2
+
+
+def test_every_refusal_is_an_rfc_9457_problem_with_a_stable_code(small_server):  # type: ignore[no-untyped-def]
+    """Bad JSON, a failed validation, an unknown route, a wrong method, no token, a body too
+    large for the door: each is application/problem+json with type, title, status, detail and
+    the code (and never the input)."""
+    url = small_server.url
+    cases = [
+        (
+            "POST",
+            "/v1/accounts",
+            {"content": b"{", "headers": {"Content-Type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/accounts",
+            {"json": {"v": 1, "device": {"account": "SECRET-INPUT"}}},
+            400,
+            "invalid_request",
+        ),
+        ("GET", "/v1/no-such-route", {}, 404, "not_found"),
+        ("DELETE", "/v1/health", {}, 405, "method_not_allowed"),
+        ("GET", "/v1/messages", {}, 401, "unauthenticated"),
+        ("POST", "/v1/accounts", {"content": b"x" * (9 << 20)}, 413, "too_large"),
+    ]
+    for method, path, kwargs, status, code in cases:
+        answer = httpx.request(method, url + path, timeout=30, **kwargs)
+        assert answer.status_code == status, (path, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json"), path
+        body = answer.json()
+        assert body["status"] == status and body["code"] == code, (path, body)
+        assert body["type"] == f"urn:accord:problem:{code}" and body["title"] and body["detail"]
+        assert "SECRET-INPUT" not in answer.text

@@ -32,10 +32,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from accord.client.client import AccordClient
-from accord.client.operator import OperatorApi
 from accord.errors import AccordError, VerificationError
-from accord.primitives.shamir import Share, field_element_from_bytes
-from accord.protocols.detection.banks import BankEntry
 from accord.protocols.detection.hashers import hash_file
 from accord.protocols.private_matching.log_entries import (
     TAG_HASH_LIST_VERSION,
@@ -44,13 +41,18 @@ from accord.protocols.private_matching.log_entries import (
 from accord.protocols.private_matching.params import DEFAULT_THRESHOLD, MatchingParams
 from accord.protocols.private_matching.voucher import (
     HEADER_BYTES,
-    OpenedShare,
     open_inner_payload,
     voucher_size,
 )
-from accord.storage.db import make_engine, sqlite_url
-from accord.storage.schema import accounts, devices, messages, pm_epochs, pm_shares
-from accord_testing import TEST_KDF_COST, eventually
+from accord.storage.schema import accounts, devices, messages
+from accord_testing import TEST_KDF_COST
+from matching_testing import (
+    admin_client,
+    bank_and_publish,
+    drain_matching,
+    server_engine,
+    stored_shares,
+)
 
 PASS = "test passphrase"
 T = DEFAULT_THRESHOLD
@@ -78,24 +80,6 @@ def standins(tmp_path: Path) -> tuple[list[Path], list[Path]]:
     return out[0], out[1]
 
 
-def _admin(server: Any) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token()}"}
-    )
-
-
-def _drain(server: Any, timeout_s: float = 120.0) -> dict[str, Any]:
-    """Wait until the server has processed every queued voucher."""
-    with _admin(server) as op:
-
-        def drained() -> dict[str, Any] | None:
-            status: dict[str, Any] = op.get("/v1/matching/status").json()
-            done = status["queued"] == 0 and status["crossings_unlogged"] == 0
-            return status if done else None
-
-        return eventually(drained, "every queued voucher processed", timeout_s=timeout_s)
-
-
 def _log_types(server: Any) -> list[str]:
     """The type of every entry in the server's log, in order (over as many pages as it takes)."""
     entries: list[str] = []
@@ -117,44 +101,10 @@ def _events(op: Any, server: Any) -> list[dict[str, Any]]:
     return events
 
 
-def _engine(server: Any):  # type: ignore[no-untyped-def]
-    return make_engine(server.db_url or sqlite_url(server.data_dir))
-
-
 def _pdq(path: Path) -> bytes:
     hashes = hash_file(path, video=False)
     assert hashes.pdq is not None
     return hashes.pdq.hash.value
-
-
-def _stored_shares(server: Any, account: str) -> tuple[list[OpenedShare], bytes | None]:
-    """What the server's database holds for one account: opened shares and the voucher key."""
-    engine = _engine(server)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(pm_shares).where(pm_shares.c.matching_account.startswith(f"{account}/"))
-            ).all()
-            key = conn.execute(
-                select(pm_epochs.c.voucher_key).where(
-                    pm_epochs.c.matching_account.startswith(f"{account}/")
-                )
-            ).scalar()
-    finally:
-        engine.dispose()
-    shares = [
-        OpenedShare(
-            voucher_id=bytes(r.voucher_id),
-            epoch=r.epoch,
-            header=bytes(r.header),
-            share=Share(field_element_from_bytes(bytes(r.x)), field_element_from_bytes(bytes(r.y))),
-            tag=(),
-            inner_nonce=bytes(r.inner_nonce),
-            inner_ciphertext=bytes(r.inner),
-        )
-        for r in rows
-    ]
-    return shares, None if key is None else bytes(key)
 
 
 def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique):  # type: ignore[no-untyped-def]
@@ -163,7 +113,7 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
     op = cli("operator")
     op.env["ACCORD_ADMIN_TOKEN"] = server.admin_token()
     # What earlier tests left on this server: counters, events and log entries.
-    start = _drain(server)
+    start = drain_matching(server)
     events_before = {e["event_id"] for e in _events(op, server)}
     types_before = _log_types(server)
 
@@ -194,7 +144,7 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
     for i, (lo, hi) in enumerate(banked_cuts):
         files = others[25 * i : 25 * (i + 1)] + real[lo:hi]
         alice.run("send", b, f"batch {i}", *[f"--attach={f}" for f in files])
-    status = _drain(server)
+    status = drain_matching(server)
     assert status["queued"] == 0
     assert status["vouchers_processed"] == start["vouchers_processed"] + 100 + T - 1
     assert new_events() == []
@@ -203,11 +153,11 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
     )
     bad = op.run("matching", "event", "nope", "--server", server.url, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
-    shares, key = _stored_shares(server, a)
+    shares, _, key = stored_shares(server, a)
     assert key is None and len(shares) == T - 1 + synthetic_others
 
     # The vouchers stayed with the server: the stored messages (what bob gets) carry none.
-    engine = _engine(server)
+    engine = server_engine(server)
     with engine.connect() as conn:
         stored = (
             conn.execute(
@@ -224,7 +174,7 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
 
     # One more banked image crosses the threshold.
     alice.run("send", b, "one more", f"--attach={real[T - 1]}")
-    _drain(server)
+    drain_matching(server)
     (event,) = new_events()
     assert event["account"] == a and event["kind"] == "threshold"
     assert event["images"] == T and event["discarded_band_collisions"] == 0
@@ -248,7 +198,7 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
 
     # Nothing of the other 100 can be opened: their vouchers left no share at all, except the
     # synthetic ones, whose inner payload is random bytes; only the t real payloads open.
-    shares, key = _stored_shares(server, a)
+    shares, _, key = stored_shares(server, a)
     assert key is not None and len(shares) == T + synthetic_others
     opened = []
     for s in shares:
@@ -261,8 +211,8 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
     # One banked image sent t times adds one share: no crossing.
     dave.run("send", b, "again", *[f"--attach={real[0]}"] * (T // 2))
     dave.run("send", b, "and again", *[f"--attach={real[0]}"] * (T - T // 2))
-    _drain(server)
-    dave_shares, dave_key = _stored_shares(server, d)
+    drain_matching(server)
+    dave_shares, _, dave_key = stored_shares(server, d)
     assert dave_key is None and len(dave_shares) <= 1
     assert [e["account"] for e in new_events()] == [a]
 
@@ -272,25 +222,6 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
 
 
 # --- through the library: refusals, logged tables ----------------------------------------------
-
-
-def _bank_and_publish(server: Any, bank: str, pool: list[Path], **params: int) -> dict[str, Any]:
-    op = OperatorApi(server.url, server.admin_token())
-    try:
-        op.create_bank(bank, 31)
-        op.add_entries(
-            bank,
-            [
-                BankEntry(signal_type="pdq", hash=hash_file(p).pdq.hash, source=f"file:{p.name}")  # type: ignore[union-attr]
-                for p in pool
-            ],
-        )
-        summary: dict[str, Any] = op.api.request(
-            "POST", "/v1/matching/tables", json={"banks": [bank], **params}
-        )
-        return summary
-    finally:
-        op.close()
 
 
 class _Captured(Exception):
@@ -335,8 +266,8 @@ def _with_voucher(body: dict[str, Any], change: Callable[[bytes], bytes]) -> dic
 
 def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins, unique):  # type: ignore[no-untyped-def]
     pool, others = standins
-    _bank_and_publish(server, unique("standins"), pool)
-    start = _drain(server)  # the counters as earlier tests left them
+    bank_and_publish(server, unique("standins"), pool)
+    start = drain_matching(server)  # the counters as earlier tests left them
     alice, bob = pair
     banked = pool[0]
     body = _captured_send(alice, bob.account_name, [banked])
@@ -399,7 +330,7 @@ def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins, uniqu
     assert _post(alice, body).status_code == 201
     replay = _with_voucher(body, lambda v: v)
     assert "already received" in refused(replay, 422, "voucher_replayed")
-    _drain(server)
+    drain_matching(server)
     assert "already received" in refused(replay, 422, "voucher_replayed")
 
     # Replayed by another account: bob sends alice's voucher with an attachment of his own.
@@ -410,11 +341,11 @@ def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins, uniqu
 
     # A tampered *matching* voucher is accepted at the door like any other (refusing it there
     # would tell the sender it matched) and rejected when processed, for the operator to see.
-    before = _drain(server)["vouchers_rejected"]
+    before = drain_matching(server)["vouchers_rejected"]
     tampered = _captured_send(alice, bob.account_name, [pool[1]])
     tampered = _with_voucher(tampered, flip(size - 20))  # inside the outer ciphertext
     assert _post(alice, tampered).status_code == 201
-    after = _drain(server)
+    after = drain_matching(server)
     assert after["vouchers_rejected"] == before + 1
     assert after["opened_shares"] == start["opened_shares"] + 1  # the accepted banked voucher
 
@@ -422,7 +353,7 @@ def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins, uniqu
     for path in ("/v1/review/events", "/v1/review/events/e_AAAAAAAAAAAAAAAAAAAAAA"):
         r = httpx.get(server.url + path, headers={"Authorization": "Bearer nope"})
         assert r.status_code == 401 and r.json()["code"] == "unauthenticated"
-    with _admin(server) as op:
+    with admin_client(server) as op:
         assert op.get("/v1/review/events/e_AAAAAAAAAAAAAAAAAAAAAA").json()["code"] == "not_found"
         r = httpx.post(server.url + "/v1/matching/tables", json={})
         assert r.status_code == 401
@@ -438,7 +369,7 @@ def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(
 ):  # type: ignore[no-untyped-def]
     pool, others = standins
     bob = unique("bob")
-    table = _bank_and_publish(server, unique("standins"), pool[:4])
+    table = bank_and_publish(server, unique("standins"), pool[:4])
     alice = AccordClient.create_account(
         tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
@@ -452,7 +383,7 @@ def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(
         alice.send(bob, "pictures", [pool[2], others[2]])
     finally:
         alice.close()
-    _drain(server)  # the server has used its table before the file is changed under it
+    drain_matching(server)  # the server has used its table before the file is changed under it
     # The device holds the blinded table, never a banked hash (raw or hex).
     banked = [_pdq(p) for p in pool[:4]]
     blob = b"".join(f.read_bytes() for f in (tmp_path / "a").rglob("*") if f.is_file())

@@ -13,6 +13,8 @@ values are distributed alike (two-sample Kolmogorov-Smirnov on y / q and on the 
 Binomial(N, p) against t-1 + Binomial(N-t+1, p): the best count-based guess has the advantage
 the total variation distance between the two predicts (within sampling error), and no more.
 
+The last test: seen voucher ids are kept for the current key epoch only.
+
 One database (and service) per module and database kind: each test names its own banks and
 accounts, reads back only its own accounts' rows and compares the service's counters before and
 after (tests in a module run one at a time).
@@ -45,8 +47,8 @@ from accord.server.secrets import FileSecretsKey
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine, sqlite_url
 from accord.storage.migrate import upgrade_to_head
-from accord.storage.private_matching import insert_ignore
-from accord.storage.schema import pm_accounts, pm_epochs, pm_events, pm_queue, pm_shares
+from accord.storage.private_matching import ensure_account_row
+from accord.storage.schema import pm_epochs, pm_events, pm_queue, pm_seen_vouchers, pm_shares
 from accord.wire.matching import PublishTableRequest, matching_account_id
 
 T = 4
@@ -133,7 +135,7 @@ def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
     for d in range(N_DEVICES):
         for group in groups:
             account = unique(f"{'z' if group == 'zero' else 't'}{d}")
-            account_id = matching_account_id(account, "DEVICE01")
+            account_id = matching_account_id(account)
             client = VoucherClient(
                 table=table,
                 table_digest=digest,
@@ -149,26 +151,15 @@ def test_zero_and_t_minus_one_matches_look_alike_in_the_database(
             ]
 
             def _enqueue(conn: Connection, account: str = account, vouchers=vouchers) -> None:  # type: ignore[no-untyped-def]
-                key = matching_account_id(account, "DEVICE01").decode()
-                insert_ignore(
-                    conn,
-                    pm_accounts,
-                    {
-                        "matching_account": key,
-                        "account": account,
-                        "device_id": "DEVICE01",
-                        "vouchers": 0,
-                        "rejected": 0,
-                    },
-                )
+                key = matching_account_id(account).decode()
+                ensure_account_row(conn, key)
                 for i, v in enumerate(vouchers):
                     conn.execute(
                         pm_queue.insert().values(
                             matching_account=key,
                             voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
-                            message_id=f"message-{account}-{i:04d}",
+                            device_id="DEVICE01",
                             voucher=v,
-                            queued_at=0,
                         )
                     )
 
@@ -228,23 +219,11 @@ def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
     bank = [_random_hash(rng) for _ in range(4)]
     bank_name, erin = unique("standins"), unique("erin")
     before = service.status()  # what earlier tests left
-    service.detection.store.create_bank(bank_name)
-    service.detection.store.add_entries(
-        bank_name, [BankEntry(signal_type="pdq", hash=h) for h in bank]
-    )
-    summary = service.publish_table(
-        PublishTableRequest(
-            banks=[bank_name], band_count=2, threshold=T, synthetic_rate_ppm=0, detection_dim=24
-        )
-    )
-    digest = TableDigest(bytes.fromhex(summary.digest))
-    table = BlindedTable.parse(
-        (service.tables_dir / f"{summary.digest}.table").read_bytes(), expected_digest=digest
-    )
+    digest, table = _small_table(service, bank_name, bank)
     client = VoucherClient(
         table=table,
         table_digest=digest,
-        account_id=matching_account_id(erin, "DEVICE01"),
+        account_id=matching_account_id(erin),
         secret=AccountMatchingSecret.generate(),
     )
     vouchers = [
@@ -256,11 +235,10 @@ def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
         for i, v in enumerate(vouchers):
             conn.execute(
                 pm_queue.insert().values(
-                    matching_account=matching_account_id(erin, "DEVICE01").decode(),
+                    matching_account=matching_account_id(erin).decode(),
                     voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
-                    message_id=f"message-{erin}-{i:04d}",
+                    device_id="DEVICE01",
                     voucher=v,
-                    queued_at=0,
                 )
             )
 
@@ -279,3 +257,83 @@ def test_a_voucher_that_cannot_be_applied_does_not_stop_the_queue(
     assert status.queued == 0 and status.vouchers_rejected == before.vouchers_rejected + 1
     assert status.vouchers_processed == before.vouchers_processed + 3
     assert status.opened_shares == before.opened_shares + 2
+
+
+def _small_table(
+    service: PrivateMatchingService, bank_name: str, bank: list[PdqHash]
+) -> tuple[TableDigest, BlindedTable]:
+    """A bank of `bank` and a table of two bands over it, without synthetic vouchers."""
+    service.detection.store.create_bank(bank_name)
+    service.detection.store.add_entries(
+        bank_name, [BankEntry(signal_type="pdq", hash=h) for h in bank]
+    )
+    summary = service.publish_table(
+        PublishTableRequest(
+            banks=[bank_name], band_count=2, threshold=T, synthetic_rate_ppm=0, detection_dim=24
+        )
+    )
+    digest = TableDigest(bytes.fromhex(summary.digest))
+    path = service.tables_dir / f"{summary.digest}.table"
+    return digest, BlindedTable.parse(path.read_bytes(), expected_digest=digest)
+
+
+def test_seen_voucher_ids_are_dropped_after_their_epoch(
+    service: PrivateMatchingService, unique: Callable[[str], str]
+) -> None:
+    """Voucher ids are kept for the account's current key epoch only: once a voucher of a later
+    epoch is processed, the earlier ids are gone; an old voucher sent again is processed but
+    adds no share (its x is already there)."""
+    rng = np.random.default_rng(9)
+    bank = [_random_hash(rng) for _ in range(3)]
+    bank_name, fay = unique("standins"), unique("fay")
+    digest, table = _small_table(service, bank_name, bank)
+    account = matching_account_id(fay)
+    client = VoucherClient(
+        table=table,
+        table_digest=digest,
+        account_id=account,
+        secret=AccountMatchingSecret.generate(),
+    )
+
+    def voucher(pdq: PdqHash, epoch: int) -> bytes:
+        return client.create_voucher(pdq=pdq, derivative=bytes(DERIVATIVE_BYTES), epoch=epoch)
+
+    def process(vouchers: list[bytes]) -> None:
+        def _enqueue(conn: Connection) -> None:
+            for v in vouchers:
+                conn.execute(
+                    pm_queue.insert().values(
+                        matching_account=account.decode(),
+                        voucher_id=v[HEADER_BYTES - VOUCHER_ID_BYTES : HEADER_BYTES],
+                        device_id="DEVICE01",
+                        voucher=v,
+                    )
+                )
+
+        service.db.transact(_enqueue)
+        assert service.process_pending() == len(vouchers)
+
+    def seen() -> dict[bytes, int]:
+        with service.db.read() as conn:
+            rows = conn.execute(
+                select(pm_seen_vouchers.c.voucher_id, pm_seen_vouchers.c.epoch).where(
+                    pm_seen_vouchers.c.matching_account == account.decode()
+                )
+            ).all()
+        return {bytes(r.voucher_id): int(r.epoch) for r in rows}
+
+    def shares() -> int:
+        with service.db.read() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).where(pm_shares.c.matching_account == account.decode())
+                ).scalar_one()
+            )
+
+    old = [voucher(bank[0], 0), voucher(_random_hash(rng), 0)]
+    process(old)
+    assert set(seen().values()) == {0} and len(seen()) == 2 and shares() == 1
+    process([voucher(bank[1], 1)])
+    assert set(seen().values()) == {1} and len(seen()) == 1 and shares() == 2
+    process([old[0]])  # the dropped id comes back: processed, nothing added, not kept
+    assert set(seen().values()) == {1} and shares() == 2

@@ -417,3 +417,28 @@ def test_concurrent_sends_are_all_pushed_on_postgres(tmp_path, fresh_pg_url):  #
         assert pushed == set(ids), f"{len(set(ids) - pushed)} accepted messages were not pushed"
         for c in [bob, *senders]:
             c.close()
+
+
+@pytest.mark.postgres
+def test_readiness_follows_the_database_and_redis(
+    private_postgres: PrivateCluster, redis_url: str, tmp_path: Path
+) -> None:
+    """/readyz (and /v1/health) answer 200 only while the database answers (and Redis, which a
+    server configured with it also needs to start); /livez while the process serves."""
+    url = private_postgres.create_database("accord")
+    server = ServerProcess(tmp_path / "data", db_url=url, extra_args=["--redis", redis_url])
+    server.start()
+    try:
+        assert httpx.get(f"{server.url}/readyz").json() == {"status": "ready"}
+        private_postgres.stop()
+        down = httpx.get(f"{server.url}/readyz", timeout=30)
+        assert down.status_code == 503 and down.json()["code"] == "not_ready"
+        assert httpx.get(f"{server.url}/v1/health", timeout=30).status_code == 503
+        assert httpx.get(f"{server.url}/livez").json() == {"status": "alive"}
+        private_postgres.start()
+        eventually(
+            lambda: httpx.get(f"{server.url}/readyz", timeout=30).status_code == 200,
+            "ready again once the database is back",
+        )
+    finally:
+        server.stop()

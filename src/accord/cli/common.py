@@ -45,9 +45,9 @@ def run_cli(
     argv = list(sys.argv[1:] if args is None else args)
     verbose = "--verbose" in argv
     try:
-        # A command that calls `ctx.exit(code)` returns its code here (click's non-standalone
-        # mode); one that finishes normally returns None.
-        exit_code = group.main(args=argv, standalone_mode=False, obj=obj)
+        # Without standalone mode, click returns the code a command exits with (`ctx.exit(N)`).
+        code = group.main(args=argv, standalone_mode=False, obj=obj)
+        return code if isinstance(code, int) and not isinstance(code, bool) else 0
     except click.exceptions.Abort as exc:
         click.echo("aborted", err=True)
         interrupted = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
@@ -87,7 +87,6 @@ def run_cli(
             f"error: unexpected {type(exc).__name__} (--verbose shows the traceback)", err=True
         )
         return EXIT_FAILURE
-    return exit_code if type(exit_code) is int else 0
 
 
 def describe_os_error(exc: OSError) -> str:

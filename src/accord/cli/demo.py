@@ -25,6 +25,7 @@ import click
 from accord.cli.common import write_key_pair
 from accord.cli.demo_access import DemoApprovers, access_chapter, make_approvers
 from accord.cli.demo_matching import matching_chapter
+from accord.cli.demo_transparency import transparency_chapter
 from accord.client.audit import audit_log
 from accord.client.client import AccordClient
 from accord.client.operator import OperatorApi
@@ -32,6 +33,7 @@ from accord.client.received import ReceivedMessage
 from accord.client.review import ReviewerApi
 from accord.errors import AccordError
 from accord.protocols.manifest import build_manifest, sign_manifest, verify_manifest
+from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
 from accord.protocols.translog.note import generate_cosigner, generate_signer, parse_skey
 from accord.server.process import ServerProcess, free_port
 from accord.server.review import verify_audit_chain
@@ -124,6 +126,7 @@ def _manifest(root: Path, log_vkey: str, witness_vkey: str, approver_set: str) -
         witnesses=[witness_vkey],
         approver_genesis_set=approver_set,
         signers=[signer.vkey],
+        matching_floors=DEFAULT_MATCHING_FLOORS,
     )
     note = sign_manifest(manifest, [signer])
     (root / "accord.demo.manifest").write_text(note)
@@ -221,6 +224,17 @@ def _chapters(root: Path, server: ServerProcess, manifest: str, approvers: DemoA
         _report_chapter(root, server, alice, bob, carol)
         matching_chapter(root, server, alice, bob, step=_step, ok=_ok, expect=_expect)
         access_chapter(root, server, alice, bob, approvers, step=_step, ok=_ok, expect=_expect)
+        clients += transparency_chapter(
+            root,
+            server,
+            alice,
+            bob,
+            passphrase=DEMO_PASSPHRASE,
+            manifest=manifest,
+            step=_step,
+            ok=_ok,
+            expect=_expect,
+        )
         _step("an auditor checks the log's checkpoint against the manifest's witness and age")
         audited = audit_log(url, root / "manifest-auditor", manifest=verify_manifest(manifest))
         _expect(not audited.problems, "cosigned by the manifest's witness, and fresh")

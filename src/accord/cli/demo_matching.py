@@ -1,4 +1,5 @@
-"""The demo's private-matching chapter: a threshold crossed with stand-in pictures.
+"""The demo's private-matching chapter: a table below the client's floors refused, then a
+threshold crossed with stand-in pictures.
 
 Real hash lists never appear here: generated pictures stand in for list entries. Called by
 `accord demo` (cli/demo.py) with its running server and clients.
@@ -18,6 +19,7 @@ from PIL import Image
 
 from accord.client.client import AccordClient
 from accord.client.operator import OperatorApi
+from accord.errors import VerificationError
 from accord.protocols.detection.banks import BankEntry
 from accord.protocols.detection.hashers import hash_file
 from accord.protocols.private_matching.log_entries import TAG_THRESHOLD_CROSSING
@@ -28,7 +30,7 @@ EVERYDAY = 20
 DRAIN_TIMEOUT_S = 60.0
 
 
-def _picture(path: Path, seed: int) -> Path:
+def make_picture(path: Path, seed: int) -> Path:
     """A 192 x 144 picture of smooth colour fields with grain, different for every seed."""
     rng = np.random.default_rng(seed)
     small = Image.fromarray(rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8), "RGB")
@@ -48,12 +50,13 @@ def matching_chapter(
     ok: Callable[[str], None],
     expect: Callable[[bool, str], None],
 ) -> None:
-    """Stand-ins banked, a table published and logged, t-1 matches that open nothing, then one
-    more and a review event (docs/protocol/private-matching.md)."""
+    """Stand-ins banked; a table below the floors refused by the client; a fair table published
+    and logged, t-1 matches that open nothing, then one more and a review event
+    (docs/protocol/private-matching.md)."""
     folder = root / "pictures"
     folder.mkdir()
-    standins = [_picture(folder / f"standin-{i:02d}.png", 1000 + i) for i in range(STANDINS)]
-    everyday = [_picture(folder / f"everyday-{i:02d}.png", 2000 + i) for i in range(EVERYDAY)]
+    standins = [make_picture(folder / f"standin-{i:02d}.png", 1000 + i) for i in range(STANDINS)]
+    everyday = [make_picture(folder / f"everyday-{i:02d}.png", 2000 + i) for i in range(EVERYDAY)]
 
     step("an operator banks stand-in pictures and publishes a blinded table (its digest is logged)")
     op = OperatorApi(server.url, server.admin_token())
@@ -65,6 +68,25 @@ def matching_chapter(
             if pdq is not None:
                 entries.append(BankEntry(signal_type="pdq", hash=pdq.hash, source=f"file:{p.name}"))
         op.add_entries("standins", entries)
+
+        step("the operator publishes a weak table: 8-bit bands, threshold 2, no synthetic vouchers")
+        weak: dict[str, Any] = op.api.request(
+            "POST",
+            "/v1/matching/tables",
+            json={"banks": ["standins"], "band_bits": 8, "threshold": 2, "synthetic_rate_ppm": 0},
+        )
+        try:
+            alice.send("bob", "a photo", [everyday[0]])
+            refused = ""
+        except VerificationError as exc:
+            refused = f"{exc.code}: {exc.message}"
+        expect(
+            refused.startswith("matching_params_below_floor"),
+            f"alice's client refuses table {weak['table_version']} (logged, but below its "
+            f"floors) and sends no picture with it: {refused}",
+        )
+
+        step("the operator publishes a table at the parameters the protocol derives")
         table: dict[str, Any] = op.api.request(
             "POST", "/v1/matching/tables", json={"banks": ["standins"]}
         )

@@ -11,7 +11,7 @@ from accord.cli.access import report_json, report_lines
 from accord.cli.common import home_dir
 from accord.cli.manifest import read_manifest
 from accord.cli.terminal import printable
-from accord.client.audit import AuditResult, audit_log, fetch_checkpoint
+from accord.client.audit import audit_log, fetch_checkpoint
 from accord.protocols.manifest import verify_manifest
 
 
@@ -41,7 +41,7 @@ def log_checkpoint(server: str) -> None:
 def log_audit(ctx: click.Context, server: str, manifest_path: Path | None, as_json: bool) -> None:
     """Fetch every entry, recompute the tree, check it extends what was seen, count by type.
 
-    Exits 1 if a check against the manifest failed.
+    Exits 1 if anything was found invalid (against the manifest too, with --manifest).
     """
     manifest = None if manifest_path is None else verify_manifest(read_manifest(manifest_path))
     result = audit_log(server, home_dir(ctx), manifest=manifest)
@@ -50,13 +50,9 @@ def log_audit(ctx: click.Context, server: str, manifest_path: Path | None, as_js
         if result.access is not None:
             out["lawful_access"] = report_json(result.access)
         click.echo(json.dumps(out))
-    else:
-        _print_audit(result)
-    if result.problems:
-        ctx.exit(1)
-
-
-def _print_audit(result: AuditResult) -> None:
+        if result.findings:
+            ctx.exit(1)
+        return
     click.echo(f"log {result.origin}: {result.size} entries, root {result.root}")
     if result.previous_size is not None:
         click.echo(f"consistent with the checkpoint seen before (size {result.previous_size})")
@@ -64,9 +60,18 @@ def _print_audit(result: AuditResult) -> None:
         click.echo(f"  {kind}: {count}")
     if result.invalid:
         click.echo(f"  entries failing their checks: {result.invalid}")
+    kt = result.key_transparency
+    if kt is not None:
+        click.echo(
+            f"key transparency: {kt.accounts} accounts, {kt.changes} device changes, "
+            f"{kt.map_heads} map heads replayed"
+        )
     if result.access is not None and result.access.warrants:
         click.echo("lawful access (recomputed from the log):")
         for line in report_lines(result.access):
             click.echo(f"  {line}")
-    for problem in result.problems:
-        click.echo(f"INVALID: {printable(problem)}")
+    if result.findings:
+        click.echo(f"INVALID: {len(result.findings)} finding(s):")
+        for line in result.findings:
+            click.echo(f"  {printable(line)}")
+        ctx.exit(1)

@@ -42,6 +42,14 @@ COMMANDS: dict[str, LazyCommand] = {
         "Create and publish the set of approvers and its threshold.",
     ),
     "bank": LazyCommand("accord.cli.detection:bank_group", "Manage hash banks (named hash lists)."),
+    "chat": LazyCommand(
+        "accord.cli.chat:chat",
+        "Chat: conversations, live messages, groups, attachments, devices and safety notices.",
+    ),
+    "contact": LazyCommand(
+        "accord.cli.messaging:contact",
+        "Contacts' keys: the safety code to compare in person, and verification.",
+    ),
     "demo": LazyCommand(
         "accord.cli.messaging:demo",
         "The whole story on embedded SQLite in a temporary directory.",
@@ -165,6 +173,7 @@ class LazyGroup(click.Group):
     help="Client state directory (default ~/.accord).",
 )
 @click.option("--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="accord", prog_name="accord", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
     """Accord: end-to-end encrypted messaging with public safety enforced by cryptography."""

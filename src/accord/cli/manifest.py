@@ -16,7 +16,6 @@ from accord.cli.terminal import printable
 from accord.errors import AccordError, InvalidInput
 from accord.protocols.access.timeparse import format_duration, parse_duration
 from accord.protocols.manifest import (
-    DEFAULT_MATCHING_FLOORS,
     DEFAULT_MAX_CHECKPOINT_AGE_S,
     DEFAULT_MAX_DISCLOSURE_DELAY_S,
     DEFAULT_MAX_START_SKEW_S,
@@ -28,6 +27,7 @@ from accord.protocols.manifest import (
     sign_manifest,
     verify_manifest,
 )
+from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
 from accord.protocols.translog.note import (
     CosignatureSigner,
     Signer,
@@ -171,6 +171,14 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     show_default=True,
 )  # fmt: skip
 @click.option(
+    "--floor-max-epoch-images", type=int, default=DEFAULT_MATCHING_FLOORS.max_epoch_images,
+    show_default=True,
+)  # fmt: skip
+@click.option(
+    "--floor-max-table-slots", type=int, default=DEFAULT_MATCHING_FLOORS.max_table_slots,
+    show_default=True,
+)  # fmt: skip
+@click.option(
     "--signer-key",
     "signer_keys",
     multiple=True,
@@ -198,6 +206,8 @@ def create(
     floor_min_synthetic_ppm: int,
     floor_min_band_bits: int,
     floor_max_band_count: int,
+    floor_max_epoch_images: int,
+    floor_max_table_slots: int,
     signer_keys: tuple[Path, ...],
     more_signers: tuple[str, ...],
     signer_quorum: int,
@@ -223,6 +233,8 @@ def create(
             min_synthetic_rate_ppm=floor_min_synthetic_ppm,
             min_band_bits=floor_min_band_bits,
             max_band_count=floor_max_band_count,
+            max_epoch_images=floor_max_epoch_images,
+            max_table_slots=floor_max_table_slots,
         ),
         signers=[*(s.vkey for s in signers), *more_signers],
         signer_quorum=signer_quorum,
@@ -281,7 +293,8 @@ def show(ctx: click.Context, file: Path) -> None:
         f"the window, start at most {format_duration(la.max_start_skew_s)} before logging",
         f"matching    threshold >= {floors.min_threshold}, synthetic >= "
         f"{floors.min_synthetic_rate_ppm} ppm, band bits >= {floors.min_band_bits}, "
-        f"bands <= {floors.max_band_count}",
+        f"bands <= {floors.max_band_count}, images per key epoch <= {floors.max_epoch_images}, "
+        f"table slots <= {floors.max_table_slots}",
         f"signers     {manifest.signer_quorum} of {len(manifest.signers)} must sign",
         *(f"  signer    {printable(s)}" for s in manifest.signers),
     ]

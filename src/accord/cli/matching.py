@@ -107,7 +107,7 @@ def status(server: str, token: str | None, as_json: bool) -> None:
     for t in result.tables:
         click.echo(_table_line(t))
     click.echo(
-        f"queued={result.queued} devices={result.devices} "
+        f"queued={result.queued} accounts={result.accounts} "
         f"processed={result.vouchers_processed} rejected={result.vouchers_rejected} "
         f"opened_shares={result.opened_shares} crossings={result.crossings} "
         f"unlogged={result.crossings_unlogged} "

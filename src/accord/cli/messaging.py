@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -13,9 +15,10 @@ from accord.cli.common import home_dir, kdf_cost
 from accord.cli.manifest import manifest_option, manifest_setting
 from accord.cli.output import write_lines
 from accord.cli.terminal import printable
-from accord.client.client import AccordClient
+from accord.client.client import ACCOUNT_NAME_RE, AccordClient
 from accord.client.history import StoredMessage
 from accord.client.log_trust import INSECURE_DEV_WARNING
+from accord.client.received import ReceiveResult
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
@@ -113,8 +116,54 @@ def account_devices(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.group()
+def contact() -> None:
+    """Contacts' keys: the safety code to compare in person, and verification."""
+
+
+@contact.command("verify")
+@click.argument("name")
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Mark NAME verified: you compared the code with NAME in person and it matched.",
+)
+@click.pass_context
+def contact_verify(ctx: click.Context, name: str, confirm: bool) -> None:
+    """Show the safety code shared with NAME (it changes when either account's devices do).
+
+    A verified contact whose devices change is not sent to until verified again.
+    """
+    if not ACCOUNT_NAME_RE.match(name):
+        raise InvalidInput("not an account name")
+    with open_client(ctx) as client:
+        code, verified = client.verify_contact(name, confirm=confirm)
+        click.echo(f"safety code with {name}: {code}")
+        if verified:
+            click.echo(f"{name} is verified")
+        else:
+            click.echo(
+                f"not verified: compare this code with {name} in person, then run "
+                f"`accord contact verify {name} --confirm`"
+            )
+
+
+@click.group()
 def device() -> None:
     """Link a new device to an account."""
+
+
+@device.command("remove")
+@click.argument("device_id")
+@click.pass_context
+def device_remove(ctx: click.Context, device_id: str) -> None:
+    """Remove DEVICE_ID (a lost phone, say) from your account; it can be this device.
+
+    The removal is signed here and logged; the account's other devices and your contacts see
+    the smaller set. An account keeps at least one device.
+    """
+    with open_client(ctx) as client:
+        client.remove_device(device_id)
+        click.echo(f"device {device_id} removed from {client.account_name}")
 
 
 @device.command("link")
@@ -194,25 +243,51 @@ def _text_from_stdin() -> str:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep the connection open and print messages as they arrive, until Ctrl-C or "
+    "SIGTERM (it reconnects by itself after a server restart).",
+)
 @click.pass_context
-def receive(ctx: click.Context, as_json: bool) -> None:
+def receive(ctx: click.Context, as_json: bool, follow: bool) -> None:
     """Fetch, verify, decrypt, store and print new messages."""
     with open_client(ctx) as client:
-        result = client.receive()
-        for notice in result.notices:
-            click.echo(f"warning: {printable(notice)}", err=True)
-        for reason in result.rejected:
-            click.echo(f"warning: {printable(reason)}", err=True)
-        # Messages stored but not shown (this run's, and any an earlier run could not print):
-        # each is marked shown only once its lines are out, so a closed pipe or Ctrl-C leaves
-        # the rest for the next `receive`.
-        for stored in client.unshown_messages():
-            m = stored.message
-            if as_json:  # JSON escapes every control character; a program reads it, not a person
-                write_lines([json.dumps(m.to_json(), ensure_ascii=False)])
-            else:
-                write_lines(_message_lines(stored))
-            client.mark_shown(stored)
+        if follow:
+            _follow(client, as_json)
+            return
+        _show(client, client.receive(), as_json)
+
+
+def _show(client: AccordClient, result: ReceiveResult, as_json: bool) -> None:
+    for notice in result.notices:
+        click.echo(f"warning: {printable(notice)}", err=True)
+    for reason in result.rejected:
+        click.echo(f"warning: {printable(reason)}", err=True)
+    # Messages stored but not shown (this run's, and any an earlier run could not print): each
+    # is marked shown only once its lines are out, so a closed pipe or Ctrl-C leaves the rest
+    # for the next `receive`.
+    for stored in client.unshown_messages():
+        m = stored.message
+        if as_json:  # JSON escapes every control character; a program reads it, not a person
+            write_lines([json.dumps(m.to_json(), ensure_ascii=False)])
+        else:
+            write_lines(_message_lines(stored))
+        client.mark_shown(stored)
+
+
+def _follow(client: AccordClient, as_json: bool) -> None:
+    """`receive --follow`: each frame is shown before it is acknowledged (`AccordClient.follow`);
+    Ctrl-C and SIGTERM end it with exit 0."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        for result in client.follow(stop):
+            _show(client, result, as_json)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()

@@ -27,6 +27,7 @@ from accord.errors import (
     VerificationError,
 )
 from accord.wire.messaging import StaleDevices
+from accord.wire.problems import problem_detail
 
 M = TypeVar("M", bound=BaseModel)
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -73,6 +74,7 @@ def _most_general_by_status(classes: tuple[type[AccordError], ...]) -> dict[int,
 
 
 _ERROR_BY_CODE = {cls.code: cls for cls in _REFUSALS}
+KT_RULE_CODE_PREFIX = "kt_"
 # A refusal with a code of its own ("threshold_not_met", "warrant_replayed", ...) is raised on the
 # server as one of these classes, whose status it carries. 422 is shared by three unrelated
 # classes, so such a refusal at 422 stays a ServiceError with its code.
@@ -82,16 +84,20 @@ _ERROR_BY_STATUS = _most_general_by_status(_REFUSALS)
 def _error_from(response: httpx.Response) -> AccordError:
     try:
         body = response.json()
-        code, message = str(body.get("code", "")), str(body.get("message", ""))
-    except (ValueError, AttributeError):
-        body, code, message = None, "", ""
+    except ValueError:
+        body = None
+    code, message = problem_detail(body)
     status = response.status_code
     cls = None
     if 400 <= status < 500:
         cls = _ERROR_BY_CODE.get(code) or _ERROR_BY_STATUS.get(status)
+        if cls is None and code.startswith(KT_RULE_CODE_PREFIX):
+            cls = VerificationError  # a key-transparency rule the change broke (K8)
     if cls is StaleDevicesResponse:
         try:
-            return StaleDevicesResponse(StaleDevices.model_validate(body))
+            keep = ("code", "message", "missing", "extra")
+            fields = {k: body[k] for k in keep if k in body} if isinstance(body, dict) else {}
+            return StaleDevicesResponse(StaleDevices.model_validate(fields))
         except ValidationError:
             cls = Conflict
     if cls is not None and issubclass(cls, RateLimited):

@@ -3,13 +3,14 @@
 Steps (docs/protocol/transparency.md): pin the log's key on first sight; verify the checkpoint's
 signature (V1); check it extends the checkpoint this auditor saw before (V3); fetch every entry,
 recompute the Merkle root and compare; count entries by type and check what can be checked of
-each (device registrations carry the device's own signature); recompute the lawful-access report
-(warrants, approvers, record counts, disclosures) from the lawful-access entries.
+each (device registrations carry the device's own signature); replay the key-transparency map
+(K12: one genesis per account, every approval, every map head); recompute the lawful-access
+report (warrants, approvers, record counts, disclosures) from the lawful-access entries.
 
 With a deployment manifest (`manifest`), the log must be the one it names and the checkpoint's
 witness cosignatures are checked against its witnesses, quorum (V2) and maximum age (V5): what
-fails is listed in `AuditResult.problems`, so auditors notice being shown a view the witnesses
-did not cosign.
+fails is listed in `AuditResult.problems` (and so among the findings), so auditors notice being
+shown a view the witnesses did not cosign.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from accord.clock import Clock, clock_from_env, now_s
 from accord.errors import AccordError, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode, b64encode
 from accord.protocols.access.audit import AuditReport, audit_access_entries
+from accord.protocols.key_transparency import KtAudit, audit_key_transparency
 from accord.protocols.manifest import Manifest
 from accord.protocols.messaging import verify_device_keys
 from accord.protocols.translog import merkle
@@ -43,6 +45,8 @@ from accord.wire.messaging import DeviceKeys
 
 PAGE = 1000
 ACCESS_TYPE_MARK = b'"type":"accord.access.'
+KT_TYPE_MARK = b'"type":"accord.kt.'
+DEVICE_TYPE_MARK = b'"type":"accord.device.'
 STATE_FILE = "log-audit.json"
 
 
@@ -56,6 +60,13 @@ class AuditResult:
     previous_size: int | None = None
     access: AuditReport | None = None  # lawful access, recomputed from the log
     problems: list[str] = field(default_factory=list)  # checks against the manifest that failed
+    key_transparency: KtAudit | None = None  # the map, replayed from the log (K12)
+
+    @property
+    def findings(self) -> list[str]:
+        """Everything found invalid, one line each: the manifest's checks, then the map's."""
+        found = [f.line() for f in self.key_transparency.findings] if self.key_transparency else []
+        return [*self.problems, *found]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,7 +76,14 @@ class AuditResult:
             "previous_size": self.previous_size,
             "counts": self.counts,
             "invalid_entries": self.invalid,
-            "problems": self.problems,
+            "key_transparency": {
+                "accounts": self.key_transparency.accounts,
+                "changes": self.key_transparency.changes,
+                "map_heads": self.key_transparency.map_heads,
+            }
+            if self.key_transparency
+            else None,
+            "findings": self.findings,
         }
 
 
@@ -146,6 +164,7 @@ def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditR
         proof = fetch_consistency_proof(api, previous, checkpoint)
         verify_checkpoint_extends(previous, checkpoint, proof)  # V3
     leaves: list[bytes] = []
+    kt_entries: list[tuple[int, bytes]] = []
     access_entries: list[tuple[int, bytes]] = []
     counts: Counter[str] = Counter()
     invalid = 0
@@ -163,6 +182,8 @@ def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditR
         for data in entries:
             if ACCESS_TYPE_MARK in data:  # cheap filter; the audit parses each one strictly
                 access_entries.append((len(leaves), data))
+            elif KT_TYPE_MARK in data or DEVICE_TYPE_MARK in data:
+                kt_entries.append((len(leaves), data))
             leaves.append(merkle.leaf_hash(data))
             try:
                 counts[entry_type(data)] += 1
@@ -200,6 +221,9 @@ def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditR
         counts=dict(sorted(counts.items())),
         invalid=invalid,
         previous_size=previous.size if previous is not None else None,
+        key_transparency=audit_key_transparency(
+            [(i, e) for i, e in kt_entries if i < checkpoint.size], checkpoint.size
+        ),
         access=audit_access_entries(
             [(i, e) for i, e in access_entries if i < checkpoint.size], now=now_s(clock)
         ),

@@ -14,7 +14,8 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,13 @@ from accord.errors import (
 from accord.primitives.encoding import b64encode, b64url
 from accord.primitives.olm import DeviceAccount
 from accord.primitives.storage_crypto import DEFAULT_KDF_COST, KdfCost
-from accord.protocols.franking import FrankingKey, commit_message, new_franking_key
+from accord.protocols.franking import (
+    FrankedMessage,
+    FrankingKey,
+    commit_message,
+    new_franking_key,
+)
+from accord.protocols.key_transparency import revocation_payload
 from accord.protocols.manifest import LawfulAccessBounds, Manifest, MatchingFloors
 from accord.protocols.messaging import (
     approval_payload,
@@ -74,6 +81,7 @@ from accord.wire.messaging import (
     GroupState,
     LinkCreated,
     PendingLink,
+    RevokeDeviceRequest,
     SendAccepted,
     SendRequest,
     encode_payload,
@@ -90,7 +98,12 @@ from accord.wire.reports import (
 SEND_ATTEMPTS = 4
 PUSH_MAX_FRAME_BYTES = 16 << 20
 PUSH_OPEN_TIMEOUT_S = 10
+FOLLOW_POLL_S = 0.5  # how often a follow loop looks at its stop flag
+FOLLOW_BACKOFF_MIN_S = 0.5
+FOLLOW_BACKOFF_MAX_S = 30.0
+FOLLOW_NOTICES_EVERY_S = 60.0  # own devices, operator notices, lawful access: looked at again
 ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
 MIN_PASSPHRASE_CHARS = 8
 LINK_CODE_RE = re.compile(r"^([A-Z2-7]{16})-([A-Z2-7]{16})$")
 
@@ -197,6 +210,7 @@ class AccordClient:
             sessions=self._sessions,
             groups=self._groups,
             attachments=self._attachments,
+            vouchers=self.vouchers,
         )
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -361,6 +375,7 @@ class AccordClient:
             )
             code = f"{created.request_id}-{link_fingerprint(keys)}"
             client.store.set_device_status(DeviceStatus.LINKING)
+            client.vouchers.await_account_secret()
         except BaseException:
             client._abandon()
             raise
@@ -392,7 +407,79 @@ class AccordClient:
         self._devices.remember_own([device.device_id])
         with self.store.transaction():
             self._devices.refresh([self.account_name])
+        # The new device continues this account's matching count: it gets the secret over Olm
+        # once it has published keys (`_share_matching_secret`, on this device's next send or
+        # receive).
+        self.vouchers.share_with(device.device_id)
+        self._share_matching_secret()
         return device
+
+    def remove_device(self, device_id: str) -> None:
+        """Remove a device (this one or another) from this account: signed here, logged by the
+        server; every device of the account and every contact then sees the smaller set."""
+        self._require_active()
+        with user_input():
+            if not DEVICE_ID_RE.match(device_id):
+                raise InvalidInput("not a device id")
+        at = now_ms(self.clock)
+        signature = self._ctx.identity.sign(
+            revocation_payload(self.account_name, device_id, self.device_id, at)
+        )
+        self.api.request(
+            "POST",
+            f"/v1/devices/{device_id}/revoke",
+            json=RevokeDeviceRequest(revoked_at=at, signature=signature).model_dump(),
+        )
+        if device_id != self.device_id:
+            with self.store.transaction():
+                self._devices.refresh([self.account_name])
+
+    def _share_matching_secret(self) -> None:
+        """Send the account's matching secret to the account's other devices if a device this
+        one approved still waits for it and can now receive (docs/protocol/private-matching.md,
+        C2). A device without published keys yet is tried again next time."""
+        pending = self.vouchers.pending_share()
+        if pending is None:
+            return
+        share, waiting = pending
+        own = Conversation(account=self.account_name)
+        message_id = new_message_id()
+        # Every send carries a franking commitment; this one covers an empty message, as the
+        # secret is not something a recipient could report.
+        commitment = commit_message(
+            FrankingKey(new_franking_key()),
+            FrankedMessage(
+                message_id=message_id,
+                sender_account=self.account_name,
+                sender_device=self.device_id,
+                to_account=self.account_name,
+                to_group=None,
+                sent_at_ms=now_ms(self.clock),
+                text="",
+            ),
+        )
+        try:
+            self._devices.prepare({self.account_name}, refresh=True)
+            with self.store.transaction():
+                targets = self._devices.others({self.account_name})
+                if not waiting & {d.device_id for d in targets}:
+                    return
+                copies = self._sessions.encrypt_copies(targets, encode_payload(share))
+            request = SendRequest(
+                message_id=message_id,
+                to=own,
+                recipients=[DeviceRef(account=d.account, device_id=d.device_id) for d in targets],
+                copies=copies,
+                extensions={
+                    FRANKING_EXTENSION: FrankingCommitment(
+                        commitment=b64encode(commitment)
+                    ).model_dump()
+                },
+            )
+            self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
+        except (ServiceError, StaleDevicesResponse):  # no keys yet, or the list just changed
+            return
+        self.vouchers.shared(d.device_id for d in targets)
 
     def _abandon(self) -> None:
         """Close; and if the server never accepted this device, forget it so a retry works."""
@@ -440,8 +527,20 @@ class AccordClient:
         notices = self._devices.check_own()
         return self._devices.own(), notices
 
-    def _refresh_devices(self, accounts: Iterable[str]) -> None:
-        self._devices.refresh(accounts)
+    def _refresh_devices(self, accounts: Iterable[str]) -> list[str]:
+        with self.store.transaction():
+            return self._devices.refresh(accounts)
+
+    def verify_contact(self, account: str, *, confirm: bool = False) -> tuple[str, bool]:
+        """The safety code to compare with `account`'s user in person, and whether the contact
+        is marked verified; `confirm` marks it verified (docs/protocol/transparency.md, K11)."""
+        self._require_active()
+        return self._devices.verify_contact(account, confirm=confirm)
+
+    def contact_notices(self) -> list[str]:
+        """Notices about contacts' device changes not yet taken (K11)."""
+        with self.store.transaction():
+            return self._devices.take_notices()
 
     # --- groups (step 9) --------------------------------------------------------------------
 
@@ -464,8 +563,9 @@ class AccordClient:
         content = self._compose(conversation, text, attachments)
 
         def encrypt(payload: bytes, attempt: int) -> SendRequest:
+            self._devices.prepare({to, self.account_name}, refresh=attempt > 0)
             with self.store.transaction():
-                targets = self._devices.others({to, self.account_name}, refresh=attempt > 0)
+                targets = self._devices.others({to, self.account_name})
                 copies = self._sessions.encrypt_copies(targets, payload)
             return SendRequest(
                 message_id=content.message_id,
@@ -485,8 +585,11 @@ class AccordClient:
 
         def encrypt(payload: bytes, attempt: int) -> SendRequest:
             with self.store.transaction():
-                state = self._groups.state(group, refresh=attempt > 0)
-                targets = self._devices.others(state.members, refresh=attempt > 0)
+                members = self._groups.state(group, refresh=attempt > 0).members
+            self._devices.prepare(members, refresh=attempt > 0)
+            with self.store.transaction():
+                state = self._groups.state(group)
+                targets = self._devices.others(state.members)
                 current = {(d.account, d.device_id) for d in targets}
                 outbound, shared = self._groups.outbound_session(group, current)
                 share = GroupKeyShare(
@@ -516,6 +619,7 @@ class AccordClient:
     ) -> Content:
         """Step 7: upload the encrypted attachments and write the message as it will be read."""
         self._require_active()
+        self._share_matching_secret()
         if len(text) > MAX_TEXT_CHARS:
             raise InvalidInput(f"a message has at most {MAX_TEXT_CHARS} characters")
         refs = self._attachments.upload(attachments)
@@ -542,7 +646,15 @@ class AccordClient:
             request = encrypt(payload, attempt).model_copy(update={"extensions": extensions})
             try:
                 self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
-            except StaleDevicesResponse:
+            except StaleDevicesResponse as stale:
+                if attempt > 0 and self._devices.unlogged(stale.body.missing):
+                    # After a proof-checked refresh the server still wants devices that are
+                    # not in the accounts' logged sets: never encrypt to them.
+                    raise VerificationError(
+                        "the server asks to encrypt to devices that are not in the transparency "
+                        "log's set for their account",
+                        code="unlogged_device",
+                    ) from None
                 continue
             self._remember_sent(content)
             return content.message_id
@@ -567,13 +679,8 @@ class AccordClient:
     def receive(self, *, limit: int = 100) -> ReceiveResult:
         """Fetch, verify, decrypt and store every queued envelope; acknowledge each one."""
         self._require_active()
-        try:
-            notices = self._devices.check_own()
-        except VerificationError as exc:  # tell the user; keep receiving
-            notices = [f"this account's device list did not verify: {exc.message}"]
-        notices += self._notices()
-        notices += self.access.sync_notices()  # lawful access: warrants, disclosures
-        result = ReceiveResult(notices=notices)
+        # Own devices, operator notices, contacts' changes, lawful access (warrants, disclosures).
+        result = ReceiveResult(notices=self._startup_notices())
         after = 0
         while True:
             batch = self.api.call(
@@ -586,6 +693,7 @@ class AccordClient:
                 break
             after = batch.envelopes[-1].id
         publish_one_time_keys(self._ctx)
+        self._share_matching_secret()
         return result
 
     def receive_pushed(self, *, want: int, timeout_s: float = 30.0) -> ReceiveResult:
@@ -625,6 +733,74 @@ class AccordClient:
         publish_one_time_keys(self._ctx)
         return result
 
+    def follow(self, stop: threading.Event | None = None) -> Iterator[ReceiveResult]:
+        """Receive as messages arrive, over a WebSocket held open, until `stop` is set.
+
+        Each frame's envelopes are verified, decrypted and stored, then yielded; they are
+        acknowledged to the server only when the caller asks for the next frame (so a consumer
+        that shows them first never has a message acknowledged and unshown; one killed before
+        showing them finds them in `unshown_messages`). While idle it yields an empty result
+        every FOLLOW_POLL_S, so the consumer's thread can use the client between frames, and
+        every FOLLOW_NOTICES_EVERY_S (by the client's clock) one with the notices a receive
+        gives: this account's devices, reviewers' warnings, lawful-access disclosures. A
+        dropped connection (a server restart) is retried with backoff; each retry yields a
+        notice.
+        """
+        from websockets.exceptions import WebSocketException
+        from websockets.sync.client import connect
+
+        self._require_active()
+        stop = stop or threading.Event()
+        first = ReceiveResult()
+        first.notices += self._startup_notices()
+        next_check = self.clock.monotonic() + FOLLOW_NOTICES_EVERY_S
+        yield first
+        backoff = FOLLOW_BACKOFF_MIN_S
+        while not stop.is_set():
+            url = self.api.base_url.replace("http", "ws", 1) + "/v1/ws"
+            try:
+                with connect(
+                    url,
+                    additional_headers={"Authorization": f"Bearer {self._token(False)}"},
+                    max_size=PUSH_MAX_FRAME_BYTES,
+                    open_timeout=PUSH_OPEN_TIMEOUT_S,
+                ) as ws:
+                    backoff = FOLLOW_BACKOFF_MIN_S
+                    while not stop.is_set():
+                        try:
+                            raw = ws.recv(timeout=FOLLOW_POLL_S)
+                        except TimeoutError:
+                            idle = ReceiveResult()  # the consumer may use the client now
+                            if self.clock.monotonic() >= next_check:
+                                idle.notices += self._startup_notices()
+                                next_check = self.clock.monotonic() + FOLLOW_NOTICES_EVERY_S
+                            yield idle
+                            continue
+                        frame = json.loads(raw)
+                        batch = [Envelope.model_validate(e) for e in frame.get("envelopes", [])]
+                        result = ReceiveResult()
+                        done = self.process_envelopes(batch, result)
+                        result.notices += self.contact_notices()
+                        yield result
+                        if done:
+                            ws.send(json.dumps({"type": "ack", "ids": done}))
+                        publish_one_time_keys(self._ctx)
+            except (WebSocketException, OSError, ValueError, AccordError) as exc:
+                if stop.is_set():
+                    break
+                yield ReceiveResult(
+                    notices=[f"connection lost ({type(exc).__name__}); retrying in {backoff:g} s"]
+                )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, FOLLOW_BACKOFF_MAX_S)
+
+    def _startup_notices(self) -> list[str]:
+        try:
+            notices = self._devices.check_own()
+        except VerificationError as exc:  # tell the user; keep receiving
+            notices = [f"this account's device list did not verify: {exc.message}"]
+        return notices + self._notices() + self.contact_notices() + self.access.sync_notices()
+
     def ack(self, ids: Sequence[int]) -> None:
         try:
             self.api.call(AckResult, "POST", "/v1/messages/ack", json={"ids": list(ids)})
@@ -645,20 +821,8 @@ class AccordClient:
                     # message is then rejected: a message key is used once, whatever follows.
                     try:
                         message = self._envelopes.open(env)
-                        self.store.save_message(
-                            message.sender,
-                            message.id,
-                            {
-                                "direction": "in",
-                                "message": message.to_json(),
-                                "sender_device": message.sender_device,
-                                "evidence": message.evidence.model_dump(mode="json")
-                                if message.evidence
-                                else None,
-                            },
-                            shown=False,
-                        )
-                        self.access.on_received(message)  # in the same transaction
+                        if message is not None:  # None: the account's matching secret, taken
+                            self._save_received(message)
                     except EnvelopeRejected as exc:
                         message = None
                         result.rejected.append(
@@ -674,6 +838,20 @@ class AccordClient:
             done.append(env.id)
         self.access.flush()
         return done
+
+    def _save_received(self, message: ReceivedMessage) -> None:
+        self.store.save_message(
+            message.sender,
+            message.id,
+            {
+                "direction": "in",
+                "message": message.to_json(),
+                "sender_device": message.sender_device,
+                "evidence": message.evidence.model_dump(mode="json") if message.evidence else None,
+            },
+            shown=False,
+        )
+        self.access.on_received(message)  # in the caller's transaction
 
     # --- what the user has seen -------------------------------------------------------------
 

@@ -10,9 +10,18 @@ from accord.client.groups import Groups
 from accord.client.received import EnvelopeRejected, ReceivedMessage
 from accord.client.sessions import OlmSessions
 from accord.client.store import PinnedDevice
+from accord.client.vouchers import SafetyVouchers
 from accord.errors import DecryptionError, InvalidInput, NotFound, VerificationError
 from accord.protocols.franking import verify_commitment
-from accord.wire.messaging import Content, DeviceRef, Envelope, GroupKeyShare, decode_payload
+from accord.wire.messaging import (
+    Content,
+    Conversation,
+    DeviceRef,
+    Envelope,
+    GroupKeyShare,
+    MatchingSecretShare,
+    decode_payload,
+)
 from accord.wire.reports import (
     ReportedMessage,
     commitment_bytes,
@@ -31,16 +40,19 @@ class EnvelopeOpener:
         sessions: OlmSessions,
         groups: Groups,
         attachments: Attachments,
+        vouchers: SafetyVouchers,
     ) -> None:
         self._ctx = ctx
+        self._vouchers = vouchers
         self._devices = devices
         self._sessions = sessions
         self._groups = groups
         self._attachments = attachments
 
-    def open(self, env: Envelope) -> ReceivedMessage:
+    def open(self, env: Envelope) -> ReceivedMessage | None:
         """Step 11: decrypt, then check every routing fact the server asserted. Raises
-        `EnvelopeRejected` for an envelope to drop."""
+        `EnvelopeRejected` for an envelope to drop; None for one that carried this account's
+        matching secret (taken, nothing to show)."""
         sender = self._sender_device(env.sender)
         sender_key = (sender.account, sender.device_id)
         content: Content | None = None
@@ -55,6 +67,19 @@ class EnvelopeOpener:
                 if (payload.sender.account, payload.sender.device_id) != sender_key:
                     raise EnvelopeRejected("group key names another sender")
                 self._groups.store_key(payload)
+            elif isinstance(payload, MatchingSecretShare):
+                own = self._ctx.identity.account_name
+                if sender.account != own or env.to != Conversation(account=own):
+                    raise EnvelopeRejected("matching secret from another account")
+                if (payload.sender.account, payload.sender.device_id) != sender_key:
+                    raise EnvelopeRejected("matching secret names another sender")
+                if env.megolm is not None:
+                    raise EnvelopeRejected("malformed envelope")
+                try:
+                    self._vouchers.adopt(payload)
+                except InvalidInput:
+                    raise EnvelopeRejected("malformed matching secret") from None
+                return None
             else:
                 content = payload
         if env.megolm is not None:

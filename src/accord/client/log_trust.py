@@ -24,7 +24,7 @@ them is a fork for all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 from accord.client.api import ServerApi
@@ -42,12 +42,14 @@ from accord.protocols.manifest import (
     verify_manifest_update,
 )
 from accord.protocols.translog import merkle
+from accord.protocols.translog.entries import MAX_ENTRY_BYTES
 from accord.protocols.translog.note import Checkpoint, parse_vkey
 from accord.protocols.translog.verify import (
     LogTrustPolicy,
     verify_checkpoint_extends,
     verify_checkpoint_fresh,
     verify_checkpoint_note,
+    verify_entries_after,
     verify_entry_inclusion,
 )
 
@@ -55,6 +57,9 @@ INSECURE_DEV_WARNING = (
     "INSECURE DEVELOPMENT MODE: this home's trust anchors (the log's key) came from the "
     "server, so nothing is protected against the server"
 )
+
+#: Most entries `LogTrust.entries_after` reads past one entry (about 1,000 requests).
+MAX_ENTRIES_AFTER = 1_000_000
 
 
 class ProofEncoding(Enum):
@@ -208,6 +213,42 @@ class LogTrust:
                 max_age_s=anchors.manifest.max_checkpoint_age_s,
             )
         return verified.checkpoint
+
+    def entries_after(
+        self,
+        entry: bytes,
+        index: int,
+        checkpoint: Checkpoint,
+        proof: Sequence[bytes],
+        *,
+        keep: Callable[[bytes], bool],
+    ) -> list[bytes]:
+        """V4 for `entry`, then every entry after it up to `checkpoint`, read from the server
+        and verified against the same inclusion proof (`verify_entries_after`), so none can be
+        left out or altered; returns those `keep` selects."""
+        total = checkpoint.size - index - 1
+        if total > MAX_ENTRIES_AFTER:
+            raise VerificationError("too many log entries to read after this entry")
+        hashes: list[bytes] = []
+        kept: list[bytes] = []
+        while len(hashes) < total:
+            start = index + 1 + len(hashes)
+            page = self._api.request(
+                "GET",
+                "/v1/log/entries",
+                params={"start": start, "end": checkpoint.size},
+                auth=False,
+            )
+            raw = page.get("entries") if isinstance(page, dict) else None
+            if not isinstance(raw, list) or not raw or page.get("start") != start:
+                raise VerificationError("the server did not send the log entries asked for")
+            for item in raw[: total - len(hashes)]:
+                data = b64decode(str(item), max_bytes=MAX_ENTRY_BYTES, what="log entry")
+                hashes.append(merkle.leaf_hash(data))
+                if keep(data):
+                    kept.append(data)
+        verify_entries_after(entry, index, checkpoint, proof, hashes)
+        return kept
 
     @staticmethod
     def verify_inclusion(

@@ -441,6 +441,14 @@ class LocalStore:
     def matching_secret(self) -> bytes | None:
         return self.get_secret(_MATCHING_SECRET)
 
+    def matching_floors_fields(self) -> dict[str, int] | None:
+        """Matching floors this device's user set in place of the defaults (JSON object)."""
+        raw = self.get_meta("matching_floors")
+        return None if raw is None else dict(json.loads(raw))
+
+    def set_matching_floors_fields(self, fields: dict[str, int]) -> None:
+        self.set_meta("matching_floors", json.dumps(fields, sort_keys=True))
+
     def set_matching_secret(self, secret: bytes) -> None:
         self.put_secret(_MATCHING_SECRET, secret)
 

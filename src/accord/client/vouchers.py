@@ -14,26 +14,51 @@ image counter that selects the key epoch is kept beside it.
 
 from __future__ import annotations
 
+import hmac
+import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from accord.client.context import ClientContext
 from accord.client.log_trust import ProofEncoding, decode_proof
-from accord.errors import AccordError, InvalidInput, NotFound, ProtocolError, VerificationError
+from accord.errors import (
+    AccordError,
+    ConfigurationError,
+    InvalidInput,
+    NotFound,
+    ProtocolError,
+    VerificationError,
+)
 from accord.primitives.encoding import b64decode, b64encode
+from accord.primitives.ristretto import POINT_BYTES
 from accord.protocols.detection.hashers import hash_file, sniff_kind
 from accord.protocols.detection.signals import PdqHash
-from accord.protocols.private_matching.log_entries import HashListVersion, parse_matching_entry
+from accord.protocols.manifest import MatchingFloors
+from accord.protocols.private_matching.floors import (
+    DEFAULT_MATCHING_FLOORS,
+    check_params,
+    check_table_size,
+)
+from accord.protocols.private_matching.log_entries import (
+    TAG_HASH_LIST_VERSION,
+    HashListVersion,
+    parse_matching_entry,
+)
 from accord.protocols.private_matching.params import DERIVATIVE_BYTES
-from accord.protocols.private_matching.table import BlindedTable, TableDigest
+from accord.protocols.private_matching.table import (
+    TABLE_HEADER_BYTES,
+    BlindedTable,
+    TableDigest,
+)
 from accord.protocols.private_matching.voucher import (
     AccountMatchingSecret,
     VoucherClient,
     make_visual_derivative,
 )
 from accord.wire.matching import VOUCHERS_EXTENSION, TableInfo, matching_account_id
-from accord.wire.messaging import Content
+from accord.wire.messaging import Content, MatchingSecretShare
 
 #: How long a checked table is used before asking the server again (it accepts vouchers for the
 #: previous table for ten minutes after publishing a new one).
@@ -41,6 +66,8 @@ TABLE_REFRESH_S = 60.0
 #: Refuse to download a table larger than this (about 1.9 million banked hashes).
 MAX_TABLE_BYTES = 4 << 30
 TABLES_DIR = "matching-tables"
+_AWAITING_SECRET = "matching_secret_awaited"  # noqa: S105 - a setting's name
+_SHARE_PENDING = "matching_secret_share_pending"  # noqa: S105 - a setting's name
 
 
 class SafetyVouchers:
@@ -48,7 +75,8 @@ class SafetyVouchers:
 
     def __init__(self, ctx: ClientContext) -> None:
         self._ctx = ctx
-        self._maker: VoucherClient | None = None
+        self._maker: VoucherClient | None = None  # the table in use, checked at _checked_at
+        self._maker_before: VoucherClient | None = None  # the last table checked, for reuse
         self._checked_at = float("-inf")
         self._held: dict[str, str] = {}
 
@@ -79,6 +107,12 @@ class SafetyVouchers:
         ]
         return {VOUCHERS_EXTENSION: items} if items else {}
 
+    def use_floors(self, floors: MatchingFloors) -> None:
+        """Replace this device's matching floors (`matching_floors`): for a deployment that sets
+        its own, or a test with a small threshold. Never called with anything from a server."""
+        self._ctx.store.set_matching_floors_fields(floors.fields())
+        self._maker = self._maker_before = None
+
     # --- for tests and the demo ---------------------------------------------------------------
 
     def is_synthetic(self, path: Path) -> bool:
@@ -106,31 +140,39 @@ class SafetyVouchers:
             info = TableInfo.model_validate(raw)
         except ValueError:
             raise ProtocolError("server sent a malformed matching table description") from None
-        current = self._maker
-        if current is None or current.table_digest.hex() != info.digest:
-            digest = self._verify_logged(info)
+        self._maker = None
+        floors = matching_floors(self._ctx)
+        digest = self._verify_logged(info)
+        current = self._maker_before
+        if current is None or current.table_digest != digest:
+            check_table_size((info.size - TABLE_HEADER_BYTES) // POINT_BYTES, floors)
             table = self._load_table(digest, info.size)
+            check_params(table.params, table.n_slots, floors)
             identity = self._ctx.identity
             current = VoucherClient(
                 table=table,
                 table_digest=digest,
-                account_id=matching_account_id(identity.account_name, identity.device_id),
+                account_id=matching_account_id(identity.account_name),
                 secret=self._secret(),
             )
-        self._maker = current
+        self._maker = self._maker_before = current
         self._checked_at = self._ctx.clock.monotonic()
         return current
 
     def _verify_logged(self, info: TableInfo) -> TableDigest:
         """The table's digest, taken from a log entry proven included in a checkpoint this
-        device accepted (transparency steps V1-V4)."""
+        device accepted (transparency steps V1-V4), after checking that no later table is
+        logged up to that checkpoint (every entry after it is read and verified against the
+        same proof)."""
         log_trust = self._ctx.log_trust
         checkpoint = log_trust.accept_checkpoint(info.checkpoint)
         entry = b64decode(info.log_entry, max_bytes=32_768, what="log entry")
         proof = decode_proof(info.inclusion_proof, ProofEncoding.BASE64)
         try:
-            log_trust.verify_inclusion(entry, info.log_index, checkpoint, proof)
             parsed = parse_matching_entry(entry)
+            later = log_trust.entries_after(
+                entry, info.log_index, checkpoint, proof, keep=_names_a_table
+            )
         except (VerificationError, InvalidInput):
             raise VerificationError(
                 "the matching table is not in the transparency log", code="unlogged_table"
@@ -138,6 +180,12 @@ class SafetyVouchers:
         if not isinstance(parsed, HashListVersion) or parsed.table_digest != info.digest:
             raise VerificationError(
                 "the matching table is not the one the log names", code="unlogged_table"
+            )
+        if later:
+            raise VerificationError(
+                f"the server offers matching table {parsed.table_version}, but the log holds "
+                f"{len(later)} later table version(s)",
+                code="matching_table_not_latest",
             )
         return TableDigest(parsed.digest_bytes)
 
@@ -163,13 +211,20 @@ class SafetyVouchers:
         tmp.replace(cached)
         return table
 
-    # --- the device's secret and image counter (C2) -------------------------------------------
+    # --- the account's secret and image counter (C2) ------------------------------------------
 
     def _secret(self) -> AccountMatchingSecret:
         store = self._ctx.store
         with store.transaction():
             raw = store.matching_secret()
             if raw is None:
+                if store.get_meta(_AWAITING_SECRET):
+                    raise ConfigurationError(
+                        "this device has not yet received its account's matching secret from "
+                        "the device that approved it: run 'accord receive' once that device "
+                        "has been online (text messages work meanwhile)",
+                        code="matching_secret_pending",
+                    )
                 raw = AccountMatchingSecret.generate().value
                 store.set_matching_secret(raw)
         return AccountMatchingSecret(raw)
@@ -180,6 +235,82 @@ class SafetyVouchers:
             counter = store.matching_images()
             store.set_matching_images(counter + 1)
         return maker.epoch_for_image(counter)
+
+    # --- sharing the secret with a linked device (C2) -----------------------------------------
+
+    def await_account_secret(self) -> None:
+        """A device that joins an existing account makes no voucher until the account's secret
+        arrives from the device that approved it (`adopt`)."""
+        self._ctx.store.set_meta(_AWAITING_SECRET, "1")
+
+    def share_with(self, device_id: str) -> None:
+        """Remember to send the account's secret to a device this one approved (sent once this
+        device holds it: a device still waiting for it passes it on after it arrives)."""
+        store = self._ctx.store
+        if not store.get_meta(_AWAITING_SECRET):
+            self._secret()  # made now if this device never needed it
+        with store.transaction():
+            pending = set(json.loads(store.get_meta(_SHARE_PENDING) or "[]"))
+            store.set_meta(_SHARE_PENDING, json.dumps(sorted(pending | {device_id})))
+
+    def pending_share(self) -> tuple[MatchingSecretShare, frozenset[str]] | None:
+        """The payload to send this account's other devices, and the approved devices still
+        waiting for it (None if none is)."""
+        store = self._ctx.store
+        pending = frozenset(json.loads(store.get_meta(_SHARE_PENDING) or "[]"))
+        raw = store.matching_secret()
+        if not pending or raw is None:
+            return None
+        share = MatchingSecretShare(
+            sender=self._ctx.identity.ref, secret=b64encode(raw), images=store.matching_images()
+        )
+        return share, pending
+
+    def shared(self, device_ids: Iterable[str]) -> None:
+        store = self._ctx.store
+        with store.transaction():
+            pending = set(json.loads(store.get_meta(_SHARE_PENDING) or "[]"))
+            store.set_meta(_SHARE_PENDING, json.dumps(sorted(pending - set(device_ids))))
+
+    def adopt(self, share: MatchingSecretShare) -> None:
+        """Take the account's secret sent by another device of the account (already checked to
+        be one), and continue its image count. A device that already holds a secret keeps it
+        (the first one wins; a second device never replaces a count in progress). Runs in the
+        caller's store transaction."""
+        secret = AccountMatchingSecret(
+            b64decode(share.secret, max_bytes=32, what="matching secret")
+        ).value
+        store = self._ctx.store
+        own = store.matching_secret()
+        if own is None:
+            store.set_matching_secret(secret)
+        elif not hmac.compare_digest(own, secret):
+            return
+        store.set_matching_images(max(store.matching_images(), share.images))
+        store.set_meta(_AWAITING_SECRET, "")
+        self._maker = self._maker_before = None
+
+
+def matching_floors(ctx: ClientContext) -> MatchingFloors:
+    """The weakest matching table this device accepts: the floors its user set (kept in the
+    device's store), else the defaults derived in docs/protocol/private-matching.md. Never
+    from the server."""
+    fields = ctx.store.matching_floors_fields()
+    if fields is None:
+        return DEFAULT_MATCHING_FLOORS
+    try:
+        return MatchingFloors(**fields)
+    except TypeError:
+        raise ConfigurationError(f"the matching floors in {ctx.home} are malformed") from None
+
+
+_TABLE_ENTRY_MARK = b'"type":"' + TAG_HASH_LIST_VERSION.encode() + b'"'
+
+
+def _names_a_table(entry: bytes) -> bool:
+    """Whether a log entry is (or claims to be) a table version: its canonical JSON has that
+    type (inside a JSON string the quotes would be escaped). A malformed one counts too."""
+    return _TABLE_ENTRY_MARK in entry
 
 
 def _is_image(path: Path) -> bool:

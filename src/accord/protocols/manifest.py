@@ -52,13 +52,17 @@ class MatchingFloors:
 
     A table below any floor is refused: fewer real matches needed than `min_threshold`, fewer
     synthetic vouchers than `min_synthetic_rate_ppm`, bands narrower than `min_band_bits` (more
-    chance collisions), or more bands than `max_band_count` (more chance to open one).
+    chance collisions), more bands than `max_band_count` (a finer open-count leak), longer key
+    epochs than `max_epoch_images` (more images to collide within one), or more slots than
+    `max_table_slots` (more elements to collide with).
     """
 
     min_threshold: int
     min_synthetic_rate_ppm: int
     min_band_bits: int
     max_band_count: int
+    max_epoch_images: int
+    max_table_slots: int
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -66,17 +70,18 @@ class MatchingFloors:
             "min_synthetic_rate_ppm": self.min_synthetic_rate_ppm,
             "min_band_bits": self.min_band_bits,
             "max_band_count": self.max_band_count,
+            "max_epoch_images": self.max_epoch_images,
+            "max_table_slots": self.max_table_slots,
         }
 
 
-DEFAULT_MATCHING_FLOORS = MatchingFloors(
-    min_threshold=10, min_synthetic_rate_ppm=5_000, min_band_bits=32, max_band_count=32
-)
-"""`accord manifest create`'s floors: they admit the server's default table (threshold 12,
-10,000 ppm synthetic, 32 bands of 40 bits; docs/protocol/private-matching.md)."""
-
 INSECURE_DEV_MATCHING_FLOORS = MatchingFloors(
-    min_threshold=2, min_synthetic_rate_ppm=0, min_band_bits=8, max_band_count=128
+    min_threshold=2,
+    min_synthetic_rate_ppm=0,
+    min_band_bits=8,
+    max_band_count=128,
+    max_epoch_images=10_000_000,
+    max_table_slots=2**40 - 1,
 )
 """Without a manifest (insecure development mode) no floor beyond the table format's own
 limits: development tables are small on purpose."""
@@ -165,16 +170,17 @@ def build_manifest(
     witnesses: Sequence[str],
     approver_genesis_set: str,
     signers: Sequence[str],
+    matching_floors: MatchingFloors,
     serial: int = 1,
     witness_quorum: int | None = None,
     signer_quorum: int = 1,
     max_checkpoint_age_s: int = DEFAULT_MAX_CHECKPOINT_AGE_S,
     max_disclosure_delay_s: int = DEFAULT_MAX_DISCLOSURE_DELAY_S,
     max_start_skew_s: int = DEFAULT_MAX_START_SKEW_S,
-    matching_floors: MatchingFloors = DEFAULT_MATCHING_FLOORS,
 ) -> Manifest:
     """A manifest with the log's origin taken from its key's name, every witness required
-    unless `witness_quorum` says otherwise, and the default bounds and floors (M3 checks all)."""
+    unless `witness_quorum` says otherwise, and the default bounds (M3 checks all). The floors'
+    defaults are `accord.protocols.private_matching.floors.DEFAULT_MATCHING_FLOORS`."""
     return Manifest(
         deployment=deployment,
         serial=serial,
@@ -264,7 +270,11 @@ def _strs(obj: dict[str, Any], key: str) -> tuple[str, ...]:
 
 def parse_manifest_text(text: str) -> Manifest:
     """M3: the manifest a note's text encodes; only its canonical encoding is accepted."""
-    if len(text.encode("utf-8")) > MAX_MANIFEST_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: not text a file could hold
+        raise InvalidInput("manifest is not valid UTF-8") from None
+    if size > MAX_MANIFEST_BYTES:
         raise InvalidInput("manifest too large")
     try:
         obj = json.loads(text)
@@ -294,6 +304,8 @@ def parse_manifest_text(text: str) -> Manifest:
             min_synthetic_rate_ppm=_int(fl, "min_synthetic_rate_ppm"),
             min_band_bits=_int(fl, "min_band_bits"),
             max_band_count=_int(fl, "max_band_count"),
+            max_epoch_images=_int(fl, "max_epoch_images"),
+            max_table_slots=_int(fl, "max_table_slots"),
         ),
         signers=_strs(obj, "signers"),
         signer_quorum=_int(obj, "signer_quorum"),

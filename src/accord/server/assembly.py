@@ -21,6 +21,7 @@ from accord.server.observability import Metrics
 from accord.server.private_files import secure_data_dir
 from accord.server.private_matching import PrivateMatchingService
 from accord.server.private_matching.tables import TABLE_SECRETS
+from accord.server.private_matching.worker import EPOCH_KEY_SECRETS
 from accord.server.reports import ReportService, ReviewVault
 from accord.server.review import ReviewService
 from accord.server.secrets import FileSecretsKey, seal_plain_rows, secrets_key_path
@@ -68,7 +69,8 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
     upgrade_to_head(engine)
     db = Database(engine)
     secrets = FileSecretsKey(path=secrets_key_path(config.data_dir, config.secrets_key_file))
-    for column in (FRANKING_SECRETS, TABLE_SECRETS):  # stored in plain form by older versions
+    # Secrets stored in plain form by older versions are sealed now.
+    for column in (FRANKING_SECRETS, TABLE_SECRETS, EPOCH_KEY_SECRETS):
         if sealed := seal_plain_rows(db, secrets, column):
             logger.info("sealed %d secrets stored in plain form in %s", sealed, column.table.name)
     if notifier is None:

@@ -34,6 +34,7 @@ from accord.errors import (
 from accord.primitives.encoding import b64decode, b64encode, canonical_json
 from accord.primitives.signing import check_curve25519_key, parse_ed25519_key, verify_ed25519
 from accord.protocols.franking import TagContext, conversation_label
+from accord.protocols.key_transparency import revocation_payload
 from accord.protocols.messaging import (
     approval_payload,
     auth_payload,
@@ -42,6 +43,7 @@ from accord.protocols.messaging import (
     verify_group_state,
     verify_one_time_key,
 )
+from accord.protocols.translog.entries import DeviceRevocation
 from accord.server.franking import FrankingKeyRing
 from accord.server.limits import DEFAULT_MAX_QUEUE, SendLimiter
 from accord.server.translog import LogService
@@ -83,6 +85,7 @@ from accord.wire.messaging import (
     OneTimeKey,
     PendingLink,
     PublishKeysRequest,
+    RevokeDeviceRequest,
     SendAccepted,
     SendRequest,
     SignedGroupState,
@@ -470,6 +473,45 @@ class MessagingService:
         pending, device_pk = await self.db.transact_async(_tx)
         await self._log_device(device_pk, pending.device, approval, created)
         return DeviceRecord(keys=pending.device, approval=approval, created_at=created)
+
+    async def revoke_device(
+        self, dev: AuthedDevice, device_id: str, req: RevokeDeviceRequest
+    ) -> None:
+        """Remove a device of the caller's account: the caller's signature is checked, the
+        revocation is logged (the map refuses to remove the last device), and only then does
+        the device stop taking part."""
+
+        def _rd(conn: Connection) -> Any:
+            revoker_key = conn.execute(
+                select(devices.c.ed25519).where(devices.c.id == dev.device_pk)
+            ).scalar_one()
+            target = self._device_pk(conn, dev.account, device_id)
+            return revoker_key, target
+
+        revoker_key, target = await self.db.read_async(_rd)
+        if target is None:
+            raise NotFound()
+        verify_ed25519(
+            revoker_key,
+            revocation_payload(dev.account, device_id, dev.device_id, req.revoked_at),
+            req.signature,
+        )
+        entry = DeviceRevocation(
+            account=dev.account,
+            device_id=device_id,
+            revoker_device_id=dev.device_id,
+            signature=req.signature,
+            revoked_at=req.revoked_at,
+        )
+        await to_thread.run_sync(self.log.append, [entry.to_bytes()])
+        revoked = now_ms(self.clock)
+
+        def _tx(conn: Connection) -> None:
+            conn.execute(update(devices).where(devices.c.id == target).values(revoked_at=revoked))
+            conn.execute(delete(auth_tokens).where(auth_tokens.c.device_pk == target))
+
+        await self.db.transact_async(_tx)
+        self.forget_cached_auth()
 
     # --- one-time keys ----------------------------------------------------------------------
 

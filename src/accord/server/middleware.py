@@ -14,6 +14,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accord.server.observability import Metrics
+from accord.wire.problems import PROBLEM_CONTENT_TYPE, problem_body
 
 access_log = logging.getLogger("accord.access")
 
@@ -72,12 +73,15 @@ class BodyLimitMiddleware:
 
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"code": code, "message": message}).encode()
+    body = json.dumps(problem_body(status, code, message)).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"connection", b"close"),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

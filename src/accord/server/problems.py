@@ -1,13 +1,16 @@
-"""Errors as HTTP answers: each error class has a status and a stable JSON `code`.
+"""Errors as HTTP answers: each error class has a status and a stable `code`.
 
-Every answer is `{"code": ..., "message": ...}` (a stale device list adds the devices missing and
-extra). Bad input is a 4xx that never echoes the input (it may be a key or a ciphertext); an
-unavailable database is a 503 to retry; anything unexpected is a 500 that says nothing more.
+Every answer is an RFC 9457 problem document (`accord.wire.problems`: type, title, status,
+detail, and the `code`; a stale device list adds the devices missing and extra). Bad input is a
+4xx that never echoes the input (it may be a key or a ciphertext); an unavailable database is a
+503 to retry; anything unexpected is a 500 that says nothing more.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,41 +22,60 @@ from accord.errors import AccordError, AuthenticationError, RateLimited
 from accord.server.messaging import StaleDevicesError
 from accord.server.middleware import route_template
 from accord.server.observability import Metrics
+from accord.wire.problems import PROBLEM_CONTENT_TYPE, problem_body
 
 log = logging.getLogger("accord.server")
 
 HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """An RFC 9457 problem answer."""
+    return JSONResponse(
+        problem_body(status, code, detail, **extra),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
 def error_response(exc: AccordError) -> JSONResponse:
     if isinstance(exc, StaleDevicesError):
-        return JSONResponse(exc.body.model_dump(mode="json"), status_code=exc.http_status)
+        body = exc.body.model_dump(mode="json")
+        return problem(
+            exc.http_status,
+            body["code"],
+            body["message"],
+            missing=body["missing"],
+            extra=body["extra"],
+        )
     headers = {}
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(
-        {"code": exc.code, "message": exc.message}, status_code=exc.http_status, headers=headers
-    )
+    return problem(exc.http_status, exc.code, exc.message, headers=headers)
 
 
 def validation_response(exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
-        return JSONResponse({"code": "invalid_json", "message": "body is not valid JSON"}, 400)
+        return problem(400, "invalid_json", "body is not valid JSON")
     for e in errors:
         loc = tuple(e.get("loc", ()))
         if loc[-1:] == ("v",) and loc[:1] == ("body",) and len(loc) == 2:
-            return JSONResponse(
-                {"code": "unsupported_version", "message": "unsupported wire version"}, 400
-            )
+            return problem(400, "unsupported_version", "unsupported wire version")
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     # Never echo the offending input: it may be a key or a ciphertext.
-    return JSONResponse(
-        {"code": "invalid_request", "message": f"{where}: {first.get('msg', 'invalid')}"}, 400
-    )
+    return problem(400, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
 
 
 def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
@@ -69,12 +91,10 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            {
-                "code": HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
-                "message": str(exc.detail),
-            },
-            status_code=exc.status_code,
+        return problem(
+            exc.status_code,
+            HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
+            str(exc.detail),
             headers=exc.headers,  # e.g. Allow on 405 (RFC 9110 section 15.5.6)
         )
 
@@ -82,9 +102,10 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     async def _database_unavailable(_req: Request, _exc: OperationalError) -> JSONResponse:
         # The database is restarting or unreachable: nothing was committed; retry shortly.
         log.warning("database unavailable")
-        return JSONResponse(
-            {"code": "unavailable", "message": "the database is unavailable; retry shortly"},
-            status_code=503,
+        return problem(
+            503,
+            "unavailable",
+            "the database is unavailable; retry shortly",
             headers={"Retry-After": "1"},
         )
 
@@ -93,4 +114,4 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         # The route template, never the path (paths carry blob ids, which are capabilities);
         # the log's formatter keeps the traceback and drops the exception's message.
         log.exception("unhandled error in %s %s", req.method, route_template(req.scope))
-        return JSONResponse({"code": "internal", "message": "internal error"}, 500)
+        return problem(500, "internal", "internal error")

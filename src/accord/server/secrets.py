@@ -116,13 +116,18 @@ def _read_or_create_key(path: Path) -> bytes:
 
 @dataclass(frozen=True)
 class SealedColumn:
-    """A database column holding sealed secrets: its table, the column naming each row (bound
-    as associated data), and the length of the secret in the plain form older versions wrote."""
+    """A database column holding sealed secrets: its table, the column (or columns, joined with
+    "/") naming each row (bound as associated data), and the length of the secret in the plain
+    form older versions wrote."""
 
     table: Table
-    row_id: Column[Any]
+    row_id: Column[Any] | tuple[Column[Any], ...]
     secret: Column[Any]
     plain_bytes: int
+
+    @property
+    def key_columns(self) -> tuple[Column[Any], ...]:
+        return self.row_id if isinstance(self.row_id, tuple) else (self.row_id,)
 
     def seal(self, secrets: SecretsKey, plain: bytes, row_id: object) -> bytes:
         """`plain` sealed for the row `row_id` of this column's table."""
@@ -143,17 +148,18 @@ class SealedColumn:
 def seal_plain_rows(db: Database, secrets: SecretsKey, column: SealedColumn) -> int:
     """Seal every secret in `column` still stored in plain form (written by a version before
     sealing); return how many were sealed. Run once at start, before the rows are read."""
-    table, row_id, secret = column.table, column.row_id, column.secret
+    table, keys, secret = column.table, column.key_columns, column.secret
 
     def _tx(conn: Connection) -> int:
-        rows = conn.execute(select(row_id, secret)).all()
+        rows = conn.execute(select(secret, *keys)).all()
         sealed = 0
-        for rid, stored in rows:
+        for stored, *key in rows:
             value = bytes(stored)
             if len(value) == column.plain_bytes and not is_sealed(value):
+                rid = "/".join(str(k) for k in key)
                 conn.execute(
                     update(table)
-                    .where(row_id == rid)
+                    .where(*(c == k for c, k in zip(keys, key, strict=True)))
                     .values({secret.name: column.seal(secrets, value, rid)})
                 )
                 sealed += 1

@@ -3,24 +3,48 @@
 Every device registration is appended here before the device is stored (see
 docs/protocol/transparency.md). The log's Ed25519 note key lives in DATA_DIR/log-key (mode 0600),
 made on first start; its verifier key is published at /v1/log/info.
+
+The key-transparency map (§8) is kept here too: each batch of appends is checked against the
+map's rules (K8) request by request, and the batch ends with a map head (K5) committing to the
+prefix tree after it, written in the same transaction as the map's rows. Immutable snapshots of
+the tree are kept for the last checkpoints signed, so a search proof always matches the
+checkpoint it is served with.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from accord.clock import SYSTEM_CLOCK, Clock
-from accord.errors import AccordError, InvalidInput, ServiceError
+from accord.clock import SYSTEM_CLOCK, Clock, now_ms
+from accord.errors import (
+    AccordError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    VerificationError,
+)
 from accord.primitives.encoding import b64encode
+from accord.protocols.key_transparency import (
+    AccountState,
+    AppliedChange,
+    KeyDirectory,
+    device_change,
+    map_head_entry,
+    parse_map_head,
+    search_key,
+)
 from accord.protocols.translog.note import (
     Checkpoint,
     NoteSignature,
@@ -31,8 +55,17 @@ from accord.protocols.translog.note import (
     parse_skey,
     sign_note,
 )
+from accord.protocols.translog.prefix_tree import PrefixTree
+from accord.storage.key_directory import MAX_HISTORY_PER_READ, KeyDirectoryStore
 from accord.storage.translog import TransparencyLogStore
 from accord.wire.common import WireModel
+from accord.wire.transparency import (
+    AccountProof,
+    HistoryChange,
+    HistoryPage,
+    MapSearch,
+    ProvenEntry,
+)
 from accord.witness.request import format_add_checkpoint_request
 
 log = logging.getLogger("accord.server.translog")
@@ -49,6 +82,8 @@ docs/protocol/transparency.md), so a log that does not grow stays acceptable to 
 LOG_KEY_FILE = "log-key"
 DEFAULT_LOG_ORIGIN = "accord.local/log"
 MAX_ENTRIES_PER_REQUEST = 1000
+MAP_SNAPSHOTS = 64
+"""Trees kept for the most recent checkpoint sizes (older sizes: the map is rebuilt)."""
 
 
 def load_or_create_signer(data_dir: Path, origin: str) -> Signer:
@@ -62,6 +97,14 @@ def load_or_create_signer(data_dir: Path, origin: str) -> Signer:
     if signer.name != origin:
         raise InvalidInput(f"{path} holds the key of another log origin")
     return signer
+
+
+def _is_map_head(entry: bytes) -> bool:
+    try:
+        parse_map_head(entry)
+    except AccordError:
+        return False
+    return True
 
 
 class LogInfo(WireModel):
@@ -94,10 +137,11 @@ class LogService:
         refresh_s: float = DEFAULT_CHECKPOINT_REFRESH_S,
     ) -> None:
         self.store = TransparencyLogStore(engine)
+        self.keys = KeyDirectoryStore(engine)
+        self.clock = clock
         self.signer = load_or_create_signer(data_dir, origin)
         self.origin = origin
         self.witnesses = [w.rstrip("/") for w in witnesses]
-        self.clock = clock
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
         self._signed: tuple[int, bytes, str] | None = None
@@ -112,6 +156,163 @@ class LogService:
         self._wake = threading.Event()
         self._integrator: threading.Thread | None = None
         self.checkpoints_signed = 0
+        self._directory = KeyDirectory()
+        self._map_size = -1  # the log size the in-memory map was built for
+        self._map_lock = threading.Lock()
+        self._snapshots: OrderedDict[int, PrefixTree] = OrderedDict()
+        self._open_map()
+
+    # --- the key-transparency map (docs/protocol/transparency.md §8) -----------------------
+
+    def _open_map(self) -> None:
+        """Rebuild the map from its rows; take in any entries it has not seen (a log written
+        before the map existed); make sure the log ends with a map head (K5)."""
+        with self._map_lock:
+            self._reload_map()
+            applied = self.keys.applied_size()
+            size = self.store.size()
+            if applied < size:
+                self._catch_up(applied, size)
+            size = self.store.size()
+            if size == 0 or not _is_map_head(self.store.entries(size - 1, size)[0]):
+                self._append_with_map([])
+
+    def _reload_map(self) -> None:
+        self._directory = KeyDirectory(PrefixTree.from_items(self.keys.commitments()))
+        self._map_size = self.keys.applied_size()
+        self._snapshots.clear()
+
+    def _catch_up(self, start: int, end: int) -> None:
+        """K8 over entries the map has not taken in; a change that breaks a rule is skipped
+        (and flagged by `accord log audit`), as every replay does."""
+        applied: list[AppliedChange] = []
+        states: dict[str, AccountState] = {}
+        for chunk in range(start, end, MAX_ENTRIES_PER_REQUEST):
+            stop = min(end, chunk + MAX_ENTRIES_PER_REQUEST)
+            entries = self.store.entries(chunk, stop)
+            names = {c.account for c in map(device_change, entries) if c is not None}
+            loaded = self.keys.load_states(n for n in names if n not in states)
+            states.update(loaded)
+            for offset, entry in enumerate(entries):
+                _, changes, refused = self._directory.plan(states, [[entry]], chunk + offset)
+                if refused:
+                    log.warning("log entry %d breaks a key-transparency rule", chunk + offset)
+                applied.extend(changes)
+        tree = self._directory.updated(applied)
+        with self.store.engine.begin() as conn:
+            self.keys.write(conn, applied, end)
+        self._directory.commit(tree)
+        self._map_size = end
+
+    def _append_with_map(self, requests: list[list[bytes]]) -> list[int | VerificationError]:
+        """Append the requests that keep the map's rules, then a map head, in one transaction;
+        return each request's first index or its refusal."""
+        for _ in range(3):
+            first = self.store.size()
+            if first != self._map_size:  # another writer: the map is stale
+                self._reload_map()
+                if self.keys.applied_size() != first:
+                    self._catch_up(self.keys.applied_size(), first)
+            names = {c.account for e in requests for c in map(device_change, e) if c is not None}
+            states = self.keys.load_states(names)
+            # The request handlers verified every signature before appending (messaging.py).
+            accepted, changes, refused = self._directory.plan(
+                states, requests, first, check_signatures=False
+            )
+            tree = self._directory.updated(changes)
+            entries = [e for i in accepted for e in requests[i]]
+            entries.append(map_head_entry(tree, now_ms(self.clock)))
+            end = first + len(entries)
+            try:
+                self.store.append_batch(
+                    entries,
+                    expected_first=first,
+                    also=functools.partial(self._write_map, changes=changes, end=end),
+                )
+            except Conflict:
+                self._map_size = -1
+                continue
+            self._directory.commit(tree)
+            self._map_size = end
+            self._snapshots[end] = tree
+            while len(self._snapshots) > MAP_SNAPSHOTS:
+                self._snapshots.popitem(last=False)
+            answers: list[int | VerificationError] = []
+            index = first
+            for number, entries_of_request in enumerate(requests):
+                if number in refused:
+                    answers.append(refused[number])
+                else:
+                    answers.append(index)
+                    index += len(entries_of_request)
+            return answers
+        raise ServiceError("the log kept changing under the map")
+
+    def _write_map(self, conn: Connection, *, changes: list[AppliedChange], end: int) -> None:
+        self.keys.write(conn, changes, end)
+
+    def _tree_at(self, size: int) -> PrefixTree:
+        """The map as of the checkpoint of `size` entries."""
+        with self._map_lock:
+            tree = self._snapshots.get(size)
+            if tree is None and size == self._map_size:
+                tree = self._directory.tree
+            if tree is None:  # the log was written behind this process's back
+                self._reload_map()
+                if self._map_size != size:
+                    raise NotFound("that checkpoint's map is no longer held")
+                tree = self._directory.tree
+            return tree
+
+    def account_proof(self, account: str, since: int) -> AccountProof:
+        """K9, the server's side: the current checkpoint, its map head, the search for
+        `account` and its changes after version `since`."""
+        note = self.checkpoint()
+        size = int(note.split("\n", 2)[1])
+        tree = self._tree_at(size)
+        head_index = size - 1
+        head = self.store.entries(head_index, size)[0]
+        proof = tree.search(search_key(account))
+        changes, more = self._changes(account, since, size)
+        return AccountProof(
+            account=account,
+            checkpoint=note,
+            map_head=ProvenEntry(
+                index=head_index,
+                entry=b64encode(head),
+                proof=[b64encode(h) for h in self.store.inclusion_proof(head_index, size)],
+            ),
+            search=MapSearch(
+                result=proof.result.value,
+                depth=proof.depth,
+                elements=[b64encode(e) for e in proof.elements],
+                leaf_key=b64encode(proof.leaf_key) if proof.leaf_key else None,
+                leaf_commitment=b64encode(proof.leaf_commitment) if proof.leaf_commitment else None,
+            ),
+            changes=changes,
+            more=more,
+        )
+
+    def account_history(self, account: str, since: int, size: int) -> HistoryPage:
+        """More of an account's changes, proven at an earlier answer's size."""
+        if not 0 < size <= self.store.size():
+            raise InvalidInput("size out of range")
+        changes, more = self._changes(account, since, size)
+        return HistoryPage(account=account, size=size, changes=changes, more=more)
+
+    def _changes(self, account: str, since: int, size: int) -> tuple[list[HistoryChange], bool]:
+        versions = self.keys.history(account, since, size)
+        entries = self.store.entries_at([i for _, i in versions])
+        changes = [
+            HistoryChange(
+                version=version,
+                index=index,
+                entry=b64encode(entries[index]),
+                proof=[b64encode(h) for h in self.store.inclusion_proof(index, size)],
+            )
+            for version, index in versions
+        ]
+        return changes, len(versions) == MAX_HISTORY_PER_READ
 
     def append(self, entries: list[bytes]) -> int:
         """Queue entries for the integrator; return their first index once they are in the
@@ -141,15 +342,18 @@ class LogService:
 
     def _integrate(self, batch: list[tuple[list[bytes], Future[int]]]) -> None:
         try:
-            first = self.store.append_batch([e for entries, _ in batch for e in entries])
+            with self._map_lock:
+                answers = self._append_with_map([entries for entries, _ in batch])
             self.checkpoint()
         except BaseException as exc:  # handed to every waiting caller
             for _, future in batch:
                 future.set_exception(exc)
             return
-        for entries, future in batch:
-            future.set_result(first)
-            first += len(entries)
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if isinstance(answer, VerificationError):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
 
     def checkpoint(self) -> str:
         """The current tree head as a signed note, with every cosignature the witnesses gave.

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Table, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -19,7 +20,7 @@ from accord.primitives.shamir import Share, field_element_from_bytes, field_elem
 from accord.protocols.private_matching.log_entries import CROSSING_NONCE_BYTES
 from accord.protocols.private_matching.matcher import ShareStore
 from accord.protocols.private_matching.voucher import OpenedShare
-from accord.storage.schema import pm_epochs, pm_seen_vouchers, pm_shares
+from accord.storage.schema import pm_accounts, pm_epochs, pm_seen_vouchers, pm_shares
 
 
 def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
@@ -42,17 +43,58 @@ def _account(account_id: bytes) -> str:
     return account_id.decode("utf-8")
 
 
-class SqlShareStore(ShareStore):
-    """`ShareStore` over the server's database, inside the caller's transaction.
+def ensure_account_row(conn: Connection, matching_account: str) -> None:
+    """The account's counters row, created at zero if missing."""
+    insert_ignore(
+        conn,
+        pm_accounts,
+        {
+            "matching_account": matching_account,
+            "account": matching_account,
+            "vouchers": 0,
+            "rejected": 0,
+            "latest_epoch": 0,
+        },
+    )
 
-    `message_id` is recorded beside each voucher id (a retried send of the same message is not a
-    replay); `now_ms` stamps the rows. `crossed` tells the caller a voucher key was set here.
+
+def epoch_row_id(account_id: bytes, epoch: int) -> str:
+    """How a `pm_epochs` row is named where its voucher key is sealed (associated data)."""
+    return f"{_account(account_id)}/{epoch}"
+
+
+def drop_seen_before(conn: Connection, matching_account: str, epoch: int) -> None:
+    """Forget the account's seen voucher ids of key epochs before `epoch`."""
+    conn.execute(
+        delete(pm_seen_vouchers)
+        .where(pm_seen_vouchers.c.matching_account == matching_account)
+        .where(pm_seen_vouchers.c.epoch < epoch)
+    )
+
+
+class SqlShareStore(ShareStore):
+    """`ShareStore` over the server's database, inside the caller's transaction, for one voucher.
+
+    `epoch` is the key epoch named in the voucher's header, kept beside its id (ids are dropped
+    after their epoch); `now_ms` dates a crossing, the one time stored. Nothing here names the
+    message a voucher came with. `seal` and `open` protect recovered voucher keys at rest.
+    `crossed` tells the caller a voucher key was set here.
     """
 
-    def __init__(self, conn: Connection, *, message_id: str, now_ms: int) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        epoch: int,
+        now_ms: int,
+        seal: Callable[[bytes, str], bytes],
+        open_: Callable[[bytes, str], bytes],
+    ) -> None:
         self.conn = conn
-        self.message_id = message_id
+        self.epoch = epoch
         self.now_ms = now_ms
+        self._seal = seal
+        self._open = open_
         self.crossed = False
 
     def record_voucher_id(self, account_id: bytes, voucher_id: bytes) -> bool:
@@ -62,8 +104,7 @@ class SqlShareStore(ShareStore):
             {
                 "matching_account": _account(account_id),
                 "voucher_id": voucher_id,
-                "message_id": self.message_id,
-                "seen_at": self.now_ms,
+                "epoch": self.epoch,
             },
         )
 
@@ -115,14 +156,14 @@ class SqlShareStore(ShareStore):
             .where(pm_epochs.c.matching_account == _account(account_id))
             .where(pm_epochs.c.epoch == epoch)
         ).scalar()
-        return None if key is None else bytes(key)
+        return None if key is None else self._open(bytes(key), epoch_row_id(account_id, epoch))
 
     def set_voucher_key(self, account_id: bytes, epoch: int, key: bytes) -> None:
         self.conn.execute(
             insert(pm_epochs).values(
                 matching_account=_account(account_id),
                 epoch=epoch,
-                voucher_key=key,
+                voucher_key=self._seal(key, epoch_row_id(account_id, epoch)),
                 crossed_at=self.now_ms,
                 crossing_nonce=os.urandom(CROSSING_NONCE_BYTES),
                 log_index=None,

@@ -271,40 +271,42 @@ pm_tables = Table(
 )
 
 # Vouchers accepted with a message and not yet processed (processing is off the request path,
-# so its timing tells a sender nothing). A row leaves in the transaction that processes it.
+# so its timing tells a sender nothing). A row leaves in the transaction that processes it. No row
+# here or below names the message a voucher came with, its recipients or when it was sent
+# (docs/protocol/private-matching.md, "What the server stores"); `device_id` (the sending device
+# of the account) is kept only until the voucher is processed.
 pm_queue = Table(
     "pm_queue",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("matching_account", String(100), nullable=False),
     Column("voucher_id", LargeBinary(16), nullable=False),
-    Column("message_id", String(43), nullable=False),
+    Column("device_id", String(32), nullable=False),
     Column("voucher", LargeBinary, nullable=False),
-    Column("queued_at", BigInteger, nullable=False),
     UniqueConstraint("matching_account", "voucher_id", name="uq_pm_queue_voucher"),
     sqlite_autoincrement=True,
 )
 
-# Per device (vouchers are bound to one device's secret): counts, and the row locked while one
-# of its vouchers is processed.
+# Per account (all of an account's devices share its matching secret): counts, the newest key
+# epoch seen, and the row locked while one of its vouchers is processed.
 pm_accounts = Table(
     "pm_accounts",
     metadata,
     Column("matching_account", String(100), primary_key=True),
     Column("account", String(64), nullable=False),
-    Column("device_id", String(32), nullable=False),
     Column("vouchers", BigInteger, nullable=False),
     Column("rejected", BigInteger, nullable=False),
+    Column("latest_epoch", BigInteger, nullable=False, server_default="0"),
 )
 
-# Every processed voucher id (replays are refused), with the message it came in.
+# Processed voucher ids of the account's current key epoch (replays are refused); ids of earlier
+# epochs are dropped once a voucher of a later epoch is processed.
 pm_seen_vouchers = Table(
     "pm_seen_vouchers",
     metadata,
     Column("matching_account", String(100), primary_key=True),
     Column("voucher_id", LargeBinary(16), primary_key=True),
-    Column("message_id", String(43), nullable=False),
-    Column("seen_at", BigInteger, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
 )
 
 # Opened outer layers (a band matched, or a synthetic voucher): the Shamir share, its detection
@@ -323,14 +325,15 @@ pm_shares = Table(
     Column("inner", LargeBinary, nullable=False),
 )
 
-# Per device and key epoch, once the threshold is crossed: the recovered voucher key, when, and
-# the crossing's log entry (a count and a commitment to `crossing_nonce`, nothing else).
+# Per account and key epoch, once the threshold is crossed: the recovered voucher key (sealed,
+# server.secrets), when, and the crossing's log entry (a count and a commitment to
+# `crossing_nonce`, nothing else).
 pm_epochs = Table(
     "pm_epochs",
     metadata,
     Column("matching_account", String(100), primary_key=True),
     Column("epoch", BigInteger, primary_key=True, autoincrement=False),
-    Column("voucher_key", LargeBinary(32), nullable=False),
+    Column("voucher_key", LargeBinary, nullable=False),
     Column("crossed_at", BigInteger, nullable=False),
     Column("crossing_nonce", LargeBinary(32), nullable=False),
     Column("log_index", BigInteger, nullable=True),

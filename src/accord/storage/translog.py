@@ -24,7 +24,7 @@ WAL and ``synchronous=FULL``: a log must never lose an appended batch it may hav
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    String,
     Table,
     create_engine,
     event,
@@ -45,7 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from accord.errors import InvalidInput, NotFound
+from accord.errors import Conflict, InvalidInput, NotFound
 from accord.protocols.translog import merkle
 from accord.protocols.translog.merkle import NodeId
 
@@ -108,7 +109,32 @@ def node_key(node: NodeId) -> int:
     return (node.idx << (node.level + 1)) + (1 << node.level) - 1
 
 
-TABLES = (tlog_state, tlog_entries, tlog_nodes)
+# Key transparency (docs/protocol/transparency.md §8; `accord.storage.key_directory`): the
+# current state of every account in the map, and where each version of it sits in the log.
+kt_accounts = Table(
+    "kt_accounts",
+    metadata,
+    Column("search_key", LargeBinary(32), primary_key=True),
+    Column("account", String(64), nullable=False, unique=True),
+    Column("state", LargeBinary, nullable=False),  # canonical `AccountState` bytes
+)
+
+kt_versions = Table(
+    "kt_versions",
+    metadata,
+    Column("account", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, nullable=False),
+)
+
+kt_state = Table(
+    "kt_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("applied_size", BigInteger, nullable=False),  # log entries the map has taken in
+)
+
+TABLES = (tlog_state, tlog_entries, tlog_nodes, kt_accounts, kt_versions, kt_state)
 
 
 def create_tables(engine: Engine) -> None:
@@ -178,11 +204,19 @@ class TransparencyLogStore:
     # ---------------------------------------------------------------------------------------
     # Writing
 
-    def append_batch(self, entries: Sequence[bytes]) -> int:
+    def append_batch(
+        self,
+        entries: Sequence[bytes],
+        *,
+        expected_first: int | None = None,
+        also: Callable[[Connection], None] | None = None,
+    ) -> int:
         """Append entries in one transaction; returns the index of the first one.
 
         The new leaves and every subtree they complete are stored before the commit, so a root
-        or proof at the new size can be served as soon as this returns.
+        or proof at the new size can be served as soon as this returns. With `expected_first`,
+        the batch is refused (`Conflict`) unless it lands at that index; `also` runs in the
+        same transaction (the key directory's rows).
         """
         count = len(entries)
         if count == 0:
@@ -205,6 +239,8 @@ class TransparencyLogStore:
             first = new_size - count
             if new_size > MAX_LOG_SIZE:
                 raise InvalidInput("log is full")
+            if expected_first is not None and first != expected_first:
+                raise Conflict("another writer appended to the log")
             frontier_ids = merkle.frontier_nodes(first)
             frontier = self._fetch_nodes(conn, frontier_ids, use_cache=False)
             size, _, created = merkle.append_leaves(
@@ -217,6 +253,8 @@ class TransparencyLogStore:
                 [{"idx": first + i, "data": e} for i, e in enumerate(entries)],
             )
             conn.execute(insert(tlog_nodes), [{"id": node_key(n), "hash": h} for n, h in created])
+            if also is not None:
+                also(conn)
         return first
 
     # ---------------------------------------------------------------------------------------
@@ -280,6 +318,22 @@ class TransparencyLogStore:
         if len(rows) != end - start:
             raise NotFound("entries beyond the end of the log")
         return rows
+
+    def entries_at(self, indexes: Sequence[int]) -> dict[int, bytes]:
+        """The entries at `indexes` (at most `MAX_ENTRIES_PER_READ`)."""
+        wanted = sorted({_check_index(i) for i in indexes})
+        if len(wanted) > MAX_ENTRIES_PER_READ:
+            raise InvalidInput("too many entries asked for")
+        if not wanted:
+            return {}
+        query = select(tlog_entries.c.idx, tlog_entries.c.data).where(
+            tlog_entries.c.idx.in_(wanted)
+        )
+        with self._engine.connect() as conn:
+            found = {int(i): bytes(d) for i, d in conn.execute(query).all()}
+        if len(found) != len(wanted):
+            raise NotFound("entries beyond the end of the log")
+        return found
 
     # ---------------------------------------------------------------------------------------
 

@@ -28,15 +28,16 @@ BlobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^e_[A-Za-z0-9_-]{16,32}$")]
 
 
-def matching_account_id(account: str, device_id: str) -> bytes:
-    """The identity a device's vouchers are bound to and counted under.
+def matching_account_id(account: str) -> bytes:
+    """The identity an account's vouchers are bound to and counted under.
 
-    Each device holds its own matching secret (it never leaves the device), so shares are
-    counted per device of an account: shares made under two secrets never combine.
+    Every device of an account holds the same matching secret (a linked device receives it from
+    the device that approved it, end to end encrypted), so shares are counted per account:
+    linking a new device does not start a new count.
     """
-    if not account or not device_id or "/" in account or "/" in device_id:
-        raise InvalidInput("malformed account or device id")
-    return f"{account}/{device_id}".encode()
+    if not account or "/" in account:
+        raise InvalidInput("malformed account name")
+    return account.encode()
 
 
 class VoucherItem(WireModel):
@@ -106,7 +107,7 @@ class MatchingStatus(WireModel):
 
     tables: list[TableSummary]
     queued: int
-    devices: int
+    accounts: int  # accounts that have sent vouchers
     vouchers_processed: int
     vouchers_rejected: int
     opened_shares: int

@@ -166,6 +166,15 @@ class ApproveLinkRequest(WireModel):
     approval: DeviceApproval
 
 
+class RevokeDeviceRequest(WireModel):
+    """Remove a device (this one or another) from the calling device's account; signed by the
+    calling device over `revocation_payload` (docs/protocol/transparency.md, K8)."""
+
+    v: Version = 1
+    revoked_at: Annotated[int, Field(ge=0, le=2**53)]
+    signature: SignatureB64
+
+
 # --- groups -------------------------------------------------------------------------------
 
 
@@ -324,6 +333,18 @@ class GroupKeyShare(WireModel):
     session_key: Annotated[str, StringConstraints(max_length=512)]
 
 
+class MatchingSecretShare(WireModel):
+    """The account's private-matching secret and image count, sent by the device that approved a
+    new one to the account's other devices over Olm, so every device adds to one count
+    (docs/protocol/private-matching.md, C2)."""
+
+    v: Version = 1
+    type: Literal["matching_secret"] = "matching_secret"
+    sender: DeviceRef
+    secret: KeyB64
+    images: Annotated[int, Field(ge=0, le=2**53)]
+
+
 # --- inner payloads -----------------------------------------------------------------------
 
 
@@ -332,7 +353,7 @@ def encode_payload(model: WireModel) -> bytes:
     return pad_payload(canonical_json(model.model_dump(mode="json")))
 
 
-def decode_payload(padded: bytes) -> Content | GroupKeyShare:
+def decode_payload(padded: bytes) -> Content | GroupKeyShare | MatchingSecretShare:
     """Step 11: parse a decrypted payload. Anything malformed is one `DecryptionError`."""
     raw = unpad_payload(padded)
     try:
@@ -341,6 +362,8 @@ def decode_payload(padded: bytes) -> Content | GroupKeyShare:
             raise DecryptionError()
         if data.get("type") == "group_key":
             return GroupKeyShare.model_validate(data)
+        if data.get("type") == "matching_secret":
+            return MatchingSecretShare.model_validate(data)
         return Content.model_validate(data)
     except (ValueError, ValidationError, RecursionError):
         raise DecryptionError() from None

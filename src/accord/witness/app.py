@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from accord.errors import AccordError, TooLarge
 from accord.protocols.translog.note import CosignatureSigner, Verifier
+from accord.wire.problems import PROBLEM_CONTENT_TYPE, problem_body
 from accord.witness.request import MAX_ADD_CHECKPOINT_BYTES
 from accord.witness.service import OldSizeMismatch, Witness, WitnessConfig, logs_from_vkeys
 from accord.witness.state import SqliteWitnessStateStore
@@ -51,7 +52,9 @@ def create_witness_app(
             )
         except AccordError as exc:
             return JSONResponse(
-                {"code": exc.code, "message": exc.message}, status_code=exc.http_status
+                problem_body(exc.http_status, exc.code, exc.message),
+                status_code=exc.http_status,
+                media_type=PROBLEM_CONTENT_TYPE,
             )
         return PlainTextResponse(lines)
 

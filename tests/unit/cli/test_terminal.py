@@ -42,3 +42,14 @@ def test_nothing_printed_controls_the_terminal(text: str) -> None:
     assert "\n" not in shown and "\r" not in shown
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
     assert not any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in shown)
+
+
+def test_accord_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    from click.testing import CliRunner
+
+    from accord.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and result.output == f"accord {version('accord')}\n"

@@ -19,7 +19,7 @@ from accord.server.private_matching.intake import (
 )
 from accord.wire.matching import MAX_VOUCHERS_PER_MESSAGE, matching_account_id
 
-ACCOUNT = matching_account_id("alice", "DEVICE01")
+ACCOUNT = matching_account_id("alice")
 BLOB = "B" * 22
 
 

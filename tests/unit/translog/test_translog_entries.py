@@ -38,7 +38,13 @@ def test_round_trip_and_exact_bytes() -> None:
     assert data.startswith(b'{"account":"bob","approval_signature":')
     assert json.loads(data)["type"] == TAG_DEVICE_REGISTRATION
     assert parse_entry(data) == REG
-    rev = DeviceRevocation(account="bob", device_id="LAPTOP01", revoked_at=5)
+    rev = DeviceRevocation(
+        account="bob",
+        device_id="LAPTOP01",
+        revoker_device_id="PHONE001",
+        signature="S" * 86,
+        revoked_at=5,
+    )
     assert parse_entry(rev.to_bytes()) == rev
     assert entry_type(data) == TAG_DEVICE_REGISTRATION
 

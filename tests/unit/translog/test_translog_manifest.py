@@ -95,6 +95,12 @@ def test_m3_lawful_access_bounds_out_of_limits_are_refused(bounds: dict[str, Any
         _manifest(lawful_access=dataclasses.replace(base.lawful_access, **bounds))
 
 
+def test_m3_text_that_is_not_utf8_is_refused() -> None:
+    """Found by the fuzz test below: a lone surrogate cannot be encoded, and is refused."""
+    with pytest.raises(InvalidInput, match="UTF-8"):
+        parse_manifest_text("\ud800")
+
+
 def test_m3_only_the_canonical_encoding_is_accepted() -> None:
     text = _manifest().to_text()
     pretty = json.dumps(json.loads(text), indent=1) + "\n"

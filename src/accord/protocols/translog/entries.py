@@ -29,6 +29,7 @@ MAX_ENTRY_BYTES = 64 * 1024
 
 TAG_DEVICE_REGISTRATION = "accord.device.registration.v1"
 TAG_DEVICE_REVOCATION = "accord.device.revocation.v1"
+TAG_MAP_HEAD = "accord.kt.map_head.v1"
 
 # Lawful access (docs/lawful-access.md): parsed by `parse_access_entry`.
 ACCESS_TAGS = (
@@ -45,7 +46,13 @@ RESERVED_TAGS = (
     "accord.detection.threshold_crossing.v1",
     "accord.safety.statistics.v1",
 )
-KNOWN_TAGS = (TAG_DEVICE_REGISTRATION, TAG_DEVICE_REVOCATION, *ACCESS_TAGS, *RESERVED_TAGS)
+KNOWN_TAGS = (
+    TAG_DEVICE_REGISTRATION,
+    TAG_DEVICE_REVOCATION,
+    TAG_MAP_HEAD,
+    *ACCESS_TAGS,
+    *RESERVED_TAGS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +88,43 @@ class DeviceRegistration:
 
 @dataclass(frozen=True, slots=True)
 class DeviceRevocation:
+    """A device removed from its account, signed by a device of the account (itself or
+    another one still in the account's set)."""
+
     TYPE: ClassVar[str] = TAG_DEVICE_REVOCATION
 
     account: str
     device_id: str
+    revoker_device_id: str
+    signature: str
     revoked_at: int
 
     def fields(self) -> dict[str, Any]:
-        return {"account": self.account, "device_id": self.device_id, "revoked_at": self.revoked_at}
+        return {
+            "account": self.account,
+            "device_id": self.device_id,
+            "revoker_device_id": self.revoker_device_id,
+            "signature": self.signature,
+            "revoked_at": self.revoked_at,
+        }
+
+    def to_bytes(self) -> bytes:
+        return canonical_json({"type": self.TYPE, **self.fields()})
+
+
+@dataclass(frozen=True, slots=True)
+class MapHead:
+    """The root of the key-transparency map after every entry before this one
+    (docs/protocol/transparency.md §8, K5): the last leaf of every checkpoint the log signs."""
+
+    TYPE: ClassVar[str] = TAG_MAP_HEAD
+
+    map_root: str  # base64 of the prefix tree's root value
+    accounts: int
+    timestamp: int  # milliseconds since the epoch, the server's clock
+
+    def fields(self) -> dict[str, Any]:
+        return {"map_root": self.map_root, "accounts": self.accounts, "timestamp": self.timestamp}
 
     def to_bytes(self) -> bytes:
         return canonical_json({"type": self.TYPE, **self.fields()})
@@ -101,7 +137,7 @@ class OtherEntry:
     type: str
 
 
-LogEntry = DeviceRegistration | DeviceRevocation | AccessLogEntry | OtherEntry
+LogEntry = DeviceRegistration | DeviceRevocation | MapHead | AccessLogEntry | OtherEntry
 
 
 def _str(obj: dict[str, Any], key: str, *, optional: bool = False) -> Any:
@@ -156,7 +192,15 @@ def parse_entry(data: bytes) -> LogEntry:
         entry = DeviceRevocation(
             account=_str(obj, "account"),
             device_id=_str(obj, "device_id"),
+            revoker_device_id=_str(obj, "revoker_device_id"),
+            signature=_str(obj, "signature"),
             revoked_at=_int(obj, "revoked_at"),
+        )
+    elif tag == TAG_MAP_HEAD:
+        entry = MapHead(
+            map_root=_str(obj, "map_root"),
+            accounts=_int(obj, "accounts"),
+            timestamp=_int(obj, "timestamp"),
         )
     elif tag.startswith(ACCESS_TAG_PREFIX):
         return parse_access_entry(data)  # canonical form and fields are checked there

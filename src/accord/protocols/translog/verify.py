@@ -14,6 +14,7 @@ may it use the entry.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,3 +107,29 @@ def verify_entry_inclusion(
     merkle.verify_inclusion(
         merkle.leaf_hash(entry), index, checkpoint.size, proof, checkpoint.root_hash
     )
+
+
+def verify_entries_after(
+    entry: bytes,
+    index: int,
+    checkpoint: Checkpoint,
+    proof: Sequence[bytes],
+    later_leaf_hashes: Sequence[bytes],
+) -> None:
+    """V4 for `entry` at `index`, and that `later_leaf_hashes` are the leaf hashes of every entry
+    after it in the tree `checkpoint` commits to (indexes index+1 .. size-1), nothing left out.
+
+    The inclusion proof's right-hand siblings are the Merkle hashes of exactly those leaves
+    (RFC 9162 §2.1.3.1: PATH(m, D[n]) ends each level with MTH(D[k:n]) when m < k), so once the
+    proof is verified against the root, recomputing them authenticates the whole suffix.
+    """
+    verify_entry_inclusion(entry, index, checkpoint, proof)
+    if len(later_leaf_hashes) != checkpoint.size - index - 1:
+        raise VerificationError("the log entries after an entry are not all there")
+    for (start, end), node in zip(
+        merkle.inclusion_proof_ranges(index, checkpoint.size), proof, strict=True
+    ):
+        if start > index:
+            part = later_leaf_hashes[start - index - 1 : end - index - 1]
+            if not hmac.compare_digest(merkle.root_hash(part), node):
+                raise VerificationError("the log entries after an entry are not the logged ones")

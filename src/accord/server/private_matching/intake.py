@@ -4,7 +4,9 @@ table version, account binding, the blob it travels with and replays, and refuse
 wrong with a 4xx. It never opens a voucher: whether a voucher opens must not change what the
 sender sees, or a modified client could probe the bank. It then takes the vouchers out of the
 request, so recipients never receive them. `observe_send` queues them durably once the message
-has committed, and wakes the worker."""
+has committed, and wakes the worker. Nothing queued or kept names the message, its recipients
+or its time: a retried send is recognised by the message already being stored, not by a link
+from the voucher."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from anyio import to_thread
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
-from accord.clock import SYSTEM_CLOCK, Clock, now_ms
+from accord.clock import SYSTEM_CLOCK, Clock
 from accord.errors import (
     Conflict,
     InvalidInput,
@@ -32,10 +34,10 @@ from accord.protocols.private_matching.voucher import (
 from accord.server.messaging import AuthedDevice
 from accord.server.private_matching.tables import MatchingTables
 from accord.storage.db import Database
-from accord.storage.private_matching import insert_ignore
+from accord.storage.private_matching import ensure_account_row, insert_ignore
 from accord.storage.schema import (
     blobs,
-    pm_accounts,
+    messages,
     pm_queue,
     pm_seen_vouchers,
 )
@@ -113,6 +115,9 @@ class VoucherIntake:
             return
         items = parse_voucher_items_unverified(raw)
         checked = await to_thread.run_sync(self._check_vouchers, dev, req.message_id, items)
+        if checked is None:  # a retry of a message already stored: its vouchers are queued
+            req.extensions.pop(VOUCHERS_EXTENSION, None)
+            return
         # The server keeps the vouchers; the stored message (what recipients get) has none.
         req.extensions.pop(VOUCHERS_EXTENSION, None)
         now = self.clock.monotonic()
@@ -125,8 +130,18 @@ class VoucherIntake:
 
     def _check_vouchers(
         self, dev: AuthedDevice, message_id: str, items: list[tuple[str, bytes]]
-    ) -> list[_CheckedVoucher]:
-        account_id = matching_account_id(dev.account, dev.device_id)
+    ) -> list[_CheckedVoucher] | None:
+        """The checked vouchers, or None if this message is already stored (a retry)."""
+        with self.db.read() as conn:
+            stored = conn.execute(
+                select(messages.c.id).where(
+                    messages.c.sender_device_pk == dev.device_pk,
+                    messages.c.message_id == message_id,
+                )
+            ).first()
+        if stored is not None:
+            return None
+        account_id = matching_account_id(dev.account)
         tables = self.tables.accepted()
         checked = []
         for blob_id, data in items:
@@ -158,10 +173,10 @@ class VoucherIntake:
                 ).scalars()
             )
             earlier = [
-                r.message_id
+                r
                 for table in (pm_queue, pm_seen_vouchers)
                 for r in conn.execute(
-                    select(table.c.message_id)
+                    select(table.c.voucher_id)
                     .where(table.c.matching_account == account)
                     .where(table.c.voucher_id.in_(ids))
                 )
@@ -171,7 +186,7 @@ class VoucherIntake:
                 "a voucher travels with an attachment this device did not upload",
                 code="invalid_voucher",
             )
-        if any(m != message_id for m in earlier):
+        if earlier:
             raise ProtocolError("voucher already received", code="voucher_replayed")
         return checked
 
@@ -180,8 +195,7 @@ class VoucherIntake:
             entry = self._stash.pop((dev.device_pk, req.message_id), None)
         if entry is None:
             return
-        account = matching_account_id(dev.account, dev.device_id).decode()
-        queued = now_ms(self.clock)
+        account = matching_account_id(dev.account).decode()
 
         def _tx(conn: Connection) -> None:
             for c in entry[1]:
@@ -191,22 +205,11 @@ class VoucherIntake:
                     {
                         "matching_account": account,
                         "voucher_id": c.voucher_id,
-                        "message_id": req.message_id,
+                        "device_id": dev.device_id,
                         "voucher": c.data,
-                        "queued_at": queued,
                     },
                 )
-            insert_ignore(
-                conn,
-                pm_accounts,
-                {
-                    "matching_account": account,
-                    "account": dev.account,
-                    "device_id": dev.device_id,
-                    "vouchers": 0,
-                    "rejected": 0,
-                },
-            )
+            ensure_account_row(conn, account)
 
         await self.db.transact_async(_tx)
         self._on_queued()

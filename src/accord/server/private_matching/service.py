@@ -128,7 +128,7 @@ class PrivateMatchingService(VoucherWorker):
         return MatchingStatus(
             tables=[self.tables.summary(t) for t in tables],
             queued=int(queued),
-            devices=int(counts[0]),
+            accounts=int(counts[0]),
             vouchers_processed=int(counts[1]),
             vouchers_rejected=int(counts[2]),
             opened_shares=int(shares),

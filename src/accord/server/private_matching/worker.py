@@ -34,9 +34,10 @@ from accord.protocols.private_matching.voucher import (
 from accord.server.private_matching.intake import voucher_table_digest_unverified
 from accord.server.private_matching.recheck import BankRecheck
 from accord.server.private_matching.tables import LoadedTable, MatchingTables
+from accord.server.secrets import SealedColumn
 from accord.server.translog import LogService
 from accord.storage.db import Database, inserted_id
-from accord.storage.private_matching import SqlShareStore, insert_ignore
+from accord.storage.private_matching import SqlShareStore, drop_seen_before, ensure_account_row
 from accord.storage.schema import (
     pm_accounts,
     pm_epochs,
@@ -56,12 +57,22 @@ def _set_log_index(conn: Connection, *, key: Any, index: int | None) -> None:
     conn.execute(update(pm_epochs).where(key).values(log_index=index))
 
 
+#: The recovered voucher keys of crossed epochs, sealed at rest like the tables' secrets.
+EPOCH_KEY_SECRETS = SealedColumn(
+    table=pm_epochs,
+    row_id=(pm_epochs.c.matching_account, pm_epochs.c.epoch),
+    secret=pm_epochs.c.voucher_key,
+    plain_bytes=32,
+)
+
+
 @dataclass(frozen=True)
 class _Prepared:
     row: Any
     account_id: bytes
     loaded: LoadedTable | None  # None: the voucher is rejected
     opened: OpenedShare | None
+    epoch: int | None  # the key epoch in the voucher's header (None if it did not parse)
 
 
 class VoucherWorker:
@@ -168,10 +179,13 @@ class VoucherWorker:
         try:
             loaded = self.tables.loaded_by_digest(voucher_table_digest_unverified(data))
             parsed = loaded.matcher.check_voucher(account_id=account_id, voucher=data)
+        except AccordError:
+            return _Prepared(row, account_id, None, None, None)
+        try:
             opened = loaded.matcher.open_voucher(parsed)
         except AccordError:
-            return _Prepared(row, account_id, None, None)
-        return _Prepared(row, account_id, loaded, opened)
+            return _Prepared(row, account_id, None, None, parsed.epoch)
+        return _Prepared(row, account_id, loaded, opened, parsed.epoch)
 
     def _process_batch(self, rows: Sequence[Any]) -> int:
         """One transaction for a batch of vouchers (one durable commit), each voucher's changes
@@ -218,25 +232,22 @@ class VoucherWorker:
         ).first()
         if claimed is None:  # another server process has it
             return 0
-        account, _, device_id = str(row.matching_account).partition("/")
-        insert_ignore(
-            conn,
-            pm_accounts,
-            {
-                "matching_account": row.matching_account,
-                "account": account,
-                "device_id": device_id,
-                "vouchers": 0,
-                "rejected": 0,
-            },
-        )
-        conn.execute(
-            select(pm_accounts.c.matching_account)
+        ensure_account_row(conn, row.matching_account)
+        latest = conn.execute(
+            select(pm_accounts.c.latest_epoch)
             .where(pm_accounts.c.matching_account == row.matching_account)
             .with_for_update()
-        ).first()
+        ).scalar_one()
         conn.execute(delete(pm_queue).where(pm_queue.c.id == row.id))
-        store = SqlShareStore(conn, message_id=row.message_id, now_ms=now)
+        epoch = latest if p.epoch is None else p.epoch
+        secrets_key = self.tables.secrets
+        store = SqlShareStore(
+            conn,
+            epoch=epoch,
+            now_ms=now,
+            seal=lambda key, rid: EPOCH_KEY_SECRETS.seal(secrets_key, key, rid),
+            open_=lambda key, rid: EPOCH_KEY_SECRETS.open(secrets_key, key, rid),
+        )
         voucher_id = bytes(row.voucher_id)
         outcome = None
         if p.loaded is not None:
@@ -253,14 +264,17 @@ class VoucherWorker:
         conn.execute(
             update(pm_accounts)
             .where(pm_accounts.c.matching_account == row.matching_account)
-            .values({counter.name: counter + 1})
+            .values({counter.name: counter + 1, "latest_epoch": max(latest, epoch)})
         )
         if outcome is None:
             store.record_voucher_id(p.account_id, voucher_id)
-        elif outcome.confirmed and p.loaded is not None and p.opened is not None:
+        # Voucher ids are kept for the account's current key epoch only.
+        drop_seen_before(conn, row.matching_account, max(latest, epoch))
+        if outcome is not None and outcome.confirmed and p.loaded and p.opened is not None:
             self._insert_event(
                 conn,
                 matching_account=str(row.matching_account),
+                device_id=str(row.device_id),
                 epoch=p.opened.epoch,
                 loaded=p.loaded,
                 kind="threshold" if outcome.threshold_crossed else "additional",
@@ -275,6 +289,7 @@ class VoucherWorker:
         conn: Connection,
         *,
         matching_account: str,
+        device_id: str,
         epoch: int,
         loaded: LoadedTable,
         kind: str,
@@ -283,10 +298,8 @@ class VoucherWorker:
         now: int,
     ) -> None:
         account = conn.execute(
-            select(pm_accounts.c.account, pm_accounts.c.device_id).where(
-                pm_accounts.c.matching_account == matching_account
-            )
-        ).one()
+            select(pm_accounts.c.account).where(pm_accounts.c.matching_account == matching_account)
+        ).scalar_one()
         inserted = inserted_id(
             conn.execute(
                 insert(pm_events).values(
@@ -294,8 +307,8 @@ class VoucherWorker:
                     kind=kind,
                     status="open",
                     matching_account=matching_account,
-                    account=account.account,
-                    device_id=account.device_id,
+                    account=account,
+                    device_id=device_id,
                     epoch=epoch,
                     table_version=loaded.version,
                     images=len(confirmed),

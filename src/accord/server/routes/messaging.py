@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 from starlette.requests import ClientDisconnect
@@ -32,12 +33,14 @@ from accord.wire.messaging import (
     LinkRequest,
     PendingLink,
     PublishKeysRequest,
+    RevokeDeviceRequest,
     SendAccepted,
     SendRequest,
     SignedGroupState,
     Token,
     TokenRequest,
 )
+from accord.wire.transparency import AccountProof, HistoryPage
 
 DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
 
@@ -53,6 +56,38 @@ async def create_account(req: CreateAccountRequest, services: ServicesDep) -> Ac
 @router.get("/v1/accounts/{account}/devices")
 async def account_devices(account: str, _dev: CurrentDevice, services: ServicesDep) -> DeviceList:
     return await services.messaging.device_list(account)
+
+
+AccountPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64)]
+VersionQuery = Annotated[int, Query(ge=0, le=2**31)]
+
+
+@router.get("/v1/accounts/{account}/transparency", response_model=None)
+async def account_transparency(
+    account: AccountPath,
+    _dev: CurrentDevice,
+    services: ServicesDep,
+    since: VersionQuery = 0,
+    size: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> AccountProof | HistoryPage:
+    """Key transparency (docs/protocol/transparency.md §8, K9): the checkpoint, its map head,
+    the search for the account (a non-inclusion proof if it does not exist) and its changes
+    after version `since`; with `size`, only more changes, proven at that earlier size."""
+    if size is not None:
+        return await to_thread.run_sync(services.log.account_history, account, since, size)
+    return await to_thread.run_sync(services.log.account_proof, account, since)
+
+
+@router.post("/v1/devices/{device_id}/revoke", status_code=204)
+async def revoke_device(
+    device_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{4,32}$")],
+    req: RevokeDeviceRequest,
+    dev: CurrentDevice,
+    services: ServicesDep,
+) -> Response:
+    """Remove a device of the caller's account (logged first; docs/protocol/transparency.md)."""
+    await services.messaging.revoke_device(dev, device_id, req)
+    return Response(status_code=204)
 
 
 @router.post("/v1/auth/challenge")

@@ -1,0 +1,370 @@
+"""`accord chat` against a real server: Textual's Pilot drives the app (typing, Enter, commands)
+while another account talks to it through the client library; one test runs the real command
+in tmux, as a person would, and reads the screen.
+
+Waiting here is only for work other threads and processes finish (the app's worker, the
+server): bounded polls, never the wall clock standing in for time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accord.chat.app import ChatApp
+from accord.client.client import AccordClient
+from accord_testing import TEST_KDF_COST, eventually
+from conftest import PASS, Cli
+
+POLL_ROUNDS = 600  # of 0.1 s pauses: a bound for the app's worker and the server, not a timing
+
+
+def _screen_text(app: ChatApp) -> str:
+    from textual.widgets import Label, RichLog, Static
+
+    log = app.query_one("#messages", RichLog)
+    lines = ["".join(seg.text for seg in strip) for strip in log.lines]
+    banner = str(app.query_one("#banner", Static).render())
+    status = str(app.query_one("#status", Label).render())
+    return "\n".join([banner, *lines, status])
+
+
+async def _until(pilot: Any, check: Callable[[], Any], what: str) -> Any:
+    for _ in range(POLL_ROUNDS):
+        value = check()
+        if value:
+            return value
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def people(sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterator[Any]:
+    alice = AccordClient.create_account(
+        tmp_path / "alice",
+        sqlite_server.url,
+        unique("alice"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "bob",
+        sqlite_server.url,
+        unique("bob"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
+    )
+    try:
+        yield alice, bob
+    finally:
+        alice.close()  # bob is closed by the app
+
+
+def _received(client: AccordClient) -> list[str]:
+    return [m.text for m in client.receive().messages]
+
+
+def test_typing_sends_and_messages_arrive_live(people: Any) -> None:
+    alice, bob = people
+    app = ChatApp(bob, to=alice.account_name)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press(*"hello alice", "enter")
+            got = eventually(lambda: _received(alice), "alice receiving bob's message")
+            assert got == ["hello alice"]
+            alice.send(bob.account_name, "hi bob\x1b]0;owned\x07\nfake line")
+            text = await _until(
+                pilot, lambda: "hi bob" in _screen_text(app) and _screen_text(app), "live"
+            )
+            # Shown as plain text, controls made visible: one line, no escape sequence.
+            assert "hi bob^[]0;owned^G\u23cefake line" in text
+            assert "[1]" in text and "[2]" in text
+
+    asyncio.run(scenario())
+
+
+def test_groups_reports_and_the_device_change_banner(
+    people: Any, sqlite_server: Any, tmp_path: Any
+) -> None:
+    alice, bob = people
+    app = ChatApp(bob, to=alice.account_name)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            # A group: created from the input line, written to, read by alice.
+            await pilot.press(*f"/group create trip-{bob.account_name} {alice.account_name}")
+            await pilot.press("enter")
+            await _until(
+                pilot,
+                lambda: app.open_key == ("group", f"trip-{bob.account_name}"),
+                "the new group's conversation opening",
+            )
+            await pilot.press(*"dinner?", "enter")
+            got = eventually(lambda: [m for m in alice.receive().messages], "group message")
+            assert got[0].text == "dinner?" and got[0].group == f"trip-{bob.account_name}"
+
+            # A report from the conversation with alice: the report id is shown.
+            await pilot.press(*f"/to {alice.account_name}", "enter")
+            alice.send(bob.account_name, "abuse")
+            await _until(pilot, lambda: "abuse" in _screen_text(app), "alice's message")
+            await pilot.press(*"/report 1 harassment", "enter")
+            text = await _until(
+                pilot, lambda: "report id" in _screen_text(app) and _screen_text(app), "report"
+            )
+            assert "reported: report id" in text
+
+            # alice links a new device: bob's next message stops, and the banner says why.
+            phone, code = AccordClient.start_link(
+                tmp_path / "alice-phone",
+                sqlite_server.url,
+                alice.account_name,
+                PASS,
+                kdf_cost=TEST_KDF_COST,
+                insecure_dev=True,
+            )
+            try:
+                alice.approve_device(code)
+                phone.receive()
+                await pilot.press(*"still there?", "enter")
+                text = await _until(
+                    pilot,
+                    lambda: "safety code" in _screen_text(app) and _screen_text(app),
+                    "the device-change banner",
+                )
+                assert f"{alice.account_name}'s devices changed" in text
+                await pilot.press(*"still there?", "enter")  # told once: now it goes
+                got = eventually(lambda: _received(phone), "the new device receiving")
+                assert got == ["still there?"]
+            finally:
+                phone.close()
+
+    asyncio.run(scenario())
+
+
+def _tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+class _Terminal:
+    """`accord chat` in a tmux session of its own, 80x24: typed into and read like a screen."""
+
+    def __init__(self, name: str, home: Path, peer: str, env: dict[str, str]) -> None:
+        self.session = f"accord-chat-{name}-{os.getpid()}"
+        command = shlex.join(
+            ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "accord"]
+            + ["--home", str(home), "chat", "--to", peer]
+        )
+        _tmux("new-session", "-d", "-s", self.session, "-x", "80", "-y", "24", command)
+
+    def screen(self) -> str:
+        return _tmux("capture-pane", "-p", "-t", self.session)
+
+    def type(self, text: str) -> None:
+        _tmux("send-keys", "-t", self.session, text, "Enter")
+
+    def running(self) -> bool:
+        return subprocess.run(["tmux", "has-session", "-t", self.session]).returncode == 0
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+@pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="scripts/install-terminal.sh installs tmux"
+)
+def test_two_people_chat_live_from_two_terminals(
+    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+) -> None:
+    a, b = unique("alice"), unique("bob")
+    env = {"ACCORD_PASSPHRASE": PASS, **module_clock.env}
+    for name in (a, b):
+        Cli(tmp_path / name, env=module_clock.env).run(
+            "account", "create", name, "--server", sqlite_server.url
+        )
+    alice = _Terminal("a", tmp_path / a, b, env)
+    bob = _Terminal("b", tmp_path / b, a, env)
+    try:
+        for t in (alice, bob):  # the input line, and the footer with the keys
+            eventually(
+                lambda t=t: "Message, or /help" in t.screen() and "Quit" in t.screen(),
+                "the app drawing",
+            )
+        alice.type("hello from alice")
+        eventually(lambda: "hello from alice" in bob.screen(), "bob's screen showing it")
+        bob.type("hi alice, seen live")
+        eventually(lambda: "hi alice, seen live" in alice.screen(), "alice's screen showing it")
+        screen = alice.screen()
+        assert screen.index("hello from alice") < screen.index("hi alice, seen live")  # order
+        _tmux("send-keys", "-t", bob.session, "C-q")
+        eventually(lambda: not bob.running(), "the app quitting on Ctrl+Q")
+    finally:
+        alice.kill()
+        bob.kill()
+
+
+def test_attachments_and_devices(people: Any, sqlite_server: Any, tmp_path: Any) -> None:
+    """A file sent with /attach arrives and a received one is saved with /save; a new device is
+    approved with /approve and listed by /devices."""
+    alice, bob = people
+    photo = tmp_path / "photo.bin"
+    photo.write_bytes(os.urandom(5000))
+    back = tmp_path / "back.bin"
+    back.write_bytes(os.urandom(3000))
+    app = ChatApp(bob, to=alice.account_name)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press(*f"/attach {photo} here it is", "enter")
+            got = eventually(lambda: alice.receive().messages, "alice receiving the file")
+            assert got[0].text == "here it is" and got[0].attachments[0].size == 5000
+            alice.send(bob.account_name, "and one back", [back])
+            await _until(pilot, lambda: "back.bin" in _screen_text(app), "the attachment")
+            await pilot.press(*f"/save 2 {tmp_path / 'saved'}", "enter")
+            await _until(pilot, lambda: "saved 1 file" in _screen_text(app), "the save")
+            saved = list((tmp_path / "saved").iterdir())
+            assert len(saved) == 1 and saved[0].read_bytes() == back.read_bytes()
+            laptop, code = AccordClient.start_link(
+                tmp_path / "bob-laptop",
+                sqlite_server.url,
+                bob.account_name,
+                PASS,
+                kdf_cost=TEST_KDF_COST,
+                insecure_dev=True,
+            )
+            try:
+                await pilot.press(*f"/approve {code}", "enter")
+                await _until(pilot, lambda: "approved" in _screen_text(app), "the approval")
+                await pilot.press(*"/devices", "enter")
+                text = await _until(
+                    pilot, lambda: "devices:" in _screen_text(app) and _screen_text(app), "list"
+                )
+                assert laptop.device_id in text and "(this)" in text
+            finally:
+                laptop.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_browser_chat_is_served_on_loopback_only(
+    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+) -> None:
+    import httpx
+
+    from accord.server.process import free_port
+
+    home = tmp_path / "bob"
+    bob = Cli(home, env=module_clock.env)
+    bob.run("account", "create", unique("bob"), "--server", sqlite_server.url)
+    refused = bob.run("chat", "--web", "--host", "0.0.0.0", check=False)  # noqa: S104
+    assert refused.returncode == 2 and "loopback" in refused.stderr
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accord", "--home", str(home), "chat", "--web", "--port", str(port)],
+        env={**os.environ, "ACCORD_PASSPHRASE": PASS, **module_clock.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def page() -> str | None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+            except httpx.HTTPError:
+                return None
+            return response.text if response.status_code == 200 else None
+
+        html = eventually(page, "the browser chat answering")
+        assert "Accord" in html and "ws" in html  # the page that opens the app's socket
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_own_account_and_trust_and_safety_banners(
+    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+) -> None:
+    """While the app runs: a device added to bob's account from another of his devices, and a
+    warning from trust and safety after alice's report, both reach the banner (the app looks
+    again once its clock, the server's too, passes the next minute)."""
+    import httpx
+
+    alice = AccordClient.create_account(
+        tmp_path / "alice",
+        sqlite_server.url,
+        unique("alice"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "bob",
+        sqlite_server.url,
+        unique("bob"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        clock=module_clock,
+        insecure_dev=True,
+    )
+    laptop, code = AccordClient.start_link(
+        tmp_path / "bob-laptop",
+        sqlite_server.url,
+        bob.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
+    )
+    bob.approve_device(code)
+    laptop.receive()
+    bob.send(alice.account_name, "something abusive")
+    (abusive,) = alice.receive().messages
+    report_id = alice.report(abusive.id, reason="abuse")
+    app = ChatApp(bob, to=alice.account_name)
+    tablet = None
+
+    async def scenario() -> None:
+        nonlocal tablet
+        async with app.run_test(size=(80, 24)) as pilot:
+            tablet, link = AccordClient.start_link(
+                tmp_path / "bob-tablet",
+                sqlite_server.url,
+                bob.account_name,
+                PASS,
+                kdf_cost=TEST_KDF_COST,
+                insecure_dev=True,
+            )
+            laptop.approve_device(link)  # not from the device the app runs on
+            with httpx.Client(
+                base_url=sqlite_server.url,
+                headers={"Authorization": f"Bearer {sqlite_server.admin_token()}"},
+            ) as op:
+                op.post(f"/v1/review/reports/{report_id}/actions", json={"action": "warn"})
+            module_clock.advance(61)
+            text = await _until(
+                pilot,
+                lambda: (
+                    "trust and safety" in _screen_text(app)
+                    and "new device" in _screen_text(app)
+                    and _screen_text(app)
+                ),
+                "both banners",
+            )
+            assert f"a new device {tablet.device_id} was added to your account" in text
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for c in (alice, laptop, tablet):
+            if c is not None:
+                c.close()

@@ -1,0 +1,284 @@
+"""Key transparency against a dishonest operator (docs/protocol/transparency.md §8).
+
+Each test plays the operator for real: it writes the server's database behind the running
+server's back (a second genesis, an unapproved device, a rewritten history, each with a map head
+that the operator computed to include it), or answers in the server's place (a device left out
+of an account's history). Clients refuse with a stable code before they encrypt, the owner is
+warned, and `accord log audit` flags what the log holds. The server is shared per module; names
+are unique per test.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from accord.cli.demo_transparency import forge_registration, operator_appends, state_with_device
+from accord.client.client import AccordClient
+from accord.errors import VerificationError
+from accord.primitives.olm import DeviceAccount
+from accord.protocols.key_transparency import (
+    AccountState,
+    LoggedDevice,
+    next_history,
+)
+from accord.storage.db import make_engine, sqlite_url
+from accord.storage.translog import kt_versions
+from accord_testing import TEST_KDF_COST
+
+PASS = "test passphrase"
+
+
+@pytest.fixture
+def accounts(server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterator[Any]:
+    """alice and bob (bob with a phone and an approved laptop); alice has sent to bob once,
+    so she has pinned bob's history."""
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
+    laptop, code = AccordClient.start_link(
+        tmp_path / "b2",
+        server.url,
+        bob.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
+    )
+    bob.approve_device(code)
+    laptop.receive()  # the laptop becomes active and publishes its one-time keys
+    alice.send(bob.account_name, "hello")
+    assert [m.text for m in bob.receive().messages] == ["hello"]
+    try:
+        yield alice, bob, laptop
+    finally:
+        for c in (alice, bob, laptop):
+            c.close()
+
+
+def _engine(server: Any) -> Engine:
+    return make_engine(_db(server))
+
+
+def _db(server: Any) -> str:
+    return str(server.db_url or sqlite_url(server.data_dir))
+
+
+def _ghost_id() -> str:
+    return "GHOST" + secrets.token_hex(4).upper()
+
+
+def _audit(cli: Any, server: Any) -> tuple[int, dict[str, Any]]:
+    result = cli("auditor").run("log", "audit", "--server", server.url, "--json", check=False)
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_a_second_genesis_device_is_refused_warned_and_flagged(  # type: ignore[no-untyped-def]
+    server, accounts, tmp_path, unique, cli
+):
+    alice, bob, _laptop = accounts
+    entry = forge_registration(bob.account_name, _ghost_id(), approver=None)
+    index = operator_appends(_db(server), entry, state_with_device(entry))
+    # alice has bob's history pinned: the new change is a second genesis.
+    with pytest.raises(VerificationError) as caught:
+        alice.send(bob.account_name, "must not reach a ghost")
+    assert caught.value.code == "kt_second_genesis"
+    # carol sees bob for the first time and replays his whole history: refused too.
+    carol = AccordClient.create_account(
+        tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
+    try:
+        with pytest.raises(VerificationError) as caught:
+            carol.send(bob.account_name, "nor this")
+        assert caught.value.code == "kt_second_genesis"
+    finally:
+        carol.close()
+    # bob is warned on his next receive.
+    notices = bob.receive().notices
+    assert any("second genesis" in n for n in notices)
+    # The audit flags the entry and the map head that includes it.
+    code, report = _audit(cli, server)
+    assert code == 1
+    assert f"entry {index}: kt_second_genesis: {bob.account_name}" in " ".join(report["findings"])
+    assert any(f.startswith(f"entry {index + 1}: map_head_mismatch") for f in report["findings"])
+
+
+def test_a_device_the_owner_never_approved_is_refused_warned_and_flagged(  # type: ignore[no-untyped-def]
+    server, accounts, cli
+):
+    alice, bob, _laptop = accounts
+    # "Approved" by bob's phone id, but signed with a key the operator holds.
+    entry = forge_registration(
+        bob.account_name, _ghost_id(), approver=(bob.device_id, DeviceAccount())
+    )
+    index = operator_appends(_db(server), entry, state_with_device(entry))
+    with pytest.raises(VerificationError) as caught:
+        alice.send(bob.account_name, "must not reach a ghost")
+    assert caught.value.code == "kt_unapproved_device"
+    assert any("approval signature" in n for n in bob.receive().notices)
+    code, report = _audit(cli, server)
+    assert code == 1
+    assert any(f.startswith(f"entry {index}: kt_unapproved_device") for f in report["findings"])
+
+
+def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(  # type: ignore[no-untyped-def]
+    server, accounts, cli
+):
+    """The operator replaces bob's whole history with a fresh genesis of a device it holds."""
+    alice, bob, _laptop = accounts
+    entry = forge_registration(bob.account_name, _ghost_id(), approver=None)
+
+    def fresh(_old: AccountState | None, index: int) -> AccountState:
+        device = LoggedDevice(
+            entry.device_id, entry.ed25519, entry.curve25519, entry.signature, index
+        )
+        return AccountState(
+            bob.account_name, 1, index, next_history(bytes(32), index, entry.to_bytes()), (device,)
+        )
+
+    engine = _engine(server)
+    try:  # the operator hides the old versions, then logs the new genesis
+        with engine.begin() as conn:
+            conn.execute(kt_versions.delete().where(kt_versions.c.account == bob.account_name))
+    finally:
+        engine.dispose()
+    index = operator_appends(_db(server), entry, fresh)
+    with pytest.raises(VerificationError) as caught:
+        alice.send(bob.account_name, "must not reach a ghost")
+    assert caught.value.code in ("history_rewritten", "history_incomplete")
+    assert any("did not verify" in n for n in bob.receive().notices)
+    code, report = _audit(cli, server)
+    assert code == 1
+    assert any(f.startswith(f"entry {index}: kt_second_genesis") for f in report["findings"])
+
+
+class _LeaveOut(httpx.BaseTransport):
+    """The operator answering in the server's place: it drops the last change of one account's
+    history (a logged device left out of the list)."""
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if not request.url.path.endswith(f"/accounts/{self.account}/transparency"):
+            return response
+        response.read()
+        body = json.loads(response.content)
+        body["changes"] = body["changes"][:-1]
+        return httpx.Response(response.status_code, json=body)
+
+
+def test_a_device_list_with_a_logged_device_left_out_is_refused(  # type: ignore[no-untyped-def]
+    server, accounts, tmp_path, unique
+):
+    _alice, bob, laptop = accounts
+    carol = AccordClient.create_account(
+        tmp_path / "c",
+        server.url,
+        unique("carol"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        transport=_LeaveOut(bob.account_name),
+        insecure_dev=True,
+    )
+    try:
+        with pytest.raises(VerificationError) as caught:
+            carol.send(bob.account_name, "to both devices or none")
+        assert caught.value.code == "incomplete_device_list"
+        assert carol.store.pinned_devices(bob.account_name) == []
+    finally:
+        carol.close()
+    assert all(m.sender != unique("carol") for m in laptop.receive().messages)
+
+
+def test_an_account_that_does_not_exist_is_proven_absent(server, accounts, unique):  # type: ignore[no-untyped-def]
+    alice, _bob, _laptop = accounts
+    with pytest.raises(Exception) as caught:
+        alice.send(unique("nobody"), "hello?")
+    assert getattr(caught.value, "code", None) == "not_found"
+    assert "transparency map" in str(caught.value)
+
+
+def test_a_contact_gaining_a_device_is_told_before_the_next_message(  # type: ignore[no-untyped-def]
+    server, accounts, tmp_path
+):
+    alice, bob, laptop = accounts
+    tablet, code = AccordClient.start_link(
+        tmp_path / "b3",
+        server.url,
+        bob.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
+    )
+    try:
+        laptop.approve_device(code)
+        tablet.receive()
+        with pytest.raises(VerificationError) as caught:  # told, and nothing sent
+            alice.send(bob.account_name, "after the change")
+        assert caught.value.code == "contact_changed"
+        assert bob.account_name in caught.value.message and "safety code" in caught.value.message
+        alice.send(bob.account_name, "after the change")  # told once: now it goes
+        assert [m.text for m in tablet.receive().messages] == ["after the change"]
+    finally:
+        tablet.close()
+
+
+def test_a_verified_contact_stays_blocked_until_verified_again(  # type: ignore[no-untyped-def]
+    server, accounts, tmp_path
+):
+    alice, bob, laptop = accounts
+    code_a, verified = alice.verify_contact(bob.account_name, confirm=True)
+    code_b, _ = bob.verify_contact(alice.account_name)
+    assert verified and code_a == code_b and len(code_a.split()) == 6
+    tablet, link = AccordClient.start_link(
+        tmp_path / "b3",
+        server.url,
+        bob.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
+    )
+    try:
+        laptop.approve_device(link)
+        tablet.receive()
+        for _ in range(2):
+            with pytest.raises(VerificationError) as caught:
+                alice.send(bob.account_name, "blocked")
+            assert caught.value.code == "contact_changed"
+        new_code, verified = alice.verify_contact(bob.account_name)
+        assert not verified and new_code != code_a
+        alice.verify_contact(bob.account_name, confirm=True)
+        alice.send(bob.account_name, "verified again")
+        assert [m.text for m in tablet.receive().messages] == ["verified again"]
+    finally:
+        tablet.close()
+
+
+def test_a_removed_device_leaves_every_set_and_the_last_one_stays(  # type: ignore[no-untyped-def]
+    server, accounts, cli
+):
+    alice, bob, laptop = accounts
+    bob.remove_device(laptop.device_id)
+    assert [d.device_id for d in bob.devices()[0]] == [bob.device_id]
+    # A removal is not an addition: alice is not stopped, and only the phone gets the message.
+    alice.send(bob.account_name, "to the phone only")
+    assert [m.text for m in bob.receive().messages] == ["to the phone only"]
+    with pytest.raises(Exception) as caught:  # the laptop's token died with it
+        laptop.receive()
+    assert getattr(caught.value, "code", None) in ("unauthenticated", "not_found")
+    with pytest.raises(VerificationError) as last:
+        bob.remove_device(bob.device_id)
+    assert last.value.code == "kt_last_device"
+    code, report = _audit(cli, server)
+    assert not any(bob.account_name in f for f in report["findings"])
