@@ -479,6 +479,8 @@ class AccordClient:
             self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
         except (ServiceError, StaleDevicesResponse):  # no keys yet, or the list just changed
             return
+        except VerificationError:  # the account's history does not verify (its user is told):
+            return  # the secret goes to no device of it until it does
         self.vouchers.shared(d.device_id for d in targets)
 
     def _abandon(self) -> None:
