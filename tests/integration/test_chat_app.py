@@ -22,8 +22,7 @@ import pytest
 
 from accord.chat.app import ChatApp
 from accord.client.client import AccordClient
-from accord_testing import TEST_KDF_COST, eventually
-from conftest import PASS, Cli
+from accord_testing import PASS, TEST_KDF_COST, Cli, eventually
 
 POLL_ROUNDS = 600  # of 0.1 s pauses: a bound for the app's worker and the server, not a timing
 

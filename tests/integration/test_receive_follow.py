@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from accord.client.client import AccordClient
-from accord_testing import TEST_KDF_COST, eventually, start_server
-from conftest import PASS, Cli
+from accord_testing import PASS, TEST_KDF_COST, Cli, eventually, start_server
 
 
 class _Follower:
