@@ -97,9 +97,11 @@ def main() -> None:
         registration, _ = au.register_agency(
             url, root / "agency.key.pub", list(keys.values()), root
         )
-        alice = AccordClient.create_account(root / "alice", url, "alice", PASS)
-        bob = AccordClient.create_account(root / "bob", url, "bob", PASS)
-        target = AccordClient.create_account(root / "target", url, "target", PASS)
+        alice = AccordClient.create_account(root / "alice", url, "alice", PASS, insecure_dev=True)
+        bob = AccordClient.create_account(root / "bob", url, "bob", PASS, insecure_dev=True)
+        target = AccordClient.create_account(
+            root / "target", url, "target", PASS, insecure_dev=True
+        )
         now = int(time.time())
         warrant = au.draft_warrant(
             target="target",

@@ -106,9 +106,11 @@ def franking_costs(with_attachment: bool, n: int) -> dict[str, float]:
 def send_costs(messages: int, with_attachment: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp) / "server") as server:
         alice = AccordClient.create_account(
-            Path(tmp) / "a", server.url, "alice", "bench passphrase"
+            Path(tmp) / "a", server.url, "alice", "bench passphrase", insecure_dev=True
         )
-        bob = AccordClient.create_account(Path(tmp) / "b", server.url, "bob", "bench passphrase")
+        bob = AccordClient.create_account(
+            Path(tmp) / "b", server.url, "bob", "bench passphrase", insecure_dev=True
+        )
         files = []
         if with_attachment:
             f = Path(tmp) / "photo.bin"

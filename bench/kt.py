@@ -163,14 +163,19 @@ def bench_first_contact(repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp) / "server") as server:
         root = Path(tmp)
         bob = AccordClient.create_account(
-            root / "bob", server.url, "bob", passphrase, kdf_cost=cost
+            root / "bob", server.url, "bob", passphrase, kdf_cost=cost, insecure_dev=True
         )
         others = []
         for devices in (1, 3):
             if devices == 3:
                 for n in range(2):
                     extra, code = AccordClient.start_link(
-                        root / f"bob{n}", server.url, "bob", passphrase, kdf_cost=cost
+                        root / f"bob{n}",
+                        server.url,
+                        "bob",
+                        passphrase,
+                        kdf_cost=cost,
+                        insecure_dev=True,
                     )
                     bob.approve_device(code)
                     extra.receive()
@@ -183,6 +188,7 @@ def bench_first_contact(repeats: int) -> dict[str, Any]:
                     f"alice-{devices}-{r}",
                     passphrase,
                     kdf_cost=cost,
+                    insecure_dev=True,
                 )
                 size = len(
                     httpx.get(

@@ -1,14 +1,23 @@
-"""Shared by the tests beyond fixtures: the test Argon2id cost, the movable clock, servers."""
+"""Shared by the tests beyond fixtures: the test Argon2id cost, the movable clock, servers, the
+command line run in-process, deployment manifests."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
+from accord.protocols.manifest import DEFAULT_MAX_CHECKPOINT_AGE_S, build_manifest, sign_manifest
+from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
+from accord.protocols.translog.note import Signer, generate_signer, parse_skey
 
 T = TypeVar("T")
 
@@ -33,6 +42,8 @@ def eventually(check: Callable[[], T], what: str, *, timeout_s: float = EVENTUAL
             raise AssertionError(f"timed out waiting: {what}")
         time.sleep(EVENTUALLY_POLL_S)
 
+
+PASS = "test passphrase"
 
 # A cheap Argon2id for the local stores tests create (the default is RFC 9106's 64 MiB, t=3).
 TEST_KDF_COST = KdfCost(time_cost=1, memory_kib=1024, parallelism=1)
@@ -81,3 +92,111 @@ def start_server(
     )
     proc.clock = clock  # type: ignore[attr-defined]
     return proc.start()
+
+
+NO_APPROVER_SET = "00" * 32
+"""A manifest's approver genesis set where the test publishes none."""
+
+
+def manifest_signer(name: str = "manifest.test/signer") -> Signer:
+    return parse_skey(generate_signer(name)[0])
+
+
+def make_manifest(
+    log_vkey: str,
+    witnesses: Sequence[str],
+    *,
+    quorum: int | None = None,
+    approver_set: str = NO_APPROVER_SET,
+    max_checkpoint_age_s: int = DEFAULT_MAX_CHECKPOINT_AGE_S,
+    serial: int = 1,
+    signer: Signer | None = None,
+    deployment: str = "accord.test",
+) -> str:
+    """A deployment manifest (signed note) for the log `log_vkey` and `witnesses`, signed by
+    `signer` (a fresh key unless given)."""
+    signer = signer or manifest_signer()
+    manifest = build_manifest(
+        deployment=deployment,
+        serial=serial,
+        log_vkey=log_vkey,
+        witnesses=witnesses,
+        witness_quorum=quorum,
+        approver_genesis_set=approver_set,
+        max_checkpoint_age_s=max_checkpoint_age_s,
+        signers=[signer.vkey],
+        matching_floors=DEFAULT_MATCHING_FLOORS,
+    )
+    return sign_manifest(manifest, [signer])
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def problems(self) -> str:
+        """Standard error without the line that insecure development mode prints on every
+        command (for tests about how errors are reported)."""
+        lines = self.stderr.splitlines(keepends=True)
+        return "".join(line for line in lines if not line.startswith(INSECURE_DEV_WARNING))
+
+
+class Cli:
+    """The real `accord` command line, run in this process (click's CliRunner isolation): the
+    same argument parsing, error mapping and exit codes as the installed command."""
+
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.env = {"ACCORD_PASSPHRASE": PASS, **(env or {})}
+
+    def setup_args(self, args: tuple[str, ...]) -> list[str]:
+        """`args`, with `--insecure-dev` added to a command that sets up a device (account
+        create, device link) when it names no manifest: most tests are not about the trust
+        anchors, and a test about them passes `--manifest` (or ACCORD_MANIFEST)."""
+        sets_up = args[:2] in (("account", "create"), ("device", "link"))
+        named = {"--manifest", "--insecure-dev"} & set(args) or "ACCORD_MANIFEST" in self.env
+        return [*args, "--insecure-dev"] if sets_up and not named else list(args)
+
+    def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
+        from click.testing import CliRunner
+
+        from accord.cli.common import run_cli
+        from accord.cli.main import cli
+
+        runner = CliRunner()
+        argv = ["--home", str(self.home), *self.setup_args(args)]
+        with runner.isolation(input=input, env=self.env) as (out, err, _mixed):
+            code = run_cli(cli, argv, obj={"kdf_cost": TEST_KDF_COST})
+            sys.stdout.flush()
+            sys.stderr.flush()
+            result = CliResult(
+                code,
+                out.getvalue().decode("utf-8", "replace"),
+                err.getvalue().decode("utf-8", "replace"),
+            )
+        if check and result.returncode != 0:
+            raise AssertionError(f"accord {' '.join(args)} exited {code}: {result.stderr.strip()}")
+        return result
+
+
+class ProcessCli(Cli):
+    """`python -m accord` in a child process: for tests of the process boundary itself
+    (signals, exit codes of the real binary, what reaches a terminal)."""
+
+    def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "accord", "--home", str(self.home), *self.setup_args(args)],
+            capture_output=True,
+            text=True,
+            input=input,
+            env={**os.environ, **self.env},
+            timeout=300,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"accord {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
+            )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)

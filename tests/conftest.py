@@ -1,26 +1,23 @@
 """Shared fixtures: real server processes on SQLite and on PostgreSQL, the command line run in
 this process, and clocks that tests move instead of sleeping.
 
-Cost rules: one server per module and database kind, accounts named
-uniquely per test (`unique`); the command line runs in-process through click's `CliRunner`
-except where a test is about the process boundary (`ProcessCli`); clients made here use a low
-Argon2id cost (`accord_testing.TEST_KDF_COST`), which only an in-process caller can choose.
+Cost rules: one server per module and database kind, accounts named uniquely per test
+(`unique`); the command line runs in-process through click's `CliRunner` except where a test is
+about the process boundary (`accord_testing.ProcessCli`); clients made here use a low Argon2id
+cost (`accord_testing.TEST_KDF_COST`), which only an in-process caller can choose.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from accord_testing import TEST_KDF_COST, TestClock, start_server
+from accord_testing import PASS, TEST_KDF_COST, Cli, TestClock, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("ACCORD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -28,7 +25,6 @@ PG_HOW_TO = (
     "PostgreSQL is not reachable at {url}; start one (trust auth, user postgres, database test) "
     "or point ACCORD_TEST_PG_URL at it to run the PostgreSQL tests"
 )
-PASS = "test passphrase"
 
 
 def shared_dir() -> Path:
@@ -161,10 +157,10 @@ def pair(server: Any, tmp_path: Path, unique: Callable[[str], str]) -> Iterator[
     from accord.client.client import AccordClient
 
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     yield alice, bob
     alice.close()
@@ -172,62 +168,6 @@ def pair(server: Any, tmp_path: Path, unique: Callable[[str], str]) -> Iterator[
 
 
 # --- the command line ---------------------------------------------------------------------
-
-
-@dataclass
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-class Cli:
-    """The real `accord` command line, run in this process (click's CliRunner isolation): the
-    same argument parsing, error mapping and exit codes as the installed command."""
-
-    def __init__(self, home: Path, *, env: dict[str, str] | None = None) -> None:
-        self.home = home
-        self.env = {"ACCORD_PASSPHRASE": PASS, **(env or {})}
-
-    def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
-        from click.testing import CliRunner
-
-        from accord.cli.common import run_cli
-        from accord.cli.main import cli
-
-        runner = CliRunner()
-        with runner.isolation(input=input, env=self.env) as (out, err, _mixed):
-            code = run_cli(cli, ["--home", str(self.home), *args], obj={"kdf_cost": TEST_KDF_COST})
-            sys.stdout.flush()
-            sys.stderr.flush()
-            result = CliResult(
-                code,
-                out.getvalue().decode("utf-8", "replace"),
-                err.getvalue().decode("utf-8", "replace"),
-            )
-        if check and result.returncode != 0:
-            raise AssertionError(f"accord {' '.join(args)} exited {code}: {result.stderr.strip()}")
-        return result
-
-
-class ProcessCli(Cli):
-    """`python -m accord` in a child process: for tests of the process boundary itself
-    (signals, exit codes of the real binary, what reaches a terminal)."""
-
-    def run(self, *args: str, check: bool = True, input: str | None = None) -> CliResult:
-        proc = subprocess.run(
-            [sys.executable, "-m", "accord", "--home", str(self.home), *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            env={**os.environ, **self.env},
-            timeout=300,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"accord {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
-            )
-        return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.fixture

@@ -128,10 +128,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleWorld]:
     alice = bob = None
     try:
         alice = AccordClient.create_account(
-            root / "a", server.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+            root / "a", server.url, "alice", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         bob = AccordClient.create_account(
-            root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+            root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         photo = checkerboard_png()
         (root / "photo.png").write_bytes(photo)

@@ -146,7 +146,7 @@ def event_world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
             )
             assert created.status_code == 201, created.text
         mallory = AccordClient.create_account(
-            root / "m", server.url, "mallory", PASS, kdf_cost=TEST_KDF_COST
+            root / "m", server.url, "mallory", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         # A small threshold without synthetic vouchers keeps the world small; a client accepts
         # such a table only with floors its user lowered.
@@ -154,7 +154,7 @@ def event_world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
             replace(DEFAULT_MATCHING_FLOORS, min_threshold=THRESHOLD, min_synthetic_rate_ppm=0)
         )
         AccordClient.create_account(
-            root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+            root / "b", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         ).close()
         yield EventWorld(
             server=server, password=password, mallory=mallory, sent=sent, distances=distances

@@ -11,6 +11,7 @@ same clock, and a test moves it past a window's end instead of waiting for it.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -155,6 +156,8 @@ class Authorities:
 def account(root: Path, server: ServerProcess, name: str, **kw: Any) -> AccordClient:
     """A device on the server's clock."""
     kw.setdefault("clock", server.clock)  # type: ignore[attr-defined]
+    if "manifest" not in kw:
+        kw["insecure_dev"] = True
     return AccordClient.create_account(
         root / name, server.url, name, PASS, **kw, kdf_cost=TEST_KDF_COST
     )
@@ -205,8 +208,11 @@ def device_refuses(client: AccordClient, code: str) -> None:
     assert client.access.active_warrants() == []
 
 
-def start_witness(root: Path, key: Path, log_vkey: str, port: int) -> subprocess.Popen[bytes]:
-    """`accord witness serve` on a loopback port (its key and state under ``root``)."""
+def start_witness(
+    root: Path, key: Path, log_vkey: str, port: int, clock: TestClock
+) -> subprocess.Popen[bytes]:
+    """`accord witness serve` on a loopback port (its key and state under ``root``), dating
+    its cosignatures by `clock`."""
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "accord", "witness", "serve", "--key", str(key),
@@ -214,6 +220,7 @@ def start_witness(root: Path, key: Path, log_vkey: str, port: int) -> subprocess
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **clock.env},
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

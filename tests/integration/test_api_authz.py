@@ -38,7 +38,7 @@ PROTECTED = [
 def trio(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     clients = [
         AccordClient.create_account(
-            tmp_path / n, server.url, unique(n), PASS, kdf_cost=TEST_KDF_COST
+            tmp_path / n, server.url, unique(n), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         for n in ("alice", "bob", "mallory")
     ]
@@ -101,7 +101,12 @@ def test_cannot_publish_keys_for_another_account(server, trio):  # type: ignore[
     assert r.status_code == 422 and r.json()["code"] == "verification_failed"
     # and mallory cannot approve a device into alice's account
     link_client, code = AccordClient.start_link(
-        alice.home.parent / "alice2", server.url, alice.account_name, PASS, kdf_cost=TEST_KDF_COST
+        alice.home.parent / "alice2",
+        server.url,
+        alice.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     link_client.close()
     request_id = code.split("-")[0]

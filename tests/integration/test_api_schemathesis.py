@@ -39,6 +39,7 @@ def _token() -> str:
             "fuzzer passphrase",
             transport=transport,
             kdf_cost=TEST_KDF_COST,
+            insecure_dev=True,
         )
         _TOKEN.append(client._token(False))
         client.send("fuzzer", "seed message for the queue")

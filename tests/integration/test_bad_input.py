@@ -38,7 +38,12 @@ def small_server(tmp_path_factory, module_clock):  # type: ignore[no-untyped-def
 @pytest.fixture
 def alice(small_server, tmp_path, unique):  # type: ignore[no-untyped-def]
     c = AccordClient.create_account(
-        tmp_path / "a", small_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a",
+        small_server.url,
+        unique("alice"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     yield c
     c.close()
@@ -194,9 +199,9 @@ def test_cli_errors_are_one_line(small_server, cli, tmp_path, unique):  # type: 
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     me.run("account", "create", name, "--server", small_server.url)
     proc = me.run("send", name, "hi", "--attach", str(tmp_path / "missing.jpg"), check=False)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.returncode == 2 and proc.problems.count("\n") == 1
     proc = me.run("send", unique("nobody-here"), "hi", check=False)
-    assert proc.returncode == 1 and "not_found" in proc.stderr and proc.stderr.count("\n") == 1
+    assert proc.returncode == 1 and "not_found" in proc.stderr and proc.problems.count("\n") == 1
     proc = me.run("send", "only-one-arg", check=False)
     assert proc.returncode == 2
     proc = me.run("account", "create", "Bad Name!", "--server", small_server.url, check=False)

@@ -22,9 +22,7 @@ import pytest
 
 from accord.chat.app import ChatApp
 from accord.client.client import AccordClient
-from accord_testing import TEST_KDF_COST, eventually
-
-PASS = "test passphrase"
+from accord_testing import PASS, TEST_KDF_COST, eventually
 
 POLL_ROUNDS = 600  # of 0.1 s pauses: a bound for the app's worker and the server, not a timing
 
@@ -51,10 +49,20 @@ async def _until(pilot: Any, check: Callable[[], Any], what: str) -> Any:
 @pytest.fixture
 def people(sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterator[Any]:
     alice = AccordClient.create_account(
-        tmp_path / "alice", sqlite_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "alice",
+        sqlite_server.url,
+        unique("alice"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     bob = AccordClient.create_account(
-        tmp_path / "bob", sqlite_server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "bob",
+        sqlite_server.url,
+        unique("bob"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     try:
         yield alice, bob
@@ -123,6 +131,7 @@ def test_groups_reports_and_the_device_change_banner(
                 alice.account_name,
                 PASS,
                 kdf_cost=TEST_KDF_COST,
+                insecure_dev=True,
             )
             try:
                 alice.approve_device(code)
@@ -229,6 +238,7 @@ def test_attachments_and_devices(people: Any, sqlite_server: Any, tmp_path: Any)
                 bob.account_name,
                 PASS,
                 kdf_cost=TEST_KDF_COST,
+                insecure_dev=True,
             )
             try:
                 await pilot.press(*f"/approve {code}", "enter")
@@ -288,7 +298,12 @@ def test_own_account_and_trust_and_safety_banners(
     import httpx
 
     alice = AccordClient.create_account(
-        tmp_path / "alice", sqlite_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "alice",
+        sqlite_server.url,
+        unique("alice"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     bob = AccordClient.create_account(
         tmp_path / "bob",
@@ -297,9 +312,15 @@ def test_own_account_and_trust_and_safety_banners(
         PASS,
         kdf_cost=TEST_KDF_COST,
         clock=module_clock,
+        insecure_dev=True,
     )
     laptop, code = AccordClient.start_link(
-        tmp_path / "bob-laptop", sqlite_server.url, bob.account_name, PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "bob-laptop",
+        sqlite_server.url,
+        bob.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     bob.approve_device(code)
     laptop.receive()
@@ -318,6 +339,7 @@ def test_own_account_and_trust_and_safety_banners(
                 bob.account_name,
                 PASS,
                 kdf_cost=TEST_KDF_COST,
+                insecure_dev=True,
             )
             laptop.approve_device(link)  # not from the device the app runs on
             with httpx.Client(

@@ -15,10 +15,16 @@ def test_messages_are_dated_by_the_clients_clock(sqlite_server, tmp_path, unique
     server = sqlite_server
     clock = ManualClock(start_s=int(time.time()) + 3 * 86_400)
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, clock=clock, kdf_cost=TEST_KDF_COST
+        tmp_path / "a",
+        server.url,
+        unique("alice"),
+        PASS,
+        clock=clock,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     try:
         alice.send(unique("bob"), "from three days ahead")

@@ -40,13 +40,18 @@ def accounts(server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterat
     """alice and bob (bob with a phone and an approved laptop); alice has sent to bob once,
     so she has pinned bob's history."""
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     laptop, code = AccordClient.start_link(
-        tmp_path / "b2", server.url, bob.account_name, PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b2",
+        server.url,
+        bob.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     bob.approve_device(code)
     laptop.receive()  # the laptop becomes active and publishes its one-time keys
@@ -88,7 +93,7 @@ def test_a_second_genesis_device_is_refused_warned_and_flagged(  # type: ignore[
     assert caught.value.code == "kt_second_genesis"
     # carol sees bob for the first time and replays his whole history: refused too.
     carol = AccordClient.create_account(
-        tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     try:
         with pytest.raises(VerificationError) as caught:
@@ -184,6 +189,7 @@ def test_a_device_list_with_a_logged_device_left_out_is_refused(  # type: ignore
         PASS,
         kdf_cost=TEST_KDF_COST,
         transport=_LeaveOut(bob.account_name),
+        insecure_dev=True,
     )
     try:
         with pytest.raises(VerificationError) as caught:
@@ -208,7 +214,12 @@ def test_a_contact_gaining_a_device_is_told_before_the_next_message(  # type: ig
 ):
     alice, bob, laptop = accounts
     tablet, code = AccordClient.start_link(
-        tmp_path / "b3", server.url, bob.account_name, PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b3",
+        server.url,
+        bob.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     try:
         laptop.approve_device(code)
@@ -231,7 +242,12 @@ def test_a_verified_contact_stays_blocked_until_verified_again(  # type: ignore[
     code_b, _ = bob.verify_contact(alice.account_name)
     assert verified and code_a == code_b and len(code_a.split()) == 6
     tablet, link = AccordClient.start_link(
-        tmp_path / "b3", server.url, bob.account_name, PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b3",
+        server.url,
+        bob.account_name,
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     try:
         laptop.approve_device(link)

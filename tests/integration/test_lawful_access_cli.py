@@ -54,7 +54,13 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
         alice.env.update(clock.env)
         alice.run("account", "create", "alice", "--server", url)
         bob = AccordClient.create_account(
-            tmp_path / "bob", url, "bob", PASS, kdf_cost=TEST_KDF_COST, clock=clock
+            tmp_path / "bob",
+            url,
+            "bob",
+            PASS,
+            kdf_cost=TEST_KDF_COST,
+            clock=clock,
+            insecure_dev=True,
         )
         try:
             alice.run("send", "bob", "before the window")

@@ -29,7 +29,7 @@ from accord.protocols.translog.note import generate_cosigner, generate_signer
 from accord.server.process import ServerProcess, free_port
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
 from accord.storage.translog import tlog_entries, tlog_nodes
-from accord_testing import TestClock, start_server
+from accord_testing import TestClock, make_manifest, start_server
 
 
 @dataclass
@@ -42,6 +42,14 @@ class Witnessed:
     log_vkey: str
     port: int
     witness: subprocess.Popen[bytes]
+
+    def manifest(self) -> str:
+        """The deployment's manifest: this log, this witness, the published approver set."""
+        return make_manifest(
+            self.log_vkey,
+            [self.witness_vkey],
+            approver_set=self.auth.current_set.set_hash.hex(),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +67,7 @@ def witnessed(
     key.write_text(skey + "\n")
     key.chmod(0o600)
     port = free_port()
-    witness = start_witness(root, key, log_vkey, port)
+    witness = start_witness(root, key, log_vkey, port, module_clock)
     try:
         server = start_server(
             data, clock=module_clock, extra_args=["--witness", f"http://127.0.0.1:{port}"]
@@ -80,7 +88,7 @@ def test_warrant_not_in_log_refused(witnessed: Witnessed) -> None:
     """The provider shows a commitment entry the log does not hold at that index (it swaps the
     stored bytes; the tree still commits to the original)."""
     server, auth = witnessed.server, witnessed.auth
-    target = account(witnessed.root, server, "unlogged", witnesses=[witnessed.witness_vkey])
+    target = account(witnessed.root, server, "unlogged", manifest=witnessed.manifest())
     try:
         wid = auth.submit(server, auth.warrant("unlogged")).warrant_id
         row = warrant_row(server, wid)
@@ -111,7 +119,7 @@ def test_warrant_not_in_log_refused(witnessed: Witnessed) -> None:
 
 def test_warrant_proven_against_uncosigned_checkpoint_refused(witnessed: Witnessed) -> None:
     server, auth = witnessed.server, witnessed.auth
-    target = account(witnessed.root, server, "uncosigned", witnesses=[witnessed.witness_vkey])
+    target = account(witnessed.root, server, "uncosigned", manifest=witnessed.manifest())
     try:
         witnessed.witness.kill()  # the witnesses are unreachable: nothing new is cosigned
         witnessed.witness.wait()
@@ -121,8 +129,9 @@ def test_warrant_proven_against_uncosigned_checkpoint_refused(witnessed: Witness
         assert [(r.what, r.code) for r in result.refused] == [("sync", "verification_failed")]
         # Once a witness cosigns a checkpoint that includes it, the same warrant is accepted.
         witnessed.witness = start_witness(
-            witnessed.root, witnessed.witness_key, witnessed.log_vkey, witnessed.port
-        )
+            witnessed.root, witnessed.witness_key, witnessed.log_vkey, witnessed.port,
+            witnessed.server.clock,  # type: ignore[attr-defined]
+        )  # fmt: skip
         account(witnessed.root, server, "later").close()  # the next append is cosigned
         assert target.access.sync().accepted == [wid]
     finally:
@@ -134,7 +143,7 @@ def test_warrant_proven_against_forked_checkpoint_refused(witnessed: Witnessed) 
     rewritten one. The witness will not cosign it; a device that requires no witness still
     refuses, because the new view is not consistent with the one it saw."""
     server, auth = witnessed.server, witnessed.auth
-    cosigned = account(witnessed.root, server, "forked-w", witnesses=[witnessed.witness_vkey])
+    cosigned = account(witnessed.root, server, "forked-w", manifest=witnessed.manifest())
     plain = account(witnessed.root, server, "forked")  # trusts the log key alone
     try:
         cosigned.access.sync()

@@ -372,10 +372,10 @@ def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(
     bob = unique("bob")
     table = bank_and_publish(server, unique("standins"), pool[:4])
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     AccordClient.create_account(
-        tmp_path / "b", server.url, bob, PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, bob, PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     ).close()
     try:
         # Acceptance 1, wired: one voucher size for banked and unrelated images.
@@ -400,7 +400,12 @@ def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(
     path.write_bytes(bytes(data))
     try:
         carol = AccordClient.create_account(
-            tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+            tmp_path / "c",
+            server.url,
+            unique("carol"),
+            PASS,
+            kdf_cost=TEST_KDF_COST,
+            insecure_dev=True,
         )
         try:
             with pytest.raises(VerificationError):

@@ -20,9 +20,7 @@ from typing import Any
 import pytest
 
 from accord.client.client import AccordClient
-from accord_testing import TEST_KDF_COST, eventually, start_server
-
-PASS = "test passphrase"
+from accord_testing import PASS, TEST_KDF_COST, eventually, start_server
 
 
 class _Follower:
@@ -74,7 +72,12 @@ def test_follow_prints_live_reconnects_and_stops_cleanly(  # type: ignore[no-unt
         bob_name = unique("bob")
         bob.run("account", "create", bob_name, "--server", server.url)
         alice = AccordClient.create_account(
-            tmp_path / "alice", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+            tmp_path / "alice",
+            server.url,
+            unique("alice"),
+            PASS,
+            kdf_cost=TEST_KDF_COST,
+            insecure_dev=True,
         )
         alice.send(bob_name, "queued before")
         follower = _Follower(bob_home, module_clock.env)

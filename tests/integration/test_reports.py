@@ -263,7 +263,7 @@ def test_any_changed_field_is_refused(server, pair, tmp_path):  # type: ignore[n
 def test_only_the_recipient_reports(server, pair, tmp_path, unique):  # type: ignore[no-untyped-def]
     _bob, evidence = _reported(pair, tmp_path)
     carol = AccordClient.create_account(
-        tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     answer = _file(carol, evidence)
     assert answer.status_code == 422 and answer.json()["code"] == "report_invalid"
@@ -273,7 +273,7 @@ def test_only_the_recipient_reports(server, pair, tmp_path, unique):  # type: ig
 def test_group_report_proves_which_member_sent(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     clients = {
         n: AccordClient.create_account(
-            tmp_path / n, server.url, unique(n), PASS, kdf_cost=TEST_KDF_COST
+            tmp_path / n, server.url, unique(n), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         for n in ("alice", "bob", "carol")
     }

@@ -97,10 +97,10 @@ def test_reviewer_login_is_throttled_and_audited(server, unique):  # type: ignor
 
 def test_the_same_report_filed_twice_is_one_report(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     for n in range(DEFAULT_REPORT_BURST + 1):
         alice.send(bob.account_name, f"unwanted {n}")
@@ -140,7 +140,9 @@ def test_the_same_report_filed_twice_is_one_report(server, tmp_path, unique):  #
 )
 def test_reserved_names_are_refused(server, tmp_path, name):  # type: ignore[no-untyped-def]
     with pytest.raises(AccordError) as refused:
-        AccordClient.create_account(tmp_path / "a", server.url, name, PASS, kdf_cost=TEST_KDF_COST)
+        AccordClient.create_account(
+            tmp_path / "a", server.url, name, PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+        )
     assert refused.value.code == "name_reserved"
     with _operator(server) as op:
         answer = op.post("/v1/reviewers", json={"name": name, "password": REVIEWER_PASSWORD})

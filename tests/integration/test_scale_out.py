@@ -23,7 +23,7 @@ from pg_cluster import PrivateCluster, pg_bin_dir
 from accord.client.client import AccordClient
 from accord.errors import AccordError, RateLimited
 from accord.server.process import ServerProcess
-from accord_testing import TEST_KDF_COST, TestClock, eventually, start_server
+from accord_testing import TEST_KDF_COST, TestClock, eventually, make_manifest, start_server
 
 PASS = "test passphrase"
 REDIS_URL = os.environ.get("ACCORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -76,9 +76,11 @@ def test_a_message_accepted_by_one_process_is_pushed_by_another(two_processes, t
 
     a, b = two_processes
     alice = AccordClient.create_account(
-        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
-    bob = AccordClient.create_account(tmp_path / "bob", b.url, "bob", PASS, kdf_cost=TEST_KDF_COST)
+    bob = AccordClient.create_account(
+        tmp_path / "bob", b.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
     warm_up = bob.send("alice", "warm-up")  # queued for alice, not yet fetched
     url = a.url.replace("http", "ws", 1) + "/v1/ws"
     with connect(url, additional_headers={"Authorization": f"Bearer {alice._token(False)}"}) as ws:
@@ -136,10 +138,12 @@ def _receive_all(client: AccordClient, expected: int, deadline_s: float = 60) ->
 def test_sigkill_under_load_loses_no_acknowledged_message(two_processes, tmp_path):  # type: ignore[no-untyped-def]
     a, b = two_processes
     alice = AccordClient.create_account(
-        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob_home = tmp_path / "bob"
-    bob = AccordClient.create_account(bob_home, b.url, "bob", PASS, kdf_cost=TEST_KDF_COST)
+    bob = AccordClient.create_account(
+        bob_home, b.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
     sender = _Sender(alice, "bob")
     sender.start()
     eventually(lambda: len(sender.acked) >= 5, "five acknowledged sends")
@@ -182,9 +186,11 @@ def test_postgres_restart_under_load_loses_no_acknowledged_message(
     a = ServerProcess(data, db_url=url, extra_args=["--redis", redis_url]).start()
     b = ServerProcess(data, db_url=url, extra_args=["--redis", redis_url]).start()
     alice = AccordClient.create_account(
-        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "alice", a.url, "alice", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
-    bob = AccordClient.create_account(tmp_path / "bob", b.url, "bob", PASS, kdf_cost=TEST_KDF_COST)
+    bob = AccordClient.create_account(
+        tmp_path / "bob", b.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
     sender = _Sender(alice, "bob")
     sender.start()
     try:
@@ -222,13 +228,13 @@ def limited_server(tmp_path: Path, clock: TestClock) -> Iterator[ServerProcess]:
 
 def test_overload_answers_429_with_retry_after(limited_server, tmp_path):  # type: ignore[no-untyped-def]
     alice = AccordClient.create_account(
-        tmp_path / "a", limited_server.url, "alice", PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", limited_server.url, "alice", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", limited_server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", limited_server.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     carol = AccordClient.create_account(
-        tmp_path / "c", limited_server.url, "carol", PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "c", limited_server.url, "carol", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     for client in (alice, bob, carol):
         client.api.retry_budget_s = 0  # refusals raised at once, to look at them
@@ -302,6 +308,7 @@ def test_two_processes_keep_one_witnessed_log_through_a_kill(tmp_path, fresh_pg_
     (data / LOG_KEY_FILE).write_text(log_skey + "\n")
     (data / LOG_KEY_FILE).chmod(0o600)
     witness, wurl, wvkey = _start_witness(tmp_path, log_vkey)
+    manifest = make_manifest(log_vkey, [wvkey])
     args = ["--redis", redis_url, "--witness", wurl]
     a = ServerProcess(data, db_url=fresh_pg_url, extra_args=args).start()
     b = ServerProcess(data, db_url=fresh_pg_url, extra_args=args).start()
@@ -315,7 +322,7 @@ def test_two_processes_keep_one_witnessed_log_through_a_kill(tmp_path, fresh_pg_
                     url,
                     f"u{n}",
                     PASS,
-                    witnesses=[wvkey],
+                    manifest=manifest,
                     kdf_cost=TEST_KDF_COST,
                 )
             )
@@ -329,7 +336,7 @@ def test_two_processes_keep_one_witnessed_log_through_a_kill(tmp_path, fresh_pg_
                         a.url,
                         f"u{n}",
                         PASS,
-                        witnesses=[wvkey],
+                        manifest=manifest,
                         kdf_cost=TEST_KDF_COST,
                     )
                 )
@@ -337,7 +344,7 @@ def test_two_processes_keep_one_witnessed_log_through_a_kill(tmp_path, fresh_pg_
                 break  # process A is gone
         killer.join()
         late = AccordClient.create_account(
-            tmp_path / "late", b.url, "late", PASS, witnesses=[wvkey], kdf_cost=TEST_KDF_COST
+            tmp_path / "late", b.url, "late", PASS, manifest=manifest, kdf_cost=TEST_KDF_COST
         )
         clients.append(late)
         # Every client verifies the survivor's cosigned view of everyone it talks to.
@@ -371,11 +378,16 @@ def test_concurrent_sends_are_all_pushed_on_postgres(tmp_path, fresh_pg_url):  #
         tmp_path / "server", db_url=fresh_pg_url, extra_args=["--send-rate", "0"]
     ) as server:
         bob = AccordClient.create_account(
-            tmp_path / "bob", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST
+            tmp_path / "bob", server.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         senders = [
             AccordClient.create_account(
-                tmp_path / f"s{n}", server.url, f"s{n}", PASS, kdf_cost=TEST_KDF_COST
+                tmp_path / f"s{n}",
+                server.url,
+                f"s{n}",
+                PASS,
+                kdf_cost=TEST_KDF_COST,
+                insecure_dev=True,
             )
             for n in range(4)
         ]

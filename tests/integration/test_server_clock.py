@@ -31,7 +31,9 @@ def test_a_token_expires_when_the_server_clock_passes_its_lifetime(tmp_path, db_
     server, offset = _server(tmp_path, db_url)
     with server:
         assert "TESTING CLOCK" in server.log_path.read_text()  # said once, at start
-        alice = AccordClient.create_account(tmp_path / "alice", server.url, "alice", PASS)
+        alice = AccordClient.create_account(
+            tmp_path / "alice", server.url, "alice", PASS, insecure_dev=True
+        )
         try:
             old = {"Authorization": f"Bearer {alice._token(False)}"}
             assert httpx.get(f"{server.url}/v1/keys/count", headers=old).status_code == 200
@@ -56,8 +58,12 @@ def test_a_token_expires_when_the_server_clock_passes_its_lifetime(tmp_path, db_
 def test_a_franking_key_retires_when_the_server_clock_passes_its_retention(tmp_path, db_url):  # type: ignore[no-untyped-def]
     server, offset = _server(tmp_path, db_url)
     with server:
-        alice = AccordClient.create_account(tmp_path / "alice", server.url, "alice", PASS)
-        bob = AccordClient.create_account(tmp_path / "bob", server.url, "bob", PASS)
+        alice = AccordClient.create_account(
+            tmp_path / "alice", server.url, "alice", PASS, insecure_dev=True
+        )
+        bob = AccordClient.create_account(
+            tmp_path / "bob", server.url, "bob", PASS, insecure_dev=True
+        )
         try:
             alice.send("bob", "reported after a year")
             (message,) = bob.receive().messages

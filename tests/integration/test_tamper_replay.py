@@ -40,10 +40,20 @@ def _blob_files(server) -> set[Path]:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def pair(sqlite_server, tmp_path, unique):  # type: ignore[no-untyped-def]
     alice = AccordClient.create_account(
-        tmp_path / "a", sqlite_server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a",
+        sqlite_server.url,
+        unique("alice"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", sqlite_server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b",
+        sqlite_server.url,
+        unique("bob"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     yield alice, bob
     alice.close()
@@ -107,7 +117,12 @@ def test_flipped_bit_in_stored_routing(server, pair, unique):  # type: ignore[no
     """The server claiming another conversation for a message is caught too."""
     alice, bob = pair
     carol = AccordClient.create_account(
-        bob.home.parent / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+        bob.home.parent / "c",
+        server.url,
+        unique("carol"),
+        PASS,
+        kdf_cost=TEST_KDF_COST,
+        insecure_dev=True,
     )
     try:
         alice.send(bob.account_name, "hello")

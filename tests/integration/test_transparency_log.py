@@ -9,6 +9,7 @@ claim, a rollback or fork) run on SQLite only.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -51,13 +52,13 @@ def _log_entries(server, start: int, end: int) -> list[str]:  # type: ignore[no-
 def test_registrations_are_logged_and_auditable(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
     before = _log_size(server)  # earlier tests' registrations
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     phone = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     laptop, code = AccordClient.start_link(
-        tmp_path / "b2", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b2", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     phone.approve_device(code)
     try:
@@ -103,7 +104,12 @@ def test_registrations_are_logged_and_auditable(server, cli, tmp_path, unique): 
         assert first["counts"]["accord.device.registration.v1"] == registrations
         assert first["counts"]["accord.kt.map_head.v1"] == size - registrations
         carol = AccordClient.create_account(
-            tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST
+            tmp_path / "c",
+            server.url,
+            unique("carol"),
+            PASS,
+            kdf_cost=TEST_KDF_COST,
+            insecure_dev=True,
         )
         carol.close()
         second = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
@@ -122,10 +128,10 @@ def test_unlogged_device_is_never_used(server, tmp_path, unique):  # type: ignor
     from accord.storage.db import make_engine, sqlite_url
 
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     try:
         engine = make_engine(server.db_url or sqlite_url(server.data_dir))
@@ -163,10 +169,10 @@ def test_device_with_a_false_log_claim_is_refused(server, tmp_path, unique):  # 
     from accord.wire.messaging import DeviceKeys
 
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     try:
         ghost = DeviceAccount()
@@ -222,24 +228,23 @@ def test_device_with_a_false_log_claim_is_refused(server, tmp_path, unique):  # 
 @ON_SQLITE
 def test_log_rollback_or_fork_is_an_error(server, tmp_path, unique):  # type: ignore[no-untyped-def]
     from accord.errors import VerificationError
-    from accord.primitives.encoding import b64encode
 
     alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
     try:
         alice.send(bob.account_name, "first")  # alice accepts the checkpoint with both in it
-        size, _, root = alice.store.get_meta("log_checkpoint").partition(" ")
-        assert int(size) == _log_size(server)
+        seen = alice.store.log_checkpoint()
+        assert seen is not None and seen.size == _log_size(server)
         # A view larger than anything the server can prove consistent: a rollback now.
-        alice.store.set_meta("log_checkpoint", f"{int(size) + 1000} {root}")
+        alice.store.set_log_checkpoint(replace(seen, size=seen.size + 1000))
         with pytest.raises(VerificationError):
             alice._refresh_devices([bob.account_name])
         # Same size, other root: a fork.
-        alice.store.set_meta("log_checkpoint", f"{size} {b64encode(bytes(32))}")
+        alice.store.set_log_checkpoint(replace(seen, root_hash=bytes(32)))
         with pytest.raises(VerificationError):
             alice._refresh_devices([bob.account_name])
     finally:

@@ -24,12 +24,14 @@ from accord.errors import VerificationError
 from accord.protocols.translog.note import generate_cosigner, generate_signer, parse_unverified_note
 from accord.server.process import ServerProcess, free_port
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, make_manifest
 
 PASS = "test passphrase"
 
 
-def _start_witness(tmp: Path, log_vkey: str) -> tuple[subprocess.Popen[bytes], str, str]:
+def _start_witness(
+    tmp: Path, log_vkey: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
     skey, vkey = generate_cosigner("witness.test/w1")
     key = tmp / "witness.key"
     key.write_text(skey + "\n")
@@ -53,6 +55,7 @@ def _start_witness(tmp: Path, log_vkey: str) -> tuple[subprocess.Popen[bytes], s
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -77,17 +80,18 @@ def test_forked_log_is_not_cosigned_and_is_refused(tmp_path, module_clock, uniqu
     log_skey, log_vkey = generate_signer(DEFAULT_LOG_ORIGIN)
     (d1 / LOG_KEY_FILE).write_text(log_skey + "\n")
     os.chmod(d1 / LOG_KEY_FILE, 0o600)
-    witness, wurl, wvkey = _start_witness(tmp_path, log_vkey)
+    witness, wurl, wvkey = _start_witness(tmp_path, log_vkey, module_clock.env)
+    manifest = make_manifest(log_vkey, [wvkey])
     s1 = ServerProcess(d1, extra_args=["--witness", wurl], env=module_clock.env)
     s2 = None
     clients: list[AccordClient] = []
     try:
         s1.start()
         alice = AccordClient.create_account(
-            tmp_path / "a", s1.url, alice_name, PASS, witnesses=[wvkey], kdf_cost=TEST_KDF_COST
+            tmp_path / "a", s1.url, alice_name, PASS, manifest=manifest, kdf_cost=TEST_KDF_COST
         )
         bob = AccordClient.create_account(
-            tmp_path / "b", s1.url, bob_name, PASS, witnesses=[wvkey], kdf_cost=TEST_KDF_COST
+            tmp_path / "b", s1.url, bob_name, PASS, manifest=manifest, kdf_cost=TEST_KDF_COST
         )
         clients += [alice, bob]
         assert _signatures(s1.url) == 2  # the log's signature and the witness's
@@ -102,12 +106,12 @@ def test_forked_log_is_not_cosigned_and_is_refused(tmp_path, module_clock, uniqu
             tmp_path / "server2", extra_args=["--witness", wurl], env=module_clock.env
         ).start()
         carol = AccordClient.create_account(
-            tmp_path / "c", s1.url, carol_name, PASS, witnesses=[wvkey], kdf_cost=TEST_KDF_COST
+            tmp_path / "c", s1.url, carol_name, PASS, manifest=manifest, kdf_cost=TEST_KDF_COST
         )
         clients.append(carol)
         # On the second view a different device is registered at the same tree size.
         dave = AccordClient.create_account(
-            tmp_path / "d", s2.url, dave_name, PASS, kdf_cost=TEST_KDF_COST
+            tmp_path / "d", s2.url, dave_name, PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         clients.append(dave)
         assert _signatures(s1.url) == 2

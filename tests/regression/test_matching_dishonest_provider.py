@@ -52,7 +52,7 @@ def _pictures(folder: Path, first_seed: int, n: int) -> list[Path]:
 
 def _new_client(home: Path, server: Any, name: str, **kwargs: Any) -> AccordClient:
     return AccordClient.create_account(
-        home, server.url, name, PASS, kdf_cost=TEST_KDF_COST, **kwargs
+        home, server.url, name, PASS, kdf_cost=TEST_KDF_COST, **kwargs, insecure_dev=True
     )
 
 
@@ -285,7 +285,7 @@ def test_linking_a_device_does_not_reset_the_account_count(server, tmp_path, uni
         # alice links a laptop; until the phone has sent it the account's secret, the laptop
         # makes no voucher (so it cannot start a count of its own).
         laptop, code = AccordClient.start_link(
-            tmp_path / "laptop", server.url, a, PASS, kdf_cost=TEST_KDF_COST
+            tmp_path / "laptop", server.url, a, PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
         )
         try:
             phone.approve_device(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 import traceback
 from collections.abc import Sequence
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+USAGE_CODES = frozenset({"anchors_tampered"})
+"""Errors that are not input errors but stop a command as one (exit 2): the home's stored
+trust anchors were changed on disk, and no command may run on it."""
 
 logger = logging.getLogger(__name__)
 # An unexpected error's stack goes to whatever logging the embedding program set up (nowhere by
@@ -65,7 +69,7 @@ def run_cli(
         if verbose:
             raise
         click.echo(exc.diagnostics(), err=True)
-        return EXIT_FAILURE
+        return EXIT_USAGE if exc.code in USAGE_CODES else EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except OSError as exc:  # a file or socket the command used: say which, and why
@@ -116,4 +120,42 @@ def admin_token(value: str | None) -> str:
 def admin_token_option(f: Any) -> Any:
     return click.option(
         "--admin-token", default=None, help="Operator token (else ACCORD_ADMIN_TOKEN)."
+    )(f)
+
+
+def write_key_pair(out: Path, skey: str, vkey: str) -> None:
+    """Write a private key to `out` (mode 0600, never over an existing file) and its verifier
+    key to `out`.pub."""
+    pub = out.with_name(out.name + ".pub")
+    for path in (out, pub):
+        if path.exists():
+            raise InvalidInput(f"{path} exists; refusing to overwrite a key")
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create {out}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(skey + "\n")
+    pub.write_text(vkey + "\n", encoding="utf-8")
+
+
+def read_private_key(path: Path, what: str) -> str:
+    """A private key file's text, refused if other users can read it."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise InvalidInput(f"cannot read the {what} {path}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InvalidInput(f"{path} is accessible by other users; chmod 600 it")
+    return text
+
+
+def key_out_option(f: Any) -> Any:
+    """`--out FILE` for a command that makes a key pair (`write_key_pair`)."""
+    return click.option(
+        "--out",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the private key here (mode 0600) and the public key to FILE.pub.",
     )(f)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from accord.cli.access import report_lines
 from accord.client import authority as au
 from accord.client.audit import audit_log
 from accord.client.client import AccordClient
+from accord.protocols.access.approvers import SignedApproverSet
 from accord.protocols.access.timeparse import format_time
 from accord.server.process import ServerProcess
 
@@ -28,22 +30,23 @@ APPROVERS = {
 }
 
 
-def access_chapter(
-    root: Path,
-    server: ServerProcess,
-    alice: AccordClient,
-    bob: AccordClient,
-    *,
-    step: Callable[[str], None],
-    ok: Callable[[str], None],
-    expect: Callable[[bool, str], None],
-) -> None:
-    """alice is the target, bob her counterpart; everything alice sent before is out of reach."""
-    keys = root / "authorities"
-    keys.mkdir()
-    url = server.url
+@dataclass(frozen=True)
+class DemoApprovers:
+    """The approvers' keys and their first set, signed: made before the deployment manifest,
+    which names the set's hash as the approvers' genesis set."""
 
-    step("lawful access: three approvers, any two of whom must sign; the set goes in the log")
+    keys: Path
+    approvers: dict[str, au.ApproverKey]
+    signed_set: SignedApproverSet
+
+    @property
+    def set_hash(self) -> str:
+        return self.signed_set.approver_set.set_hash.hex()
+
+
+def make_approvers(keys: Path) -> DemoApprovers:
+    """Three approvers, any two of whom must sign; two of them sign the set."""
+    keys.mkdir()
     approvers = {}
     for name, role in APPROVERS.items():
         au.generate_approver_key(name, role, keys / f"{name}.key")
@@ -52,8 +55,30 @@ def access_chapter(
         au.create_approver_set(2, [a.approver for a in approvers.values()]),
         [approvers["judge"], approvers["commissioner"]],
     )
-    published = au.publish_approver_set(url, server.admin_token(), signed_set)
-    ok(f"approver set v1 (2 of 3) at log index {published.index}, hash {published.set_hash[:16]}")
+    return DemoApprovers(keys, approvers, signed_set)
+
+
+def access_chapter(
+    root: Path,
+    server: ServerProcess,
+    alice: AccordClient,
+    bob: AccordClient,
+    made: DemoApprovers,
+    *,
+    step: Callable[[str], None],
+    ok: Callable[[str], None],
+    expect: Callable[[bool, str], None],
+) -> None:
+    """alice is the target, bob her counterpart; everything alice sent before is out of reach."""
+    keys, approvers = made.keys, made.approvers
+    url = server.url
+
+    step("lawful access: three approvers, any two of whom must sign; the set goes in the log")
+    published = au.publish_approver_set(url, server.admin_token(), made.signed_set)
+    ok(
+        f"approver set v1 (2 of 3) at log index {published.index}, hash {published.set_hash[:16]}"
+        " (the deployment manifest names it as the genesis set)"
+    )
 
     step("the agency's HPKE key is registered in the log, signed by two approvers")
     au.generate_agency_key("nca", keys / "nca.key")

@@ -137,6 +137,7 @@ def transparency_chapter(
     bob: AccordClient,
     *,
     passphrase: str,
+    manifest: str,
     step: Callable[[str], None],
     ok: Callable[[str], None],
     expect: Callable[[bool, str], None],
@@ -144,7 +145,9 @@ def transparency_chapter(
     """Returns the clients it opened (the caller closes them)."""
     opened: list[Any] = []
     step("bob links a tablet; alice is told before her next message, with the code to compare")
-    tablet, code = AccordClient.start_link(root / "bob-tablet", server.url, "bob", passphrase)
+    tablet, code = AccordClient.start_link(
+        root / "bob-tablet", server.url, "bob", passphrase, manifest=manifest
+    )
     opened.append(tablet)
     bob.approve_device(code)
     tablet.receive()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from accord.cli.access import report_json, report_lines
 from accord.cli.common import home_dir
+from accord.cli.manifest import read_manifest
 from accord.cli.terminal import printable
 from accord.client.audit import audit_log, fetch_checkpoint
+from accord.protocols.manifest import verify_manifest
 
 
 @click.group("log")
@@ -26,11 +29,22 @@ def log_checkpoint(server: str) -> None:
 
 @log_group.command("audit")
 @click.option("--server", required=True)
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also check the checkpoint's witness cosignatures and age against this manifest.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def log_audit(ctx: click.Context, server: str, as_json: bool) -> None:
-    """Fetch every entry, recompute the tree, check it extends what was seen, count by type."""
-    result = audit_log(server, home_dir(ctx))
+def log_audit(ctx: click.Context, server: str, manifest_path: Path | None, as_json: bool) -> None:
+    """Fetch every entry, recompute the tree, check it extends what was seen, count by type.
+
+    Exits 1 if anything was found invalid (against the manifest too, with --manifest).
+    """
+    manifest = None if manifest_path is None else verify_manifest(read_manifest(manifest_path))
+    result = audit_log(server, home_dir(ctx), manifest=manifest)
     if as_json:
         out = result.to_json()
         if result.access is not None:

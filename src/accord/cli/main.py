@@ -68,6 +68,10 @@ COMMANDS: dict[str, LazyCommand] = {
     "log": LazyCommand(
         "accord.cli.log:log_group", "Inspect and audit the server's transparency log."
     ),
+    "manifest": LazyCommand(
+        "accord.cli.manifest:manifest_group",
+        "Deployment manifests: the signed trust anchors clients are set up with.",
+    ),
     "match": LazyCommand(
         "accord.cli.detection:match_command",
         "Match files against banks (hashing here; with --server, matching on the server).",

@@ -12,24 +12,18 @@ from pathlib import Path
 import click
 
 from accord.cli.common import home_dir, kdf_cost
+from accord.cli.manifest import manifest_option, manifest_setting
 from accord.cli.output import write_lines
 from accord.cli.terminal import printable
 from accord.client.client import ACCOUNT_NAME_RE, AccordClient
 from accord.client.history import StoredMessage
+from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.client.received import ReceiveResult
 from accord.errors import InvalidInput
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
+from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S
 from accord.wire.messaging import MAX_TEXT_CHARS
-
-
-def witness_settings() -> tuple[list[str], int | None]:
-    """ACCORD_WITNESSES (comma-separated cosignature vkeys) and ACCORD_WITNESS_QUORUM."""
-    witnesses = [w.strip() for w in os.environ.get("ACCORD_WITNESSES", "").split(",") if w.strip()]
-    quorum = os.environ.get("ACCORD_WITNESS_QUORUM")
-    if quorum is not None and not quorum.isdigit():
-        raise InvalidInput("ACCORD_WITNESS_QUORUM must be a number")
-    return witnesses, int(quorum) if quorum is not None else None
 
 
 def passphrase(*, confirm: bool = False) -> str:
@@ -43,7 +37,23 @@ def passphrase(*, confirm: bool = False) -> str:
 
 
 def open_client(ctx: click.Context) -> AccordClient:
-    return AccordClient(home_dir(ctx), passphrase())
+    """The home's client; in insecure development mode every command says so on stderr."""
+    client = AccordClient(home_dir(ctx), passphrase())
+    try:
+        insecure = client.insecure_dev
+    except BaseException:
+        client.close()
+        raise
+    if insecure:
+        click.echo(INSECURE_DEV_WARNING, err=True)
+    return client
+
+
+def _approver_set(insecure_dev: bool) -> str | None:
+    """ACCORD_APPROVER_SET (a set hash), in insecure development mode only: with a manifest,
+    the approver set is the manifest's."""
+    configured = os.environ.get("ACCORD_APPROVER_SET") or None
+    return configured if insecure_dev else None
 
 
 def _split_names(value: str) -> list[str]:
@@ -61,21 +71,25 @@ def account() -> None:
 @account.command("create")
 @click.argument("name")
 @click.option("--server", required=True, help="Server base URL, e.g. http://127.0.0.1:8000")
+@manifest_option
 @click.pass_context
-def account_create(ctx: click.Context, name: str, server: str) -> None:
+def account_create(
+    ctx: click.Context, name: str, server: str, manifest_path: Path | None, insecure_dev: bool
+) -> None:
     """Create account NAME with this device as its first device."""
     home = home_dir(ctx)
-    witnesses, quorum = witness_settings()
     with AccordClient.create_account(
         home,
         server,
         name,
         passphrase(confirm=True),
-        witnesses=witnesses,
-        witness_quorum=quorum,
-        approver_set=os.environ.get("ACCORD_APPROVER_SET") or None,  # lawful access: set hash
+        manifest=manifest_setting(manifest_path, insecure_dev),
+        insecure_dev=insecure_dev,
+        approver_set=_approver_set(insecure_dev),
         kdf_cost=kdf_cost(ctx),
     ) as client:
+        if insecure_dev:
+            click.echo(INSECURE_DEV_WARNING, err=True)
         click.echo(f"account {client.account_name} created; this device is {client.device_id}")
 
 
@@ -155,21 +169,25 @@ def device_remove(ctx: click.Context, device_id: str) -> None:
 @device.command("link")
 @click.argument("name")
 @click.option("--server", required=True)
+@manifest_option
 @click.pass_context
-def device_link(ctx: click.Context, name: str, server: str) -> None:
+def device_link(
+    ctx: click.Context, name: str, server: str, manifest_path: Path | None, insecure_dev: bool
+) -> None:
     """On a new device: ask to join account NAME; prints a one-time code."""
-    witnesses, quorum = witness_settings()
     client, code = AccordClient.start_link(
         home_dir(ctx),
         server,
         name,
         passphrase(confirm=True),
-        witnesses=witnesses,
-        witness_quorum=quorum,
-        approver_set=os.environ.get("ACCORD_APPROVER_SET") or None,
+        manifest=manifest_setting(manifest_path, insecure_dev),
+        insecure_dev=insecure_dev,
+        approver_set=_approver_set(insecure_dev),
         kdf_cost=kdf_cost(ctx),
     )
     with client:
+        if insecure_dev:
+            click.echo(INSECURE_DEV_WARNING, err=True)
         click.echo(code)
 
 
@@ -357,6 +375,15 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
     "--witness", "witnesses", multiple=True, help="Witness base URL; every checkpoint goes to each."
 )
 @click.option(
+    "--checkpoint-refresh",
+    "checkpoint_refresh_s",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_CHECKPOINT_REFRESH_S,
+    show_default=True,
+    help="Seconds after which an unchanged log checkpoint is sent to the witnesses again, so "
+    "that clients find it fresh (keep it well under the manifest's maximum checkpoint age).",
+)
+@click.option(
     "--redis",
     "redis_url",
     default=None,
@@ -406,6 +433,7 @@ def server(
     port: int,
     max_attachment_bytes: int | None,
     witnesses: tuple[str, ...],
+    checkpoint_refresh_s: float,
     redis_url: str | None,
     send_rate: float,
     send_burst: int,
@@ -425,6 +453,7 @@ def server(
         port=port,
         max_attachment_bytes=max_attachment_bytes,
         witnesses=list(witnesses),
+        checkpoint_refresh_s=checkpoint_refresh_s,
         redis_url=redis_url,
         send_rate_per_s=send_rate,
         send_burst=send_burst,

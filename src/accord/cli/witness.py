@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 import click
 
-from accord.cli.common import home_dir
+from accord.cli.common import home_dir, key_out_option, read_private_key, write_key_pair
 from accord.errors import InvalidInput
 from accord.protocols.translog.note import CosignatureSigner, generate_cosigner, parse_skey
 
@@ -22,38 +20,16 @@ def witness() -> None:
 
 @witness.command("keygen")
 @click.argument("name")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the private key here (mode 0600) and the public key to FILE.pub.",
-)
+@key_out_option
 def keygen(name: str, out: Path) -> None:
     """Create a cosigning key for witness NAME (e.g. witness.example.org/w1); print its vkey."""
     skey, vkey = generate_cosigner(name)
-    pub = out.with_name(out.name + ".pub")
-    for path in (out, pub):
-        if path.exists():
-            raise InvalidInput(f"{path} exists; refusing to overwrite a key")
-    try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise InvalidInput(f"cannot create {out}: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(skey + "\n")
-    pub.write_text(vkey + "\n", encoding="utf-8")
+    write_key_pair(out, skey, vkey)
     click.echo(vkey)
 
 
 def load_cosigner(path: Path) -> CosignatureSigner:
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        raise InvalidInput(f"cannot read the witness key {path}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InvalidInput(f"{path} is accessible by other users; chmod 600 it")
-    signer = parse_skey(text)
+    signer = parse_skey(read_private_key(path, "witness key"))
     if not isinstance(signer, CosignatureSigner):
         raise InvalidInput("the witness key must be a cosignature key (from `witness keygen`)")
     return signer
@@ -95,13 +71,20 @@ def serve(
     """Serve POST /add-checkpoint for the given logs."""
     import uvicorn
 
+    from accord.clock import OffsetFileClock, clock_from_env
     from accord.witness import create_witness_app
     from accord.witness.service import logs_from_vkeys
 
     cosigner = load_cosigner(key_path)
     logs = logs_from_vkeys(list(log_vkeys))
+    clock = clock_from_env()  # cosignature timestamps (V5); tests move it
+    if isinstance(clock, OffsetFileClock):
+        click.echo(f"TESTING CLOCK: system time plus the offset in {clock.path}", err=True)
     app = create_witness_app(
-        cosigner=cosigner, logs=logs, state_dir=state_dir or home_dir(ctx) / "witness"
+        cosigner=cosigner,
+        logs=logs,
+        state_dir=state_dir or home_dir(ctx) / "witness",
+        clock=clock.time,
     )
     click.echo(f"witness {cosigner.vkey} on http://{host}:{port}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

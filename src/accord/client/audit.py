@@ -6,6 +6,11 @@ recompute the Merkle root and compare; count entries by type and check what can 
 each (device registrations carry the device's own signature); replay the key-transparency map
 (K12: one genesis per account, every approval, every map head); recompute the lawful-access
 report (warrants, approvers, record counts, disclosures) from the lawful-access entries.
+
+With a deployment manifest (`manifest`), the log must be the one it names and the checkpoint's
+witness cosignatures are checked against its witnesses, quorum (V2) and maximum age (V5): what
+fails is listed in `AuditResult.problems` (and so among the findings), so auditors notice being
+shown a view the witnesses did not cosign.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from accord.errors import AccordError, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode, b64encode
 from accord.protocols.access.audit import AuditReport, audit_access_entries
 from accord.protocols.key_transparency import KtAudit, audit_key_transparency
+from accord.protocols.manifest import Manifest
 from accord.protocols.messaging import verify_device_keys
 from accord.protocols.translog import merkle
 from accord.protocols.translog.entries import DeviceRegistration, entry_type, parse_entry
@@ -32,6 +38,7 @@ from accord.protocols.translog.note import Checkpoint, parse_vkey
 from accord.protocols.translog.verify import (
     LogTrustPolicy,
     verify_checkpoint_extends,
+    verify_checkpoint_fresh,
     verify_checkpoint_note,
 )
 from accord.wire.messaging import DeviceKeys
@@ -52,12 +59,14 @@ class AuditResult:
     invalid: int = 0
     previous_size: int | None = None
     access: AuditReport | None = None  # lawful access, recomputed from the log
+    problems: list[str] = field(default_factory=list)  # checks against the manifest that failed
     key_transparency: KtAudit | None = None  # the map, replayed from the log (K12)
 
     @property
     def findings(self) -> list[str]:
-        """Everything found invalid, one line each."""
-        return [f.line() for f in self.key_transparency.findings] if self.key_transparency else []
+        """Everything found invalid, one line each: the manifest's checks, then the map's."""
+        found = [f.line() for f in self.key_transparency.findings] if self.key_transparency else []
+        return [*self.problems, *found]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,14 +101,49 @@ def audit_log(
     *,
     transport: httpx.BaseTransport | None = None,
     clock: Clock | None = None,
+    manifest: Manifest | None = None,
 ) -> AuditResult:
     """Audit the log at `server`, extending the audit kept under `state_dir`. `clock` dates the
-    lawful-access report (which disclosures are overdue); default `clock_from_env()`."""
+    lawful-access report (which disclosures are overdue) and the freshness check; default
+    `clock_from_env()`. With `manifest`, the checkpoint is checked against its anchors."""
     api = ServerApi(server, transport=transport)
     try:
-        return _audit(api, server.rstrip("/"), state_dir, clock or clock_from_env())
+        result = _audit(api, server.rstrip("/"), state_dir, clock or clock_from_env())
+        if manifest is not None:
+            result.problems = manifest_problems(api, manifest, clock or clock_from_env())
+        return result
     finally:
         api.close()
+
+
+def manifest_problems(api: ServerApi, manifest: Manifest, clock: Clock) -> list[str]:
+    """What the log's current checkpoint fails of the manifest's anchors: its log (origin and
+    key, V1), a quorum of valid cosignatures by its witnesses (V2), recent enough (V5)."""
+    note = api.request_raw("GET", "/v1/log/checkpoint").text
+    policy = LogTrustPolicy(
+        origin=manifest.log_origin,
+        log_verifiers=(parse_vkey(manifest.log_vkey),),
+        witness_verifiers=manifest.witness_verifiers(),
+    )
+    try:
+        verified = verify_checkpoint_note(note, policy)  # every cosignature present must verify
+    except AccordError as exc:
+        return [f"the checkpoint fails the manifest's log and witness keys: {exc.message}"]
+    if len(verified.witness_signatures) < manifest.witness_quorum:
+        return [
+            f"the checkpoint has {len(verified.witness_signatures)} cosignatures by the "
+            f"manifest's witnesses; {manifest.witness_quorum} needed"
+        ]
+    try:
+        verify_checkpoint_fresh(
+            verified,
+            quorum=manifest.witness_quorum,
+            now_s=now_s(clock),
+            max_age_s=manifest.max_checkpoint_age_s,
+        )
+    except VerificationError as exc:
+        return [exc.diagnostics()]
+    return []
 
 
 def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditResult:

@@ -58,6 +58,7 @@ from accord.protocols.franking import (
     new_franking_key,
 )
 from accord.protocols.key_transparency import revocation_payload
+from accord.protocols.manifest import LawfulAccessBounds, Manifest, MatchingFloors
 from accord.protocols.messaging import (
     approval_payload,
     device_keys_payload,
@@ -135,11 +136,23 @@ class _Setup:
     """How a new device is set up: see `AccordClient.create_account`."""
 
     transport: httpx.BaseTransport | None
-    witnesses: Sequence[str]
-    witness_quorum: int | None
+    manifest: str | None
+    insecure_dev: bool
     approver_set: str | None
     clock: Clock | None
     kdf_cost: KdfCost = DEFAULT_KDF_COST
+
+    def __post_init__(self) -> None:
+        if self.manifest is None and not self.insecure_dev:
+            raise InvalidInput(
+                "a deployment manifest is required (--manifest FILE or ACCORD_MANIFEST); "
+                "--insecure-dev trusts the server instead, for development only",
+                code="manifest_required",
+            )
+        if self.manifest is not None and self.insecure_dev:
+            raise InvalidInput("give a deployment manifest or insecure development mode, not both")
+        if self.manifest is not None and self.approver_set is not None:
+            raise InvalidInput("with a deployment manifest the approver set is the manifest's")
 
 
 class AccordClient:
@@ -168,6 +181,7 @@ class AccordClient:
                 self.store.set_home_device(_new_device)
             else:
                 self.store.unlock(passphrase)
+                self.store.verify_anchors()  # anchors_tampered: nothing runs on this home
         except BaseException:
             self.store.close()
             raise
@@ -182,7 +196,7 @@ class AccordClient:
             store=self.store,
             api=self.api,
             identity=identity,
-            log_trust=LogTrust(self.store, self.api),
+            log_trust=LogTrust(self.store, self.api, self.clock),
             clock=self.clock,
         )
         self._login = DeviceLogin(self.store, identity, self.clock)
@@ -231,6 +245,27 @@ class AccordClient:
     def max_attachment_bytes(self) -> int:
         return self._attachments.max_bytes
 
+    # --- trust anchors (docs/protocol/transparency.md, "Deployment manifest") ------------------
+
+    def manifest(self) -> Manifest | None:
+        """The pinned deployment manifest; None in insecure development mode."""
+        return self._ctx.log_trust.manifest()
+
+    @property
+    def insecure_dev(self) -> bool:
+        """Whether this home trusts the server for its anchors (set up with `insecure_dev`)."""
+        return self._ctx.log_trust.insecure_dev()
+
+    def lawful_access_bounds(self) -> LawfulAccessBounds:
+        return self._ctx.log_trust.lawful_access_bounds()
+
+    def matching_floors(self) -> MatchingFloors:
+        return self._ctx.log_trust.matching_floors()
+
+    def install_manifest(self, note: str) -> Manifest:
+        """Replace the pinned manifest by a newer one it signed (M2; see `LogTrust`)."""
+        return self._ctx.log_trust.install_manifest(note)
+
     # --- account creation and device linking (steps 1-2) ------------------------------------
 
     @classmethod
@@ -242,20 +277,22 @@ class AccordClient:
         passphrase: str,
         *,
         transport: httpx.BaseTransport | None = None,
-        witnesses: Sequence[str] = (),
-        witness_quorum: int | None = None,
+        manifest: str | None = None,
+        insecure_dev: bool = False,
         approver_set: str | None = None,
         clock: Clock | None = None,
         kdf_cost: KdfCost = DEFAULT_KDF_COST,
     ) -> AccordClient:
         """Step 1: make device keys, register the account, publish one-time keys.
 
-        `witnesses` (cosignature vkeys) and `witness_quorum` (default: all of them) say whose
-        cosignatures a log checkpoint needs before this device trusts it; `approver_set` (a
-        hash, hex) which lawful-access approver set it trusts (default: the one shown now).
+        `manifest` is the deployment's signed manifest (a note): the log, its witnesses and
+        quorum, the approver set and the other anchors come from it, never from the server.
+        Without one, `insecure_dev` must be set: the log's key is then taken from the server,
+        no witness is required, and `approver_set` (a hash, hex) names the lawful-access
+        approver set (default: the one shown now). Neither: `manifest_required`.
         `kdf_cost` is the Argon2id cost of the passphrase (RFC 9106's unless a test lowers it).
         """
-        setup = _Setup(transport, witnesses, witness_quorum, approver_set, clock, kdf_cost)
+        setup = _Setup(transport, manifest, insecure_dev, approver_set, clock, kdf_cost)
         client = cls._fresh(home, server, name, passphrase, setup)
         try:
             client.api.call(
@@ -299,8 +336,12 @@ class AccordClient:
             _kdf_cost=setup.kdf_cost,
         )
         try:
-            client._ctx.log_trust.pin(witnesses=setup.witnesses, quorum=setup.witness_quorum)
-            client.access.pin_approver_set(setup.approver_set)
+            if setup.manifest is not None:
+                pinned = client._ctx.log_trust.pin_manifest(setup.manifest)
+                client.access.pin_approver_set(pinned.lawful_access.approver_genesis_set)
+            else:
+                client._ctx.log_trust.pin_insecure_dev()
+                client.access.pin_approver_set(setup.approver_set)
             client._devices.remember_own([client.device_id])
             client._ctx.identity.create_keys()
         except BaseException:
@@ -317,14 +358,15 @@ class AccordClient:
         passphrase: str,
         *,
         transport: httpx.BaseTransport | None = None,
-        witnesses: Sequence[str] = (),
-        witness_quorum: int | None = None,
+        manifest: str | None = None,
+        insecure_dev: bool = False,
         approver_set: str | None = None,
         clock: Clock | None = None,
         kdf_cost: KdfCost = DEFAULT_KDF_COST,
     ) -> tuple[AccordClient, str]:
-        """Step 2, new device: ask to join `name`; returns the one-time code to approve."""
-        setup = _Setup(transport, witnesses, witness_quorum, approver_set, clock, kdf_cost)
+        """Step 2, new device: ask to join `name`; returns the one-time code to approve.
+        `manifest`, `insecure_dev` and `approver_set` as for `create_account`."""
+        setup = _Setup(transport, manifest, insecure_dev, approver_set, clock, kdf_cost)
         client = cls._fresh(home, server, name, passphrase, setup)
         try:
             keys = client._ctx.identity.device_keys()
@@ -441,6 +483,8 @@ class AccordClient:
             self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
         except (ServiceError, StaleDevicesResponse):  # no keys yet, or the list just changed
             return
+        except VerificationError:  # the account's history does not verify (its user is told):
+            return  # the secret goes to no device of it until it does
         self.vouchers.shared(d.device_id for d in targets)
 
     def _abandon(self) -> None:

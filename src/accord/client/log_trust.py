@@ -2,12 +2,20 @@
 
 Steps (docs/protocol/transparency.md):
 
-P   on first contact the log's origin and key are pinned (trust on first use), with the
-    witnesses and quorum the user configured (`LogTrust.pin`);
+P   at account creation or device linking the deployment manifest is pinned (M1): the log's
+    origin and key, the witnesses and quorum come from it, never from the server, and the
+    server's /v1/log/info must name the same log (`LogTrust.pin_manifest`); only in insecure
+    development mode are the origin and key taken from the server, with no witnesses
+    (`LogTrust.pin_insecure_dev`); a later manifest replaces the pinned one only per M2
+    (`LogTrust.install_manifest`);
 V1  a checkpoint is signed by the pinned key, for the pinned origin;
-V2  the configured quorum of witnesses cosigned it;
+V2  the manifest's quorum of witnesses cosigned it;
 V3  it extends the last checkpoint this device accepted, which it then replaces;
-V4  an entry is included in an accepted checkpoint.
+V4  an entry is included in an accepted checkpoint;
+V5  the quorum's cosignatures are no older than the manifest's maximum checkpoint age.
+
+The anchors and the last accepted checkpoint are kept in the local store under a tag of the
+store key (`anchors_tampered` if they were changed on disk).
 
 Device lists (messaging), lawful-access syncs and the matching table (safety vouchers) are all
 checked through one `LogTrust`, so they share one last-seen checkpoint: a fork shown to any of
@@ -21,17 +29,33 @@ from enum import Enum
 
 from accord.client.api import ServerApi
 from accord.client.store import LocalStore, LogAnchors
+from accord.clock import SYSTEM_CLOCK, Clock, now_s
 from accord.errors import ConfigurationError, VerificationError
 from accord.primitives.encoding import b64decode
+from accord.protocols.manifest import (
+    INSECURE_DEV_LAWFUL_ACCESS_BOUNDS,
+    INSECURE_DEV_MATCHING_FLOORS,
+    LawfulAccessBounds,
+    Manifest,
+    MatchingFloors,
+    verify_manifest,
+    verify_manifest_update,
+)
 from accord.protocols.translog import merkle
 from accord.protocols.translog.entries import MAX_ENTRY_BYTES
 from accord.protocols.translog.note import Checkpoint, parse_vkey
 from accord.protocols.translog.verify import (
     LogTrustPolicy,
     verify_checkpoint_extends,
+    verify_checkpoint_fresh,
     verify_checkpoint_note,
     verify_entries_after,
     verify_entry_inclusion,
+)
+
+INSECURE_DEV_WARNING = (
+    "INSECURE DEVELOPMENT MODE: this home's trust anchors (the log's key) came from the "
+    "server, so nothing is protected against the server"
 )
 
 #: Most entries `LogTrust.entries_after` reads past one entry (about 1,000 requests).
@@ -69,30 +93,84 @@ def fetch_consistency_proof(
 
 
 class LogTrust:
-    """The pinned log (origin, key, witnesses, quorum) and the last checkpoint accepted."""
+    """The pinned anchors (deployment manifest) and the last checkpoint accepted."""
 
-    def __init__(self, store: LocalStore, api: ServerApi) -> None:
+    def __init__(self, store: LocalStore, api: ServerApi, clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store
         self._api = api
+        self._clock = clock
 
-    def pin(self, *, witnesses: Sequence[str], quorum: int | None) -> None:
-        """P: take the log's key and origin from the server (trust on first use), and require
-        cosignatures from `quorum` of `witnesses` (default: all of them)."""
+    def _server_log(self) -> tuple[str, str]:
         info = self._api.request("GET", "/v1/log/info", auth=False)
-        anchors = LogAnchors(
-            origin=str(info["origin"]),
-            vkey=str(info["vkey"]),
-            witnesses=tuple(witnesses),
-            quorum=len(witnesses) if quorum is None else quorum,
-        )
-        _policy(anchors)  # refuse a malformed key, quorum or witness key now, not later
+        return str(info["origin"]), str(info["vkey"])
+
+    def pin_manifest(self, note: str) -> Manifest:
+        """P: pin the deployment manifest `note` (M1), after checking the server runs the log
+        it names (`manifest_mismatch` otherwise)."""
+        manifest = verify_manifest(note)
+        if self._server_log() != (manifest.log_origin, manifest.log_vkey):
+            raise VerificationError(
+                "the server's transparency log is not the one the deployment manifest names",
+                code="manifest_mismatch",
+            )
+        self._store.set_log_anchors(LogAnchors.of_manifest(manifest, note))
+        return manifest
+
+    def pin_insecure_dev(self) -> None:
+        """P, insecure development mode: take the log's origin and key from the server, with
+        no witnesses (quorum 0). Nothing is then protected against the server."""
+        origin, vkey = self._server_log()
+        anchors = LogAnchors(origin=origin, vkey=vkey)
+        _policy(anchors)  # refuse a malformed key now, not later
         self._store.set_log_anchors(anchors)
 
-    def policy(self) -> LogTrustPolicy:
+    def install_manifest(self, note: str) -> Manifest:
+        """Replace the pinned manifest by `note`: per M2 (signed by a quorum of the current
+        manifest's signers, a larger serial); a home in insecure development mode takes its
+        first manifest per M1, for the log it already pinned (`manifest_mismatch`)."""
+        current = self._anchors()
+        if current.manifest is not None:
+            new = verify_manifest_update(current.manifest, note)
+        else:
+            new = verify_manifest(note)
+            if (new.log_origin, new.log_vkey) != (current.origin, current.vkey):
+                raise VerificationError(
+                    "the manifest names another transparency log than the one this home pinned",
+                    code="manifest_mismatch",
+                )
+        with self._store.transaction():
+            if (new.log_origin, new.log_vkey) != (current.origin, current.vkey):
+                self._store.forget_log_checkpoint()  # a new log starts a new history
+            self._store.set_log_anchors(LogAnchors.of_manifest(new, note))
+        return new
+
+    def _anchors(self) -> LogAnchors:
         anchors = self._store.log_anchors()
         if anchors is None:
             raise ConfigurationError(f"no transparency log is pinned in {self._store.home}")
-        return _policy(anchors)
+        return anchors
+
+    def manifest(self) -> Manifest | None:
+        """The pinned deployment manifest; None in insecure development mode."""
+        return self._anchors().manifest
+
+    def insecure_dev(self) -> bool:
+        return self.manifest() is None
+
+    def lawful_access_bounds(self) -> LawfulAccessBounds:
+        """The manifest's lawful-access bounds (insecure development mode:
+        `INSECURE_DEV_LAWFUL_ACCESS_BOUNDS`)."""
+        manifest = self.manifest()
+        return INSECURE_DEV_LAWFUL_ACCESS_BOUNDS if manifest is None else manifest.lawful_access
+
+    def matching_floors(self) -> MatchingFloors:
+        """The manifest's private-matching floors (insecure development mode:
+        `INSECURE_DEV_MATCHING_FLOORS`)."""
+        manifest = self.manifest()
+        return INSECURE_DEV_MATCHING_FLOORS if manifest is None else manifest.matching_floors
+
+    def policy(self) -> LogTrustPolicy:
+        return _policy(self._anchors())
 
     def last_checkpoint(self) -> Checkpoint | None:
         return self._store.log_checkpoint()
@@ -122,10 +200,19 @@ class LogTrust:
         return checkpoint
 
     def _verify_signed(self, note: str | None) -> Checkpoint:
-        """V1 and V2."""
+        """V1, V2 and V5."""
         if not note:
             raise VerificationError("the server sent no log checkpoint")
-        return verify_checkpoint_note(note, self.policy()).checkpoint
+        anchors = self._anchors()
+        verified = verify_checkpoint_note(note, _policy(anchors))
+        if anchors.manifest is not None:
+            verify_checkpoint_fresh(
+                verified,
+                quorum=anchors.manifest.witness_quorum,
+                now_s=now_s(self._clock),
+                max_age_s=anchors.manifest.max_checkpoint_age_s,
+            )
+        return verified.checkpoint
 
     def entries_after(
         self,

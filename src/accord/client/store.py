@@ -2,8 +2,12 @@
 
 Private keys and session pickles are encrypted by vodozemac under a key derived from the user's
 passphrase (Argon2id); other secret records (tokens, messages) are sealed with AES-256-GCM under
-a sibling key. A process holds an exclusive lock on the home directory while it runs, because
-two processes advancing the same ratchets would corrupt them.
+a sibling key. The trust anchors (the pinned deployment manifest, the last accepted log
+checkpoint, each pinned device) are not secret but must not change behind the user's back: each
+carries an HMAC-SHA256 tag under a third sibling key, and a record whose tag does not match
+stops the command (`anchors_tampered`; docs/protocol/transparency.md, "Deployment manifest").
+A process holds an exclusive lock on the home directory while it runs, because two processes
+advancing the same ratchets would corrupt them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from accord.errors import (
     NotFound,
     VerificationError,
 )
-from accord.primitives.encoding import b64decode, b64encode
+from accord.primitives.encoding import b64decode, b64encode, canonical_json
 from accord.primitives.storage_crypto import (
     DEFAULT_KDF_COST,
     KdfCost,
@@ -35,6 +39,7 @@ from accord.primitives.storage_crypto import (
     LocalVault,
     derive_root_key,
 )
+from accord.protocols.manifest import Manifest, verify_manifest
 from accord.protocols.translog.note import Checkpoint
 
 SCHEMA = """
@@ -99,13 +104,60 @@ class DeviceStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LogAnchors:
-    """The transparency log as this device pinned it: origin and key (from the server, on first
-    contact), and the witnesses and quorum its user configured."""
+    """The transparency log as this device pinned it: from the deployment manifest (`manifest`,
+    its signed note in `manifest_note`), or in insecure development mode the origin and key the
+    server named, with no witnesses (quorum 0)."""
 
     origin: str
     vkey: str
     witnesses: tuple[str, ...] = ()
     quorum: int = 0
+    manifest: Manifest | None = None
+    manifest_note: str | None = None
+
+    @classmethod
+    def from_manifest(cls, note: str) -> LogAnchors:
+        """The anchors a manifest names (M1: it must carry a quorum of its signers)."""
+        return cls.of_manifest(verify_manifest(note), note)
+
+    @classmethod
+    def of_manifest(cls, manifest: Manifest, note: str) -> LogAnchors:
+        """The anchors of `manifest`, verified from its signed `note`."""
+        return cls(
+            origin=manifest.log_origin,
+            vkey=manifest.log_vkey,
+            witnesses=manifest.witnesses,
+            quorum=manifest.witness_quorum,
+            manifest=manifest,
+            manifest_note=note,
+        )
+
+    def record(self) -> str:
+        """The stored form: the manifest's note, or the insecure-mode origin and key."""
+        if self.manifest_note is not None:
+            return json.dumps({"manifest": self.manifest_note})
+        return json.dumps({"insecure_dev": {"origin": self.origin, "vkey": self.vkey}})
+
+    @classmethod
+    def from_record(cls, raw: str) -> LogAnchors:
+        obj = json.loads(raw)
+        if "manifest" in obj:
+            return cls.from_manifest(str(obj["manifest"]))
+        dev = obj["insecure_dev"]
+        return cls(origin=str(dev["origin"]), vkey=str(dev["vkey"]))
+
+
+_ANCHORS = "trust_anchors"
+_CHECKPOINT = "log_checkpoint"
+_DEVICE_TAG = "pinned_device"
+
+
+def anchors_tampered(what: str) -> VerificationError:
+    return VerificationError(
+        f"{what} stored in this home was changed outside accord; nothing it protects can be "
+        "trusted (restore the home from a backup or create it again)",
+        code="anchors_tampered",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +208,22 @@ class LocalStore:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(SCHEMA)
         self._add_shown_column()
+        self._add_device_tag_column()
         self.vault: LocalVault | None = None
+        self._anchors_parsed: tuple[str, LogAnchors] | None = None  # the record, once verified
 
     def _add_shown_column(self) -> None:
         """Stores made before messages had a `shown` flag printed every message they hold."""
         columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(messages)")}
         if "shown" not in columns:
             self._conn.execute("ALTER TABLE messages ADD COLUMN shown INTEGER NOT NULL DEFAULT 1")
+
+    def _add_device_tag_column(self) -> None:
+        """Stores made before pinned devices were tagged: their rows have no tag, and are
+        refused as tampered when read (the account must be set up again)."""
+        columns = {r["name"] for r in self._conn.execute("PRAGMA table_info(devices)")}
+        if "tag" not in columns:
+            self._conn.execute("ALTER TABLE devices ADD COLUMN tag BLOB")
 
     def close(self) -> None:
         self._conn.close()
@@ -278,31 +339,79 @@ class LocalStore:
     def set_auth_token(self, token: AuthToken) -> None:
         self.put_secret(_AUTH_TOKEN, f"{token.token} {token.expires_at_ms}".encode())
 
-    # --- trust anchors ----------------------------------------------------------------------
+    # --- trust anchors (each tagged under the store key) -------------------------------------
+
+    def _set_tagged(self, key: str, value: str) -> None:
+        self.set_meta(key, value)
+        self.set_meta(f"{key}_tag", b64encode(self._vault().tag(key, value.encode("utf-8"))))
+
+    def _tagged(self, key: str) -> str | None:
+        """The meta value `key`, if its tag matches; None if neither is stored."""
+        value, tag = self.get_meta(key), self.get_meta(f"{key}_tag")
+        if value is None and tag is None:
+            return None
+        try:
+            matches = (
+                value is not None
+                and tag is not None
+                and self._vault().tag_matches(
+                    key, value.encode("utf-8"), b64decode(tag, max_bytes=64)
+                )
+            )
+        except InvalidInput:
+            matches = False
+        if not matches:
+            raise anchors_tampered(key.replace("_", " "))
+        return value
 
     def log_anchors(self) -> LogAnchors | None:
-        origin, vkey = self.get_meta("log_origin"), self.get_meta("log_vkey")
-        if origin is None or vkey is None:
+        """The pinned trust anchors (None before they are pinned)."""
+        raw = self._tagged(_ANCHORS)
+        if raw is None:
+            if self.get_meta("log_vkey") is not None:  # a home from before manifests
+                raise InvalidInput(
+                    f"{self.home} pinned its log before deployment manifests: create the "
+                    "account on it again with a manifest",
+                    code="manifest_required",
+                )
             return None
-        witnesses = json.loads(self.get_meta("log_witnesses") or "[]")
-        quorum = int(self.get_meta("log_quorum") or "0")
-        return LogAnchors(origin, vkey, tuple(str(w) for w in witnesses), quorum)
+        if self._anchors_parsed is not None and self._anchors_parsed[0] == raw:
+            return self._anchors_parsed[1]  # the tag matched this very record just now
+        try:
+            anchors = LogAnchors.from_record(raw)
+        except (InvalidInput, VerificationError, ValueError, KeyError, TypeError):
+            raise anchors_tampered("trust anchors") from None
+        self._anchors_parsed = (raw, anchors)
+        return anchors
 
     def set_log_anchors(self, anchors: LogAnchors) -> None:
-        self.set_meta("log_origin", anchors.origin)
-        self.set_meta("log_vkey", anchors.vkey)
-        self.set_meta("log_witnesses", json.dumps(list(anchors.witnesses)))
-        self.set_meta("log_quorum", str(anchors.quorum))
+        self._set_tagged(_ANCHORS, anchors.record())
 
     def log_checkpoint(self) -> Checkpoint | None:
         """The last log checkpoint this device accepted (None before the first)."""
-        raw = self.get_meta("log_checkpoint")
+        raw = self._tagged(_CHECKPOINT)
         if raw is None:
             return None
-        return decode_checkpoint(raw, self.get_meta("log_origin") or "")
+        anchors = self.log_anchors()
+        return decode_checkpoint(raw, anchors.origin if anchors is not None else "")
 
     def set_log_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self.set_meta("log_checkpoint", encode_checkpoint(checkpoint))
+        self._set_tagged(_CHECKPOINT, encode_checkpoint(checkpoint))
+
+    def verify_anchors(self) -> None:
+        """Check the tag of every trust anchor this home keeps (the pinned manifest, the last
+        checkpoint, every pinned device row), so that a change made on disk stops a command
+        before it starts rather than where a caller would take it for a bad server answer."""
+        self.log_anchors()
+        self.log_checkpoint()
+        for row in self._conn.execute("SELECT * FROM devices").fetchall():
+            self._checked(row)
+
+    def forget_log_checkpoint(self) -> None:
+        """Drop the last accepted checkpoint (the pinned log was replaced by another one)."""
+        self._conn.execute(
+            "DELETE FROM meta WHERE key IN (?, ?)", (_CHECKPOINT, f"{_CHECKPOINT}_tag")
+        )
 
     def known_devices(self) -> frozenset[str]:
         """This account's device ids that this device added or has told its user about."""
@@ -367,34 +476,62 @@ class LocalStore:
 
     # --- devices ----------------------------------------------------------------------------
 
+    def _checked(self, row: sqlite3.Row) -> PinnedDevice:
+        """A pinned device row, if its tag matches (see `_device_tagged`)."""
+        dev = _pinned(row)
+        tag = row["tag"]
+        tagged = _device_tagged(dev, bool(row["active"]), int(row["first_seen"]))
+        if tag is None or not self._vault().tag_matches(_DEVICE_TAG, tagged, bytes(tag)):
+            raise anchors_tampered(f"the pinned keys of {dev.account}'s devices")
+        return dev
+
     def pinned_devices(self, account: str) -> list[PinnedDevice]:
         rows = self._conn.execute(
-            "SELECT * FROM devices WHERE account = ? AND active = 1 ORDER BY first_seen, device_id",
-            (account,),
+            "SELECT * FROM devices WHERE account = ? ORDER BY first_seen, device_id", (account,)
         ).fetchall()
-        return [_pinned(r) for r in rows]
+        checked = [self._checked(r) for r in rows]  # every row: a flag flipped on disk too
+        return [dev for dev, row in zip(checked, rows, strict=True) if row["active"]]
 
     def pinned_device(self, account: str, device_id: str) -> PinnedDevice | None:
         row = self._conn.execute(
             "SELECT * FROM devices WHERE account = ? AND device_id = ?", (account, device_id)
         ).fetchone()
-        return None if row is None else _pinned(row)
+        return None if row is None else self._checked(row)
 
     def replace_devices(self, account: str, devices: list[PinnedDevice], now: int) -> None:
         """Pin a verified device list. A device id whose keys changed is refused outright."""
+        rows = self._conn.execute("SELECT * FROM devices WHERE account = ?", (account,)).fetchall()
+        pinned = {r["device_id"]: (self._checked(r), int(r["first_seen"])) for r in rows}
         for dev in devices:
-            old = self.pinned_device(account, dev.device_id)
-            if old is not None and (old.ed25519, old.curve25519) != (dev.ed25519, dev.curve25519):
+            old = pinned.get(dev.device_id)
+            if old is not None and (old[0].ed25519, old[0].curve25519) != (
+                dev.ed25519,
+                dev.curve25519,
+            ):
                 raise VerificationError(
                     f"the keys of device {dev.device_id} of {account} changed", code="key_changed"
                 )
-        self._conn.execute("UPDATE devices SET active = 0 WHERE account = ?", (account,))
-        for dev in devices:
+        listed = {dev.device_id for dev in devices}
+        rewritten = [
+            (old, first_seen, old.device_id in listed) for old, first_seen in pinned.values()
+        ]
+        rewritten += [(dev, now, True) for dev in devices if dev.device_id not in pinned]
+        for dev, first_seen, active in rewritten:
             self._conn.execute(
-                "INSERT INTO devices (account, device_id, ed25519, curve25519, active, first_seen) "
-                "VALUES (?, ?, ?, ?, 1, ?) "
-                "ON CONFLICT (account, device_id) DO UPDATE SET active = 1",
-                (account, dev.device_id, dev.ed25519, dev.curve25519, now),
+                "INSERT INTO devices "
+                "(account, device_id, ed25519, curve25519, active, first_seen, tag) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (account, device_id) DO UPDATE SET active = excluded.active, "
+                "tag = excluded.tag",
+                (
+                    account,
+                    dev.device_id,
+                    dev.ed25519,
+                    dev.curve25519,
+                    int(active),
+                    first_seen,
+                    self._vault().tag(_DEVICE_TAG, _device_tagged(dev, active, first_seen)),
+                ),
             )
 
     # --- Olm sessions -----------------------------------------------------------------------
@@ -523,6 +660,13 @@ class LocalStore:
         self._conn.execute(
             "INSERT OR IGNORE INTO processed (envelope_id) VALUES (?)", (envelope_id,)
         )
+
+
+def _device_tagged(dev: PinnedDevice, active: bool, first_seen: int) -> bytes:
+    """What a pinned device row's tag covers: every column of the row."""
+    return canonical_json(
+        [dev.account, dev.device_id, dev.ed25519, dev.curve25519, int(active), first_seen]
+    )
 
 
 def _pinned(row: sqlite3.Row) -> PinnedDevice:

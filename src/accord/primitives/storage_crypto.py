@@ -1,8 +1,9 @@
 """Encryption at rest for the client's local state.
 
 A passphrase is stretched with Argon2id (RFC 9106) into a 32-byte root key; HKDF-SHA256 derives
-separate keys for vodozemac pickles and for AES-256-GCM sealing of other records. Each sealed
-record binds a caller-chosen label as associated data, so a record cannot be moved to another row.
+separate keys for vodozemac pickles, for AES-256-GCM sealing of other records, and for
+HMAC-SHA256 tags over records kept in the clear but trusted (the trust anchors). Each sealed or
+tagged record binds a caller-chosen label, so a record cannot be moved to another row.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import os
 from dataclasses import dataclass
 
 from argon2.low_level import Type, hash_secret_raw
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -87,6 +89,25 @@ class LocalVault:
         self.pickle_key = _subkey(root_key, b"accord local pickle key v1")
         self._aead = AESGCM(_subkey(root_key, b"accord local record key v1"))
         self.check_value = _subkey(root_key, b"accord local key check v1")
+        self._anchor_key = _subkey(root_key, b"accord local anchor mac key v1")
+
+    def _anchor_hmac(self, label: str, data: bytes) -> crypto_hmac.HMAC:
+        mac = crypto_hmac.HMAC(self._anchor_key, hashes.SHA256())
+        encoded_label = label.encode("utf-8")
+        mac.update(len(encoded_label).to_bytes(4, "big") + encoded_label + data)
+        return mac
+
+    def tag(self, label: str, data: bytes) -> bytes:
+        """HMAC-SHA256 of `data` under the anchor key, bound to `label`."""
+        return self._anchor_hmac(label, data).finalize()
+
+    def tag_matches(self, label: str, data: bytes, tag: bytes) -> bool:
+        """Whether `tag` is `data`'s tag under `label` (compared in constant time)."""
+        try:
+            self._anchor_hmac(label, data).verify(tag)
+        except InvalidSignature:
+            return False
+        return True
 
     def seal(self, label: str, plaintext: bytes) -> bytes:
         nonce = os.urandom(GCM_NONCE_BYTES)

@@ -42,6 +42,8 @@ MAX_CHECKPOINT_AGE_LIMIT_S = 30 * 24 * 3600
 """No deployment may let clients accept checkpoints older than 30 days."""
 
 DEFAULT_MAX_CHECKPOINT_AGE_S = 24 * 3600
+DEFAULT_MAX_DISCLOSURE_DELAY_S = 180 * 24 * 3600
+DEFAULT_MAX_START_SKEW_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,18 @@ class MatchingFloors:
         }
 
 
+INSECURE_DEV_MATCHING_FLOORS = MatchingFloors(
+    min_threshold=2,
+    min_synthetic_rate_ppm=0,
+    min_band_bits=8,
+    max_band_count=128,
+    max_epoch_images=10_000_000,
+    max_table_slots=2**40 - 1,
+)
+"""Without a manifest (insecure development mode) no floor beyond the table format's own
+limits: development tables are small on purpose."""
+
+
 @dataclass(frozen=True, slots=True)
 class LawfulAccessBounds:
     """What a device requires of a warrant beyond its k-of-n approval (docs/lawful-access.md).
@@ -92,6 +106,16 @@ class LawfulAccessBounds:
             "max_disclosure_delay_s": self.max_disclosure_delay_s,
             "max_start_skew_s": self.max_start_skew_s,
         }
+
+
+INSECURE_DEV_LAWFUL_ACCESS_BOUNDS = LawfulAccessBounds(
+    approver_genesis_set="",
+    max_disclosure_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    max_start_skew_s=DEFAULT_MAX_START_SKEW_S,
+)
+"""Without a manifest (insecure development mode): no approver set is named (the device pins
+the first set the server shows, as `approver_genesis_set=""` says), and `manifest create`'s
+default delay and skew."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +161,43 @@ class Manifest:
 
     def witness_verifiers(self) -> tuple[Verifier, ...]:
         return tuple(parse_vkey(v) for v in self.witnesses)
+
+
+def build_manifest(
+    *,
+    deployment: str,
+    log_vkey: str,
+    witnesses: Sequence[str],
+    approver_genesis_set: str,
+    signers: Sequence[str],
+    matching_floors: MatchingFloors,
+    serial: int = 1,
+    witness_quorum: int | None = None,
+    signer_quorum: int = 1,
+    max_checkpoint_age_s: int = DEFAULT_MAX_CHECKPOINT_AGE_S,
+    max_disclosure_delay_s: int = DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    max_start_skew_s: int = DEFAULT_MAX_START_SKEW_S,
+) -> Manifest:
+    """A manifest with the log's origin taken from its key's name, every witness required
+    unless `witness_quorum` says otherwise, and the default bounds (M3 checks all). The floors'
+    defaults are `accord.protocols.private_matching.floors.DEFAULT_MATCHING_FLOORS`."""
+    return Manifest(
+        deployment=deployment,
+        serial=serial,
+        log_origin=parse_vkey(log_vkey).name,
+        log_vkey=log_vkey,
+        witnesses=tuple(witnesses),
+        witness_quorum=len(witnesses) if witness_quorum is None else witness_quorum,
+        max_checkpoint_age_s=max_checkpoint_age_s,
+        lawful_access=LawfulAccessBounds(
+            approver_genesis_set=approver_genesis_set,
+            max_disclosure_delay_s=max_disclosure_delay_s,
+            max_start_skew_s=max_start_skew_s,
+        ),
+        matching_floors=matching_floors,
+        signers=tuple(signers),
+        signer_quorum=signer_quorum,
+    )
 
 
 def _check(m: Manifest) -> None:
@@ -209,7 +270,11 @@ def _strs(obj: dict[str, Any], key: str) -> tuple[str, ...]:
 
 def parse_manifest_text(text: str) -> Manifest:
     """M3: the manifest a note's text encodes; only its canonical encoding is accepted."""
-    if len(text.encode("utf-8")) > MAX_MANIFEST_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: not text a file could hold
+        raise InvalidInput("manifest is not valid UTF-8") from None
+    if size > MAX_MANIFEST_BYTES:
         raise InvalidInput("manifest too large")
     try:
         obj = json.loads(text)

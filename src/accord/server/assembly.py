@@ -88,7 +88,12 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
     )
     metrics = Metrics()
     log = LogService(
-        engine, config.data_dir, config.log_origin, witnesses=config.witnesses, clock=config.clock
+        engine,
+        config.data_dir,
+        config.log_origin,
+        witnesses=config.witnesses,
+        clock=clock,
+        refresh_s=config.checkpoint_refresh_s,
     )
     messaging = MessagingService(
         db,

@@ -11,7 +11,7 @@ from typing import Any
 from accord.clock import Clock, clock_from_env
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
-from accord.server.translog import DEFAULT_LOG_ORIGIN
+from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S, DEFAULT_LOG_ORIGIN
 from accord.storage.db import sqlite_url
 from accord.wire.common import MAX_REQUEST_BYTES
 
@@ -27,6 +27,8 @@ class ServerConfig:
     max_request_bytes: int = MAX_REQUEST_BYTES
     log_origin: str = DEFAULT_LOG_ORIGIN
     witnesses: list[str] = field(default_factory=list)
+    # Seconds after which an unchanged checkpoint is sent to the witnesses again (V5).
+    checkpoint_refresh_s: float = DEFAULT_CHECKPOINT_REFRESH_S
     # Scale-out and overload (docs/deployment.md): Redis for wake-ups and shared rate limits
     # across processes; per-account send rate (0 turns it off); per-device queue limit.
     redis_url: str | None = None

@@ -16,6 +16,7 @@ from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
 from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
 from accord.server.observability import configure_logging
+from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S
 
 log = logging.getLogger("accord.server")
 
@@ -55,6 +56,7 @@ def serve(
     port: int,
     max_attachment_bytes: int | None = None,
     witnesses: list[str] | None = None,
+    checkpoint_refresh_s: float = DEFAULT_CHECKPOINT_REFRESH_S,
     redis_url: str | None = None,
     send_rate_per_s: float = DEFAULT_SEND_RATE_PER_S,
     send_burst: int = DEFAULT_SEND_BURST,
@@ -73,6 +75,7 @@ def serve(
         db_url=db_url,
         max_attachment_bytes=max_attachment_bytes or DEFAULT_MAX_ATTACHMENT_BYTES,
         witnesses=witnesses or [],
+        checkpoint_refresh_s=checkpoint_refresh_s,
         redis_url=redis_url,
         send_rate_per_s=send_rate_per_s,
         send_burst=send_burst,

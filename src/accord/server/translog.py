@@ -74,6 +74,11 @@ WITNESS_TIMEOUT_S = 10.0
 INTEGRATION_WINDOW_S = 0.05
 MAX_REQUESTS_PER_BATCH = 1000
 
+DEFAULT_CHECKPOINT_REFRESH_S = 3600
+"""How old the witnesses' cosignatures of an unchanged tree may grow before the checkpoint is
+sent to them again: well under a manifest's default maximum age of 24 hours (step V5 of
+docs/protocol/transparency.md), so a log that does not grow stays acceptable to clients."""
+
 LOG_KEY_FILE = "log-key"
 DEFAULT_LOG_ORIGIN = "accord.local/log"
 MAX_ENTRIES_PER_REQUEST = 1000
@@ -129,6 +134,7 @@ class LogService:
         *,
         witnesses: Sequence[str] = (),
         clock: Clock = SYSTEM_CLOCK,
+        refresh_s: float = DEFAULT_CHECKPOINT_REFRESH_S,
     ) -> None:
         self.store = TransparencyLogStore(engine)
         self.keys = KeyDirectoryStore(engine)
@@ -136,8 +142,14 @@ class LogService:
         self.signer = load_or_create_signer(data_dir, origin)
         self.origin = origin
         self.witnesses = [w.rstrip("/") for w in witnesses]
+        self.refresh_s = refresh_s
         self._lock = threading.Lock()
         self._signed: tuple[int, bytes, str] | None = None
+        # The log-signed note of the current tree head, each witness's latest cosignatures of
+        # it, and when the witnesses were last asked.
+        self._log_note = ""
+        self._cosignatures: dict[str, list[NoteSignature]] = {}
+        self._asked_at = 0.0
         self._witness_sizes: dict[str, int] = {}
         self._pending_lock = threading.Lock()
         self._pending: list[tuple[list[bytes], Future[int]]] = []
@@ -346,24 +358,31 @@ class LogService:
     def checkpoint(self) -> str:
         """The current tree head as a signed note, with every cosignature the witnesses gave.
 
-        Signed and sent to the witnesses once per tree size; a witness that is down or refuses
-        (a fork, a rollback) simply adds no cosignature, and clients that require a quorum of
-        witnesses then refuse the checkpoint.
+        Signed and sent to the witnesses once per tree size, and sent again when their
+        cosignatures are `refresh_s` old (by the server's clock) so that clients keep finding
+        it fresh (V5) while the log does not grow. A witness that is down or refuses (a fork, a
+        rollback) simply adds no new cosignature, and clients that require a quorum of fresh
+        witness cosignatures then refuse the checkpoint.
         """
         with self._lock:
             size, root = self.store.tree_head()
+            now = self.clock.time()
             if self._signed is not None and self._signed[:2] == (size, root):
-                return self._signed[2]
-            note = sign_note(Checkpoint(self.origin, size, root).to_text(), [self.signer])
-            self.checkpoints_signed += 1
-            cosignatures = []
+                if not self.witnesses or now - self._asked_at < self.refresh_s:
+                    return self._signed[2]
+            else:
+                text = Checkpoint(self.origin, size, root).to_text()
+                self._log_note = sign_note(text, [self.signer])
+                self._cosignatures = {}
+                self.checkpoints_signed += 1
+            self._asked_at = now
             for url in self.witnesses:
                 try:
-                    cosignatures += self._cosign(url, note, size)
+                    self._cosignatures[url] = self._cosign(url, self._log_note, size)
                 except (AccordError, httpx.HTTPError, ValueError) as exc:
                     log.warning("witness %s gave no cosignature (%s)", url, type(exc).__name__)
-            if cosignatures:
-                note = add_signatures(note, cosignatures)
+            cosignatures = [sig for sigs in self._cosignatures.values() for sig in sigs]
+            note = add_signatures(self._log_note, cosignatures) if cosignatures else self._log_note
             self._signed = (size, root, note)
             return note
 

@@ -4,7 +4,9 @@ V1  the checkpoint is signed by the log's key and is for the expected origin;
 V2  a quorum of trusted witnesses cosigned it;
 V3  it is consistent with the last checkpoint this client accepted (never smaller, same root at
     the same size, otherwise a valid RFC 9162 consistency proof);
-V4  an entry is included in it (RFC 9162 inclusion proof).
+V4  an entry is included in it (RFC 9162 inclusion proof);
+V5  it is fresh: at least the quorum of trusted witnesses cosigned it no longer ago than the
+    deployment manifest's maximum checkpoint age, and no further ahead than a small skew.
 
 Only after V1-V3 may the client store the new checkpoint as its last-seen one; only after V4
 may it use the entry.
@@ -22,8 +24,13 @@ from accord.protocols.translog.note import (
     Checkpoint,
     VerifiedCheckpoint,
     Verifier,
+    split_cosignature,
     verify_checkpoint,
 )
+
+MAX_COSIGNATURE_FUTURE_SKEW_S = 300
+"""V5: a cosignature dated up to 5 minutes ahead of the device's clock is accepted (clocks
+drift); one further ahead counts for nothing."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,25 @@ def verify_checkpoint_note(note: bytes | str, policy: LogTrustPolicy) -> Verifie
         witness_verifiers=policy.witness_verifiers,
         witness_quorum=policy.witness_quorum,
     )
+
+
+def verify_checkpoint_fresh(
+    verified: VerifiedCheckpoint, *, quorum: int, now_s: int, max_age_s: int
+) -> None:
+    """V5: at least `quorum` of the verified witness cosignatures are dated within
+    [now_s - max_age_s, now_s + MAX_COSIGNATURE_FUTURE_SKEW_S]. Raises `VerificationError`
+    (`stale_checkpoint`)."""
+    fresh = 0
+    for sig in verified.witness_signatures:
+        timestamp, _ = split_cosignature(sig.signature)
+        if now_s - max_age_s <= timestamp <= now_s + MAX_COSIGNATURE_FUTURE_SKEW_S:
+            fresh += 1
+    if fresh < quorum:
+        raise VerificationError(
+            f"the log checkpoint has {fresh} witness cosignatures from the last {max_age_s} s "
+            f"and needs {quorum}: the server may be showing an old view",
+            code="stale_checkpoint",
+        )
 
 
 def verify_checkpoint_extends(
