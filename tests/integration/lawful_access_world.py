@@ -36,6 +36,9 @@ from accord.wire.access import WarrantSubmitted
 from accord_testing import TEST_KDF_COST, TestClock
 
 PASS = "test passphrase"
+GENESIS: dict[str, str] = {}
+"""Per server URL, the genesis approver set its authorities published: what the deployment
+configures its clients with (`ACCORD_APPROVER_SET`), never learnt from the server."""
 ROLES = {
     "judge": ApproverRole.ISSUING_AUTHORITY,
     "commissioner": ApproverRole.JUDICIAL_COMMISSIONER,
@@ -93,6 +96,8 @@ class Authorities:
         signed = au.sign_approver_set_with(signed, self.signers(*signed_by))
         au.publish_approver_set(server.url, server.admin_token(), signed)
         self.approver_set = signed
+        if replaces is None:
+            GENESIS.setdefault(server.url, signed.approver_set.set_hash.hex())
         return signed
 
     def register(
@@ -153,8 +158,9 @@ class Authorities:
 
 
 def account(root: Path, server: ServerProcess, name: str, **kw: Any) -> AccordClient:
-    """A device on the server's clock."""
+    """A device on the server's clock, configured with the deployment's genesis approver set."""
     kw.setdefault("clock", server.clock)  # type: ignore[attr-defined]
+    kw.setdefault("approver_set", GENESIS.get(server.url))
     return AccordClient.create_account(
         root / name, server.url, name, PASS, **kw, kdf_cost=TEST_KDF_COST
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from accord.client.authority import read_approver_set
 from accord.client.client import AccordClient
 from accord.protocols.access.records import SealedRecord
 from accord.storage.db import make_engine, sqlite_url
@@ -52,6 +53,9 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
 
         alice = cli("alice")
         alice.env.update(clock.env)
+        # The deployment configures its clients with the genesis approver set.
+        genesis = read_approver_set(Path(aset)).approver_set.set_hash.hex()
+        alice.env["ACCORD_APPROVER_SET"] = genesis
         alice.run("account", "create", "alice", "--server", url)
         bob = AccordClient.create_account(
             tmp_path / "bob", url, "bob", PASS, kdf_cost=TEST_KDF_COST, clock=clock

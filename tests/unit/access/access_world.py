@@ -29,6 +29,8 @@ NOW = 1_750_000_000
 DAY = 86400
 ORIGIN = "log.example/accord"
 TARGET = "alice"
+WITNESSED_AT = NOW - 3600
+"""When the witnesses cosign: the default window starts then (W11)."""
 
 # Key generation is the slow part: do it once per test session.
 SIGNERS = {
@@ -78,7 +80,7 @@ class Log:
         body = cp.to_text()
         signed = tn.sign_note(body, [LOG_SIGNER])
         return tn.add_signatures(
-            signed, [w.sign(body, timestamp=NOW) for w in WITNESSES[:witnesses]]
+            signed, [w.sign(body, timestamp=WITNESSED_AT) for w in WITNESSES[:witnesses]]
         ), cp
 
     def proof(self, index: int, size: int | None = None) -> tuple[bytes, ...]:
@@ -112,8 +114,9 @@ class World:
 
     def approve(self, warrant: Warrant | SignedWarrant, *ids: str) -> SignedWarrant:
         signed = warrant if isinstance(warrant, SignedWarrant) else SignedWarrant(warrant)
+        at = min(NOW - 7200, signed.warrant.start_time)  # approvals precede the window (W11)
         for i in ids:
-            signed = approve_warrant(signed, SIGNERS[i], self.approver_set, now=NOW - 7200)
+            signed = approve_warrant(signed, SIGNERS[i], self.approver_set, now=at)
         return signed
 
     def commit(
@@ -146,6 +149,8 @@ class World:
             agency_key_index=self.agency_index,
             agency_key_proof=self.log.proof(self.agency_index),
             checkpoint_note=note,
+            commitment_checkpoint_note=note,
+            commitment_checkpoint_proof=self.log.proof(index),
         )
 
 

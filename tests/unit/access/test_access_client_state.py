@@ -19,7 +19,7 @@ def _state(world: World) -> AccessState:
         approver_set=world.approver_set,
         configured_set=world.approver_set.set_hash.hex(),
         seen=[warrant.warrant_id.hex()],
-        active=[ActiveWarrant(warrant, sealer.next_seq)],
+        active=[ActiveWarrant(warrant, copy_from_ms=NOW * 1000, next_seq=sealer.next_seq)],
         outbox=[record],
         disclosures_from=9,
     )

@@ -39,6 +39,8 @@ from accord.protocols.access.log_entries import (
 )
 from accord.protocols.access.timeparse import parse_duration
 from accord.protocols.access.warrant import (
+    DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    DEFAULT_MAX_START_SKEW_S,
     WARRANT_MAX_DURATION_S,
     Scope,
     SignedWarrant,
@@ -61,13 +63,19 @@ from accord.wire.access import (
 )
 
 WARRANT_MAX_DURATION_ENV = "ACCORD_WARRANT_MAX_DURATION"
+START_SKEW_ENV = "ACCORD_WARRANT_MAX_START_SKEW"
+DISCLOSURE_DELAY_ENV = "ACCORD_WARRANT_MAX_DISCLOSURE_DELAY"
 _ZERO_REF = bytes(32)
+
+
+def _duration_from_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw is None else parse_duration(raw)
 
 
 def warrant_max_duration_from_env() -> int:
     """The longest window this provider accepts: ACCORD_WARRANT_MAX_DURATION, else 30 days."""
-    raw = os.environ.get(WARRANT_MAX_DURATION_ENV)
-    return WARRANT_MAX_DURATION_S if raw is None else parse_duration(raw)
+    return _duration_from_env(WARRANT_MAX_DURATION_ENV, WARRANT_MAX_DURATION_S)
 
 
 def refused(exc: AccordError) -> AuthorizationError:
@@ -91,6 +99,11 @@ class Authorities:
         self.ledger = ledger
         self.metadata = metadata
         self.max_duration_s = max_duration_s
+        # The provider's own bounds (W11, W12). Devices apply theirs whatever these say.
+        self.max_start_skew_s = _duration_from_env(START_SKEW_ENV, DEFAULT_MAX_START_SKEW_S)
+        self.max_disclosure_delay_s = _duration_from_env(
+            DISCLOSURE_DELAY_ENV, DEFAULT_MAX_DISCLOSURE_DELAY_S
+        )
         self.clock = clock
 
     def current_approver_set(self) -> ApproverSet | None:
@@ -169,6 +182,8 @@ class Authorities:
                 agency_key=key,
                 now=now,
                 max_duration_s=self.max_duration_s,
+                max_start_skew_s=self.max_start_skew_s,
+                max_disclosure_delay_s=self.max_disclosure_delay_s,
             )
         except (VerificationError, ProtocolError) as exc:
             raise refused(exc) from None
@@ -186,10 +201,14 @@ class Authorities:
 
         def _rows(conn: Connection, index: int | None) -> None:
             if index is not None:
+                # The append returned once a checkpoint containing the entry went to the
+                # witnesses: that checkpoint dates the commitment for the devices (W11).
                 conn.execute(
                     update(access_warrants)
                     .where(access_warrants.c.commitment == commitment)
-                    .values(commitment_index=index)
+                    .values(
+                        commitment_index=index, commitment_checkpoint=self.ledger.log.checkpoint()
+                    )
                 )
                 return
             row = conn.execute(
