@@ -581,7 +581,12 @@ class AccessClient:
         for warrant in active:
             if at_ms < warrant.copy_from_ms:
                 continue  # before this device verified the warrant: never copied
-            sealer = RecordSealer(warrant.verified, device_id=device_id, next_seq=warrant.next_seq)
+            sealer = RecordSealer(
+                warrant.verified,
+                device_id=device_id,
+                sign=self._ctx.identity.sign,
+                next_seq=warrant.next_seq,
+            )
             try:
                 record = sealer.seal(message, now=now)
             except (AuthorizationError, InvalidInput):

@@ -30,8 +30,10 @@ from typing import Any
 import httpx
 
 from accord.client.api import ServerApi
+from accord.client.log_scan import LogPosition, read_new_entries
 from accord.clock import Clock, clock_from_env, now_s
 from accord.errors import (
+    AccordError,
     AuthorizationError,
     DecryptionError,
     InvalidInput,
@@ -76,6 +78,9 @@ from accord.protocols.access.warrant import (
     check_warrant_duration,
     normalise_scope,
 )
+from accord.protocols.translog.entries import DeviceRegistration, parse_entry
+from accord.protocols.translog.note import parse_vkey
+from accord.protocols.translog.verify import LogTrustPolicy, verify_checkpoint_note
 from accord.wire.access import (
     AccessEntries,
     AgencyChallenge,
@@ -591,6 +596,27 @@ def fetch_records(
         api.close()
 
 
+def logged_device_keys(api: ServerApi, account: str) -> dict[str, str]:
+    """The Ed25519 identity key of every device the transparency log has registered for
+    ``account``, read from the whole log and checked against its signed checkpoint (the log's
+    key as the server names it, as `accord log audit` takes it). Records are verified against
+    these keys, never against keys the server hands over beside them."""
+    info = api.request("GET", "/v1/log/info", auth=False)
+    policy = LogTrustPolicy(origin=info["origin"], log_verifiers=(parse_vkey(info["vkey"]),))
+    note = api.request_raw("GET", "/v1/log/checkpoint").text
+    checkpoint = verify_checkpoint_note(note, policy).checkpoint
+    entries, _ = read_new_entries(api, LogPosition(), checkpoint)
+    keys: dict[str, str] = {}
+    for _, data in entries:
+        try:
+            entry = parse_entry(data)
+        except (AccordError, ValueError):
+            continue
+        if isinstance(entry, DeviceRegistration) and entry.account == account:
+            keys.setdefault(entry.device_id, entry.ed25519)
+    return keys
+
+
 def _fetch(
     api: ServerApi, key: AgencyPrivateKey, warrant_id: bytes, with_metadata: bool
 ) -> FetchResult:
@@ -607,7 +633,8 @@ def _fetch(
         raise AuthorizationError(
             "this warrant is delivered to another agency key", code="agency_key_mismatch"
         )
-    opener = RecordOpener(signed.warrant, agency_key, key.private_key)
+    device_keys = logged_device_keys(api, signed.warrant.target_identifier)
+    opener = RecordOpener(signed.warrant, agency_key, key.private_key, device_keys=device_keys)
     result = FetchResult(warrant=signed.warrant)
     after = 0
     while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from accord.primitives.hpke import HpkePrivateKey, generate_hpke_key_pair
+from accord.primitives.olm import DeviceAccount
 from accord.protocols.access.agency import AgencyKey, SignedAgencyKey, sign_agency_key
 from accord.protocols.access.approvers import (
     ApproverRole,
@@ -13,6 +14,7 @@ from accord.protocols.access.approvers import (
 )
 from accord.protocols.access.device import WarrantDelivery
 from accord.protocols.access.log_entries import AgencyKeyEntry, WarrantCommitmentEntry
+from accord.protocols.access.records import RecordSigner
 from accord.protocols.access.warrant import (
     SignedWarrant,
     Warrant,
@@ -54,6 +56,13 @@ POLICY = LogTrustPolicy(
     witness_quorum=2,
 )
 AGENCY_PRIVATE = generate_hpke_key_pair()
+DEVICES = {d: DeviceAccount() for d in ("dev1", "dev2", "d", "DEVICE1", "phone", "laptop")}
+"""The target's devices: their Ed25519 keys are what the log would hold (records are signed)."""
+DEVICE_KEYS = {d: a.ed25519 for d, a in DEVICES.items()}
+
+
+def sign_as(device_id: str) -> RecordSigner:
+    return DEVICES[device_id].sign
 
 
 def make_set(

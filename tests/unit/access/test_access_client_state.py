@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from access_world import NOW, World
+from access_world import NOW, World, sign_as
 from test_access_records import message, verified
 
 from accord.client.access import AccessState, ActiveWarrant
@@ -13,7 +13,7 @@ from accord.protocols.access.records import RecordSealer
 
 def _state(world: World) -> AccessState:
     warrant = verified(world)
-    sealer = RecordSealer(warrant, device_id="DEVICE1", next_seq=4)
+    sealer = RecordSealer(warrant, device_id="DEVICE1", sign=sign_as("DEVICE1"), next_seq=4)
     record = sealer.seal(message(1), now=NOW)
     return AccessState(
         approver_set=world.approver_set,
