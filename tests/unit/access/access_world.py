@@ -11,9 +11,14 @@ from accord.protocols.access.approvers import (
     ApproverRole,
     ApproverSet,
     ApproverSigner,
+    sign_approver_set,
 )
 from accord.protocols.access.device import WarrantDelivery
-from accord.protocols.access.log_entries import AgencyKeyEntry, WarrantCommitmentEntry
+from accord.protocols.access.log_entries import (
+    AgencyKeyEntry,
+    ApproverSetEntry,
+    WarrantCommitmentEntry,
+)
 from accord.protocols.access.records import RecordSigner
 from accord.protocols.access.warrant import (
     SignedWarrant,
@@ -174,6 +179,9 @@ def make_world(approver_set: ApproverSet | None = None) -> World:
     )
     signed_key = sign_agency_key(sign_agency_key(key, SIGNERS["judge"]), SIGNERS["oversight"])
     log = Log()
+    first = [i for i in ("commissioner", "judge", "oversight") if aset.member(i)][:2]
+    signed_set = sign_approver_set(sign_approver_set(aset, SIGNERS[first[0]]), SIGNERS[first[1]])
+    log.append(ApproverSetEntry(signed_set).to_bytes())  # the genesis set, as the log holds it
     log.append(b"device key registration 0")
     index = log.append(AgencyKeyEntry(signed_key).to_bytes())
     log.append(b"device key registration 1")
