@@ -284,6 +284,29 @@ def report_json(report: AuditReport) -> dict[str, object]:
         "overdue_disclosures": [c.hex() for c in report.overdue_disclosures],
         "approvals_by_approver": report.approvals_by_approver,
         "invalid_entries": [list(i) for i in report.invalid_entries],
+        "second_genesis": list(report.second_genesis),
+        "approver_sets": [
+            {
+                "log_index": a.log_index,
+                "version": a.version,
+                "hash": a.set_hash,
+                "threshold": a.threshold,
+                "members": [{"id": i, "name": n, "role": r.value} for i, n, r in a.members],
+                "status": a.status,
+            }
+            for a in report.approver_sets
+        ],
+        "agencies": [
+            {
+                "log_index": g.log_index,
+                "agency": g.agency_id,
+                "name": g.name,
+                "key_id": g.key_id,
+                "approver_set": g.approver_set,
+                "valid": g.valid,
+            }
+            for g in report.agencies
+        ],
         "warrants": [
             {
                 "commitment": w.commitment.hex(),
@@ -293,6 +316,10 @@ def report_json(report: AuditReport) -> dict[str, object]:
                 "end": format_time(w.end_time),
                 "duration_s": w.duration_s,
                 "disclosure": format_time(w.disclosure_time),
+                "disclosure_due": format_time(w.disclosure_due),
+                "extensions": w.extensions,
+                "approver_set": w.approver_set,
+                "approver_set_version": w.approver_set_version,
                 "scope": [s.value for s in w.scope],
                 "approvers": list(w.approver_ids),
                 "records": w.record_count,
@@ -305,23 +332,46 @@ def report_json(report: AuditReport) -> dict[str, object]:
 
 
 def report_lines(report: AuditReport) -> list[str]:
-    lines = [
+    lines = []
+    for a in report.approver_sets:
+        members = ", ".join(f"{i} ({n}, {r.value.replace('_', ' ')})" for i, n, r in a.members)
+        status = a.status if a.in_chain else a.status.upper()
+        lines.append(
+            f"approver set v{a.version} {a.set_hash[:16]} at log index {a.log_index}: "
+            f"{a.threshold} of {members}; {status}"
+        )
+    for index in report.second_genesis:
+        lines.append(f"  SECOND GENESIS approver set at log index {index}: not the deployment's")
+    for g in report.agencies:
+        lines.append(
+            f"agency {g.agency_id} ({g.name}) key {g.key_id[:16]} under set "
+            f"{g.approver_set[:16]}: {'registered' if g.valid else 'INVALID'}"
+        )
+    lines.append(
         f"warrants: {report.active} active, {report.upcoming} upcoming, {report.past} past; "
         f"{report.total_records} intercepted records"
-    ]
+    )
     for w in report.warrants:
+        due = format_time(w.disclosure_due)
+        extended = f" (extended {w.extensions}x)" if w.extensions else ""
         disclosure = (
             "disclosed"
             if w.disclosed
-            else "DISCLOSURE OVERDUE"
+            else f"DISCLOSURE OVERDUE since {due}{extended}"
             if w.disclosure_overdue
-            else f"disclosure due {format_time(w.disclosure_time)}"
+            else f"disclosure due {due}{extended}"
+        )
+        approver_set = (
+            f"set v{w.approver_set_version} {w.approver_set[:16]}"
+            if w.approver_set_version is not None
+            else f"set {w.approver_set[:16]} NOT IN THE CHAIN"
         )
         lines.append(
             f"  {w.commitment.hex()[:16]} {w.status}: {format_time(w.start_time)} to "
             f"{format_time(w.end_time)} ({format_duration(w.duration_s)}), "
             f"scope {','.join(s.value for s in w.scope)}, approved by "
-            f"{', '.join(w.approver_ids)}; {w.record_count} records; {disclosure}"
+            f"{', '.join(w.approver_ids)} under {approver_set}; {w.record_count} records; "
+            f"{disclosure}"
         )
     if report.approvals_by_approver:
         lines.append(

@@ -43,7 +43,7 @@ def log_audit(ctx: click.Context, server: str, as_json: bool) -> None:
         click.echo(f"  {kind}: {count}")
     if result.invalid:
         click.echo(f"  entries failing their checks: {result.invalid}")
-    if result.access is not None and result.access.warrants:
+    if result.access is not None and (result.access.warrants or result.access.approver_sets):
         click.echo("lawful access (recomputed from the log):")
         for line in report_lines(result.access):
             click.echo(f"  {line}")

@@ -13,8 +13,10 @@ it:
    account; a warrant that passes is active until its window ends, and copies only what
    happens from the later of its start and the moment this device verified it (nothing
    earlier, not even in the same second);
-4. scans every log entry since its last sync for disclosures (`DisclosureScan`), instead of
-   trusting the server's choice, and turns those naming this account into notices.
+4. scans every log entry since its last sync for disclosures (`client.disclosures`), instead
+   of trusting the server's choice, and turns those naming this account into notices; a
+   warrant it accepted whose disclosure date passes unpublished (and not extended by k
+   approvers in the log) is shown to the user by the device itself.
 
 While a warrant is active, every message this device sends or receives is sealed to the
 agency (`RecordSealer`) in the same local transaction that stores the message, queued, and
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from accord.client.context import ClientContext
+from accord.client.disclosures import DisclosureWatch, scan_for_disclosures
 from accord.client.log_trust import LogTrust, ProofEncoding, decode_proof
 from accord.client.received import ReceivedMessage
 from accord.client.store import decode_checkpoint, encode_checkpoint
@@ -57,7 +60,7 @@ from accord.protocols.access.approvers import (
     pin_approver_set,
     verify_approver_set_update,
 )
-from accord.protocols.access.audit import DisclosureNotice, disclosure_notice
+from accord.protocols.access.audit import DisclosureNotice
 from accord.protocols.access.device import (
     VerifiedWarrant,
     WarrantDelivery,
@@ -65,8 +68,6 @@ from accord.protocols.access.device import (
 )
 from accord.protocols.access.log_entries import (
     ApproverSetEntry,
-    WarrantCommitmentEntry,
-    WarrantDisclosureEntry,
     parse_access_entry,
 )
 from accord.protocols.access.records import (
@@ -133,6 +134,15 @@ def lawful_access_bounds(ctx: ClientContext | None = None) -> LawfulAccessBounds
     )
 
 
+def configured_bounds() -> LawfulAccessBounds | None:
+    """The bounds an auditor holds the log to: `lawful_access_bounds` without a device, or None
+    where no genesis set is configured (the audit then follows the log's first version 1)."""
+    try:
+        return lawful_access_bounds(None)
+    except ConfigurationError:
+        return None
+
+
 def _set_hash_hex(value: str) -> str:
     try:
         raw = bytes.fromhex(value)
@@ -168,8 +178,14 @@ def describe_notice(notice: DisclosureNotice) -> str:
         f"{who} ({role.value.replace('_', ' ')}, {format_time(at)})"
         for who, role, at in notice.approvals
     )
+    overdue = (
+        f" (overdue: the provider had not published it by {format_time(notice.disclosure_time)};"
+        " shown by this device from the warrant it verified)"
+        if notice.overdue
+        else ""
+    )
     return (
-        "lawful-access disclosure: a warrant covered this account from "
+        f"lawful-access disclosure{overdue}: a warrant covered this account from "
         f"{format_time(notice.start_time)} to {format_time(notice.end_time)} "
         f"({format_duration(notice.end_time - notice.start_time)}); scope: "
         f"{', '.join(s.value for s in notice.scope)}; approved by {approvers}; "
@@ -238,6 +254,7 @@ class AccessState:
     active: list[ActiveWarrant] = field(default_factory=list)
     outbox: list[SealedRecord] = field(default_factory=list)  # records not uploaded yet
     disclosures_from: int = 0  # the log index from which to ask for disclosures
+    watch: DisclosureWatch = field(default_factory=DisclosureWatch)  # the log scan
 
     @property
     def busy(self) -> bool:
@@ -258,6 +275,7 @@ class AccessState:
                 "active": [a.to_obj() for a in self.active],
                 "outbox": [r.to_obj() for r in self.outbox],
                 "disclosures_from": self.disclosures_from,
+                "watch": self.watch.to_obj(),
             }
         ).encode("utf-8")
 
@@ -272,6 +290,7 @@ class AccessState:
             active=[ActiveWarrant.from_obj(a) for a in obj["active"]],
             outbox=[SealedRecord.from_bytes(canonical_json(r)) for r in obj["outbox"]],
             disclosures_from=int(obj["disclosures_from"]),
+            watch=DisclosureWatch.from_obj(obj.get("watch")),
         )
 
 
@@ -440,8 +459,7 @@ class AccessClient:
             self._refuse(result, "approver set", exc)
         for obj in answer.deliveries:
             self._take_delivery(state, obj, last, now, result)
-        for item in answer.disclosures:
-            self._take_disclosure(state, item.disclosure, item.commitment, checkpoint, result)
+        self._scan_log(state, checkpoint, now, result)  # not the server's list of disclosures
         state.drop_ended(now)
         with ctx.store.transaction():
             ctx.log_trust.advance(checkpoint, last=last)
@@ -507,34 +525,41 @@ class AccessClient:
         # Prospective only: nothing from before the later of the start and this moment, not
         # even a message of the same second (times are compared in milliseconds).
         copy_from_ms = max(verified.signed_warrant.warrant.start_time * 1000, now_ms(ctx.clock))
+        state.watch.hold(verified)  # its user is told at its disclosure date, in any case
         state.seen.append(wid)
         state.active.append(ActiveWarrant(verified, copy_from_ms))
         result.accepted.append(wid)
 
-    def _take_disclosure(
-        self,
-        state: AccessState,
-        disclosure: ProvenEntry,
-        commitment: ProvenEntry,
-        checkpoint: Checkpoint,
-        result: SyncResult,
+    def _scan_log(
+        self, state: AccessState, checkpoint: Checkpoint, now: int, result: SyncResult
     ) -> None:
-        state.disclosures_from = max(state.disclosures_from, disclosure.index + 1)
+        """Disclosures from the log itself (`scan_for_disclosures`); a log whose entries do not
+        match the checkpoint is a refusal, and the scan is tried again on the next sync."""
         try:
-            opened = parse_access_entry(_proven_entry(disclosure, checkpoint))
-            committed = parse_access_entry(_proven_entry(commitment, checkpoint))
-            if not isinstance(opened, WarrantDisclosureEntry) or not isinstance(
-                committed, WarrantCommitmentEntry
-            ):
-                raise ProtocolError("not a disclosure and its commitment")
-            if commitment.index >= disclosure.index:
-                raise ProtocolError("disclosure logged before its commitment")
-            notice = disclosure_notice(opened, committed, account=self._ctx.identity.account_name)
-        except AccordError as exc:
-            self._refuse(result, f"disclosure at {disclosure.index}", exc)
+            bounds = lawful_access_bounds(self._ctx)
+        except ConfigurationError:
+            bounds = None
+        watch = DisclosureWatch.from_obj(state.watch.to_obj())  # changed only on success
+        try:
+            scanned = scan_for_disclosures(
+                self._ctx.api,
+                watch,
+                checkpoint,
+                account=self._ctx.identity.account_name,
+                approver_set=state.approver_set,
+                now=now,
+                max_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S
+                if bounds is None
+                else bounds.max_disclosure_delay_s,
+            )
+        except (VerificationError, ProtocolError, InvalidInput) as exc:
+            self._refuse(result, "log scan", exc)
             return
-        if notice is not None:
-            result.disclosures.append(notice)
+        state.watch = watch
+        state.disclosures_from = watch.position.size
+        result.disclosures += scanned.notices
+        for what, why in scanned.refused:
+            self._refuse(result, what, why)
 
     # --- interception -------------------------------------------------------------------------
 

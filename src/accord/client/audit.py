@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from accord.client.access import configured_bounds
 from accord.client.api import ServerApi
 from accord.client.log_trust import fetch_consistency_proof
 from accord.clock import Clock, clock_from_env, now_s
@@ -157,6 +158,8 @@ def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditR
         invalid=invalid,
         previous_size=previous.size if previous is not None else None,
         access=audit_access_entries(
-            [(i, e) for i, e in access_entries if i < checkpoint.size], now=now_s(clock)
+            [(i, e) for i, e in access_entries if i < checkpoint.size],
+            now=now_s(clock),
+            bounds=configured_bounds(),
         ),
     )

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from accord.client.access import configured_bounds
 from accord.client.api import ServerApi
 from accord.client.log_scan import LogPosition, read_new_entries
 from accord.clock import Clock, clock_from_env, now_s
@@ -527,7 +528,9 @@ def public_report(
             start = page.entries[-1].index + 1
     finally:
         api.close()
-    return audit_access_entries(indexed, now=now_s(clock or clock_from_env()))
+    return audit_access_entries(
+        indexed, now=now_s(clock or clock_from_env()), bounds=configured_bounds()
+    )
 
 
 # --- the agency fetches -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ def test_the_state_round_trips_in_its_stored_layout(world: World) -> None:
         "active",
         "outbox",
         "disclosures_from",
+        "watch",
     }
     assert stored["active"][0]["next_seq"] == 5 and stored["outbox"][0]["seq"] == 4
     assert AccessState.from_json(AccessState().to_json()) == AccessState()

@@ -20,6 +20,7 @@ from accord.protocols.access.log_entries import (
     parse_access_entry,
 )
 from accord.protocols.access.warrant import DEFAULT_MAX_DISCLOSURE_DELAY_S, WarrantCommitment
+from accord.protocols.manifest import LawfulAccessBounds
 
 
 def _extension(
@@ -108,7 +109,8 @@ def test_second_genesis_set_is_flagged_and_warrants_show_their_set(world: World)
     assert (w.approver_set, w.approver_set_version) == (world.approver_set.set_hash.hex(), 1)
     assert [a.valid for a in report.agencies] == [True]
     # An auditor configured with the rogue set as genesis flags the real one instead.
-    configured = audit_access_log(world.log.entries, now=NOW, genesis=own.set_hash.hex())
+    bounds = LawfulAccessBounds(own.set_hash.hex(), DEFAULT_MAX_DISCLOSURE_DELAY_S, 300)
+    configured = audit_access_log(world.log.entries, now=NOW, bounds=bounds)
     assert configured.approver_sets[0].status == "not configured"
     assert any("not in the chain" in why for _, why in configured.invalid_entries)
 

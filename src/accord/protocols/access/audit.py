@@ -47,10 +47,12 @@ from accord.protocols.access.log_entries import (
 from accord.protocols.access.warrant import (
     DEFAULT_MAX_DISCLOSURE_DELAY_S,
     Scope,
+    SignedWarrant,
     WarrantCommitment,
     check_disclosure_delay,
     verify_warrant_opening,
 )
+from accord.protocols.manifest import LawfulAccessBounds
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class DisclosureNotice:
     scope: tuple[Scope, ...]
     approvals: tuple[tuple[str, ApproverRole, int], ...]
     disclosure_time: int
+    overdue: bool = False
+    """Shown by the target's own device from the warrant it verified: the disclosure date
+    passed and the provider had not published the opening."""
 
 
 def verify_disclosure(
@@ -100,6 +105,12 @@ def disclosure_notice(
     w = disclosure.signed_warrant.warrant
     if not hmac.compare_digest(w.target_identifier.encode(), account.encode()):
         return None
+    return warrant_notice(disclosure.signed_warrant)
+
+
+def warrant_notice(signed: SignedWarrant) -> DisclosureNotice:
+    """What the target is told of a warrant (already verified by the caller)."""
+    w = signed.warrant
     return DisclosureNotice(
         authorisation_reference=w.authorisation_reference,
         legal_type=w.legal_type,
@@ -107,9 +118,7 @@ def disclosure_notice(
         start_time=w.start_time,
         end_time=w.end_time,
         scope=w.scope,
-        approvals=tuple(
-            (a.approver_id, a.role, a.approved_at) for a in disclosure.signed_warrant.approvals
-        ),
+        approvals=tuple((a.approver_id, a.role, a.approved_at) for a in signed.approvals),
         disclosure_time=w.disclosure_time,
     )
 
@@ -264,31 +273,26 @@ class _SetChain:
 
 
 def audit_access_log(
-    entries: Iterable[bytes],
-    *,
-    now: int,
-    genesis: str | None = None,
-    max_disclosure_delay_s: int = DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    entries: Iterable[bytes], *, now: int, bounds: LawfulAccessBounds | None = None
 ) -> AuditReport:
     """Recompute the lawful-access transparency report from the log's entries, in log order."""
-    return audit_access_entries(
-        enumerate(entries),
-        now=now,
-        genesis=genesis,
-        max_disclosure_delay_s=max_disclosure_delay_s,
-    )
+    return audit_access_entries(enumerate(entries), now=now, bounds=bounds)
 
 
 def audit_access_entries(
     indexed: Iterable[tuple[int, bytes]],
     *,
     now: int,
-    genesis: str | None = None,
-    max_disclosure_delay_s: int = DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    bounds: LawfulAccessBounds | None = None,
 ) -> AuditReport:
     """`audit_access_log` over (log index, entry) pairs in increasing index order, for callers
-    that keep only the lawful-access entries of a long log. ``genesis`` is the configured
-    genesis approver set (hex), if the auditor has one."""
+    that keep only the lawful-access entries of a long log. ``bounds`` are the deployment's
+    (the genesis approver set and the disclosure delay cap); without them the chain starts at
+    the first version 1 in the log and the default cap applies."""
+    genesis = None if bounds is None else bounds.approver_genesis_set
+    max_disclosure_delay_s = (
+        DEFAULT_MAX_DISCLOSURE_DELAY_S if bounds is None else bounds.max_disclosure_delay_s
+    )
     commitments: dict[bytes, tuple[int, WarrantCommitmentEntry]] = {}
     disclosed: set[bytes] = set()
     counts: dict[bytes, RecordCountEntry] = {}

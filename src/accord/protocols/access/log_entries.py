@@ -220,6 +220,27 @@ class DisclosureExtensionEntry:
         if not self.signatures or len(self.signatures) > MAX_APPROVERS:
             raise InvalidInput("signatures out of range")
 
+    @classmethod
+    def from_obj(cls, obj: object) -> DisclosureExtensionEntry:
+        """Read an extension as it travels (its fields without the type tag), strictly."""
+        o = c.require_keys(
+            obj,
+            {"commitment", "disclosure_time", "extended_at", "approver_set", "signatures"},
+            what="disclosure extension",
+        )
+        entry = _parse_fields(TAG_DISCLOSURE_EXTENSION, o)
+        assert isinstance(entry, DisclosureExtensionEntry)
+        return entry
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "commitment": self.commitment.hex(),
+            "disclosure_time": self.disclosure_time,
+            "extended_at": self.extended_at,
+            "approver_set": self.approver_set.hex(),
+            "signatures": [sig.to_obj() for sig in self.signatures],
+        }
+
     @property
     def message(self) -> bytes:
         return extension_message(
@@ -227,16 +248,7 @@ class DisclosureExtensionEntry:
         )
 
     def to_bytes(self) -> bytes:
-        return _encode(
-            self.TYPE,
-            {
-                "commitment": self.commitment.hex(),
-                "disclosure_time": self.disclosure_time,
-                "extended_at": self.extended_at,
-                "approver_set": self.approver_set.hex(),
-                "signatures": [sig.to_obj() for sig in self.signatures],
-            },
-        )
+        return _encode(self.TYPE, self.to_obj())
 
 
 AccessLogEntry = (

@@ -9,6 +9,7 @@ Every refusal is a 403 with the stable code of the check that failed (`threshold
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 
@@ -31,10 +32,12 @@ from accord.protocols.access.approvers import (
     verify_approver_set_update,
     verify_genesis_approver_set,
 )
+from accord.protocols.access.audit import verify_disclosure_extension
 from accord.protocols.access.device import verify_warrant_submission
 from accord.protocols.access.log_entries import (
     AgencyKeyEntry,
     ApproverSetEntry,
+    DisclosureExtensionEntry,
     WarrantCommitmentEntry,
 )
 from accord.protocols.access.timeparse import parse_duration
@@ -50,6 +53,7 @@ from accord.server.access.ledger import (
     KIND_AGENCY_KEY,
     KIND_APPROVER_SET,
     KIND_COMMITMENT,
+    KIND_EXTENSION,
     AccessLedger,
 )
 from accord.server.access.metadata import DeliveryMetadata
@@ -59,6 +63,7 @@ from accord.wire.access import (
     AgencyKeyRegistered,
     ApproverSetPublished,
     ApproverSets,
+    DisclosureExtended,
     WarrantSubmitted,
 )
 
@@ -162,6 +167,44 @@ class Authorities:
             return None
         entry: AgencyKeyEntry = self.ledger.parsed_entry(found[0][0])
         return found[0][0], entry.signed.key
+
+    def extend_disclosure(self, extension: DisclosureExtensionEntry) -> DisclosureExtended:
+        """k approvers of the warrant's set postpone its disclosure: checked as every device
+        and auditor will check it (`verify_disclosure_extension`), logged, then applied."""
+        with self.ledger.db.read() as conn:
+            row = conn.execute(
+                select(access_warrants).where(access_warrants.c.commitment == extension.commitment)
+            ).first()
+        if row is None or row.commitment_index is None:
+            raise NotFound("no such warrant")
+        if row.disclosure_index is not None:
+            raise Conflict("this warrant is already disclosed", code="already_disclosed")
+        current = self.require_approver_set()
+        committed = self.ledger.parsed_entry(int(row.commitment_index))
+        try:
+            due = verify_disclosure_extension(
+                extension,
+                committed,
+                current,
+                due=int(row.disclosure_time),
+                max_delay_s=self.max_disclosure_delay_s,
+            )
+        except (VerificationError, AuthorizationError) as exc:
+            raise refused(exc) from None
+        data = extension.to_bytes()
+
+        def _apply(conn: Connection, index: int | None) -> None:
+            if index is not None:
+                conn.execute(
+                    update(access_warrants)
+                    .where(access_warrants.c.id == row.id)
+                    .values(disclosure_time=due)
+                )
+
+        index = self.ledger.publish(
+            KIND_EXTENSION, hashlib.sha256(data).digest(), data, also=_apply
+        )
+        return DisclosureExtended(index=index, disclosure_time=due)
 
     def submit_warrant(self, signed: SignedWarrant) -> WarrantSubmitted:
         """Flow step 4: check, commit in the log (public fields only), then it is delivered."""
