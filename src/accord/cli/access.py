@@ -261,6 +261,25 @@ def warrant_submit(file: str, server: str) -> None:
     click.echo(submitted.warrant_id)
 
 
+@warrant_group.command("extend")
+@click.argument("commitment")
+@click.option("--until", required=True, help="TIME: the new disclosure date")
+@click.option("--server", required=True)
+@click.option(
+    "--approver-key", "key_files", type=FILE, multiple=True, required=True,
+    help="An approver's private key (k of the current set; repeat).",
+)  # fmt: skip
+def warrant_extend(commitment: str, until: str, server: str, key_files: tuple[str, ...]) -> None:
+    """Postpone the disclosure of the warrant whose commitment is COMMITMENT (k approvers; the
+    extension is logged; each may move the date by at most the bound, and only before it)."""
+    now = now_s(clock_from_env())
+    keys = [authority.load_approver_key(Path(k)) for k in key_files]
+    done = authority.extend_disclosure(
+        server, commitment, parse_time(until, now=now), keys, now=now
+    )
+    click.echo(f"disclosure due {format_time(done.disclosure_time)}; logged at index {done.index}")
+
+
 @warrant_group.command("list")
 @click.option("--server", required=True)
 @click.option("--json", "as_json", is_flag=True)

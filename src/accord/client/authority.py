@@ -63,7 +63,13 @@ from accord.protocols.access.approvers import (
     sign_approver_set,
 )
 from accord.protocols.access.audit import AuditReport, audit_access_entries
-from accord.protocols.access.log_entries import AgencyKeyEntry, ApproverSetEntry, parse_access_entry
+from accord.protocols.access.log_entries import (
+    AgencyKeyEntry,
+    ApproverSetEntry,
+    DisclosureExtensionEntry,
+    extension_message,
+    parse_access_entry,
+)
 from accord.protocols.access.records import (
     OpenedRecord,
     RecordOpener,
@@ -75,6 +81,7 @@ from accord.protocols.access.warrant import (
     Approval,
     SignedWarrant,
     Warrant,
+    WarrantCommitment,
     approval_message,
     check_warrant_duration,
     normalise_scope,
@@ -90,6 +97,7 @@ from accord.wire.access import (
     ApproverSetPublished,
     ApproverSets,
     DeliveryMetadata,
+    DisclosureExtended,
     MetadataPage,
     RecordPage,
     WarrantSubmitted,
@@ -502,6 +510,46 @@ def submit_warrant(
             "POST",
             "/v1/access/warrants",
             json={"v": 1, "signed_warrant": signed.to_obj()},
+            auth=False,
+        )
+    finally:
+        api.close()
+
+
+def extend_disclosure(
+    server: str,
+    commitment_hex: str,
+    disclosure_time: int,
+    keys: Sequence[ApproverKey],
+    *,
+    now: int,
+    transport: httpx.BaseTransport | None = None,
+) -> DisclosureExtended:
+    """`accord warrant extend`: k approvers of the current set postpone a warrant's disclosure
+    (named by its public commitment) to ``disclosure_time``; the server checks and logs it.
+    Without a logged extension, a disclosure not published by its date shows as overdue."""
+    try:
+        commitment = WarrantCommitment(bytes.fromhex(commitment_hex))
+    except ValueError:
+        commitment = WarrantCommitment(b"")
+    if len(commitment) != 32:
+        raise InvalidInput("a commitment is 64 hex digits")
+    current = fetch_current_approver_set(server, transport=transport)
+    message = extension_message(commitment, disclosure_time, now, current.set_hash)
+    extension = DisclosureExtensionEntry(
+        commitment=commitment,
+        disclosure_time=disclosure_time,
+        extended_at=now,
+        approver_set=current.set_hash,
+        signatures=tuple(k.signer.sign(message) for k in keys),
+    )
+    api = _api(server, transport)
+    try:
+        return api.call(
+            DisclosureExtended,
+            "POST",
+            "/v1/access/extensions",
+            json={"v": 1, "extension": extension.to_obj()},
             auth=False,
         )
     finally:
