@@ -1,0 +1,132 @@
+"""A provider that configures its own server to accept what devices must refuse (issue 14).
+
+The operator sets its server's own bounds wide open (a start skew of a year, a disclosure delay
+of two million years) so that the server logs a retroactive warrant and one whose disclosure
+is a million years out. Devices apply the deployment's bounds whatever the server says: the
+window may start at most `max_start_skew_s` before the witnesses first cosigned the warrant's
+commitment (``warrant_retroactive``; the witnesses' timestamps, not the provider's, date it),
+and disclosure may follow the window by at most `max_disclosure_delay_s`
+(``disclosure_too_late``); the audit flags the latter. An honest server refuses both at
+submission with the same codes. The database plays no part here: SQLite only, with a witness.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from accord.client.audit import audit_log
+from accord.errors import AuthorizationError
+from accord.protocols.translog.note import generate_cosigner, generate_signer
+from accord.server.process import ServerProcess, free_port
+from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
+from accord_testing import TestClock, start_server
+from integration.lawful_access_world import Authorities, account, start_witness
+
+DAY = 86400
+MILLION_YEARS_S = 1_000_000 * 365 * DAY
+
+
+@pytest.fixture(scope="module")
+def lax(
+    tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock
+) -> Iterator[tuple[ServerProcess, Authorities, Path, str]]:
+    root = tmp_path_factory.mktemp("lax-operator")
+    data = root / "server"
+    data.mkdir()
+    log_skey, log_vkey = generate_signer(DEFAULT_LOG_ORIGIN)
+    (data / LOG_KEY_FILE).write_text(log_skey + "\n")
+    os.chmod(data / LOG_KEY_FILE, 0o600)
+    skey, vkey = generate_cosigner("witness.test/w1")
+    key = root / "witness.key"
+    key.write_text(skey + "\n")
+    key.chmod(0o600)
+    port = free_port()
+    witness = start_witness(root, key, log_vkey, port)
+    try:
+        server = start_server(
+            data,
+            clock=module_clock,
+            extra_args=["--witness", f"http://127.0.0.1:{port}"],
+            env={
+                "ACCORD_WARRANT_MAX_START_SKEW": "365d",
+                "ACCORD_WARRANT_MAX_DISCLOSURE_DELAY": f"{2 * MILLION_YEARS_S // DAY}d",
+            },
+        )
+        try:
+            auth = Authorities.make(root / "authorities", module_clock)
+            auth.publish(server)
+            auth.register(server)
+            yield server, auth, root, vkey
+        finally:
+            server.stop()
+    finally:
+        witness.kill()
+        witness.wait()
+
+
+def test_retroactive_window_refused_by_the_device(
+    lax: tuple[ServerProcess, Authorities, Path, str],
+) -> None:
+    """A window starting 20 days before the warrant existed, approvals dated before that: the
+    lax server logs it; the device (witnesses pinned) refuses it and copies nothing, not even
+    what the target sent after the window's claimed start."""
+    server, auth, root, witness = lax
+    alice = account(root, server, "alice", witnesses=[witness])
+    bob = account(root, server, "bob", witnesses=[witness])
+    try:
+        alice.send("bob", "sent before any warrant existed")
+        retro = auth.warrant("alice", start=auth.now() - 20 * DAY, end=auth.now() + 5 * DAY)
+        assert all(a.approved_at <= retro.warrant.start_time for a in retro.approvals)
+        wid = auth.submit(server, retro).warrant_id  # the lax operator logs it
+        result = alice.access.sync()
+        assert result.accepted == [] and alice.access.active_warrants() == []
+        assert "warrant_retroactive" in [r.code for r in result.refused]
+        alice.send("bob", "sent after the retroactive warrant was logged")
+        assert auth.fetch(server, wid).records == []
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_retroactive_window_refused_by_an_honest_server(
+    lax: tuple[ServerProcess, Authorities, Path, str],
+) -> None:
+    server, auth, root, _ = lax
+    honest = start_server(root / "honest", clock=auth.clock)
+    try:
+        honest_auth = Authorities.make(root / "honest-authorities", auth.clock)
+        honest_auth.publish(honest)
+        honest_auth.register(honest)
+        account(root / "h", honest, "carol").close()
+        retro = honest_auth.warrant("carol", start=auth.now() - 20 * DAY, end=auth.now() + DAY)
+        with pytest.raises(AuthorizationError) as info:
+            honest_auth.submit(honest, retro)
+        assert info.value.code == "warrant_retroactive"
+        far = honest_auth.warrant("carol", disclose_after_s=MILLION_YEARS_S)
+        with pytest.raises(AuthorizationError) as info:
+            honest_auth.submit(honest, far)
+        assert info.value.code == "disclosure_too_late"
+    finally:
+        honest.stop()
+
+
+def test_disclosure_a_million_years_out_refused_and_flagged(
+    lax: tuple[ServerProcess, Authorities, Path, str],
+) -> None:
+    server, auth, root, witness = lax
+    dave = account(root, server, "dave", witnesses=[witness])
+    try:
+        far = auth.warrant("dave", disclose_after_s=MILLION_YEARS_S)
+        auth.submit(server, far)
+        result = dave.access.sync()
+        assert result.accepted == [] and dave.access.active_warrants() == []
+        assert "disclosure_too_late" in [r.code for r in result.refused]
+        report = audit_log(server.url, root / "auditor", clock=auth.clock).access
+        assert report is not None
+        assert any("disclosure_too_late" in why for _, why in report.invalid_entries)
+    finally:
+        dave.close()
