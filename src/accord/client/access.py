@@ -225,7 +225,7 @@ class ActiveWarrant:
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> ActiveWarrant:
-        """As stored: it passed W1-W10 on this device before it was stored."""
+        """As stored: it passed W1-W12 on this device before it was stored."""
         verified = VerifiedWarrant(
             signed_warrant=SignedWarrant.from_obj(obj["warrant"]),
             commitment=WarrantCommitment(bytes.fromhex(obj["commitment"])),

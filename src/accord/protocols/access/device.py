@@ -1,4 +1,4 @@
-"""The target device's check of a delivered warrant: steps W1-W10 of docs/lawful-access.md §6.
+"""The target device's check of a delivered warrant: steps W1-W12 of docs/lawful-access.md §6.
 
 `verify_warrant_for_device` runs every step and returns a `VerifiedWarrant` only if all pass.
 Until it returns, the device copies nothing to anyone. The code cites the step numbers:
@@ -146,7 +146,7 @@ class WarrantDelivery:
 
 @dataclass(frozen=True)
 class VerifiedWarrant:
-    """A warrant that passed W1-W10 on this device. Only this type may start interception."""
+    """A warrant that passed W1-W12 on this device. Only this type may start interception."""
 
     signed_warrant: SignedWarrant
     commitment: WarrantCommitment
