@@ -552,7 +552,7 @@ class AccessClient:
                 if bounds is None
                 else bounds.max_disclosure_delay_s,
             )
-        except (VerificationError, ProtocolError, InvalidInput) as exc:
+        except AccordError as exc:  # a bad or unreachable log: tried again on the next sync
             self._refuse(result, "log scan", exc)
             return
         state.watch = watch
