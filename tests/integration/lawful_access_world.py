@@ -11,6 +11,7 @@ same clock, and a test moves it past a window's end instead of waiting for it.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -29,7 +30,9 @@ from accord.clock import now_s
 from accord.protocols.access.agency import AgencyKey
 from accord.protocols.access.approvers import ApproverRole, ApproverSet, SignedApproverSet
 from accord.protocols.access.warrant import SignedWarrant
-from accord.server.process import ServerProcess
+from accord.protocols.translog.note import generate_cosigner, generate_signer
+from accord.server.process import ServerProcess, free_port
+from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import access_warrants, accounts
 from accord.wire.access import WarrantSubmitted
@@ -209,6 +212,35 @@ def device_refuses(client: AccordClient, code: str) -> None:
     assert result.accepted == []
     assert code in [r.code for r in result.refused], result.refused
     assert client.access.active_warrants() == []
+
+
+@dataclass(frozen=True)
+class WitnessedLog:
+    """A server data directory holding its log key, and a witness's key file and port."""
+
+    data: Path
+    log_vkey: str
+    witness_key: Path
+    witness_vkey: str
+    port: int
+
+    @property
+    def server_args(self) -> list[str]:
+        return ["--witness", f"http://127.0.0.1:{self.port}"]
+
+
+def witnessed_log(root: Path) -> WitnessedLog:
+    """Keys for a log and one witness under ``root`` (nothing is started)."""
+    data = root / "server"
+    data.mkdir()
+    log_skey, log_vkey = generate_signer(DEFAULT_LOG_ORIGIN)
+    (data / LOG_KEY_FILE).write_text(log_skey + "\n")
+    os.chmod(data / LOG_KEY_FILE, 0o600)
+    skey, vkey = generate_cosigner("witness.test/w1")
+    key = root / "witness.key"
+    key.write_text(skey + "\n")
+    key.chmod(0o600)
+    return WitnessedLog(data, log_vkey, key, vkey, free_port())
 
 
 def start_witness(root: Path, key: Path, log_vkey: str, port: int) -> subprocess.Popen[bytes]:

@@ -12,7 +12,6 @@ submission with the same codes. The database plays no part here: SQLite only, wi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +19,9 @@ import pytest
 
 from accord.client.audit import audit_log
 from accord.errors import AuthorizationError
-from accord.protocols.translog.note import generate_cosigner, generate_signer
-from accord.server.process import ServerProcess, free_port
-from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
+from accord.server.process import ServerProcess
 from accord_testing import TestClock, start_server
-from integration.lawful_access_world import Authorities, account, start_witness
+from integration.lawful_access_world import Authorities, account, start_witness, witnessed_log
 
 DAY = 86400
 MILLION_YEARS_S = 1_000_000 * 365 * DAY
@@ -35,22 +32,13 @@ def lax(
     tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock
 ) -> Iterator[tuple[ServerProcess, Authorities, Path, str]]:
     root = tmp_path_factory.mktemp("lax-operator")
-    data = root / "server"
-    data.mkdir()
-    log_skey, log_vkey = generate_signer(DEFAULT_LOG_ORIGIN)
-    (data / LOG_KEY_FILE).write_text(log_skey + "\n")
-    os.chmod(data / LOG_KEY_FILE, 0o600)
-    skey, vkey = generate_cosigner("witness.test/w1")
-    key = root / "witness.key"
-    key.write_text(skey + "\n")
-    key.chmod(0o600)
-    port = free_port()
-    witness = start_witness(root, key, log_vkey, port)
+    w = witnessed_log(root)
+    witness = start_witness(root, w.witness_key, w.log_vkey, w.port)
     try:
         server = start_server(
-            data,
+            w.data,
             clock=module_clock,
-            extra_args=["--witness", f"http://127.0.0.1:{port}"],
+            extra_args=w.server_args,
             env={
                 "ACCORD_WARRANT_MAX_START_SKEW": "365d",
                 "ACCORD_WARRANT_MAX_DISCLOSURE_DELAY": f"{2 * MILLION_YEARS_S // DAY}d",
@@ -60,7 +48,7 @@ def lax(
             auth = Authorities.make(root / "authorities", module_clock)
             auth.publish(server)
             auth.register(server)
-            yield server, auth, root, vkey
+            yield server, auth, root, w.witness_vkey
         finally:
             server.stop()
     finally:

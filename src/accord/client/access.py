@@ -53,6 +53,7 @@ from accord.errors import (
     VerificationError,
 )
 from accord.primitives.encoding import b64decode, canonical_json
+from accord.protocols.access import _codec as c
 from accord.protocols.access.agency import AgencyKey
 from accord.protocols.access.approvers import (
     ApproverSet,
@@ -144,13 +145,7 @@ def configured_bounds() -> LawfulAccessBounds | None:
 
 
 def _set_hash_hex(value: str) -> str:
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise InvalidInput("the approver set hash must be 64 hex digits")
-    return raw.hex()
+    return c.parse_hex(value.strip().lower(), "the approver set hash", size=32).hex()
 
 
 @dataclass(frozen=True)

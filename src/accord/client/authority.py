@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from accord.client.access import configured_bounds
-from accord.client.api import ServerApi
+from accord.client.api import M, ServerApi
 from accord.client.log_scan import LogPosition, read_new_entries
 from accord.clock import Clock, clock_from_env, now_s
 from accord.errors import (
@@ -503,15 +503,22 @@ def submit_warrant(
     server: str, signed: SignedWarrant, *, transport: httpx.BaseTransport | None = None
 ) -> WarrantSubmitted:
     """`accord warrant submit`: the server checks it, commits to it in the log and delivers it."""
+    return _post(
+        server, transport, WarrantSubmitted, "/v1/access/warrants", signed_warrant=signed.to_obj()
+    )
+
+
+def _post(
+    server: str,
+    transport: httpx.BaseTransport | None,
+    model: type[M],
+    path: str,
+    **body: object,
+) -> M:
+    """POST a signed object (the signatures are the authority: no account is needed)."""
     api = _api(server, transport)
     try:
-        return api.call(
-            WarrantSubmitted,
-            "POST",
-            "/v1/access/warrants",
-            json={"v": 1, "signed_warrant": signed.to_obj()},
-            auth=False,
-        )
+        return api.call(model, "POST", path, json={"v": 1, **body}, auth=False)
     finally:
         api.close()
 
@@ -528,12 +535,7 @@ def extend_disclosure(
     """`accord warrant extend`: k approvers of the current set postpone a warrant's disclosure
     (named by its public commitment) to ``disclosure_time``; the server checks and logs it.
     Without a logged extension, a disclosure not published by its date shows as overdue."""
-    try:
-        commitment = WarrantCommitment(bytes.fromhex(commitment_hex))
-    except ValueError:
-        commitment = WarrantCommitment(b"")
-    if len(commitment) != 32:
-        raise InvalidInput("a commitment is 64 hex digits")
+    commitment = WarrantCommitment(c.parse_hex(commitment_hex.lower(), "commitment", size=32))
     current = fetch_current_approver_set(server, transport=transport)
     message = extension_message(commitment, disclosure_time, now, current.set_hash)
     extension = DisclosureExtensionEntry(
@@ -543,17 +545,9 @@ def extend_disclosure(
         approver_set=current.set_hash,
         signatures=tuple(k.signer.sign(message) for k in keys),
     )
-    api = _api(server, transport)
-    try:
-        return api.call(
-            DisclosureExtended,
-            "POST",
-            "/v1/access/extensions",
-            json={"v": 1, "extension": extension.to_obj()},
-            auth=False,
-        )
-    finally:
-        api.close()
+    return _post(
+        server, transport, DisclosureExtended, "/v1/access/extensions", extension=extension.to_obj()
+    )
 
 
 def public_report(

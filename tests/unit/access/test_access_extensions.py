@@ -21,6 +21,7 @@ from accord.protocols.access.log_entries import (
 )
 from accord.protocols.access.warrant import DEFAULT_MAX_DISCLOSURE_DELAY_S, WarrantCommitment
 from accord.protocols.manifest import LawfulAccessBounds
+from accord_testing import JSON_VALUES
 
 
 def _extension(
@@ -115,22 +116,13 @@ def test_second_genesis_set_is_flagged_and_warrants_show_their_set(world: World)
     assert any("not in the chain" in why for _, why in configured.invalid_entries)
 
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
-    ),
-    max_leaves=20,
-)
-
-
 @settings(max_examples=200, deadline=None)
 @given(
     fields=st.dictionaries(
         st.sampled_from(
             ["commitment", "disclosure_time", "extended_at", "approver_set", "signatures", "x"]
         ),
-        _json,
+        JSON_VALUES,
     )
 )
 def test_extension_parser_fails_only_as_invalid_input(fields: dict[str, object]) -> None:

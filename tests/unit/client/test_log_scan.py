@@ -15,6 +15,7 @@ from accord.client.log_scan import LogPosition, read_new_entries
 from accord.errors import AccordError
 from accord.protocols.translog import merkle
 from accord.protocols.translog.note import Checkpoint
+from accord_testing import JSON_VALUES
 
 ENTRIES = [f'{{"type":"test.v1","i":{i}}}'.encode() for i in range(7)]
 CHECKPOINT = Checkpoint("log.test", 7, merkle.root_hash([merkle.leaf_hash(e) for e in ENTRIES]))
@@ -61,18 +62,10 @@ def test_a_hidden_or_swapped_entry_is_refused() -> None:
         raise AssertionError("a swapped entry was accepted")
 
 
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
-    lambda inner: (
-        st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
-    max_leaves=30,
-)
-
-
 @settings(max_examples=150, deadline=None)
 @given(
-    answer=_json | st.fixed_dictionaries({"entries": st.lists(st.text(max_size=40), max_size=9)})
+    answer=JSON_VALUES
+    | st.fixed_dictionaries({"entries": st.lists(st.text(max_size=40), max_size=9)})
 )
 def test_any_answer_in_the_logs_place_fails_only_as_an_accord_error(answer: object) -> None:
     try:

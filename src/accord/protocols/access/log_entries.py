@@ -59,6 +59,13 @@ def _encode(tag: str, fields: dict[str, Any]) -> bytes:
     return canonical_json({"type": tag, **fields})
 
 
+def _check_hashes(entry: object, *names: str) -> None:
+    for name in names:
+        value = getattr(entry, name)
+        if not isinstance(value, bytes) or len(value) != HASH_BYTES:
+            raise InvalidInput(f"{name} must be 32 bytes")
+
+
 @dataclass(frozen=True)
 class ApproverSetEntry:
     TYPE: ClassVar[str] = TAG_APPROVER_SET
@@ -92,10 +99,7 @@ class WarrantCommitmentEntry:
     delivery_key_id: AgencyKeyId
 
     def __post_init__(self) -> None:
-        for name in ("commitment", "approver_set", "delivery_key_id"):
-            value = getattr(self, name)
-            if not isinstance(value, bytes) or len(value) != HASH_BYTES:
-                raise InvalidInput(f"{name} must be 32 bytes")
+        _check_hashes(self, "commitment", "approver_set", "delivery_key_id")
         for name in ("start_time", "end_time", "disclosure_time"):
             c.check_int(getattr(self, name), name)
         if not self.start_time < self.end_time <= self.disclosure_time:
@@ -211,10 +215,7 @@ class DisclosureExtensionEntry:
     signatures: tuple[ApproverSignature, ...]
 
     def __post_init__(self) -> None:
-        for name in ("commitment", "approver_set"):
-            value = getattr(self, name)
-            if not isinstance(value, bytes) or len(value) != HASH_BYTES:
-                raise InvalidInput(f"{name} must be 32 bytes")
+        _check_hashes(self, "commitment", "approver_set")
         c.check_int(self.disclosure_time, "disclosure_time")
         c.check_int(self.extended_at, "extended_at")
         if not self.signatures or len(self.signatures) > MAX_APPROVERS:
