@@ -177,5 +177,27 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
             # Bad input at the edge: one line, exit 2.
             bad = authorities.run(*[("yesterday" if a == "now" else a) for a in draft], check=False)
             assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+            extend = ["warrant", "extend", "--until", "+30d", "--server", url,
+                      "--approver-key", k["judge"], "--approver-key", k["oversight"]]  # fmt: skip
+            bad = authorities.run(*extend, "not-a-commitment", check=False)
+            assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+            # A second warrant whose disclosure k approvers postpone, logged and bounded.
+            authorities.run(*[a.replace("CASE-2025-9", "CASE-2") for a in draft])
+            for key in ("judge", "commissioner"):
+                authorities.run("warrant", "sign", warrant, "--key", k[key])
+            authorities.run("warrant", "submit", warrant, "--server", url)
+            [second] = [w for w in audited()["warrants"] if not w["disclosed"]]
+            done = authorities.run(*extend, second["commitment"]).stdout
+            assert done.startswith("disclosure due ")
+            late = authorities.run(
+                *[("+900000d" if a == "+30d" else a) for a in extend], second["commitment"],
+                check=False,
+            )  # fmt: skip
+            assert late.returncode == 1 and late.stderr.startswith("disclosure_too_late:")
+            [second] = [w for w in audited()["warrants"] if not w["disclosed"]]
+            assert second["extensions"] == 1 and not second["disclosure_overdue"]
+            text = auditor.run("log", "audit", "--server", url).stdout
+            assert "approver set v1" in text and "; genesis" in text and "(extended 1x)" in text
         finally:
             bob.close()

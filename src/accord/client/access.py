@@ -394,9 +394,8 @@ class AccessClient:
         if current is None:
             try:
                 configured = lawful_access_bounds(self._ctx).approver_genesis_set
-            except ConfigurationError as exc:
-                self._refuse(result, "approver set", exc)
-                return
+            except ConfigurationError:
+                return  # nothing is pinned; a warrant is then refused (approver_set_required)
             matching = [
                 i for i, e in enumerate(shown)
                 if e.signed.approver_set.set_hash.hex() == configured

@@ -19,6 +19,7 @@ from accord.primitives.encoding import b64url, canonical_json
 from accord.protocols.access.agency import SignedAgencyKey
 from accord.protocols.access.approvers import SignedApproverSet
 from accord.protocols.access.device import WarrantDelivery
+from accord.protocols.access.log_entries import DisclosureExtensionEntry
 from accord.protocols.access.records import SealedRecord
 from accord.protocols.access.warrant import SignedWarrant, verify_warrant_approvals
 from accord.server.access.agency import check_agency_token, make_agency_token
@@ -35,6 +36,7 @@ READERS = [
     (SignedWarrant.from_obj, "warrant"),
     (lambda o: SealedRecord.from_bytes(canonical_json(o)), "record"),
     (lambda o: WarrantDelivery.from_bytes(canonical_json(o)), "delivery"),
+    (DisclosureExtensionEntry.from_obj, "disclosure extension"),
 ]
 
 
