@@ -15,11 +15,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from accord.client import authority as au
 from accord.client.audit import audit_log
-from accord.errors import AuthorizationError
+from accord.errors import AuthorizationError, VerificationError
+from accord.protocols.translog.note import (
+    generate_signer,
+    parse_skey,
+    parse_unverified_note,
+    parse_vkey,
+    sign_note,
+)
+from accord.protocols.translog.verify import LogTrustPolicy
 from accord.server.process import ServerProcess
+from accord.server.translog import DEFAULT_LOG_ORIGIN
 from accord_testing import TestClock, start_server
 from integration.lawful_access_world import Authorities, account, start_witness, witnessed_log
 
@@ -118,3 +129,49 @@ def test_disclosure_a_million_years_out_refused_and_flagged(
         assert any("disclosure_too_late" in why for _, why in report.invalid_entries)
     finally:
         dave.close()
+
+
+class _OwnLog(httpx.BaseTransport):
+    """The provider answering the agency in its server's place: everything as the server
+    says, except the log's checkpoint, which it signs with a key of its own."""
+
+    def __init__(self) -> None:
+        self._real = httpx.HTTPTransport()
+        self._signer = parse_skey(generate_signer(DEFAULT_LOG_ORIGIN)[0])
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._real.handle_request(request)
+        if request.url.path != "/v1/log/checkpoint":
+            return response
+        text = parse_unverified_note(response.read().decode()).text
+        return httpx.Response(200, text=sign_note(text, [self._signer]))
+
+
+def test_agency_with_the_log_pinned_refuses_a_log_of_the_providers_own(
+    lax: tuple[ServerProcess, Authorities, Path, str],
+) -> None:
+    """Device keys are read from the log; an agency that pins the log's key and witnesses
+    (`agency fetch --log-key --witness`) refuses a log the provider signed itself, so the
+    provider cannot slip it a device key of its own to sign forged records with."""
+    server, auth, root, witness = lax
+    erin = account(root, server, "erin", witnesses=[witness])
+    try:
+        wid = auth.submit(server, auth.warrant("erin")).warrant_id
+        assert erin.access.sync().accepted == [wid]
+        erin.send("bob", "copied under the warrant")
+        info = httpx.get(f"{server.url}/v1/log/info").json()
+        log_key = parse_vkey(info["vkey"])
+        pinned = LogTrustPolicy(
+            origin=log_key.name,
+            log_verifiers=(log_key,),
+            witness_verifiers=(parse_vkey(witness),),
+            witness_quorum=1,
+        )
+        assert auth.agency_key_file is not None
+        key = au.load_agency_key(auth.agency_key_file)
+        fetched = au.fetch_records(server.url, key, wid, log_policy=pinned)
+        assert [r.plaintext for r in fetched.records] == [b"copied under the warrant"]
+        with pytest.raises(VerificationError):
+            au.fetch_records(server.url, key, wid, log_policy=pinned, transport=_OwnLog())
+    finally:
+        erin.close()

@@ -21,6 +21,8 @@ from accord.errors import InvalidInput, ProtocolError
 from accord.protocols.access.approvers import ApproverRole
 from accord.protocols.access.audit import AuditReport
 from accord.protocols.access.timeparse import format_duration, format_time, parse_duration
+from accord.protocols.translog.note import parse_vkey
+from accord.protocols.translog.verify import LogTrustPolicy
 
 ROLES = click.Choice([r.value for r in ApproverRole])
 FILE = click.Path(dir_okay=False)
@@ -142,13 +144,35 @@ def agency_register(ctx: click.Context, pubfile: str, server: str, keys: tuple[s
 @click.option(
     "--delivery-metadata", is_flag=True, help="Also print the server's delivery metadata."
 )
+@click.option("--log-key", default=None, help="The log's verifier key (default: the server's).")
+@click.option("--witness", "witnesses", multiple=True, help="A witness's key (repeat).")
+@click.option("--witness-quorum", type=int, default=None, help="Default: every witness.")
 def agency_fetch(
-    key_file: str, server: str, warrant_id: str, as_json: bool, delivery_metadata: bool
+    key_file: str,
+    server: str,
+    warrant_id: str,
+    as_json: bool,
+    delivery_metadata: bool,
+    log_key: str | None,
+    witnesses: tuple[str, ...],
+    witness_quorum: int | None,
 ) -> None:
-    """Fetch the warrant's records in order and decrypt them. Gaps and any altered or
-    reordered record are reported on standard error, and the exit status is then 1."""
+    """Fetch the warrant's records in order, decrypt them and check each is signed by the
+    target's device key as the log holds it. Gaps and any forged, altered or reordered record
+    are reported on standard error, and the exit status is then 1."""
     key = authority.load_agency_key(Path(key_file))
-    result = authority.fetch_records(server, key, warrant_id, with_metadata=delivery_metadata)
+    policy = None
+    if log_key is not None:
+        verifier = parse_vkey(log_key)
+        policy = LogTrustPolicy(
+            origin=verifier.name,
+            log_verifiers=(verifier,),
+            witness_verifiers=tuple(parse_vkey(w) for w in witnesses),
+            witness_quorum=len(witnesses) if witness_quorum is None else witness_quorum,
+        )
+    result = authority.fetch_records(
+        server, key, warrant_id, with_metadata=delivery_metadata, log_policy=policy
+    )
     for record in result.records:
         row = authority.record_json(record)
         if as_json:

@@ -618,6 +618,7 @@ def fetch_records(
     warrant_id_hex: str,
     *,
     with_metadata: bool = False,
+    log_policy: LogTrustPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> FetchResult:
     """`accord agency fetch`: prove the agency holds the warrant's key, then fetch the records
@@ -636,18 +637,26 @@ def fetch_records(
         public.close()
     api = _api(server, transport, token)
     try:
-        return _fetch(api, key, warrant_id, with_metadata)
+        return _fetch(api, key, warrant_id, with_metadata, log_policy)
     finally:
         api.close()
 
 
-def logged_device_keys(api: ServerApi, account: str) -> dict[str, str]:
+def logged_device_keys(
+    api: ServerApi, account: str, log_policy: LogTrustPolicy | None = None
+) -> dict[str, str]:
     """The Ed25519 identity key of every device the transparency log has registered for
-    ``account``, read from the whole log and checked against its signed checkpoint (the log's
-    key as the server names it, as `accord log audit` takes it). Records are verified against
-    these keys, never against keys the server hands over beside them."""
-    info = api.request("GET", "/v1/log/info", auth=False)
-    policy = LogTrustPolicy(origin=info["origin"], log_verifiers=(parse_vkey(info["vkey"]),))
+    ``account``, read from the whole log and checked against its signed checkpoint. Records
+    are verified against these keys, never against keys the server hands over beside them.
+
+    ``log_policy`` pins the log's key and the witness quorum (`agency fetch --log-key
+    --witness`; the deployment manifest, once pinned). Without it the log's key is taken as
+    the server names it, as `accord log audit` does on first use: a provider could then show
+    the agency a log of its own."""
+    policy = log_policy
+    if policy is None:
+        info = api.request("GET", "/v1/log/info", auth=False)
+        policy = LogTrustPolicy(origin=info["origin"], log_verifiers=(parse_vkey(info["vkey"]),))
     note = api.request_raw("GET", "/v1/log/checkpoint").text
     checkpoint = verify_checkpoint_note(note, policy).checkpoint
     entries, _ = read_new_entries(api, LogPosition(), checkpoint)
@@ -663,7 +672,11 @@ def logged_device_keys(api: ServerApi, account: str) -> dict[str, str]:
 
 
 def _fetch(
-    api: ServerApi, key: AgencyPrivateKey, warrant_id: bytes, with_metadata: bool
+    api: ServerApi,
+    key: AgencyPrivateKey,
+    warrant_id: bytes,
+    with_metadata: bool,
+    log_policy: LogTrustPolicy | None,
 ) -> FetchResult:
     base = f"/v1/access/warrants/{warrant_id.hex()}"
     answer = api.call(AgencyWarrant, "GET", base)
@@ -678,7 +691,7 @@ def _fetch(
         raise AuthorizationError(
             "this warrant is delivered to another agency key", code="agency_key_mismatch"
         )
-    device_keys = logged_device_keys(api, signed.warrant.target_identifier)
+    device_keys = logged_device_keys(api, signed.warrant.target_identifier, log_policy)
     opener = RecordOpener(signed.warrant, agency_key, key.private_key, device_keys=device_keys)
     result = FetchResult(warrant=signed.warrant)
     after = 0
