@@ -99,7 +99,9 @@ def main() -> None:
         )
         alice = AccordClient.create_account(root / "alice", url, "alice", PASS)
         bob = AccordClient.create_account(root / "bob", url, "bob", PASS)
-        target = AccordClient.create_account(root / "target", url, "target", PASS)
+        target = AccordClient.create_account(  # configured with the genesis approver set
+            root / "target", url, "target", PASS, approver_set=signed.approver_set.set_hash.hex()
+        )
         now = int(time.time())
         warrant = au.draft_warrant(
             target="target",

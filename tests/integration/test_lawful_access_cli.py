@@ -16,6 +16,7 @@ from accord.storage.schema import access_records
 from accord_testing import TEST_KDF_COST, TestClock, eventually, start_server
 
 PASS = "test passphrase"
+START = "+60s"  # approvers sign before the window starts, then the test moves the clock
 WINDOW = "+1h"  # the test moves the shared clock past its end
 
 
@@ -62,12 +63,11 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
         )
         try:
             alice.run("send", "bob", "before the window")
-            clock.advance(1)  # windows are whole seconds: the one drafted now starts after it
 
             warrant = str(tmp_path / "warrant.json")
             draft = [
                 "warrant", "draft", "--target", "alice", "--agency", "nca",
-                "--scope", "content,metadata", "--start", "now", "--end", WINDOW,
+                "--scope", "content,metadata", "--start", START, "--end", WINDOW,
                 "--case", "CASE-2025-9", "--disclose-after", "0s", "--out", warrant,
             ]  # fmt: skip
             authorities.run(*draft)
@@ -83,6 +83,7 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
             authorities.run("warrant", "sign", warrant, "--key", k["commissioner"])
             wid = authorities.run("warrant", "submit", warrant, "--server", url).stdout.strip()
             assert len(wid) == 64
+            clock.advance(61)  # the window starts (every approval is dated before it)
 
             alice.run("receive")  # the ordinary sync delivers the warrant; the client checks it
             photo = tmp_path / "photo.bin"
@@ -175,7 +176,7 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
             assert "a reply inside the window" in detected.stdout  # the others still open
 
             # Bad input at the edge: one line, exit 2.
-            bad = authorities.run(*[("yesterday" if a == "now" else a) for a in draft], check=False)
+            bad = authorities.run(*[("yesterday" if a == START else a) for a in draft], check=False)
             assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
             extend = ["warrant", "extend", "--until", "+30d", "--server", url,
                       "--approver-key", k["judge"], "--approver-key", k["oversight"]]  # fmt: skip
