@@ -99,8 +99,13 @@ def main() -> None:
         )
         alice = AccordClient.create_account(root / "alice", url, "alice", PASS, insecure_dev=True)
         bob = AccordClient.create_account(root / "bob", url, "bob", PASS, insecure_dev=True)
-        target = AccordClient.create_account(
-            root / "target", url, "target", PASS, insecure_dev=True
+        target = AccordClient.create_account(  # configured with the genesis approver set
+            root / "target",
+            url,
+            "target",
+            PASS,
+            insecure_dev=True,
+            approver_set=signed.approver_set.set_hash.hex(),
         )
         now = int(time.time())
         warrant = au.draft_warrant(

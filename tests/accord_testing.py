@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hypothesis import strategies as st
+
 from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
@@ -200,3 +202,13 @@ class ProcessCli(Cli):
                 f"accord {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
             )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+"""Any JSON value (for fuzzing parsers of outside data)."""

@@ -30,13 +30,18 @@ from accord.clock import now_s
 from accord.protocols.access.agency import AgencyKey
 from accord.protocols.access.approvers import ApproverRole, ApproverSet, SignedApproverSet
 from accord.protocols.access.warrant import SignedWarrant
-from accord.server.process import ServerProcess
+from accord.protocols.translog.note import generate_cosigner, generate_signer
+from accord.server.process import ServerProcess, free_port
+from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import access_warrants, accounts
 from accord.wire.access import WarrantSubmitted
 from accord_testing import TEST_KDF_COST, TestClock
 
 PASS = "test passphrase"
+GENESIS: dict[str, str] = {}
+"""Per server URL, the genesis approver set its authorities published: what the deployment
+configures its clients with (`ACCORD_APPROVER_SET`), never learnt from the server."""
 ROLES = {
     "judge": ApproverRole.ISSUING_AUTHORITY,
     "commissioner": ApproverRole.JUDICIAL_COMMISSIONER,
@@ -94,6 +99,8 @@ class Authorities:
         signed = au.sign_approver_set_with(signed, self.signers(*signed_by))
         au.publish_approver_set(server.url, server.admin_token(), signed)
         self.approver_set = signed
+        if replaces is None:
+            GENESIS.setdefault(server.url, signed.approver_set.set_hash.hex())
         return signed
 
     def register(
@@ -154,10 +161,11 @@ class Authorities:
 
 
 def account(root: Path, server: ServerProcess, name: str, **kw: Any) -> AccordClient:
-    """A device on the server's clock."""
+    """A device on the server's clock, configured with the deployment's genesis approver set."""
     kw.setdefault("clock", server.clock)  # type: ignore[attr-defined]
     if "manifest" not in kw:
         kw["insecure_dev"] = True
+        kw.setdefault("approver_set", GENESIS.get(server.url))
     return AccordClient.create_account(
         root / name, server.url, name, PASS, **kw, kdf_cost=TEST_KDF_COST
     )
@@ -208,11 +216,40 @@ def device_refuses(client: AccordClient, code: str) -> None:
     assert client.access.active_warrants() == []
 
 
+@dataclass(frozen=True)
+class WitnessedLog:
+    """A server data directory holding its log key, and a witness's key file and port."""
+
+    data: Path
+    log_vkey: str
+    witness_key: Path
+    witness_vkey: str
+    port: int
+
+    @property
+    def server_args(self) -> list[str]:
+        return ["--witness", f"http://127.0.0.1:{self.port}"]
+
+
+def witnessed_log(root: Path) -> WitnessedLog:
+    """Keys for a log and one witness under ``root`` (nothing is started)."""
+    data = root / "server"
+    data.mkdir()
+    log_skey, log_vkey = generate_signer(DEFAULT_LOG_ORIGIN)
+    (data / LOG_KEY_FILE).write_text(log_skey + "\n")
+    os.chmod(data / LOG_KEY_FILE, 0o600)
+    skey, vkey = generate_cosigner("witness.test/w1")
+    key = root / "witness.key"
+    key.write_text(skey + "\n")
+    key.chmod(0o600)
+    return WitnessedLog(data, log_vkey, key, vkey, free_port())
+
+
 def start_witness(
-    root: Path, key: Path, log_vkey: str, port: int, clock: TestClock
+    root: Path, key: Path, log_vkey: str, port: int, clock: TestClock | None = None
 ) -> subprocess.Popen[bytes]:
     """`accord witness serve` on a loopback port (its key and state under ``root``), dating
-    its cosignatures by `clock`."""
+    its cosignatures by `clock` (the system clock if none)."""
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "accord", "witness", "serve", "--key", str(key),
@@ -220,7 +257,7 @@ def start_witness(
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **clock.env},
+        env={**os.environ, **(clock.env if clock is not None else {})},
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

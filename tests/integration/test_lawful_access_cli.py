@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from accord.client.authority import read_approver_set
 from accord.client.client import AccordClient
 from accord.protocols.access.records import SealedRecord
 from accord.storage.db import make_engine, sqlite_url
@@ -15,6 +16,7 @@ from accord.storage.schema import access_records
 from accord_testing import TEST_KDF_COST, TestClock, eventually, start_server
 
 PASS = "test passphrase"
+START = "+60s"  # approvers sign before the window starts, then the test moves the clock
 WINDOW = "+1h"  # the test moves the shared clock past its end
 
 
@@ -52,6 +54,9 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
 
         alice = cli("alice")
         alice.env.update(clock.env)
+        # The deployment configures its clients with the genesis approver set.
+        genesis = read_approver_set(Path(aset)).approver_set.set_hash.hex()
+        alice.env["ACCORD_APPROVER_SET"] = genesis
         alice.run("account", "create", "alice", "--server", url)
         bob = AccordClient.create_account(
             tmp_path / "bob",
@@ -64,12 +69,11 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
         )
         try:
             alice.run("send", "bob", "before the window")
-            clock.advance(1)  # windows are whole seconds: the one drafted now starts after it
 
             warrant = str(tmp_path / "warrant.json")
             draft = [
                 "warrant", "draft", "--target", "alice", "--agency", "nca",
-                "--scope", "content,metadata", "--start", "now", "--end", WINDOW,
+                "--scope", "content,metadata", "--start", START, "--end", WINDOW,
                 "--case", "CASE-2025-9", "--disclose-after", "0s", "--out", warrant,
             ]  # fmt: skip
             authorities.run(*draft)
@@ -85,6 +89,7 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
             authorities.run("warrant", "sign", warrant, "--key", k["commissioner"])
             wid = authorities.run("warrant", "submit", warrant, "--server", url).stdout.strip()
             assert len(wid) == 64
+            clock.advance(61)  # the window starts (every approval is dated before it)
 
             alice.run("receive")  # the ordinary sync delivers the warrant; the client checks it
             photo = tmp_path / "photo.bin"
@@ -177,7 +182,29 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
             assert "a reply inside the window" in detected.stdout  # the others still open
 
             # Bad input at the edge: one line, exit 2.
-            bad = authorities.run(*[("yesterday" if a == "now" else a) for a in draft], check=False)
+            bad = authorities.run(*[("yesterday" if a == START else a) for a in draft], check=False)
             assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+            extend = ["warrant", "extend", "--until", "+30d", "--server", url,
+                      "--approver-key", k["judge"], "--approver-key", k["oversight"]]  # fmt: skip
+            bad = authorities.run(*extend, "not-a-commitment", check=False)
+            assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+            # A second warrant whose disclosure k approvers postpone, logged and bounded.
+            authorities.run(*[a.replace("CASE-2025-9", "CASE-2") for a in draft])
+            for key in ("judge", "commissioner"):
+                authorities.run("warrant", "sign", warrant, "--key", k[key])
+            authorities.run("warrant", "submit", warrant, "--server", url)
+            [second] = [w for w in audited()["warrants"] if not w["disclosed"]]
+            done = authorities.run(*extend, second["commitment"]).stdout
+            assert done.startswith("disclosure due ")
+            late = authorities.run(
+                *[("+900000d" if a == "+30d" else a) for a in extend], second["commitment"],
+                check=False,
+            )  # fmt: skip
+            assert late.returncode == 1 and late.stderr.startswith("disclosure_too_late:")
+            [second] = [w for w in audited()["warrants"] if not w["disclosed"]]
+            assert second["extensions"] == 1 and not second["disclosure_overdue"]
+            text = auditor.run("log", "audit", "--server", url).stdout
+            assert "approver set v1" in text and "; genesis" in text and "(extended 1x)" in text
         finally:
             bob.close()

@@ -5,7 +5,6 @@ view of the log that forks from the one it saw before."""
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,14 +19,13 @@ from lawful_access_world import (
     start_witness,
     tamper_warrant,
     warrant_row,
+    witnessed_log,
 )
 from sqlalchemy import select, update
 
 from accord.protocols.access.log_entries import WarrantCommitmentEntry
 from accord.protocols.access.warrant import commit_warrant
-from accord.protocols.translog.note import generate_cosigner, generate_signer
-from accord.server.process import ServerProcess, free_port
-from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
+from accord.server.process import ServerProcess
 from accord.storage.translog import tlog_entries, tlog_nodes
 from accord_testing import TestClock, make_manifest, start_server
 
@@ -57,21 +55,11 @@ def witnessed(
     tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock
 ) -> Iterator[Witnessed]:
     root = tmp_path_factory.mktemp("lawful-access-log")
-    data = root / "server"
-    data.mkdir()
-    log_skey, log_vkey = generate_signer(DEFAULT_LOG_ORIGIN)
-    (data / LOG_KEY_FILE).write_text(log_skey + "\n")
-    os.chmod(data / LOG_KEY_FILE, 0o600)
-    skey, vkey = generate_cosigner("witness.test/w1")
-    key = root / "witness.key"
-    key.write_text(skey + "\n")
-    key.chmod(0o600)
-    port = free_port()
+    w = witnessed_log(root)
+    key, vkey, log_vkey, port = w.witness_key, w.witness_vkey, w.log_vkey, w.port
     witness = start_witness(root, key, log_vkey, port, module_clock)
     try:
-        server = start_server(
-            data, clock=module_clock, extra_args=["--witness", f"http://127.0.0.1:{port}"]
-        )
+        server = start_server(w.data, clock=module_clock, extra_args=w.server_args)
         try:
             auth = Authorities.make(root / "authorities", module_clock)
             auth.publish(server)

@@ -28,6 +28,7 @@ from accord.client.client import AccordClient
 from accord.clock import now_s
 from accord.errors import AuthorizationError, Conflict, DecryptionError, NotFound
 from accord.primitives.hpke import HpkeSealed, generate_hpke_key_pair, hpke_open
+from accord.primitives.olm import DeviceAccount
 from accord.protocols.access.agency import AgencyKey
 from accord.protocols.access.records import (
     Direction,
@@ -289,7 +290,10 @@ def test_server_refuses_records_after_the_window(world: World, pair: Any) -> Non
     wid = auth.submit(server, auth.warrant(target.account_name, end=end)).warrant_id
     assert target.access.sync().accepted == [wid]
     [verified] = target.access.active_warrants()
-    sealer = RecordSealer(verified, device_id=target.device_id, next_seq=100)
+    # The provider checks no signature (the agency does): any key signs here.
+    sealer = RecordSealer(
+        verified, device_id=target.device_id, sign=DeviceAccount().sign, next_seq=100
+    )
     late = sealer.seal(_message(target, other), now=auth.now())  # sealed inside the window ...
     auth.wait_until(end + 0.2)
     with pytest.raises(AuthorizationError) as info:  # ... uploaded after it
@@ -305,7 +309,7 @@ def test_records_only_from_the_target_devices(world: World, pair: Any) -> None:
     wid = auth.submit(server, auth.warrant(target.account_name)).warrant_id
     assert target.access.sync().accepted == [wid]
     [verified] = target.access.active_warrants()
-    record = RecordSealer(verified, device_id=target.device_id).seal(
+    record = RecordSealer(verified, device_id=target.device_id, sign=DeviceAccount().sign).seal(
         _message(target, other), now=auth.now()
     )
     with pytest.raises(NotFound):  # another account cannot add to the stream

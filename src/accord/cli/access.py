@@ -21,6 +21,8 @@ from accord.errors import InvalidInput, ProtocolError
 from accord.protocols.access.approvers import ApproverRole
 from accord.protocols.access.audit import AuditReport
 from accord.protocols.access.timeparse import format_duration, format_time, parse_duration
+from accord.protocols.translog.note import parse_vkey
+from accord.protocols.translog.verify import LogTrustPolicy
 
 ROLES = click.Choice([r.value for r in ApproverRole])
 FILE = click.Path(dir_okay=False)
@@ -142,13 +144,35 @@ def agency_register(ctx: click.Context, pubfile: str, server: str, keys: tuple[s
 @click.option(
     "--delivery-metadata", is_flag=True, help="Also print the server's delivery metadata."
 )
+@click.option("--log-key", default=None, help="The log's verifier key (default: the server's).")
+@click.option("--witness", "witnesses", multiple=True, help="A witness's key (repeat).")
+@click.option("--witness-quorum", type=int, default=None, help="Default: every witness.")
 def agency_fetch(
-    key_file: str, server: str, warrant_id: str, as_json: bool, delivery_metadata: bool
+    key_file: str,
+    server: str,
+    warrant_id: str,
+    as_json: bool,
+    delivery_metadata: bool,
+    log_key: str | None,
+    witnesses: tuple[str, ...],
+    witness_quorum: int | None,
 ) -> None:
-    """Fetch the warrant's records in order and decrypt them. Gaps and any altered or
-    reordered record are reported on standard error, and the exit status is then 1."""
+    """Fetch the warrant's records in order, decrypt them and check each is signed by the
+    target's device key as the log holds it. Gaps and any forged, altered or reordered record
+    are reported on standard error, and the exit status is then 1."""
     key = authority.load_agency_key(Path(key_file))
-    result = authority.fetch_records(server, key, warrant_id, with_metadata=delivery_metadata)
+    policy = None
+    if log_key is not None:
+        verifier = parse_vkey(log_key)
+        policy = LogTrustPolicy(
+            origin=verifier.name,
+            log_verifiers=(verifier,),
+            witness_verifiers=tuple(parse_vkey(w) for w in witnesses),
+            witness_quorum=len(witnesses) if witness_quorum is None else witness_quorum,
+        )
+    result = authority.fetch_records(
+        server, key, warrant_id, with_metadata=delivery_metadata, log_policy=policy
+    )
     for record in result.records:
         row = authority.record_json(record)
         if as_json:
@@ -261,6 +285,25 @@ def warrant_submit(file: str, server: str) -> None:
     click.echo(submitted.warrant_id)
 
 
+@warrant_group.command("extend")
+@click.argument("commitment")
+@click.option("--until", required=True, help="TIME: the new disclosure date")
+@click.option("--server", required=True)
+@click.option(
+    "--approver-key", "key_files", type=FILE, multiple=True, required=True,
+    help="An approver's private key (k of the current set; repeat).",
+)  # fmt: skip
+def warrant_extend(commitment: str, until: str, server: str, key_files: tuple[str, ...]) -> None:
+    """Postpone the disclosure of the warrant whose commitment is COMMITMENT (k approvers; the
+    extension is logged; each may move the date by at most the bound, and only before it)."""
+    now = now_s(clock_from_env())
+    keys = [authority.load_approver_key(Path(k)) for k in key_files]
+    done = authority.extend_disclosure(
+        server, commitment, parse_time(until, now=now), keys, now=now
+    )
+    click.echo(f"disclosure due {format_time(done.disclosure_time)}; logged at index {done.index}")
+
+
 @warrant_group.command("list")
 @click.option("--server", required=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -284,6 +327,29 @@ def report_json(report: AuditReport) -> dict[str, object]:
         "overdue_disclosures": [c.hex() for c in report.overdue_disclosures],
         "approvals_by_approver": report.approvals_by_approver,
         "invalid_entries": [list(i) for i in report.invalid_entries],
+        "second_genesis": list(report.second_genesis),
+        "approver_sets": [
+            {
+                "log_index": a.log_index,
+                "version": a.version,
+                "hash": a.set_hash,
+                "threshold": a.threshold,
+                "members": [{"id": i, "name": n, "role": r.value} for i, n, r in a.members],
+                "status": a.status,
+            }
+            for a in report.approver_sets
+        ],
+        "agencies": [
+            {
+                "log_index": g.log_index,
+                "agency": g.agency_id,
+                "name": g.name,
+                "key_id": g.key_id,
+                "approver_set": g.approver_set,
+                "valid": g.valid,
+            }
+            for g in report.agencies
+        ],
         "warrants": [
             {
                 "commitment": w.commitment.hex(),
@@ -293,6 +359,10 @@ def report_json(report: AuditReport) -> dict[str, object]:
                 "end": format_time(w.end_time),
                 "duration_s": w.duration_s,
                 "disclosure": format_time(w.disclosure_time),
+                "disclosure_due": format_time(w.disclosure_due),
+                "extensions": w.extensions,
+                "approver_set": w.approver_set,
+                "approver_set_version": w.approver_set_version,
                 "scope": [s.value for s in w.scope],
                 "approvers": list(w.approver_ids),
                 "records": w.record_count,
@@ -305,23 +375,46 @@ def report_json(report: AuditReport) -> dict[str, object]:
 
 
 def report_lines(report: AuditReport) -> list[str]:
-    lines = [
+    lines = []
+    for a in report.approver_sets:
+        members = ", ".join(f"{i} ({n}, {r.value.replace('_', ' ')})" for i, n, r in a.members)
+        status = a.status if a.in_chain else a.status.upper()
+        lines.append(
+            f"approver set v{a.version} {a.set_hash[:16]} at log index {a.log_index}: "
+            f"{a.threshold} of {members}; {status}"
+        )
+    for index in report.second_genesis:
+        lines.append(f"  SECOND GENESIS approver set at log index {index}: not the deployment's")
+    for g in report.agencies:
+        lines.append(
+            f"agency {g.agency_id} ({g.name}) key {g.key_id[:16]} under set "
+            f"{g.approver_set[:16]}: {'registered' if g.valid else 'INVALID'}"
+        )
+    lines.append(
         f"warrants: {report.active} active, {report.upcoming} upcoming, {report.past} past; "
         f"{report.total_records} intercepted records"
-    ]
+    )
     for w in report.warrants:
+        due = format_time(w.disclosure_due)
+        extended = f" (extended {w.extensions}x)" if w.extensions else ""
         disclosure = (
             "disclosed"
             if w.disclosed
-            else "DISCLOSURE OVERDUE"
+            else f"DISCLOSURE OVERDUE since {due}{extended}"
             if w.disclosure_overdue
-            else f"disclosure due {format_time(w.disclosure_time)}"
+            else f"disclosure due {due}{extended}"
+        )
+        approver_set = (
+            f"set v{w.approver_set_version} {w.approver_set[:16]}"
+            if w.approver_set_version is not None
+            else f"set {w.approver_set[:16]} NOT IN THE CHAIN"
         )
         lines.append(
             f"  {w.commitment.hex()[:16]} {w.status}: {format_time(w.start_time)} to "
             f"{format_time(w.end_time)} ({format_duration(w.duration_s)}), "
             f"scope {','.join(s.value for s in w.scope)}, approved by "
-            f"{', '.join(w.approver_ids)}; {w.record_count} records; {disclosure}"
+            f"{', '.join(w.approver_ids)} under {approver_set}; {w.record_count} records; "
+            f"{disclosure}"
         )
     if report.approvals_by_approver:
         lines.append(

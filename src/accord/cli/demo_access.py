@@ -1,6 +1,7 @@
-"""The demo's lawful-access chapter: approval, interception within the window, expiry,
-disclosure and the public audit (docs/lawful-access.md). Called by `accord demo` (cli/demo.py)
-with its running server and clients; every step is checked.
+"""The demo's lawful-access chapter: approval, a retroactive warrant refused, interception
+within the window, expiry, an agency detecting a record forged by the provider, disclosure and
+the public audit (docs/lawful-access.md). Called by `accord demo` (cli/demo.py) with its running
+server and clients; every step is checked.
 """
 
 from __future__ import annotations
@@ -12,14 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select, update
 
 from accord.cli.access import report_lines
 from accord.client import authority as au
 from accord.client.audit import audit_log
 from accord.client.client import AccordClient
+from accord.errors import AuthorizationError
+from accord.primitives.olm import DeviceAccount
 from accord.protocols.access.approvers import SignedApproverSet
+from accord.protocols.access.device import VerifiedWarrant
+from accord.protocols.access.records import Direction, InterceptedMessage, RecordSealer
 from accord.protocols.access.timeparse import format_time
 from accord.server.process import ServerProcess
+from accord.storage.db import make_engine, sqlite_url
+from accord.storage.schema import access_records, access_warrants
 
 WINDOW_S = 6
 DISCLOSURE_WAIT_S = 15.0
@@ -87,6 +95,28 @@ def access_chapter(
     )
     ok(f"agency nca, key id {registered.key_id[:16]}, at log index {registered.index}")
 
+    step("a retroactive warrant (its window starting 20 days ago) is refused")
+    now = int(time.time())
+    retro = au.draft_warrant(
+        target="alice",
+        agency=signed_key.key,
+        scope=["content"],
+        start_time=now - 20 * 86400,
+        end_time=now + 86400,
+        case_reference="DEMO-RETRO",
+        disclose_after_s=0,
+    )
+    for name in ("judge", "commissioner"):
+        retro = au.sign_warrant(retro, approvers[name], now=now - 20 * 86400 - 60)
+    try:
+        au.submit_warrant(url, retro)
+        refused = ""
+    except AuthorizationError as exc:
+        refused = exc.code
+    expect(refused == "warrant_retroactive", "the server refuses it: warrant_retroactive")
+    ok("devices refuse one too: a window may start at most 5 minutes before the witnesses")
+    ok("first cosigned its commitment, and a device copies nothing from before it verified it")
+
     step(f"a warrant against alice: content and metadata, a {WINDOW_S}-second window")
     time.sleep(1 - time.time() % 1)  # windows are whole seconds: start on a fresh one
     start = int(time.time())
@@ -111,9 +141,10 @@ def access_chapter(
         "the log shows one active warrant, its window and approvers, and not its target",
     )
 
-    step("alice's client gets the warrant on its next sync and checks it (W1-W10)")
+    step("alice's client gets the warrant on its next sync and checks it (W1-W12)")
     notices = alice.receive().notices
-    active = [w.warrant_id.hex() for w in alice.access.active_warrants()]
+    verified = alice.access.active_warrants()
+    active = [w.warrant_id.hex() for w in verified]
     expect(active == [submitted.warrant_id], "signatures, set, target, window, log: all verified")
     expect(not any("lawful-access" in n for n in notices), "alice is not told before disclosure")
 
@@ -158,6 +189,19 @@ def access_chapter(
     ]
     expect(not stored, "the server stored the records sealed: it holds no key to them")
 
+    step("the provider forges a record (the agency's key is public) in place of a stored one")
+    _forge_record(server, verified[0], alice.device_id, start)
+    forged = au.fetch_records(url, au.load_agency_key(keys / "nca.key"), submitted.warrant_id)
+    for problem in forged.problems:
+        ok(problem)
+    expect(
+        [r.seq for r in forged.records] == [0]
+        and any("record_forged" in p for p in forged.problems)
+        and not any(b"confess" in (r.plaintext or b"") for r in forged.records),
+        "the agency reports record 1 as forged (not signed by alice's logged device key), "
+        "never as content",
+    )
+
     step("after the disclosure time the provider opens the warrant in the log; alice is told")
     deadline = time.monotonic() + DISCLOSURE_WAIT_S
     shown: list[str] = []
@@ -190,3 +234,38 @@ def access_chapter(
 def _entry_at(url: str, index: int) -> str:
     page = httpx.get(f"{url}/v1/log/entries", params={"start": index, "end": index + 1}).json()
     return str(page["entries"][0])
+
+
+def _forge_record(server: ServerProcess, verified: VerifiedWarrant, device: str, at: int) -> None:
+    """Play the provider: seal "I confess to everything" to the agency's public key with the
+    right warrant, device and sequence, signed with a key of its own, and store it in place
+    of alice's record 1."""
+    forger = RecordSealer(verified, device_id=device, sign=DeviceAccount().sign, next_seq=1)
+    forged = forger.seal(
+        InterceptedMessage(
+            direction=Direction.SENT,
+            occurred_at=at,
+            sender="alice",
+            recipients=("bob",),
+            conversation_id="account:bob",
+            message_id="forged",
+            plaintext=b"I confess to everything",
+        ),
+        now=at,
+    )
+    engine = make_engine(server.db_url or sqlite_url(server.data_dir))
+    try:
+        with engine.begin() as conn:
+            rows = conn.execute(
+                select(access_records.c.id)
+                .join(access_warrants, access_warrants.c.id == access_records.c.warrant_pk)
+                .where(access_warrants.c.warrant_id == verified.warrant_id)
+                .order_by(access_records.c.id)
+            ).all()
+            conn.execute(
+                update(access_records)
+                .where(access_records.c.id == rows[1].id)
+                .values(record=forged.to_bytes())
+            )
+    finally:
+        engine.dispose()

@@ -66,7 +66,7 @@ def log_audit(ctx: click.Context, server: str, manifest_path: Path | None, as_js
             f"key transparency: {kt.accounts} accounts, {kt.changes} device changes, "
             f"{kt.map_heads} map heads replayed"
         )
-    if result.access is not None and result.access.warrants:
+    if result.access is not None and (result.access.warrants or result.access.approver_sets):
         click.echo("lawful access (recomputed from the log):")
         for line in report_lines(result.access):
             click.echo(f"  {line}")

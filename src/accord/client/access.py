@@ -5,13 +5,18 @@ it:
 
 1. verifies the checkpoint the server sends (signed by the pinned log key, cosigned by the
    configured witness quorum, consistent with the last one this device accepted);
-2. follows the approver set: pinned when the account was created (the configured hash, else
-   the first set shown, which must be a version 1 signed by k of its members), then advanced
-   only by versions signed by k members of the current one; every set must be in the log;
-3. runs the checks W1-W10 (`verify_warrant_for_device`) on each warrant delivered for this
-   account; a warrant that passes is active until its window ends, and the messages this device
-   sent earlier in the same window are copied at once;
-4. verifies published disclosures and turns those naming this account into notices.
+2. follows the approver set: pinned to the genesis set of the deployment's bounds
+   (`lawful_access_bounds`: never a set the server chooses; without one, lawful access is
+   refused with `approver_set_required`), then advanced only by versions signed by k members
+   of the current one; every set must be in the log;
+3. runs the checks W1-W12 (`verify_warrant_for_device`) on each warrant delivered for this
+   account; a warrant that passes is active until its window ends, and copies only what
+   happens from the later of its start and the moment this device verified it (nothing
+   earlier, not even in the same second);
+4. scans every log entry since its last sync for disclosures (`client.disclosures`), instead
+   of trusting the server's choice, and turns those naming this account into notices; a
+   warrant it accepted whose disclosure date passes unpublished (and not extended by k
+   approvers in the log) is shown to the user by the device itself.
 
 While a warrant is active, every message this device sends or receives is sealed to the
 agency (`RecordSealer`) in the same local transaction that stores the message, queued, and
@@ -26,18 +31,21 @@ upload queue, the disclosure position) is one sealed record of the local store: 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from accord.client.context import ClientContext
+from accord.client.disclosures import DisclosureWatch, scan_for_disclosures
 from accord.client.log_trust import LogTrust, ProofEncoding, decode_proof
 from accord.client.received import ReceivedMessage
 from accord.client.store import decode_checkpoint, encode_checkpoint
-from accord.clock import now_s
+from accord.clock import now_ms, now_s
 from accord.errors import (
     AccordError,
     AuthorizationError,
+    ConfigurationError,
     Conflict,
     InvalidInput,
     NotFound,
@@ -45,6 +53,7 @@ from accord.errors import (
     VerificationError,
 )
 from accord.primitives.encoding import b64decode, canonical_json
+from accord.protocols.access import _codec as c
 from accord.protocols.access.agency import AgencyKey
 from accord.protocols.access.approvers import (
     ApproverSet,
@@ -52,7 +61,7 @@ from accord.protocols.access.approvers import (
     pin_approver_set,
     verify_approver_set_update,
 )
-from accord.protocols.access.audit import DisclosureNotice, disclosure_notice
+from accord.protocols.access.audit import DisclosureNotice
 from accord.protocols.access.device import (
     VerifiedWarrant,
     WarrantDelivery,
@@ -60,8 +69,6 @@ from accord.protocols.access.device import (
 )
 from accord.protocols.access.log_entries import (
     ApproverSetEntry,
-    WarrantCommitmentEntry,
-    WarrantDisclosureEntry,
     parse_access_entry,
 )
 from accord.protocols.access.records import (
@@ -73,11 +80,14 @@ from accord.protocols.access.records import (
 )
 from accord.protocols.access.timeparse import format_duration, format_time
 from accord.protocols.access.warrant import (
+    DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    DEFAULT_MAX_START_SKEW_S,
     WARRANT_MAX_DURATION_S,
     SignedWarrant,
     Warrant,
     WarrantCommitment,
 )
+from accord.protocols.manifest import LawfulAccessBounds
 from accord.protocols.translog.note import Checkpoint
 from accord.wire.access import (
     MAX_RECORDS_PER_UPLOAD,
@@ -88,12 +98,59 @@ from accord.wire.access import (
 )
 from accord.wire.messaging import Content
 
+APPROVER_SET_ENV = "ACCORD_APPROVER_SET"
 MAX_REFUSALS_KEPT = 100
 UPLOAD_BATCH_BYTES = 3 << 20
 """Ciphertext per upload request (base64 makes it 4 MiB, well within a request's limit)."""
 # Refusals the user is not told about: a genuine warrant delivered a little early or late
 # would otherwise be revealed before its disclosure date.
 QUIET_REFUSALS = frozenset({"warrant_not_started", "warrant_expired"})
+
+
+def lawful_access_bounds(ctx: ClientContext | None = None) -> LawfulAccessBounds:
+    """The bounds this device holds every warrant to: the approvers' genesis set, the
+    disclosure delay cap and the start skew (docs/lawful-access.md §3, §6).
+
+    They are the pinned deployment manifest's (`LogTrust.manifest`). In insecure development
+    mode (no manifest) the genesis set is the hash this device was configured with at account
+    creation (the library's ``approver_set=``, which the CLI takes from
+    ``ACCORD_APPROVER_SET``), else ``ACCORD_APPROVER_SET`` now, and the delays are the
+    documented defaults. Never from the server: without a configured set lawful access is
+    refused (`ConfigurationError` ``approver_set_required``).
+    """
+    if ctx is not None:
+        manifest = ctx.log_trust.manifest()
+        if manifest is not None:  # the deployment's anchors, pinned with the client
+            return manifest.lawful_access
+    configured = None
+    if ctx is not None:
+        raw = ctx.store.access_state()
+        if raw is not None:
+            configured = AccessState.from_json(raw).configured_set
+    configured = configured or os.environ.get(APPROVER_SET_ENV) or None
+    if configured is None:
+        raise ConfigurationError(
+            f"no approver genesis set is configured (set {APPROVER_SET_ENV})",
+            code="approver_set_required",
+        )
+    return LawfulAccessBounds(
+        approver_genesis_set=_set_hash_hex(configured),
+        max_disclosure_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S,
+        max_start_skew_s=DEFAULT_MAX_START_SKEW_S,
+    )
+
+
+def configured_bounds() -> LawfulAccessBounds | None:
+    """The bounds an auditor holds the log to: `lawful_access_bounds` without a device, or None
+    where no genesis set is configured (the audit then follows the log's first version 1)."""
+    try:
+        return lawful_access_bounds(None)
+    except ConfigurationError:
+        return None
+
+
+def _set_hash_hex(value: str) -> str:
+    return c.parse_hex(value.strip().lower(), "the approver set hash", size=32).hex()
 
 
 @dataclass(frozen=True)
@@ -121,8 +178,14 @@ def describe_notice(notice: DisclosureNotice) -> str:
         f"{who} ({role.value.replace('_', ' ')}, {format_time(at)})"
         for who, role, at in notice.approvals
     )
+    overdue = (
+        f" (overdue: the provider had not published it by {format_time(notice.disclosure_time)};"
+        " shown by this device from the warrant it verified)"
+        if notice.overdue
+        else ""
+    )
     return (
-        "lawful-access disclosure: a warrant covered this account from "
+        f"lawful-access disclosure{overdue}: a warrant covered this account from "
         f"{format_time(notice.start_time)} to {format_time(notice.end_time)} "
         f"({format_duration(notice.end_time - notice.start_time)}); scope: "
         f"{', '.join(s.value for s in notice.scope)}; approved by {approvers}; "
@@ -133,9 +196,13 @@ def describe_notice(notice: DisclosureNotice) -> str:
 
 @dataclass
 class ActiveWarrant:
-    """A warrant that passed W1-W10 on this device, and the number of its next record."""
+    """A warrant that passed W1-W12 on this device, and the number of its next record.
+
+    ``copy_from_ms`` is the later of the window's start and the moment this device verified
+    the warrant: nothing dated earlier is copied."""
 
     verified: VerifiedWarrant
+    copy_from_ms: int
     next_seq: int = 0
 
     @property
@@ -151,20 +218,24 @@ class ActiveWarrant:
             "agency_key": verified.agency_key.to_obj(),
             "log_origin": verified.checkpoint.origin,
             "checkpoint": encode_checkpoint(verified.checkpoint),
+            "committed_at": verified.committed_at,
+            "copy_from_ms": self.copy_from_ms,
             "next_seq": self.next_seq,
         }
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> ActiveWarrant:
-        """As stored: it passed W1-W10 on this device before it was stored."""
+        """As stored: it passed W1-W12 on this device before it was stored."""
         verified = VerifiedWarrant(
             signed_warrant=SignedWarrant.from_obj(obj["warrant"]),
             commitment=WarrantCommitment(bytes.fromhex(obj["commitment"])),
             approver_ids=tuple(obj["approver_ids"]),
             agency_key=AgencyKey.from_obj(obj["agency_key"]),
             checkpoint=_stored_checkpoint(obj["checkpoint"], obj.get("log_origin", "")),
+            committed_at=obj.get("committed_at"),
         )
-        return cls(verified, int(obj["next_seq"]))
+        start_ms = verified.signed_warrant.warrant.start_time * 1000
+        return cls(verified, int(obj.get("copy_from_ms", start_ms)), int(obj["next_seq"]))
 
 
 def _stored_checkpoint(value: str | dict[str, Any], origin: str) -> Checkpoint:
@@ -183,6 +254,7 @@ class AccessState:
     active: list[ActiveWarrant] = field(default_factory=list)
     outbox: list[SealedRecord] = field(default_factory=list)  # records not uploaded yet
     disclosures_from: int = 0  # the log index from which to ask for disclosures
+    watch: DisclosureWatch = field(default_factory=DisclosureWatch)  # the log scan
 
     @property
     def busy(self) -> bool:
@@ -203,6 +275,7 @@ class AccessState:
                 "active": [a.to_obj() for a in self.active],
                 "outbox": [r.to_obj() for r in self.outbox],
                 "disclosures_from": self.disclosures_from,
+                "watch": self.watch.to_obj(),
             }
         ).encode("utf-8")
 
@@ -217,6 +290,7 @@ class AccessState:
             active=[ActiveWarrant.from_obj(a) for a in obj["active"]],
             outbox=[SealedRecord.from_bytes(canonical_json(r)) for r in obj["outbox"]],
             disclosures_from=int(obj["disclosures_from"]),
+            watch=DisclosureWatch.from_obj(obj.get("watch")),
         )
 
 
@@ -283,18 +357,15 @@ class AccessClient:
     # --- approver sets ------------------------------------------------------------------------
 
     def pin_approver_set(self, configured_hash: str | None = None) -> None:
-        """At account creation: take the configured set hash if given, else pin the set the
-        server shows now (a version 1 signed by k of its members). Without a set on the
-        server yet, the first one seen later is pinned the same way."""
+        """At account creation (or when configured later): keep the configured genesis set
+        hash and pin that set if the server shows it. Without a configured set nothing is
+        pinned: lawful access is then refused (`approver_set_required`), never trusted to a
+        set the server chooses."""
         state = self._load()
         if configured_hash is not None:
-            try:
-                raw = bytes.fromhex(configured_hash)
-            except ValueError:
-                raw = b""
-            if len(raw) != 32:
-                raise InvalidInput("the approver set hash must be 64 hex digits")
-            state.configured_set = configured_hash
+            state.configured_set = _set_hash_hex(configured_hash)
+            with self._ctx.store.transaction():
+                self._save(state)
         last = self._ctx.log_trust.last_checkpoint()
         params = {"since": last.size if last else 0}
         result = SyncResult()
@@ -326,26 +397,20 @@ class AccessClient:
             return
         current = before = state.approver_set
         if current is None:
-            configured = state.configured_set
-            if configured is not None:
-                matching = [
-                    i for i, e in enumerate(shown)
-                    if e.signed.approver_set.set_hash.hex() == configured
-                ]  # fmt: skip
-                if not matching:
-                    return  # the configured set is not published yet
-                first = matching[0]
-                current = pin_approver_set(
-                    shown[first].signed,
-                    configured_hash=ApproverSetHash(bytes.fromhex(configured)),
-                )
-            else:
-                first = 0
-                try:
-                    current = pin_approver_set(shown[0].signed)
-                except VerificationError as exc:
-                    self._refuse(result, "approver set", exc)
-                    return
+            try:
+                configured = lawful_access_bounds(self._ctx).approver_genesis_set
+            except ConfigurationError:
+                return  # nothing is pinned; a warrant is then refused (approver_set_required)
+            matching = [
+                i for i, e in enumerate(shown)
+                if e.signed.approver_set.set_hash.hex() == configured
+            ]  # fmt: skip
+            if not matching:
+                return  # the configured set is not published yet
+            first = matching[0]
+            current = pin_approver_set(
+                shown[first].signed, configured_hash=ApproverSetHash(bytes.fromhex(configured))
+            )
             shown = shown[first + 1 :]
         for entry in shown:
             if entry.signed.approver_set.version <= current.version:
@@ -393,8 +458,7 @@ class AccessClient:
             self._refuse(result, "approver set", exc)
         for obj in answer.deliveries:
             self._take_delivery(state, obj, last, now, result)
-        for item in answer.disclosures:
-            self._take_disclosure(state, item.disclosure, item.commitment, checkpoint, result)
+        self._scan_log(state, checkpoint, now, result)  # not the server's list of disclosures
         state.drop_ended(now)
         with ctx.store.transaction():
             ctx.log_trust.advance(checkpoint, last=last)
@@ -437,6 +501,7 @@ class AccessClient:
                 raise ProtocolError(
                     "warrant was already delivered and used", code="warrant_replayed"
                 )
+            bounds = lawful_access_bounds(ctx)
             if state.approver_set is None:
                 raise VerificationError(
                     "no approver set is pinned on this device", code="approver_set_mismatch"
@@ -450,55 +515,50 @@ class AccessClient:
                 now=now,
                 seen_warrant_ids={bytes.fromhex(s) for s in state.seen},
                 max_duration_s=self.max_duration_s,
+                max_start_skew_s=bounds.max_start_skew_s,
+                max_disclosure_delay_s=bounds.max_disclosure_delay_s,
             )
         except AccordError as exc:
             self._refuse(result, f"warrant {wid[:16]}", exc)
             return
-        active = ActiveWarrant(verified)
+        # Prospective only: nothing from before the later of the start and this moment, not
+        # even a message of the same second (times are compared in milliseconds).
+        copy_from_ms = max(verified.signed_warrant.warrant.start_time * 1000, now_ms(ctx.clock))
+        state.watch.hold(verified)  # its user is told at its disclosure date, in any case
         state.seen.append(wid)
-        state.active.append(active)
+        state.active.append(ActiveWarrant(verified, copy_from_ms))
         result.accepted.append(wid)
-        self._backfill(state, active, now)
 
-    def _backfill(self, state: AccessState, active: ActiveWarrant, now: int) -> None:
-        """Copy what this device sent earlier in the window, before it had the warrant."""
-        start_time = active.warrant.start_time
-        for record in self._ctx.store.messages():
-            if record.get("direction") != "out":
-                continue
-            try:
-                content = Content.model_validate(record["content"])
-            except ValueError:
-                continue
-            if content.sender.device_id != self._ctx.identity.device_id:
-                continue
-            if start_time <= content.sent_at // 1000 < now:
-                self._seal_into(state, [active], self._intercepted(content, Direction.SENT), now)
-
-    def _take_disclosure(
-        self,
-        state: AccessState,
-        disclosure: ProvenEntry,
-        commitment: ProvenEntry,
-        checkpoint: Checkpoint,
-        result: SyncResult,
+    def _scan_log(
+        self, state: AccessState, checkpoint: Checkpoint, now: int, result: SyncResult
     ) -> None:
-        state.disclosures_from = max(state.disclosures_from, disclosure.index + 1)
+        """Disclosures from the log itself (`scan_for_disclosures`); a log whose entries do not
+        match the checkpoint is a refusal, and the scan is tried again on the next sync."""
         try:
-            opened = parse_access_entry(_proven_entry(disclosure, checkpoint))
-            committed = parse_access_entry(_proven_entry(commitment, checkpoint))
-            if not isinstance(opened, WarrantDisclosureEntry) or not isinstance(
-                committed, WarrantCommitmentEntry
-            ):
-                raise ProtocolError("not a disclosure and its commitment")
-            if commitment.index >= disclosure.index:
-                raise ProtocolError("disclosure logged before its commitment")
-            notice = disclosure_notice(opened, committed, account=self._ctx.identity.account_name)
-        except AccordError as exc:
-            self._refuse(result, f"disclosure at {disclosure.index}", exc)
+            bounds = lawful_access_bounds(self._ctx)
+        except ConfigurationError:
+            bounds = None
+        watch = DisclosureWatch.from_obj(state.watch.to_obj())  # changed only on success
+        try:
+            scanned = scan_for_disclosures(
+                self._ctx.api,
+                watch,
+                checkpoint,
+                account=self._ctx.identity.account_name,
+                approver_set=state.approver_set,
+                now=now,
+                max_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S
+                if bounds is None
+                else bounds.max_disclosure_delay_s,
+            )
+        except AccordError as exc:  # a bad or unreachable log: tried again on the next sync
+            self._refuse(result, "log scan", exc)
             return
-        if notice is not None:
-            result.disclosures.append(notice)
+        state.watch = watch
+        state.disclosures_from = watch.position.size
+        result.disclosures += scanned.notices
+        for what, why in scanned.refused:
+            self._refuse(result, what, why)
 
     # --- interception -------------------------------------------------------------------------
 
@@ -538,10 +598,19 @@ class AccessClient:
         active: Iterable[ActiveWarrant],
         message: InterceptedMessage,
         now: int,
+        *,
+        at_ms: int,
     ) -> None:
         device_id = self._ctx.identity.device_id
         for warrant in active:
-            sealer = RecordSealer(warrant.verified, device_id=device_id, next_seq=warrant.next_seq)
+            if at_ms < warrant.copy_from_ms:
+                continue  # before this device verified the warrant: never copied
+            sealer = RecordSealer(
+                warrant.verified,
+                device_id=device_id,
+                sign=self._ctx.identity.sign,
+                next_seq=warrant.next_seq,
+            )
             try:
                 record = sealer.seal(message, now=now)
             except (AuthorizationError, InvalidInput):
@@ -560,7 +629,7 @@ class AccessClient:
             message = self._intercepted(content, Direction.SENT)
         except (InvalidInput, ValueError):
             return
-        self._seal_into(state, state.active, message, now)
+        self._seal_into(state, state.active, message, now, at_ms=content.sent_at)
         self._save(state)
 
     def on_received(self, message: ReceivedMessage) -> None:
@@ -571,15 +640,16 @@ class AccessClient:
         """
         if not self._busy_now() or message.evidence is None:
             return
-        now = now_s(self._ctx.clock)
+        at_ms = now_ms(self._ctx.clock)
+        now = at_ms // 1000
         state = self._load()
         state.drop_ended(now)
-        content = message.evidence.content.model_copy(update={"sent_at": now * 1000})
+        content = message.evidence.content.model_copy(update={"sent_at": at_ms})
         try:
             intercepted = self._intercepted(content, Direction.RECEIVED, sender=message.sender)
         except (InvalidInput, ValueError):
             return
-        self._seal_into(state, state.active, intercepted, now)
+        self._seal_into(state, state.active, intercepted, now, at_ms=at_ms)
         self._save(state)
 
     def flush(self) -> None:

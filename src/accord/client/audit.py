@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from accord.client.access import configured_bounds
 from accord.client.api import ServerApi
 from accord.client.log_trust import fetch_consistency_proof
 from accord.clock import Clock, clock_from_env, now_s
@@ -30,7 +31,7 @@ from accord.errors import AccordError, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode, b64encode
 from accord.protocols.access.audit import AuditReport, audit_access_entries
 from accord.protocols.key_transparency import KtAudit, audit_key_transparency
-from accord.protocols.manifest import Manifest
+from accord.protocols.manifest import LawfulAccessBounds, Manifest
 from accord.protocols.messaging import verify_device_keys
 from accord.protocols.translog import merkle
 from accord.protocols.translog.entries import DeviceRegistration, entry_type, parse_entry
@@ -108,7 +109,8 @@ def audit_log(
     `clock_from_env()`. With `manifest`, the checkpoint is checked against its anchors."""
     api = ServerApi(server, transport=transport)
     try:
-        result = _audit(api, server.rstrip("/"), state_dir, clock or clock_from_env())
+        bounds = manifest.lawful_access if manifest is not None else configured_bounds()
+        result = _audit(api, server.rstrip("/"), state_dir, clock or clock_from_env(), bounds)
         if manifest is not None:
             result.problems = manifest_problems(api, manifest, clock or clock_from_env())
         return result
@@ -146,7 +148,13 @@ def manifest_problems(api: ServerApi, manifest: Manifest, clock: Clock) -> list[
     return []
 
 
-def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditResult:
+def _audit(
+    api: ServerApi,
+    server: str,
+    state_dir: Path,
+    clock: Clock,
+    bounds: LawfulAccessBounds | None,
+) -> AuditResult:
     state_path = state_dir / STATE_FILE
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
     info = api.request("GET", "/v1/log/info", auth=False)
@@ -225,6 +233,8 @@ def _audit(api: ServerApi, server: str, state_dir: Path, clock: Clock) -> AuditR
             [(i, e) for i, e in kt_entries if i < checkpoint.size], checkpoint.size
         ),
         access=audit_access_entries(
-            [(i, e) for i, e in access_entries if i < checkpoint.size], now=now_s(clock)
+            [(i, e) for i, e in access_entries if i < checkpoint.size],
+            now=now_s(clock),
+            bounds=bounds,
         ),
     )

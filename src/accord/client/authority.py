@@ -29,9 +29,12 @@ from typing import Any
 
 import httpx
 
-from accord.client.api import ServerApi
+from accord.client.access import configured_bounds
+from accord.client.api import M, ServerApi
+from accord.client.log_scan import LogPosition, read_new_entries
 from accord.clock import Clock, clock_from_env, now_s
 from accord.errors import (
+    AccordError,
     AuthorizationError,
     DecryptionError,
     InvalidInput,
@@ -60,7 +63,13 @@ from accord.protocols.access.approvers import (
     sign_approver_set,
 )
 from accord.protocols.access.audit import AuditReport, audit_access_entries
-from accord.protocols.access.log_entries import AgencyKeyEntry, ApproverSetEntry, parse_access_entry
+from accord.protocols.access.log_entries import (
+    AgencyKeyEntry,
+    ApproverSetEntry,
+    DisclosureExtensionEntry,
+    extension_message,
+    parse_access_entry,
+)
 from accord.protocols.access.records import (
     OpenedRecord,
     RecordOpener,
@@ -72,10 +81,14 @@ from accord.protocols.access.warrant import (
     Approval,
     SignedWarrant,
     Warrant,
+    WarrantCommitment,
     approval_message,
     check_warrant_duration,
     normalise_scope,
 )
+from accord.protocols.translog.entries import DeviceRegistration, parse_entry
+from accord.protocols.translog.note import parse_vkey
+from accord.protocols.translog.verify import LogTrustPolicy, verify_checkpoint_note
 from accord.wire.access import (
     AccessEntries,
     AgencyChallenge,
@@ -84,6 +97,7 @@ from accord.wire.access import (
     ApproverSetPublished,
     ApproverSets,
     DeliveryMetadata,
+    DisclosureExtended,
     MetadataPage,
     RecordPage,
     WarrantSubmitted,
@@ -489,17 +503,51 @@ def submit_warrant(
     server: str, signed: SignedWarrant, *, transport: httpx.BaseTransport | None = None
 ) -> WarrantSubmitted:
     """`accord warrant submit`: the server checks it, commits to it in the log and delivers it."""
+    return _post(
+        server, transport, WarrantSubmitted, "/v1/access/warrants", signed_warrant=signed.to_obj()
+    )
+
+
+def _post(
+    server: str,
+    transport: httpx.BaseTransport | None,
+    model: type[M],
+    path: str,
+    **body: object,
+) -> M:
+    """POST a signed object (the signatures are the authority: no account is needed)."""
     api = _api(server, transport)
     try:
-        return api.call(
-            WarrantSubmitted,
-            "POST",
-            "/v1/access/warrants",
-            json={"v": 1, "signed_warrant": signed.to_obj()},
-            auth=False,
-        )
+        return api.call(model, "POST", path, json={"v": 1, **body}, auth=False)
     finally:
         api.close()
+
+
+def extend_disclosure(
+    server: str,
+    commitment_hex: str,
+    disclosure_time: int,
+    keys: Sequence[ApproverKey],
+    *,
+    now: int,
+    transport: httpx.BaseTransport | None = None,
+) -> DisclosureExtended:
+    """`accord warrant extend`: k approvers of the current set postpone a warrant's disclosure
+    (named by its public commitment) to ``disclosure_time``; the server checks and logs it.
+    Without a logged extension, a disclosure not published by its date shows as overdue."""
+    commitment = WarrantCommitment(c.parse_hex(commitment_hex.lower(), "commitment", size=32))
+    current = fetch_current_approver_set(server, transport=transport)
+    message = extension_message(commitment, disclosure_time, now, current.set_hash)
+    extension = DisclosureExtensionEntry(
+        commitment=commitment,
+        disclosure_time=disclosure_time,
+        extended_at=now,
+        approver_set=current.set_hash,
+        signatures=tuple(k.signer.sign(message) for k in keys),
+    )
+    return _post(
+        server, transport, DisclosureExtended, "/v1/access/extensions", extension=extension.to_obj()
+    )
 
 
 def public_report(
@@ -522,7 +570,9 @@ def public_report(
             start = page.entries[-1].index + 1
     finally:
         api.close()
-    return audit_access_entries(indexed, now=now_s(clock or clock_from_env()))
+    return audit_access_entries(
+        indexed, now=now_s(clock or clock_from_env()), bounds=configured_bounds()
+    )
 
 
 # --- the agency fetches -----------------------------------------------------------------------
@@ -568,6 +618,7 @@ def fetch_records(
     warrant_id_hex: str,
     *,
     with_metadata: bool = False,
+    log_policy: LogTrustPolicy | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> FetchResult:
     """`accord agency fetch`: prove the agency holds the warrant's key, then fetch the records
@@ -586,13 +637,46 @@ def fetch_records(
         public.close()
     api = _api(server, transport, token)
     try:
-        return _fetch(api, key, warrant_id, with_metadata)
+        return _fetch(api, key, warrant_id, with_metadata, log_policy)
     finally:
         api.close()
 
 
+def logged_device_keys(
+    api: ServerApi, account: str, log_policy: LogTrustPolicy | None = None
+) -> dict[str, str]:
+    """The Ed25519 identity key of every device the transparency log has registered for
+    ``account``, read from the whole log and checked against its signed checkpoint. Records
+    are verified against these keys, never against keys the server hands over beside them.
+
+    ``log_policy`` pins the log's key and the witness quorum (`agency fetch --log-key
+    --witness`; the deployment manifest, once pinned). Without it the log's key is taken as
+    the server names it, as `accord log audit` does on first use: a provider could then show
+    the agency a log of its own."""
+    policy = log_policy
+    if policy is None:
+        info = api.request("GET", "/v1/log/info", auth=False)
+        policy = LogTrustPolicy(origin=info["origin"], log_verifiers=(parse_vkey(info["vkey"]),))
+    note = api.request_raw("GET", "/v1/log/checkpoint").text
+    checkpoint = verify_checkpoint_note(note, policy).checkpoint
+    entries, _ = read_new_entries(api, LogPosition(), checkpoint)
+    keys: dict[str, str] = {}
+    for _, data in entries:
+        try:
+            entry = parse_entry(data)
+        except (AccordError, ValueError):
+            continue
+        if isinstance(entry, DeviceRegistration) and entry.account == account:
+            keys.setdefault(entry.device_id, entry.ed25519)
+    return keys
+
+
 def _fetch(
-    api: ServerApi, key: AgencyPrivateKey, warrant_id: bytes, with_metadata: bool
+    api: ServerApi,
+    key: AgencyPrivateKey,
+    warrant_id: bytes,
+    with_metadata: bool,
+    log_policy: LogTrustPolicy | None,
 ) -> FetchResult:
     base = f"/v1/access/warrants/{warrant_id.hex()}"
     answer = api.call(AgencyWarrant, "GET", base)
@@ -607,7 +691,8 @@ def _fetch(
         raise AuthorizationError(
             "this warrant is delivered to another agency key", code="agency_key_mismatch"
         )
-    opener = RecordOpener(signed.warrant, agency_key, key.private_key)
+    device_keys = logged_device_keys(api, signed.warrant.target_identifier, log_policy)
+    opener = RecordOpener(signed.warrant, agency_key, key.private_key, device_keys=device_keys)
     result = FetchResult(warrant=signed.warrant)
     after = 0
     while True:

@@ -292,9 +292,13 @@ class SafetyVouchers:
 
 
 def matching_floors(ctx: ClientContext) -> MatchingFloors:
-    """The weakest matching table this device accepts: the floors its user set (kept in the
-    device's store), else the defaults derived in docs/protocol/private-matching.md. Never
-    from the server."""
+    """The weakest matching table this device accepts: the pinned deployment manifest's
+    floors; in insecure development mode, the floors its user set (kept in the device's
+    store), else the defaults derived in docs/protocol/private-matching.md. Never from the
+    server."""
+    manifest = ctx.log_trust.manifest()
+    if manifest is not None:
+        return manifest.matching_floors
     fields = ctx.store.matching_floors_fields()
     if fields is None:
         return DEFAULT_MATCHING_FLOORS

@@ -416,6 +416,9 @@ access_warrants = Table(
     Column("counted_records", BigInteger, nullable=False),
     Column("counted_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # The signed, cosigned checkpoint that first contained the commitment: its cosignature
+    # times bound how early the window may start (device check W11).
+    Column("commitment_checkpoint", Text, nullable=True),
     Index("ix_access_warrants_target", "target_account_id", "end_time"),
 )
 

@@ -74,6 +74,18 @@ class SubmitWarrantRequest(WireModel):
     signed_warrant: SignedObject
 
 
+class ExtendDisclosureRequest(WireModel):
+    """k approvers of a warrant's set postpone its disclosure (a `DisclosureExtensionEntry`)."""
+
+    v: Version = 1
+    extension: SignedObject
+
+
+class DisclosureExtended(WireModel):
+    index: LogIndex
+    disclosure_time: int
+
+
 class WarrantSubmitted(WireModel):
     warrant_id: Hex32
     commitment: Hex32

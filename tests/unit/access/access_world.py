@@ -5,14 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from accord.primitives.hpke import HpkePrivateKey, generate_hpke_key_pair
+from accord.primitives.olm import DeviceAccount
 from accord.protocols.access.agency import AgencyKey, SignedAgencyKey, sign_agency_key
 from accord.protocols.access.approvers import (
     ApproverRole,
     ApproverSet,
     ApproverSigner,
+    sign_approver_set,
 )
 from accord.protocols.access.device import WarrantDelivery
-from accord.protocols.access.log_entries import AgencyKeyEntry, WarrantCommitmentEntry
+from accord.protocols.access.log_entries import (
+    AgencyKeyEntry,
+    ApproverSetEntry,
+    WarrantCommitmentEntry,
+)
+from accord.protocols.access.records import RecordSigner
 from accord.protocols.access.warrant import (
     SignedWarrant,
     Warrant,
@@ -29,6 +36,8 @@ NOW = 1_750_000_000
 DAY = 86400
 ORIGIN = "log.example/accord"
 TARGET = "alice"
+WITNESSED_AT = NOW - 3600
+"""When the witnesses cosign: the default window starts then (W11)."""
 
 # Key generation is the slow part: do it once per test session.
 SIGNERS = {
@@ -52,6 +61,13 @@ POLICY = LogTrustPolicy(
     witness_quorum=2,
 )
 AGENCY_PRIVATE = generate_hpke_key_pair()
+DEVICES = {d: DeviceAccount() for d in ("dev1", "dev2", "d", "DEVICE1", "phone", "laptop")}
+"""The target's devices: their Ed25519 keys are what the log would hold (records are signed)."""
+DEVICE_KEYS = {d: a.ed25519 for d, a in DEVICES.items()}
+
+
+def sign_as(device_id: str) -> RecordSigner:
+    return DEVICES[device_id].sign
 
 
 def make_set(
@@ -78,7 +94,7 @@ class Log:
         body = cp.to_text()
         signed = tn.sign_note(body, [LOG_SIGNER])
         return tn.add_signatures(
-            signed, [w.sign(body, timestamp=NOW) for w in WITNESSES[:witnesses]]
+            signed, [w.sign(body, timestamp=WITNESSED_AT) for w in WITNESSES[:witnesses]]
         ), cp
 
     def proof(self, index: int, size: int | None = None) -> tuple[bytes, ...]:
@@ -112,8 +128,9 @@ class World:
 
     def approve(self, warrant: Warrant | SignedWarrant, *ids: str) -> SignedWarrant:
         signed = warrant if isinstance(warrant, SignedWarrant) else SignedWarrant(warrant)
+        at = min(NOW - 7200, signed.warrant.start_time)  # approvals precede the window (W11)
         for i in ids:
-            signed = approve_warrant(signed, SIGNERS[i], self.approver_set, now=NOW - 7200)
+            signed = approve_warrant(signed, SIGNERS[i], self.approver_set, now=at)
         return signed
 
     def commit(
@@ -146,6 +163,8 @@ class World:
             agency_key_index=self.agency_index,
             agency_key_proof=self.log.proof(self.agency_index),
             checkpoint_note=note,
+            commitment_checkpoint_note=note,
+            commitment_checkpoint_proof=self.log.proof(index),
         )
 
 
@@ -160,6 +179,9 @@ def make_world(approver_set: ApproverSet | None = None) -> World:
     )
     signed_key = sign_agency_key(sign_agency_key(key, SIGNERS["judge"]), SIGNERS["oversight"])
     log = Log()
+    first = [i for i in ("commissioner", "judge", "oversight") if aset.member(i)][:2]
+    signed_set = sign_approver_set(sign_approver_set(aset, SIGNERS[first[0]]), SIGNERS[first[1]])
+    log.append(ApproverSetEntry(signed_set).to_bytes())  # the genesis set, as the log holds it
     log.append(b"device key registration 0")
     index = log.append(AgencyKeyEntry(signed_key).to_bytes())
     log.append(b"device key registration 1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from access_world import NOW, World
+from access_world import NOW, World, sign_as
 from test_access_records import message, verified
 
 from accord.client.access import AccessState, ActiveWarrant
@@ -13,13 +13,13 @@ from accord.protocols.access.records import RecordSealer
 
 def _state(world: World) -> AccessState:
     warrant = verified(world)
-    sealer = RecordSealer(warrant, device_id="DEVICE1", next_seq=4)
+    sealer = RecordSealer(warrant, device_id="DEVICE1", sign=sign_as("DEVICE1"), next_seq=4)
     record = sealer.seal(message(1), now=NOW)
     return AccessState(
         approver_set=world.approver_set,
         configured_set=world.approver_set.set_hash.hex(),
         seen=[warrant.warrant_id.hex()],
-        active=[ActiveWarrant(warrant, sealer.next_seq)],
+        active=[ActiveWarrant(warrant, copy_from_ms=NOW * 1000, next_seq=sealer.next_seq)],
         outbox=[record],
         disclosures_from=9,
     )
@@ -38,6 +38,7 @@ def test_the_state_round_trips_in_its_stored_layout(world: World) -> None:
         "active",
         "outbox",
         "disclosures_from",
+        "watch",
     }
     assert stored["active"][0]["next_seq"] == 5 and stored["outbox"][0]["seq"] == 4
     assert AccessState.from_json(AccessState().to_json()) == AccessState()

@@ -5,7 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from access_world import DAY, NOW, POLICY, SIGNERS, TARGET, World, make_set, make_world
+from access_world import (
+    DAY,
+    NOW,
+    POLICY,
+    SIGNERS,
+    TARGET,
+    WITNESSED_AT,
+    World,
+    make_set,
+    make_world,
+)
 
 from accord.errors import AuthorizationError, ProtocolError, VerificationError
 from accord.primitives.hpke import generate_hpke_key_pair
@@ -295,7 +305,7 @@ def test_approver_set_update_needs_k_of_current(world: World) -> None:
 def test_provider_submission_checks(world: World) -> None:
     signed = world.approve(world.draft(), "judge", "commissioner")
     ok = verify_warrant_submission(
-        signed, approver_set=world.approver_set, agency_key=world.agency_key, now=NOW
+        signed, approver_set=world.approver_set, agency_key=world.agency_key, now=WITNESSED_AT
     )
     assert ok == ("commissioner", "judge")
     with pytest.raises(AuthorizationError):  # window already over: refused

@@ -19,19 +19,15 @@ from accord.primitives.encoding import b64url, canonical_json
 from accord.protocols.access.agency import SignedAgencyKey
 from accord.protocols.access.approvers import SignedApproverSet
 from accord.protocols.access.device import WarrantDelivery
+from accord.protocols.access.log_entries import DisclosureExtensionEntry
 from accord.protocols.access.records import SealedRecord
 from accord.protocols.access.warrant import SignedWarrant, verify_warrant_approvals
 from accord.server.access.agency import check_agency_token, make_agency_token
 from accord.server.access.objects import MAX_SIGNED_OBJECT_BYTES, parse_signed_object
 from accord.wire.access import AccessSync
+from accord_testing import JSON_VALUES
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
+json_values = JSON_VALUES
 json_objects = st.dictionaries(st.text(max_size=20), json_values, max_size=8)
 
 READERS = [
@@ -40,6 +36,7 @@ READERS = [
     (SignedWarrant.from_obj, "warrant"),
     (lambda o: SealedRecord.from_bytes(canonical_json(o)), "record"),
     (lambda o: WarrantDelivery.from_bytes(canonical_json(o)), "delivery"),
+    (DisclosureExtensionEntry.from_obj, "disclosure extension"),
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from access_world import DAY, NOW, POLICY, TARGET, World
+from access_world import DAY, DEVICE_KEYS, NOW, POLICY, TARGET, World, sign_as
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,13 +51,15 @@ def message(i: int, *, at: int = NOW) -> InterceptedMessage:
 
 
 def opener(world: World, v: VerifiedWarrant) -> RecordOpener:
-    return RecordOpener(v.signed_warrant.warrant, world.agency_key, world.agency_private)
+    return RecordOpener(
+        v.signed_warrant.warrant, world.agency_key, world.agency_private, device_keys=DEVICE_KEYS
+    )
 
 
 def sealed_stream(
     world: World, v: VerifiedWarrant, n: int, device: str = "dev1"
 ) -> list[SealedRecord]:
-    sealer = RecordSealer(v, device_id=device)
+    sealer = RecordSealer(v, device_id=device, sign=sign_as(device))
     return [sealer.seal(message(i), now=NOW) for i in range(n)]
 
 
@@ -156,13 +158,15 @@ def test_server_cannot_read_records(world: World) -> None:
             aad=record_aad(record.warrant_id, record.device_id, record.seq),
         )
     with pytest.raises(InvalidInput):  # and cannot pose as the agency with its own key
-        RecordOpener(v.signed_warrant.warrant, world.agency_key, server_key)
+        RecordOpener(
+            v.signed_warrant.warrant, world.agency_key, server_key, device_keys=DEVICE_KEYS
+        )
     assert b"message 0" not in record.to_bytes()
 
 
 def test_client_stops_at_end_of_window(world: World) -> None:
     v = verified(world)
-    sealer = RecordSealer(v, device_id="dev1")
+    sealer = RecordSealer(v, device_id="dev1", sign=sign_as("dev1"))
     end = v.signed_warrant.warrant.end_time
     sealer.seal(message(0, at=end - 1), now=end - 1)
     with pytest.raises(AuthorizationError):
@@ -197,7 +201,7 @@ def test_record_for_another_warrant_refused_by_agency(world: World) -> None:
 def test_only_verified_warrant_can_seal(world: World) -> None:
     v = verified(world)
     with pytest.raises(InvalidInput):
-        RecordSealer(v.signed_warrant, device_id="d")  # type: ignore[arg-type]
+        RecordSealer(v.signed_warrant, device_id="d", sign=sign_as("d"))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- properties
@@ -215,7 +219,7 @@ def test_property_round_trip(texts: list[bytes], offset: int) -> None:
 
     world = make_world()
     v = verified(world)
-    sealer = RecordSealer(v, device_id="d")
+    sealer = RecordSealer(v, device_id="d", sign=sign_as("d"))
     at = v.signed_warrant.warrant.start_time + offset
     records = [
         sealer.seal(dataclasses.replace(message(i, at=at), plaintext=t), now=at)
@@ -277,3 +281,26 @@ def test_property_reorder_and_replay_detected(order: list[int], repeat: bool) ->
         return
     with pytest.raises(ProtocolError):
         o.open_all(stream)
+
+
+def test_record_sealed_by_anyone_but_the_device_is_forged(world: World) -> None:
+    """The agency's key is public: anyone can seal a well-formed record to it. Only the
+    target device's logged key can sign one: a record signed by another key, or from a device
+    the log does not list, is a problem, and the stream shows a gap where it stood."""
+    v = verified(world)
+    genuine = sealed_stream(world, v, 3)
+    impostor = RecordSealer(v, device_id="dev1", sign=sign_as("dev2"), next_seq=1)
+    forged = impostor.seal(dataclasses.replace(message(1), plaintext=b"I confess"), now=NOW)
+    o = opener(world, v)
+    o.open(genuine[0])
+    with pytest.raises(ProtocolError) as info:
+        o.open(forged)
+    assert info.value.code == "record_forged"
+    assert o.open(genuine[2]).seq == 2
+    assert o.gaps == {"dev1": ((1, 2),)}
+    unknown = RecordOpener(
+        v.signed_warrant.warrant, world.agency_key, world.agency_private, device_keys={}
+    )
+    with pytest.raises(ProtocolError) as info:
+        unknown.open(genuine[0])
+    assert info.value.code == "record_unknown_device"

@@ -124,11 +124,13 @@ def test_role_mismatch_and_late_approval_refused(world: World) -> None:
         verify_warrant_approvals(
             SignedWarrant(signed.warrant, (wrong_role, signed.approvals[1])), world.approver_set
         )
-    late = approve_warrant(world.draft(end_time=NOW), SIGNERS["judge"], world.approver_set, now=NOW)
-    late = approve_warrant(late, SIGNERS["commissioner"], world.approver_set, now=NOW - 10)
+    draft = world.draft()
+    start = draft.start_time
+    late = approve_warrant(draft, SIGNERS["judge"], world.approver_set, now=start + 1)
+    late = approve_warrant(late, SIGNERS["commissioner"], world.approver_set, now=start - 10)
     with pytest.raises(VerificationError) as info:
         verify_warrant_approvals(late, world.approver_set)
-    assert info.value.code == "approval_too_late"
+    assert info.value.code == "approval_after_start"
 
 
 def test_non_member_cannot_approve(world: World) -> None:

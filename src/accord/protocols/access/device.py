@@ -1,4 +1,4 @@
-"""The target device's check of a delivered warrant: steps W1-W10 of docs/lawful-access.md §6.
+"""The target device's check of a delivered warrant: steps W1-W12 of docs/lawful-access.md §6.
 
 `verify_warrant_for_device` runs every step and returns a `VerifiedWarrant` only if all pass.
 Until it returns, the device copies nothing to anyone. The code cites the step numbers:
@@ -16,7 +16,14 @@ W8  the checkpoint is signed by the log, cosigned by a witness quorum, and consi
 W9  the commitment log entry opens to this signed warrant with the delivered nonce, and its
     public fields (window, disclosure time, scope, approvers, set, delivery key) match it;
 W10 the commitment entry and the agency key entry are both included in that checkpoint
-    (translog V4).
+    (translog V4);
+W11 prospective only: every approval is dated no later than the window's start (in W2), and
+    the window starts no earlier than `max_start_skew_s` before the witnesses first cosigned a
+    checkpoint containing the commitment (the delivery's `commitment_checkpoint_note`: its
+    cosignature timestamps, the quorum-th earliest counting). With no witnesses configured
+    (insecure development mode) there is no witnessed time: the check is skipped and only the
+    device's own rule holds (nothing before the moment it verified the warrant is copied);
+W12 the disclosure is set at most `max_disclosure_delay_s` after the window ends.
 """
 
 from __future__ import annotations
@@ -37,17 +44,21 @@ from accord.protocols.access.log_entries import (
     parse_access_entry,
 )
 from accord.protocols.access.warrant import (
+    DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    DEFAULT_MAX_START_SKEW_S,
     WARRANT_COMMITMENT_NONCE_BYTES,
     WARRANT_MAX_DURATION_S,
     SignedWarrant,
     WarrantCommitment,
     WarrantId,
+    check_disclosure_delay,
     check_warrant_duration,
+    check_warrant_prospective,
     verify_warrant_approvals,
     verify_warrant_opening,
 )
 from accord.protocols.translog import merkle
-from accord.protocols.translog.note import Checkpoint
+from accord.protocols.translog.note import Checkpoint, VerifiedCheckpoint, split_cosignature
 from accord.protocols.translog.verify import (
     LogTrustPolicy,
     verify_checkpoint_extends,
@@ -72,6 +83,10 @@ class WarrantDelivery:
     agency_key_proof: tuple[bytes, ...]
     checkpoint_note: str
     consistency_proof: tuple[bytes, ...] = ()
+    # W11: the first checkpoint the witnesses cosigned with the commitment in it, and the
+    # commitment's inclusion proof there (empty where no witness is configured).
+    commitment_checkpoint_note: str = ""
+    commitment_checkpoint_proof: tuple[bytes, ...] = ()
 
     def to_obj(self) -> dict[str, Any]:
         return {
@@ -85,6 +100,8 @@ class WarrantDelivery:
             "agency_key_proof": [h.hex() for h in self.agency_key_proof],
             "checkpoint_note": self.checkpoint_note,
             "consistency_proof": [h.hex() for h in self.consistency_proof],
+            "commitment_checkpoint_note": self.commitment_checkpoint_note,
+            "commitment_checkpoint_proof": [h.hex() for h in self.commitment_checkpoint_proof],
         }
 
     def to_bytes(self) -> bytes:
@@ -97,7 +114,8 @@ class WarrantDelivery:
             {
                 "signed_warrant", "nonce", "commitment_entry", "commitment_index",
                 "commitment_proof", "agency_key_entry", "agency_key_index", "agency_key_proof",
-                "checkpoint_note", "consistency_proof",
+                "checkpoint_note", "consistency_proof", "commitment_checkpoint_note",
+                "commitment_checkpoint_proof",
             },
             what="warrant delivery",
         )  # fmt: skip
@@ -106,9 +124,10 @@ class WarrantDelivery:
             items = c.get_list(o, key, max_items=MAX_PROOF_HASHES)
             return tuple(c.parse_hex(h, key, size=HASH_BYTES) for h in items)
 
-        note = o["checkpoint_note"]
-        if not isinstance(note, str) or len(note) > 1 << 20:
-            raise InvalidInput("checkpoint note must be text")
+        note, first_note = o["checkpoint_note"], o["commitment_checkpoint_note"]
+        for text in (note, first_note):
+            if not isinstance(text, str) or len(text) > 1 << 20:
+                raise InvalidInput("checkpoint note must be text")
         return cls(
             signed_warrant=SignedWarrant.from_obj(o["signed_warrant"]),
             nonce=c.get_hex(o, "nonce", size=WARRANT_COMMITMENT_NONCE_BYTES),
@@ -120,18 +139,22 @@ class WarrantDelivery:
             agency_key_proof=proof("agency_key_proof"),
             checkpoint_note=note,
             consistency_proof=proof("consistency_proof"),
+            commitment_checkpoint_note=first_note,
+            commitment_checkpoint_proof=proof("commitment_checkpoint_proof"),
         )
 
 
 @dataclass(frozen=True)
 class VerifiedWarrant:
-    """A warrant that passed W1-W10 on this device. Only this type may start interception."""
+    """A warrant that passed W1-W12 on this device. Only this type may start interception."""
 
     signed_warrant: SignedWarrant
     commitment: WarrantCommitment
     approver_ids: tuple[str, ...]
     agency_key: AgencyKey
     checkpoint: Checkpoint
+    committed_at: int | None = None
+    """When the witnesses first cosigned the commitment (None: no witness configured)."""
 
     @property
     def warrant_id(self) -> WarrantId:
@@ -179,8 +202,10 @@ def verify_warrant_for_device(
     now: int,
     seen_warrant_ids: Collection[bytes] = frozenset(),
     max_duration_s: int = WARRANT_MAX_DURATION_S,
+    max_start_skew_s: int = DEFAULT_MAX_START_SKEW_S,
+    max_disclosure_delay_s: int = DEFAULT_MAX_DISCLOSURE_DELAY_S,
 ) -> VerifiedWarrant:
-    """Run W1-W10 (module docstring). Raises on the first failure; never returns partially.
+    """Run W1-W12 (module docstring). Raises on the first failure; never returns partially.
 
     ``approver_set`` is the device's current trusted set (pinned, then advanced only by k-of-n
     updates); ``last_checkpoint`` the last checkpoint it accepted; ``seen_warrant_ids`` the ids
@@ -189,8 +214,12 @@ def verify_warrant_for_device(
     """
     signed = delivery.signed_warrant
     warrant = signed.warrant
-    # W1 + W2: approver set and k distinct valid approvals.
+    # W1 + W2: approver set and k distinct valid approvals, none dated after the start (W11).
     approver_ids = verify_warrant_approvals(signed, approver_set)
+    # W12: the disclosure cannot be set beyond the bound.
+    check_disclosure_delay(
+        warrant.end_time, warrant.disclosure_time, max_delay_s=max_disclosure_delay_s
+    )
     # W3: one account, and it is ours.
     if not hmac.compare_digest(warrant.target_identifier.encode(), account.encode()):
         raise AuthorizationError(
@@ -253,13 +282,47 @@ def verify_warrant_for_device(
         raise VerificationError(
             "warrant or agency key is not in the log", code="not_in_log"
         ) from None
+    # W11: the window starts no earlier than the commitment was witnessed (less the skew).
+    committed_at = None
+    if log_policy.witness_quorum > 0:
+        committed_at = _first_witnessed(delivery, log_policy)
+        check_warrant_prospective(warrant.start_time, committed_at, max_skew_s=max_start_skew_s)
     return VerifiedWarrant(
         signed_warrant=signed,
         commitment=commit_entry.commitment,
         approver_ids=approver_ids,
         agency_key=agency_key,
         checkpoint=checkpoint,
+        committed_at=committed_at,
     )
+
+
+def witnessed_at(verified: VerifiedCheckpoint, quorum: int) -> int:
+    """The time by which a quorum of witnesses had cosigned: the quorum-th earliest of the
+    verified cosignature timestamps (fewer than ``quorum - 1`` lying witnesses cannot move it
+    earlier than an honest witness's time)."""
+    times = sorted(split_cosignature(s.signature)[0] for s in verified.witness_signatures)
+    if len(times) < quorum or quorum < 1:
+        raise VerificationError("checkpoint is not cosigned by a witness quorum")
+    return times[quorum - 1]
+
+
+def _first_witnessed(delivery: WarrantDelivery, log_policy: LogTrustPolicy) -> int:
+    """W11: when the witnesses first cosigned a checkpoint containing the commitment."""
+    try:
+        first = verify_checkpoint_note(delivery.commitment_checkpoint_note, log_policy)
+        verify_entry_inclusion(
+            delivery.commitment_entry,
+            delivery.commitment_index,
+            first.checkpoint,
+            delivery.commitment_checkpoint_proof,
+        )
+    except (InvalidInput, VerificationError):
+        raise VerificationError(
+            "no witnessed checkpoint shows when the warrant was logged",
+            code="warrant_not_witnessed",
+        ) from None
+    return witnessed_at(first, log_policy.witness_quorum)
 
 
 def verify_warrant_submission(
@@ -269,10 +332,13 @@ def verify_warrant_submission(
     agency_key: AgencyKey,
     now: int,
     max_duration_s: int = WARRANT_MAX_DURATION_S,
+    max_start_skew_s: int = DEFAULT_MAX_START_SKEW_S,
+    max_disclosure_delay_s: int = DEFAULT_MAX_DISCLOSURE_DELAY_S,
 ) -> tuple[str, ...]:
     """The provider's checks before it commits to a submitted warrant (flow step 4).
 
-    W1-W2 (approvals), W5 (duration), the window not already over, and W7 (``agency_key`` is the
+    W1-W2 (approvals), W5 (duration), W11 (the window starts no earlier than now less the
+    skew), W12 (disclosure bound), the window not already over, and W7 (``agency_key`` is the
     verified registration the warrant names). Returns the approver ids for the public fields.
     """
     approver_ids = verify_warrant_approvals(signed, approver_set)
@@ -280,6 +346,10 @@ def verify_warrant_submission(
     check_warrant_duration(warrant, max_duration_s=max_duration_s)
     if now >= warrant.end_time:
         raise AuthorizationError("warrant window is over", code="warrant_expired")
+    check_warrant_prospective(warrant.start_time, now, max_skew_s=max_start_skew_s)
+    check_disclosure_delay(
+        warrant.end_time, warrant.disclosure_time, max_delay_s=max_disclosure_delay_s
+    )
     if not hmac.compare_digest(agency_key.key_id, warrant.delivery_key_id):
         raise AuthorizationError(
             "warrant names an agency key that is not registered", code="agency_key_unregistered"

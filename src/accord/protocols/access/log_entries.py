@@ -14,6 +14,9 @@ Types (tag: payload; who publishes it, when):
   disclosure time.
 - ``accord.access.record_count.v1``: commitment, records received so far, as-of time;
   periodically and when the window ends.
+- ``accord.access.disclosure_extension.v1``: commitment, new disclosure time, the approvers'
+  date and k signatures of the warrant's approver set; when the approvers postpone a
+  disclosure (the only way to: a disclosure not published by its logged date is overdue).
 
 The provider publishes all of them.
 """
@@ -31,6 +34,7 @@ from accord.protocols.access.approvers import (
     HASH_BYTES,
     MAX_APPROVERS,
     ApproverSetHash,
+    ApproverSignature,
     SignedApproverSet,
 )
 from accord.protocols.access.warrant import (
@@ -46,11 +50,20 @@ TAG_AGENCY_KEY = "accord.access.agency_key.v1"
 TAG_WARRANT_COMMITMENT = "accord.access.warrant_commitment.v1"
 TAG_WARRANT_DISCLOSURE = "accord.access.warrant_disclosure.v1"
 TAG_RECORD_COUNT = "accord.access.record_count.v1"
+TAG_DISCLOSURE_EXTENSION = "accord.access.disclosure_extension.v1"
+EXTENSION_PURPOSE = "accord-disclosure-extension-v1"
 ACCESS_TAG_PREFIX = "accord.access."
 
 
 def _encode(tag: str, fields: dict[str, Any]) -> bytes:
     return canonical_json({"type": tag, **fields})
+
+
+def _check_hashes(entry: object, *names: str) -> None:
+    for name in names:
+        value = getattr(entry, name)
+        if not isinstance(value, bytes) or len(value) != HASH_BYTES:
+            raise InvalidInput(f"{name} must be 32 bytes")
 
 
 @dataclass(frozen=True)
@@ -86,10 +99,7 @@ class WarrantCommitmentEntry:
     delivery_key_id: AgencyKeyId
 
     def __post_init__(self) -> None:
-        for name in ("commitment", "approver_set", "delivery_key_id"):
-            value = getattr(self, name)
-            if not isinstance(value, bytes) or len(value) != HASH_BYTES:
-                raise InvalidInput(f"{name} must be 32 bytes")
+        _check_hashes(self, "commitment", "approver_set", "delivery_key_id")
         for name in ("start_time", "end_time", "disclosure_time"):
             c.check_int(getattr(self, name), name)
         if not self.start_time < self.end_time <= self.disclosure_time:
@@ -174,12 +184,81 @@ class RecordCountEntry:
         )
 
 
+def extension_message(
+    commitment: WarrantCommitment,
+    disclosure_time: int,
+    extended_at: int,
+    approver_set: ApproverSetHash,
+) -> bytes:
+    """What each approver signs to postpone a warrant's disclosure."""
+    return canonical_json(
+        {
+            "purpose": EXTENSION_PURPOSE,
+            "commitment": commitment.hex(),
+            "disclosure_time": disclosure_time,
+            "extended_at": extended_at,
+            "approver_set": approver_set.hex(),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class DisclosureExtensionEntry:
+    """k approvers of the warrant's set postpone its disclosure to ``disclosure_time``, signed
+    at ``extended_at`` (`verify_disclosure_extension` in `audit` says when that is allowed)."""
+
+    TYPE: ClassVar[str] = TAG_DISCLOSURE_EXTENSION
+    commitment: WarrantCommitment
+    disclosure_time: int
+    extended_at: int
+    approver_set: ApproverSetHash
+    signatures: tuple[ApproverSignature, ...]
+
+    def __post_init__(self) -> None:
+        _check_hashes(self, "commitment", "approver_set")
+        c.check_int(self.disclosure_time, "disclosure_time")
+        c.check_int(self.extended_at, "extended_at")
+        if not self.signatures or len(self.signatures) > MAX_APPROVERS:
+            raise InvalidInput("signatures out of range")
+
+    @classmethod
+    def from_obj(cls, obj: object) -> DisclosureExtensionEntry:
+        """Read an extension as it travels (its fields without the type tag), strictly."""
+        o = c.require_keys(
+            obj,
+            {"commitment", "disclosure_time", "extended_at", "approver_set", "signatures"},
+            what="disclosure extension",
+        )
+        entry = _parse_fields(TAG_DISCLOSURE_EXTENSION, o)
+        assert isinstance(entry, DisclosureExtensionEntry)
+        return entry
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "commitment": self.commitment.hex(),
+            "disclosure_time": self.disclosure_time,
+            "extended_at": self.extended_at,
+            "approver_set": self.approver_set.hex(),
+            "signatures": [sig.to_obj() for sig in self.signatures],
+        }
+
+    @property
+    def message(self) -> bytes:
+        return extension_message(
+            self.commitment, self.disclosure_time, self.extended_at, self.approver_set
+        )
+
+    def to_bytes(self) -> bytes:
+        return _encode(self.TYPE, self.to_obj())
+
+
 AccessLogEntry = (
     ApproverSetEntry
     | AgencyKeyEntry
     | WarrantCommitmentEntry
     | WarrantDisclosureEntry
     | RecordCountEntry
+    | DisclosureExtensionEntry
 )
 
 
@@ -232,6 +311,17 @@ def _parse_fields(tag: str, o: dict[str, Any]) -> AccessLogEntry:
             commitment=_commitment(o),
             record_count=c.get_int(o, "record_count"),
             as_of=c.get_int(o, "as_of"),
+        )
+    if tag == TAG_DISCLOSURE_EXTENSION:
+        keys = {"commitment", "disclosure_time", "extended_at", "approver_set", "signatures"}
+        c.require_keys(o, keys, what="disclosure extension entry")
+        sigs = c.get_list(o, "signatures", max_items=MAX_APPROVERS)
+        return DisclosureExtensionEntry(
+            commitment=_commitment(o),
+            disclosure_time=c.get_int(o, "disclosure_time"),
+            extended_at=c.get_int(o, "extended_at"),
+            approver_set=ApproverSetHash(c.get_hex(o, "approver_set", size=HASH_BYTES)),
+            signatures=tuple(ApproverSignature.from_obj(sig) for sig in sigs),
         )
     raise InvalidInput("unknown lawful-access entry type")
 

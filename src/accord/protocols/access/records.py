@@ -10,20 +10,30 @@ conversation, message id and time), with the device's sequence number. It is sea
   another warrant, device or position without failing to open. Sequence numbers count per
   device (each device of the target keeps its own stream, starting at 0).
 
-The provider stores the sealed records and can neither open nor undetectably alter, drop,
-replay or reorder them: the agency's `RecordOpener` checks the stream in order and reports
-gaps, and refuses tampered, replayed, reordered, out-of-window and out-of-scope records.
+HPKE base mode alone does not say who sealed a record: the agency's key is public, so anyone,
+the provider included, can seal a well-formed record. Each payload therefore carries the
+target device's Ed25519 signature (its identity key, the one registered in the transparency
+log) over canonical ``{purpose, warrant_id, device_id, seq, content_hash}``, where
+``content_hash`` is the SHA-256 of the payload without its signature. The agency verifies it
+against the device key it read from the log; a record that fails is a problem
+(``record_forged``), never content.
+
+The provider stores the sealed records and can neither open nor undetectably forge, alter,
+drop, replay or reorder them: the agency's `RecordOpener` checks the stream in order and
+reports gaps, and refuses forged, tampered, replayed, reordered, out-of-window and out-of-scope
+records.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from accord.errors import AuthorizationError, InvalidInput, ProtocolError
+from accord.errors import AuthorizationError, InvalidInput, ProtocolError, VerificationError
 from accord.primitives.encoding import canonical_json
 from accord.primitives.hpke import (
     HPKE_ENC_BYTES,
@@ -32,6 +42,7 @@ from accord.primitives.hpke import (
     hpke_open,
     hpke_seal,
 )
+from accord.primitives.signing import verify_ed25519
 from accord.protocols.access import _codec as c
 from accord.protocols.access.agency import AgencyKey, AgencyKeyId
 from accord.protocols.access.approvers import HASH_BYTES
@@ -41,6 +52,11 @@ from accord.protocols.access.warrant import Scope, Warrant, WarrantId
 RECORD_INFO_PURPOSE = "accord-intercept-record-info-v1"
 RECORD_AAD_PURPOSE = "accord-intercept-record-v1"
 RECORD_PAYLOAD_PURPOSE = "accord-intercept-payload-v1"
+RECORD_SIGNATURE_PURPOSE = "accord-intercept-record-signature-v1"
+MAX_SIGNATURE_CHARS = 128
+
+RecordSigner = Callable[[bytes], str]
+"""Signs with the target device's logged Ed25519 identity key (unpadded base64 signature)."""
 MAX_RECORD_CIPHERTEXT_BYTES = 256 * 1024
 MAX_PLAINTEXT_BYTES = 128 * 1024
 MAX_ATTACHMENTS = 32
@@ -162,7 +178,24 @@ def record_aad(warrant_id: WarrantId, device_id: str, seq: int) -> bytes:
     )
 
 
-def _payload(warrant: Warrant, device_id: str, seq: int, msg: InterceptedMessage) -> bytes:
+def record_signature_message(
+    warrant_id: WarrantId, device_id: str, seq: int, content_hash: bytes
+) -> bytes:
+    """What the target's device signs for each record."""
+    return canonical_json(
+        {
+            "purpose": RECORD_SIGNATURE_PURPOSE,
+            "warrant_id": warrant_id.hex(),
+            "device_id": device_id,
+            "seq": seq,
+            "content_hash": content_hash.hex(),
+        }
+    )
+
+
+def _payload(
+    warrant: Warrant, device_id: str, seq: int, msg: InterceptedMessage, sign: RecordSigner
+) -> bytes:
     content = None
     if Scope.CONTENT in warrant.scope:
         content = {
@@ -177,18 +210,19 @@ def _payload(warrant: Warrant, device_id: str, seq: int, msg: InterceptedMessage
             "conversation_id": msg.conversation_id,
             "message_id": msg.message_id,
         }
-    return canonical_json(
-        {
-            "purpose": RECORD_PAYLOAD_PURPOSE,
-            "warrant_id": warrant.warrant_id.hex(),
-            "device_id": device_id,
-            "seq": seq,
-            "direction": msg.direction.value,
-            "occurred_at": msg.occurred_at,
-            "content": content,
-            "metadata": metadata,
-        }
-    )
+    body = {
+        "purpose": RECORD_PAYLOAD_PURPOSE,
+        "warrant_id": warrant.warrant_id.hex(),
+        "device_id": device_id,
+        "seq": seq,
+        "direction": msg.direction.value,
+        "occurred_at": msg.occurred_at,
+        "content": content,
+        "metadata": metadata,
+    }
+    content_hash = hashlib.sha256(canonical_json(body)).digest()
+    signature = sign(record_signature_message(warrant.warrant_id, device_id, seq, content_hash))
+    return canonical_json({**body, "signature": signature})
 
 
 class RecordSealer:
@@ -198,10 +232,18 @@ class RecordSealer:
     restart never reuses a sequence number.
     """
 
-    def __init__(self, verified: VerifiedWarrant, *, device_id: str, next_seq: int = 0) -> None:
+    def __init__(
+        self,
+        verified: VerifiedWarrant,
+        *,
+        device_id: str,
+        sign: RecordSigner,
+        next_seq: int = 0,
+    ) -> None:
         if not isinstance(verified, VerifiedWarrant):
             raise InvalidInput("only a verified warrant can start interception")
         self._verified = verified
+        self._sign = sign
         self.device_id = c.check_text(device_id, "device id", max_len=128)
         self.next_seq = c.check_int(next_seq, "sequence number", maximum=MAX_SEQ)
 
@@ -219,7 +261,7 @@ class RecordSealer:
         key: AgencyKey = self._verified.agency_key
         sealed = hpke_seal(
             key.public_key,
-            _payload(warrant, self.device_id, seq, message),
+            _payload(warrant, self.device_id, seq, message, self._sign),
             info=record_info(key.key_id),
             aad=record_aad(warrant.warrant_id, self.device_id, seq),
             aead=key.aead,
@@ -249,16 +291,24 @@ class _Stream:
 class RecordOpener:
     """The agency's side: open one warrant's records in the order the provider returns them.
 
-    Per device, sequence numbers must increase. A jump leaves a visible gap (`gaps`); a number
-    already opened is a replay and one below the next expected is a reordering: both raise
-    `ProtocolError`. A record that fails to open (tampered, moved to another warrant, device or
-    position, or sealed to another key) raises `DecryptionError`. A record dated outside the
-    window or carrying data outside the scope raises `ProtocolError` and is not returned. State
-    changes only when a record is accepted.
+    ``device_keys`` maps each of the target's device ids to its Ed25519 identity key as the
+    transparency log holds it; a record not signed by its device's logged key raises
+    `ProtocolError` (``record_forged``, or ``record_unknown_device`` for a device the log does
+    not list) and is not returned. Per device, sequence numbers must increase. A jump leaves a
+    visible gap (`gaps`); a number already opened is a replay and one below the next expected
+    is a reordering: both raise `ProtocolError`. A record that fails to open (tampered, moved
+    to another warrant, device or position, or sealed to another key) raises `DecryptionError`.
+    A record dated outside the window or carrying data outside the scope raises `ProtocolError`
+    and is not returned. State changes only when a record is accepted.
     """
 
     def __init__(
-        self, warrant: Warrant, agency_key: AgencyKey, private_key: HpkePrivateKey
+        self,
+        warrant: Warrant,
+        agency_key: AgencyKey,
+        private_key: HpkePrivateKey,
+        *,
+        device_keys: Mapping[str, str],
     ) -> None:
         if not hmac.compare_digest(agency_key.key_id, warrant.delivery_key_id):
             raise InvalidInput("this warrant is delivered to another agency key")
@@ -267,6 +317,7 @@ class RecordOpener:
         self._warrant = warrant
         self._agency_key = agency_key
         self._private_key = private_key
+        self._device_keys = dict(device_keys)
         self._streams: dict[str, _Stream] = {}
 
     def __repr__(self) -> str:
@@ -323,11 +374,13 @@ class RecordOpener:
                     "occurred_at",
                     "content",
                     "metadata",
+                    "signature",
                 },
                 what="record payload",
             )
         except InvalidInput:
             raise ProtocolError("record payload is malformed", code="record_malformed") from None
+        self._check_signature(record, o)
         same = (
             o["purpose"] == RECORD_PAYLOAD_PURPOSE
             and o["warrant_id"] == record.warrant_id.hex()
@@ -379,3 +432,30 @@ class RecordOpener:
             plaintext=plaintext_out,
             attachments=attachments,
         )
+
+    def _check_signature(self, record: SealedRecord, payload: dict[str, Any]) -> None:
+        """The record was signed by its device's logged key, over its own position and
+        content (a record sealed by anyone else, the provider included, is refused)."""
+        key = self._device_keys.get(record.device_id)
+        if key is None:
+            raise ProtocolError(
+                f"record {record.seq} comes from a device the log does not list for the target",
+                code="record_unknown_device",
+            )
+        body = {k: v for k, v in payload.items() if k != "signature"}
+        signature = payload["signature"]
+        message = record_signature_message(
+            record.warrant_id,
+            record.device_id,
+            record.seq,
+            hashlib.sha256(canonical_json(body)).digest(),
+        )
+        try:
+            if not isinstance(signature, str) or len(signature) > MAX_SIGNATURE_CHARS:
+                raise VerificationError("malformed signature")
+            verify_ed25519(key, message, signature)
+        except (VerificationError, InvalidInput):
+            raise ProtocolError(
+                f"record {record.seq} is not signed by the target device's logged key",
+                code="record_forged",
+            ) from None

@@ -29,7 +29,10 @@ def parse_duration(text: str) -> int:
 
 def format_time(seconds: int) -> str:
     """Seconds since the epoch as ISO 8601 UTC, e.g. ``2025-03-01T12:00:00Z``."""
-    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    try:
+        moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):  # beyond what a calendar date can show
+        return f"{seconds}s since the epoch (beyond year 9999)"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

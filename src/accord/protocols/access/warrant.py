@@ -56,6 +56,12 @@ WARRANT_VERSION = 1
 WARRANT_MAX_DURATION_S = 30 * 86400
 """Default maximum window (30 days). A longer interception needs a new warrant."""
 
+DEFAULT_MAX_START_SKEW_S = 300
+"""How long before the witnesses first cosigned its commitment a window may start (5 minutes):
+the time it takes to submit and log a warrant drafted to start now."""
+DEFAULT_MAX_DISCLOSURE_DELAY_S = 365 * 86400
+"""How long after its window ends a warrant (or an extension) may set its disclosure (1 year)."""
+
 WARRANT_COMMITMENT_NONCE_BYTES = 32
 WARRANT_ID_PURPOSE = "accord-warrant-id-v1"
 APPROVAL_PURPOSE = "accord-warrant-approval-v1"
@@ -230,6 +236,25 @@ def check_warrant_duration(
         )
 
 
+def check_disclosure_delay(end_time: int, disclosure_time: int, *, max_delay_s: int) -> None:
+    """The disclosure follows the window's end by at most ``max_delay_s`` (else
+    `AuthorizationError` ``disclosure_too_late``)."""
+    if disclosure_time - end_time > max_delay_s:
+        raise AuthorizationError(
+            f"disclosure is set more than {max_delay_s} s after the window ends",
+            code="disclosure_too_late",
+        )
+
+
+def check_warrant_prospective(start_time: int, committed_at: int, *, max_skew_s: int) -> None:
+    """The window starts no earlier than ``max_skew_s`` before ``committed_at`` (the time the
+    warrant's commitment was first witnessed), else `AuthorizationError` ``warrant_retroactive``."""
+    if start_time + max_skew_s < committed_at:
+        raise AuthorizationError(
+            "warrant window starts before the warrant was logged", code="warrant_retroactive"
+        )
+
+
 @dataclass(frozen=True)
 class Approval:
     """TS 103 120 ApprovalDetails: approver, role, time, digital signature."""
@@ -347,7 +372,8 @@ def verify_warrant_approvals(signed: SignedWarrant, approver_set: ApproverSet) -
     """k distinct members of ``approver_set`` approved this exact warrant, each in their role.
 
     Fails closed (`VerificationError`) on a non-member, a repeated approver, a role that is not
-    the member's, an approval after the window ended, or a bad signature. Returns approver ids.
+    the member's, an approval dated after the window started, or a bad signature. Returns
+    approver ids.
     """
     warrant = signed.warrant
     if not hmac.compare_digest(warrant.approver_set, approver_set.set_hash):
@@ -373,9 +399,10 @@ def verify_warrant_approvals(signed: SignedWarrant, approver_set: ApproverSet) -
                 f"warrant: approval by {approval.approver_id!r} claims the wrong role",
                 code="approver_role_mismatch",
             )
-        if approval.approved_at >= warrant.end_time:
+        if approval.approved_at > warrant.start_time:
+            # Prospective only: every approval precedes the window it authorises.
             raise VerificationError(
-                "warrant: approval given after the window ended", code="approval_too_late"
+                "warrant: approval dated after the window started", code="approval_after_start"
             )
         message = approval_message(
             signed.warrant_id, approval.approver_id, approval.role, approval.approved_at

@@ -9,6 +9,7 @@ Every refusal is a 403 with the stable code of the check that failed (`threshold
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 
@@ -31,14 +32,18 @@ from accord.protocols.access.approvers import (
     verify_approver_set_update,
     verify_genesis_approver_set,
 )
+from accord.protocols.access.audit import verify_disclosure_extension
 from accord.protocols.access.device import verify_warrant_submission
 from accord.protocols.access.log_entries import (
     AgencyKeyEntry,
     ApproverSetEntry,
+    DisclosureExtensionEntry,
     WarrantCommitmentEntry,
 )
 from accord.protocols.access.timeparse import parse_duration
 from accord.protocols.access.warrant import (
+    DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    DEFAULT_MAX_START_SKEW_S,
     WARRANT_MAX_DURATION_S,
     Scope,
     SignedWarrant,
@@ -48,6 +53,7 @@ from accord.server.access.ledger import (
     KIND_AGENCY_KEY,
     KIND_APPROVER_SET,
     KIND_COMMITMENT,
+    KIND_EXTENSION,
     AccessLedger,
 )
 from accord.server.access.metadata import DeliveryMetadata
@@ -57,17 +63,24 @@ from accord.wire.access import (
     AgencyKeyRegistered,
     ApproverSetPublished,
     ApproverSets,
+    DisclosureExtended,
     WarrantSubmitted,
 )
 
 WARRANT_MAX_DURATION_ENV = "ACCORD_WARRANT_MAX_DURATION"
+START_SKEW_ENV = "ACCORD_WARRANT_MAX_START_SKEW"
+DISCLOSURE_DELAY_ENV = "ACCORD_WARRANT_MAX_DISCLOSURE_DELAY"
 _ZERO_REF = bytes(32)
+
+
+def _duration_from_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw is None else parse_duration(raw)
 
 
 def warrant_max_duration_from_env() -> int:
     """The longest window this provider accepts: ACCORD_WARRANT_MAX_DURATION, else 30 days."""
-    raw = os.environ.get(WARRANT_MAX_DURATION_ENV)
-    return WARRANT_MAX_DURATION_S if raw is None else parse_duration(raw)
+    return _duration_from_env(WARRANT_MAX_DURATION_ENV, WARRANT_MAX_DURATION_S)
 
 
 def refused(exc: AccordError) -> AuthorizationError:
@@ -91,6 +104,11 @@ class Authorities:
         self.ledger = ledger
         self.metadata = metadata
         self.max_duration_s = max_duration_s
+        # The provider's own bounds (W11, W12). Devices apply theirs whatever these say.
+        self.max_start_skew_s = _duration_from_env(START_SKEW_ENV, DEFAULT_MAX_START_SKEW_S)
+        self.max_disclosure_delay_s = _duration_from_env(
+            DISCLOSURE_DELAY_ENV, DEFAULT_MAX_DISCLOSURE_DELAY_S
+        )
         self.clock = clock
 
     def current_approver_set(self) -> ApproverSet | None:
@@ -150,6 +168,44 @@ class Authorities:
         entry: AgencyKeyEntry = self.ledger.parsed_entry(found[0][0])
         return found[0][0], entry.signed.key
 
+    def extend_disclosure(self, extension: DisclosureExtensionEntry) -> DisclosureExtended:
+        """k approvers of the warrant's set postpone its disclosure: checked as every device
+        and auditor will check it (`verify_disclosure_extension`), logged, then applied."""
+        with self.ledger.db.read() as conn:
+            row = conn.execute(
+                select(access_warrants).where(access_warrants.c.commitment == extension.commitment)
+            ).first()
+        if row is None or row.commitment_index is None:
+            raise NotFound("no such warrant")
+        if row.disclosure_index is not None:
+            raise Conflict("this warrant is already disclosed", code="already_disclosed")
+        current = self.require_approver_set()
+        committed = self.ledger.parsed_entry(int(row.commitment_index))
+        try:
+            due = verify_disclosure_extension(
+                extension,
+                committed,
+                current,
+                due=int(row.disclosure_time),
+                max_delay_s=self.max_disclosure_delay_s,
+            )
+        except (VerificationError, AuthorizationError) as exc:
+            raise refused(exc) from None
+        data = extension.to_bytes()
+
+        def _apply(conn: Connection, index: int | None) -> None:
+            if index is not None:
+                conn.execute(
+                    update(access_warrants)
+                    .where(access_warrants.c.id == row.id)
+                    .values(disclosure_time=due)
+                )
+
+        index = self.ledger.publish(
+            KIND_EXTENSION, hashlib.sha256(data).digest(), data, also=_apply
+        )
+        return DisclosureExtended(index=index, disclosure_time=due)
+
     def submit_warrant(self, signed: SignedWarrant) -> WarrantSubmitted:
         """Flow step 4: check, commit in the log (public fields only), then it is delivered."""
         now = now_s(self.clock)
@@ -169,6 +225,8 @@ class Authorities:
                 agency_key=key,
                 now=now,
                 max_duration_s=self.max_duration_s,
+                max_start_skew_s=self.max_start_skew_s,
+                max_disclosure_delay_s=self.max_disclosure_delay_s,
             )
         except (VerificationError, ProtocolError) as exc:
             raise refused(exc) from None
@@ -186,10 +244,14 @@ class Authorities:
 
         def _rows(conn: Connection, index: int | None) -> None:
             if index is not None:
+                # The append returned once a checkpoint containing the entry went to the
+                # witnesses: that checkpoint dates the commitment for the devices (W11).
                 conn.execute(
                     update(access_warrants)
                     .where(access_warrants.c.commitment == commitment)
-                    .values(commitment_index=index)
+                    .values(
+                        commitment_index=index, commitment_checkpoint=self.ledger.log.checkpoint()
+                    )
                 )
                 return
             row = conn.execute(

@@ -4,11 +4,14 @@ checks, and the disclosures published since, all against one signed checkpoint."
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import select, update
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_s
 from accord.protocols.access.device import WarrantDelivery
 from accord.protocols.access.warrant import SignedWarrant
+from accord.protocols.translog.note import parse_checkpoint, parse_unverified_note
 from accord.server.access.ledger import KIND_APPROVER_SET, KIND_DISCLOSURE, AccessLedger
 from accord.server.messaging import AuthedDevice
 from accord.storage.schema import access_log_index, access_warrants
@@ -67,6 +70,11 @@ class DeviceSync:
         deliveries = []
         for row in rows:
             ci, ki = int(row.commitment_index), int(row.agency_key_index)
+            first_note = self._first_witnessed(row, note)
+            first_proof: tuple[bytes, ...] = ()
+            if first_note:
+                first_size = parse_checkpoint(parse_unverified_note(first_note).text).size
+                first_proof = tuple(self.ledger.log.store.inclusion_proof(ci, first_size))
             delivery = WarrantDelivery(
                 signed_warrant=SignedWarrant.from_bytes(row.signed_warrant.encode("utf-8")),
                 nonce=bytes(row.nonce),
@@ -78,6 +86,8 @@ class DeviceSync:
                 agency_key_proof=tuple(self.ledger.log.store.inclusion_proof(ki, size)),
                 checkpoint_note=note,
                 consistency_proof=tuple(bytes.fromhex(h) for h in consistency),
+                commitment_checkpoint_note=first_note,
+                commitment_checkpoint_proof=first_proof,
             )
             deliveries.append(delivery.to_obj())
         return AccessSync(
@@ -94,3 +104,23 @@ class DeviceSync:
             ],
             more_disclosures=len(disclosed) > MAX_DISCLOSURES_PER_SYNC,
         )
+
+    def _first_witnessed(self, row: Any, current: str) -> str:
+        """The earliest checkpoint holding the commitment that carries as many cosignatures as
+        the current one (W11): the one kept at submission, unless the witnesses had not all
+        answered then; then the current one, kept from now on (later is only stricter)."""
+        stored: str = row.commitment_checkpoint or ""
+        if stored and _signatures(stored) >= _signatures(current):
+            return stored
+        self.db.transact(
+            lambda conn: conn.execute(
+                update(access_warrants)
+                .where(access_warrants.c.id == row.id)
+                .values(commitment_checkpoint=current)
+            )
+        )
+        return current
+
+
+def _signatures(note: str) -> int:
+    return len(parse_unverified_note(note).signatures)

@@ -24,6 +24,7 @@ KIND_AGENCY_KEY = "agency_key"
 KIND_COMMITMENT = "commitment"
 KIND_DISCLOSURE = "disclosure"
 KIND_RECORD_COUNT = "record_count"
+KIND_EXTENSION = "extension"
 MAX_PARSED_ENTRIES_CACHED = 10_000
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from accord.primitives.encoding import canonical_json
 from accord.protocols.access.agency import SignedAgencyKey
 from accord.protocols.access.approvers import SignedApproverSet
+from accord.protocols.access.log_entries import DisclosureExtensionEntry
 from accord.protocols.access.records import SealedRecord
 from accord.protocols.access.warrant import SignedWarrant
 from accord.server.access.objects import MAX_RECORD_OBJECT_BYTES, parse_signed_object
@@ -28,6 +29,8 @@ from accord.wire.access import (
     AgencyWarrant,
     ApproverSetPublished,
     ApproverSets,
+    DisclosureExtended,
+    ExtendDisclosureRequest,
     MetadataPage,
     PublishApproverSetRequest,
     RecordPage,
@@ -77,6 +80,14 @@ async def register_agency_key(
 async def submit_warrant(req: SubmitWarrantRequest, services: ServicesDep) -> WarrantSubmitted:
     signed = parse_signed_object(req.signed_warrant, SignedWarrant.from_obj, "warrant")
     return await to_thread.run_sync(services.access.authorities.submit_warrant, signed)
+
+
+@router.post("/v1/access/extensions", status_code=201)
+async def extend_disclosure(
+    req: ExtendDisclosureRequest, services: ServicesDep
+) -> DisclosureExtended:
+    extension = parse_signed_object(req.extension, DisclosureExtensionEntry.from_obj, "extension")
+    return await to_thread.run_sync(services.access.authorities.extend_disclosure, extension)
 
 
 @router.get("/v1/access/entries")
