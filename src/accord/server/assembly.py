@@ -14,7 +14,13 @@ from accord.server.blobs import BlobService, FileBlobStore
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.server.detection import DetectionService
 from accord.server.franking import FRANKING_SECRETS, FrankingKeyRing
-from accord.server.limits import SendLimiter, report_limiter
+from accord.server.limits import (
+    LoginThrottle,
+    SendLimiter,
+    SqlCounters,
+    registration_limiter,
+    report_limiter,
+)
 from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
 from accord.server.observability import Metrics
@@ -84,6 +90,8 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         redis_url=config.redis_url,
         clock=clock,
     )
+    # Counts that must hold across processes and restarts live in the database.
+    counters = SqlCounters(db, clock=clock)
     metrics = Metrics()
     log = LogService(engine, config.data_dir, config.log_origin, witnesses=config.witnesses)
     messaging = MessagingService(
@@ -94,6 +102,13 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         limiter=limiter,
         max_queue=config.max_queue,
         clock=clock,
+        registration=registration_limiter(
+            rate_per_s=config.account_rate_per_s,
+            burst=config.account_burst,
+            clock=clock,
+            counters=counters,
+        ),
+        registration_token=config.registration_token(),
     )
     messaging.send_observers.append(_count_accepted(metrics))
     store = FileBlobStore(config.data_dir / "blobs")
@@ -105,7 +120,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         vault,
         max_attachment_bytes=config.max_attachment_bytes,
         clock=clock,
-        limiter=report_limiter(clock=clock, redis_url=config.redis_url),
+        limiter=report_limiter(clock=clock, redis_url=config.redis_url, counters=counters),
     )
     detection = DetectionService(engine, config.data_dir / "bank-index")
     matching = PrivateMatchingService(
@@ -124,7 +139,13 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         metrics=metrics,
         admin_token=ensure_admin_token(config.data_dir),
         reports=reports,
-        review=ReviewService(db, vault, messaging, clock=clock),
+        review=ReviewService(
+            db,
+            vault,
+            messaging,
+            clock=clock,
+            throttle=LoginThrottle(clock=clock, counters=counters),
+        ),
         detection=detection,
         matching=matching,
         access=AccessService(db, log, messaging, config.data_dir, clock=clock),

@@ -75,6 +75,10 @@ class DeviceRecord(WireModel):
 class CreateAccountRequest(WireModel):
     v: Version = 1
     device: DeviceKeys
+    # Required by a closed deployment (`accord server --registration-token-file`).
+    registration_token: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = (
+        None
+    )
 
 
 class AccountCreated(WireModel):

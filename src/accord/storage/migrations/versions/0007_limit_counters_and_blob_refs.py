@@ -1,0 +1,48 @@
+"""limit counters shared across processes; the blobs each message carries
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0007'
+down_revision = '0006'
+branch_labels = None
+depends_on = None
+
+_BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "limit_counters",
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("a", sa.Float(), nullable=False),
+        sa.Column("b", sa.Float(), nullable=False),
+        sa.Column("c", sa.Float(), nullable=False),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_limit_counters")),
+    )
+    op.create_index(
+        op.f("ix_limit_counters_expires_at"), "limit_counters", ["expires_at"], unique=False
+    )
+    op.create_table(
+        "message_blobs",
+        sa.Column("message_pk", _BIG_ID, nullable=False),
+        sa.Column("blob_id", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("message_pk", "blob_id", name=op.f("pk_message_blobs")),
+    )
+    op.create_index(op.f("ix_message_blobs_blob"), "message_blobs", ["blob_id"], unique=False)
+    op.create_index(op.f("ix_blobs_created_at"), "blobs", ["created_at"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_blobs_created_at"), table_name="blobs")
+    op.drop_index(op.f("ix_message_blobs_blob"), table_name="message_blobs")
+    op.drop_table("message_blobs")
+    op.drop_index(op.f("ix_limit_counters_expires_at"), table_name="limit_counters")
+    op.drop_table("limit_counters")
