@@ -1,0 +1,51 @@
+"""Rate-limit counts in the database (accord.server.limits.SqlCounters): two engines on one
+database stand for two server processes, or one process before and after a restart. The report
+limit is the example; its count is shared, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from accord.clock import ManualClock
+from accord.errors import RateLimited
+from accord.server.limits import DEFAULT_REPORT_BURST, SqlCounters, report_limiter
+from accord.storage.db import Database, make_engine, sqlite_url
+from accord.storage.migrate import upgrade_to_head
+
+
+def _database(url: str) -> Database:
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    return Database(engine)
+
+
+def test_report_counts_are_shared_by_every_process_on_the_database(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    url = db_url or sqlite_url(tmp_path)
+    clock = ManualClock()
+    one, other = _database(url), _database(url)
+    try:
+        first = report_limiter(clock=clock, counters=SqlCounters(one, clock=clock))
+        second = report_limiter(clock=clock, counters=SqlCounters(other, clock=clock))
+
+        async def file(limiter_count: int) -> None:
+            for _ in range(limiter_count):
+                await first.check("mallory")
+
+        anyio.run(file, DEFAULT_REPORT_BURST)
+        with pytest.raises(RateLimited) as refused:
+            anyio.run(second.check, "mallory")
+        assert refused.value.retry_after_s == 30
+        anyio.run(second.check, "someone-else")  # counted per account
+        clock.advance(30)
+        anyio.run(second.check, "mallory")
+        assert SqlCounters(one, clock=clock).purge_expired() == 0
+        clock.advance(3600)
+        assert SqlCounters(one, clock=clock).purge_expired() == 2
+    finally:
+        one.dispose()
+        other.dispose()
