@@ -81,3 +81,20 @@ def start_server(
     )
     proc.clock = clock  # type: ignore[attr-defined]
     return proc.start()
+
+
+class server_database:
+    """The database of a `start_server` process, opened beside it as its operator would (to
+    look at what it stored, or to change it behind its back): `with server_database(p) as
+    engine`."""
+
+    def __init__(self, server: Any) -> None:
+        from accord.storage.db import make_engine, sqlite_url
+
+        self.engine = make_engine(server.db_url or sqlite_url(server.data_dir))
+
+    def __enter__(self) -> Any:
+        return self.engine
+
+    def __exit__(self, *_exc: object) -> None:
+        self.engine.dispose()

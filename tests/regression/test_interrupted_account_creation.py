@@ -29,9 +29,8 @@ import pytest
 from sqlalchemy import select
 
 from accord.client.client import AccordClient
-from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import accounts, devices
-from accord_testing import TEST_KDF_COST, eventually
+from accord_testing import TEST_KDF_COST, eventually, server_database
 from conftest import ProcessCli
 
 PASS = "test passphrase"
@@ -115,17 +114,13 @@ class HoldingRelay:
 def _server_database_account(server: Any, name: str) -> tuple[int | None, ...] | None:
     """What the server's own database holds for account `name`: the log index of each device
     (None: not logged yet), or None without an account. Read as the operator would."""
-    engine = make_engine(server.db_url or sqlite_url(server.data_dir))
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(devices.c.log_index)
-                .join(accounts, accounts.c.id == devices.c.account_id)
-                .where(accounts.c.name == name)
-            ).all()
-            exists = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).first()
-    finally:
-        engine.dispose()
+    with server_database(server) as engine, engine.connect() as conn:
+        rows = conn.execute(
+            select(devices.c.log_index)
+            .join(accounts, accounts.c.id == devices.c.account_id)
+            .where(accounts.c.name == name)
+        ).all()
+        exists = conn.execute(select(accounts.c.id).where(accounts.c.name == name)).first()
     return None if exists is None else tuple(r.log_index for r in rows)
 
 

@@ -579,7 +579,12 @@ class AccordClient:
             **self.vouchers.extension(content),
         }
         for attempt in range(SEND_ATTEMPTS):
-            request = encrypt(payload, attempt).model_copy(update={"extensions": extensions})
+            request = encrypt(payload, attempt).model_copy(
+                update={
+                    "extensions": extensions,
+                    "blobs": [ref.blob_id for ref in content.attachments],
+                }
+            )
             try:
                 self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
             except StaleDevicesResponse:

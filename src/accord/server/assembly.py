@@ -10,10 +10,11 @@ from typing import Any
 
 from accord.clock import Clock
 from accord.server.access import AccessService
-from accord.server.blobs import BlobService, FileBlobStore
+from accord.server.blobs import BlobCollector, BlobService, FileBlobStore
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.server.detection import DetectionService
 from accord.server.franking import FRANKING_SECRETS, FrankingKeyRing
+from accord.server.housekeeping import ServerHousekeeping
 from accord.server.limits import (
     LoginThrottle,
     SendLimiter,
@@ -54,9 +55,11 @@ class Services:
     detection: DetectionService
     matching: PrivateMatchingService
     access: AccessService
+    housekeeping: ServerHousekeeping
 
     async def aclose(self) -> None:
         """Stop the background workers, then release Redis and the database."""
+        self.housekeeping.worker.close()
         self.matching.close()
         self.access.close()
         await self.limiter.close()
@@ -127,6 +130,13 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         db, log, detection, config.data_dir, secrets=secrets, clock=clock
     )
     matching.attach(messaging)
+    housekeeping = ServerHousekeeping(
+        BlobCollector(db, store, clock=clock),
+        counters,
+        metrics,
+        interval_s=config.housekeeping_interval_s,
+    )
+    housekeeping.worker.start()
     return Services(
         config=config,
         clock=clock,
@@ -149,6 +159,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         detection=detection,
         matching=matching,
         access=AccessService(db, log, messaging, config.data_dir, clock=clock),
+        housekeeping=housekeeping,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from accord.clock import Clock, clock_from_env
 from accord.errors import ConfigurationError
+from accord.server.housekeeping import HOUSEKEEPING_INTERVAL_S
 from accord.server.limits import (
     DEFAULT_ACCOUNT_BURST,
     DEFAULT_ACCOUNT_RATE_PER_S,
@@ -49,6 +50,8 @@ class ServerConfig:
     account_rate_per_s: float = DEFAULT_ACCOUNT_RATE_PER_S
     account_burst: int = DEFAULT_ACCOUNT_BURST
     registration_token_file: Path | None = None
+    # How often each process removes blobs no one needs and stale limit counts.
+    housekeeping_interval_s: float = HOUSEKEEPING_INTERVAL_S
     extra: dict[str, Any] = field(default_factory=dict)
     # The key that seals the secrets kept in the database (server.secrets); default
     # DATA_DIR/secrets.key. Keep it off the database host (docs/deployment.md).

@@ -51,11 +51,13 @@ from accord.storage.schema import (
     accounts,
     auth_challenges,
     auth_tokens,
+    blobs,
     deliveries,
     devices,
     group_members,
     groups,
     link_requests,
+    message_blobs,
     messages,
     one_time_keys,
 )
@@ -777,6 +779,8 @@ class MessagingService:
         recipients = {(r.account, r.device_id) for r in req.recipients}
         if len(recipients) != len(req.recipients):
             raise InvalidInput("duplicate recipient")
+        if len(set(req.blobs)) != len(req.blobs):
+            raise InvalidInput("a blob named twice")
         if not set(copies) <= recipients:
             raise InvalidInput("a copy for a device that is not a recipient")
         if req.to.account is not None and set(copies) != recipients:
@@ -836,6 +840,7 @@ class MessagingService:
                     )
                 )
             )
+            self._hold_blobs(conn, message_pk, req.blobs)
             if targets:
                 conn.execute(
                     insert(deliveries),
@@ -930,6 +935,22 @@ class MessagingService:
         if row is None:
             raise NotFound()
         return _envelope(row)
+
+    def _hold_blobs(self, conn: Connection, message_pk: int, blob_ids: list[str]) -> None:
+        """Record the blobs a message carries, so they stay while it is queued (server.blobs
+        collects the others). Each must be on the server."""
+        if not blob_ids:
+            return
+        known = set(
+            conn.execute(select(blobs.c.blob_id).where(blobs.c.blob_id.in_(blob_ids))).scalars()
+        )
+        if known != set(blob_ids):
+            raise InvalidInput(
+                "the message names a blob the server does not hold", code="unknown_blob"
+            )
+        conn.execute(
+            insert(message_blobs), [{"message_pk": message_pk, "blob_id": b} for b in blob_ids]
+        )
 
     async def ack(self, dev: AuthedDevice, ids: Iterable[int]) -> AckResult:
         """Step 12: delete acknowledged rows of the caller's own queue (404 if none matched)."""
