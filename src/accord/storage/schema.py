@@ -207,8 +207,18 @@ reports = Table(
     Column("messages_json", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # The reported message's id: a reporter files one report per message, whichever process
+    # takes the filing (NULL only in rows a duplicate of which was filed before this existed).
+    Column("reported_message_id", String(43), nullable=True),
     Index("ix_reports_status_created", "status", "created_at"),
     Index("ix_reports_reported_account", "reported_account"),
+    Index(
+        "uq_reports_reporter_message",
+        "reporter",
+        "reported_account",
+        "reported_message_id",
+        unique=True,
+    ),
 )
 
 # Attachments of a report, sealed (HPKE) to the review service's key; `viewed_at` records when
