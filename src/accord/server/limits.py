@@ -20,6 +20,7 @@ small fixed pool, so a flood of logins is refused rather than held in memory.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -117,8 +118,7 @@ class SqlCounters:
         self.clock = clock
 
     def _job(self, key: str, step: CounterStep[T], ttl_s: float) -> Callable[[Connection], T]:
-        if len(key) > MAX_COUNTER_KEY_CHARS:
-            raise ValueError("counter key too long")
+        key = _stored_key(key)
 
         def _tx(conn: Connection) -> T:
             now = self.clock.time()
@@ -166,6 +166,7 @@ class SqlCounters:
         raise AssertionError("unreachable")
 
     def read(self, key: str) -> CounterState | None:
+        key = _stored_key(key)
         with self.db.read() as conn:
             row = conn.execute(select(limit_counters).where(limit_counters.c.key == key)).first()
         if row is None or row.expires_at <= now_ms(self.clock):
@@ -173,6 +174,7 @@ class SqlCounters:
         return (float(row.a), float(row.b), float(row.c))
 
     def forget(self, key: str) -> None:
+        key = _stored_key(key)
         self.db.transact(
             lambda conn: conn.execute(delete(limit_counters).where(limit_counters.c.key == key))
         )
@@ -189,6 +191,13 @@ class SqlCounters:
             )
 
         return self.db.transact(_tx)
+
+
+def _stored_key(key: str) -> str:
+    """A key as the table holds it: a name or address too long for the column by its digest."""
+    if len(key) <= MAX_COUNTER_KEY_CHARS:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _bucket_step(rate_per_s: float, burst: int) -> CounterStep[int]:

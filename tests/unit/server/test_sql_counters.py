@@ -49,3 +49,21 @@ def test_report_counts_are_shared_by_every_process_on_the_database(
     finally:
         one.dispose()
         other.dispose()
+
+
+def test_a_key_longer_than_the_column_is_kept_by_its_digest(tmp_path: Path) -> None:
+    clock = ManualClock()
+    db = _database(sqlite_url(tmp_path))
+    try:
+        limiter = report_limiter(clock=clock, counters=SqlCounters(db, clock=clock))
+        long_name = "n" * 5000  # a reviewer name or address no wire limit cut short
+
+        async def take(count: int) -> None:
+            for _ in range(count):
+                await limiter.check(long_name)
+
+        anyio.run(take, DEFAULT_REPORT_BURST)
+        with pytest.raises(RateLimited):
+            anyio.run(limiter.check, long_name)
+    finally:
+        db.dispose()
