@@ -31,7 +31,6 @@ from sqlalchemy import select
 from accord.client.client import AccordClient
 from accord.storage.schema import accounts, devices
 from accord_testing import TEST_KDF_COST, eventually, server_database
-from conftest import ProcessCli
 
 PASS = "test passphrase"
 pytestmark = pytest.mark.timeout(300)
@@ -124,15 +123,21 @@ def _server_database_account(server: Any, name: str) -> tuple[int | None, ...] |
     return None if exists is None else tuple(r.log_index for r in rows)
 
 
-def _start_create(home: Path, name: str, url: str, env: dict[str, str]) -> subprocess.Popen[str]:
+def _accord(home: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """The real command in a child process (the process boundary is the point here)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "accord", "--home", str(home), "account", "create", name,
-         "--server", url],
+        [sys.executable, "-m", "accord", "--home", str(home), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "ACCORD_PASSPHRASE": PASS, **env},
-    )  # fmt: skip
+    )
+
+
+def _run(home: Path, env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    child = _accord(home, env, *args)
+    out, err = child.communicate(timeout=300)
+    return child.returncode, out, err
 
 
 @pytest.fixture
@@ -158,7 +163,7 @@ def test_account_creation_killed_at_each_step_resumes_and_the_account_works(
     name, home = unique("alice"), tmp_path / "alice"
     relay = HoldingRelay(server.port, HOLD_AT[step])
     try:
-        child = _start_create(home, name, relay.url, module_clock.env)
+        child = _accord(home, module_clock.env, "account", "create", name, "--server", relay.url)
         eventually(relay.held.is_set, f"account create stuck at {step}")
         if step == "registered":
             eventually(
@@ -176,16 +181,16 @@ def test_account_creation_killed_at_each_step_resumes_and_the_account_works(
             assert on_server is not None and on_server[0] is not None
 
         relay.release()
-        cli = ProcessCli(home, env=module_clock.env)
-        again = cli.run("account", "create", name, "--server", relay.url, check=False)
-        assert again.returncode == 0, again.stderr
-        assert f"account {name} created" in again.stdout
-        assert _server_database_account(server, name) is not None
+        env = module_clock.env
+        code, out, err = _run(home, env, "account", "create", name, "--server", relay.url)
+        assert code == 0, err
+        assert f"account {name} created" in out
         assert len(_server_database_account(server, name) or ()) == 1, "one device, no orphan"
 
-        cli.run("send", peer.account_name, f"hello after {step}")
+        assert _run(home, env, "send", peer.account_name, f"hello after {step}")[0] == 0
         assert [m.text for m in peer.receive().messages] == [f"hello after {step}"]
         peer.send(name, "and back")
-        assert "and back" in cli.run("receive").stdout
+        code, out, err = _run(home, env, "receive")
+        assert code == 0 and "and back" in out, err
     finally:
         relay.close()

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from accord_testing import eventually
-from conftest import Cli
 
 MESSAGES = 6
 READ_BEFORE_SIGNAL = 2
@@ -36,7 +35,7 @@ def _unread_bytes(fd: int) -> int:
 
 
 def test_sigint_while_receive_prints_hides_nothing(  # type: ignore[no-untyped-def]
-    sqlite_server: Any, cli: Callable[[str], Cli], unique: Callable[[str], str], module_clock
+    sqlite_server: Any, cli: Callable[[str], Any], unique: Callable[[str], str], module_clock
 ) -> None:
     a, b = unique("alice"), unique("bob")
     alice, bob = cli("alice"), cli("bob")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,6 @@ from accord.errors import AccordError, RateLimited
 from accord.server.limits import LOGIN_FREE_FAILURES_PER_NAME, LOGIN_LOCKOUT_BASE_S
 from accord.server.process import ServerProcess
 from accord_testing import TEST_KDF_COST, TestClock, start_server
-from conftest import Cli
 
 PASS = "test passphrase"
 ACCOUNT_BURST = 3
@@ -77,7 +77,7 @@ def test_account_creation_is_limited_per_address_across_restarts_and_processes(
 
 
 def test_a_closed_deployment_requires_its_registration_token(
-    tmp_path: Path, clock: TestClock, unique: Callable[[str], str]
+    tmp_path: Path, clock: TestClock, unique: Callable[[str], str], cli: Callable[[str], Any]
 ) -> None:
     token_file = tmp_path / "registration-token"
     token_file.write_text(REGISTRATION_TOKEN + "\n")
@@ -95,12 +95,15 @@ def test_a_closed_deployment_requires_its_registration_token(
             _create(server.url, tmp_path / "a", unique("alice"), registration_token="guess" * 4)
         assert wrong.value.code == "registration_token_invalid"
 
-        cli = Cli(tmp_path / "cli", env={**clock.env, "ACCORD_REGISTRATION_TOKEN": "nope"})
-        failed = cli.run("account", "create", unique("carol"), "--server", server.url, check=False)
+        carol = cli("carol")
+        carol.env.update({**clock.env, "ACCORD_REGISTRATION_TOKEN": "nope"})
+        failed = carol.run(
+            "account", "create", unique("carol"), "--server", server.url, check=False
+        )
         assert failed.returncode != 0
         assert "registration_token_invalid" in failed.stderr
-        cli.env["ACCORD_REGISTRATION_TOKEN"] = REGISTRATION_TOKEN
-        made = cli.run("account", "create", unique("carol"), "--server", server.url)
+        carol.env["ACCORD_REGISTRATION_TOKEN"] = REGISTRATION_TOKEN
+        made = carol.run("account", "create", unique("carol"), "--server", server.url)
         assert "created" in made.stdout
     finally:
         server.stop()

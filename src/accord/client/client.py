@@ -118,6 +118,15 @@ def _refuses_creation(exc: BaseException, *, resumed: bool) -> bool:
     return exc.code in (_NOT_THIS_DEVICE_CODES if resumed else _REFUSED_REQUEST_CODES)
 
 
+def _check_new_device(name: str, passphrase: str) -> None:
+    if not ACCOUNT_NAME_RE.match(name):
+        raise InvalidInput(
+            "account names are 1-64 characters: lower-case letters, digits, '.', '_' or '-'"
+        )
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise InvalidInput(f"a passphrase has at least {MIN_PASSPHRASE_CHARS} characters")
+
+
 def _forget_home(home: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         (home / f"accord.db{suffix}").unlink(missing_ok=True)
@@ -306,6 +315,7 @@ class AccordClient:
     ) -> AccordClient | None:
         """The device of an account creation in `home` that never finished, to finish it; None
         if there is none (a home that never asked the server for anything is cleared)."""
+        _check_new_device(name, passphrase)
         if not (Path(home) / "accord.db").exists():
             return None
         store = LocalStore(Path(home))
@@ -341,12 +351,7 @@ class AccordClient:
     ) -> AccordClient:
         """A new home for device keys of `name`, its log and approver set pinned; nothing is
         sent to the server about this device yet."""
-        if not ACCOUNT_NAME_RE.match(name):
-            raise InvalidInput(
-                "account names are 1-64 characters: lower-case letters, digits, '.', '_' or '-'"
-            )
-        if len(passphrase) < MIN_PASSPHRASE_CHARS:
-            raise InvalidInput(f"a passphrase has at least {MIN_PASSPHRASE_CHARS} characters")
+        _check_new_device(name, passphrase)
         device = HomeDevice(server.rstrip("/"), name, new_device_id())
         client = cls(
             home,
