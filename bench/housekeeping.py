@@ -7,10 +7,11 @@
   time (each a row and a 4 KiB file), a tenth of them held by a queued message (kept), in blobs
   removed per second.
 
-On SQLite in a temporary directory, and on PostgreSQL with `--pg URL` (a database it may fill;
-use an empty one). Prints one JSON document.
+On SQLite in a temporary directory, and on PostgreSQL with `--pg ADMIN_URL` (in a database of
+its own, created there and dropped afterwards). Prints one JSON document.
 
-    .venv/bin/python bench/housekeeping.py --updates 2000 --blobs 5000
+    .venv/bin/python bench/housekeeping.py --updates 2000 --blobs 5000 \
+        --pg postgresql://postgres@127.0.0.1:5432/test
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,18 +138,34 @@ def run(url: str, root: Path, updates: int, count: int) -> dict[str, Any]:
         db.dispose()
 
 
+@contextmanager
+def _own_pg_database(admin_url: str) -> Iterator[str]:
+    import psycopg
+
+    name = f"accord_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--blobs", type=int, default=5000)
-    parser.add_argument("--pg", default=None, help="postgresql://... (an empty database)")
+    parser.add_argument(
+        "--pg", default=None, help="postgresql://... where it may create a database of its own"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         results["sqlite"] = run(sqlite_url(Path(tmp)), Path(tmp), args.updates, args.blobs)
     if args.pg:
-        with tempfile.TemporaryDirectory() as tmp:
-            results["postgresql"] = run(args.pg, Path(tmp), args.updates, args.blobs)
+        with tempfile.TemporaryDirectory() as tmp, _own_pg_database(args.pg) as url:
+            results["postgresql"] = run(url, Path(tmp), args.updates, args.blobs)
     print(
         json.dumps(machine_info(updates=args.updates, blobs=args.blobs, results=results), indent=2)
     )
