@@ -33,9 +33,15 @@ async def _wait(pilot: object, check: object) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(Path(tmp) / "server") as server:
         root = Path(tmp)
-        alice = AccordClient.create_account(root / "a", server.url, "alice", PASS, kdf_cost=COST)
-        bob = AccordClient.create_account(root / "b", server.url, "bob", PASS, kdf_cost=COST)
-        carol = AccordClient.create_account(root / "c", server.url, "carol", PASS, kdf_cost=COST)
+        alice = AccordClient.create_account(
+            root / "a", server.url, "alice", PASS, kdf_cost=COST, insecure_dev=True
+        )
+        bob = AccordClient.create_account(
+            root / "b", server.url, "bob", PASS, kdf_cost=COST, insecure_dev=True
+        )
+        carol = AccordClient.create_account(
+            root / "c", server.url, "carol", PASS, kdf_cost=COST, insecure_dev=True
+        )
         alice.send("bob", "Hi Bob! Photos from the trip are coming.")
         carol.send("bob", "Are we still on for Friday?")
         bob.receive()
@@ -50,7 +56,7 @@ def main() -> None:
                 await pilot.pause(2)
                 app.save_screenshot("chat-conversation.svg", path=str(OUT))
                 phone, code = AccordClient.start_link(
-                    root / "a2", server.url, "alice", PASS, kdf_cost=COST
+                    root / "a2", server.url, "alice", PASS, kdf_cost=COST, insecure_dev=True
                 )
                 alice.approve_device(code)
                 phone.receive()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -212,3 +213,50 @@ JSON_VALUES = st.recursive(
     max_leaves=20,
 )
 """Any JSON value (for fuzzing parsers of outside data)."""
+
+
+class server_database:
+    """The database of a `start_server` process, opened beside it as its operator would (to
+    look at what it stored, or to change it behind its back): `with server_database(p) as
+    engine`."""
+
+    def __init__(self, server: Any) -> None:
+        from accord.storage.db import make_engine, sqlite_url
+
+        self.engine = make_engine(server.db_url or sqlite_url(server.data_dir))
+
+    def __enter__(self) -> Any:
+        return self.engine
+
+    def __exit__(self, *_exc: object) -> None:
+        self.engine.dispose()
+
+
+SENDER_BACKOFF_S = 0.05
+
+
+class SendingThread(threading.Thread):
+    """Sends numbered messages (`m1`, `m2`, ...) as fast as the server takes them, remembering
+    which sends the server acknowledged; a refused or failed send is counted and, after a short
+    backoff (a load generator's, not a wait for a result), the next is tried."""
+
+    def __init__(self, client: Any, to: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.to = client, to
+        self.acked: list[str] = []
+        self.failed = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from accord.errors import AccordError
+
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            try:
+                self.client.send(self.to, f"m{n}")
+            except AccordError:
+                self.failed += 1
+                self.stop.wait(SENDER_BACKOFF_S)
+                continue
+            self.acked.append(f"m{n}")

@@ -81,8 +81,10 @@ class RateLimited(AccordError):
     code = "rate_limited"
     default_message = "too many requests"
 
-    def __init__(self, message: str | None = None, *, retry_after_s: int = 1) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str | None = None, *, retry_after_s: int = 1, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
         self.retry_after_s = retry_after_s
 
 

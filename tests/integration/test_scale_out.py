@@ -23,7 +23,14 @@ from pg_cluster import PrivateCluster, pg_bin_dir
 from accord.client.client import AccordClient
 from accord.errors import AccordError, RateLimited
 from accord.server.process import ServerProcess
-from accord_testing import TEST_KDF_COST, TestClock, eventually, make_manifest, start_server
+from accord_testing import (
+    TEST_KDF_COST,
+    SendingThread,
+    TestClock,
+    eventually,
+    make_manifest,
+    start_server,
+)
 
 PASS = "test passphrase"
 REDIS_URL = os.environ.get("ACCORD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -96,29 +103,6 @@ def test_a_message_accepted_by_one_process_is_pushed_by_another(two_processes, t
     bob.close()
 
 
-class _Sender(threading.Thread):
-    """Sends numbered messages as fast as the server takes them; remembers what was acked."""
-
-    def __init__(self, client: AccordClient, to: str) -> None:
-        super().__init__(daemon=True)
-        self.client, self.to = client, to
-        self.acked: list[str] = []
-        self.failed = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            try:
-                self.client.send(self.to, f"m{n}")
-            except AccordError:
-                self.failed += 1
-                time.sleep(0.05)
-                continue
-            self.acked.append(f"m{n}")
-
-
 def _receive_all(client: AccordClient, expected: int, deadline_s: float = 60) -> list[str]:
     texts: list[str] = []
     deadline = time.monotonic() + deadline_s
@@ -144,7 +128,7 @@ def test_sigkill_under_load_loses_no_acknowledged_message(two_processes, tmp_pat
     bob = AccordClient.create_account(
         bob_home, b.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
-    sender = _Sender(alice, "bob")
+    sender = SendingThread(alice, "bob")
     sender.start()
     eventually(lambda: len(sender.acked) >= 5, "five acknowledged sends")
     a.kill()  # mid-stream: a send may be committed without its answer
@@ -191,7 +175,7 @@ def test_postgres_restart_under_load_loses_no_acknowledged_message(
     bob = AccordClient.create_account(
         tmp_path / "bob", b.url, "bob", PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
-    sender = _Sender(alice, "bob")
+    sender = SendingThread(alice, "bob")
     sender.start()
     try:
         eventually(lambda: len(sender.acked) >= 5, "five acknowledged sends")

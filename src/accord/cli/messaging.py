@@ -20,7 +20,13 @@ from accord.client.history import StoredMessage
 from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.client.received import ReceiveResult
 from accord.errors import InvalidInput
-from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
+from accord.server.limits import (
+    DEFAULT_ACCOUNT_BURST,
+    DEFAULT_ACCOUNT_RATE_PER_S,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_SEND_BURST,
+    DEFAULT_SEND_RATE_PER_S,
+)
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
 from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S
 from accord.wire.messaging import MAX_TEXT_CHARS
@@ -72,11 +78,25 @@ def account() -> None:
 @click.argument("name")
 @click.option("--server", required=True, help="Server base URL, e.g. http://127.0.0.1:8000")
 @manifest_option
+@click.option(
+    "--registration-token",
+    envvar="ACCORD_REGISTRATION_TOKEN",
+    default=None,
+    help="The token a closed deployment requires of new accounts.",
+)
 @click.pass_context
 def account_create(
-    ctx: click.Context, name: str, server: str, manifest_path: Path | None, insecure_dev: bool
+    ctx: click.Context,
+    name: str,
+    server: str,
+    manifest_path: Path | None,
+    insecure_dev: bool,
+    registration_token: str | None,
 ) -> None:
-    """Create account NAME with this device as its first device."""
+    """Create account NAME with this device as its first device.
+
+    An interrupted creation (Ctrl-C, a kill, a lost answer) is finished by running the same
+    command again with the same home."""
     home = home_dir(ctx)
     with AccordClient.create_account(
         home,
@@ -87,6 +107,7 @@ def account_create(
         insecure_dev=insecure_dev,
         approver_set=_approver_set(insecure_dev),
         kdf_cost=kdf_cost(ctx),
+        registration_token=registration_token or None,
     ) as client:
         if insecure_dev:
             click.echo(INSECURE_DEV_WARNING, err=True)
@@ -419,6 +440,24 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option(
+    "--account-rate",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_ACCOUNT_RATE_PER_S,
+    show_default=True,
+    help="New accounts and device link requests per second from one address, sustained "
+    "(0: no limit).",
+)
+@click.option(
+    "--account-burst", type=click.IntRange(min=1), default=DEFAULT_ACCOUNT_BURST, show_default=True
+)
+@click.option(
+    "--registration-token-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="ACCORD_REGISTRATION_TOKEN_FILE",
+    help="A closed deployment: account creation requires the token in this file.",
+)
+@click.option(
     "--secrets-key-file",
     type=click.Path(dir_okay=False),
     default=None,
@@ -440,6 +479,9 @@ def server(
     max_queue: int,
     socket_poll_s: float,
     log_format: str,
+    account_rate: float,
+    account_burst: int,
+    registration_token_file: str | None,
     secrets_key_file: str | None,
 ) -> None:
     """Run the Accord server."""
@@ -460,6 +502,9 @@ def server(
         max_queue=max_queue,
         socket_poll_s=socket_poll_s,
         log_format=log_format,
+        account_rate_per_s=account_rate,
+        account_burst=account_burst,
+        registration_token_file=Path(registration_token_file) if registration_token_file else None,
         secrets_key_file=Path(secrets_key_file) if secrets_key_file else None,
         mounts=[mount_console],
     )

@@ -103,7 +103,9 @@ def _error_from(response: httpx.Response) -> AccordError:
             cls = Conflict
     if cls is not None and issubclass(cls, RateLimited):
         retry = response.headers.get("Retry-After", "1")
-        return cls(message or None, retry_after_s=int(retry) if retry.isdigit() else 1)
+        return cls(
+            message or None, retry_after_s=int(retry) if retry.isdigit() else 1, code=code or None
+        )
     if cls is not None:
         return cls(message or None, code=code or None)
     return ServiceError(

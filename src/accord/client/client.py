@@ -45,6 +45,7 @@ from accord.errors import (
     ConfigurationError,
     InvalidInput,
     NotFound,
+    RateLimited,
     ServiceError,
     VerificationError,
 )
@@ -71,6 +72,7 @@ from accord.wire.messaging import (
     ApproveLinkRequest,
     Content,
     Conversation,
+    CreateAccountRequest,
     DeviceApproval,
     DeviceKeys,
     DeviceRecord,
@@ -108,6 +110,42 @@ ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{4,32}$")
 MIN_PASSPHRASE_CHARS = 8
 LINK_CODE_RE = re.compile(r"^([A-Z2-7]{16})-([A-Z2-7]{16})$")
+
+
+# Refusals proving the server holds no account for this device: the name is another device's
+# (the server recognises a retry by the same device), or reserved.
+_NOT_THIS_DEVICE_CODES = frozenset({"account_exists", "name_reserved"})
+# On the first request also: the request itself was refused (a retry would be refused alike).
+_REFUSED_REQUEST_CODES = _NOT_THIS_DEVICE_CODES | {
+    "invalid_input",
+    "unsupported_version",
+    "too_large",
+    "verification_failed",
+    "registration_token_required",
+    "registration_token_invalid",
+}
+
+
+def _refuses_creation(exc: BaseException, *, resumed: bool) -> bool:
+    """Whether the server's answer to an account creation shows it registered nothing, so the
+    keys may go. A lost answer, an interruption or a busy server show nothing of the kind."""
+    if not isinstance(exc, AccordError) or isinstance(exc, (ServiceError, RateLimited)):
+        return False
+    return exc.code in (_NOT_THIS_DEVICE_CODES if resumed else _REFUSED_REQUEST_CODES)
+
+
+def _check_new_device(name: str, passphrase: str) -> None:
+    if not ACCOUNT_NAME_RE.match(name):
+        raise InvalidInput(
+            "account names are 1-64 characters: lower-case letters, digits, '.', '_' or '-'"
+        )
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        raise InvalidInput(f"a passphrase has at least {MIN_PASSPHRASE_CHARS} characters")
+
+
+def _forget_home(home: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (home / f"accord.db{suffix}").unlink(missing_ok=True)
 
 
 def new_message_id() -> str:
@@ -282,6 +320,7 @@ class AccordClient:
         approver_set: str | None = None,
         clock: Clock | None = None,
         kdf_cost: KdfCost = DEFAULT_KDF_COST,
+        registration_token: str | None = None,
     ) -> AccordClient:
         """Step 1: make device keys, register the account, publish one-time keys.
 
@@ -291,23 +330,70 @@ class AccordClient:
         no witness is required, and `approver_set` (a hash, hex) names the lawful-access
         approver set (default: the one shown now). Neither: `manifest_required`.
         `kdf_cost` is the Argon2id cost of the passphrase (RFC 9106's unless a test lowers it).
+        `registration_token` is what a closed deployment requires of new accounts.
+
+        Resumable: the keys stay in `home` until the server has answered. A creation that was
+        interrupted (Ctrl-C, a kill, a lost answer) is finished by calling this again with the
+        same home, name and passphrase: the same device asks again, and the server answers as it
+        did the first time. Only a refusal that proves the server holds no account for this
+        device (the name is someone else's, reserved, a wrong token) clears the home.
         """
         setup = _Setup(transport, manifest, insecure_dev, approver_set, clock, kdf_cost)
-        client = cls._fresh(home, server, name, passphrase, setup)
+        client = cls._interrupted_creation(home, server, name, passphrase, setup)
+        resumed = client is not None
+        if client is None:
+            client = cls._fresh(home, server, name, passphrase, setup)
+            client.store.set_device_status(DeviceStatus.CREATING)  # from here, keep the keys
         try:
-            client.api.call(
-                AccountCreated,
-                "POST",
-                "/v1/accounts",
-                json={"v": 1, "device": client._ctx.identity.device_keys().model_dump()},
-                auth=False,
-            )
-            client.store.set_device_status(DeviceStatus.REGISTERED)
+            if client.store.device_status() is DeviceStatus.CREATING:
+                request = CreateAccountRequest(
+                    device=client._ctx.identity.device_keys(),
+                    registration_token=registration_token,
+                )
+                client.api.call(
+                    AccountCreated,
+                    "POST",
+                    "/v1/accounts",
+                    json=request.model_dump(exclude_none=True),
+                    auth=False,
+                )
+                client.store.set_device_status(DeviceStatus.REGISTERED)
             client._require_active()
-        except BaseException:
-            client._abandon()
+        except BaseException as exc:
+            client._abandon(refused=_refuses_creation(exc, resumed=resumed))
             raise
         return client
+
+    @classmethod
+    def _interrupted_creation(
+        cls, home: Path, server: str, name: str, passphrase: str, setup: _Setup
+    ) -> AccordClient | None:
+        """The device of an account creation in `home` that never finished, to finish it; None
+        if there is none (a home that never asked the server for anything is cleared)."""
+        _check_new_device(name, passphrase)
+        if not (Path(home) / "accord.db").exists():
+            return None
+        store = LocalStore(Path(home))
+        try:
+            status, device = store.device_status(), store.home_device()
+            if store.initialised() and status is not None:
+                if status not in (DeviceStatus.CREATING, DeviceStatus.REGISTERED):
+                    raise ConfigurationError(f"{home} already holds an account")
+                if device is None or (device.account, device.server) != (
+                    name,
+                    server.rstrip("/"),
+                ):
+                    other = f"{device.account} on {device.server}" if device else "another"
+                    raise ConfigurationError(
+                        f"{home} holds the unfinished creation of account {other}: "
+                        "run 'accord account create' for that account to finish it"
+                    )
+        finally:
+            store.close()
+        if status is None:  # nothing was sent about this device: start again
+            _forget_home(Path(home))
+            return None
+        return cls(home, passphrase, transport=setup.transport, clock=setup.clock)
 
     @classmethod
     def _fresh(
@@ -320,12 +406,7 @@ class AccordClient:
     ) -> AccordClient:
         """A new home for device keys of `name`, its log and approver set pinned; nothing is
         sent to the server about this device yet."""
-        if not ACCOUNT_NAME_RE.match(name):
-            raise InvalidInput(
-                "account names are 1-64 characters: lower-case letters, digits, '.', '_' or '-'"
-            )
-        if len(passphrase) < MIN_PASSPHRASE_CHARS:
-            raise InvalidInput(f"a passphrase has at least {MIN_PASSPHRASE_CHARS} characters")
+        _check_new_device(name, passphrase)
         device = HomeDevice(server.rstrip("/"), name, new_device_id())
         client = cls(
             home,
@@ -487,13 +568,13 @@ class AccordClient:
             return  # the secret goes to no device of it until it does
         self.vouchers.shared(d.device_id for d in targets)
 
-    def _abandon(self) -> None:
-        """Close; and if the server never accepted this device, forget it so a retry works."""
-        registered = self.store.device_status() is not None
+    def _abandon(self, *, refused: bool = False) -> None:
+        """Close; and if the server never heard of this device, or `refused` it for good,
+        forget it so a retry starts afresh. A creation whose answer was lost keeps its keys."""
+        status = self.store.device_status()
         self.close()
-        if not registered:
-            for suffix in ("", "-wal", "-shm"):
-                (self.home / f"accord.db{suffix}").unlink(missing_ok=True)
+        if status is None or (refused and status is DeviceStatus.CREATING):
+            _forget_home(self.home)
 
     def _require_active(self) -> None:
         """A linking device becomes active once its approval lets it log in."""
@@ -504,6 +585,12 @@ class AccordClient:
             publish_one_time_keys(self._ctx, initial=True)
             self.store.set_device_status(DeviceStatus.ACTIVE)
             return
+        if status is DeviceStatus.CREATING:
+            raise ConfigurationError(
+                f"the creation of account {self.account_name} was interrupted: run "
+                f"'accord account create {self.account_name} --server {self.api.base_url}' "
+                "again to finish it"
+            )
         if status is not DeviceStatus.LINKING:
             raise ConfigurationError(f"no account in {self.home}")
         try:
@@ -649,7 +736,12 @@ class AccordClient:
             **self.vouchers.extension(content),
         }
         for attempt in range(SEND_ATTEMPTS):
-            request = encrypt(payload, attempt).model_copy(update={"extensions": extensions})
+            request = encrypt(payload, attempt).model_copy(
+                update={
+                    "extensions": extensions,
+                    "blobs": [ref.blob_id for ref in content.attachments],
+                }
+            )
             try:
                 self.api.call(SendAccepted, "POST", "/v1/messages", json=request.model_dump())
             except StaleDevicesResponse as stale:

@@ -97,6 +97,7 @@ class HomeDevice:
 
 
 class DeviceStatus(StrEnum):
+    CREATING = "creating"  # the account was asked for; the server's answer is not in yet
     REGISTERED = "registered"  # the server made the account; keys are not published yet
     LINKING = "linking"  # waiting for another device of the account to approve this one
     ACTIVE = "active"

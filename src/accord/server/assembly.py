@@ -10,11 +10,18 @@ from typing import Any
 
 from accord.clock import Clock
 from accord.server.access import AccessService
-from accord.server.blobs import BlobService, FileBlobStore
+from accord.server.blobs import BlobCollector, BlobService, FileBlobStore
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.server.detection import DetectionService
 from accord.server.franking import FRANKING_SECRETS, FrankingKeyRing
-from accord.server.limits import SendLimiter, report_limiter
+from accord.server.housekeeping import ServerHousekeeping
+from accord.server.limits import (
+    LoginThrottle,
+    SendLimiter,
+    SqlCounters,
+    registration_limiter,
+    report_limiter,
+)
 from accord.server.messaging import AuthedDevice, MessagingService
 from accord.server.notify import LocalNotifier, Notifier, RedisNotifier
 from accord.server.observability import Metrics
@@ -49,9 +56,11 @@ class Services:
     detection: DetectionService
     matching: PrivateMatchingService
     access: AccessService
+    housekeeping: ServerHousekeeping
 
     async def aclose(self) -> None:
         """Stop the background workers, then release Redis and the database."""
+        self.housekeeping.worker.close()
         self.matching.close()
         self.access.close()
         await self.limiter.close()
@@ -86,6 +95,8 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         redis_url=config.redis_url,
         clock=clock,
     )
+    # Counts that must hold across processes and restarts live in the database.
+    counters = SqlCounters(db, clock=clock)
     metrics = Metrics()
     log = LogService(
         engine,
@@ -103,6 +114,13 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         limiter=limiter,
         max_queue=config.max_queue,
         clock=clock,
+        registration=registration_limiter(
+            rate_per_s=config.account_rate_per_s,
+            burst=config.account_burst,
+            clock=clock,
+            counters=counters,
+        ),
+        registration_token=config.registration_token(),
     )
     messaging.send_observers.append(_count_accepted(metrics))
     store = FileBlobStore(config.data_dir / "blobs")
@@ -114,13 +132,20 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         vault,
         max_attachment_bytes=config.max_attachment_bytes,
         clock=clock,
-        limiter=report_limiter(clock=clock, redis_url=config.redis_url),
+        limiter=report_limiter(clock=clock, redis_url=config.redis_url, counters=counters),
     )
     detection = DetectionService(engine, config.data_dir / "bank-index")
     matching = PrivateMatchingService(
         db, log, detection, config.data_dir, secrets=secrets, clock=clock
     )
     matching.attach(messaging)
+    housekeeping = ServerHousekeeping(
+        BlobCollector(db, store, clock=clock),
+        counters,
+        metrics,
+        interval_s=config.housekeeping_interval_s,
+    )
+    housekeeping.worker.start()
     return Services(
         config=config,
         clock=clock,
@@ -133,10 +158,17 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         metrics=metrics,
         admin_token=ensure_admin_token(config.data_dir),
         reports=reports,
-        review=ReviewService(db, vault, messaging, clock=clock),
+        review=ReviewService(
+            db,
+            vault,
+            messaging,
+            clock=clock,
+            throttle=LoginThrottle(clock=clock, counters=counters),
+        ),
         detection=detection,
         matching=matching,
         access=AccessService(db, log, messaging, config.data_dir, clock=clock),
+        housekeeping=housekeeping,
     )
 
 

@@ -1,5 +1,14 @@
 """Attachments: opaque encrypted files, written atomically and durably, recorded against the
-device that uploaded them and fetched by their random id (a capability)."""
+device that uploaded them and fetched by their random id (a capability); and collected when no
+one needs them any more (`BlobCollector`).
+
+What the collector removes (docs/deployment.md, "Attachments"), a blob held by a message still
+queued for some device never:
+- `unsent`: an upload no message names, `BLOB_UNSENT_TTL_S` after it was uploaded;
+- `delivered`: a blob whose messages every device has fetched and acknowledged,
+  `BLOB_RETENTION_S` after upload (a report of the message can fetch it until then);
+- `suspended`: what a suspended account uploaded, at once (it can no longer send it).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +19,25 @@ import hmac
 import os
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import ColumnElement, Connection, and_, delete, exists, insert, select
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import InvalidInput, NotFound, TooLarge
 from accord.server.messaging import AuthedDevice
 from accord.storage.db import Database
-from accord.storage.schema import blobs
+from accord.storage.schema import accounts, blobs, devices, message_blobs, messages
 from accord.wire.messaging import BlobCreated
 
 BLOB_ID_BYTES = 24
 SHA256_BYTES = 32
 # An encrypted attachment is a little longer than the file it holds.
 ENCRYPTION_OVERHEAD_BYTES = 64
+BLOB_UNSENT_TTL_S = 24 * 3600
+BLOB_RETENTION_S = 30 * 24 * 3600
+COLLECT_BATCH = 1000
 
 
 def new_blob_id() -> str:
@@ -51,6 +64,9 @@ class FileBlobStore:
         if not path.is_file():
             raise NotFound()
         return path
+
+    def remove(self, blob_id: str) -> None:
+        (self.root / blob_id[:2] / _check_blob_id(blob_id)).unlink(missing_ok=True)
 
     async def save(
         self,
@@ -150,3 +166,66 @@ class BlobService:
     def path(self, blob_id: str) -> Path:
         """Where the blob is on disk (NotFound for an unknown or malformed id)."""
         return self.store.path(blob_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """What one collection removed: blobs and bytes per reason."""
+
+    blobs: dict[str, int]
+    bytes: dict[str, int]
+
+
+class BlobCollector:
+    """Removes blobs no one needs any more (see the module's docstring); the server's
+    housekeeping calls `collect` now and then. Each blob's row goes in a transaction that checks
+    again that no queued message holds it, and only then its file."""
+
+    def __init__(self, db: Database, store: FileBlobStore, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.db = db
+        self.store = store
+        self.clock = clock
+
+    def _reasons(self, now: int) -> dict[str, ColumnElement[bool]]:
+        named = exists().where(message_blobs.c.blob_id == blobs.c.blob_id)
+        suspended = exists().where(
+            devices.c.id == blobs.c.uploader_device_pk,
+            accounts.c.id == devices.c.account_id,
+            accounts.c.suspended.is_(True),
+        )
+        return {
+            "unsent": and_(~named, blobs.c.created_at < now - BLOB_UNSENT_TTL_S * 1000),
+            "delivered": and_(named, blobs.c.created_at < now - BLOB_RETENTION_S * 1000),
+            "suspended": suspended,
+        }
+
+    def collect(self) -> Collected:
+        now = now_ms(self.clock)
+        held = exists().where(
+            message_blobs.c.blob_id == blobs.c.blob_id, messages.c.id == message_blobs.c.message_pk
+        )
+        removed: dict[str, int] = {}
+        removed_bytes: dict[str, int] = {}
+        for reason, due in self._reasons(now).items():
+            condition = and_(due, ~held)
+            with self.db.read() as conn:
+                rows = conn.execute(
+                    select(blobs.c.blob_id, blobs.c.size).where(condition).limit(COLLECT_BATCH)
+                ).all()
+            for row in rows:
+                if self._remove(row.blob_id, condition):
+                    removed[reason] = removed.get(reason, 0) + 1
+                    removed_bytes[reason] = removed_bytes.get(reason, 0) + int(row.size)
+        return Collected(blobs=removed, bytes=removed_bytes)
+
+    def _remove(self, blob_id: str, condition: ColumnElement[bool]) -> bool:
+        def _tx(conn: Connection) -> bool:
+            gone = conn.execute(delete(blobs).where(blobs.c.blob_id == blob_id, condition)).rowcount
+            if gone:
+                conn.execute(delete(message_blobs).where(message_blobs.c.blob_id == blob_id))
+            return bool(gone)
+
+        if not self.db.transact(_tx):
+            return False  # a message took it meanwhile
+        self.store.remove(blob_id)  # after the row: a crash in between leaves only a file
+        return True

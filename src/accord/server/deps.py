@@ -8,7 +8,9 @@
 - `CurrentReviewer`: a reviewer by session token, or the operator acting as an admin;
 - `AgencyWarrantId`: the id of the warrant in the path, for the holder of a fresh agency token
   for that warrant (sealed to the agency key the warrant names: see `server.access.agency`);
-- `ServicesDep`: every service of the app (`server.assembly.Services`).
+- `ServicesDep`: every service of the app (`server.assembly.Services`);
+- `ClientAddress`: the address the request came from (the peer of the connection; behind a
+  reverse proxy, run uvicorn with its forwarded-address support so this is the client's).
 """
 
 from __future__ import annotations
@@ -97,6 +99,11 @@ async def agency_warrant_id(
     return wid
 
 
+def client_address(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else ""
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
 CurrentDevice = Annotated[AuthedDevice, Depends(current_device)]
 ActiveDevice = Annotated[AuthedDevice, Depends(active_device)]
 Operator = Annotated[None, Depends(require_operator)]

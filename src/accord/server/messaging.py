@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -45,18 +46,20 @@ from accord.protocols.messaging import (
 )
 from accord.protocols.translog.entries import DeviceRevocation
 from accord.server.franking import FrankingKeyRing
-from accord.server.limits import DEFAULT_MAX_QUEUE, SendLimiter
+from accord.server.limits import DEFAULT_MAX_QUEUE, SendLimiter, registration_limiter
 from accord.server.translog import LogService
 from accord.storage.db import Database, inserted_id
 from accord.storage.schema import (
     accounts,
     auth_challenges,
     auth_tokens,
+    blobs,
     deliveries,
     devices,
     group_members,
     groups,
     link_requests,
+    message_blobs,
     messages,
     one_time_keys,
 )
@@ -146,12 +149,18 @@ class MessagingService:
         limiter: SendLimiter | None = None,
         max_queue: int = DEFAULT_MAX_QUEUE,
         clock: Clock = SYSTEM_CLOCK,
+        registration: SendLimiter | None = None,
+        registration_token: str | None = None,
     ) -> None:
         self.db = db
         self.log = log
         self.clock = clock
         self.franking = franking
         self.limiter = limiter or SendLimiter(clock=clock)
+        # New accounts and link requests per client address; the token a closed deployment
+        # requires of new accounts.
+        self.registration = registration or registration_limiter(clock=clock)
+        self.registration_token = registration_token
         self.max_queue = max_queue
         # Other protocol parts attach here (private matching, lawful access): checks that may
         # refuse a send before anything is stored, and observers of each newly accepted message.
@@ -164,12 +173,20 @@ class MessagingService:
 
     # --- accounts and devices -------------------------------------------------------------
 
-    async def create_account(self, req: CreateAccountRequest) -> DeviceRecord:
-        """Step 1: register an account with its first device."""
+    async def create_account(self, req: CreateAccountRequest, *, address: str) -> DeviceRecord:
+        """Step 1: register an account with its first device.
+
+        Idempotent on the device: a retry carrying the same self-signed device keys (the client
+        lost the first answer) is answered as the first request was, and completes a
+        registration whose log entry never got written. Limited per client `address`
+        (`registration_throttled`), and on a closed deployment only with its token.
+        """
         keys = req.device
         if is_reserved_name(keys.account):
             raise InvalidInput("this account name is reserved", code="name_reserved")
         self._check_device_keys(keys)
+        await self.registration.check(address)
+        self._check_registration_token(req.registration_token)
         created = now_ms(self.clock)
         try:
 
@@ -185,9 +202,40 @@ class MessagingService:
 
             device_pk: int = await self.db.transact_async(_tx)
         except IntegrityError:
-            raise Conflict("account name is taken", code="account_exists") from None
+            return await self._repeat_account_creation(keys)
         await self._log_device(device_pk, keys, None, created)
         return DeviceRecord(keys=keys, approval=None, created_at=created)
+
+    def _check_registration_token(self, offered: str | None) -> None:
+        if self.registration_token is None:
+            return
+        if offered is None:
+            raise AuthorizationError(
+                "this server requires a registration token", code="registration_token_required"
+            )
+        if not hmac.compare_digest(offered.encode(), self.registration_token.encode()):
+            raise AuthorizationError("wrong registration token", code="registration_token_invalid")
+
+    async def _repeat_account_creation(self, keys: DeviceKeys) -> DeviceRecord:
+        """The name is taken: by this very device (a retry), or by someone else (409)."""
+
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(
+                select(devices)
+                .join(accounts, accounts.c.id == devices.c.account_id)
+                .where(accounts.c.name == keys.account, devices.c.approver_device_id.is_(None))
+            ).first()
+
+        first = await self.db.read_async(_rd)
+        same = first is not None and all(
+            hmac.compare_digest(str(getattr(first, field)), str(getattr(keys, field)))
+            for field in ("device_id", "ed25519", "curve25519", "signature")
+        )
+        if first is None or not same:
+            raise Conflict("account name is taken", code="account_exists")
+        if first.log_index is None:  # the first request stopped before the log took it
+            await self._log_device(int(first.id), keys, None, int(first.created_at))
+        return DeviceRecord(keys=keys, approval=None, created_at=int(first.created_at))
 
     async def _log_device(
         self, device_pk: int, keys: DeviceKeys, approval: DeviceApproval | None, created: int
@@ -396,9 +444,11 @@ class MessagingService:
 
     # --- linking a new device ---------------------------------------------------------------
 
-    async def create_link(self, req: LinkRequest) -> LinkCreated:
-        """Step 2: a new device asks to join an account; nothing happens until approval."""
+    async def create_link(self, req: LinkRequest, *, address: str) -> LinkCreated:
+        """Step 2: a new device asks to join an account; nothing happens until approval.
+        Limited per client `address` together with new accounts."""
         self._check_device_keys(req.device)
+        await self.registration.check(address)
         request_id = base64.b32encode(secrets.token_bytes(10)).decode("ascii")
         expires = now_ms(self.clock) + LINK_TTL_MS
 
@@ -771,6 +821,8 @@ class MessagingService:
         recipients = {(r.account, r.device_id) for r in req.recipients}
         if len(recipients) != len(req.recipients):
             raise InvalidInput("duplicate recipient")
+        if len(set(req.blobs)) != len(req.blobs):
+            raise InvalidInput("a blob named twice")
         if not set(copies) <= recipients:
             raise InvalidInput("a copy for a device that is not a recipient")
         if req.to.account is not None and set(copies) != recipients:
@@ -830,6 +882,7 @@ class MessagingService:
                     )
                 )
             )
+            self._hold_blobs(conn, message_pk, req.blobs)
             if targets:
                 conn.execute(
                     insert(deliveries),
@@ -924,6 +977,22 @@ class MessagingService:
         if row is None:
             raise NotFound()
         return _envelope(row)
+
+    def _hold_blobs(self, conn: Connection, message_pk: int, blob_ids: list[str]) -> None:
+        """Record the blobs a message carries, so they stay while it is queued (server.blobs
+        collects the others). Each must be on the server."""
+        if not blob_ids:
+            return
+        known = set(
+            conn.execute(select(blobs.c.blob_id).where(blobs.c.blob_id.in_(blob_ids))).scalars()
+        )
+        if known != set(blob_ids):
+            raise InvalidInput(
+                "the message names a blob the server does not hold", code="unknown_blob"
+            )
+        conn.execute(
+            insert(message_blobs), [{"message_pk": message_pk, "blob_id": b} for b in blob_ids]
+        )
 
     async def ack(self, dev: AuthedDevice, ids: Iterable[int]) -> AckResult:
         """Step 12: delete acknowledged rows of the caller's own queue (404 if none matched)."""

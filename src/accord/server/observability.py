@@ -45,6 +45,18 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.blobs_collected = Counter(
+            "accord_blobs_collected",
+            "attachment blobs removed by housekeeping, by reason (unsent, delivered, suspended)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.blob_bytes_collected = Counter(
+            "accord_blob_bytes_collected",
+            "bytes of attachment blobs removed by housekeeping, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.websockets = Gauge(
             "accord_websockets_open", "open WebSocket connections", registry=self.registry
         )

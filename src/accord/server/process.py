@@ -44,6 +44,10 @@ class ServerProcess:
         self._port_chosen = port is not None
         self.port = port or free_port()
         self.extra_args = extra_args or []
+        if "--account-rate" not in self.extra_args:
+            # On loopback every client shares one address: the per-address limit on new
+            # accounts is off unless asked for.
+            self.extra_args = ["--account-rate", "0", *self.extra_args]
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"

@@ -9,7 +9,8 @@ open to one plaintext only), then sealed with HPKE to the review service's key. 
 report stored, naming the verified sender.
 
 A reporter files a message once: filing the same reported message again answers with the report
-already on file (`ReportFiled.existing`) and stores nothing. New reports are rate-limited per
+already on file (`ReportFiled.existing`) and stores nothing; the database holds one report per
+reporter and message, so this holds across server processes too. New reports are rate-limited per
 account (`limits.DEFAULT_REPORT_RATE_PER_S`, `DEFAULT_REPORT_BURST`).
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 import anyio
 from anyio import to_thread
 from sqlalchemy import Connection, and_, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
 from accord.errors import DecryptionError, InvalidInput, NotFound, VerificationError
@@ -242,14 +244,15 @@ class ReportService:
                 select(reports.c.report_id, reports.c.messages_json).where(
                     reports.c.reporter == reporter,
                     reports.c.reported_account == req.message.sender.account,
+                    reports.c.reported_message_id == message_id,
                 )
-            ).all()
+            ).first()
 
-        for row in await self.db.read_async(_rd):
-            stored = json.loads(row.messages_json)
-            if any(m["reported"] and m["message_id"] == message_id for m in stored):
-                return ReportFiled(report_id=row.report_id, messages=len(stored), existing=True)
-        return None
+        row = await self.db.read_async(_rd)
+        if row is None:
+            return None
+        stored = json.loads(row.messages_json)
+        return ReportFiled(report_id=row.report_id, messages=len(stored), existing=True)
 
     async def file_report(self, dev: AuthedDevice, req: ReportRequest) -> ReportFiled:
         """File a report, or answer with the one this account already filed about the same
@@ -323,6 +326,7 @@ class ReportService:
                         messages_json=json.dumps(stored),
                         created_at=created,
                         updated_at=created,
+                        reported_message_id=reported.content.message_id,
                     )
                 )
             )
@@ -332,5 +336,11 @@ class ReportService:
                     [{"report_pk": report_pk, **row} for row in attachment_rows],
                 )
 
-        await self.db.transact_async(_tx)
+        try:
+            await self.db.transact_async(_tx)
+        except IntegrityError:  # the same filing, taken by another process meanwhile
+            existing = await self._existing_report(dev.account, req)
+            if existing is None:
+                raise
+            return existing
         return ReportFiled(report_id=report_id, messages=len(items))

@@ -218,7 +218,7 @@ class ReviewService:
         audited with the name tried and the address, never the password."""
         note = f"from {address or 'unknown'}"
         try:
-            self.throttle.check(name, address)
+            await to_thread.run_sync(self.throttle.check, name, address)
         except LoginThrottled as exc:
             await self._audit(LOGIN_AUDIT_ACTOR, exc.code, name, note)
             raise
@@ -239,10 +239,10 @@ class ReviewService:
             await self._audit(LOGIN_AUDIT_ACTOR, exc.code, name, note)
             raise
         if not ok or row is None:
-            self.throttle.record_failure(name, address)
+            await to_thread.run_sync(self.throttle.record_failure, name, address)
             await self._audit(LOGIN_AUDIT_ACTOR, "login_failed", name, note)
             raise AuthenticationError("wrong name or password")
-        self.throttle.record_success(name)
+        await to_thread.run_sync(self.throttle.record_success, name)
         session = ReviewerSession(
             token=secrets.token_urlsafe(32),
             csrf_token=secrets.token_urlsafe(32),

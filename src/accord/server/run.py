@@ -13,7 +13,13 @@ import uvicorn
 from accord.clock import CLOCK_OFFSET_ENV, Clock, OffsetFileClock
 from accord.server.app import Mount, create_app
 from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
-from accord.server.limits import DEFAULT_MAX_QUEUE, DEFAULT_SEND_BURST, DEFAULT_SEND_RATE_PER_S
+from accord.server.limits import (
+    DEFAULT_ACCOUNT_BURST,
+    DEFAULT_ACCOUNT_RATE_PER_S,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_SEND_BURST,
+    DEFAULT_SEND_RATE_PER_S,
+)
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
 from accord.server.observability import configure_logging
 from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S
@@ -63,6 +69,9 @@ def serve(
     max_queue: int = DEFAULT_MAX_QUEUE,
     socket_poll_s: float = DEFAULT_SOCKET_POLL_S,
     log_format: str = "text",
+    account_rate_per_s: float = DEFAULT_ACCOUNT_RATE_PER_S,
+    account_burst: int = DEFAULT_ACCOUNT_BURST,
+    registration_token_file: Path | None = None,
     secrets_key_file: Path | None = None,
     mounts: Sequence[Mount] = (),
 ) -> None:
@@ -81,6 +90,9 @@ def serve(
         send_burst=send_burst,
         max_queue=max_queue,
         socket_poll_s=socket_poll_s,
+        account_rate_per_s=account_rate_per_s,
+        account_burst=account_burst,
+        registration_token_file=registration_token_file,
         secrets_key_file=secrets_key_file,
     )
     warn_if_testing_clock(config.clock)

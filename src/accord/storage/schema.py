@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -134,6 +135,30 @@ blobs = Table(
     Column("size", BigInteger, nullable=False),
     Column("uploader_device_pk", BigId, ForeignKey("devices.id"), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Index("ix_blobs_created_at", "created_at"),
+)
+
+# The blobs a message carries, as its sender declared them: a blob stays while a message that
+# is still queued holds it (server.blobs.BlobCollector). Rows outlive their message; the
+# collector removes them with the blob.
+message_blobs = Table(
+    "message_blobs",
+    metadata,
+    Column("message_pk", BigId, primary_key=True),
+    Column("blob_id", String(64), primary_key=True),
+    Index("ix_message_blobs_blob", "blob_id"),
+)
+
+# Counts behind rate limits that must hold across processes and restarts (server.limits).
+limit_counters = Table(
+    "limit_counters",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("a", Float, nullable=False),
+    Column("b", Float, nullable=False),
+    Column("c", Float, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_limit_counters_expires_at", "expires_at"),
 )
 
 groups = Table(
@@ -182,8 +207,18 @@ reports = Table(
     Column("messages_json", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # The reported message's id: a reporter files one report per message, whichever process
+    # takes the filing (NULL only in rows a duplicate of which was filed before this existed).
+    Column("reported_message_id", String(43), nullable=True),
     Index("ix_reports_status_created", "status", "created_at"),
     Index("ix_reports_reported_account", "reported_account"),
+    Index(
+        "uq_reports_reporter_message",
+        "reporter",
+        "reported_account",
+        "reported_message_id",
+        unique=True,
+    ),
 )
 
 # Attachments of a report, sealed (HPKE) to the review service's key; `viewed_at` records when

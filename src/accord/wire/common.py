@@ -35,6 +35,8 @@ def is_reserved_name(name: str) -> bool:
 
 
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{4,32}$")]
+# An attachment blob's id on the server: random, a capability (server.blobs).
+BlobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,43}$")]
 KeyB64 = Annotated[str, StringConstraints(max_length=MAX_KEY_B64_CHARS, min_length=1)]
 SignatureB64 = Annotated[str, StringConstraints(max_length=MAX_SIGNATURE_B64_CHARS, min_length=1)]

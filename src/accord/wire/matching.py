@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from accord.errors import InvalidInput
-from accord.wire.common import AccountName, DeviceId, WireModel
+from accord.wire.common import AccountName, BlobId, DeviceId, WireModel
 
 VOUCHERS_EXTENSION = "vouchers"
 #: As many vouchers as a message can carry attachments (`Content.attachments`).
@@ -24,7 +24,6 @@ MAX_VOUCHER_BYTES = 12_288
 MAX_VOUCHER_B64_CHARS = 4 * ((MAX_VOUCHER_BYTES + 2) // 3)
 
 HexDigest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-BlobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^e_[A-Za-z0-9_-]{16,32}$")]
 
 

@@ -22,6 +22,7 @@ from accord.wire.common import (
     MAX_DEVICES_PER_SEND,
     MAX_ONE_TIME_KEYS_PER_UPLOAD,
     AccountName,
+    BlobId,
     DeviceId,
     GroupName,
     KeyB64,
@@ -32,6 +33,7 @@ from accord.wire.common import (
 )
 
 MAX_TEXT_CHARS = 65536  # a message's text, in characters
+MAX_ATTACHMENTS = 32  # per message
 B64Body = Annotated[str, StringConstraints(max_length=1_400_000, min_length=4)]
 DeliveryId = Annotated[int, Field(ge=1, le=2**62)]
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}$")]
@@ -75,6 +77,10 @@ class DeviceRecord(WireModel):
 class CreateAccountRequest(WireModel):
     v: Version = 1
     device: DeviceKeys
+    # Required by a closed deployment (`accord server --registration-token-file`).
+    registration_token: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = (
+        None
+    )
 
 
 class AccountCreated(WireModel):
@@ -240,6 +246,8 @@ class SendRequest(WireModel):
     megolm: B64Body | None = None
     megolm_session_id: SessionId | None = None
     extensions: Extensions = Field(default_factory=dict)
+    # The attachment blobs the message carries: the server keeps them while it is queued.
+    blobs: Annotated[list[BlobId], Field(max_length=MAX_ATTACHMENTS)] = []
 
     @model_validator(mode="after")
     def _megolm_has_session(self) -> SendRequest:
@@ -300,7 +308,7 @@ class BlobCreated(WireModel):
 
 
 class AttachmentRef(WireModel):
-    blob_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
+    blob_id: BlobId
     name: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     media_type: Annotated[str, StringConstraints(max_length=127)]
     size: Annotated[int, Field(ge=0, le=2**53)]
@@ -318,7 +326,7 @@ class Content(WireModel):
     to: Conversation
     sent_at: int
     text: Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
-    attachments: Annotated[list[AttachmentRef], Field(max_length=32)] = []
+    attachments: Annotated[list[AttachmentRef], Field(max_length=MAX_ATTACHMENTS)] = []
     extensions: Extensions = Field(default_factory=dict)
 
 

@@ -167,6 +167,7 @@ def test_payload_parser_fuzz_json(value: object) -> None:
                 "megolm",
                 "megolm_session_id",
                 "extensions",
+                "blobs",
                 "x",
             ]
         ),
@@ -198,3 +199,7 @@ def test_envelope_version_is_checked() -> None:
         SendRequest.model_validate({**body, "unknown": 1})
     with pytest.raises(ValidationError):
         SendRequest.model_validate({**body, "to": {"account": "bob", "group": "g"}})
+    assert SendRequest.model_validate({**body, "blobs": ["b" * 32]}).blobs == ["b" * 32]
+    for bad in (["../etc/passwd"], ["b" * 65], ["b" * 32] * 33):
+        with pytest.raises(ValidationError):
+            SendRequest.model_validate({**body, "blobs": bad})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
@@ -19,6 +18,7 @@ from accord.protocols.access.log_entries import RecordCountEntry, WarrantDisclos
 from accord.protocols.access.warrant import SignedWarrant, WarrantCommitment
 from accord.server.access.ledger import KIND_DISCLOSURE, KIND_RECORD_COUNT, AccessLedger
 from accord.server.access.metadata import DeliveryMetadata
+from accord.server.periodic import PeriodicThread
 from accord.storage.schema import access_records, access_warrants
 
 log = logging.getLogger("accord.server.access")
@@ -39,26 +39,18 @@ class Housekeeping:
         self.db = ledger.db
         self.metadata = metadata
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = PeriodicThread(
+            self.housekeep,
+            interval_s=HOUSEKEEPING_INTERVAL_S,
+            name="accord-access",
+            log=log,
+        )
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._housekeep_forever, name="accord-access", daemon=True
-        )
-        self._thread.start()
+        self._worker.start()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _housekeep_forever(self) -> None:
-        while not self._stop.wait(HOUSEKEEPING_INTERVAL_S):
-            try:
-                self.housekeep()
-            except Exception:  # try again on the next tick
-                log.exception("lawful-access housekeeping failed; retrying")
+        self._worker.close()
 
     def housekeep(self) -> None:
         """Publish what is due: record counts (after each window, and periodically while it is

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.requests import ClientDisconnect
 
 from accord.errors import InvalidInput
-from accord.server.deps import ActiveDevice, CurrentDevice, ServicesDep
+from accord.server.deps import ActiveDevice, ClientAddress, CurrentDevice, ServicesDep
 from accord.server.messaging import MAX_FETCH_LIMIT
 from accord.wire.messaging import (
     AccountCreated,
@@ -48,8 +48,10 @@ router = APIRouter()
 
 
 @router.post("/v1/accounts", status_code=201)
-async def create_account(req: CreateAccountRequest, services: ServicesDep) -> AccountCreated:
-    record = await services.messaging.create_account(req)
+async def create_account(
+    req: CreateAccountRequest, services: ServicesDep, address: ClientAddress
+) -> AccountCreated:
+    record = await services.messaging.create_account(req, address=address)
     return AccountCreated(account=record.keys.account, device_id=record.keys.device_id)
 
 
@@ -103,8 +105,10 @@ async def auth_token(req: TokenRequest, services: ServicesDep) -> Token:
 
 
 @router.post("/v1/link-requests", status_code=201)
-async def create_link(req: LinkRequest, services: ServicesDep) -> LinkCreated:
-    return await services.messaging.create_link(req)
+async def create_link(
+    req: LinkRequest, services: ServicesDep, address: ClientAddress
+) -> LinkCreated:
+    return await services.messaging.create_link(req, address=address)
 
 
 @router.get("/v1/link-requests/{request_id}")
