@@ -258,7 +258,11 @@ def bank_import(
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--label", default="", help="Label for the new entries.")
-@click.option("--plain", is_flag=True, help="Only the file's own hashes (no trim/crop hashes).")
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="Only the file's own hashes (no derived hashes, no local features).",
+)
 @_db_option
 @_remote_options
 @click.pass_context
@@ -272,11 +276,16 @@ def bank_add(
     server: str | None,
     admin_token: str | None,
 ) -> None:
-    """Hash files and add them to a bank (images also get trim and crop hashes)."""
+    """Hash files and add them to a bank (images also get derived hashes and, in a local or
+    database store, local features for the verifying stage)."""
+    from accord.protocols.detection.features import extract_features, serialize_features
     from accord.protocols.detection.hashers import hash_file
     from accord.protocols.detection.variants import MatchMeasures, bank_hashes
+    from accord.storage.banks import BankEntryStore
 
     store, _ = _open_store(ctx, db_url, server, admin_token)
+    keeps_features = isinstance(store, BankEntryStore) and not plain
+    features: list[tuple[str, bytes]] = []
     store.get_bank(name)
     files, folder = _expand(paths)
     measures = MatchMeasures.plain() if plain else MatchMeasures()
@@ -298,6 +307,9 @@ def bank_add(
             derived = bank_hashes(hashes.image.pixels, measures)
             if not derived:
                 low_quality += 1
+            elif keeps_features:
+                local = extract_features(hashes.image.pixels)
+                features.append((source, serialize_features(local)))
             for h in derived:
                 entries.append(
                     BankEntry(
@@ -313,6 +325,9 @@ def bank_add(
                 BankEntry(signal_type="vpdq", hash=hashes.vpdq, source=source, label=label)
             )
     added = store.add_entries(name, entries)
+    if isinstance(store, BankEntryStore):
+        for source, data in features:
+            store.put_features(name, source, data)
     version = store.get_bank(name).version
     click.echo(
         f"added {added} entries from {len(files) - failed} files to {name}"
@@ -407,7 +422,12 @@ def bank_enable(
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--bank", "banks", multiple=True, help="Bank to match against (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
-@click.option("--plain", is_flag=True, help="Plain PDQ only: no dihedral or trimmed queries.")
+@click.option("--plain", is_flag=True, help="Plain PDQ only: no query variants, no verifying.")
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Skip the verifying stage (local features): each bank's own threshold decides.",
+)
 @_db_option
 @_remote_options
 @click.pass_context
@@ -417,6 +437,7 @@ def match_command(
     banks: tuple[str, ...],
     as_json: bool,
     plain: bool,
+    no_verify: bool,
     db_url: str | None,
     server: str | None,
     admin_token: str | None,
@@ -427,13 +448,14 @@ def match_command(
     from accord.protocols.detection.variants import MatchMeasures
 
     measures = MatchMeasures.plain() if plain else MatchMeasures(crops=False)
+    verify = not (plain or no_verify)
     store, _ = _open_store(ctx, db_url, server, admin_token)
     matcher = store.open_matcher(banks)
     files, folder = _expand(paths)
     failed = 0
     for path in _progress(files, folder, "matching"):
         try:
-            query = MatchQuery.from_file_hashes(hash_file(path), measures)
+            query = MatchQuery.from_file_hashes(hash_file(path), measures, verify=verify)
         except AccordError as exc:
             failed += 1
             _report_failure(path, exc, as_json)
