@@ -559,3 +559,76 @@ def eval_detection(
         f"wrote {out / 'detection-eval.json'}, {out / 'detection-eval.md'}, "
         + ", ".join(str(p) for p in plots)
     )
+
+
+@eval_group.command("compare")
+@click.option(
+    "--images",
+    "images_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of photos: every bankable one is banked and edited.",
+)
+@click.option(
+    "--fp-images",
+    "fp_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of unrelated photos, queried for false matches.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="detection-compare",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the JSON, markdown and heatmap go.",
+)
+@click.option("--edits", default=None, help="Comma-separated edits (default: all).")
+@click.option("--max-images", type=click.IntRange(min=2), default=None)
+@click.option("--max-fp-images", type=click.IntRange(min=1), default=None)
+def eval_compare(
+    images_dir: str,
+    fp_dir: str | None,
+    out_dir: str,
+    edits: str | None,
+    max_images: int | None,
+    max_fp_images: int | None,
+) -> None:
+    """Side by side: Accord's pipeline, plain PDQ, Thorn's perception (PDQ, SIFT) and
+    imagehash's pHash, per everyday edit, on one set in one run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from accord.protocols.detection.comparison import (
+        CompareConfig,
+        render_comparison,
+        run_comparison,
+        write_heatmap,
+    )
+
+    config = CompareConfig(
+        images_dir=Path(images_dir),
+        fp_dir=Path(fp_dir) if fp_dir else None,
+        edits=tuple(edits.split(",")) if edits else None,
+        max_images=max_images,
+        max_fp_images=max_fp_images,
+    )
+    columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*Progress.get_default_columns()[:1], *columns, console=_stderr_console()) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            group = what.split(":")[0]
+            if group not in tasks:
+                tasks[group] = bar.add_task(group, total=total)
+            bar.update(tasks[group], completed=done, description=what)
+
+        report = run_comparison(config, progress=progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detection-compare.json").write_text(json.dumps(report, indent=1) + "\n")
+    table = render_comparison(report)
+    (out / "detection-compare.md").write_text(table)
+    heatmap = write_heatmap(report, out / "detection-compare.png")
+    click.echo(table)
+    click.echo(f"wrote {out / 'detection-compare.json'}, {out / 'detection-compare.md'}, {heatmap}")
