@@ -587,6 +587,7 @@ def eval_detection(
 @click.option("--edits", default=None, help="Comma-separated edits (default: all).")
 @click.option("--max-images", type=click.IntRange(min=2), default=None)
 @click.option("--max-fp-images", type=click.IntRange(min=1), default=None)
+@click.option("--methods", default=None, help="Comma-separated methods (default: all).")
 def eval_compare(
     images_dir: str,
     fp_dir: str | None,
@@ -594,12 +595,14 @@ def eval_compare(
     edits: str | None,
     max_images: int | None,
     max_fp_images: int | None,
+    methods: str | None,
 ) -> None:
     """Side by side: Accord's pipeline, plain PDQ, Thorn's perception (PDQ, SIFT) and
     imagehash's pHash, per everyday edit, on one set in one run."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from accord.protocols.detection.comparison import (
+        METHODS,
         CompareConfig,
         render_comparison,
         run_comparison,
@@ -623,7 +626,15 @@ def eval_compare(
                 tasks[group] = bar.add_task(group, total=total)
             bar.update(tasks[group], completed=done, description=what)
 
-        report = run_comparison(config, progress=progress)
+        chosen = None
+        if methods:
+            names = methods.split(",")
+            if any(n not in METHODS for n in names):
+                raise InvalidInput(
+                    "unknown method; known: " + ", ".join(METHODS), code="unknown_method"
+                )
+            chosen = [METHODS[n]() for n in names]
+        report = run_comparison(config, chosen, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "detection-compare.json").write_text(json.dumps(report, indent=1) + "\n")

@@ -255,6 +255,37 @@ class PerceptionSiftMethod(Method):
         return matched, -best  # higher inliers are closer
 
 
+class PrivateMatchingMethod(Method):
+    """Private matching's per-image test, through its own band sampler (default parameters,
+    unchanged): a voucher carries the image's one plain PDQ hash; the table holds the band
+    elements of every banked hash (with `derived`, the derived hashes of `bank_hashes`); an
+    image counts as matched when one of its elements is in the table. (The server acts only
+    past a per-account threshold of such matches: this measures the per-image recall.)"""
+
+    def __init__(self, *, derived: bool = True) -> None:
+        from accord.protocols.private_matching.bands import BandSampler
+        from accord.protocols.private_matching.params import MatchingParams
+
+        self.name = "private-matching" if derived else "private-matching-plain"
+        self.sampler = BandSampler.create(b"\x07" * 32, MatchingParams())
+        self.measures = MatchMeasures(dihedral=False) if derived else MatchMeasures.plain()
+        self.table: dict[bytes, set[int]] = {}
+
+    def add(self, owner: int, pixels: RgbArray) -> None:
+        for h in bank_hashes(pixels, self.measures):
+            for element in self.sampler.elements(h.result.hash):
+                self.table.setdefault(element, set()).add(owner)
+
+    def query(self, pixels: RgbArray) -> tuple[set[int], float]:
+        r = pdq_from_pixels(pixels)
+        if not r.usable:
+            return set(), NO_MATCH
+        matched: set[int] = set()
+        for element in self.sampler.elements(r.hash):
+            matched |= self.table.get(element, set())
+        return matched, NO_MATCH
+
+
 def all_methods() -> list[Method]:
     """Every method; the other detectors need the `eval` extra."""
     try:
@@ -268,7 +299,25 @@ def all_methods() -> list[Method]:
             "comparing with other detectors needs them installed: pip install 'accord[eval]'",
             code="eval_extra_missing",
         ) from None
-    return [AccordMethod(), AccordMethod(holds_images=False), PdqMethod(), *others]
+    return [
+        AccordMethod(),
+        AccordMethod(holds_images=False),
+        PdqMethod(),
+        PrivateMatchingMethod(),
+        *others,
+    ]
+
+
+METHODS: dict[str, Callable[[], Method]] = {
+    "accord": AccordMethod,
+    "accord-hash-only": lambda: AccordMethod(holds_images=False),
+    "pdq": PdqMethod,
+    "private-matching": PrivateMatchingMethod,
+    "private-matching-plain": lambda: PrivateMatchingMethod(derived=False),
+    "perception-pdq": PerceptionPdqMethod,
+    "perception-sift": PerceptionSiftMethod,
+    "imagehash-phash": ImagehashPhashMethod,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
