@@ -63,8 +63,10 @@ CORNER_CROP_FRACTIONS = (0.08, 0.15)
 ROTATION_DEGREES = (-6.0, -3.0, 3.0, 6.0)
 #: The middle band: this share of the height is cut off the top and off the bottom.
 BAND_CUT_FRACTION = 0.15
+#: Query variants are hashed on a copy at most this many pixels on its long side.
+QUERY_SIDE_PX = 512
 #: The trim box is computed on a copy at most this many pixels on its long side.
-_TRIM_ANALYSIS_SIDE_PX = 1024
+_TRIM_ANALYSIS_SIDE_PX = 512
 #: Trimming passes per side.
 _PASSES = 1
 
@@ -271,8 +273,21 @@ def _usable_distinct(hashes: list[NamedHash]) -> list[NamedHash]:
     return out
 
 
+def reduced_for_query(pixels: RgbArray) -> RgbArray:
+    """A copy with the long side at most QUERY_SIDE_PX (box filter, integer factor): PDQ works
+    on a 64x64 reduction, and hashing the query's variants at 12 MP would cost four times more
+    for a few bits of drift (docs/detection.md, section 9)."""
+    factor = int(np.ceil(max(pixels.shape[:2]) / QUERY_SIDE_PX))
+    if factor <= 1:
+        return pixels
+    image = Image.fromarray(np.ascontiguousarray(pixels), "RGB").reduce(factor)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def query_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
     """The PDQ hashes to look up for one image (usable quality, distinct)."""
+    if measures != MatchMeasures.plain():
+        pixels = reduced_for_query(pixels)
     out = _hashes_of(pixels, "", measures.dihedral)
     if measures.trim:
         for box in trim_boxes(pixels):
