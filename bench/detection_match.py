@@ -68,7 +68,7 @@ def run(files: list[Path], store: SqlBankStore, verify: bool) -> dict[str, float
     matched = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for path in files:
-        query = MatchQuery.from_file_hashes(hash_file(path), measures, verify=verify)
+        query = MatchQuery.from_file_hashes(hash_file(path, pdq=False), measures, verify=verify)
         matched += bool(matcher.match(query))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {

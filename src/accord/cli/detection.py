@@ -455,7 +455,9 @@ def match_command(
     failed = 0
     for path in _progress(files, folder, "matching"):
         try:
-            query = MatchQuery.from_file_hashes(hash_file(path), measures, verify=verify)
+            # The query hashes its own variants: no separate PDQ of the full decode.
+            hashes = hash_file(path, pdq=False)
+            query = MatchQuery.from_file_hashes(hashes, measures, verify=verify)
         except AccordError as exc:
             failed += 1
             _report_failure(path, exc, as_json)
