@@ -113,8 +113,10 @@ def _line_fractions(
     lines: npt.NDArray[np.int16], color: npt.NDArray[np.int16], tolerance: int
 ) -> npt.NDArray[np.float64]:
     """For (n_lines, length, 3) pixels: share of each line within tolerance of `color`."""
-    close = np.abs(lines - color).max(axis=2) <= tolerance
-    out: npt.NDArray[np.float64] = close.mean(axis=1)
+    d = np.abs(lines - color)
+    # Channel by channel: a reduction over an axis of length 3 is several times slower.
+    close = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) <= tolerance
+    out: npt.NDArray[np.float64] = np.count_nonzero(close, axis=1) / close.shape[1]
     return out
 
 
