@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from accord.errors import InvalidInput
 from accord.protocols.detection.features import (
@@ -109,64 +111,90 @@ def test_verifying_refuses_an_unrelated_image(highres_dir: Path, banked_features
 # -- the operator's database, played for real ------------------------------------------------
 
 
-@pytest.fixture
-def run(cli):
-    operator = cli("operator")
+class Operator:
+    """The CLI with its banks in SQLite (the home's banks.db) or PostgreSQL (`--db`), and a way
+    to edit that database behind its back."""
 
-    def invoke(*args: str) -> tuple[int, str]:
-        result = operator.run(*args, check=False)
+    def __init__(self, cli, pg_url: str | None) -> None:
+        self.cli = cli
+        self.pg_url = pg_url
+        self.bank = f"removals_{secrets.token_hex(4)}"
+
+    def run(self, *args: str) -> tuple[int, str]:
+        extra: tuple[str, ...] = ()
+        if self.pg_url and args[0] in ("bank", "match"):
+            extra = ("--db", self.pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        result = self.cli.run(*args, *extra, check=False)
         return result.returncode, result.stdout + result.stderr
 
-    invoke.db = operator.home / "banks.db"  # type: ignore[attr-defined]
-    return invoke
+    def execute(self, sql: str, params: tuple) -> int:
+        """Run one statement on the bank database, scoped to this bank; returns rows changed."""
+        if self.pg_url is None:
+            with sqlite3.connect(self.cli.home / "banks.db") as db:
+                return db.execute(sql.replace("%s", "?"), params).rowcount
+        import psycopg
+
+        with psycopg.connect(self.pg_url, autocommit=True) as db:
+            return db.execute(sql, params).rowcount
 
 
-def _banked(run, highres_dir: Path) -> None:
-    assert run("bank", "create", "removals")[0] == 0
-    code, out = run("bank", "add", "removals", str(highres_dir / BANKED), "--label", "A1")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def operator(request, cli) -> Operator:
+    pg_url = request.getfixturevalue("pg_database") if request.param == "postgresql" else None
+    return Operator(cli("operator"), pg_url)
+
+
+_THIS_BANK = "bank_id = (SELECT id FROM bank_banks WHERE name = %s)"
+
+
+def _banked(operator: Operator, highres_dir: Path) -> None:
+    assert operator.run("bank", "create", operator.bank)[0] == 0
+    code, out = operator.run(
+        "bank", "add", operator.bank, str(highres_dir / BANKED), "--label", "A1"
+    )
     assert code == 0, out
 
 
 def test_regression_colliding_hash_of_unrelated_image_is_refused(
-    run, highres_dir: Path, tmp_path: Path
+    operator: Operator, highres_dir: Path, tmp_path: Path
 ) -> None:
     """A banked entry's PDQ hash is rewritten in the database to the hash of an unrelated image
     (as a crafted collision, or a tampered list, would make it): the hash stage finds it at
     distance 0, and the verifying stage refuses it because the image is not the banked one."""
-    _banked(run, highres_dir)
-    code, out = run("hash", "--json", str(highres_dir / UNRELATED))
+    _banked(operator, highres_dir)
+    code, out = operator.run("hash", "--json", str(highres_dir / UNRELATED))
     colliding = json.loads(out)["pdq"]
-    with sqlite3.connect(run.db) as db:
-        changed = db.execute(
-            "UPDATE bank_entries SET hash = ? WHERE signal_type = 'pdq' AND variant = 'original'",
-            (colliding,),
-        ).rowcount
+    changed = operator.execute(
+        "UPDATE bank_entries SET hash = %s WHERE signal_type = 'pdq' AND variant = 'original' "
+        "AND " + _THIS_BANK,
+        (colliding, operator.bank),
+    )
     assert changed == 1
     query = str(highres_dir / UNRELATED)
-    code, out = run("match", "--json", "--no-verify", query)
+    code, out = operator.run("match", "--json", "--no-verify", "--bank", operator.bank, query)
     assert code == 0 and json.loads(out)["matches"], "the hash stage alone is fooled"
-    code, out = run("match", "--json", query)
+    code, out = operator.run("match", "--json", "--bank", operator.bank, query)
     assert code == 0 and json.loads(out)["matches"] == []
     # The edited original still matches, confirmed by its features.
     edited = tmp_path / "edited.png"
-    from PIL import Image
-
     pixels = _pixels(highres_dir, BANKED)
     Image.fromarray(apply_transform("crop/bottom-left-15", pixels)).save(edited)
-    code, out = run("match", "--json", str(edited))
+    code, out = operator.run("match", "--json", "--bank", operator.bank, str(edited))
     (match,) = json.loads(out)["matches"]
     assert match["via"].endswith("+verified") and match["label"] == "A1"
 
 
-def test_regression_tampered_stored_features_are_refused(run, highres_dir: Path) -> None:
+def test_regression_tampered_stored_features_are_refused(
+    operator: Operator, highres_dir: Path
+) -> None:
     """The stored features of a banked image are overwritten in the database with an oversized
     blob: matching stops with one clear line and a stable code, never a traceback."""
-    _banked(run, highres_dir)
-    with sqlite3.connect(run.db) as db:
-        changed = db.execute(
-            "UPDATE bank_features SET data = ?", (b"ACFT1" + b"\xff" * FEATURES_MAX_BYTES,)
-        ).rowcount
+    _banked(operator, highres_dir)
+    changed = operator.execute(
+        "UPDATE bank_features SET data = %s WHERE " + _THIS_BANK,
+        (b"ACFT1" + b"\xff" * FEATURES_MAX_BYTES, operator.bank),
+    )
     assert changed == 1
-    code, out = run("match", str(highres_dir / BANKED))
+    code, out = operator.run("match", "--bank", operator.bank, str(highres_dir / BANKED))
     assert code == 2, out
     assert "features_too_large" in out and "Traceback" not in out
