@@ -258,7 +258,11 @@ def bank_import(
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--label", default="", help="Label for the new entries.")
-@click.option("--plain", is_flag=True, help="Only the file's own hashes (no trim/crop hashes).")
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="Only the file's own hashes (no derived hashes, no local features).",
+)
 @_db_option
 @_remote_options
 @click.pass_context
@@ -272,11 +276,16 @@ def bank_add(
     server: str | None,
     admin_token: str | None,
 ) -> None:
-    """Hash files and add them to a bank (images also get trim and crop hashes)."""
+    """Hash files and add them to a bank (images also get derived hashes and, in a local or
+    database store, local features for the verifying stage)."""
+    from accord.protocols.detection.features import extract_features, serialize_features
     from accord.protocols.detection.hashers import hash_file
     from accord.protocols.detection.variants import MatchMeasures, bank_hashes
+    from accord.storage.banks import BankEntryStore
 
     store, _ = _open_store(ctx, db_url, server, admin_token)
+    keeps_features = isinstance(store, BankEntryStore) and not plain
+    features: list[tuple[str, bytes]] = []
     store.get_bank(name)
     files, folder = _expand(paths)
     measures = MatchMeasures.plain() if plain else MatchMeasures()
@@ -298,6 +307,9 @@ def bank_add(
             derived = bank_hashes(hashes.image.pixels, measures)
             if not derived:
                 low_quality += 1
+            elif keeps_features:
+                local = extract_features(hashes.image.pixels)
+                features.append((source, serialize_features(local)))
             for h in derived:
                 entries.append(
                     BankEntry(
@@ -313,6 +325,9 @@ def bank_add(
                 BankEntry(signal_type="vpdq", hash=hashes.vpdq, source=source, label=label)
             )
     added = store.add_entries(name, entries)
+    if isinstance(store, BankEntryStore):
+        for source, data in features:
+            store.put_features(name, source, data)
     version = store.get_bank(name).version
     click.echo(
         f"added {added} entries from {len(files) - failed} files to {name}"
@@ -407,7 +422,12 @@ def bank_enable(
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--bank", "banks", multiple=True, help="Bank to match against (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
-@click.option("--plain", is_flag=True, help="Plain PDQ only: no dihedral or trimmed queries.")
+@click.option("--plain", is_flag=True, help="Plain PDQ only: no query variants, no verifying.")
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Skip the verifying stage (local features): each bank's own threshold decides.",
+)
 @_db_option
 @_remote_options
 @click.pass_context
@@ -417,6 +437,7 @@ def match_command(
     banks: tuple[str, ...],
     as_json: bool,
     plain: bool,
+    no_verify: bool,
     db_url: str | None,
     server: str | None,
     admin_token: str | None,
@@ -427,13 +448,16 @@ def match_command(
     from accord.protocols.detection.variants import MatchMeasures
 
     measures = MatchMeasures.plain() if plain else MatchMeasures(crops=False)
+    verify = not (plain or no_verify)
     store, _ = _open_store(ctx, db_url, server, admin_token)
     matcher = store.open_matcher(banks)
     files, folder = _expand(paths)
     failed = 0
     for path in _progress(files, folder, "matching"):
         try:
-            query = MatchQuery.from_file_hashes(hash_file(path), measures)
+            # The query hashes its own variants: no separate PDQ of the full decode.
+            hashes = hash_file(path, pdq=False)
+            query = MatchQuery.from_file_hashes(hashes, measures, verify=verify)
         except AccordError as exc:
             failed += 1
             _report_failure(path, exc, as_json)
@@ -537,3 +561,87 @@ def eval_detection(
         f"wrote {out / 'detection-eval.json'}, {out / 'detection-eval.md'}, "
         + ", ".join(str(p) for p in plots)
     )
+
+
+@eval_group.command("compare")
+@click.option(
+    "--images",
+    "images_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of photos: every bankable one is banked and edited.",
+)
+@click.option(
+    "--fp-images",
+    "fp_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of unrelated photos, queried for false matches.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="detection-compare",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the JSON, markdown and heatmap go.",
+)
+@click.option("--edits", default=None, help="Comma-separated edits (default: all).")
+@click.option("--max-images", type=click.IntRange(min=2), default=None)
+@click.option("--max-fp-images", type=click.IntRange(min=1), default=None)
+@click.option("--methods", default=None, help="Comma-separated methods (default: all).")
+def eval_compare(
+    images_dir: str,
+    fp_dir: str | None,
+    out_dir: str,
+    edits: str | None,
+    max_images: int | None,
+    max_fp_images: int | None,
+    methods: str | None,
+) -> None:
+    """Side by side: Accord's pipeline, plain PDQ, Thorn's perception (PDQ, SIFT) and
+    imagehash's pHash, per everyday edit, on one set in one run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from accord.protocols.detection.comparison import (
+        METHODS,
+        CompareConfig,
+        render_comparison,
+        run_comparison,
+        write_heatmap,
+    )
+
+    config = CompareConfig(
+        images_dir=Path(images_dir),
+        fp_dir=Path(fp_dir) if fp_dir else None,
+        edits=tuple(edits.split(",")) if edits else None,
+        max_images=max_images,
+        max_fp_images=max_fp_images,
+    )
+    columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*Progress.get_default_columns()[:1], *columns, console=_stderr_console()) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            group = what.split(":")[0]
+            if group not in tasks:
+                tasks[group] = bar.add_task(group, total=total)
+            bar.update(tasks[group], completed=done, description=what)
+
+        chosen = None
+        if methods:
+            names = methods.split(",")
+            if any(n not in METHODS for n in names):
+                raise InvalidInput(
+                    "unknown method; known: " + ", ".join(METHODS), code="unknown_method"
+                )
+            chosen = [METHODS[n]() for n in names]
+        report = run_comparison(config, chosen, progress=progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detection-compare.json").write_text(json.dumps(report, indent=1) + "\n")
+    table = render_comparison(report)
+    (out / "detection-compare.md").write_text(table)
+    heatmap = write_heatmap(report, out / "detection-compare.png")
+    click.echo(table)
+    click.echo(f"wrote {out / 'detection-compare.json'}, {out / 'detection-compare.md'}, {heatmap}")

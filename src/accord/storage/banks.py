@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -54,6 +55,7 @@ from accord.protocols.detection.banks import (
     validate_bank_name,
     validate_threshold,
 )
+from accord.protocols.detection.features import LocalFeatures, parse_features
 from accord.protocols.detection.importers import (
     ImportFormat,
     export_csv,
@@ -94,6 +96,16 @@ bank_entries = Table(
     Column("enabled", Boolean, nullable=False),
     UniqueConstraint("bank_id", "hash_key", "variant", name="uq_bank_entries_hash"),
     Index("ix_bank_entries_bank_source", "bank_id", "source"),
+)
+
+# Local features of a banked image, for the verifying stage (protocols/detection/features.py):
+# one row per image, keyed by the entries' source; never the image itself.
+bank_features = Table(
+    "bank_features",
+    metadata,
+    Column("bank_id", _BigId, ForeignKey("bank_banks.id", ondelete="CASCADE"), primary_key=True),
+    Column("source", String(256), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )
 
 #: Rows per INSERT batch.
@@ -203,6 +215,14 @@ class BankEntryStore(BankStore):
     @abstractmethod
     def get_entries(self, name: str, entry_ids: Sequence[int]) -> dict[int, BankEntry]:
         """The entries with these ids (missing ids are left out)."""
+
+    @abstractmethod
+    def put_features(self, name: str, source: str, data: bytes) -> None:
+        """Keep a banked image's local features (stored form), replacing earlier ones."""
+
+    @abstractmethod
+    def iter_features(self, name: str) -> Iterator[tuple[str, bytes]]:
+        """(source, stored form) of every banked image with local features."""
 
     def import_file(
         self, name: str, data: bytes, fmt: ImportFormat, *, source: str | None = None
@@ -392,6 +412,7 @@ class SqlBankStore(BankEntryStore):
     def delete_bank(self, name: str) -> None:
         with self.engine.begin() as conn:
             row = self._bank_row(conn, name)
+            conn.execute(delete(bank_features).where(bank_features.c.bank_id == row.id))
             conn.execute(delete(bank_entries).where(bank_entries.c.bank_id == row.id))
             conn.execute(delete(bank_banks).where(bank_banks.c.id == row.id))
 
@@ -556,6 +577,25 @@ class SqlBankStore(BankEntryStore):
             for r in result:
                 yield _entry_from_row(r)
 
+    def put_features(self, name: str, source: str, data: bytes) -> None:
+        parse_features(data)  # nothing malformed is stored
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            where = (bank_features.c.bank_id == row.id) & (bank_features.c.source == source)
+            conn.execute(delete(bank_features).where(where))
+            conn.execute(insert(bank_features).values(bank_id=row.id, source=source, data=data))
+
+    def iter_features(self, name: str) -> Iterator[tuple[str, bytes]]:
+        with self.engine.connect() as conn:
+            row = self._bank_row(conn, name)
+            rows = conn.execute(
+                select(bank_features.c.source, bank_features.c.data)
+                .where(bank_features.c.bank_id == row.id)
+                .order_by(bank_features.c.source)
+            ).all()
+        for r in rows:
+            yield str(r.source), bytes(r.data)
+
 
 def _entry_from_row(r: Any) -> BankEntry:
     return BankEntry(
@@ -578,7 +618,10 @@ def load_bank_index(
     bank's version (a changed bank has a new version, so a stale file is never used).
     """
     info = store.get_bank(name)
-    bank_index = BankIndex(name, threshold=info.threshold)
+    features = {source: parse_features(data) for source, data in store.iter_features(name)}
+    bank_index = BankIndex(name, threshold=info.threshold, holds_images=bool(features))
+    if features:
+        _attach_features(store, name, bank_index, features)
     cache_file = None
     if cache_dir is not None:
         cache_file = cache_dir / f"{name}-{info.version}.pdqindex"
@@ -624,6 +667,17 @@ def load_bank_index(
             bank_index.pdq.serialize(f)
         tmp.replace(cache_file)
     return bank_index
+
+
+def _attach_features(
+    store: BankEntryStore, name: str, bank_index: BankIndex, features: dict[str, LocalFeatures]
+) -> None:
+    by_source: dict[str, list[int]] = {}
+    for e in store.iter_entries(name, signal_types=("pdq",)):
+        if e.source in features and e.entry_id is not None:
+            by_source.setdefault(e.source, []).append(e.entry_id)
+    for source, ids in by_source.items():
+        bank_index.add_features(ids, features[source])
 
 
 class MemoryBankStore(SqlBankStore):

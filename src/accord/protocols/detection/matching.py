@@ -4,6 +4,11 @@
 vPDQ frames in a PDQ index); `MatchQuery` holds what was computed for one file (its PDQ query
 hashes, with the dihedral and trimmed variants when those measures are on, its MD5, SHA-256 and
 vPDQ). Matches carry entry ids; the caller looks up labels and hashes in its bank store.
+
+Two stages where a bank holds images: entries with local features (`features.py`) are
+candidates up to VERIFY_CANDIDATE_THRESHOLD_BITS, and a candidate becomes a match only if the
+query image shows the banked image geometrically; a query with too few keypoints to verify (a
+flat or tiny image), or a query of hashes alone, falls back to the bank's own threshold.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 
 from accord.errors import InvalidInput
 from accord.protocols.detection.banks import BankEntry
+from accord.protocols.detection.features import LocalFeatures, QueryFeatures
 from accord.protocols.detection.hashers import FileHashes, PdqResult
 from accord.protocols.detection.index import ExactHashIndex, MihPdqIndex, pdq_codes
 from accord.protocols.detection.signals import (
@@ -27,22 +33,34 @@ from accord.protocols.detection.signals import (
 )
 from accord.protocols.detection.variants import MatchMeasures, NamedHash, query_hashes
 
+#: First-stage distance for entries that the verifying stage checks (chosen by measurement:
+#: docs/detection.md, "Verifying stage"); the closest unrelated pair measured is 80 bits apart.
+VERIFY_CANDIDATE_THRESHOLD_BITS = 48
+
 
 @dataclass(frozen=True, slots=True)
 class MatchQuery:
-    """The hashes of one file to look up."""
+    """The hashes of one file to look up (and its image's features, for the verifying stage)."""
 
     pdq: tuple[NamedHash, ...] = ()
     md5: Md5Hash | None = None
     sha256: Sha256Hash | None = None
     vpdq: VpdqHash | None = None
+    features: QueryFeatures | None = None
 
     @classmethod
-    def from_file_hashes(cls, hashes: FileHashes, measures: MatchMeasures) -> MatchQuery:
+    def from_file_hashes(
+        cls, hashes: FileHashes, measures: MatchMeasures, *, verify: bool = True
+    ) -> MatchQuery:
         pdq: tuple[NamedHash, ...] = ()
+        features = None
         if hashes.image is not None:
             pdq = tuple(query_hashes(hashes.image.pixels, measures))
-        return cls(pdq=pdq, md5=hashes.md5, sha256=hashes.sha256, vpdq=hashes.vpdq)
+            if verify:
+                features = QueryFeatures(hashes.image.pixels)
+        return cls(
+            pdq=pdq, md5=hashes.md5, sha256=hashes.sha256, vpdq=hashes.vpdq, features=features
+        )
 
     @classmethod
     def from_hashes(cls, hashes: Iterable[PdqHash | Md5Hash | Sha256Hash | VpdqHash]) -> MatchQuery:
@@ -98,12 +116,19 @@ class _VpdqFrames:
 class BankIndex:
     """In-memory indexes of one bank; entries can be added and disabled without a rebuild."""
 
-    def __init__(self, name: str, *, threshold: int = PDQ_MATCH_THRESHOLD_BITS) -> None:
+    def __init__(
+        self, name: str, *, threshold: int = PDQ_MATCH_THRESHOLD_BITS, holds_images: bool = False
+    ) -> None:
         if not 0 <= threshold <= 64:
             raise InvalidInput("a PDQ threshold is between 0 and 64")
         self.name = name
         self.threshold = threshold
-        self.pdq = MihPdqIndex(max_distance=max(threshold, 1))
+        #: Local features of PDQ entries whose bank holds the image (several entries of one
+        #: image share one object).
+        self.features: dict[int, LocalFeatures] = {}
+        # Built for the verifying stage's wider reach only where the bank holds images.
+        reach = VERIFY_CANDIDATE_THRESHOLD_BITS if holds_images else 1
+        self.pdq = MihPdqIndex(max_distance=max(threshold, reach))
         self.md5 = ExactHashIndex("md5")
         self.sha256 = ExactHashIndex("sha256")
         self._vpdq = _VpdqFrames(MihPdqIndex(max_distance=max(threshold, 1)))
@@ -138,6 +163,11 @@ class BankIndex:
         if disabled:
             self.set_enabled(disabled, False)
 
+    def add_features(self, entry_ids: Iterable[int], features: LocalFeatures) -> None:
+        """Attach one banked image's features to its PDQ entries: they are verified from now."""
+        for entry_id in entry_ids:
+            self.features[entry_id] = features
+
     def add_pdq_codes(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Bulk path for large banks: (n, 32) uint8 codes with their entry ids."""
         self.pdq.add_codes(codes, ids)
@@ -169,13 +199,8 @@ class BankIndex:
                 best[m.entry_id] = m
 
         if query.pdq:
-            found = self.pdq.query_codes(
-                pdq_codes([h.result.hash for h in query.pdq]), self.threshold
-            )
-            for q, e, d in zip(
-                found.query.tolist(), found.entry_id.tolist(), found.distance.tolist(), strict=True
-            ):
-                keep(RawMatch(int(e), "pdq", int(d), query.pdq[q].via))
+            for raw in self._match_pdq(query):
+                keep(raw)
         if query.md5 is not None:
             for hit in self.md5.query([query.md5])[0]:
                 keep(RawMatch(hit.entry_id, "md5", 0, "md5"))
@@ -186,6 +211,29 @@ class BankIndex:
             for raw in self._match_vpdq(query.vpdq):
                 keep(raw)
         return sorted(best.values(), key=lambda m: (m.distance, m.entry_id))
+
+    def _match_pdq(self, query: MatchQuery) -> list[RawMatch]:
+        verifier = query.features
+        verifying = bool(self.features) and verifier is not None and verifier.verifiable
+        reach = (
+            max(self.threshold, VERIFY_CANDIDATE_THRESHOLD_BITS) if verifying else self.threshold
+        )
+        found = self.pdq.query_codes(pdq_codes([h.result.hash for h in query.pdq]), reach)
+        out = []
+        for q, e, d in zip(
+            found.query.tolist(), found.entry_id.tolist(), found.distance.tolist(), strict=True
+        ):
+            via = query.pdq[q].via
+            banked = self.features.get(int(e))
+            if verifying and banked is not None:
+                assert verifier is not None
+                if not verifier.shows(banked):
+                    continue  # refused by the verifying stage, however close the hash
+                via += "+verified"
+            elif d > self.threshold:
+                continue
+            out.append(RawMatch(int(e), "pdq", int(d), via))
+        return out
 
     def _match_vpdq(self, value: VpdqHash) -> list[RawMatch]:
         frames = value.good_frames()

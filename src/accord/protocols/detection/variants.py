@@ -13,6 +13,12 @@ added borders or caption bands, or crops. Three measures, each measured on its o
 3. *Crop hashes*: when the bank holds the image itself (not only a hash from a third party),
    a few central crops are indexed as extra hashes of the same entry, so a modestly cropped copy
    lands near one of them.
+4. *Geometry hashes* (banks that hold images): off-centre crops (5-15% off one side, 8-15% off
+   two adjacent sides), small rotations (+-3 and +-6 degrees) and the middle band (the top and
+   bottom 15% cut off, where meme captions go) are indexed too; a query also asks for its own
+   middle band. Chosen by measurement (docs/detection.md, "Derived hashes"): each family brings
+   one family of edits within reach of the first stage, which the verifying stage
+   (`features.py`) then confirms or refuses.
 
 Every extra hash is another chance of a false match; the evaluation reports the false-match rate
 of each measure on unrelated photos, and hashes below PDQ_MIN_QUALITY are always dropped.
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from accord.protocols.detection.hashers import (
     DIHEDRAL_NAMES,
@@ -48,8 +55,18 @@ TRIM_MAX_SIDE_FRACTION = 0.35
 TRIM_MIN_FRACTION = 0.015
 #: Central crops indexed for banked images (share of each side kept).
 CROP_FRACTIONS = (0.95, 0.9, 0.8, 0.7)
+#: Off-centre crops indexed for banked images: shares cut off one side (left, top, right,
+#: bottom) and off two adjacent sides (the four corners).
+SIDE_CROP_FRACTIONS = (0.05, 0.1, 0.15)
+CORNER_CROP_FRACTIONS = (0.08, 0.15)
+#: Small rotations indexed for banked images, in degrees (the corners filled white).
+ROTATION_DEGREES = (-6.0, -3.0, 3.0, 6.0)
+#: The middle band: this share of the height is cut off the top and off the bottom.
+BAND_CUT_FRACTION = 0.15
+#: Query variants are hashed on a copy at most this many pixels on its long side.
+QUERY_SIDE_PX = 512
 #: The trim box is computed on a copy at most this many pixels on its long side.
-_TRIM_ANALYSIS_SIDE_PX = 1024
+_TRIM_ANALYSIS_SIDE_PX = 512
 #: Trimming passes per side.
 _PASSES = 1
 
@@ -61,18 +78,21 @@ class MatchMeasures:
     dihedral: bool = True
     trim: bool = True
     crops: bool = True
+    geometry: bool = True
 
     @classmethod
     def plain(cls) -> MatchMeasures:
-        return cls(dihedral=False, trim=False, crops=False)
+        return cls(dihedral=False, trim=False, crops=False, geometry=False)
 
     @property
     def name(self) -> str:
-        on = [
-            n
-            for n, v in (("dihedral", self.dihedral), ("trim", self.trim), ("crops", self.crops))
-            if v
-        ]
+        flags = (
+            ("dihedral", self.dihedral),
+            ("trim", self.trim),
+            ("crops", self.crops),
+            ("geometry", self.geometry),
+        )
+        on = [n for n, v in flags if v]
         return "+".join(on) if on else "plain"
 
 
@@ -93,8 +113,10 @@ def _line_fractions(
     lines: npt.NDArray[np.int16], color: npt.NDArray[np.int16], tolerance: int
 ) -> npt.NDArray[np.float64]:
     """For (n_lines, length, 3) pixels: share of each line within tolerance of `color`."""
-    close = np.abs(lines - color).max(axis=2) <= tolerance
-    out: npt.NDArray[np.float64] = close.mean(axis=1)
+    d = np.abs(lines - color)
+    # Channel by channel: a reduction over an axis of length 3 is several times slower.
+    close = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) <= tolerance
+    out: npt.NDArray[np.float64] = np.count_nonzero(close, axis=1) / close.shape[1]
     return out
 
 
@@ -185,6 +207,49 @@ def central_crop(pixels: RgbArray, fraction: float) -> RgbArray:
     return pixels[top : top + ch, left : left + cw]
 
 
+def crop_sides(
+    pixels: RgbArray,
+    *,
+    left: float = 0.0,
+    top: float = 0.0,
+    right: float = 0.0,
+    bottom: float = 0.0,
+) -> RgbArray:
+    """Cut these shares of the width and height off each side."""
+    height, width = pixels.shape[:2]
+    return pixels[
+        round(height * top) : height - round(height * bottom),
+        round(width * left) : width - round(width * right),
+    ]
+
+
+def rotate_small(pixels: RgbArray, degrees: float) -> RgbArray:
+    """Rotate about the centre, same size, corners filled white."""
+    image = Image.fromarray(pixels, "RGB").rotate(
+        degrees, resample=Image.Resampling.BICUBIC, expand=False, fillcolor="white"
+    )
+    return np.asarray(image, dtype=np.uint8)
+
+
+def middle_band(pixels: RgbArray) -> RgbArray:
+    return crop_sides(pixels, top=BAND_CUT_FRACTION, bottom=BAND_CUT_FRACTION)
+
+
+def geometry_variants(pixels: RgbArray) -> list[tuple[str, RgbArray]]:
+    """The off-centre crops, rotations and middle band indexed for a banked image."""
+    out: list[tuple[str, RgbArray]] = []
+    for f in SIDE_CROP_FRACTIONS:
+        for side in ("left", "top", "right", "bottom"):
+            out.append((f"crop-{side}-{f:g}", crop_sides(pixels, **{side: f})))
+    for f in CORNER_CROP_FRACTIONS:
+        for a, b in (("left", "top"), ("top", "right"), ("right", "bottom"), ("bottom", "left")):
+            out.append((f"crop-{a}-{b}-{f:g}", crop_sides(pixels, **{a: f, b: f})))
+    for degrees in ROTATION_DEGREES:
+        out.append((f"rotate-{degrees:g}", rotate_small(pixels, degrees)))
+    out.append(("band", middle_band(pixels)))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class NamedHash:
     """A hash and how it was derived ("original", "trim/rotate90", "crop-0.8"...)."""
@@ -210,12 +275,27 @@ def _usable_distinct(hashes: list[NamedHash]) -> list[NamedHash]:
     return out
 
 
+def reduced_for_query(pixels: RgbArray) -> RgbArray:
+    """A copy with the long side at most QUERY_SIDE_PX (box filter, integer factor): PDQ works
+    on a 64x64 reduction, and hashing the query's variants at 12 MP would cost four times more
+    for a few bits of drift (docs/detection.md, section 9)."""
+    factor = int(np.ceil(max(pixels.shape[:2]) / QUERY_SIDE_PX))
+    if factor <= 1:
+        return pixels
+    image = Image.fromarray(np.ascontiguousarray(pixels), "RGB").reduce(factor)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def query_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
     """The PDQ hashes to look up for one image (usable quality, distinct)."""
+    if measures != MatchMeasures.plain():
+        pixels = reduced_for_query(pixels)
     out = _hashes_of(pixels, "", measures.dihedral)
     if measures.trim:
         for box in trim_boxes(pixels):
             out += _hashes_of(box.apply(pixels), "trim/", measures.dihedral)
+    if measures.geometry:
+        out.append(NamedHash("band", pdq_from_pixels(middle_band(pixels))))
     return _usable_distinct(out)
 
 
@@ -230,4 +310,7 @@ def bank_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
             out.append(
                 NamedHash(f"crop-{fraction:g}", pdq_from_pixels(central_crop(pixels, fraction)))
             )
+    if measures.geometry:
+        for via, variant in geometry_variants(pixels):
+            out.append(NamedHash(via, pdq_from_pixels(variant)))
     return _usable_distinct(out)

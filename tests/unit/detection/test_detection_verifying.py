@@ -1,0 +1,200 @@
+"""The verifying stage: local features of banked images, their stored form, and the refusals."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from accord.errors import InvalidInput
+from accord.protocols.detection.features import (
+    FEATURE_MAX_KEYPOINTS,
+    FEATURES_MAX_BYTES,
+    QueryFeatures,
+    extract_features,
+    parse_features,
+    serialize_features,
+    verify_features,
+)
+from accord.protocols.detection.images import load_image
+from accord.protocols.detection.transforms import apply_transform
+
+BANKED = "caer_guitar.jpg"
+UNRELATED = "skimage_coffee.jpg"
+
+
+def _pixels(folder: Path, name: str) -> np.ndarray:
+    return load_image((folder / name).read_bytes()).pixels
+
+
+@pytest.fixture(scope="module")
+def banked_features(highres_dir: Path):
+    return extract_features(_pixels(highres_dir, BANKED))
+
+
+def test_stored_form_round_trips_and_is_bounded(highres_dir: Path, banked_features) -> None:
+    data = serialize_features(banked_features)
+    assert len(data) <= FEATURES_MAX_BYTES
+    assert 0 < len(banked_features) <= FEATURE_MAX_KEYPOINTS
+    parsed = parse_features(data)
+    assert np.array_equal(parsed.points, banked_features.points)
+    assert np.array_equal(parsed.descriptors, banked_features.descriptors)
+    assert serialize_features(parsed) == data
+    assert repr(parsed) == f"LocalFeatures({parsed.width}x{parsed.height}, {len(parsed)} keypoints)"
+
+
+def test_stored_form_refuses_oversize_and_malformed(banked_features) -> None:
+    data = serialize_features(banked_features)
+    with pytest.raises(InvalidInput) as too_large:
+        parse_features(data + b"\0" * FEATURES_MAX_BYTES)
+    assert too_large.value.code == "features_too_large"
+    fewer = data[:9] + (len(banked_features) - 1).to_bytes(2, "little") + data[11:]
+    no_width = data[:5] + b"\0\0" + data[7:]
+    for bad in (b"", b"ACFT1", data[:-1], b"XXXXX" + data[5:], fewer, no_width):
+        with pytest.raises(InvalidInput) as err:
+            parse_features(bad)
+        assert err.value.code == "features_malformed"
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.binary(max_size=FEATURES_MAX_BYTES + 64))
+def test_fuzz_parse_features_random_bytes(data: bytes) -> None:
+    try:
+        parsed = parse_features(data)
+    except InvalidInput:
+        return
+    assert len(parsed) <= FEATURE_MAX_KEYPOINTS
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_fuzz_parse_features_mutated(banked_features, data: st.DataObject) -> None:
+    raw = bytearray(serialize_features(banked_features))
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    try:
+        parsed = parse_features(bytes(raw[:cut]))
+    except InvalidInput:
+        return
+    # Whatever parses can be verified against without an error.
+    QueryFeatures(np.zeros((64, 64, 3), dtype=np.uint8)).shows(parsed)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    ["crop/top-left-8", "crop/left-15", "rotate/5deg", "caption/meme-25%", "mirror/jpeg"],
+)
+def test_verifying_accepts_the_edited_original(highres_dir: Path, banked_features, edit) -> None:
+    edited = apply_transform(edit, _pixels(highres_dir, BANKED))
+    assert QueryFeatures(edited).shows(banked_features)
+
+
+def test_verifying_refuses_an_unrelated_image(highres_dir: Path, banked_features) -> None:
+    unrelated = _pixels(highres_dir, UNRELATED)
+    assert not verify_features(extract_features(unrelated), banked_features)
+    assert not QueryFeatures(unrelated).shows(banked_features)
+
+
+# -- the operator's database, played for real ------------------------------------------------
+
+
+class Operator:
+    """The CLI with its banks in SQLite (the home's banks.db) or PostgreSQL (`--db`), and a way
+    to edit that database behind its back."""
+
+    def __init__(self, cli, pg_url: str | None) -> None:
+        self.cli = cli
+        self.pg_url = pg_url
+        self.bank = f"removals_{secrets.token_hex(4)}"
+
+    def run(self, *args: str) -> tuple[int, str]:
+        extra: tuple[str, ...] = ()
+        if self.pg_url and args[0] in ("bank", "match"):
+            extra = ("--db", self.pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        result = self.cli.run(*args, *extra, check=False)
+        return result.returncode, result.stdout + result.stderr
+
+    def execute(self, sql: str, params: tuple) -> int:
+        """Run one statement on the bank database, scoped to this bank; returns rows changed."""
+        if self.pg_url is None:
+            with sqlite3.connect(self.cli.home / "banks.db") as db:
+                return db.execute(sql.replace("%s", "?"), params).rowcount
+        import psycopg
+
+        with psycopg.connect(self.pg_url, autocommit=True) as db:
+            return db.execute(sql, params).rowcount
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def operator(request, cli) -> Operator:
+    pg_url = request.getfixturevalue("pg_database") if request.param == "postgresql" else None
+    return Operator(cli("operator"), pg_url)
+
+
+_THIS_BANK = "bank_id = (SELECT id FROM bank_banks WHERE name = %s)"
+
+
+def _banked(operator: Operator, highres_dir: Path) -> None:
+    assert operator.run("bank", "create", operator.bank)[0] == 0
+    code, out = operator.run(
+        "bank", "add", operator.bank, str(highres_dir / BANKED), "--label", "A1"
+    )
+    assert code == 0, out
+
+
+def test_regression_colliding_hash_of_unrelated_image_is_refused(
+    operator: Operator, highres_dir: Path, tmp_path: Path
+) -> None:
+    """A banked entry's PDQ hash is rewritten in the database to the hash of an unrelated image
+    (as a crafted collision, or a tampered list, would make it): the hash stage finds it at
+    distance 0, and the verifying stage refuses it because the image is not the banked one."""
+    _banked(operator, highres_dir)
+    code, out = operator.run("hash", "--json", str(highres_dir / UNRELATED))
+    colliding = json.loads(out)["pdq"]
+    changed = operator.execute(
+        "UPDATE bank_entries SET hash = %s WHERE signal_type = 'pdq' AND variant = 'original' "
+        "AND " + _THIS_BANK,
+        (colliding, operator.bank),
+    )
+    assert changed == 1
+    query = str(highres_dir / UNRELATED)
+    code, out = operator.run("match", "--json", "--no-verify", "--bank", operator.bank, query)
+    assert code == 0 and json.loads(out)["matches"], "the hash stage alone is fooled"
+    code, out = operator.run("match", "--json", "--bank", operator.bank, query)
+    assert code == 0 and json.loads(out)["matches"] == []
+    # The edited original still matches, confirmed by its features.
+    edited = tmp_path / "edited.png"
+    pixels = _pixels(highres_dir, BANKED)
+    Image.fromarray(apply_transform("crop/bottom-left-15", pixels)).save(edited)
+    code, out = operator.run("match", "--json", "--bank", operator.bank, str(edited))
+    (match,) = json.loads(out)["matches"]
+    assert match["via"].endswith("+verified") and match["label"] == "A1"
+
+
+def test_regression_tampered_stored_features_are_refused(
+    operator: Operator, highres_dir: Path
+) -> None:
+    """The stored features of a banked image are overwritten in the database with an oversized
+    blob: matching stops with one clear line and a stable code, never a traceback."""
+    _banked(operator, highres_dir)
+    changed = operator.execute(
+        "UPDATE bank_features SET data = %s WHERE " + _THIS_BANK,
+        (b"ACFT1" + b"\xff" * FEATURES_MAX_BYTES, operator.bank),
+    )
+    assert changed == 1
+    code, out = operator.run("match", "--bank", operator.bank, str(highres_dir / BANKED))
+    assert code == 2, out
+    assert "features_too_large" in out and "Traceback" not in out
