@@ -72,7 +72,10 @@ def _signatures(url: str) -> int:
     return len(parse_unverified_note(httpx.get(url + "/v1/log/checkpoint").text).signatures)
 
 
-def test_forked_log_is_not_cosigned_and_is_refused(tmp_path, module_clock, unique):  # type: ignore[no-untyped-def]
+def test_a_split_view_to_two_clients_is_refused(tmp_path, module_clock, unique):  # type: ignore[no-untyped-def]
+    """The operator shows bob a second view of its log (a copy with another device registered
+    at the same size) while alice and carol see the first: the witness will not cosign the
+    fork, so bob refuses the view before he encrypts to anyone in it."""
     alice_name, bob_name = unique("alice"), unique("bob")
     carol_name, dave_name = unique("carol"), unique("dave")
     d1 = tmp_path / "server1"
@@ -121,8 +124,9 @@ def test_forked_log_is_not_cosigned_and_is_refused(tmp_path, module_clock, uniqu
         # bob is shown the forked view: its checkpoint lacks the witness's cosignature.
         bob.api.base_url = s2.url
         bob.api._http.base_url = httpx.URL(s2.url)
-        with pytest.raises(VerificationError):
+        with pytest.raises(VerificationError) as caught:
             bob._refresh_devices([dave_name])
+        assert caught.value.code == "witness_quorum_not_met"
     finally:
         for c in clients:
             c.close()

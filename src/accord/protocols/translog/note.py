@@ -628,5 +628,7 @@ def verify_checkpoint(
         s for s in verified.verified if (s.name, s.key_id) in witness_keys - log_keys
     )
     if len(witness_sigs) < witness_quorum:
-        raise VerificationError("checkpoint lacks a quorum of witness cosignatures")
+        raise VerificationError(
+            "checkpoint lacks a quorum of witness cosignatures", code="witness_quorum_not_met"
+        )
     return VerifiedCheckpoint(checkpoint, verified, log_sigs, witness_sigs)
