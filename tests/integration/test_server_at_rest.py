@@ -175,3 +175,41 @@ def test_server_files_are_private_whatever_the_umask(server, pair, tmp_path):  #
         if stat.S_IMODE(st.st_mode) != expected:
             loose.append((str(path.relative_to(data_dir)), oct(stat.S_IMODE(st.st_mode))))
     assert loose == []
+
+
+def test_the_log_and_review_keys_are_sealed_and_a_copy_without_the_secrets_key_signs_nothing(
+    tmp_path: Path, module_clock: Any
+) -> None:
+    """The operator keeps the secrets key off the data directory's disk: a copy of the data
+    directory then holds the log key and the review key only sealed, and a server started on
+    the copy (with another secrets key) refuses to start rather than sign as the log. A plain
+    log key left by an older version is sealed in place on start."""
+    from accord.protocols.translog.note import generate_signer
+    from accord.server.process import ServerProcess
+    from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
+
+    data = tmp_path / "data"
+    data.mkdir()
+    skey, _vkey = generate_signer(DEFAULT_LOG_ORIGIN)
+    (data / LOG_KEY_FILE).write_text(skey + "\n")  # as an older version left it
+    key_file = tmp_path / "elsewhere" / "secrets.key"
+    key_file.parent.mkdir()
+    server = ServerProcess(
+        data, extra_args=["--secrets-key-file", str(key_file)], env=module_clock.env
+    ).start()
+    try:
+        assert httpx.get(f"{server.url}/readyz").status_code == 200
+    finally:
+        server.stop()
+    log_key = (data / LOG_KEY_FILE).read_bytes()
+    review_key = (data / "review-key").read_bytes()
+    assert b"PRIVATE+KEY" not in log_key and skey.encode() not in log_key
+    assert len(review_key) != 32  # sealed, not the raw X25519 key
+    assert stat.S_IMODE((data / LOG_KEY_FILE).stat().st_mode) == 0o600
+    # A copy of the data directory, without the secrets key: nothing opens.
+    copy = ServerProcess(
+        data, extra_args=["--secrets-key-file", str(tmp_path / "other.key")], env=module_clock.env
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the server exits at start, saying why
+        copy.start()
+    assert "does not open under this server's secrets key" in copy.log_path.read_text()

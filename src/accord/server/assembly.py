@@ -105,6 +105,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         witnesses=config.witnesses,
         clock=clock,
         refresh_s=config.checkpoint_refresh_s,
+        secrets=secrets,
     )
     messaging = MessagingService(
         db,
@@ -124,7 +125,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
     )
     messaging.send_observers.append(_count_accepted(metrics))
     store = FileBlobStore(config.data_dir / "blobs")
-    vault = ReviewVault(config.data_dir)
+    vault = ReviewVault(config.data_dir, secrets=secrets)
     reports = ReportService(
         db,
         messaging.franking,

@@ -48,6 +48,7 @@ from accord.server.blobs import FileBlobStore
 from accord.server.franking import FrankingKeyRing
 from accord.server.limits import SendLimiter, report_limiter
 from accord.server.messaging import AuthedDevice
+from accord.server.secrets import SecretsKey, read_sealed_file
 from accord.storage.db import Database, inserted_id
 from accord.storage.schema import accounts, group_members, groups, report_attachments, reports
 from accord.wire.reports import (
@@ -60,6 +61,7 @@ from accord.wire.reports import (
 )
 
 REVIEW_KEY_FILE = "review-key"
+REVIEW_KEY_PLAIN_BYTES = 32  # the X25519 private key, as versions before sealing wrote it
 REVIEW_SEAL_INFO = b"accord review attachment v1"
 SEALED_ENC_BYTES = 32
 
@@ -71,27 +73,22 @@ def report_invalid(message: str) -> VerificationError:
 class ReviewVault:
     """Attachments of reports, sealed with HPKE to the review service's key.
 
-    The key pair lives in DATA_DIR/review-key (mode 0600); a deployment that separates the
-    review service from the relay moves the private half there. Sealed files are named by a
-    random id; the associated data binds each to its report and position.
+    The key pair lives in DATA_DIR/review-key (mode 0600), sealed under the server's secrets
+    key; a deployment that separates the review service from the relay moves the private half
+    there. Sealed files are named by a random id; the associated data binds each to its report
+    and position.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, secrets: SecretsKey) -> None:
         self.root = data_dir / "review"
         self.root.mkdir(parents=True, exist_ok=True)
-        key_path = data_dir / REVIEW_KEY_FILE
-        if not key_path.exists():
-            key = generate_hpke_key_pair()
-            try:
-                fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(key.to_bytes())
-                    f.flush()
-                    os.fsync(f.fileno())
-        self._key = HpkePrivateKey.from_bytes(key_path.read_bytes())
+        raw = read_sealed_file(
+            data_dir / REVIEW_KEY_FILE,
+            secrets,
+            make=lambda: generate_hpke_key_pair().to_bytes(),
+            plain_check=lambda raw: len(raw) == REVIEW_KEY_PLAIN_BYTES,
+        )
+        self._key = HpkePrivateKey.from_bytes(raw)
 
     @property
     def public_key(self) -> HpkePublicKey:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -171,3 +172,52 @@ def seal_plain_rows(db: Database, secrets: SecretsKey, column: SealedColumn) -> 
 def secrets_key_path(data_dir: Path, configured: Path | None) -> Path:
     """Where the secrets key lives: the configured path, else DATA_DIR/secrets.key."""
     return configured if configured is not None else data_dir / SECRETS_KEY_FILE
+
+
+FILE_TABLE = "file"
+"""The `table` bound into a sealed key file's associated data (its `row_id` is the file name)."""
+
+
+def read_sealed_file(
+    path: Path,
+    secrets: SecretsKey,
+    *,
+    make: Callable[[], bytes],
+    plain_check: Callable[[bytes], bool],
+) -> bytes:
+    """A private key file of the data directory (the log key, the review key), kept sealed under
+    the secrets key: whoever copies the data directory without the secrets key holds nothing.
+
+    Made with `make()` (sealed, mode 0600, exclusively) if missing. A file an older version wrote
+    in plain form (`plain_check` says it is one) is sealed in place, by an atomic rename, so a
+    process starting beside this one reads either form."""
+    if not path.exists():
+        _write_exclusive(path, secrets.seal(make(), table=FILE_TABLE, row_id=path.name))
+    stored = path.read_bytes()
+    try:
+        return secrets.open(stored, table=FILE_TABLE, row_id=path.name)
+    except DecryptionError:
+        if not plain_check(stored):
+            raise ConfigurationError(
+                f"{path} does not open under this server's secrets key"
+            ) from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.seal(stored, table=FILE_TABLE, row_id=path.name))
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    log.info("sealed the plain key file %s under the secrets key", path.name)
+    return stored
+
+
+def _write_exclusive(path: Path, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process made it first; read theirs
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())

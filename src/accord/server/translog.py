@@ -56,6 +56,7 @@ from accord.protocols.translog.note import (
     sign_note,
 )
 from accord.protocols.translog.prefix_tree import PrefixTree
+from accord.server.secrets import SecretsKey, read_sealed_file
 from accord.storage.key_directory import MAX_HISTORY_PER_READ, KeyDirectoryStore
 from accord.storage.translog import TransparencyLogStore
 from accord.wire.common import WireModel
@@ -86,14 +87,26 @@ MAP_SNAPSHOTS = 64
 """Trees kept for the most recent checkpoint sizes (older sizes: the map is rebuilt)."""
 
 
-def load_or_create_signer(data_dir: Path, origin: str) -> Signer:
+def load_or_create_signer(data_dir: Path, origin: str, secrets: SecretsKey | None = None) -> Signer:
+    """The log's note key from DATA_DIR/log-key (made on first start): sealed under the secrets
+    key when the server has one (a plain file from an older version is sealed in place), plain
+    (mode 0600) for tools that run a log without one."""
     path = data_dir / LOG_KEY_FILE
-    if not path.exists():
-        skey, _ = generate_signer(origin)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(skey + "\n")
-    signer = parse_skey(path.read_text().strip())
+    if secrets is not None:
+        text = read_sealed_file(
+            path,
+            secrets,
+            make=lambda: (generate_signer(origin)[0] + "\n").encode(),
+            plain_check=lambda raw: raw.startswith(b"PRIVATE+KEY+"),
+        ).decode()
+    else:
+        if not path.exists():
+            skey, _ = generate_signer(origin)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(skey + "\n")
+        text = path.read_text()
+    signer = parse_skey(text.strip())
     if signer.name != origin:
         raise InvalidInput(f"{path} holds the key of another log origin")
     return signer
@@ -135,11 +148,12 @@ class LogService:
         witnesses: Sequence[str] = (),
         clock: Clock = SYSTEM_CLOCK,
         refresh_s: float = DEFAULT_CHECKPOINT_REFRESH_S,
+        secrets: SecretsKey | None = None,
     ) -> None:
         self.store = TransparencyLogStore(engine)
         self.keys = KeyDirectoryStore(engine)
         self.clock = clock
-        self.signer = load_or_create_signer(data_dir, origin)
+        self.signer = load_or_create_signer(data_dir, origin, secrets)
         self.origin = origin
         self.witnesses = [w.rstrip("/") for w in witnesses]
         self.refresh_s = refresh_s
