@@ -135,6 +135,63 @@ def test_the_same_report_filed_twice_is_one_report(server, tmp_path, unique):  #
     bob.close()
 
 
+def test_a_suspended_account_reads_and_appeals_and_an_admin_decides(  # type: ignore[no-untyped-def]
+    server, tmp_path, unique
+):
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
+    bob = AccordClient.create_account(
+        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
+    alice.send(bob.account_name, "abuse")
+    (abuse,) = bob.receive().messages
+    report_id = bob.report(abuse.id, reason="abuse")
+    with _operator(server) as op:
+        op.post(f"/v1/review/reports/{report_id}/actions", json={"action": "suspend"})
+    with pytest.raises(AccordError) as refused:
+        alice.send(bob.account_name, "still here?")
+    assert refused.value.code == "account_suspended"
+    assert alice.receive().messages == []  # reading still works
+
+    appeal_id = alice.appeal("My phone was stolen; it was not me.")
+    with pytest.raises(AccordError) as twice:
+        alice.appeal("again")
+    assert twice.value.code == "appeal_open"
+    with pytest.raises(AccordError) as not_suspended:
+        bob.appeal("nothing to appeal")
+    assert not_suspended.value.code == "not_suspended"
+
+    rita = unique("rita")
+    with _operator(server) as op:
+        op.post("/v1/reviewers", json={"name": rita, "password": REVIEWER_PASSWORD})
+        listing = op.get("/v1/review/appeals", params={"status": "open"}).json()["appeals"]
+    assert {"id": appeal_id, "account": alice.account_name} in [
+        {"id": a["id"], "account": a["account"]} for a in listing
+    ]
+    token = _login(server, rita, REVIEWER_PASSWORD).json()["token"]
+    as_reviewer = httpx.post(
+        f"{server.url}/v1/review/appeals/{appeal_id}/decision",
+        json={"decision": "lift"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert as_reviewer.status_code == 403  # lifting is for admins, as unsuspending is
+    with _operator(server) as op:
+        decided = op.post(
+            f"/v1/review/appeals/{appeal_id}/decision", json={"decision": "lift", "note": "ok"}
+        ).json()
+    assert decided["status"] == "lifted"
+    assert any("lifted the suspension" in n for n in alice.receive().notices)
+    alice.send(bob.account_name, "back, and sorry")
+    assert [m.text for m in bob.receive().messages] == ["back, and sorry"]
+    actions = [(e["action"], e["target"]) for e in _audit(server)]
+    assert ("appeal", f"appeal/{appeal_id}") in actions
+    assert ("appeal_lifted", f"appeal/{appeal_id}") in actions
+    alice.close()
+    bob.close()
+
+
 @pytest.mark.parametrize(
     "name", ["operator", "admin", "system", "accord", "root", "server", "accord-support"]
 )

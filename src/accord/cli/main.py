@@ -33,6 +33,10 @@ COMMANDS: dict[str, LazyCommand] = {
         "accord.cli.access:agency_group",
         "Agencies: their HPKE keys, registration, and fetching intercepted records.",
     ),
+    "appeal": LazyCommand(
+        "accord.cli.review:appeal",
+        "Appeal this account's suspension (the decision arrives as a notice).",
+    ),
     "approver": LazyCommand(
         "accord.cli.access:approver_group",
         "Approvers of lawful-access warrants (k of n must sign each).",

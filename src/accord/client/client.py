@@ -91,6 +91,8 @@ from accord.wire.messaging import (
 from accord.wire.reports import (
     FRANKING_EXTENSION,
     FRANKING_KEY_EXTENSION,
+    Appeal,
+    AppealRequest,
     FrankingCommitment,
     NoticeList,
     franked_message,
@@ -982,6 +984,13 @@ class AccordClient:
         return [f"notice from trust and safety: {n.text}" for n in listing.notices]
 
     # --- reports (docs/protocol/franking.md, step 6) -----------------------------------------
+
+    def appeal(self, text: str) -> int:
+        """Appeal this account's suspension (a suspended account may still read and appeal);
+        returns the appeal's id. The decision comes back as a notice."""
+        with user_input():
+            request = AppealRequest(text=text)
+        return self.api.call(Appeal, "POST", "/v1/appeals", json=request.model_dump()).id
 
     def report(self, message_id: str, *, reason: str = "", context: int = 0) -> str:
         """Reveal a received message, and up to `context` earlier received messages of the same

@@ -15,7 +15,7 @@ import json
 import secrets
 import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from anyio import to_thread
 from PIL import Image, ImageFilter
@@ -45,10 +45,11 @@ from accord.protocols.cybertipline import (
 from accord.server.limits import LoginThrottle, PasswordWorkPool
 from accord.server.messaging import MessagingService
 from accord.server.reports import ReviewVault, attachment_aad
-from accord.storage.db import Database
+from accord.storage.db import Database, inserted_id
 from accord.storage.schema import (
     account_notices,
     accounts,
+    appeals,
     devices,
     report_attachments,
     reports,
@@ -60,6 +61,8 @@ from accord.wire.common import is_reserved_name
 from accord.wire.messaging import DeviceRef
 from accord.wire.reports import (
     AccountOverview,
+    Appeal,
+    AppealList,
     AuditEntry,
     AuditTrail,
     Notice,
@@ -87,6 +90,12 @@ STATUSES = ("open", "dismissed", "warned", "suspended", "escalated")
 WARNING_TEXT = (
     "Trust and safety reviewed a report about a message from this account and found it breaks "
     "the service's rules. Further reports may lead to suspension."
+)
+APPEAL_LIFTED_TEXT = (
+    "Trust and safety reviewed your appeal and lifted the suspension of this account."
+)
+APPEAL_UPHELD_TEXT = (
+    "Trust and safety reviewed your appeal and kept the suspension of this account."
 )
 MAX_NOTICES_PER_PAGE = 100
 PREVIEW_PIXELS = 320
@@ -505,6 +514,119 @@ class ReviewService:
         if action in ("suspend", "unsuspend"):
             self.messaging.forget_cached_auth()
         return await self.report(report_id)
+
+    # --- appeals (docs/console.md, "Appeals") ----------------------------------------------
+
+    async def file_appeal(self, account: str, text: str) -> Appeal:
+        """A suspended account's appeal: one open at a time (`appeal_open`); only a suspended
+        account appeals (`not_suspended`). Audited; the text is the user's own words, shown to
+        reviewers as plain text."""
+        at = now_ms(self.clock)
+
+        def _tx(conn: Connection) -> Any:
+            acct = conn.execute(
+                select(accounts.c.id, accounts.c.suspended).where(accounts.c.name == account)
+            ).one()
+            if not acct.suspended:
+                raise Conflict("only a suspended account appeals", code="not_suspended")
+            open_one = conn.execute(
+                select(appeals.c.id).where(
+                    appeals.c.account_id == acct.id, appeals.c.status == "open"
+                )
+            ).first()
+            if open_one is not None:
+                raise Conflict("an appeal of this account is already open", code="appeal_open")
+            appeal_id = inserted_id(
+                conn.execute(
+                    insert(appeals).values(
+                        account_id=acct.id, text=text, status="open", created_at=at
+                    )
+                )
+            )
+            self._append_audit(conn, at, account, "appeal", f"appeal/{appeal_id}", "")
+            return appeal_id
+
+        appeal_id = await self.db.transact_async(_tx)
+        return Appeal(id=appeal_id, account=account, text=text, status="open", created_at=at)
+
+    async def appeals(self, *, status: str | None = None, account: str | None = None) -> AppealList:
+        def _rd(conn: Connection) -> Any:
+            query = (
+                select(appeals, accounts.c.name)
+                .join(accounts, accounts.c.id == appeals.c.account_id)
+                .order_by(appeals.c.id)
+            )
+            if status is not None:
+                query = query.where(appeals.c.status == status)
+            if account is not None:
+                query = query.where(accounts.c.name == account)
+            return conn.execute(query.limit(500)).all()
+
+        rows = await self.db.read_async(_rd)
+        return AppealList(
+            appeals=[
+                Appeal(
+                    id=int(r.id),
+                    account=r.name,
+                    text=r.text,
+                    status=r.status,
+                    created_at=int(r.created_at),
+                    decided_at=int(r.decided_at) if r.decided_at is not None else None,
+                )
+                for r in rows
+            ]
+        )
+
+    async def decide_appeal(
+        self, appeal_id: int, actor: str, decision: str, note: str = "", *, role: str
+    ) -> Appeal:
+        """Uphold the suspension, or lift it (admins only, as unsuspending a report's account);
+        the account is told either way, and the decision is audited."""
+        if decision == "lift" and role != "admin":
+            raise AuthorizationError("only an admin can lift a suspension")
+        at = now_ms(self.clock)
+
+        def _tx(conn: Connection) -> Any:
+            row = conn.execute(
+                select(appeals, accounts.c.name)
+                .join(accounts, accounts.c.id == appeals.c.account_id)
+                .where(appeals.c.id == appeal_id)
+            ).first()
+            if row is None:
+                raise NotFound()
+            if row.status != "open":
+                raise Conflict("this appeal was decided already", code="appeal_decided")
+            status: Literal["lifted", "upheld"] = "lifted" if decision == "lift" else "upheld"
+            conn.execute(
+                update(appeals)
+                .where(appeals.c.id == appeal_id)
+                .values(status=status, decided_at=at)
+            )
+            if decision == "lift":
+                conn.execute(
+                    update(accounts).where(accounts.c.id == row.account_id).values(suspended=False)
+                )
+            conn.execute(
+                insert(account_notices).values(
+                    account_id=row.account_id,
+                    kind="appeal",
+                    text=APPEAL_LIFTED_TEXT if decision == "lift" else APPEAL_UPHELD_TEXT,
+                    created_at=at,
+                )
+            )
+            self._append_audit(conn, at, actor, f"appeal_{status}", f"appeal/{appeal_id}", note)
+            return Appeal(
+                id=appeal_id,
+                account=row.name,
+                text=row.text,
+                status=status,
+                created_at=int(row.created_at),
+                decided_at=at,
+            )
+
+        appeal: Appeal = await self.db.transact_async(_tx)
+        self.messaging.forget_cached_auth()
+        return appeal
 
     # --- the audit trail ------------------------------------------------------------------
 

@@ -285,6 +285,20 @@ account_notices = Table(
     Index("ix_account_notices_account", "account_id", "id"),
 )
 
+# Appeals of suspended accounts (docs/console.md, "Appeals"): one open appeal per account.
+appeals = Table(
+    "appeals",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", BigId, ForeignKey("accounts.id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # open, upheld, lifted
+    Column("created_at", BigInteger, nullable=False),
+    Column("decided_at", BigInteger, nullable=True),
+    Index("ix_appeals_account", "account_id", "status"),
+    sqlite_autoincrement=True,
+)
+
 # --- private threshold matching (docs/protocol/private-matching.md) -----------------------------
 
 # Published blinded tables. `secret` is the table's blinding scalar alpha, sealed: it stays here

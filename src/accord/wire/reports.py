@@ -234,3 +234,33 @@ class Notice(WireModel):
 
 class NoticeList(WireModel):
     notices: list[Notice]
+
+
+MAX_APPEAL_CHARS = 2000
+
+
+class AppealRequest(WireModel):
+    """`POST /v1/appeals`: a suspended account asks trust and safety to look again."""
+
+    v: Version = 1
+    text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_APPEAL_CHARS)]
+
+
+class Appeal(WireModel):
+    id: int
+    account: AccountName
+    text: str
+    status: Literal["open", "upheld", "lifted"]
+    created_at: int
+    decided_at: int | None = None
+
+
+class AppealList(WireModel):
+    appeals: list[Appeal]
+
+
+class AppealDecision(WireModel):
+    """`POST /v1/review/appeals/{id}/decision`: uphold the suspension, or lift it (admins)."""
+
+    decision: Literal["uphold", "lift"]
+    note: Annotated[str, StringConstraints(max_length=2000)] = ""

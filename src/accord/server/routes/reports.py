@@ -8,7 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from accord.server.deps import ActiveDevice, CurrentDevice, ServicesDep
-from accord.wire.reports import NoticeList, ReportFiled, ReportRequest
+from accord.wire.reports import (
+    Appeal,
+    AppealList,
+    AppealRequest,
+    NoticeList,
+    ReportFiled,
+    ReportRequest,
+)
 
 router = APIRouter()
 
@@ -33,3 +40,14 @@ async def notices(
     dev: CurrentDevice, services: ServicesDep, after: Annotated[int, Query(ge=0, le=2**62)] = 0
 ) -> NoticeList:
     return await services.review.notices(dev.account, after=after)
+
+
+@router.post("/v1/appeals", status_code=201)
+async def file_appeal(req: AppealRequest, dev: CurrentDevice, services: ServicesDep) -> Appeal:
+    """A suspended account's appeal (it may still read and appeal, nothing else)."""
+    return await services.review.file_appeal(dev.account, req.text)
+
+
+@router.get("/v1/appeals")
+async def my_appeals(dev: CurrentDevice, services: ServicesDep) -> AppealList:
+    return await services.review.appeals(account=dev.account)

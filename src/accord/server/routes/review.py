@@ -14,6 +14,9 @@ from accord.server.deps import CurrentReviewer, Operator, ServicesDep
 from accord.wire.matching import ReviewEventDetail, ReviewEventList
 from accord.wire.reports import (
     AccountOverview,
+    Appeal,
+    AppealDecision,
+    AppealList,
     AuditTrail,
     ReportDetail,
     ReportList,
@@ -86,6 +89,28 @@ async def act(
     report_id: ReportIdPath, req: ReviewActionRequest, who: CurrentReviewer, services: ServicesDep
 ) -> ReportDetail:
     return await services.review.act(report_id, who.name, req.action, req.note, role=who.role)
+
+
+@router.get("/v1/review/appeals")
+async def list_appeals(
+    _who: CurrentReviewer,
+    services: ServicesDep,
+    status: Annotated[Literal["open", "upheld", "lifted"] | None, Query()] = None,
+    account: Annotated[str | None, Query(max_length=64)] = None,
+) -> AppealList:
+    return await services.review.appeals(status=status, account=account)
+
+
+@router.post("/v1/review/appeals/{appeal_id}/decision")
+async def decide_appeal(
+    appeal_id: Annotated[int, Path(ge=1, le=2**62)],
+    req: AppealDecision,
+    who: CurrentReviewer,
+    services: ServicesDep,
+) -> Appeal:
+    return await services.review.decide_appeal(
+        appeal_id, who.name, req.decision, req.note, role=who.role
+    )
 
 
 @router.get("/v1/review/reports/{report_id}/attachments/{index}")
