@@ -35,8 +35,10 @@ def report(ctx: click.Context, message_id: str, reason: str, context: int) -> No
 @click.argument("text")
 @click.pass_context
 def appeal(ctx: click.Context, text: str) -> None:
-    """Appeal this account's suspension: TEXT goes to trust and safety (at most 2000
-    characters). The decision arrives as a notice on `receive`."""
+    """Appeal this account's suspension (the decision arrives as a notice).
+
+    TEXT goes to trust and safety (at most 2000 characters); the decision arrives as a notice
+    on `receive`."""
     with open_client(ctx) as client:
         appeal_id = client.appeal(text)
     click.echo(f"appeal {appeal_id} filed; the decision will arrive as a notice")
