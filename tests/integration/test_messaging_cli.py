@@ -351,3 +351,35 @@ def test_bad_names_are_one_line_not_a_traceback(server, cli, unique):  # type: i
         assert refused.returncode == 2, refused.stderr
         assert refused.problems.count("\n") == 1 and "Traceback" not in refused.stderr
         assert "names are 1-64 characters" in refused.stderr
+
+
+def test_the_server_comes_from_accord_server_and_the_log_origin_is_the_operators(  # type: ignore[no-untyped-def]
+    tmp_path, module_clock, cli, unique
+):
+    """Operators name their log (`--log-origin`, so a witness shared with other logs tells them
+    apart); people set ACCORD_SERVER once instead of `--server` on every command."""
+    import httpx
+
+    from accord.cli.messaging import server as server_command
+    from accord.server.process import ServerProcess
+    from accord.server.translog import DEFAULT_LOG_ORIGIN
+
+    defaults = {p.name: p.default for p in server_command.params}
+    assert defaults["log_origin"] == DEFAULT_LOG_ORIGIN
+    proc = ServerProcess(
+        tmp_path / "server",
+        extra_args=["--log-origin", "chat.example.org/log"],
+        env=module_clock.env,
+    ).start()
+    try:
+        assert httpx.get(f"{proc.url}/v1/log/info").json()["origin"] == "chat.example.org/log"
+        alice = cli("alice")
+        alice.env["ACCORD_SERVER"] = proc.url
+        name = unique("alice")
+        alice.run("account", "create", name)
+        checkpoint = alice.run("log", "checkpoint").stdout
+        assert checkpoint.startswith("chat.example.org/log\n")
+        missing = cli("bob").run("log", "checkpoint", check=False)
+        assert missing.returncode == 2 and "--server" in missing.stderr
+    finally:
+        proc.stop()

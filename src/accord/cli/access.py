@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from accord.cli.common import admin_token as resolve_admin_token
-from accord.cli.common import admin_token_option, home_dir
+from accord.cli.common import admin_token_option, home_dir, server_option
 from accord.cli.terminal import printable
 from accord.cli.timeparse import parse_time
 from accord.client import authority
@@ -80,7 +80,7 @@ def approver_set_create(
 
 @approver_set_group.command("publish")
 @click.argument("file", type=FILE)
-@click.option("--server", required=True)
+@server_option
 @click.option("--approver-key", "keys", type=FILE, multiple=True)
 @admin_token_option
 def approver_set_publish(
@@ -119,7 +119,7 @@ def agency_keygen(name: str, out: str) -> None:
 
 @agency_group.command("register")
 @click.argument("pubfile", type=FILE)
-@click.option("--server", required=True)
+@server_option
 @click.option("--approver-key", "keys", type=FILE, multiple=True, required=True)
 @click.pass_context
 def agency_register(ctx: click.Context, pubfile: str, server: str, keys: tuple[str, ...]) -> None:
@@ -138,7 +138,7 @@ def agency_register(ctx: click.Context, pubfile: str, server: str, keys: tuple[s
 
 @agency_group.command("fetch")
 @click.option("--key", "key_file", type=FILE, required=True, help="The agency's private key.")
-@click.option("--server", required=True)
+@server_option
 @click.option("--warrant", "warrant_id", required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
 @click.option(
@@ -278,7 +278,7 @@ def warrant_sign(file: str, key_file: str) -> None:
 
 @warrant_group.command("submit")
 @click.argument("file", type=FILE)
-@click.option("--server", required=True)
+@server_option
 def warrant_submit(file: str, server: str) -> None:
     """Submit the signed warrant; prints the warrant id once it is in the log."""
     submitted = authority.submit_warrant(server, authority.read_warrant(Path(file)))
@@ -288,7 +288,7 @@ def warrant_submit(file: str, server: str) -> None:
 @warrant_group.command("extend")
 @click.argument("commitment")
 @click.option("--until", required=True, help="TIME: the new disclosure date")
-@click.option("--server", required=True)
+@server_option
 @click.option(
     "--approver-key", "key_files", type=FILE, multiple=True, required=True,
     help="An approver's private key (k of the current set; repeat).",
@@ -305,7 +305,7 @@ def warrant_extend(commitment: str, until: str, server: str, key_files: tuple[st
 
 
 @warrant_group.command("list")
-@click.option("--server", required=True)
+@server_option
 @click.option("--json", "as_json", is_flag=True)
 def warrant_list(server: str, as_json: bool) -> None:
     """The public view: every warrant's window, scope, approvers, records and disclosure."""

@@ -159,3 +159,12 @@ def key_out_option(f: Any) -> Any:
         type=click.Path(dir_okay=False, path_type=Path),
         help="Write the private key here (mode 0600) and the public key to FILE.pub.",
     )(f)
+
+
+server_option = click.option(
+    "--server",
+    required=True,
+    envvar="ACCORD_SERVER",
+    help="Server base URL, e.g. http://127.0.0.1:8000 (or ACCORD_SERVER).",
+)
+"""`--server`, taken from ACCORD_SERVER when not given (every command that talks to one)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from accord.cli.access import report_json, report_lines
-from accord.cli.common import home_dir
+from accord.cli.common import home_dir, server_option
 from accord.cli.manifest import read_manifest
 from accord.cli.terminal import printable
 from accord.client.audit import audit_log, fetch_checkpoint
@@ -21,14 +21,14 @@ def log_group() -> None:
 
 
 @log_group.command("checkpoint")
-@click.option("--server", required=True)
+@server_option
 def log_checkpoint(server: str) -> None:
     """Print the log's current checkpoint (a signed note)."""
     click.echo(fetch_checkpoint(server), nl=False)
 
 
 @log_group.command("audit")
-@click.option("--server", required=True)
+@server_option
 @click.option(
     "--manifest",
     "manifest_path",

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from accord.cli.common import admin_token
+from accord.cli.common import admin_token, server_option
 from accord.client.api import ServerApi
 from accord.client.operator import OperatorApi
 from accord.errors import InvalidInput
@@ -46,7 +46,7 @@ def matching_group() -> None:
 
 
 @matching_group.command("publish")
-@click.option("--server", required=True, help="Server base URL.")
+@server_option
 @click.option("--admin-token", "token", default=None, help="Operator token.")
 @click.option("--bank", "banks", multiple=True, help="Bank to include (default: every bank).")
 @click.option("--threshold", type=click.IntRange(2, 64), default=None, help="Matches needed (t).")
@@ -91,7 +91,7 @@ def publish(
 
 
 @matching_group.command("status")
-@click.option("--server", required=True, help="Server base URL.")
+@server_option
 @click.option("--admin-token", "token", default=None, help="Operator token.")
 @click.option("--json", "as_json", is_flag=True)
 def status(server: str, token: str | None, as_json: bool) -> None:
@@ -116,7 +116,7 @@ def status(server: str, token: str | None, as_json: bool) -> None:
 
 
 @matching_group.command("events")
-@click.option("--server", required=True, help="Server base URL.")
+@server_option
 @click.option("--token", default=None, help="Reviewer session token (or the operator token).")
 @click.option("--account", default=None, help="Only this account's events.")
 @click.option("--json", "as_json", is_flag=True)
@@ -142,7 +142,7 @@ def events(server: str, token: str | None, account: str | None, as_json: bool) -
 
 @matching_group.command("event")
 @click.argument("event_id")
-@click.option("--server", required=True, help="Server base URL.")
+@server_option
 @click.option("--token", default=None, help="Reviewer session token (or the operator token).")
 @click.option(
     "--save-dir",

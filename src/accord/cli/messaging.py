@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from accord.cli.common import home_dir, kdf_cost
+from accord.cli.common import home_dir, kdf_cost, server_option
 from accord.cli.manifest import manifest_option, manifest_setting
 from accord.cli.output import write_lines
 from accord.cli.terminal import printable
@@ -76,7 +76,7 @@ def account() -> None:
 
 @account.command("create")
 @click.argument("name")
-@click.option("--server", required=True, help="Server base URL, e.g. http://127.0.0.1:8000")
+@server_option
 @manifest_option
 @click.option(
     "--registration-token",
@@ -189,7 +189,7 @@ def device_remove(ctx: click.Context, device_id: str) -> None:
 
 @device.command("link")
 @click.argument("name")
-@click.option("--server", required=True)
+@server_option
 @manifest_option
 @click.pass_context
 def device_link(
@@ -396,6 +396,15 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
     "--witness", "witnesses", multiple=True, help="Witness base URL; every checkpoint goes to each."
 )
 @click.option(
+    "--log-origin",
+    envvar="ACCORD_LOG_ORIGIN",
+    default="accord.local/log",
+    show_default=True,
+    help="The transparency log's origin (name it after your deployment, e.g. "
+    "chat.example.org/log: witnesses shared with other logs tell them apart by it). Fixed "
+    "once the log key exists.",
+)
+@click.option(
     "--checkpoint-refresh",
     "checkpoint_refresh_s",
     type=click.FloatRange(min=1),
@@ -472,6 +481,7 @@ def server(
     port: int,
     max_attachment_bytes: int | None,
     witnesses: tuple[str, ...],
+    log_origin: str,
     checkpoint_refresh_s: float,
     redis_url: str | None,
     send_rate: float,
@@ -495,6 +505,7 @@ def server(
         port=port,
         max_attachment_bytes=max_attachment_bytes,
         witnesses=list(witnesses),
+        log_origin=log_origin,
         checkpoint_refresh_s=checkpoint_refresh_s,
         redis_url=redis_url,
         send_rate_per_s=send_rate,

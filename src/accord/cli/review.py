@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from accord.cli.common import admin_token
+from accord.cli.common import admin_token, server_option
 from accord.cli.messaging import open_client
 from accord.client.operator import OperatorApi
 from accord.errors import InvalidInput
@@ -61,7 +61,7 @@ def _read_password() -> str:
 
 @reviewer.command("create")
 @click.argument("name")
-@click.option("--server", required=True, help="Server URL.")
+@server_option
 @click.option("--role", type=click.Choice(["reviewer", "admin"]), default="reviewer")
 @click.option(
     "--admin-token",

@@ -22,7 +22,7 @@ from accord.server.limits import (
 )
 from accord.server.notify import DEFAULT_SOCKET_POLL_S
 from accord.server.observability import configure_logging
-from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S
+from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S, DEFAULT_LOG_ORIGIN
 
 log = logging.getLogger("accord.server")
 
@@ -73,6 +73,7 @@ def serve(
     account_burst: int = DEFAULT_ACCOUNT_BURST,
     registration_token_file: Path | None = None,
     secrets_key_file: Path | None = None,
+    log_origin: str = DEFAULT_LOG_ORIGIN,
     mounts: Sequence[Mount] = (),
 ) -> None:
     configure_logging(log_format)
@@ -94,6 +95,7 @@ def serve(
         account_burst=account_burst,
         registration_token_file=registration_token_file,
         secrets_key_file=secrets_key_file,
+        log_origin=log_origin,
     )
     warn_if_testing_clock(config.clock)
     app = create_app(config, mounts=mounts)
