@@ -260,3 +260,37 @@ class SendingThread(threading.Thread):
                 self.stop.wait(SENDER_BACKOFF_S)
                 continue
             self.acked.append(f"m{n}")
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def start_witness(
+    root: Path, key: Path, log_vkey: str, port: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`accord witness serve` on a loopback port (its key and state under ``root``), dating its
+    cosignatures by the clock `env` names (a `TestClock.env`), answering once it listens."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "accord", "witness", "serve", "--key", str(key),
+            "--log-vkey", log_vkey, "--port", str(port), "--state", str(root / "witness-state"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    try:
+        eventually(lambda: proc.poll() is not None or _port_open(port), "the witness listening")
+    except AssertionError:
+        proc.kill()
+        raise
+    if proc.poll() is not None:
+        raise AssertionError("the witness exited at start")
+    return proc

@@ -17,7 +17,6 @@ import random
 import re
 import secrets
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from accord.protocols.detection.banks import BankEntry
 from accord.protocols.detection.hashers import hash_file
 from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
 from accord.server.process import ServerProcess
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -171,15 +170,15 @@ def _distance(a: bytes, b: bytes) -> int:
 
 def _wait_for_event(server: ServerProcess) -> None:
     """Until the server has processed every voucher and logged the crossing."""
-    deadline = time.monotonic() + PROCESSING_TIMEOUT_S
-    status: dict[str, Any] = {}
     with _admin(server) as admin:
-        while time.monotonic() < deadline:
+
+        def crossed() -> bool:
             status = admin.get("/v1/matching/status").json()
-            if status["events"] and not status["queued"] and not status["crossings_unlogged"]:
-                return
-            time.sleep(0.1)
-    pytest.fail(f"no threshold event after {PROCESSING_TIMEOUT_S} s: {status}")
+            return bool(
+                status["events"] and not status["queued"] and not status["crossings_unlogged"]
+            )
+
+        eventually(crossed, "the threshold event", timeout_s=PROCESSING_TIMEOUT_S)
 
 
 def _sign_in(page: Any, world: EventWorld) -> None:

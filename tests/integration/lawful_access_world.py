@@ -12,10 +12,7 @@ same clock, and a test moves it past a window's end instead of waiting for it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +34,7 @@ from accord.storage.db import make_engine, sqlite_url
 from accord.storage.schema import access_warrants, accounts
 from accord.wire.access import WarrantSubmitted
 from accord_testing import TEST_KDF_COST, TestClock
+from accord_testing import start_witness as testing_start_witness
 
 PASS = "test passphrase"
 GENESIS: dict[str, str] = {}
@@ -248,23 +246,5 @@ def witnessed_log(root: Path) -> WitnessedLog:
 def start_witness(
     root: Path, key: Path, log_vkey: str, port: int, clock: TestClock | None = None
 ) -> subprocess.Popen[bytes]:
-    """`accord witness serve` on a loopback port (its key and state under ``root``), dating
-    its cosignatures by `clock` (the system clock if none)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "accord", "witness", "serve", "--key", str(key),
-            "--log-vkey", log_vkey, "--port", str(port), "--state", str(root / "witness-state"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **(clock.env if clock is not None else {})},
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("witness did not start")
+    """`accord witness serve` on a loopback port, dating its cosignatures by `clock`."""
+    return testing_start_witness(root, key, log_vkey, port, clock.env if clock else None)

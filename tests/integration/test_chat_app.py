@@ -47,22 +47,21 @@ async def _until(pilot: Any, check: Callable[[], Any], what: str) -> Any:
 
 
 @pytest.fixture
-def people(sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterator[Any]:
-    alice = AccordClient.create_account(
-        tmp_path / "alice",
-        sqlite_server.url,
-        unique("alice"),
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        insecure_dev=True,
-    )
-    bob = AccordClient.create_account(
-        tmp_path / "bob",
-        sqlite_server.url,
-        unique("bob"),
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        insecure_dev=True,
+def people(
+    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+) -> Iterator[Any]:
+    """alice, and bob whose device the app runs (on the server's clock, which tests move)."""
+    alice, bob = (
+        AccordClient.create_account(
+            tmp_path / name,
+            sqlite_server.url,
+            unique(name),
+            PASS,
+            kdf_cost=TEST_KDF_COST,
+            clock=module_clock,
+            insecure_dev=True,
+        )
+        for name in ("alice", "bob")
     )
     try:
         yield alice, bob
@@ -290,30 +289,14 @@ def test_the_browser_chat_is_served_on_loopback_only(
 
 
 def test_own_account_and_trust_and_safety_banners(
-    sqlite_server: Any, tmp_path: Any, unique: Callable[[str], str], module_clock: Any
+    people: Any, sqlite_server: Any, tmp_path: Any, module_clock: Any
 ) -> None:
     """While the app runs: a device added to bob's account from another of his devices, and a
     warning from trust and safety after alice's report, both reach the banner (the app looks
     again once its clock, the server's too, passes the next minute)."""
     import httpx
 
-    alice = AccordClient.create_account(
-        tmp_path / "alice",
-        sqlite_server.url,
-        unique("alice"),
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        insecure_dev=True,
-    )
-    bob = AccordClient.create_account(
-        tmp_path / "bob",
-        sqlite_server.url,
-        unique("bob"),
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        clock=module_clock,
-        insecure_dev=True,
-    )
+    alice, bob = people
     laptop, code = AccordClient.start_link(
         tmp_path / "bob-laptop",
         sqlite_server.url,
@@ -362,6 +345,6 @@ def test_own_account_and_trust_and_safety_banners(
     try:
         asyncio.run(scenario())
     finally:
-        for c in (alice, laptop, tablet):
+        for c in (laptop, tablet):  # alice is closed by the fixture, bob by the app
             if c is not None:
                 c.close()

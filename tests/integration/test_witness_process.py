@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from accord.protocols.translog import merkle
 from accord.protocols.translog import note as tn
 from accord.witness import format_add_checkpoint_request
+from accord_testing import eventually
 
 ORIGIN = "log.example/process-test"
 LOG = tn.parse_skey(tn.generate_signer(ORIGIN)[0])
@@ -74,17 +74,17 @@ def serving(key: Path, state: Path, home: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def listening() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"witness exited: {proc.communicate()[1]}")
             try:
                 httpx.get(url + "/", timeout=1)
-                break
             except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("witness did not start") from None
-                time.sleep(0.1)
+                return False
+            return True
+
+        eventually(listening, "the witness listening")
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -24,7 +21,7 @@ from accord.errors import VerificationError
 from accord.protocols.translog.note import generate_cosigner, generate_signer, parse_unverified_note
 from accord.server.process import ServerProcess, free_port
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
-from accord_testing import TEST_KDF_COST, make_manifest
+from accord_testing import TEST_KDF_COST, make_manifest, start_witness
 
 PASS = "test passphrase"
 
@@ -37,35 +34,7 @@ def _start_witness(
     key.write_text(skey + "\n")
     key.chmod(0o600)
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "accord",
-            "witness",
-            "serve",
-            "--key",
-            str(key),
-            "--log-vkey",
-            log_vkey,
-            "--port",
-            str(port),
-            "--state",
-            str(tmp / "witness-state"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, f"http://127.0.0.1:{port}", vkey
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("witness did not start")
+    return start_witness(tmp, key, log_vkey, port, env), f"http://127.0.0.1:{port}", vkey
 
 
 def _signatures(url: str) -> int:

@@ -237,15 +237,14 @@ class DeviceDirectory:
         if stale:
             with store.transaction():
                 self.refresh(stale)
-        told: list[str] = []
-        with store.transaction():
-            for account in names:
-                pin = self.pin(account) if account != self._ctx.identity.account_name else None
-                if pin is None or not pin.blocked:
-                    continue
-                told.append(account)
-                if not pin.reverify:
-                    self._save_pin(ContactPin(pin.state, pin.verified, False, False))
+        me = self._ctx.identity.account_name
+        blocked = [p for a in names if a != me and (p := self.pin(a)) is not None and p.blocked]
+        told = [p.state.account for p in blocked]
+        if blocked:  # a write only when there is something to tell (not on every send)
+            with store.transaction():
+                for pin in blocked:
+                    if not pin.reverify:
+                        self._save_pin(ContactPin(pin.state, pin.verified, False, False))
         if told:
             raise ContactChanged(
                 "; ".join(self._change_notice(a) for a in told)

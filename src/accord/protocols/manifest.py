@@ -17,6 +17,7 @@ M3  every field is checked against the limits below; anything else is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,14 +66,7 @@ class MatchingFloors:
     max_table_slots: int
 
     def fields(self) -> dict[str, Any]:
-        return {
-            "min_threshold": self.min_threshold,
-            "min_synthetic_rate_ppm": self.min_synthetic_rate_ppm,
-            "min_band_bits": self.min_band_bits,
-            "max_band_count": self.max_band_count,
-            "max_epoch_images": self.max_epoch_images,
-            "max_table_slots": self.max_table_slots,
-        }
+        return dataclasses.asdict(self)
 
 
 INSECURE_DEV_MATCHING_FLOORS = MatchingFloors(
@@ -101,11 +95,7 @@ class LawfulAccessBounds:
     max_start_skew_s: int
 
     def fields(self) -> dict[str, Any]:
-        return {
-            "approver_genesis_set": self.approver_genesis_set,
-            "max_disclosure_delay_s": self.max_disclosure_delay_s,
-            "max_start_skew_s": self.max_start_skew_s,
-        }
+        return dataclasses.asdict(self)
 
 
 INSECURE_DEV_LAWFUL_ACCESS_BOUNDS = LawfulAccessBounds(
@@ -300,12 +290,7 @@ def parse_manifest_text(text: str) -> Manifest:
             max_start_skew_s=_int(la, "max_start_skew_s"),
         ),
         matching_floors=MatchingFloors(
-            min_threshold=_int(fl, "min_threshold"),
-            min_synthetic_rate_ppm=_int(fl, "min_synthetic_rate_ppm"),
-            min_band_bits=_int(fl, "min_band_bits"),
-            max_band_count=_int(fl, "max_band_count"),
-            max_epoch_images=_int(fl, "max_epoch_images"),
-            max_table_slots=_int(fl, "max_table_slots"),
+            **{f.name: _int(fl, f.name) for f in dataclasses.fields(MatchingFloors)}
         ),
         signers=_strs(obj, "signers"),
         signer_quorum=_int(obj, "signer_quorum"),
