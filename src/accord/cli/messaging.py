@@ -298,17 +298,28 @@ def _show(client: AccordClient, result: ReceiveResult, as_json: bool) -> None:
 
 
 def _follow(client: AccordClient, as_json: bool) -> None:
-    """`receive --follow`: each frame is shown before it is acknowledged (`AccordClient.follow`);
-    Ctrl-C and SIGTERM end it with exit 0."""
+    """`receive --follow`: each frame is shown before it is acknowledged (`AccordClient.follow`).
+
+    SIGTERM and the first Ctrl-C ask it to stop between frames, so a message is never left
+    printed but unmarked (shown again by the next `receive`) or marked but unacknowledged; a
+    second Ctrl-C interrupts at once. Either way it exits 0.
+    """
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         for result in client.follow(stop):
             _show(client, result, as_json)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @click.command()
