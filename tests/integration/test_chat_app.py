@@ -325,3 +325,84 @@ def test_own_account_and_trust_and_safety_banners(
         for c in (laptop, tablet):  # alice is closed by the fixture, bob by the app
             if c is not None:
                 c.close()
+
+
+HOSTILE_FILE_NAME = "[red]evil[/red]\x1b[2J../../run.sh"
+HOSTILE_TEXT = "[bold red]urgent[/] [link=https://evil.example]click[/link]"
+
+
+def test_send_a_file_from_the_picker_and_save_a_hostile_one(people: Any, tmp_path: Path) -> None:
+    """Ctrl+O: a folder tree (a file name that looks like markup shows as written); Tab to the
+    message line, Enter there goes back to the tree (it sends nothing), Enter on the file sends
+    both. alice plays a modified client that names
+    its attachment freely and writes Rich markup: the screen shows both as written, controls
+    made visible. Ctrl+S lists the attachment with where it is kept and saves a copy under a
+    safe name in the folder, and a second save never replaces the first."""
+    from textual.widgets import Input, OptionList, Static
+
+    from accord.chat.files import FileTree, SaveFileScreen, SendFileScreen
+
+    alice, bob = people
+    folder = tmp_path / "files"
+    folder.mkdir()
+    notes = folder / "[bold]notes[on red].txt"
+    notes.write_bytes(os.urandom(2000))
+    app = ChatApp(bob, to=alice.account_name, folder=folder)
+    honest_upload = alice._attachments.upload
+
+    def renamed(paths: Any) -> Any:  # a client that sends whatever name it likes
+        return [ref.model_copy(update={"name": HOSTILE_FILE_NAME}) for ref in honest_upload(paths)]
+
+    alice._attachments.upload = renamed
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(1500))
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("ctrl+o")
+            tree = await _until(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, SendFileScreen)
+                    and app.screen.query_one(FileTree).root.children
+                    and app.screen.query_one(FileTree)
+                ),
+                "the folder tree",
+            )
+            assert [str(n.label) for n in tree.root.children] == [notes.name]
+            await pilot.press("tab", *"from the picker", "enter", "down", "enter")
+            got = eventually(lambda: alice.receive().messages, "alice receiving the file")
+            assert got[0].text == "from the picker"
+            assert got[0].attachments[0].name == "_bold_notes_on red_.txt"
+            assert got[0].attachments[0].size == 2000
+
+            alice.send(bob.account_name, HOSTILE_TEXT, [payload])
+            text = await _until(
+                pilot, lambda: "urgent" in _screen_text(app) and _screen_text(app), "the message"
+            )
+            for part in HOSTILE_TEXT.split():  # markup shown as written, not applied
+                assert part in text
+            assert "attachment [red]evil[/red]^[[2J../../run.sh (1500 bytes)" in text
+
+            for expected in ("run.sh", "run (2).sh"):
+                await pilot.press("ctrl+s")
+                screen = await _until(
+                    pilot,
+                    lambda: isinstance(app.screen, SaveFileScreen) and app.screen,
+                    "the save dialog",
+                )
+                option = screen.query_one(OptionList).get_option_at_index(0)
+                assert "[red]evil[/red]^[[2J../../run.sh (1500 bytes)" in str(option.prompt)
+                kept = str(screen.query_one("#kept", Static).render())
+                assert str(bob.home) in kept  # where the decrypted file is kept
+                assert screen.query_one("#save-to", Input).value == str(folder / "run.sh")
+                await pilot.press("enter", "enter")
+                await _until(
+                    pilot, lambda: f"to {folder / expected}" in _screen_text(app), "the save"
+                )
+                assert (folder / expected).read_bytes() == payload.read_bytes()
+            assert sorted(p.name for p in folder.iterdir()) == sorted(
+                [notes.name, "run.sh", "run (2).sh"]
+            )
+
+    asyncio.run(scenario())

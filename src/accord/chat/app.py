@@ -12,21 +12,30 @@ reaches the screen.
 from __future__ import annotations
 
 import shlex
-import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Input, Label, ListItem, ListView, RichLog, Static
 
+from accord.chat.files import (
+    FileToSend,
+    Received,
+    SaveFileScreen,
+    SaveRequest,
+    SendFileScreen,
+)
 from accord.chat.worker import ClientWorker, Incoming
+from accord.client.attachments import save_attachment
 from accord.client.client import AccordClient
 from accord.client.history import StoredMessage
+from accord.client.received import ReceivedAttachment
 from accord.client.terminal_text import printable
 
 HELP = """\
@@ -36,14 +45,15 @@ Type a message and press Enter to send it to the open conversation. Commands:
   /group create NAME A B ...    create a group with members A, B ...
   /group add NAME MEMBER        add a member (admins)      /group remove NAME MEMBER
   /group leave NAME             leave a group
-  /attach PATH [TEXT]           send a file, with an optional message
-  /save N DIR                   save the attachments of message N into DIR
+  /attach PATH [TEXT]           send a file, with an optional message (or Ctrl+O: pick it)
+  /save N [DIR]                 save the attachments of message N into DIR (or Ctrl+S)
   /report N REASON [--context K]  report message N (and K earlier ones); shows the report id
   /verify [NAME] [--confirm]    the safety code to compare with NAME in person
   /devices                      this account's devices     /approve CODE   approve a new device
   /remove-device ID             remove a device from this account
-Keys: Ctrl+N new chat, Ctrl+G new group, Ctrl+O attach, Ctrl+R report, Ctrl+D dismiss the
-banner, Tab moves between the list and the input, Ctrl+Q quits."""
+Keys: Ctrl+N new chat, Ctrl+G new group, Ctrl+O send a file (a folder tree), Ctrl+S save a
+received file, Ctrl+R report, Ctrl+D dismiss the banner, Tab moves between the list and the
+input, Escape closes a dialog, Ctrl+Q quits."""
 
 
 @dataclass
@@ -93,19 +103,27 @@ class ChatApp(App[None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+q", "quit", "Quit"),
-        Binding("ctrl+n", "prefill('/to ')", "New chat"),
-        Binding("ctrl+g", "prefill('/group create ')", "New group"),
-        Binding("ctrl+o", "prefill('/attach ')", "Attach"),
+        Binding("ctrl+n", "prefill('/to ')", "Chat"),
+        Binding("ctrl+g", "prefill('/group create ')", "Group"),
+        Binding("ctrl+o", "send_file", "Send file"),
+        Binding("ctrl+s", "save_file", "Save"),
         Binding("ctrl+r", "prefill('/report ')", "Report"),
         Binding("ctrl+d", "dismiss_banner", "Dismiss"),
         Binding("f1", "help", "Help"),
     ]
 
     def __init__(
-        self, client: AccordClient, *, to: str | None = None, group: str | None = None
+        self,
+        client: AccordClient,
+        *,
+        to: str | None = None,
+        group: str | None = None,
+        folder: Path | None = None,
     ) -> None:
+        """`folder`: where the file dialogs start (the working directory by default)."""
         super().__init__()
         self.client = client
+        self.folder = folder or Path.cwd()
         self.me = client.account_name
         self.conversations: dict[tuple[str, str], Conversation] = {}
         self.open_key: tuple[str, str] | None = (
@@ -210,10 +228,13 @@ class ChatApp(App[None]):
         for number, stored in enumerate(conv.messages, start=1):
             log.write(message_line(number, stored))
 
+    def _open_messages(self) -> list[StoredMessage]:
+        return [] if self.open_key is None else self.conversations[self.open_key].messages
+
     def _message(self, number: str) -> StoredMessage | None:
-        if self.open_key is None or not number.isdigit():
+        if not number.isdigit():
             return None
-        messages = self.conversations[self.open_key].messages
+        messages = self._open_messages()
         n = int(number)
         return messages[n - 1] if 1 <= n <= len(messages) else None
 
@@ -241,9 +262,57 @@ class ChatApp(App[None]):
     def action_help(self) -> None:
         self.query_one("#messages", RichLog).write(Text(HELP, style="italic"))
 
+    # --- files ------------------------------------------------------------------------------
+
+    def action_send_file(self) -> None:
+        if self.open_key is None:
+            self._status("open a conversation first: /to NAME or /group open NAME")
+            return
+
+        def chosen(choice: FileToSend | None) -> None:
+            if choice is not None:
+                self._send(choice.text, [choice.path])
+
+        title = self.conversations[self.open_key].title
+        self.push_screen(SendFileScreen(self.folder, title), chosen)
+
+    def action_save_file(self) -> None:
+        received = [
+            Received(number, stored.message.sender, a)
+            for number, stored in enumerate(self._open_messages(), start=1)
+            for a in stored.message.attachments
+            if a.path
+        ][::-1]
+        if not received:
+            self._status("no received attachments in this conversation")
+            return
+        self.push_screen(SaveFileScreen(received, self.folder), self._save)
+
+    def _save(self, request: SaveRequest | None) -> None:
+        if request is None:
+            return
+        saved = self._save_copies([(request.attachment, request.dest)])
+        if saved:
+            name = printable(request.attachment.name)
+            self._status(f"saved {name} to {printable(str(saved[0]))}")
+
+    def _save_copies(
+        self, copies: list[tuple[ReceivedAttachment, Path]], *, make_folder: bool = False
+    ) -> list[Path]:
+        """Each attachment saved to its destination (none replaces a file), or [] and why."""
+        try:
+            if make_folder:
+                for _, folder in copies:
+                    folder.mkdir(parents=True, exist_ok=True)
+            return [save_attachment(a, dest) for a, dest in copies]
+        except OSError as exc:
+            self._status(f"not saved: {printable(exc.strerror or type(exc).__name__)}")
+            return []
+
     # --- input ------------------------------------------------------------------------------
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    @on(Input.Submitted, "#input")
+    def _submitted(self, event: Input.Submitted) -> None:
         line = event.value.strip()
         event.input.value = ""
         if not line:
@@ -339,14 +408,13 @@ class ChatApp(App[None]):
 
     def cmd_save(self, args: list[str]) -> None:
         stored = self._message(args[0])
-        if stored is None or not stored.message.attachments:
-            self._status("no attachments in that message")
+        received = [a for a in stored.message.attachments if a.path] if stored else []
+        if not received:
+            self._status("no received attachments in that message")
             return
-        target = Path(args[1]).expanduser()
-        target.mkdir(parents=True, exist_ok=True)
-        for a in stored.message.attachments:
-            shutil.copy2(a.path, target / Path(a.path).name)
-        self._status(f"saved {len(stored.message.attachments)} file(s) in {target}")
+        target = Path(args[1]).expanduser() if len(args) > 1 else self.folder
+        if self._save_copies([(a, target) for a in received], make_folder=True):
+            self._status(f"saved {len(received)} file(s) in {printable(str(target))}")
 
     def cmd_report(self, args: list[str]) -> None:
         context = 0

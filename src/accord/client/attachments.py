@@ -8,8 +8,9 @@ import itertools
 import mimetypes
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from accord.client.context import ClientContext
@@ -135,13 +136,33 @@ class Attachments:
         return folder
 
 
+def save_attachment(attachment: ReceivedAttachment, dest: Path) -> Path:
+    """Copy a received attachment (kept decrypted under the home) to `dest`: a file path, or an
+    existing folder, where it takes the attachment's name made safe. An existing file is never
+    replaced: a taken name becomes `name (2)`, `name (3)`... The copy is readable by this user
+    only, as the kept one is. Returns where it was written."""
+    if not attachment.path:
+        raise InvalidInput("this device keeps no copy of that attachment (it sent it)")
+    folder, name = (dest, safe_name(attachment.name)) if dest.is_dir() else (dest.parent, dest.name)
+    with open(attachment.path, "rb") as source:
+        for candidate in _free_names(name):
+            target = folder / candidate
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(source, out)
+            return target
+    raise AssertionError("unreachable")
+
+
 def _move_to_free_name(source: Path, folder: Path, name: str) -> Path:
     """Move `source` into `folder` as `name`, or `name (2)`, `name (3)`... if that is taken:
     a received file never replaces another (two attachments of one name, or two senders'
     messages with one id)."""
-    stem, suffix = _split_suffix(name)
-    for n in itertools.count(1):
-        dest = folder / (name if n == 1 else f"{stem} ({n}){suffix}")
+    for candidate in _free_names(name):
+        dest = folder / candidate
         try:
             os.link(source, dest)  # fails if the name is taken, never overwrites
         except FileExistsError:
@@ -149,6 +170,14 @@ def _move_to_free_name(source: Path, folder: Path, name: str) -> Path:
         source.unlink()
         return dest
     raise AssertionError("unreachable")
+
+
+def _free_names(name: str) -> Iterator[str]:
+    """`name`, then `name (2)`, `name (3)`... with the suffix kept last."""
+    yield name
+    stem, suffix = _split_suffix(name)
+    for n in itertools.count(2):
+        yield f"{stem} ({n}){suffix}"
 
 
 def _split_suffix(name: str) -> tuple[str, str]:
