@@ -1,8 +1,9 @@
 """Make the chat app's screenshots in docs/images (SVG, as Textual saves them).
 
-Starts a server on SQLite in a temporary directory, lets alice and bob talk, then has alice link
-a new device so that bob's next message shows the device-change banner; the app runs under
-Textual's Pilot at 80x24.
+Starts a server on SQLite in a temporary directory, lets alice and bob talk (alice sends photos),
+shows the dialogs that save a received file (Ctrl+S) and pick one to send (Ctrl+O), then has
+alice link a new device so that bob's next message shows the device-change banner; the app runs
+under Textual's Pilot at 80x24.
 
     .venv/bin/python scripts/chat_screenshots.py
 """
@@ -45,7 +46,12 @@ def main() -> None:
         alice.send("bob", "Hi Bob! Photos from the trip are coming.")
         carol.send("bob", "Are we still on for Friday?")
         bob.receive()
-        app = ChatApp(bob, to="alice")
+        pictures = root / "Pictures"
+        pictures.mkdir()
+        for name in ("beach.jpg", "dinner.jpg", "tickets.pdf"):
+            (pictures / name).write_bytes(bytes(range(256)) * 40)
+        (pictures / "2025 trip").mkdir()
+        app = ChatApp(bob, to="alice", folder=pictures)
 
         async def scenario() -> None:
             async with app.run_test(size=(80, 24)) as pilot:
@@ -55,6 +61,16 @@ def main() -> None:
                 alice.send("bob", "Sending them tonight")
                 await pilot.pause(2)
                 app.save_screenshot("chat-conversation.svg", path=str(OUT))
+                alice.send("bob", "The first two", [pictures / "beach.jpg", pictures / "dinner.jpg"])
+                await _wait(pilot, lambda: "dinner.jpg" in str(app.query_one("#messages").lines))
+                await pilot.press("ctrl+s")
+                await pilot.pause(1)
+                app.save_screenshot("chat-save-file.svg", path=str(OUT))
+                await pilot.press("escape", "ctrl+o")
+                await pilot.pause(1)
+                await pilot.press("down", "down")
+                app.save_screenshot("chat-send-file.svg", path=str(OUT))
+                await pilot.press("escape")
                 phone, code = AccordClient.start_link(
                     root / "a2", server.url, "alice", PASS, kdf_cost=COST, insecure_dev=True
                 )

@@ -406,3 +406,40 @@ def test_send_a_file_from_the_picker_and_save_a_hostile_one(people: Any, tmp_pat
             )
 
     asyncio.run(scenario())
+
+
+def test_the_lawful_access_disclosure_notice(
+    sqlite_server: Any, tmp_path: Path, unique: Callable[[str], str], module_clock: Any
+) -> None:
+    """A real warrant on dana's account, its window closed by the clock, then disclosed by the
+    server (as the lawful-access tests cause it): the notice reaches the app's banner, with the
+    case and who approved it."""
+    from lawful_access_world import Authorities, account, warrant_row
+
+    auth = Authorities.make(tmp_path / "authorities", module_clock)
+    auth.publish(sqlite_server)
+    auth.register(sqlite_server)
+    dana = account(tmp_path, sqlite_server, unique("dana"))
+    start = auth.now()
+    signed = auth.warrant(dana.account_name, start=start, end=start + 600, disclose_after_s=0)
+    wid = auth.submit(sqlite_server, signed).warrant_id
+    app = ChatApp(dana)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            auth.wait_until(start + 600)
+            # The server's housekeeping discloses on its next round; the app looks again once
+            # its clock passes the next minute.
+            eventually(
+                lambda: warrant_row(sqlite_server, wid).disclosure_index is not None,
+                "the server disclosing the warrant",
+            )
+            module_clock.advance(61)
+            text = await _until(
+                pilot,
+                lambda: "lawful-access disclosure" in _screen_text(app) and _screen_text(app),
+                "the disclosure notice",
+            )
+            assert "CASE-77" in text and "judge" in text
+
+    asyncio.run(scenario())

@@ -53,7 +53,7 @@ Type a message and press Enter to send it to the open conversation. Commands:
   /remove-device ID             remove a device from this account
 Keys: Ctrl+N new chat, Ctrl+G new group, Ctrl+O send a file (a folder tree), Ctrl+S save a
 received file, Ctrl+R report, Ctrl+D dismiss the banner, Tab moves between the list and the
-input, Escape closes a dialog, Ctrl+Q quits."""
+input, Escape closes a dialog, Ctrl+P opens the command palette (themes), Ctrl+Q quits."""
 
 
 @dataclass
@@ -105,7 +105,7 @@ class ChatApp(App[None]):
         Binding("ctrl+q", "quit", "Quit"),
         Binding("ctrl+n", "prefill('/to ')", "Chat"),
         Binding("ctrl+g", "prefill('/group create ')", "Group"),
-        Binding("ctrl+o", "send_file", "Send file"),
+        Binding("ctrl+o", "send_file", "Send"),
         Binding("ctrl+s", "save_file", "Save"),
         Binding("ctrl+r", "prefill('/report ')", "Report"),
         Binding("ctrl+d", "dismiss_banner", "Dismiss"),
@@ -143,7 +143,7 @@ class ChatApp(App[None]):
                 yield RichLog(id="messages", wrap=True, markup=False, highlight=False)
                 yield Label("", id="status")
                 yield Input(placeholder="Message, or /help", id="input")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # Ctrl+P still opens it (F1 says so)
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.me} (device {self.client.device_id})"

@@ -113,7 +113,7 @@ class SaveFileScreen(ModalScreen[SaveRequest | None]):
         with Vertical():
             yield Label("Save an attachment", id="save-title")
             yield Label(
-                "Enter: choose, then Enter saves to the path below; Esc cancels", classes="hint"
+                "Enter chooses, then Enter saves to the path below; Esc cancels", classes="hint"
             )
             yield OptionList(*(Option(_describe(r)) for r in self.received), id="attachments")
             yield Static("", id="kept")
