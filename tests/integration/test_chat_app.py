@@ -37,6 +37,16 @@ def _screen_text(app: ChatApp) -> str:
     return "\n".join([banner, *lines, status])
 
 
+async def _enter(pilot: Any, line: str) -> None:
+    """`line` pasted into the focused input (as a terminal's bracketed paste delivers it), then
+    Enter: key by key, a long path costs a screen update per character."""
+    from textual import events
+
+    pilot.app.focused.post_message(events.Paste(line))
+    await pilot.pause()
+    await pilot.press("enter")
+
+
 async def _until(pilot: Any, check: Callable[[], Any], what: str) -> Any:
     for _ in range(POLL_ROUNDS):
         value = check()
@@ -102,8 +112,7 @@ def test_groups_reports_and_the_device_change_banner(
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             # A group: created from the input line, written to, read by alice.
-            await pilot.press(*f"/group create trip-{bob.account_name} {alice.account_name}")
-            await pilot.press("enter")
+            await _enter(pilot, f"/group create trip-{bob.account_name} {alice.account_name}")
             await _until(
                 pilot,
                 lambda: app.open_key == ("group", f"trip-{bob.account_name}"),
@@ -114,7 +123,7 @@ def test_groups_reports_and_the_device_change_banner(
             assert got[0].text == "dinner?" and got[0].group == f"trip-{bob.account_name}"
 
             # A report from the conversation with alice: the report id is shown.
-            await pilot.press(*f"/to {alice.account_name}", "enter")
+            await _enter(pilot, f"/to {alice.account_name}")
             alice.send(bob.account_name, "abuse")
             await _until(pilot, lambda: "abuse" in _screen_text(app), "alice's message")
             await pilot.press(*"/report 1 harassment", "enter")
@@ -222,12 +231,12 @@ def test_attachments_and_devices(people: Any, sqlite_server: Any, tmp_path: Any)
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.press(*f"/attach {photo} here it is", "enter")
+            await _enter(pilot, f"/attach {photo} here it is")
             got = eventually(lambda: alice.receive().messages, "alice receiving the file")
             assert got[0].text == "here it is" and got[0].attachments[0].size == 5000
             alice.send(bob.account_name, "and one back", [back])
             await _until(pilot, lambda: "back.bin" in _screen_text(app), "the attachment")
-            await pilot.press(*f"/save 2 {tmp_path / 'saved'}", "enter")
+            await _enter(pilot, f"/save 2 {tmp_path / 'saved'}")
             await _until(pilot, lambda: "saved 1 file" in _screen_text(app), "the save")
             saved = list((tmp_path / "saved").iterdir())
             assert len(saved) == 1 and saved[0].read_bytes() == back.read_bytes()
@@ -240,7 +249,7 @@ def test_attachments_and_devices(people: Any, sqlite_server: Any, tmp_path: Any)
                 insecure_dev=True,
             )
             try:
-                await pilot.press(*f"/approve {code}", "enter")
+                await _enter(pilot, f"/approve {code}")
                 await _until(pilot, lambda: "approved" in _screen_text(app), "the approval")
                 await pilot.press(*"/devices", "enter")
                 text = await _until(
