@@ -23,7 +23,7 @@ from accord.client.client import AccordClient
 from accord.server.process import free_port
 from accord_testing import PASS, TEST_KDF_COST, eventually
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 CATCH_TERMINAL = """
 Object.defineProperty(Object.prototype, "terminal", {
