@@ -212,6 +212,13 @@ def test_two_people_chat_live_from_two_terminals(
         eventually(lambda: "hi alice, seen live" in alice.screen(), "alice's screen showing it")
         screen = alice.screen()
         assert screen.index("hello from alice") < screen.index("hi alice, seen live")  # order
+        # Ctrl+S and Ctrl+O reach the app in a real terminal (no XON/XOFF flow control).
+        _tmux("send-keys", "-t", bob.session, "C-s")
+        eventually(lambda: "no received attachments" in bob.screen(), "Ctrl+S answering")
+        _tmux("send-keys", "-t", bob.session, "C-o")
+        eventually(lambda: "Send a file to" in bob.screen(), "the file picker")
+        _tmux("send-keys", "-t", bob.session, "Escape")
+        eventually(lambda: "Send a file to" not in bob.screen(), "Escape closing it")
         _tmux("send-keys", "-t", bob.session, "C-q")
         eventually(lambda: not bob.running(), "the app quitting on Ctrl+Q")
     finally:
