@@ -70,7 +70,7 @@ def test_a_failed_job_rolls_back_alone(tmp_path: Path) -> None:
             futures[3].result()
         assert futures[4].result() == 6
         with db.read() as conn:
-            stored = dict(conn.execute(select(_rows.c.id, _rows.c.tag)).tuples().all())
+            stored = {int(i): str(t) for i, t in conn.execute(select(_rows.c.id, _rows.c.tag))}
         assert stored == {1: "first", 2: "ok", 4: "ok", 6: "ok"}
     finally:
         db.dispose()
