@@ -7,30 +7,44 @@ Builds a log to each requested size by bulk-appending large batches, then measur
   B, and the appends per second that makes;
 - inclusion proofs served per second (random leaves, at the current size, one thread), and
   inclusion proofs verified per second;
-- consistency proofs served per second (random old sizes).
+- consistency proofs served per second (random old sizes);
+- with --http: inclusion proofs served over HTTP by one server process (uvicorn, the server's
+  own `/v1/log/proof/inclusion` route over the same store), fetched by --http-clients concurrent
+  clients in this process, each proof checked against the root; proofs/s, request latency, and
+  the server process's CPU seconds.
 
-Prints one JSON document: machine, parameters, results.
+Prints one JSON document: machine, parameters, results. With --db the log is kept in that file
+and reused by the next run (building 10M entries takes several minutes).
 
     .venv/bin/python bench/translog.py --sizes 1000000 10000000
+    .venv/bin/python bench/translog.py --sizes 10000000 --db /tmp/accord-translog.db --http
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
+from load import cpu_seconds
 from machine import machine_info
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from accord.protocols.translog import merkle
+from accord.server.process import free_port
+from accord.server.translog import LogService
 from accord.storage.translog import TransparencyLogStore, create_sqlite_engine
 
 
@@ -126,6 +140,112 @@ def measure_proofs(
     }
 
 
+class StoreLog(LogService):
+    """`LogService`'s proof reading over a bench-built store. The whole service cannot open this
+    log: it replays the entries into its key map, and these entries are not registrations."""
+
+    def __init__(self, store: TransparencyLogStore) -> None:  # only what proofs read
+        self.store = store
+        self._seen_size = 0
+        self._reads_inline = store.engine.dialect.name == "sqlite"
+
+
+def serve_http(db: Path, port: int) -> None:
+    """One server process: the server's log router over the store, under uvicorn as
+    `accord server` runs it."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from accord.server.routes import log as log_routes
+
+    store = TransparencyLogStore(create_sqlite_engine(db))
+    app = FastAPI()
+    app.include_router(log_routes.router)
+    app.state.services = SimpleNamespace(log=StoreLog(store))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+async def fetch_proofs(
+    url: str, size: int, root: bytes, seconds: float, clients: int, seed: int, entry_bytes: int
+) -> dict[str, Any]:
+    rng = random.Random(seed)
+    latencies: list[float] = []
+    checked = 0
+    bad = 0
+    stop = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def client() -> None:
+            nonlocal checked, bad
+            while time.perf_counter() < stop:
+                index = rng.randrange(size)
+                t = time.perf_counter()
+                params = {"index": index, "size": size}
+                async with http.get(url + "/v1/log/proof/inclusion", params=params) as r:
+                    body = await r.json()
+                latencies.append(time.perf_counter() - t)
+                if len(latencies) % 50 == 0:  # check one in 50 (checking is client CPU)
+                    proof = [base64.b64decode(h) for h in body["proof"]]
+                    leaf = merkle.leaf_hash(make_entries(index, 1, entry_bytes)[0])
+                    try:
+                        merkle.verify_inclusion(leaf, index, size, proof, root)
+                        checked += 1
+                    except Exception:
+                        bad += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {
+        "proofs": len(latencies),
+        "proofs_per_s": round(len(latencies) / elapsed),
+        "latency_p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+        "latency_p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 2),
+        "proofs_checked": checked,
+        "proofs_failed": bad,
+    }
+
+
+def measure_http(
+    db: Path, store: TransparencyLogStore, seconds: float, clients: int, entry_bytes: int
+) -> dict[str, Any]:
+    size, root = store.tree_head()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-http", str(db), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # wait until it answers
+            try:
+                asyncio.run(fetch_proofs(url, size, root, 0.01, 1, 0, entry_bytes))
+                break
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        asyncio.run(fetch_proofs(url, size, root, 2.0, clients, 1, entry_bytes))  # warm-up
+        cpu0 = cpu_seconds(proc.pid)
+        load_before = os.getloadavg()
+        result = asyncio.run(fetch_proofs(url, size, root, seconds, clients, 2, entry_bytes))
+        cpu = cpu_seconds(proc.pid) - cpu0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    result.update(
+        tree_size=size,
+        clients=clients,
+        seconds=seconds,
+        server_cpu_ms_per_proof=round(cpu / max(1, result["proofs"]) * 1000, 3),
+        load_average_before=[round(x, 2) for x in load_before],
+        load_average_after=[round(x, 2) for x in os.getloadavg()],
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
@@ -139,7 +259,15 @@ def main() -> None:
     parser.add_argument("--proofs", type=int, default=20_000)
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--http", action="store_true", help="also serve proofs over HTTP")
+    parser.add_argument("--http-seconds", type=float, default=15.0)
+    parser.add_argument("--http-clients", type=int, default=16)
+    parser.add_argument("--serve-http", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_http is not None:
+        serve_http(args.serve_http, args.port)
+        return
 
     tmp = None
     if args.db is None:
@@ -161,6 +289,8 @@ def main() -> None:
             "repeats": args.repeats,
             "proofs": args.proofs,
             "storage": f"SQLite file, WAL, synchronous={args.synchronous}",
+            "http": args.http,
+            "http_clients": args.http_clients,
         },
         "results": [],
     }
@@ -171,6 +301,10 @@ def main() -> None:
             store, args.batch_sizes, args.repeats, args.entry_bytes
         )
         result["proofs"] = measure_proofs(store, args.proofs, target, args.entry_bytes)
+        if args.http:
+            result["proofs_over_http"] = measure_http(
+                db, store, args.http_seconds, args.http_clients, args.entry_bytes
+            )
         result["db_bytes"] = sum(
             p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file()
         )

@@ -95,6 +95,11 @@ def test_registrations_are_logged_and_auditable(server, cli, tmp_path, unique): 
             checkpoint.root_hash,
         )
 
+        # A proof at a size the log has not reached is refused, and served once it has.
+        inclusion_url = server.url + "/v1/log/proof/inclusion"
+        beyond = httpx.get(inclusion_url, params={"index": 0, "size": size + 2})
+        assert beyond.status_code == 400
+
         auditor = cli("auditor")
         first = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
         assert first["size"] == size and first["invalid_entries"] == 0
@@ -114,6 +119,8 @@ def test_registrations_are_logged_and_auditable(server, cli, tmp_path, unique): 
         carol.close()
         second = json.loads(auditor.run("log", "audit", "--server", server.url, "--json").stdout)
         assert second["size"] == size + 2 and second["previous_size"] == size
+        grown = httpx.get(inclusion_url, params={"index": size, "size": size + 2})
+        assert grown.status_code == 200 and len(grown.json()["proof"]) >= 1
         text = auditor.run("log", "checkpoint", "--server", server.url).stdout
         assert parse_unverified_note(text).text.splitlines()[1] == str(size + 2)
     finally:

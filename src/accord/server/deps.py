@@ -31,7 +31,9 @@ BEARER = "Bearer "
 WarrantIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 
-def get_services(conn: HTTPConnection) -> Services:
+# Dependencies are `async def` even where they do not wait: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop on every request.
+async def get_services(conn: HTTPConnection) -> Services:
     services: Services = conn.app.state.services
     return services
 
@@ -99,7 +101,7 @@ async def agency_warrant_id(
     return wid
 
 
-def client_address(conn: HTTPConnection) -> str:
+async def client_address(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else ""
 
 

@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import Connection, Row, Select, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
@@ -112,6 +122,78 @@ MAX_FETCH_LIMIT = 500
 
 # A device takes part in messaging only when not revoked and already in the transparency log.
 _ACTIVE_DEVICE = and_(devices.c.revoked_at.is_(None), devices.c.log_index.is_not(None))
+
+
+# The relay's hot path (send, push, acknowledge) runs these statements, built once: SQLAlchemy
+# keys its compiled-statement cache on a statement's structure, and building and keying a new
+# statement object on every call cost more than running it.
+_sender_accounts = accounts.alias("sender_accounts")
+_sender_devices = devices.alias("sender_devices")
+_ENVELOPES = (
+    select(
+        deliveries.c.id,
+        deliveries.c.olm_type,
+        deliveries.c.olm_body,
+        messages.c.message_id,
+        messages.c.to_account,
+        messages.c.to_group,
+        messages.c.megolm,
+        messages.c.megolm_session_id,
+        messages.c.extensions,
+        messages.c.created_at,
+        _sender_devices.c.device_id.label("sender_device_id"),
+        _sender_accounts.c.name.label("sender_account"),
+    )
+    .join(messages, messages.c.id == deliveries.c.message_pk)
+    .join(_sender_devices, _sender_devices.c.id == messages.c.sender_device_pk)
+    .join(_sender_accounts, _sender_accounts.c.id == _sender_devices.c.account_id)
+    .where(deliveries.c.device_pk == bindparam("device_pk"))
+)
+_ENVELOPES_AFTER = (
+    _ENVELOPES.where(deliveries.c.id > bindparam("after"))
+    .order_by(deliveries.c.id)
+    .limit(bindparam("limit"))
+)
+_ENVELOPE_BY_ID = _ENVELOPES.where(deliveries.c.id == bindparam("delivery_id"))
+_ENVELOPES_BY_IDS = _ENVELOPES.where(
+    deliveries.c.id.in_(bindparam("ids", expanding=True))
+).order_by(deliveries.c.id)
+_QUEUE_IDS = (
+    select(deliveries.c.id)
+    .where(deliveries.c.device_pk == bindparam("device_pk"))
+    .order_by(deliveries.c.id)
+    .limit(bindparam("limit"))
+)
+_SENT_BEFORE = select(messages.c.created_at, messages.c.device_count).where(
+    messages.c.sender_device_pk == bindparam("device_pk"),
+    messages.c.message_id == bindparam("message_id"),
+)
+_DEVICES_OF_ACCOUNTS = (
+    select(devices.c.id, accounts.c.name, devices.c.device_id)
+    .join(accounts, accounts.c.id == devices.c.account_id)
+    .where(accounts.c.name.in_(bindparam("names", expanding=True)), _ACTIVE_DEVICE)
+)
+_FULL_QUEUE = (
+    select(deliveries.c.device_pk)
+    .where(deliveries.c.device_pk.in_(bindparam("device_pks", expanding=True)))
+    .group_by(deliveries.c.device_pk)
+    .having(func.count() >= bindparam("max_queue"))
+    .limit(1)
+)
+_INSERT_MESSAGE = insert(messages)
+_INSERT_DELIVERY = insert(deliveries)
+_DELETE_OWN_DELIVERIES = (
+    delete(deliveries)
+    .where(
+        deliveries.c.device_pk == bindparam("device_pk"),
+        deliveries.c.id.in_(bindparam("ids", expanding=True)),
+    )
+    .returning(deliveries.c.message_pk)
+)
+_DELETE_DELIVERED_MESSAGES = delete(messages).where(
+    messages.c.id.in_(bindparam("message_pks", expanding=True)),
+    ~select(deliveries.c.id).where(deliveries.c.message_pk == messages.c.id).exists(),
+)
 
 
 def _hash_secret(value: str) -> bytes:
@@ -777,11 +859,7 @@ class MessagingService:
             assert to.group is not None
             row = self._member_group(conn, dev, to.group)
             names = set(GroupState.model_validate_json(row.state_json).members)
-        rows = conn.execute(
-            select(devices.c.id, accounts.c.name, devices.c.device_id)
-            .join(accounts, accounts.c.id == devices.c.account_id)
-            .where(accounts.c.name.in_(sorted(names)), _ACTIVE_DEVICE)
-        ).all()
+        rows = conn.execute(_DEVICES_OF_ACCOUNTS, {"names": sorted(names)}).all()
         if to.account is not None and not any(r.name == to.account for r in rows):
             raise NotFound()  # no such account (every account has at least one device)
         found = {(r.name, r.device_id): int(r.id) for r in rows}
@@ -848,10 +926,7 @@ class MessagingService:
 
         def _tx(conn: Connection) -> Any:
             existing = conn.execute(
-                select(messages.c.created_at, messages.c.device_count).where(
-                    messages.c.sender_device_pk == dev.device_pk,
-                    messages.c.message_id == req.message_id,
-                )
+                _SENT_BEFORE, {"device_pk": dev.device_pk, "message_id": req.message_id}
             ).first()
             if existing is not None:  # a retry of a send that already committed
                 accepted = SendAccepted(
@@ -869,23 +944,24 @@ class MessagingService:
             self._check_queues(conn, list(targets.values()))
             message_pk = inserted_id(
                 conn.execute(
-                    insert(messages).values(
-                        sender_device_pk=dev.device_pk,
-                        message_id=req.message_id,
-                        to_account=req.to.account,
-                        to_group=req.to.group,
-                        megolm=megolm,
-                        megolm_session_id=req.megolm_session_id,
-                        extensions=extensions,
-                        created_at=created,
-                        device_count=len(recipients),
-                    )
+                    _INSERT_MESSAGE,
+                    {
+                        "sender_device_pk": dev.device_pk,
+                        "message_id": req.message_id,
+                        "to_account": req.to.account,
+                        "to_group": req.to.group,
+                        "megolm": megolm,
+                        "megolm_session_id": req.megolm_session_id,
+                        "extensions": extensions,
+                        "created_at": created,
+                        "device_count": len(recipients),
+                    },
                 )
             )
             self._hold_blobs(conn, message_pk, req.blobs)
             if targets:
                 conn.execute(
-                    insert(deliveries),
+                    _INSERT_DELIVERY,
                     [
                         {
                             "device_pk": targets[key],
@@ -914,41 +990,13 @@ class MessagingService:
         if not device_pks or self.max_queue <= 0:
             return
         full = conn.execute(
-            select(deliveries.c.device_pk)
-            .where(deliveries.c.device_pk.in_(device_pks))
-            .group_by(deliveries.c.device_pk)
-            .having(func.count() >= self.max_queue)
-            .limit(1)
+            _FULL_QUEUE, {"device_pks": device_pks, "max_queue": self.max_queue}
         ).first()
         if full is not None:
             raise QueueFull(
                 "a recipient device has too many undelivered messages; retry later",
                 retry_after_s=QUEUE_FULL_RETRY_S,
             )
-
-    def _envelope_query(self, dev: AuthedDevice) -> Select[Any]:
-        sender_accounts = accounts.alias("sender_accounts")
-        sender_devices = devices.alias("sender_devices")
-        return (
-            select(
-                deliveries.c.id,
-                deliveries.c.olm_type,
-                deliveries.c.olm_body,
-                messages.c.message_id,
-                messages.c.to_account,
-                messages.c.to_group,
-                messages.c.megolm,
-                messages.c.megolm_session_id,
-                messages.c.extensions,
-                messages.c.created_at,
-                sender_devices.c.device_id.label("sender_device_id"),
-                sender_accounts.c.name.label("sender_account"),
-            )
-            .join(messages, messages.c.id == deliveries.c.message_pk)
-            .join(sender_devices, sender_devices.c.id == messages.c.sender_device_pk)
-            .join(sender_accounts, sender_accounts.c.id == sender_devices.c.account_id)
-            .where(deliveries.c.device_pk == dev.device_pk)
-        )
 
     async def fetch(
         self, dev: AuthedDevice, *, after: int = 0, limit: int = DEFAULT_FETCH_LIMIT
@@ -958,19 +1006,44 @@ class MessagingService:
 
         def _rd(conn: Connection) -> Any:
             return conn.execute(
-                self._envelope_query(dev)
-                .where(deliveries.c.id > after)
-                .order_by(deliveries.c.id)
-                .limit(limit + 1)
+                _ENVELOPES_AFTER, {"device_pk": dev.device_pk, "after": after, "limit": limit + 1}
             ).all()
 
         rows = await self.db.read_async(_rd)
         return EnvelopeBatch(envelopes=[_envelope(r) for r in rows[:limit]], more=len(rows) > limit)
 
+    async def fetch_unsent(
+        self, dev: AuthedDevice, in_flight: set[int], *, limit: int = DEFAULT_FETCH_LIMIT
+    ) -> EnvelopeBatch:
+        """The oldest envelopes of the device's queue that are not `in_flight` (pushed on a
+        socket, not yet acknowledged), at most `limit`.
+
+        The queue is read from its start, by id only, and only the envelopes not in flight are
+        read in full: on PostgreSQL a row with a lower id can commit after one with a higher id,
+        so a cursor by id could pass over it.
+        """
+        limit = max(1, min(limit, MAX_FETCH_LIMIT))
+
+        def _rd(conn: Connection) -> Any:
+            ids = conn.execute(
+                _QUEUE_IDS, {"device_pk": dev.device_pk, "limit": len(in_flight) + limit + 1}
+            ).scalars()
+            unsent = [i for i in ids if i not in in_flight]
+            if not unsent:
+                return [], False
+            wanted = unsent[:limit]
+            rows = conn.execute(
+                _ENVELOPES_BY_IDS, {"device_pk": dev.device_pk, "ids": wanted}
+            ).all()
+            return rows, len(unsent) > limit
+
+        rows, more = await self.db.read_async(_rd)
+        return EnvelopeBatch(envelopes=[_envelope(r) for r in rows], more=more)
+
     async def get_envelope(self, dev: AuthedDevice, delivery_id: int) -> Envelope:
         def _rd(conn: Connection) -> Any:
             return conn.execute(
-                self._envelope_query(dev).where(deliveries.c.id == delivery_id)
+                _ENVELOPE_BY_ID, {"device_pk": dev.device_pk, "delivery_id": delivery_id}
             ).first()
 
         row = await self.db.read_async(_rd)
@@ -1000,18 +1073,12 @@ class MessagingService:
 
         def _tx(conn: Connection) -> Any:
             owned = conn.execute(
-                select(deliveries.c.id, deliveries.c.message_pk).where(
-                    deliveries.c.device_pk == dev.device_pk, deliveries.c.id.in_(wanted)
-                )
+                _DELETE_OWN_DELIVERIES, {"device_pk": dev.device_pk, "ids": wanted}
             ).all()
             if not owned:
                 raise NotFound()
-            conn.execute(delete(deliveries).where(deliveries.c.id.in_([r.id for r in owned])))
             message_pks = sorted({r.message_pk for r in owned})
-            still_queued = select(deliveries.c.id).where(deliveries.c.message_pk == messages.c.id)
-            conn.execute(
-                delete(messages).where(and_(messages.c.id.in_(message_pks), ~still_queued.exists()))
-            )
+            conn.execute(_DELETE_DELIVERED_MESSAGES, {"message_pks": message_pks})
             return len(owned)
 
         acked: int = await self.db.transact_async(_tx)

@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import httpx
+from anyio import to_thread
 from sqlalchemy import Connection, Engine
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
@@ -151,6 +152,11 @@ class LogService:
         secrets: SecretsKey | None = None,
     ) -> None:
         self.store = TransparencyLogStore(engine)
+        # The largest size known to exist (the log only grows), so a proof at or below it
+        # needs no query for the current size; SQLite's reads are short local calls, run on
+        # the event loop as `Database.read_async` runs them.
+        self._seen_size = 0
+        self._reads_inline = engine.dialect.name == "sqlite"
         self.keys = KeyDirectoryStore(engine)
         self.clock = clock
         self.signer = load_or_create_signer(data_dir, origin, secrets)
@@ -437,12 +443,34 @@ class LogService:
         data = self.store.entries(start, end) if end > start else []
         return EntriesPage(start=start, entries=[b64encode(e) for e in data])
 
+    def _exists(self, size: int) -> bool:
+        """Whether the log has `size` entries (asks the database only beyond the last size
+        seen: sizes never shrink)."""
+        if size <= self._seen_size:
+            return True
+        self._seen_size = max(self._seen_size, self.store.size())
+        return size <= self._seen_size
+
     def inclusion(self, index: int, size: int) -> Proof:
-        if index >= size or size > self.store.size():
+        if index >= size or not self._exists(size):
             raise InvalidInput("index or size out of range")
         return Proof(proof=[b64encode(h) for h in self.store.inclusion_proof(index, size)])
 
     def consistency(self, old: int, new: int) -> Proof:
-        if old > new or new > self.store.size():
+        if old > new or not self._exists(new):
             raise InvalidInput("sizes out of range")
         return Proof(proof=[b64encode(h) for h in self.store.consistency_proof(old, new)])
+
+    async def inclusion_async(self, index: int, size: int) -> Proof:
+        """`inclusion` for the event loop: inline on SQLite, in a worker thread otherwise."""
+        if self._reads_inline:
+            return self.inclusion(index, size)
+        proof: Proof = await to_thread.run_sync(self.inclusion, index, size)
+        return proof
+
+    async def consistency_async(self, old: int, new: int) -> Proof:
+        """`consistency` for the event loop: inline on SQLite, in a worker thread otherwise."""
+        if self._reads_inline:
+            return self.consistency(old, new)
+        proof: Proof = await to_thread.run_sync(self.consistency, old, new)
+        return proof

@@ -25,6 +25,9 @@ from accord.errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_S = 30
 MAX_GROUP_COMMIT = 256
+_SAVEPOINT = "SAVEPOINT accord_job"
+_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT accord_job"
+_RELEASE_SAVEPOINT = "RELEASE SAVEPOINT accord_job"
 
 T = TypeVar("T")
 PG_WORKER_THREADS = 32
@@ -148,16 +151,21 @@ class GroupCommitWriter:
         try:
             with self.engine.connect().execution_options(accord_write=True) as conn:
                 with conn.begin():
+                    # The savepoint is issued on the driver's connection: one fixed name, not
+                    # a statement SQLAlchemy names and compiles afresh for every job.
+                    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                     for job, future in batch:
-                        savepoint = conn.begin_nested()
+                        cursor.execute(_SAVEPOINT)
                         try:
                             result = job(conn)
                         except BaseException as exc:  # handed to the caller below
-                            savepoint.rollback()
+                            cursor.execute(_ROLLBACK_TO_SAVEPOINT)
+                            cursor.execute(_RELEASE_SAVEPOINT)
                             outcomes.append((future, None, exc))
                         else:
-                            savepoint.commit()
+                            cursor.execute(_RELEASE_SAVEPOINT)
                             outcomes.append((future, result, None))
+                    cursor.close()
         except BaseException as exc:  # the shared commit failed: nobody's write happened
             for _job, future in batch:
                 if not future.done():

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, insert, select
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -22,21 +22,29 @@ from accord.protocols.private_matching.matcher import ShareStore
 from accord.protocols.private_matching.voucher import OpenedShare
 from accord.storage.schema import pm_accounts, pm_epochs, pm_seen_vouchers, pm_shares
 
+# Built once per (dialect, table): a voucher's processing runs several of these, and building and
+# keying a fresh statement each time cost more than running it.
+_INSERT_IGNORE: dict[tuple[str, str], Any] = {}
+
 
 def insert_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> bool:
     """Insert one row unless its key exists; True if it was inserted."""
-    if conn.dialect.name == "sqlite":
-        stmt: Any = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    elif conn.dialect.name == "postgresql":
-        stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - other databases
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(table).values(**values))
-        except IntegrityError:
-            return False
-        return True
-    return bool(conn.execute(stmt).rowcount)
+    dialect = conn.dialect.name
+    stmt = _INSERT_IGNORE.get((dialect, table.name))
+    if stmt is None:
+        if dialect == "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing()
+        elif dialect == "postgresql":
+            stmt = postgresql.insert(table).on_conflict_do_nothing()
+        else:  # pragma: no cover - other databases
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(table), values)
+            except IntegrityError:
+                return False
+            return True
+        _INSERT_IGNORE[(dialect, table.name)] = stmt
+    return bool(conn.execute(stmt, values).rowcount)
 
 
 def _account(account_id: bytes) -> str:
@@ -63,13 +71,16 @@ def epoch_row_id(account_id: bytes, epoch: int) -> str:
     return f"{_account(account_id)}/{epoch}"
 
 
+_DROP_SEEN_BEFORE = (
+    delete(pm_seen_vouchers)
+    .where(pm_seen_vouchers.c.matching_account == bindparam("matching_account"))
+    .where(pm_seen_vouchers.c.epoch < bindparam("epoch"))
+)
+
+
 def drop_seen_before(conn: Connection, matching_account: str, epoch: int) -> None:
     """Forget the account's seen voucher ids of key epochs before `epoch`."""
-    conn.execute(
-        delete(pm_seen_vouchers)
-        .where(pm_seen_vouchers.c.matching_account == matching_account)
-        .where(pm_seen_vouchers.c.epoch < epoch)
-    )
+    conn.execute(_DROP_SEEN_BEFORE, {"matching_account": matching_account, "epoch": epoch})
 
 
 class SqlShareStore(ShareStore):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from accord.clock import SYSTEM_CLOCK, Clock, now_ms
@@ -56,6 +56,29 @@ LOG_PENDING = -1  # pm_epochs.log_index while a crossing's entry is being append
 def _set_log_index(conn: Connection, *, key: Any, index: int | None) -> None:
     conn.execute(update(pm_epochs).where(key).values(log_index=index))
 
+
+# Each voucher's processing runs these; built once (SQLAlchemy caches their compiled form).
+_CLAIM = (
+    select(pm_queue.c.id).where(pm_queue.c.id == bindparam("id")).with_for_update(skip_locked=True)
+)
+_LATEST_EPOCH = (
+    select(pm_accounts.c.latest_epoch)
+    .where(pm_accounts.c.matching_account == bindparam("b_matching_account"))
+    .with_for_update()
+)
+_DEQUEUE = delete(pm_queue).where(pm_queue.c.id == bindparam("id"))
+
+
+def _count(counter: Any) -> Any:
+    return (
+        update(pm_accounts)
+        .where(pm_accounts.c.matching_account == bindparam("b_matching_account"))
+        .values({counter.name: counter + 1, "latest_epoch": bindparam("b_latest_epoch")})
+    )
+
+
+_COUNT_VOUCHER = _count(pm_accounts.c.vouchers)
+_COUNT_REJECTED = _count(pm_accounts.c.rejected)
 
 #: The recovered voucher keys of crossed epochs, sealed at rest like the tables' secrets.
 EPOCH_KEY_SECRETS = SealedColumn(
@@ -227,18 +250,14 @@ class VoucherWorker:
     def _apply(self, conn: Connection, p: _Prepared, now: int) -> int:
         """P2 (replay), P4-P7 for one voucher, inside the batch's transaction."""
         row = p.row
-        claimed = conn.execute(
-            select(pm_queue.c.id).where(pm_queue.c.id == row.id).with_for_update(skip_locked=True)
-        ).first()
+        claimed = conn.execute(_CLAIM, {"id": row.id}).first()
         if claimed is None:  # another server process has it
             return 0
         ensure_account_row(conn, row.matching_account)
         latest = conn.execute(
-            select(pm_accounts.c.latest_epoch)
-            .where(pm_accounts.c.matching_account == row.matching_account)
-            .with_for_update()
+            _LATEST_EPOCH, {"b_matching_account": row.matching_account}
         ).scalar_one()
-        conn.execute(delete(pm_queue).where(pm_queue.c.id == row.id))
+        conn.execute(_DEQUEUE, {"id": row.id})
         epoch = latest if p.epoch is None else p.epoch
         secrets_key = self.tables.secrets
         store = SqlShareStore(
@@ -260,11 +279,9 @@ class VoucherWorker:
                 savepoint.rollback()
             else:
                 savepoint.commit()
-        counter = pm_accounts.c.vouchers if outcome is not None else pm_accounts.c.rejected
         conn.execute(
-            update(pm_accounts)
-            .where(pm_accounts.c.matching_account == row.matching_account)
-            .values({counter.name: counter + 1, "latest_epoch": max(latest, epoch)})
+            _COUNT_VOUCHER if outcome is not None else _COUNT_REJECTED,
+            {"b_matching_account": row.matching_account, "b_latest_epoch": max(latest, epoch)},
         )
         if outcome is None:
             store.record_voucher_id(p.account_id, voucher_id)

@@ -17,11 +17,13 @@ from accord.server.routes import (
     review,
 )
 
-# In the order they are matched (no two of them claim the same method and path).
+# In the order they are matched (no two of them claim the same method and path): the relay's
+# hot path first.
 ROUTERS: tuple[APIRouter, ...] = (
+    messaging.queue_router,
+    push.router,
     monitoring.router,
     messaging.router,
-    push.router,
     reports.router,
     review.router,
     log.router,

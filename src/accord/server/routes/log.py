@@ -36,9 +36,9 @@ async def log_entries(services: ServicesDep, start: LogIndex = 0, end: LogIndex 
 async def inclusion(
     services: ServicesDep, index: LogIndex, size: Annotated[int, Query(ge=1, le=2**62)]
 ) -> Proof:
-    return await to_thread.run_sync(services.log.inclusion, index, size)
+    return await services.log.inclusion_async(index, size)
 
 
 @router.get("/v1/log/proof/consistency")
 async def consistency(services: ServicesDep, old: LogIndex, new: LogIndex) -> Proof:
-    return await to_thread.run_sync(services.log.consistency, old, new)
+    return await services.log.consistency_async(old, new)

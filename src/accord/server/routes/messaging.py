@@ -45,6 +45,9 @@ from accord.wire.transparency import AccountProof, HistoryPage
 DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
 
 router = APIRouter()
+# The message queue (send, fetch, acknowledge): every message passes here, so `ROUTERS` matches
+# it first (each route tried before a match costs a few microseconds).
+queue_router = APIRouter()
 
 
 @router.post("/v1/accounts", status_code=201)
@@ -156,12 +159,12 @@ async def get_group(name: str, dev: CurrentDevice, services: ServicesDep) -> Sig
     return await services.messaging.get_group(dev, name)
 
 
-@router.post("/v1/messages", status_code=201)
+@queue_router.post("/v1/messages", status_code=201)
 async def send(req: SendRequest, dev: ActiveDevice, services: ServicesDep) -> SendAccepted:
     return await services.messaging.send(dev, req)
 
 
-@router.get("/v1/messages")
+@queue_router.get("/v1/messages")
 async def fetch(
     dev: CurrentDevice,
     services: ServicesDep,
@@ -171,19 +174,19 @@ async def fetch(
     return await services.messaging.fetch(dev, after=after, limit=limit)
 
 
-@router.get("/v1/messages/{delivery_id}")
+@queue_router.get("/v1/messages/{delivery_id}")
 async def get_message(
     delivery_id: DeliveryId, dev: CurrentDevice, services: ServicesDep
 ) -> Envelope:
     return await services.messaging.get_envelope(dev, delivery_id)
 
 
-@router.post("/v1/messages/ack")
+@queue_router.post("/v1/messages/ack")
 async def ack(req: AckRequest, dev: CurrentDevice, services: ServicesDep) -> AckResult:
     return await services.messaging.ack(dev, req.ids)
 
 
-@router.delete("/v1/messages/{delivery_id}", status_code=204)
+@queue_router.delete("/v1/messages/{delivery_id}", status_code=204)
 async def delete_message(
     delivery_id: DeliveryId, dev: CurrentDevice, services: ServicesDep
 ) -> Response:

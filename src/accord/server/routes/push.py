@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic_core import to_json
 
 from accord.errors import AccordError
 from accord.server.assembly import Services
@@ -71,19 +71,12 @@ async def serve_socket(ws: WebSocket, dev: AuthedDevice, services: Services) -> 
             fresh: list[Envelope] = []
             more = False
             if len(inflight) < WS_MAX_IN_FLIGHT:
-                batch = await messaging.fetch(dev, after=0, limit=len(inflight) + WS_BATCH)
-                fresh = [e for e in batch.envelopes if e.id not in inflight]
-                more = batch.more
+                batch = await messaging.fetch_unsent(dev, inflight, limit=WS_BATCH)
+                fresh, more = batch.envelopes, batch.more
             if fresh:
                 inflight.update(e.id for e in fresh)
-                await ws.send_text(
-                    json.dumps(
-                        {
-                            "type": "envelopes",
-                            "envelopes": [e.model_dump(mode="json") for e in fresh],
-                        }
-                    )
-                )
+                frame = to_json({"type": "envelopes", "envelopes": fresh})
+                await ws.send_text(frame.decode("utf-8"))
                 if more:
                     continue
             waiter = asyncio.create_task(wake.wait())
