@@ -56,6 +56,7 @@ from accord.protocols.translog.note import (
     sign_note,
 )
 from accord.protocols.translog.prefix_tree import PrefixTree
+from accord.protocols.translog.tiles import TilePath, check_tile_available, encode_entry_bundle
 from accord.server.secrets import SecretsKey, read_sealed_file
 from accord.storage.key_directory import MAX_HISTORY_PER_READ, KeyDirectoryStore
 from accord.storage.translog import TransparencyLogStore
@@ -436,6 +437,15 @@ class LogService:
             raise InvalidInput("start is past the end of the log")
         data = self.store.entries(start, end) if end > start else []
         return EntriesPage(start=start, entries=[b64encode(e) for e in data])
+
+    def tile(self, tile: TilePath) -> bytes:
+        """A tlog-tiles tile (its hashes concatenated) or entry bundle, from the stored nodes
+        and entries; `NotFound` unless the log already holds all of it (docs/protocol/
+        transparency.md, "Reading the log as tiles")."""
+        check_tile_available(tile, self.store.size())
+        if tile.is_entries:
+            return encode_entry_bundle(self.store.entries(tile.first, tile.first + tile.width))
+        return b"".join(self.store.subtree_hashes(tile.nodes()))
 
     def inclusion(self, index: int, size: int) -> Proof:
         if index >= size or size > self.store.size():

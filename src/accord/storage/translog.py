@@ -288,6 +288,13 @@ class TransparencyLogStore:
         with self._engine.connect() as conn:
             return self._fetch_nodes(conn, [node])[node]
 
+    def subtree_hashes(self, nodes: Sequence[NodeId]) -> list[bytes]:
+        """The hashes of complete, aligned subtrees (e.g. a tlog-tiles tile's 256), in order;
+        `NotFound` if one lies beyond the end of the log."""
+        with self._engine.connect() as conn:
+            hashes = self._fetch_nodes(conn, nodes)
+        return [hashes[node] for node in nodes]
+
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
         return self._proof(merkle.inclusion_proof_ranges(index, size))
