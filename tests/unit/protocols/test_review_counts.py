@@ -127,3 +127,12 @@ def test_an_entry_that_does_not_parse_is_found() -> None:
         [(7, b'{"type":"accord.review.daily_counts.v1"}')], [], newest_map_head_ms=None
     )
     assert audit.findings and audit.findings[0].startswith("log entry 7:") and audit.days == 0
+
+
+def test_an_unbacked_review_is_reported_once_not_every_day_after() -> None:
+    audit = audit_review_counts(
+        _log(_counts(first_reviewed=1), _counts(DAY + timedelta(days=1))),
+        [],
+        newest_map_head_ms=None,
+    )
+    assert len(audit.findings) == 1 and "2026-12-05" in audit.findings[0]

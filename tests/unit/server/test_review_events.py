@@ -25,7 +25,7 @@ from typing import Any
 import defusedxml.ElementTree as SafeET
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import select
 
 from accord.client.audit import audit_log
 from accord.client.client import AccordClient
@@ -41,8 +41,8 @@ from accord.protocols.review_counts import (
 from accord.server.app import create_app
 from accord.server.assembly import Services
 from accord.server.config import ServerConfig
-from accord.storage.schema import accounts, pm_event_images, pm_events
-from accord_testing import PASS, TEST_KDF_COST, TestClock
+from accord.storage.schema import accounts
+from accord_testing import PASS, TEST_KDF_COST, TestClock, plant_threshold_event
 
 DAY_S = 86_400
 HOUR_S = 3_600
@@ -94,44 +94,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def _plant_event(world: World, account: str = "mallory") -> str:
     """A threshold event as the matching worker stores one, with its crossing in the log."""
-    event_id = "e_" + base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
     at = now_ms(world.clock)
     world.services.log.append([ThresholdCrossing.at(at, secrets.token_bytes(32)).to_bytes()])
-
-    def _tx(conn: Connection) -> None:
-        pk = conn.execute(
-            insert(pm_events)
-            .values(
-                event_id=event_id,
-                kind="threshold",
-                status="open",
-                matching_account="m_" + secrets.token_hex(8),
-                account=account,
-                device_id="DEVICE1",
-                epoch=1,
-                table_version=1,
-                images=1,
-                discarded=0,
-                created_at=at,
-            )
-            .returning(pm_events.c.id)
-        ).scalar_one()
-        conn.execute(
-            insert(pm_event_images).values(
-                event_pk=pk,
-                idx=0,
-                voucher_id=secrets.token_bytes(16),
-                pdq=bytes(32),
-                bank="standins",
-                entry_id=7,
-                label="stand-in",
-                distance=3,
-                derivative=bytes(64 * 64),
-            )
-        )
-
-    world.services.db.transact(_tx)
-    return event_id
+    return plant_threshold_event(world.services.db.engine, account, at)
 
 
 def _act(world: World, event_id: str, action: str, who: dict[str, str] | None = None) -> Any:
