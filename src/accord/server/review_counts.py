@@ -4,10 +4,10 @@ the transparency log").
 `ReviewCountsPublisher.publish_due`, run by the server's housekeeping, appends one
 `accord.review.daily_counts.v1` entry for every whole UTC day, by the server's clock, that has
 none yet: from the first day the audit trail holds to yesterday (a server whose audit trail is
-empty appends none). The counts come from the audit trail, which records every review action. A
-day's row in `review_count_days` is inserted before its entry is appended, so two server
-processes never append the same day; a failed append removes the row, and the next run tries
-again.
+empty appends none), in order. The counts come from the audit trail, which records every
+review action. A day's row in `review_count_days` is inserted before its entry is appended, so
+two server processes never append the same day, nor a day before the one another is appending
+(`CLAIM_WAIT_MS`); a failed append removes the row, and the next run tries again.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ log = logging.getLogger("accord.server.review_counts")
 MAX_DAYS_PER_RUN = 31
 """Days appended in one run (a server catching up after a long stop does so over a few runs)."""
 
+CLAIM_WAIT_MS = 10 * 60 * 1000
+"""How long a day recorded but not yet appended holds back the next one (so days reach the log
+in order from several processes); after that its process is taken to have died and the day is
+left out, which the audit reports as a skipped day."""
+
 EXPORT_ACTIONS = {"export_xml": "export", "export_json": "export"}
 REPORT_TARGET_PREFIX = "r_"
 EVENT_TARGET_PREFIX = "e_"
@@ -52,12 +57,17 @@ class ReviewCountsPublisher:
 
     def publish_due(self) -> list[date]:
         """Append the counts of every day that is over and not yet logged; return those days."""
-        yesterday = day_of(now_ms(self.clock)) - timedelta(days=1)
+        now = now_ms(self.clock)
+        yesterday = day_of(now) - timedelta(days=1)
         with self.db.read() as conn:
-            last = conn.execute(select(func.max(review_count_days.c.day))).scalar()
+            last = conn.execute(
+                select(review_count_days).order_by(review_count_days.c.day.desc()).limit(1)
+            ).first()
             first_at = conn.execute(select(func.min(review_audit.c.at))).scalar()
+        if last is not None and last.log_index is None and now - last.emitted_at < CLAIM_WAIT_MS:
+            return []  # another process is appending that day: the next day comes after it
         if last is not None:
-            day = date.fromisoformat(last) + timedelta(days=1)
+            day = date.fromisoformat(last.day) + timedelta(days=1)
         elif first_at is not None:
             day = day_of(int(first_at))
         else:

@@ -19,13 +19,14 @@ import secrets
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import defusedxml.ElementTree as SafeET
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from accord.client.audit import audit_log
 from accord.client.client import AccordClient
@@ -41,7 +42,8 @@ from accord.protocols.review_counts import (
 from accord.server.app import create_app
 from accord.server.assembly import Services
 from accord.server.config import ServerConfig
-from accord.storage.schema import accounts
+from accord.server.review_counts import CLAIM_WAIT_MS
+from accord.storage.schema import accounts, review_count_days
 from accord_testing import PASS, TEST_KDF_COST, TestClock, plant_threshold_event
 
 DAY_S = 86_400
@@ -251,3 +253,23 @@ def test_each_day_s_review_counts_go_into_the_log_once_and_the_audit_checks_them
     )
     assert len(caught.findings) == 1 and "repeats or goes back" in caught.findings[0]
     assert index < world.services.log.store.size()
+
+
+def test_a_day_being_appended_elsewhere_holds_back_the_next_until_its_process_is_gone(
+    world: World,
+) -> None:
+    publisher = world.services.housekeeping.review_counts
+    assert publisher is not None
+    publisher.publish_due()
+    last = _count_entries(world)[-1][1].day
+    world.clock.advance(2 * DAY_S)
+    claimed = (last + timedelta(days=1)).isoformat()
+    world.services.db.transact(
+        lambda conn: conn.execute(
+            insert(review_count_days).values(day=claimed, emitted_at=now_ms(world.clock))
+        )
+    )
+    assert publisher.publish_due() == []  # another process may be appending that day
+    world.clock.advance(CLAIM_WAIT_MS / 1000 + 1)
+    assert publisher.publish_due() == [last + timedelta(days=2)]
+    assert [c.day for _, c in _count_entries(world)][-2:] == [last, last + timedelta(days=2)]
