@@ -294,3 +294,50 @@ def start_witness(
     if proc.poll() is not None:
         raise AssertionError("the witness exited at start")
     return proc
+
+
+def plant_threshold_event(engine: Any, account: str, at_ms: int) -> str:
+    """A private-matching threshold event with one matched image, written to the server's
+    database as the matching worker writes one (without its crossing in the log): for tests
+    of what reviewers do with events, where the path from vouchers to an event is not the
+    point (that path: tests/integration/test_private_matching.py)."""
+    import base64
+    import secrets
+
+    from sqlalchemy import insert
+
+    from accord.storage.schema import pm_event_images, pm_events
+
+    event_id = "e_" + base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+    with engine.begin() as conn:
+        pk = conn.execute(
+            insert(pm_events)
+            .values(
+                event_id=event_id,
+                kind="threshold",
+                status="open",
+                matching_account="m_" + secrets.token_hex(8),
+                account=account,
+                device_id="DEVICE1",
+                epoch=1,
+                table_version=1,
+                images=1,
+                discarded=0,
+                created_at=at_ms,
+            )
+            .returning(pm_events.c.id)
+        ).scalar_one()
+        conn.execute(
+            insert(pm_event_images).values(
+                event_pk=pk,
+                idx=0,
+                voucher_id=secrets.token_bytes(16),
+                pdq=bytes(32),
+                bank="standins",
+                entry_id=7,
+                label="stand-in",
+                distance=3,
+                derivative=bytes(64 * 64),
+            )
+        )
+    return event_id

@@ -12,11 +12,13 @@ With ACCORD_SCREENSHOTS=1 the event page is also saved to docs/img/console-event
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
 import secrets
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -265,6 +267,31 @@ def test_a_threshold_event_from_crossing_to_review(page, event_world, tmp_path):
     images = audit.get_by_role("row").filter(has_text="view_match_image")
     assert images.count() >= THRESHOLD + 1
     expect(audit.get_by_role("link", name=f"{event_id}/0").first).to_be_visible()
+
+    # The event gets a report's actions: confirm, then escalate and export the package.
+    page.goto(f"{world.console}/events/{event_id}")
+    expect(page.get_by_role("heading", name="Export")).to_have_count(0)
+    page.get_by_label("Note for the audit trail").fill("matches the stand-ins")
+    page.get_by_role("button", name="Confirm match").click()
+    expect(page.get_by_role("status")).to_contain_text("Match confirmed")
+    expect(page.locator("h1 .status")).to_have_text("confirmed")
+    expect(page.get_by_role("button", name="Reopen")).to_be_visible()
+    page.get_by_role("button", name="Escalate").click()
+    expect(page.locator("h1 .status")).to_have_text("escalated")
+    expect(page.get_by_role("button", name="Escalate")).to_have_count(0)
+    with page.expect_download() as download:
+        page.get_by_role("link", name=re.compile("Export as XML")).click()
+    assert download.value.suggested_filename == f"{event_id}.zip"
+    with zipfile.ZipFile(download.value.path()) as package:
+        assert package.namelist() == ["report.xml", "case.json"]
+        case = json.loads(package.read("case.json"))
+    assert case["event_id"] == event_id and case["reported_account"]["account"] == "mallory"
+    assert sorted(i["distance_bits"] for i in case["images"]) == sorted(world.distances)
+    page.get_by_role("link", name="Audit trail").click()
+    audit = page.get_by_role("table")
+    for action in ("confirm", "escalate", "export_xml"):
+        row = audit.get_by_role("row").filter(has_text=action).filter(has_text=event_id)
+        expect(row.first).to_contain_text(REVIEWER)
 
 
 def test_event_pages_need_a_session(page, event_world):

@@ -39,7 +39,8 @@ def log_checkpoint(server: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def log_audit(ctx: click.Context, server: str, manifest_path: Path | None, as_json: bool) -> None:
-    """Fetch every entry, recompute the tree, check it extends what was seen, count by type.
+    """Fetch every entry, recompute the tree, check it extends what was seen, count by type,
+    and check the daily review counts.
 
     Exits 1 if anything was found invalid (against the manifest too, with --manifest).
     """
@@ -66,6 +67,16 @@ def log_audit(ctx: click.Context, server: str, manifest_path: Path | None, as_js
             f"key transparency: {kt.accounts} accounts, {kt.changes} device changes, "
             f"{kt.map_heads} map heads replayed"
         )
+    review = result.review
+    if review is not None and review.days:
+        click.echo(
+            f"review counts: {review.days} days ({review.first_day} to {review.last_day}); "
+            f"{review.threshold_events_first_reviewed} threshold events first reviewed, "
+            f"{review.threshold_crossings} crossings logged"
+        )
+        for kind, totals in (("reports", review.reports), ("threshold events", review.events)):
+            actions = ", ".join(f"{action} {n}" for action, n in totals.items())
+            click.echo(f"  {kind}: {actions}")
     if result.access is not None and (result.access.warrants or result.access.approver_sets):
         click.echo("lawful access (recomputed from the log):")
         for line in report_lines(result.access):

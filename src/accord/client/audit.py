@@ -5,7 +5,8 @@ signature (V1); check it extends the checkpoint this auditor saw before (V3); fe
 recompute the Merkle root and compare; count entries by type and check what can be checked of
 each (device registrations carry the device's own signature); replay the key-transparency map
 (K12: one genesis per account, every approval, every map head); recompute the lawful-access
-report (warrants, approvers, record counts, disclosures) from the lawful-access entries.
+report (warrants, approvers, record counts, disclosures) from the lawful-access entries; check
+the daily review counts (R1-R4 of docs/console.md) against the threshold crossings the log holds.
 
 With a deployment manifest (`manifest`), the log must be the one it names and the checkpoint's
 witness cosignatures are checked against its witnesses, quorum (V2) and maximum age (V5): what
@@ -33,8 +34,23 @@ from accord.protocols.access.audit import AuditReport, audit_access_entries
 from accord.protocols.key_transparency import KtAudit, audit_key_transparency
 from accord.protocols.manifest import LawfulAccessBounds, Manifest
 from accord.protocols.messaging import verify_device_keys
+from accord.protocols.private_matching.log_entries import (
+    TAG_THRESHOLD_CROSSING,
+    ThresholdCrossing,
+    parse_matching_entry,
+)
+from accord.protocols.review_counts import (
+    REVIEW_TAG_MARK,
+    ReviewCountsAudit,
+    audit_review_counts,
+)
 from accord.protocols.translog import merkle
-from accord.protocols.translog.entries import DeviceRegistration, entry_type, parse_entry
+from accord.protocols.translog.entries import (
+    DeviceRegistration,
+    MapHead,
+    entry_type,
+    parse_entry,
+)
 from accord.protocols.translog.note import Checkpoint, parse_vkey
 from accord.protocols.translog.verify import (
     LogTrustPolicy,
@@ -48,6 +64,7 @@ PAGE = 1000
 ACCESS_TYPE_MARK = b'"type":"accord.access.'
 KT_TYPE_MARK = b'"type":"accord.kt.'
 DEVICE_TYPE_MARK = b'"type":"accord.device.'
+CROSSING_TYPE_MARK = b'"type":"' + TAG_THRESHOLD_CROSSING.encode() + b'"'
 STATE_FILE = "log-audit.json"
 
 
@@ -62,12 +79,14 @@ class AuditResult:
     access: AuditReport | None = None  # lawful access, recomputed from the log
     problems: list[str] = field(default_factory=list)  # checks against the manifest that failed
     key_transparency: KtAudit | None = None  # the map, replayed from the log (K12)
+    review: ReviewCountsAudit | None = None  # daily review counts, checked (R1-R4)
 
     @property
     def findings(self) -> list[str]:
         """Everything found invalid, one line each: the manifest's checks, then the map's."""
         found = [f.line() for f in self.key_transparency.findings] if self.key_transparency else []
-        return [*self.problems, *found]
+        review = self.review.findings if self.review else []
+        return [*self.problems, *found, *review]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,6 +103,7 @@ class AuditResult:
             }
             if self.key_transparency
             else None,
+            "review_counts": self.review.to_json() if self.review else None,
             "findings": self.findings,
         }
 
@@ -174,6 +194,9 @@ def _audit(
     leaves: list[bytes] = []
     kt_entries: list[tuple[int, bytes]] = []
     access_entries: list[tuple[int, bytes]] = []
+    review_entries: list[tuple[int, bytes]] = []
+    crossing_hours: list[tuple[int, int]] = []
+    newest_map_head_ms: int | None = None
     counts: Counter[str] = Counter()
     invalid = 0
     start = 0
@@ -195,7 +218,15 @@ def _audit(
             leaves.append(merkle.leaf_hash(data))
             try:
                 counts[entry_type(data)] += 1
+                if REVIEW_TAG_MARK in data:
+                    review_entries.append((len(leaves) - 1, data))
+                elif CROSSING_TYPE_MARK in data:
+                    crossing = parse_matching_entry(data)
+                    if isinstance(crossing, ThresholdCrossing):
+                        crossing_hours.append((len(leaves) - 1, crossing.hour))
                 entry = parse_entry(data)
+                if isinstance(entry, MapHead):
+                    newest_map_head_ms = entry.timestamp
                 if isinstance(entry, DeviceRegistration):
                     verify_device_keys(
                         DeviceKeys(
@@ -210,6 +241,8 @@ def _audit(
                 invalid += 1
         start += len(entries)
     leaves = leaves[: checkpoint.size]
+    review_entries = [(i, e) for i, e in review_entries if i < checkpoint.size]
+    crossing_hours = [(i, h) for i, h in crossing_hours if i < checkpoint.size]
     if merkle.root_hash(leaves) != checkpoint.root_hash:
         raise VerificationError("the entries do not hash to the checkpoint's root")
     state[server] = {
@@ -231,6 +264,9 @@ def _audit(
         previous_size=previous.size if previous is not None else None,
         key_transparency=audit_key_transparency(
             [(i, e) for i, e in kt_entries if i < checkpoint.size], checkpoint.size
+        ),
+        review=audit_review_counts(
+            review_entries, crossing_hours, newest_map_head_ms=newest_map_head_ms
         ),
         access=audit_access_entries(
             [(i, e) for i, e in access_entries if i < checkpoint.size],

@@ -43,12 +43,12 @@ from accord.errors import (
     RateLimited,
     TooLarge,
 )
+from accord.server.review import EVENT_ACTIONS
 
 if TYPE_CHECKING:
     from accord.server.assembly import Services
     from accord.server.private_matching import PrivateMatchingService
     from accord.server.review import ReviewerSession, ReviewService
-    from accord.wire.reports import ReportDetail
 
 PREFIX = "/console"
 SESSION_COOKIE = "accord_review"
@@ -78,6 +78,14 @@ ACTION_DONE = {
     "unsuspend": "Account unsuspended. The report is open again.",
     "escalate": "Report escalated. It can now be exported.",
     "reopen": "Report reopened.",
+}
+EVENT_ACTION_DONE = {
+    "confirm": "Match confirmed. The account was not changed.",
+    "dismiss": "Event dismissed. The account was not changed.",
+    "suspend": "Account suspended: it can no longer send messages.",
+    "unsuspend": "Account unsuspended. The event is open again.",
+    "escalate": "Event escalated. It can now be exported.",
+    "reopen": "Event reopened.",
 }
 # Shown inline after a reveal; anything else (SVG included) is offered as a download only.
 INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -513,7 +521,7 @@ def register_console(
             revealed=revealed,
             inline_types=INLINE_IMAGE_TYPES,
             done=ACTION_DONE.get(done or ""),
-            actions=_available_actions(detail, overview),
+            actions=_available_actions(detail.status, overview, REPORT_ACTION_LABELS),
         )
 
     @router.get("/reports/{report_id}/attachments/{index}/preview")
@@ -572,12 +580,7 @@ def register_console(
         session = await current_session(request)
         _check_csrf(form.get("csrf_token"), session.csrf_token)
         report_id = _report_id(report_id)
-        action = form.get("action", "")
-        note = form.get("note", "").strip()
-        if action not in ACTIONS:
-            raise InvalidInput("choose one of the action buttons")
-        if len(note) > MAX_NOTE_CHARS:
-            raise InvalidInput(f"a note has at most {MAX_NOTE_CHARS} characters")
+        action, note = _action_form(form, ACTIONS)
         await review.act(report_id, session.reviewer, action, note, role=session.role)
         return _redirect(f"{PREFIX}/reports/{report_id}?{urlencode({'done': action})}")
 
@@ -588,12 +591,7 @@ def register_console(
         if fmt not in EXPORT_FORMATS:
             raise NotFound("exports are XML or JSON")
         media_type, body = await review.export(report_id, fmt, session.reviewer)
-        extension = EXPORT_EXTENSIONS.get(media_type, fmt)
-        return Response(
-            body,
-            media_type=media_type,
-            headers={"Content-Disposition": f'attachment; filename="{report_id}.{extension}"'},
-        )
+        return _download(report_id, media_type, fmt, body)
 
     # --- private-matching threshold events --------------------------------------------
 
@@ -632,7 +630,7 @@ def register_console(
         )
 
     @router.get("/events/{event_id}")
-    async def event_page(request: Request, event_id: str) -> Response:
+    async def event_page(request: Request, event_id: str, done: str | None = None) -> Response:
         session = await current_session(request)
         event_id = _event_id(event_id)
         try:
@@ -643,6 +641,10 @@ def register_console(
             table = await matching.table_summary(detail.event.table_version)
         except NotFound:
             table = None
+        try:
+            overview = await review.account_overview(detail.event.account)
+        except NotFound:
+            overview = None
         await record_view(session.reviewer, "view_match_event", event_id)
         return _page(
             "event.html",
@@ -653,7 +655,28 @@ def register_console(
             images=detail.images,
             table=table,
             shown_px=DERIVATIVE_SHOWN_PX,
+            done=EVENT_ACTION_DONE.get(done or ""),
+            actions=_available_actions(detail.event.status, overview, EVENT_ACTION_LABELS),
         )
+
+    @router.post("/events/{event_id}/actions")
+    async def act_on_event(request: Request, event_id: str) -> Response:
+        form = await read_form(request)
+        session = await current_session(request)
+        _check_csrf(form.get("csrf_token"), session.csrf_token)
+        event_id = _event_id(event_id)
+        action, note = _action_form(form, EVENT_ACTIONS)
+        await review.act_on_event(event_id, session.reviewer, action, note, role=session.role)
+        return _redirect(f"{PREFIX}/events/{event_id}?{urlencode({'done': action})}")
+
+    @router.get("/events/{event_id}/export.{fmt}")
+    async def export_event(request: Request, event_id: str, fmt: str) -> Response:
+        session = await current_session(request)
+        event_id = _event_id(event_id)
+        if fmt not in EXPORT_FORMATS:
+            raise NotFound("exports are XML or JSON")
+        media_type, body = await review.export_event(event_id, fmt, session.reviewer)
+        return _download(event_id, media_type, fmt, body)
 
     @router.get("/events/{event_id}/images/{index}")
     async def event_image(request: Request, event_id: str, index: int) -> Response:
@@ -714,15 +737,42 @@ def register_console(
     app.include_router(router)
 
 
-def _available_actions(detail: ReportDetail, overview: Any) -> list[tuple[str, str]]:
-    """(action, button label) for the report's state, in the order the page shows them."""
+REPORT_ACTION_LABELS = (("dismiss", "Dismiss"), ("warn", "Warn account"))
+EVENT_ACTION_LABELS = (("confirm", "Confirm match"), ("dismiss", "Dismiss"))
+
+
+def _available_actions(
+    status: str, overview: Any, first: tuple[tuple[str, str], ...]
+) -> list[tuple[str, str]]:
+    """(action, button label) for a report's or an event's state, in the order the page shows
+    them: `first`, then suspend or unsuspend, escalate, reopen."""
     suspended = bool(overview is not None and overview.suspended)
-    actions = [("dismiss", "Dismiss"), ("warn", "Warn account")]
+    actions = list(first)
     actions.append(
         ("unsuspend", "Unsuspend account") if suspended else ("suspend", "Suspend account")
     )
-    if detail.status != "escalated":
+    if status != "escalated":
         actions.append(("escalate", "Escalate"))
-    if detail.status != "open":
+    if status != "open":
         actions.append(("reopen", "Reopen"))
     return actions
+
+
+def _action_form(form: dict[str, str], allowed: tuple[str, ...]) -> tuple[str, str]:
+    """The action button pressed and the note, checked."""
+    action = form.get("action", "")
+    note = form.get("note", "").strip()
+    if action not in allowed:
+        raise InvalidInput("choose one of the action buttons")
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidInput(f"a note has at most {MAX_NOTE_CHARS} characters")
+    return action, note
+
+
+def _download(name: str, media_type: str, fmt: str, body: bytes) -> Response:
+    extension = EXPORT_EXTENSIONS.get(media_type, fmt)
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{name}.{extension}"'},
+    )

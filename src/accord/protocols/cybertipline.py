@@ -237,6 +237,24 @@ def _check_text(value: str, what: str, *, required: bool = True) -> None:
         raise InvalidInput(f"{what} must not be empty")
 
 
+def _check_case(
+    incident_type: str,
+    *,
+    texts: Sequence[tuple[str, str]],
+    optional_texts: Sequence[tuple[str, str]],
+    times: Sequence[tuple[str, int]],
+) -> None:
+    """The checks every exported case shares: its incident type, text and time fields."""
+    if incident_type not in INCIDENT_TYPES:
+        raise InvalidInput("incident type is not one the CyberTipline schema allows")
+    for what, value in texts:
+        _check_text(value, what)
+    for what, value in optional_texts:
+        _check_text(value, what, required=False)
+    for what, ms in times:
+        _check_timestamp(ms, what)
+
+
 @dataclass(frozen=True, slots=True)
 class CaseMessage:
     """One reported message, as the report's franking verification established it."""
@@ -310,25 +328,26 @@ class Case:
     platform: str = DEFAULT_PLATFORM  # the application's name
 
     def __post_init__(self) -> None:
-        if self.incident_type not in INCIDENT_TYPES:
-            raise InvalidInput("incident type is not one the CyberTipline schema allows")
-        for what, value in (
-            ("report id", self.report_id),
-            ("provider name", self.esp_name),
-            ("provider contact email", self.esp_contact_email),
-            ("reviewer", self.reviewer),
-            ("reported account", self.reported_account),
-            ("reporting account", self.reporter_account),
-            ("platform", self.platform),
-        ):
-            _check_text(value, what)
-        _check_text(self.reason, "reason", required=False)
-        _check_text(self.notes, "notes", required=False)
+        _check_case(
+            self.incident_type,
+            texts=(
+                ("report id", self.report_id),
+                ("provider name", self.esp_name),
+                ("provider contact email", self.esp_contact_email),
+                ("reviewer", self.reviewer),
+                ("reported account", self.reported_account),
+                ("reporting account", self.reporter_account),
+                ("platform", self.platform),
+            ),
+            optional_texts=(("reason", self.reason), ("notes", self.notes)),
+            times=(
+                ("reported time", self.reported_at_ms),
+                ("escalation time", self.escalated_at_ms),
+                ("account creation time", self.reported_account_created_at_ms),
+            ),
+        )
         if self.escalate_to_high_priority is not None:
             _check_text(self.escalate_to_high_priority, "high-priority reason")
-        _check_timestamp(self.reported_at_ms, "reported time")
-        _check_timestamp(self.escalated_at_ms, "escalation time")
-        _check_timestamp(self.reported_account_created_at_ms, "account creation time")
         if not isinstance(self.messages, tuple) or not isinstance(self.files, tuple):
             raise InvalidInput("messages and files must be tuples")
         if not self.messages:
@@ -626,5 +645,185 @@ def export_case_json(case: Case) -> bytes:
                 for f in case.files
             ],
             "altered_fields": list(altered),
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# A private-matching threshold event (docs/console.md, "Threshold events")
+
+MATCH_JSON_FORMAT = "accord.match-case-export.v1"
+_PDQ_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedImage:
+    """One image of a threshold event: the bank entry it matched and how closely. The provider
+    holds the image's PDQ hash and a 64 x 64 derivative, never the image."""
+
+    bank: str
+    entry_id: int
+    label: str  # the bank's label for the entry, chosen by the operator
+    distance_bits: int
+    pdq_hex: str
+
+    def __post_init__(self) -> None:
+        _check_text(self.bank, "bank")
+        _check_text(self.label, "label", required=False)
+        for what, value in (("entry id", self.entry_id), ("distance", self.distance_bits)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+                raise InvalidInput(f"{what} out of range")
+        if not isinstance(self.pdq_hex, str) or not _PDQ_HEX.fullmatch(self.pdq_hex):
+            raise InvalidInput("a PDQ hash is 64 lowercase hex digits")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchCase:
+    """An escalated threshold event: the account's device sent images that matched hash lists
+    (private threshold matching), and a reviewer confirmed and escalated it."""
+
+    event_id: str
+    incident_type: str
+    detected_at_ms: int  # when the server confirmed the crossing
+    escalated_at_ms: int
+    esp_name: str
+    esp_contact_email: str
+    reviewer: str
+    reported_account: str
+    reported_account_created_at_ms: int
+    device_id: str
+    images: tuple[MatchedImage, ...]
+    notes: str
+    log_index: int | None  # the crossing's entry in the transparency log
+    platform: str = DEFAULT_PLATFORM
+
+    def __post_init__(self) -> None:
+        _check_case(
+            self.incident_type,
+            texts=(
+                ("event id", self.event_id),
+                ("provider name", self.esp_name),
+                ("provider contact email", self.esp_contact_email),
+                ("reviewer", self.reviewer),
+                ("reported account", self.reported_account),
+                ("device id", self.device_id),
+                ("platform", self.platform),
+            ),
+            optional_texts=(("notes", self.notes),),
+            times=(
+                ("detection time", self.detected_at_ms),
+                ("escalation time", self.escalated_at_ms),
+                ("account creation time", self.reported_account_created_at_ms),
+            ),
+        )
+        if not isinstance(self.images, tuple) or not all(
+            isinstance(i, MatchedImage) for i in self.images
+        ):
+            raise InvalidInput("malformed matched images")
+        if self.log_index is not None and not 0 <= self.log_index < 2**63:
+            raise InvalidInput("log index out of range")
+
+
+def _match_lines(case: MatchCase) -> list[str]:
+    return [
+        f"Image {n}: bank {i.bank}, entry {i.entry_id} ({i.label or 'no label'}), "
+        f"PDQ Hamming distance {i.distance_bits} bits, PDQ {i.pdq_hex}."
+        for n, i in enumerate(case.images, start=1)
+    ]
+
+
+def _match_note(case: MatchCase) -> str:
+    logged = (
+        f"Transparency log entry {case.log_index}."
+        if case.log_index is not None
+        else "Not yet in the transparency log."
+    )
+    return "\n".join(
+        [
+            f"{case.platform} threshold event {case.event_id}.",
+            f"Images sent by device {case.device_id} of account {case.reported_account} "
+            f"matched hash-list entries under private threshold matching; the server confirmed "
+            f"the crossing at {_iso(case.detected_at_ms)}; reviewer {case.reviewer} escalated "
+            f"it at {_iso(case.escalated_at_ms)}. {logged}",
+            "The provider holds no copy of the images: only their PDQ hashes and the 64 x 64 "
+            "grayscale derivatives the protocol reveals to reviewers.",
+            "",
+            *_match_lines(case),
+            "",
+            "Reviewer notes:",
+            case.notes,
+        ]
+    )
+
+
+def export_match_cybertipline_xml(case: MatchCase) -> bytes:
+    """The `<report>` document for a threshold event (UTF-8, with an XML declaration): the same
+    shape as `export_cybertipline_xml`, with no message content and no intended recipient."""
+    report = _root("report")
+    summary = _child(report, "incidentSummary")
+    _child(summary, "incidentType", case.incident_type)
+    _child(summary, "platform", case.platform)
+    _child(summary, "incidentDateTime", _iso(case.detected_at_ms))
+    _child(
+        summary,
+        "incidentDateTimeDescription",
+        "Time the server confirmed that the account's images crossed the matching threshold.",
+    )
+    chat = _child(_child(report, "internetDetails"), "chatImIncident")
+    _child(chat, "chatClient", case.platform)
+    _child(chat, "additionalInfo", "\n".join(_match_lines(case)))
+    reporter = _child(report, "reporter")
+    _child(_child(reporter, "reportingPerson"), "email", case.esp_contact_email)
+    _child(reporter, "companyTemplate", case.esp_name)
+    reported = _child(report, "personOrUserReported")
+    _child(reported, "espIdentifier", case.reported_account)
+    _child(reported, "espService", case.platform)
+    _child(reported, "screenName", case.reported_account)
+    device_id = _child(reported, "deviceId")
+    _child(device_id, "idType", DEVICE_ID_TYPE)
+    _child(device_id, "idValue", case.device_id)
+    _child(device_id, "eventName", DEVICE_EVENT_OTHER)
+    _child(device_id, "dateTime", _iso(case.detected_at_ms))
+    _child(
+        reported,
+        "additionalInfo",
+        f"Account created {_iso(case.reported_account_created_at_ms)}. The device ID is the "
+        "device that sent the matched images.",
+    )
+    _child(report, "additionalInfo", _match_note(case))
+    return _document(report)
+
+
+def export_match_case_json(case: MatchCase) -> bytes:
+    """The same information as `export_match_cybertipline_xml`, as one canonical JSON object."""
+    notes = xml_safe_text(case.notes)
+    return canonical_json(
+        {
+            "format": MATCH_JSON_FORMAT,
+            "event_id": case.event_id,
+            "incident_type": case.incident_type,
+            "incident_date_time": _iso(case.detected_at_ms),
+            "platform": case.platform,
+            "escalated_at": _iso(case.escalated_at_ms),
+            "esp": {"name": case.esp_name, "contact_email": case.esp_contact_email},
+            "reviewer": case.reviewer,
+            "reported_account": {
+                "account": case.reported_account,
+                "created_at": _iso(case.reported_account_created_at_ms),
+                "device": case.device_id,
+            },
+            "images": [
+                {
+                    "bank": i.bank,
+                    "entry_id": i.entry_id,
+                    "label": xml_safe_text(i.label),
+                    "distance_bits": i.distance_bits,
+                    "pdq": i.pdq_hex,
+                }
+                for i in case.images
+            ],
+            "transparency_log_index": case.log_index,
+            "notes": notes,
+            "altered_fields": ["notes"] if notes != case.notes else [],
         }
     )

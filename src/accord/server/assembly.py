@@ -31,6 +31,7 @@ from accord.server.private_matching.tables import TABLE_SECRETS
 from accord.server.private_matching.worker import EPOCH_KEY_SECRETS
 from accord.server.reports import ReportService, ReviewVault
 from accord.server.review import ReviewService
+from accord.server.review_counts import ReviewCountsPublisher
 from accord.server.secrets import FileSecretsKey, seal_plain_rows, secrets_key_path
 from accord.server.translog import LogService
 from accord.storage.db import Database, make_engine
@@ -145,6 +146,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         counters,
         metrics,
         interval_s=config.housekeeping_interval_s,
+        review_counts=ReviewCountsPublisher(db, log, clock=clock),
     )
     housekeeping.worker.start()
     return Services(

@@ -38,12 +38,17 @@ from accord.protocols.cybertipline import (
     Case,
     CaseFile,
     CaseMessage,
+    MatchCase,
+    MatchedImage,
     export_case_json,
     export_cybertipline_file_details_xml,
     export_cybertipline_xml,
+    export_match_case_json,
+    export_match_cybertipline_xml,
 )
 from accord.server.limits import LoginThrottle, PasswordWorkPool
 from accord.server.messaging import MessagingService
+from accord.server.private_matching.events import crossing_log_index, read_event
 from accord.server.reports import ReviewVault, attachment_aad
 from accord.storage.db import Database, inserted_id
 from accord.storage.schema import (
@@ -51,6 +56,7 @@ from accord.storage.schema import (
     accounts,
     appeals,
     devices,
+    pm_events,
     report_attachments,
     reports,
     review_audit,
@@ -87,6 +93,18 @@ STATUS_AFTER = {
     "reopen": "open",
 }
 STATUSES = ("open", "dismissed", "warned", "suspended", "escalated")
+# Threshold events (private matching) get the same decisions, with "confirm" for a match that
+# breaks the rules but needs no more than the record (docs/console.md, "Threshold events").
+EVENT_ACTIONS = ("confirm", "dismiss", "suspend", "unsuspend", "escalate", "reopen")
+EVENT_STATUS_AFTER = {
+    "confirm": "confirmed",
+    "dismiss": "dismissed",
+    "suspend": "suspended",
+    "unsuspend": "open",
+    "escalate": "escalated",
+    "reopen": "open",
+}
+EVENT_STATUSES = ("open", "confirmed", "dismissed", "suspended", "escalated")
 WARNING_TEXT = (
     "Trust and safety reviewed a report about a message from this account and found it breaks "
     "the service's rules. Further reports may lead to suspension."
@@ -98,6 +116,7 @@ APPEAL_UPHELD_TEXT = (
     "Trust and safety reviewed your appeal and kept the suspension of this account."
 )
 MAX_NOTICES_PER_PAGE = 100
+MAX_NOTE_CHARS = 2000
 PREVIEW_PIXELS = 320
 MAX_PREVIEW_SOURCE_PIXELS = 50_000_000
 GENESIS_CHAIN = bytes(32)
@@ -477,12 +496,7 @@ class ReviewService:
     ) -> ReportDetail:
         """Record a decision. Lifting a suspension is for admins (role "admin", or the
         operator): a reviewer can suspend, but not undo another reviewer's suspension."""
-        if action not in ACTIONS:
-            raise InvalidInput(f"action is one of {', '.join(ACTIONS)}")
-        if action in ADMIN_ACTIONS and role != "admin":
-            raise AuthorizationError(f"only an admin can {action}")
-        if len(note) > 2000:
-            raise InvalidInput("a note has at most 2000 characters")
+        _check_action(action, ACTIONS, note, role=role)
         detail = await self.report(report_id)
         account = detail.reported_account
         at = now_ms(self.clock)
@@ -493,12 +507,7 @@ class ReviewService:
                 .where(reports.c.report_id == report_id)
                 .values(status=STATUS_AFTER[action], updated_at=at)
             )
-            if action in ("suspend", "unsuspend"):
-                conn.execute(
-                    update(accounts)
-                    .where(accounts.c.name == account)
-                    .values(suspended=action == "suspend")
-                )
+            _set_suspension(conn, account, action)
             if action == "warn":
                 account_id = conn.execute(
                     select(accounts.c.id).where(accounts.c.name == account)
@@ -514,6 +523,80 @@ class ReviewService:
         if action in ("suspend", "unsuspend"):
             self.messaging.forget_cached_auth()
         return await self.report(report_id)
+
+    # --- threshold events (private matching) ----------------------------------------------
+
+    async def act_on_event(
+        self, event_id: str, actor: str, action: str, note: str = "", *, role: str = "reviewer"
+    ) -> None:
+        """Decide a threshold event as a report is decided: confirm, dismiss, suspend the
+        account (and, for admins, lift it), escalate, reopen; audited like a report action,
+        with the event's id as the target."""
+        _check_action(action, EVENT_ACTIONS, note, role=role)
+        at = now_ms(self.clock)
+
+        def _tx(conn: Connection) -> None:
+            account = conn.execute(
+                select(pm_events.c.account).where(pm_events.c.event_id == event_id)
+            ).scalar()
+            if account is None:
+                raise NotFound("no such event")
+            conn.execute(
+                update(pm_events)
+                .where(pm_events.c.event_id == event_id)
+                .values(status=EVENT_STATUS_AFTER[action])
+            )
+            _set_suspension(conn, account, action)
+            self._append_audit(conn, at, actor, action, event_id, note)
+
+        await self.db.transact_async(_tx)
+        if action in ("suspend", "unsuspend"):
+            self.messaging.forget_cached_auth()
+
+    async def export_event(self, event_id: str, fmt: str, actor: str) -> tuple[str, bytes]:
+        """An escalated threshold event as a CyberTipline-shaped package (`fmt` "xml": a ZIP
+        of `report.xml` and `case.json`) or its JSON alone; audited."""
+        if fmt not in ("xml", "json"):
+            raise InvalidInput("format is xml or json")
+
+        row, images = await self.db.read_async(lambda conn: read_event(conn, event_id))
+        if row.status != "escalated":
+            raise Conflict("only an escalated event is exported")
+        overview = await self.account_overview(row.account)
+        escalation = await self._last_action(event_id, "escalate")
+        case = MatchCase(
+            event_id=event_id,
+            incident_type=DEFAULT_INCIDENT_TYPE,
+            detected_at_ms=row.created_at,
+            escalated_at_ms=escalation.at if escalation else now_ms(self.clock),
+            esp_name=self.esp_name,
+            esp_contact_email=self.esp_contact_email,
+            reviewer=escalation.actor if escalation else actor,
+            reported_account=row.account,
+            reported_account_created_at_ms=overview.created_at,
+            device_id=row.device_id,
+            images=tuple(
+                MatchedImage(
+                    bank=i.bank,
+                    entry_id=int(i.entry_id),
+                    label=i.label,
+                    distance_bits=int(i.distance),
+                    pdq_hex=bytes(i.pdq).hex(),
+                )
+                for i in images
+            ),
+            notes=escalation.note if escalation else "",
+            log_index=crossing_log_index(row),
+        )
+        await self._audit(actor, f"export_{fmt}", event_id, "")
+        if fmt == "xml":
+            return "application/zip", _zip(
+                [
+                    ("report.xml", export_match_cybertipline_xml(case)),
+                    ("case.json", export_match_case_json(case)),
+                ]
+            )
+        return "application/json", export_match_case_json(case)
 
     # --- appeals (docs/console.md, "Appeals") ----------------------------------------------
 
@@ -759,13 +842,40 @@ def cybertipline_package(case: Case) -> bytes:
     """The CyberTipline-shaped export as one ZIP: `report.xml` (the report document),
     `fileDetails-N.xml` (one per file, in order) and `case.json`. The files themselves are not
     included: they are uploaded to the recipient organisation separately, by a person."""
+    details = export_cybertipline_file_details_xml(case)
+    return _zip(
+        [
+            ("report.xml", export_cybertipline_xml(case)),
+            *((f"fileDetails-{n}.xml", doc) for n, doc in enumerate(details, start=1)),
+            ("case.json", export_case_json(case)),
+        ]
+    )
+
+
+def _zip(members: list[tuple[str, bytes]]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("report.xml", export_cybertipline_xml(case))
-        for n, doc in enumerate(export_cybertipline_file_details_xml(case), start=1):
-            z.writestr(f"fileDetails-{n}.xml", doc)
-        z.writestr("case.json", export_case_json(case))
+        for name, data in members:
+            z.writestr(name, data)
     return out.getvalue()
+
+
+def _check_action(action: str, allowed: tuple[str, ...], note: str, *, role: str) -> None:
+    """`action` is one of `allowed` and the reviewer's role may take it; the note fits."""
+    if action not in allowed:
+        raise InvalidInput(f"action is one of {', '.join(allowed)}")
+    if action in ADMIN_ACTIONS and role != "admin":
+        raise AuthorizationError(f"only an admin can {action}")
+    if len(note) > MAX_NOTE_CHARS:
+        raise InvalidInput(f"a note has at most {MAX_NOTE_CHARS} characters")
+
+
+def _set_suspension(conn: Connection, account: str, action: str) -> None:
+    """Suspend the account, or lift its suspension, when `action` says so."""
+    if action in ("suspend", "unsuspend"):
+        conn.execute(
+            update(accounts).where(accounts.c.name == account).values(suspended=action == "suspend")
+        )
 
 
 def _summary(row: Any, n_attachments: int) -> ReportSummary:

@@ -57,6 +57,7 @@ from accord.protocols.translog.note import (
     sign_note,
 )
 from accord.protocols.translog.prefix_tree import PrefixTree
+from accord.protocols.translog.tiles import TilePath, check_tile_available, encode_entry_bundle
 from accord.server.secrets import SecretsKey, read_sealed_file
 from accord.storage.key_directory import MAX_HISTORY_PER_READ, KeyDirectoryStore
 from accord.storage.translog import TransparencyLogStore
@@ -450,6 +451,17 @@ class LogService:
             return True
         self._seen_size = max(self._seen_size, self.store.size())
         return size <= self._seen_size
+
+    def tile(self, tile: TilePath) -> bytes:
+        """A tlog-tiles tile (its hashes concatenated) or entry bundle, from the stored nodes
+        and entries; `NotFound` unless the log already holds all of it (docs/protocol/
+        transparency.md, "Reading the log as tiles")."""
+        check_tile_available(tile, self.store.size())
+        if tile.is_entries:
+            return encode_entry_bundle(self.store.entries(tile.first, tile.first + tile.width))
+        if tile.merkle_level == 0:  # one range scan; higher levels are sparse in the key space
+            return b"".join(self.store.leaf_hashes(tile.first, tile.first + tile.width))
+        return b"".join(self.store.subtree_hashes(tile.nodes()))
 
     def inclusion(self, index: int, size: int) -> Proof:
         if index >= size or not self._exists(size):

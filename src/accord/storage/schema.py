@@ -270,7 +270,19 @@ review_audit = Table(
     Column("target", String(80), nullable=False),
     Column("note", Text, nullable=False),
     Column("chain", LargeBinary(32), nullable=False),
+    Index("ix_review_audit_at", "at"),
     sqlite_autoincrement=True,
+)
+
+# The days whose review counts (`accord.protocols.review_counts`) were appended to the
+# transparency log: a row is written before its entry is appended (so two server processes
+# cannot both append one day), and given the entry's index after.
+review_count_days = Table(
+    "review_count_days",
+    metadata,
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("log_index", BigInteger, nullable=True),
+    Column("emitted_at", BigInteger, nullable=False),
 )
 
 # Notices from trust and safety to an account (a warning), shown by its client on receive.

@@ -196,6 +196,13 @@ class TransparencyLogStore:
             self._placeholder = "%s"
         else:  # pragma: no cover - sqlite and psycopg use the two above
             raise InvalidInput(f"unsupported DB-API parameter style {paramstyle}")
+        mark = self._placeholder
+        modulo = "%%" if mark == "%s" else "%"  # a literal % beside format-style parameters
+        # Leaves have the even keys (`node_key`); as driver SQL, like `_select_sql`.
+        self._leaf_range_sql = (
+            f"SELECT hash FROM {tlog_nodes.name} WHERE id >= {mark} AND id <= {mark} "  # noqa: S608
+            f"AND id {modulo} 2 = 0 ORDER BY id"
+        )
 
     @property
     def engine(self) -> Engine:
@@ -287,6 +294,29 @@ class TransparencyLogStore:
         node = NodeId(0, _check_index(index))
         with self._engine.connect() as conn:
             return self._fetch_nodes(conn, [node])[node]
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """The leaf hashes of entries ``[start, end)`` (at most `MAX_ENTRIES_PER_READ`), from
+        one range scan of the primary key: the leaves' keys are the even ones in
+        ``[node_key(start), node_key(end - 1)]``, between them the nodes they complete."""
+        _check_index(start)
+        _check_index(end)
+        if end <= start or end - start > MAX_ENTRIES_PER_READ:
+            raise InvalidInput("leaf range is empty or too long")
+        low, high = node_key(NodeId(0, start)), node_key(NodeId(0, end - 1))
+        with self._engine.connect() as conn:
+            rows = conn.exec_driver_sql(self._leaf_range_sql, (low, high)).fetchall()
+        hashes = [bytes(h) for (h,) in rows]
+        if len(hashes) != end - start:
+            raise NotFound("leaves beyond the end of the log")
+        return hashes
+
+    def subtree_hashes(self, nodes: Sequence[NodeId]) -> list[bytes]:
+        """The hashes of complete, aligned subtrees (e.g. a tlog-tiles tile's 256), in order;
+        `NotFound` if one lies beyond the end of the log."""
+        with self._engine.connect() as conn:
+            hashes = self._fetch_nodes(conn, nodes)
+        return [hashes[node] for node in nodes]
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""

@@ -140,6 +140,14 @@ class ReviewEventSummary(WireModel):
     log_index: int | None
 
 
+ReviewEventAction = Literal["confirm", "dismiss", "suspend", "unsuspend", "escalate", "reopen"]
+
+
+class EventActionRequest(WireModel):
+    action: ReviewEventAction
+    note: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
 class ReviewEventList(WireModel):
     events: list[ReviewEventSummary]
 

@@ -27,10 +27,14 @@ from accord.protocols.cybertipline import (
     Case,
     CaseFile,
     CaseMessage,
+    MatchCase,
+    MatchedImage,
     evidence_file_name,
     export_case_json,
     export_cybertipline_file_details_xml,
     export_cybertipline_xml,
+    export_match_case_json,
+    export_match_cybertipline_xml,
     xml_safe_text,
 )
 
@@ -532,3 +536,92 @@ def test_any_text_round_trips_as_its_safe_form(texts: list[str], reason: str, na
     assert data["reason"] == xml_safe_text(reason)
     altered = {f"messages[{i}].text" for i, t in enumerate(texts) if xml_safe_text(t) != t}
     assert altered <= set(data["altered_fields"])
+
+
+# --------------------------------------------------------------------------------------------
+# Threshold events (private matching)
+
+
+def make_match_case(**changes: Any) -> MatchCase:
+    fields: dict[str, Any] = {
+        "event_id": "e_AAAAAAAAAAAAAAAAAAAAAA",
+        "incident_type": INCIDENT_TYPES[0],
+        "detected_at_ms": T0,
+        "escalated_at_ms": T0 + 60_000,
+        "esp_name": "Example Messenger",
+        "esp_contact_email": "safety@example.org",
+        "reviewer": "rita",
+        "reported_account": "mallory",
+        "reported_account_created_at_ms": T0 - 86_400_000,
+        "device_id": "DEVICE1",
+        "images": (
+            MatchedImage(bank="ncmec", entry_id=7, label="<known>", distance_bits=0, pdq_hex=SHA_A),
+            MatchedImage(bank="ncmec", entry_id=9, label="", distance_bits=12, pdq_hex=SHA_B),
+        ),
+        "notes": "confirmed\r\nby two reviewers\x00",
+        "log_index": 42,
+    }
+    return MatchCase(**(fields | changes))
+
+
+def test_a_match_case_follows_the_report_schema_order() -> None:
+    root = parse(export_match_cybertipline_xml(make_match_case()))
+    check_order(root)
+    assert [c.tag for c in root] == [
+        "incidentSummary",
+        "internetDetails",
+        "reporter",
+        "personOrUserReported",
+        "additionalInfo",
+    ]
+    assert text_of(root.find("incidentSummary/incidentDateTime")) == "2023-11-14T22:13:20.000+00:00"
+    assert text_of(root.find("personOrUserReported/deviceId/idValue")) == "DEVICE1"
+    info = text_of(root.find("internetDetails/chatImIncident/additionalInfo"))
+    assert "bank ncmec, entry 7 (<known>)" in info and "12 bits" in info
+    note = text_of(root.find("additionalInfo"))
+    assert "Transparency log entry 42." in note and "confirmed\nby two reviewers\ufffd" in note
+    assert root.find("intendedRecipient") is None
+
+
+def test_a_match_case_as_json() -> None:
+    body = export_match_case_json(make_match_case())
+    obj = json.loads(body)
+    assert canonical_json(obj) == body
+    assert obj["format"] == "accord.match-case-export.v1"
+    assert [i["entry_id"] for i in obj["images"]] == [7, 9]
+    assert obj["images"][1]["pdq"] == SHA_B and obj["transparency_log_index"] == 42
+    assert obj["notes"] == "confirmed\nby two reviewers\ufffd" and obj["altered_fields"] == [
+        "notes"
+    ]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"incident_type": "Spam"},
+        {"reviewer": ""},
+        {"device_id": ""},
+        {"detected_at_ms": -1},
+        {"log_index": -1},
+        {"images": [MatchedImage("b", 1, "", 0, SHA_A)]},  # a list, not a tuple
+    ],
+)
+def test_malformed_match_case_is_rejected(changes: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput):
+        make_match_case(**changes)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"pdq_hex": "A" * 64}, {"pdq_hex": "a" * 63}, {"entry_id": -1}, {"distance_bits": True}],
+)
+def test_malformed_matched_image_is_rejected(changes: dict[str, Any]) -> None:
+    fields: dict[str, Any] = {
+        "bank": "b",
+        "entry_id": 1,
+        "label": "",
+        "distance_bits": 0,
+        "pdq_hex": SHA_A,
+    }
+    with pytest.raises(InvalidInput):
+        MatchedImage(**(fields | changes))

@@ -115,6 +115,17 @@ def test_store_matches_pure_functions(tlog_engine: Engine) -> None:
                 merkle.verify_consistency(old, tree_size, root(old), root(tree_size), proof)
     assert store.entries(0, 3) == [entry(0), entry(1), entry(2)]
     assert store.entries(MAX_LEAVES - 1, MAX_LEAVES) == [entry(MAX_LEAVES - 1)]
+    # Leaf hashes by range (level-0 tiles) and node hashes by list (higher tiles).
+    for start, end in ((0, MAX_LEAVES), (1, 2), (5, 37), (MAX_LEAVES - 1, MAX_LEAVES)):
+        assert store.leaf_hashes(start, end) == list(leaf_hashes()[start:end])
+    with pytest.raises(NotFound):
+        store.leaf_hashes(MAX_LEAVES - 1, MAX_LEAVES + 1)
+    nodes = [merkle.NodeId(2, 0), merkle.NodeId(0, 3), merkle.NodeId(1, 1)]
+    assert store.subtree_hashes(nodes) == [store.root(4), leaf_hashes()[3], _pair(2)]
+
+
+def _pair(first: int) -> bytes:
+    return merkle.node_hash(leaf_hashes()[first], leaf_hashes()[first + 1])
 
 
 def test_every_size_small_tree(tlog_engine: Engine) -> None:

@@ -46,11 +46,14 @@ RESERVED_TAGS = (
     "accord.detection.threshold_crossing.v1",
     "accord.safety.statistics.v1",
 )
+# Parsed by `accord.protocols.review_counts` (docs/console.md).
+TAG_REVIEW_DAILY_COUNTS = "accord.review.daily_counts.v1"
 KNOWN_TAGS = (
     TAG_DEVICE_REGISTRATION,
     TAG_DEVICE_REVOCATION,
     TAG_MAP_HEAD,
     *ACCESS_TAGS,
+    TAG_REVIEW_DAILY_COUNTS,
     *RESERVED_TAGS,
 )
 

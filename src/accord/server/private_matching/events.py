@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from PIL import Image
@@ -36,21 +37,44 @@ def derivative_png(derivative: bytes) -> bytes:
     return out.getvalue()
 
 
+def event_query() -> Any:
+    """Events with the log index of their crossing (None until it is appended)."""
+    return select(pm_events, pm_epochs.c.log_index).join(
+        pm_epochs,
+        (pm_epochs.c.matching_account == pm_events.c.matching_account)
+        & (pm_epochs.c.epoch == pm_events.c.epoch),
+        isouter=True,
+    )
+
+
+def read_event(conn: Connection, event_id: str) -> tuple[Any, Sequence[Any]]:
+    """An event's row (`event_query`) and its images' rows, in order; `NotFound` if none."""
+    row = conn.execute(event_query().where(pm_events.c.event_id == event_id)).first()
+    if row is None:
+        raise NotFound("no such event")
+    images = conn.execute(
+        select(pm_event_images)
+        .where(pm_event_images.c.event_pk == row.id)
+        .order_by(pm_event_images.c.idx)
+    ).all()
+    return row, images
+
+
+def crossing_log_index(row: Any) -> int | None:
+    """An event row's crossing log index, None while it is not in the log."""
+    return row.log_index if row.log_index is not None and row.log_index >= 0 else None
+
+
 class MatchingEvents:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def _event_query(self) -> Any:
-        return select(pm_events, pm_epochs.c.log_index).join(
-            pm_epochs,
-            (pm_epochs.c.matching_account == pm_events.c.matching_account)
-            & (pm_epochs.c.epoch == pm_events.c.epoch),
-            isouter=True,
-        )
+        return event_query()
 
     @staticmethod
     def _event_summary(row: Any) -> ReviewEventSummary:
-        log_index = row.log_index if row.log_index is not None and row.log_index >= 0 else None
+        log_index = crossing_log_index(row)
         return ReviewEventSummary(
             event_id=row.event_id,
             kind=row.kind,
@@ -89,21 +113,21 @@ class MatchingEvents:
         rows = await self.db.read_async(_rd)
         return ReviewEventList(events=[self._event_summary(r) for r in rows])
 
+    async def summary(self, event_id: str) -> ReviewEventSummary:
+        """One event without its images."""
+
+        def _rd(conn: Connection) -> Any:
+            return conn.execute(self._event_query().where(pm_events.c.event_id == event_id)).first()
+
+        row = await self.db.read_async(_rd)
+        if row is None:
+            raise NotFound()
+        return self._event_summary(row)
+
     async def event(self, event_id: str) -> ReviewEventDetail:
         """One event with its images: bank entry, distance, the image's PDQ hash, derivative."""
 
-        def _rd(conn: Connection) -> Any:
-            row = conn.execute(self._event_query().where(pm_events.c.event_id == event_id)).first()
-            if row is None:
-                raise NotFound()
-            images = conn.execute(
-                select(pm_event_images)
-                .where(pm_event_images.c.event_pk == row.id)
-                .order_by(pm_event_images.c.idx)
-            ).all()
-            return row, images
-
-        row, images = await self.db.read_async(_rd)
+        row, images = await self.db.read_async(lambda conn: read_event(conn, event_id))
         return ReviewEventDetail(
             event=self._event_summary(row),
             images=[

@@ -33,6 +33,7 @@ from accord.wire.matching import (
     PublishTableRequest,
     ReviewEventDetail,
     ReviewEventList,
+    ReviewEventSummary,
     TableInfo,
     TableSummary,
 )
@@ -100,6 +101,9 @@ class PrivateMatchingService(VoucherWorker):
 
     async def event(self, event_id: str) -> ReviewEventDetail:
         return await self.events.event(event_id)
+
+    async def event_summary(self, event_id: str) -> ReviewEventSummary:
+        return await self.events.summary(event_id)
 
     async def derivative_png(self, event_id: str, index: int) -> bytes:
         return await self.events.derivative_png(event_id, index)

@@ -1,6 +1,7 @@
 """The review API for scripts (docs/console.md): reviewer accounts (operator), the report queue,
-actions, exports and the audit trail, and private-matching threshold events. Reviewers act by
-session token; the operator token acts as an admin reviewer. Every view of an event is audited.
+actions, exports and the audit trail, and private-matching threshold events (the same actions and
+exports as reports). Reviewers act by session token; the operator token acts as an admin
+reviewer. Every view of an event is audited.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from accord.server.deps import CurrentReviewer, Operator, ServicesDep
-from accord.wire.matching import ReviewEventDetail, ReviewEventList
+from accord.wire.matching import (
+    EventActionRequest,
+    ReviewEventDetail,
+    ReviewEventList,
+    ReviewEventSummary,
+)
 from accord.wire.reports import (
     AccountOverview,
     Appeal,
@@ -132,9 +138,7 @@ async def export(
     format: Annotated[Literal["xml", "json"], Query()] = "xml",  # noqa: A002
 ) -> Response:
     media_type, body = await services.review.export(report_id, format, who.name)
-    name = f"{report_id}-cybertipline.zip" if format == "xml" else f"{report_id}.json"
-    disposition = f'attachment; filename="{name}"'
-    return Response(body, media_type=media_type, headers={"Content-Disposition": disposition})
+    return _export(report_id, format, media_type, body)
 
 
 @router.get("/v1/review/audit")
@@ -180,3 +184,28 @@ async def event_image(
     png = await services.matching.derivative_png(event_id, index)
     await services.review.record_view(who.name, "view_match_image", f"{event_id}/{index}")
     return Response(png, media_type="image/png", headers=NO_STORE)
+
+
+@router.post("/v1/review/events/{event_id}/actions")
+async def act_on_event(
+    event_id: EventIdPath, req: EventActionRequest, who: CurrentReviewer, services: ServicesDep
+) -> ReviewEventSummary:
+    await services.review.act_on_event(event_id, who.name, req.action, req.note, role=who.role)
+    return await services.matching.event_summary(event_id)
+
+
+@router.get("/v1/review/events/{event_id}/export")
+async def export_event(
+    event_id: EventIdPath,
+    who: CurrentReviewer,
+    services: ServicesDep,
+    format: Annotated[Literal["xml", "json"], Query()] = "xml",  # noqa: A002
+) -> Response:
+    media_type, body = await services.review.export_event(event_id, format, who.name)
+    return _export(event_id, format, media_type, body)
+
+
+def _export(case_id: str, fmt: str, media_type: str, body: bytes) -> Response:
+    name = f"{case_id}-cybertipline.zip" if fmt == "xml" else f"{case_id}.json"
+    disposition = f'attachment; filename="{name}"'
+    return Response(body, media_type=media_type, headers={"Content-Disposition": disposition})
