@@ -44,6 +44,8 @@ DIHEDRAL_NAMES = (
     "flip_plus1",
     "flip_minus1",
 )
+#: The name upstream gives a left-right mirror image (its axis is vertical).
+PDQ_MIRROR_NAME = "flipy"
 #: Limit on a video file's size.
 VIDEO_MAX_BYTES = 2 * 1024 * 1024 * 1024
 #: Limit on any other file hashed (read in chunks; only MD5/SHA-256 are computed).

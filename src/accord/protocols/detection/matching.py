@@ -223,8 +223,11 @@ class BankIndex:
         for q, e, d in zip(
             found.query.tolist(), found.entry_id.tolist(), found.distance.tolist(), strict=True
         ):
-            via = query.pdq[q].via
+            named = query.pdq[q]
+            via = named.via
             banked = self.features.get(int(e))
+            if named.verified_only and not (verifying and banked is not None):
+                continue  # below the quality gate: only the verifying stage may decide
             if verifying and banked is not None:
                 assert verifier is not None
                 if not verifier.shows(banked):

@@ -34,6 +34,7 @@ from PIL import Image
 
 from accord.protocols.detection.hashers import (
     DIHEDRAL_NAMES,
+    PDQ_MIRROR_NAME,
     PdqResult,
     pdq_dihedral_from_pixels,
     pdq_from_pixels,
@@ -58,11 +59,15 @@ CROP_FRACTIONS = (0.95, 0.9, 0.8, 0.7)
 #: Off-centre crops indexed for banked images: shares cut off one side (left, top, right,
 #: bottom) and off two adjacent sides (the four corners).
 SIDE_CROP_FRACTIONS = (0.05, 0.1, 0.15)
-CORNER_CROP_FRACTIONS = (0.08, 0.15)
+CORNER_CROP_FRACTIONS = (0.05, 0.08, 0.1, 0.15)
 #: Small rotations indexed for banked images, in degrees (the corners filled white).
 ROTATION_DEGREES = (-6.0, -3.0, 3.0, 6.0)
 #: The middle band: this share of the height is cut off the top and off the bottom.
 BAND_CUT_FRACTION = 0.15
+#: A query whose own hash is below PDQ_MIN_QUALITY (a dark photo, or a photo darkened) is also
+#: hashed with its shadows lifted by this gamma (out = in ** gamma): PDQ's quality measures
+#: gradients, which darkening crushes, while the hash itself moves only 14-30 bits.
+LIFT_GAMMA = 0.5
 #: Query variants are hashed on a copy at most this many pixels on its long side.
 QUERY_SIDE_PX = 512
 #: The trim box is computed on a copy at most this many pixels on its long side.
@@ -252,17 +257,36 @@ def geometry_variants(pixels: RgbArray) -> list[tuple[str, RgbArray]]:
 
 @dataclass(frozen=True, slots=True)
 class NamedHash:
-    """A hash and how it was derived ("original", "trim/rotate90", "crop-0.8"...)."""
+    """A hash and how it was derived ("original", "trim/rotate90", "crop-0.8"...).
+
+    `verified_only`: the hash may find only entries that the verifying stage then checks (it
+    was derived from an image whose own hash is below the quality gate).
+    """
 
     via: str
     result: PdqResult
+    verified_only: bool = False
 
 
 def _hashes_of(pixels: RgbArray, prefix: str, dihedral: bool) -> list[NamedHash]:
     if dihedral:
-        results = pdq_dihedral_from_pixels(pixels)
+        results = list(pdq_dihedral_from_pixels(pixels))
+        if not prefix:
+            # pdqhash derives the flips from the transform's coefficients, which is exact only
+            # for the transposes: a true mirror image lands 0-4 bits from the banked hash where
+            # the derived flip can land 14-88 bits away (fine textures). The everyday mirror is
+            # hashed from mirrored pixels.
+            mirror = DIHEDRAL_NAMES.index(PDQ_MIRROR_NAME)
+            results[mirror] = pdq_from_pixels(pixels[:, ::-1])
         return [NamedHash(prefix + n, r) for n, r in zip(DIHEDRAL_NAMES, results, strict=True)]
     return [NamedHash(prefix + "original", pdq_from_pixels(pixels))]
+
+
+def lift_shadows(pixels: RgbArray) -> RgbArray:
+    """Brighten dark tones by LIFT_GAMMA (a lookup table per channel value)."""
+    table = np.round(255 * (np.arange(256) / 255) ** LIFT_GAMMA).astype(np.uint8)
+    out: RgbArray = table[pixels]
+    return out
 
 
 def _usable_distinct(hashes: list[NamedHash]) -> list[NamedHash]:
@@ -291,6 +315,9 @@ def query_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
     if measures != MatchMeasures.plain():
         pixels = reduced_for_query(pixels)
     out = _hashes_of(pixels, "", measures.dihedral)
+    if measures.geometry and not out[0].result.usable:
+        lifted = pdq_from_pixels(lift_shadows(pixels))
+        out.append(NamedHash("lifted", lifted, verified_only=True))
     if measures.trim:
         for box in trim_boxes(pixels):
             out += _hashes_of(box.apply(pixels), "trim/", measures.dihedral)
