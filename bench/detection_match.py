@@ -36,7 +36,11 @@ from accord.protocols.detection.banks import BankEntry  # noqa: E402
 from accord.protocols.detection.features import extract_features, serialize_features  # noqa: E402
 from accord.protocols.detection.hashers import hash_file  # noqa: E402
 from accord.protocols.detection.matching import MatchQuery  # noqa: E402
-from accord.protocols.detection.variants import MatchMeasures, bank_hashes  # noqa: E402
+from accord.protocols.detection.variants import (  # noqa: E402
+    QUERY_DECODE_LONG_SIDE_PX,
+    MatchMeasures,
+    bank_hashes,
+)
 from accord.storage.banks import SqlBankStore  # noqa: E402
 
 
@@ -68,7 +72,11 @@ def run(files: list[Path], store: SqlBankStore, verify: bool) -> dict[str, float
     matched = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for path in files:
-        query = MatchQuery.from_file_hashes(hash_file(path, pdq=False), measures, verify=verify)
+        query = MatchQuery.from_file_hashes(
+            hash_file(path, pdq=False, draft_long_side_px=QUERY_DECODE_LONG_SIDE_PX),
+            measures,
+            verify=verify,
+        )
         matched += bool(matcher.match(query))
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
@@ -70,6 +71,9 @@ BAND_CUT_FRACTION = 0.15
 LIFT_GAMMA = 0.5
 #: Query variants are hashed on a copy at most this many pixels on its long side.
 QUERY_SIDE_PX = 512
+#: A query JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale whose long side stays at least
+#: this (a 12 MP photo at 1/8: 504 px), since it is reduced to QUERY_SIDE_PX anyway.
+QUERY_DECODE_LONG_SIDE_PX = 480
 #: The trim box is computed on a copy at most this many pixels on its long side.
 _TRIM_ANALYSIS_SIDE_PX = 512
 #: Trimming passes per side.
@@ -115,17 +119,18 @@ class Box:
 
 
 def _line_fractions(
-    lines: npt.NDArray[np.int16], color: npt.NDArray[np.int16], tolerance: int
+    lines: npt.NDArray[np.uint8], color: npt.NDArray[np.int16], tolerance: int
 ) -> npt.NDArray[np.float64]:
-    """For (n_lines, length, 3) pixels: share of each line within tolerance of `color`."""
-    d = np.abs(lines - color)
-    # Channel by channel: a reduction over an axis of length 3 is several times slower.
-    close = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) <= tolerance
+    """For (n_lines, length, 3) pixels: share of each line whose every channel is within
+    tolerance of `color` (OpenCV's inRange: one pass, several times faster than numpy's)."""
+    low = tuple(float(max(0, c - tolerance)) for c in color.tolist())
+    high = tuple(float(min(255, c + tolerance)) for c in color.tolist())
+    close = cv2.inRange(np.ascontiguousarray(lines), low, high)
     out: npt.NDArray[np.float64] = np.count_nonzero(close, axis=1) / close.shape[1]
     return out
 
 
-def _trim_side(lines: npt.NDArray[np.int16], tolerance: int) -> int:
+def _trim_side(lines: npt.NDArray[np.uint8], tolerance: int) -> int:
     """How many lines to cut from the start of `lines` (n, length, 3), outermost first."""
     n = lines.shape[0]
     limit = int(n * TRIM_MAX_SIDE_FRACTION)
@@ -175,7 +180,9 @@ def trim_box(pixels: RgbArray, *, tolerance: int = TRIM_COLOR_TOLERANCES[0]) -> 
     """The box left after cutting uniform margins and caption bands, or None if nothing to cut."""
     height, width = pixels.shape[:2]
     step = max(1, int(np.ceil(max(height, width) / _TRIM_ANALYSIS_SIDE_PX)))
-    small = pixels[::step, ::step].astype(np.int16)
+    small = pixels[::step, ::step]
+    # Columns as rows, copied once: the left and right sides are then read as contiguous lines.
+    columns = np.ascontiguousarray(small.transpose(1, 0, 2))
     h, w = small.shape[:2]
     top, bottom, left, right = 0, h, 0, w
     for _ in range(_PASSES):  # repeat until nothing changes (a band inside a border...)
@@ -185,9 +192,9 @@ def trim_box(pixels: RgbArray, *, tolerance: int = TRIM_COLOR_TOLERANCES[0]) -> 
         t = _trim_side(view, tolerance)
         b = _trim_side(view[::-1], tolerance)
         top, bottom = top + t, bottom - b
-        view = small[top:bottom, left:right]
-        lft = _trim_side(view.transpose(1, 0, 2), tolerance)
-        rgt = _trim_side(view.transpose(1, 0, 2)[::-1], tolerance)
+        view = columns[left:right, top:bottom]
+        lft = _trim_side(view, tolerance)
+        rgt = _trim_side(view[::-1], tolerance)
         left, right = left + lft, right - rgt
         if t == b == lft == rgt == 0:
             break
