@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from accord.errors import InvalidInput, TooLarge
 
@@ -42,6 +42,17 @@ Image.MAX_IMAGE_PIXELS = IMAGE_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 RgbArray = npt.NDArray[np.uint8]
+
+#: The transpose that brings an image upright, per EXIF orientation (as ImageOps.exif_transpose).
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,9 +170,11 @@ def _decode(
     image.load()
     oriented: Image.Image = image
     if apply_exif:
-        transposed = ImageOps.exif_transpose(image)
-        if transposed is not None:
-            oriented = transposed
+        method = _ORIENTATIONS.get(image.getexif().get(ExifTags.Base.Orientation, 1))
+        if method is not None:
+            # What ImageOps.exif_transpose does to the pixels, without copying an upright image
+            # or rewriting the metadata, which nothing here reads.
+            oriented = image.transpose(method)
     rgb = _to_rgb(oriented)
     pixels = np.asarray(rgb, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.shape[0] == 0 or pixels.shape[1] == 0:
