@@ -38,9 +38,9 @@ FEATURE_MIN_KEYPOINTS = 40
 VERIFY_RATIO = 0.8
 #: RANSAC reprojection tolerance, in analysis pixels.
 VERIFY_RANSAC_PX = 6.0
-#: Matches that must agree on one homography to confirm a candidate. Measured (docs/detection.md,
-#: "Verifying stage"): unrelated pairs reach at most 13, edited originals at least 46 (collages
-#: aside); 24 leaves a margin on both sides.
+#: Matches that must agree on one homography to confirm a candidate. Measured
+#: (bench/detection_inliers.py, docs/detection.md section 9): unrelated pairs reach at most 13
+#: as they are and 21 with the mirror-image try; edited originals at least 58 with their best try.
 VERIFY_MIN_INLIERS = 24
 #: Median filter of the query's last try (salt-and-pepper noise), in pixels.
 DENOISE_KERNEL_PX = 3
