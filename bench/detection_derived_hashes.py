@@ -3,11 +3,13 @@
 For photos of `shared/data/images/highres` (from the 21st on, so they are not the ones the
 families were first tried on), indexes growing sets of derived hashes (the base of trim and
 central crops; side crops of 8%; corner crops of 8%; both at 15%; rotations of +-3, then +-6
-degrees), edits each photo by every edit of `transforms.EVERYDAY_TRANSFORMS` but the mild ones,
-and counts the photos whose edited copy (with Accord's query variants) lands within 31, 40 and
-48 bits of one of its own derived hashes.
+degrees; corner crops of 10%, then 5%), edits each photo by every edit of
+`transforms.EVERYDAY_TRANSFORMS` but the mild ones and by corner crops of 5, 10 and 12%, and
+counts the photos whose edited copy (with Accord's query variants) lands within 31, 40 and 48
+bits of one of its own derived hashes.
 
     .venv/bin/python bench/detection_derived_hashes.py [--shared ../shared] [--photos 14]
+        [--edits PREFIX]
 
 Prints a table; the result and the choices made from it are in docs/detection.md, section 9.
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +55,7 @@ def families(pixels: np.ndarray) -> dict[str, list[np.ndarray]]:
         out[f"side{f}"] = [
             h(crop_sides(pixels, **{s: f})) for s in ("left", "top", "right", "bottom")
         ]
+    for f in (0.05, 0.08, 0.1, 0.15):
         out[f"corner{f}"] = [
             h(crop_sides(pixels, **{a: f, b: f}))
             for a, b in (("left", "top"), ("top", "right"), ("right", "bottom"), ("bottom", "left"))
@@ -60,13 +65,30 @@ def families(pixels: np.ndarray) -> dict[str, list[np.ndarray]]:
     return out
 
 
-COMBOS = {
+#: Each set adds its families to the one before it.
+STEPS = {
     "base": ["base"],
-    "+side8": ["base", "side0.08"],
-    "+corner8": ["base", "side0.08", "corner0.08"],
-    "+15%": ["base", "side0.08", "corner0.08", "side0.15", "corner0.15"],
-    "+rot3": ["base", "side0.08", "corner0.08", "side0.15", "corner0.15", "rot3"],
-    "+rot6": ["base", "side0.08", "corner0.08", "side0.15", "corner0.15", "rot3", "rot6"],
+    "+side8": ["side0.08"],
+    "+corner8": ["corner0.08"],
+    "+15%": ["side0.15", "corner0.15"],
+    "+rot3": ["rot3"],
+    "+rot6": ["rot6"],
+    "+corner10": ["corner0.1"],
+    "+corner5": ["corner0.05"],
+}
+COMBOS = {
+    name: [f for step in list(STEPS)[: k + 1] for f in STEPS[step]] for k, name in enumerate(STEPS)
+}
+#: Off-centre corner crops beyond EVERYDAY_TRANSFORMS: (left, top, right, bottom) shares cut.
+EXTRA_EDITS = {
+    f"crop/{name}-{round(100 * f)}": (
+        f if "left" in name else 0,
+        f if "top" in name else 0,
+        f if "right" in name else 0,
+        f if "bottom" in name else 0,
+    )
+    for name in ("top-left", "top-right", "bottom-right", "bottom-left")
+    for f in (0.05, 0.1, 0.12)
 }
 
 
@@ -77,6 +99,7 @@ def main() -> None:
         "--shared", type=Path, default=Path(os.environ.get("ACCORD_SHARED_DIR", default_shared))
     )
     ap.add_argument("--photos", type=int, default=14)
+    ap.add_argument("--edits", default="", help="Only the edits whose name starts with this.")
     args = ap.parse_args()
     folder = args.shared / "data" / "images" / "highres"
     paths = sorted(folder.iterdir())[20 : 20 + args.photos]
@@ -84,12 +107,17 @@ def main() -> None:
     fams = [families(px) for px in pixels]
     print(f"{len(pixels)} photos; cells: photos within {'/'.join(map(str, THRESHOLDS))} bits")
     print("| edit | " + " | ".join(COMBOS) + " |")
-    for edit in EVERYDAY_TRANSFORMS:
-        if edit.startswith("mild/"):
+    edits: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        e: partial(apply_transform, e) for e in EVERYDAY_TRANSFORMS if not e.startswith("mild/")
+    }
+    for e, (left, top, right, bottom) in EXTRA_EDITS.items():
+        edits[e] = partial(crop_sides, left=left, top=top, right=right, bottom=bottom)
+    for edit, transform in edits.items():
+        if args.edits and not edit.startswith(args.edits):
             continue
         best: dict[str, list[int]] = {c: [] for c in COMBOS}
         for px, fam in zip(pixels, fams, strict=True):
-            edited = apply_transform(edit, px)
+            edited = np.ascontiguousarray(transform(px))
             q = [bits(x.result.hash.value) for x in query_hashes(edited, MatchMeasures())]
             for c, keys in COMBOS.items():
                 bank = np.array([row for k in keys for row in fam[k]])

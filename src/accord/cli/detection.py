@@ -445,7 +445,7 @@ def match_command(
     """Match files against banks (hashing here; with --server, matching on the server)."""
     from accord.protocols.detection.hashers import hash_file
     from accord.protocols.detection.matching import MatchQuery
-    from accord.protocols.detection.variants import MatchMeasures
+    from accord.protocols.detection.variants import QUERY_DECODE_LONG_SIDE_PX, MatchMeasures
 
     measures = MatchMeasures.plain() if plain else MatchMeasures(crops=False)
     verify = not (plain or no_verify)
@@ -456,7 +456,7 @@ def match_command(
     for path in _progress(files, folder, "matching"):
         try:
             # The query hashes its own variants: no separate PDQ of the full decode.
-            hashes = hash_file(path, pdq=False)
+            hashes = hash_file(path, pdq=False, draft_long_side_px=QUERY_DECODE_LONG_SIDE_PX)
             query = MatchQuery.from_file_hashes(hashes, measures, verify=verify)
         except AccordError as exc:
             failed += 1

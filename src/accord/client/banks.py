@@ -71,14 +71,19 @@ class RemoteBankMatcher(BankMatcher):
         self.banks = list(banks)
 
     def match(self, query: MatchQuery) -> list[BankMatch]:
-        hashes = [("pdq", h.result.hash.hex()) for h in query.pdq]
-        vias = [h.via for h in query.pdq]
+        # The server decides by hashes alone, so a hash only the verifying stage may accept
+        # (derived from an image below the quality gate) is not sent.
+        sent = [h for h in query.pdq if not h.verified_only]
+        hashes = [("pdq", h.result.hash.hex()) for h in sent]
+        vias = [h.via for h in sent]
         if query.md5 is not None:
             hashes.append(("md5", query.md5.hex()))
             vias.append("md5")
         if query.sha256 is not None:
             hashes.append(("sha256", query.sha256.hex()))
             vias.append("sha256")
+        if not hashes:
+            return []
         best: dict[tuple[str, int], BankMatch] = {}
         for via, found in zip(vias, self.api.match(hashes, self.banks), strict=True):
             for m in found:

@@ -16,8 +16,10 @@ from accord.client.banks import RemoteBankStore
 from accord.client.operator import OperatorApi
 from accord.errors import Conflict, NotFound
 from accord.protocols.detection.banks import BankEntry
+from accord.protocols.detection.hashers import PdqResult
 from accord.protocols.detection.matching import MatchQuery
 from accord.protocols.detection.signals import Md5Hash, PdqHash
+from accord.protocols.detection.variants import NamedHash
 from accord.server.app import create_app
 from accord.server.config import ServerConfig, ensure_admin_token
 from accord.storage.banks import BankStore, MemoryBankStore
@@ -98,6 +100,16 @@ class BankStoreContract:
         }
         unrelated = MatchQuery.from_hashes([Md5Hash.from_hex("00" * 16)])
         assert store.open_matcher().match(unrelated) == []
+
+    def test_hash_for_the_verifying_stage_alone_never_matches_by_hash(
+        self, store: BankStore
+    ) -> None:
+        """A hash derived from an image below the quality gate (`verified_only`) finds nothing
+        where nothing checks the image: a hash-only bank here, and the server (never sent)."""
+        store.create_bank("b")
+        store.add_entries("b", [BankEntry.parse("pdq", PDQ, label="A1", source="file:x")])
+        lifted = NamedHash("lifted", PdqResult(PdqHash.from_hex(PDQ), 100), verified_only=True)
+        assert store.open_matcher(["b"]).match(MatchQuery(pdq=(lifted,))) == []
 
 
 class TestSqlBankStore(BankStoreContract):

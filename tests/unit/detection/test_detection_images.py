@@ -70,6 +70,14 @@ def test_large_jpeg_is_drafted() -> None:
     assert min(fast.size) >= 512 and fast.size[0] < 2400
     drift = pdq_from_pixels(fast.pixels).hash.distance(pdq_from_pixels(full.pixels).hash)
     assert drift <= 8
+    # Matching asks only for the long side it reduces its query to: 1/4 scale here (600 px),
+    # where hashing wants both sides >= 512 (1/2 scale).
+    query = load_image(data, draft_long_side_px=480)
+    assert query.drafted and query.size == (600, 450) and fast.size == (1200, 900)
+    drift = pdq_from_pixels(query.pixels).hash.distance(pdq_from_pixels(full.pixels).hash)
+    assert drift <= 8
+    small = load_image(encode(PIXELS, "JPEG"), draft_long_side_px=480)
+    assert not small.drafted and small.size == (PIXELS.shape[1], PIXELS.shape[0])
 
 
 def test_byte_limit() -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from accord.errors import InvalidInput
+from accord.protocols.detection.banks import BankEntry
 from accord.protocols.detection.features import (
     FEATURE_MAX_KEYPOINTS,
     FEATURES_MAX_BYTES,
@@ -23,8 +24,11 @@ from accord.protocols.detection.features import (
     serialize_features,
     verify_features,
 )
+from accord.protocols.detection.hashers import pdq_from_pixels
 from accord.protocols.detection.images import load_image
+from accord.protocols.detection.matching import BankIndex, MatchQuery
 from accord.protocols.detection.transforms import apply_transform
+from accord.protocols.detection.variants import MatchMeasures, bank_hashes, query_hashes
 
 BANKED = "caer_guitar.jpg"
 UNRELATED = "skimage_coffee.jpg"
@@ -198,3 +202,74 @@ def test_regression_tampered_stored_features_are_refused(
     code, out = operator.run("match", "--bank", operator.bank, str(highres_dir / BANKED))
     assert code == 2, out
     assert "features_too_large" in out and "Traceback" not in out
+
+
+# -- everyday edits that once slipped through ------------------------------------------------
+
+
+def _image_bank(pixels: np.ndarray) -> BankIndex:
+    """A bank holding one image as `accord bank add` holds it: derived hashes and features."""
+    index = BankIndex("removals", holds_images=True)
+    hashes = bank_hashes(pixels, MatchMeasures())
+    index.add_entries(
+        BankEntry(signal_type="pdq", hash=h.result.hash, variant=h.via, entry_id=i)
+        for i, h in enumerate(hashes, start=1)
+    )
+    index.add_features(range(1, len(hashes) + 1), extract_features(pixels))
+    return index
+
+
+def _query(pixels: np.ndarray) -> MatchQuery:
+    return MatchQuery(
+        pdq=tuple(query_hashes(pixels, MatchMeasures(crops=False))),
+        features=QueryFeatures(pixels),
+    )
+
+
+@pytest.mark.parametrize(
+    ("photo", "edit"),
+    [
+        # 1% salt-and-pepper noise drew ORB's strongest corners onto the dots: 12 and 23
+        # inliers, refused; the median-filtered try finds 52 and 177.
+        ("skimage_retina.jpg", "mild/salt-noise"),
+        ("skimage_rocket.jpg", "mild/salt-noise"),
+        # Darkening a dark photo put its hash below the quality gate (24): never a candidate.
+        ("caer_black_cat.jpg", "mild/dark-gamma"),
+        # pdqhash's derived flip of a fine texture is 86 bits off; the true mirror's is 0.
+        ("skimage_brick.jpg", "mirror/jpeg"),
+        # No banked corner crop between 8% and 15%: 50-56 bits from every banked hash.
+        ("caer_fighter_fish.jpg", "crop/top-right-10"),
+        ("skimage_ihc.jpg", "crop/top-right-10"),
+    ],
+)
+def test_regression_everyday_edit_of_banked_image_is_matched(
+    highres_dir: Path, photo: str, edit: str
+) -> None:
+    pixels = _pixels(highres_dir, photo)
+    hits = _image_bank(pixels).match(_query(apply_transform(edit, pixels)))
+    assert hits and all(h.via.endswith("+verified") for h in hits)
+
+
+def test_lifted_hash_of_a_dark_query_needs_the_verifying_stage(highres_dir: Path) -> None:
+    """The shadow-lifted hash of a query below the quality gate finds only entries the
+    verifying stage checks: a hash-only bank (or a query without features) never matches it."""
+    pixels = _pixels(highres_dir, "caer_black_cat.jpg")
+    darkened = apply_transform("mild/dark-gamma", pixels)
+    named = query_hashes(darkened, MatchMeasures(crops=False))
+    assert [h.via for h in named if h.verified_only] == ["lifted"]
+    assert not any(h.result.usable for h in named if h.via == "original")
+    hash_only = BankIndex("hma")
+    hash_only.add_entries(
+        BankEntry(signal_type="pdq", hash=h.result.hash, variant=h.via, entry_id=i)
+        for i, h in enumerate(bank_hashes(pixels, MatchMeasures()), start=1)
+    )
+    assert hash_only.match(_query(darkened)) == []
+    assert _image_bank(pixels).match(MatchQuery(pdq=tuple(named))) == []
+
+
+def test_mirror_query_hash_is_the_mirror_images_own(highres_dir: Path) -> None:
+    pixels = _pixels(highres_dir, "skimage_brick.jpg")
+    banked = pdq_from_pixels(pixels).hash
+    mirrored = np.ascontiguousarray(pixels[:, ::-1])
+    (mirror,) = [h for h in query_hashes(mirrored, MatchMeasures()) if h.via == "flipy"]
+    assert mirror.result.hash.distance(banked) <= 4

@@ -38,10 +38,12 @@ FEATURE_MIN_KEYPOINTS = 40
 VERIFY_RATIO = 0.8
 #: RANSAC reprojection tolerance, in analysis pixels.
 VERIFY_RANSAC_PX = 6.0
-#: Matches that must agree on one homography to confirm a candidate. Measured (docs/detection.md,
-#: "Verifying stage"): unrelated pairs reach at most 13, edited originals at least 46 (collages
-#: aside); 24 leaves a margin on both sides.
+#: Matches that must agree on one homography to confirm a candidate. Measured
+#: (bench/detection_inliers.py, docs/detection.md section 9): unrelated pairs reach at most 13
+#: as they are and 21 with the mirror-image try; edited originals at least 58 with their best try.
 VERIFY_MIN_INLIERS = 24
+#: Median filter of the query's last try (salt-and-pepper noise), in pixels.
+DENOISE_KERNEL_PX = 3
 #: The homography's linear part may scale area by at most this factor (or 1 / it).
 _MAX_AREA_SCALE = 16.0
 
@@ -175,12 +177,13 @@ def verify_features(query: LocalFeatures, banked: LocalFeatures) -> bool:
 
 class QueryFeatures:
     """A query image's features, computed when first needed; its mirror image's too (ORB is
-    invariant to rotation, not to mirroring)."""
+    invariant to rotation, not to mirroring), and its median-filtered copy's (noise)."""
 
     def __init__(self, pixels: RgbArray) -> None:
         self._gray = _analysis_gray(pixels)
         self._plain: LocalFeatures | None = None
         self._mirrored: LocalFeatures | None = None
+        self._denoised: LocalFeatures | None = None
         self._verified: dict[int, bool] = {}
 
     @property
@@ -196,15 +199,27 @@ class QueryFeatures:
         return self._mirrored
 
     @property
+    def denoised(self) -> LocalFeatures:
+        """Features of the image after a 3x3 median filter: salt-and-pepper noise draws ORB's
+        strongest corners onto its dots, and the filter removes the dots."""
+        if self._denoised is None:
+            filtered = cv2.medianBlur(self._gray, DENOISE_KERNEL_PX)
+            self._denoised = _features_of(np.asarray(filtered, dtype=np.uint8))
+        return self._denoised
+
+    @property
     def verifiable(self) -> bool:
         """Whether the image has enough keypoints for the geometric check to mean anything."""
         return len(self.plain) >= FEATURE_MIN_KEYPOINTS
 
     def shows(self, banked: LocalFeatures) -> bool:
-        """True if this image, or its mirror image, shows the banked image (cached per object)."""
+        """True if this image, its mirror image or its median-filtered copy shows the banked
+        image (cached per object; each later form is computed only if the earlier ones fail)."""
         key = id(banked)
         if key not in self._verified:
-            self._verified[key] = verify_features(self.plain, banked) or verify_features(
-                self.mirrored, banked
+            self._verified[key] = (
+                verify_features(self.plain, banked)
+                or verify_features(self.mirrored, banked)
+                or verify_features(self.denoised, banked)
             )
         return self._verified[key]

@@ -44,6 +44,8 @@ DIHEDRAL_NAMES = (
     "flip_plus1",
     "flip_minus1",
 )
+#: The name upstream gives a left-right mirror image (its axis is vertical).
+PDQ_MIRROR_NAME = "flipy"
 #: Limit on a video file's size.
 VIDEO_MAX_BYTES = 2 * 1024 * 1024 * 1024
 #: Limit on any other file hashed (read in chunks; only MD5/SHA-256 are computed).
@@ -135,12 +137,17 @@ def sniff_kind(head: bytes) -> FileKind:
 
 
 def hash_image_bytes(
-    data: bytes, *, limits: ImageLimits | None = None, draft: bool = True, pdq: bool = True
+    data: bytes,
+    *,
+    limits: ImageLimits | None = None,
+    draft: bool = True,
+    draft_long_side_px: int | None = None,
+    pdq: bool = True,
 ) -> FileHashes:
     """Hash an image file's bytes: MD5, SHA-256 and PDQ (corrupt images raise InvalidInput).
 
     `pdq=False` leaves the PDQ hash to the caller (matching hashes its own query variants)."""
-    image = load_image(data, limits=limits, draft=draft)
+    image = load_image(data, limits=limits, draft=draft, draft_long_side_px=draft_long_side_px)
     return FileHashes(
         kind="image",
         md5=md5_of(data),
@@ -155,13 +162,14 @@ def hash_file(
     *,
     limits: ImageLimits | None = None,
     draft: bool = True,
+    draft_long_side_px: int | None = None,
     video: bool = True,
     pdq: bool = True,
 ) -> FileHashes:
     """Hash a file by what it contains: images get PDQ, videos vPDQ (if installed), all MD5/SHA-256.
 
     `video=False` skips vPDQ even where it is installed; `pdq=False` decodes an image but leaves
-    its PDQ hash to the caller.
+    its PDQ hash to the caller; `draft_long_side_px` as for `load_image`.
     """
     limits = limits or ImageLimits()
     try:
@@ -174,7 +182,13 @@ def hash_file(
     if kind == "image":
         if size > limits.max_bytes:
             raise TooLarge(f"image file exceeds {limits.max_bytes} bytes")
-        return hash_image_bytes(path.read_bytes(), limits=limits, draft=draft, pdq=pdq)
+        return hash_image_bytes(
+            path.read_bytes(),
+            limits=limits,
+            draft=draft,
+            draft_long_side_px=draft_long_side_px,
+            pdq=pdq,
+        )
     if size > FILE_MAX_BYTES:
         raise TooLarge(f"file exceeds {FILE_MAX_BYTES} bytes")
     md5, sha256 = _digest_file(path)

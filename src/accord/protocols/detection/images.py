@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
 from accord.errors import InvalidInput, TooLarge
 
@@ -42,6 +42,17 @@ Image.MAX_IMAGE_PIXELS = IMAGE_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 RgbArray = npt.NDArray[np.uint8]
+
+#: The transpose that brings an image upright, per EXIF orientation (as ImageOps.exif_transpose).
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,11 +99,14 @@ def load_image(
     *,
     limits: ImageLimits | None = None,
     draft: bool = True,
+    draft_long_side_px: int | None = None,
     apply_exif: bool = True,
 ) -> DecodedImage:
     """Decode image bytes into RGB pixels; raise `InvalidInput`/`TooLarge` on anything wrong.
 
-    `draft` decodes large JPEGs at a reduced scale (sides stay >= DRAFT_MIN_SIDE_PX);
+    `draft` decodes large JPEGs at a reduced scale (sides stay >= DRAFT_MIN_SIDE_PX, or with
+    `draft_long_side_px` the long side stays >= that: matching reduces its query to 512 px
+    anyway);
     `apply_exif` rotates/flips by the EXIF orientation tag (the reference C++ tool does not).
     GIFs and other multi-frame files give their first frame.
     """
@@ -105,7 +119,9 @@ def load_image(
         warnings.simplefilter("ignore")  # decoder chatter about malformed files (may echo data)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            return _decode(data, limits, draft=draft, apply_exif=apply_exif)
+            return _decode(
+                data, limits, draft=draft, long_side=draft_long_side_px, apply_exif=apply_exif
+            )
         except (TooLarge, InvalidInput):
             raise
         except Image.DecompressionBombError:
@@ -121,7 +137,22 @@ def load_image(
             raise InvalidInput(f"image file is {reason} and cannot be decoded") from None
 
 
-def _decode(data: bytes, limits: ImageLimits, *, draft: bool, apply_exif: bool) -> DecodedImage:
+def _draft_request(width: int, height: int, long_side: int | None) -> tuple[int, int] | None:
+    """The size to ask Pillow's `draft` for (it picks the smallest 1/2, 1/4 or 1/8 scale at
+    least this large), or None when the image is too small to reduce."""
+    if long_side is None:
+        if min(width, height) < 2 * DRAFT_MIN_SIDE_PX:
+            return None
+        return (DRAFT_MIN_SIDE_PX, DRAFT_MIN_SIDE_PX)
+    longest = max(width, height)
+    if longest < 2 * long_side:
+        return None
+    return (-(-width * long_side // longest), -(-height * long_side // longest))
+
+
+def _decode(
+    data: bytes, limits: ImageLimits, *, draft: bool, long_side: int | None, apply_exif: bool
+) -> DecodedImage:
     image = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
     fmt = str(image.format or "")
     if fmt not in ALLOWED_FORMATS:  # pragma: no cover - `formats=` already restricts this
@@ -132,15 +163,18 @@ def _decode(data: bytes, limits: ImageLimits, *, draft: bool, apply_exif: bool) 
     if width * height > limits.max_pixels:
         raise TooLarge(f"image exceeds {limits.max_pixels} pixels")
     drafted = False
-    if draft and fmt in ("JPEG", "MPO") and min(width, height) >= 2 * DRAFT_MIN_SIDE_PX:
-        result = image.draft("RGB", (DRAFT_MIN_SIDE_PX, DRAFT_MIN_SIDE_PX))
+    request = _draft_request(width, height, long_side) if draft else None
+    if request is not None and fmt in ("JPEG", "MPO"):
+        result = image.draft("RGB", request)
         drafted = result is not None and image.size != (width, height)
     image.load()
     oriented: Image.Image = image
     if apply_exif:
-        transposed = ImageOps.exif_transpose(image)
-        if transposed is not None:
-            oriented = transposed
+        method = _ORIENTATIONS.get(image.getexif().get(ExifTags.Base.Orientation, 1))
+        if method is not None:
+            # What ImageOps.exif_transpose does to the pixels, without copying an upright image
+            # or rewriting the metadata, which nothing here reads.
+            oriented = image.transpose(method)
     rgb = _to_rgb(oriented)
     pixels = np.asarray(rgb, dtype=np.uint8)
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.shape[0] == 0 or pixels.shape[1] == 0:

@@ -31,7 +31,12 @@ from accord.protocols.detection.signals import (
     Sha256Hash,
     VpdqHash,
 )
-from accord.protocols.detection.variants import MatchMeasures, NamedHash, query_hashes
+from accord.protocols.detection.variants import (
+    MatchMeasures,
+    NamedHash,
+    query_hashes,
+    reduced_for_query,
+)
 
 #: First-stage distance for entries that the verifying stage checks (chosen by measurement:
 #: docs/detection.md, "Verifying stage"); the closest unrelated pair measured is 80 bits apart.
@@ -57,7 +62,7 @@ class MatchQuery:
         if hashes.image is not None:
             pdq = tuple(query_hashes(hashes.image.pixels, measures))
             if verify:
-                features = QueryFeatures(hashes.image.pixels)
+                features = QueryFeatures(reduced_for_query(hashes.image.pixels))
         return cls(
             pdq=pdq, md5=hashes.md5, sha256=hashes.sha256, vpdq=hashes.vpdq, features=features
         )
@@ -223,8 +228,11 @@ class BankIndex:
         for q, e, d in zip(
             found.query.tolist(), found.entry_id.tolist(), found.distance.tolist(), strict=True
         ):
-            via = query.pdq[q].via
+            named = query.pdq[q]
+            via = named.via
             banked = self.features.get(int(e))
+            if named.verified_only and not (verifying and banked is not None):
+                continue  # below the quality gate: only the verifying stage may decide
             if verifying and banked is not None:
                 assert verifier is not None
                 if not verifier.shows(banked):
