@@ -29,6 +29,10 @@ class LazyCommand:
 
 COMMANDS: dict[str, LazyCommand] = {
     "account": LazyCommand("accord.cli.messaging:account", "Create and inspect your account."),
+    "agent": LazyCommand(
+        "accord.cli.agent:agent",
+        "Keep this home's store key unlocked for a while (opt-in, like ssh-agent).",
+    ),
     "agency": LazyCommand(
         "accord.cli.access:agency_group",
         "Agencies: their HPKE keys, registration, and fetching intercepted records.",
@@ -99,7 +103,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "accord.cli.messaging:send",
         "send NAME TEXT, or send --group GROUP TEXT. Prints the message id.",
     ),
-    "server": LazyCommand("accord.cli.messaging:server", "Run the Accord server."),
+    "server": LazyCommand("accord.cli.server:server", "Run the Accord server."),
     "warrant": LazyCommand(
         "accord.cli.access:warrant_group",
         "Draft, sign, submit and list lawful-access warrants.",
