@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 import mmap
 import os
-import selectors
+import select
 import socket
 import stat
 import struct
@@ -241,6 +242,7 @@ class KeyAgent:
         finally:
             os.umask(old_umask)
         listener.listen(8)
+        self._socket_inode = path.stat().st_ino
         return listener
 
     def idle_left_s(self) -> float:
@@ -258,15 +260,20 @@ class KeyAgent:
     def serve(self) -> None:
         """Answer connections until the agent is done; then wipe the key and remove the socket."""
         try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(self._listener, selectors.EVENT_READ)
-                while not self._gone():
-                    if selector.select(timeout=POLL_S):
-                        conn, _ = self._listener.accept()
-                        with conn:
-                            self._answer(conn)
+            while not self._gone():
+                self.answer_next(POLL_S)
         finally:
             self.close()
+
+    def answer_next(self, timeout_s: float) -> bool:
+        """Answer one connection if one comes within `timeout_s`; whether one came."""
+        ready, _, _ = select.select([self._listener], [], [], timeout_s)
+        if not ready:
+            return False
+        conn, _ = self._listener.accept()
+        with conn:
+            self._answer(conn)
+        return True
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(IO_TIMEOUT_S)
@@ -286,7 +293,7 @@ class KeyAgent:
             self._stopped = True
             return AgentReply(ok=True)
         if request is AgentRequest.STATUS:
-            return AgentReply(ok=True, value=str(int(self.idle_left_s())))
+            return AgentReply(ok=True, value=str(math.ceil(self.idle_left_s())))
         self._last_used = self.clock.time()
         return AgentReply(ok=True, value=b64encode(self._secret.value()))
 
@@ -295,7 +302,7 @@ class KeyAgent:
         self._listener.close()
         path = socket_path(self.home)
         try:
-            if stat.S_ISSOCK(path.lstat().st_mode):
+            if path.lstat().st_ino == self._socket_inode:  # not a later agent's socket
                 path.unlink()
         except OSError:
             pass
