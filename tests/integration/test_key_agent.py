@@ -35,7 +35,7 @@ from accord_testing import (
 )
 
 NO_PASSPHRASE = {"ACCORD_PASSPHRASE": ""}
-HEAVY_FOR_A_TEXT = ("numpy", "PIL", "rbcl", "sqlalchemy", "fastapi", "accord.server")
+HEAVY_FOR_A_TEXT = ("numpy", "PIL", "rbcl", "sqlalchemy", "fastapi", "rich", "accord.server")
 
 
 def _store_key(home: Path) -> StoreKey:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +137,7 @@ class LazyGroup(click.Group):
 
     def _load(self, name: str) -> click.Command:
         module_name, _, attribute = self.lazy[name].target.partition(":")
+        _skip_httpx_command_line()
         command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.lazy[name].target} is not a click command")
@@ -188,6 +190,22 @@ def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["home"] = home
     ctx.obj["verbose"] = verbose
+
+
+def _skip_httpx_command_line() -> None:
+    """httpx's package imports its own command-line tool (`httpx._main`, which loads rich and
+    pygments: about a tenth of `accord send`'s start-up) though requests never need it.
+    Commands have no use for it, so before one is loaded an inert module takes its place, unless
+    httpx is loaded already."""
+    if "httpx" in sys.modules:
+        return
+    stand_in = types.ModuleType("httpx._main")
+
+    def unavailable() -> None:
+        raise SystemExit("httpx's command line is not available inside accord")
+
+    stand_in.main = unavailable  # type: ignore[attr-defined]
+    sys.modules.setdefault("httpx._main", stand_in)
 
 
 def main() -> None:

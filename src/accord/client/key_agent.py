@@ -16,8 +16,6 @@ The exchange is one line each way:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import mmap
 import os
@@ -28,11 +26,15 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from accord.clock import Clock
 from accord.errors import ConfigurationError, InvalidInput
 from accord.primitives.encoding import b64decode, b64encode
 from accord.primitives.storage_crypto import ROOT_KEY_BYTES, StoreKey
+
+if TYPE_CHECKING:
+    import ctypes
 
 AGENT_DIR = "agent"
 SOCKET_NAME = "socket"
@@ -172,12 +174,16 @@ class LockedSecret:
 
 
 def _libc() -> ctypes.CDLL | None:
+    import ctypes.util  # only the agent process locks memory: commands do not load ctypes
+
     name = ctypes.util.find_library("c")
     return ctypes.CDLL(name, use_errno=True) if name else None
 
 
 def _lock_pages(page: mmap.mmap) -> bool:
     """mlock the page; False where the system refuses (RLIMIT_MEMLOCK, no libc)."""
+    import ctypes
+
     libc = _libc()
     if libc is None:
         return False
