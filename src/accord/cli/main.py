@@ -60,7 +60,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Contacts' keys: the safety code to compare in person, and verification.",
     ),
     "demo": LazyCommand(
-        "accord.cli.messaging:demo",
+        "accord.cli.demo:demo",
         "The whole story on embedded SQLite in a temporary directory.",
     ),
     "device": LazyCommand("accord.cli.messaging:device", "Link a new device to an account."),
