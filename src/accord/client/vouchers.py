@@ -45,15 +45,16 @@ from accord.protocols.private_matching.log_entries import (
     parse_matching_entry,
 )
 from accord.protocols.private_matching.params import DERIVATIVE_BYTES
-from accord.wire.matching import VOUCHERS_EXTENSION, TableInfo, matching_account_id
 from accord.wire.messaging import Content, MatchingSecretShare
 
-# The matching table, the vouchers and image hashing (numpy, Pillow, libsodium's ristretto255)
-# are imported where an image attachment or a linked device needs them, so that a command that
-# sends or receives text does not load them (docs/benchmarks.md, "One `accord send`").
+# The matching table, the vouchers, image hashing (numpy, Pillow, libsodium's ristretto255) and
+# the matching wire models are imported where an image attachment or a linked device needs them,
+# so that a command that sends or receives text does not load them (docs/benchmarks.md, "One
+# `accord send`").
 if TYPE_CHECKING:
     from accord.protocols.private_matching.table import BlindedTable, TableDigest
     from accord.protocols.private_matching.voucher import AccountMatchingSecret, VoucherClient
+    from accord.wire.matching import TableInfo
 
 #: How long a checked table is used before asking the server again (it accepts vouchers for the
 #: previous table for ten minutes after publishing a new one).
@@ -100,7 +101,11 @@ class SafetyVouchers:
             for ref in content.attachments
             if ref.blob_id in self._held
         ]
-        return {VOUCHERS_EXTENSION: items} if items else {}
+        if not items:
+            return {}
+        from accord.wire.matching import VOUCHERS_EXTENSION
+
+        return {VOUCHERS_EXTENSION: items}
 
     def use_floors(self, floors: MatchingFloors) -> None:
         """Replace this device's matching floors (`matching_floors`): for a deployment that sets
@@ -126,6 +131,7 @@ class SafetyVouchers:
         from accord.primitives.ristretto import POINT_BYTES
         from accord.protocols.private_matching.table import TABLE_HEADER_BYTES
         from accord.protocols.private_matching.voucher import VoucherClient
+        from accord.wire.matching import TableInfo, matching_account_id
 
         now = self._ctx.clock.monotonic()
         if self._maker is not None and now - self._checked_at < TABLE_REFRESH_S:
