@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -83,6 +82,9 @@ def derive_store_key(passphrase: str, params: KdfParams) -> StoreKey:
 
 
 def derive_root_key(passphrase: str, params: KdfParams) -> bytes:
+    # Imported here: a command unlocked by the store-key agent never runs Argon2id.
+    from argon2.low_level import Type, hash_secret_raw
+
     if not passphrase:
         raise InvalidInput("empty passphrase")
     return hash_secret_raw(
