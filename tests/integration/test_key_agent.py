@@ -222,3 +222,25 @@ def test_only_the_owner_can_reach_the_socket(tmp_path: Path) -> None:
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         agent.close()
+
+
+def test_a_later_agent_takes_over_and_the_earlier_one_leaves_its_socket(tmp_path: Path) -> None:
+    """A second agent for the same home (the first one's key went stale, say) binds the socket
+    anew; the first one sees that it is no longer reachable, exits, and removes nothing."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    first = KeyAgent(home, StoreKey(bytes(32)), idle_timeout_s=60, clock=SYSTEM_CLOCK)
+    second = KeyAgent(home, StoreKey(bytes([7]) * 32), idle_timeout_s=60, clock=SYSTEM_CLOCK)
+    try:
+        assert first.done() and not second.done()
+        first.close()
+        assert socket_path(home).exists()
+        replies: list[Any] = []
+        asking = threading.Thread(target=lambda: replies.append(agent_store_key(home)))
+        asking.start()
+        assert second.answer_next(30)
+        asking.join(timeout=30)
+        assert replies == [StoreKey(bytes([7]) * 32)]
+    finally:
+        second.close()
+    assert not socket_path(home).exists()

@@ -21,7 +21,6 @@ import mmap
 import os
 import select
 import socket
-import stat
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
@@ -254,19 +253,20 @@ class KeyAgent:
     def idle_left_s(self) -> float:
         return self.idle_timeout_s - (self.clock.time() - self._last_used)
 
-    def _gone(self) -> bool:
-        """Expired, stopped, or its socket is no longer there (the home was removed)."""
+    def done(self) -> bool:
+        """Expired, stopped, or its socket is no longer its own: removed (with the home), or
+        replaced by a later agent's (which answers from then on)."""
         if self._stopped or self.idle_left_s() <= 0:
             return True
         try:
-            return not stat.S_ISSOCK(socket_path(self.home).stat().st_mode)
+            return socket_path(self.home).lstat().st_ino != self._socket_inode
         except OSError:
             return True
 
     def serve(self) -> None:
         """Answer connections until the agent is done; then wipe the key and remove the socket."""
         try:
-            while not self._gone():
+            while not self.done():
                 self.answer_next(POLL_S)
         finally:
             self.close()
