@@ -3,6 +3,7 @@ command line run in-process, deployment manifests."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -203,6 +204,34 @@ class ProcessCli(Cli):
                 f"accord {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
             )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+# Runs the real entry point, then prints every module it loaded (at exit, after click's own).
+_MODULES_PROBE = (
+    "import atexit, json, sys\n"
+    "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+    "sys.argv[0] = 'accord'\n"
+    "from accord.cli.main import main\n"
+    "main()\n"
+)
+
+
+def modules_loaded(args: Sequence[str], env: dict[str, str] | None = None) -> tuple[str, set[str]]:
+    """Run `accord ARGS` in a child process: its standard output and every module it loaded."""
+    result = subprocess.run(
+        [sys.executable, "-c", _MODULES_PROBE, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout, set(json.loads(result.stderr.strip().splitlines()[-1]))
+
+
+def within(modules: set[str], packages: Sequence[str]) -> list[str]:
+    """The modules that are `packages` or inside them, sorted."""
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
 
 
 JSON_VALUES = st.recursive(

@@ -360,7 +360,7 @@ def test_the_server_comes_from_accord_server_and_the_log_origin_is_the_operators
     apart); people set ACCORD_SERVER once instead of `--server` on every command."""
     import httpx
 
-    from accord.cli.messaging import server as server_command
+    from accord.cli.server import server as server_command
     from accord.server.process import ServerProcess
     from accord.server.translog import DEFAULT_LOG_ORIGIN
 

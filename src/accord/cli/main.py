@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,10 @@ class LazyCommand:
 
 COMMANDS: dict[str, LazyCommand] = {
     "account": LazyCommand("accord.cli.messaging:account", "Create and inspect your account."),
+    "agent": LazyCommand(
+        "accord.cli.agent:agent",
+        "Keep this home's store key unlocked for a while (opt-in, like ssh-agent).",
+    ),
     "agency": LazyCommand(
         "accord.cli.access:agency_group",
         "Agencies: their HPKE keys, registration, and fetching intercepted records.",
@@ -55,7 +60,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Contacts' keys: the safety code to compare in person, and verification.",
     ),
     "demo": LazyCommand(
-        "accord.cli.messaging:demo",
+        "accord.cli.demo:demo",
         "The whole story on embedded SQLite in a temporary directory.",
     ),
     "device": LazyCommand("accord.cli.messaging:device", "Link a new device to an account."),
@@ -99,7 +104,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "accord.cli.messaging:send",
         "send NAME TEXT, or send --group GROUP TEXT. Prints the message id.",
     ),
-    "server": LazyCommand("accord.cli.messaging:server", "Run the Accord server."),
+    "server": LazyCommand("accord.cli.server:server", "Run the Accord server."),
     "warrant": LazyCommand(
         "accord.cli.access:warrant_group",
         "Draft, sign, submit and list lawful-access warrants.",
@@ -132,6 +137,7 @@ class LazyGroup(click.Group):
 
     def _load(self, name: str) -> click.Command:
         module_name, _, attribute = self.lazy[name].target.partition(":")
+        _skip_httpx_command_line()
         command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.lazy[name].target} is not a click command")
@@ -184,6 +190,22 @@ def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["home"] = home
     ctx.obj["verbose"] = verbose
+
+
+def _skip_httpx_command_line() -> None:
+    """httpx's package imports its own command-line tool (`httpx._main`, which loads rich and
+    pygments: about a tenth of `accord send`'s start-up) though requests never need it.
+    Commands have no use for it, so before one is loaded an inert module takes its place, unless
+    httpx is loaded already."""
+    if "httpx" in sys.modules:
+        return
+    stand_in = types.ModuleType("httpx._main")
+
+    def unavailable() -> None:
+        raise SystemExit("httpx's command line is not available inside accord")
+
+    stand_in.main = unavailable  # type: ignore[attr-defined]
+    sys.modules.setdefault("httpx._main", stand_in)
 
 
 def main() -> None:

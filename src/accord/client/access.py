@@ -34,7 +34,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accord.client.context import ClientContext
 from accord.client.disclosures import DisclosureWatch, scan_for_disclosures
@@ -89,14 +89,12 @@ from accord.protocols.access.warrant import (
 )
 from accord.protocols.manifest import LawfulAccessBounds
 from accord.protocols.translog.note import Checkpoint
-from accord.wire.access import (
-    MAX_RECORDS_PER_UPLOAD,
-    AccessSync,
-    ApproverSets,
-    ProvenEntry,
-    RecordsStored,
-)
 from accord.wire.messaging import Content
+
+# The lawful-access wire models are imported where the server is asked (a sync, the approver
+# sets, an upload): a send on a device with no warrant never needs them.
+if TYPE_CHECKING:
+    from accord.wire.access import ProvenEntry
 
 APPROVER_SET_ENV = "ACCORD_APPROVER_SET"
 MAX_REFUSALS_KEPT = 100
@@ -369,6 +367,8 @@ class AccessClient:
         last = self._ctx.log_trust.last_checkpoint()
         params = {"since": last.size if last else 0}
         result = SyncResult()
+        from accord.wire.access import ApproverSets
+
         try:
             answer = self._ctx.api.call(
                 ApproverSets, "GET", "/v1/access/approver-sets", params=params, auth=False
@@ -430,6 +430,8 @@ class AccessClient:
     def sync(self) -> SyncResult:
         """One sync with the server (see the module docstring). Never raises for a refusal;
         raises only if the server cannot be reached or answers malformed data."""
+        from accord.wire.access import AccessSync
+
         ctx = self._ctx
         result = SyncResult()
         state = self._load()
@@ -658,6 +660,8 @@ class AccessClient:
         waits for the next flush."""
         if not self._busy_now():
             return
+        from accord.wire.access import MAX_RECORDS_PER_UPLOAD, RecordsStored
+
         state = self._load()
         queue = state.outbox
         done: set[tuple[bytes, str, int]] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,6 +128,16 @@ def _retry_after(response: httpx.Response) -> float | None:
     return float(value) if value.isdigit() and int(value) <= 3600 else None
 
 
+def _verify_for(base_url: str) -> ssl.SSLContext | bool:
+    """What httpx verifies the server's certificate with: its default (certifi's CA bundle) for
+    an https server. A plain-http server (loopback, development) never uses TLS, so loading the
+    bundle (tens of milliseconds, every command) is skipped; the context given instead trusts
+    no certificate, so it refuses any TLS connection it might ever be used for."""
+    if base_url.lower().startswith("https://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, hostname checked, no roots
+
+
 class ServerApi:
     """One server. `token` supplies a bearer token; on 401 it is refreshed once and retried."""
 
@@ -141,7 +152,12 @@ class ServerApi:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
-        self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=TIMEOUT,
+            transport=transport,
+            verify=_verify_for(self.base_url),
+        )
         self.retry_budget_s = retry_budget_s
         """How long one request may wait in all, as the server's Retry-After asks, when it is
         answered 429 (over a rate, a full queue) or 503 (the database restarting): nothing was

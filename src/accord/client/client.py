@@ -51,7 +51,7 @@ from accord.errors import (
 )
 from accord.primitives.encoding import b64encode, b64url
 from accord.primitives.olm import DeviceAccount
-from accord.primitives.storage_crypto import DEFAULT_KDF_COST, KdfCost
+from accord.primitives.storage_crypto import DEFAULT_KDF_COST, KdfCost, StoreKey
 from accord.protocols.franking import (
     FrankedMessage,
     FrankingKey,
@@ -198,14 +198,16 @@ class _Setup:
 class AccordClient:
     """A device: its keys and sessions under `home`, talking to one server.
 
-    `clock` gives every time this device reads (message times, token expiry, warrant windows,
-    deadlines); by default the system clock, moved by `ACCORD_CLOCK_OFFSET_FILE` if set.
+    `passphrase` unlocks the local store, or the `StoreKey` it derives does (as the store-key
+    agent hands it out: docs/key-agent.md). `clock` gives every time this device reads (message
+    times, token expiry, warrant windows, deadlines); by default the system clock, moved by
+    `ACCORD_CLOCK_OFFSET_FILE` if set.
     """
 
     def __init__(
         self,
         home: Path,
-        passphrase: str,
+        passphrase: str | StoreKey,
         *,
         transport: httpx.BaseTransport | None = None,
         max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
@@ -217,6 +219,8 @@ class AccordClient:
         self.store = LocalStore(self.home)
         try:
             if _new_device is not None:
+                if isinstance(passphrase, StoreKey):
+                    raise InvalidInput("a new local store is made from a passphrase")
                 self.store.initialise(passphrase, _kdf_cost)
                 self.store.set_home_device(_new_device)
             else:

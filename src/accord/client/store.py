@@ -37,7 +37,8 @@ from accord.primitives.storage_crypto import (
     KdfCost,
     KdfParams,
     LocalVault,
-    derive_root_key,
+    StoreKey,
+    derive_store_key,
 )
 from accord.protocols.manifest import Manifest, verify_manifest
 from accord.protocols.translog.note import Checkpoint
@@ -211,6 +212,8 @@ class LocalStore:
         self._add_shown_column()
         self._add_device_tag_column()
         self.vault: LocalVault | None = None
+        self.store_key: StoreKey | None = None
+        """The key the store was unlocked with (kept for the store-key agent)."""
         self._anchors_parsed: tuple[str, LogAnchors] | None = None  # the record, once verified
 
     def _add_shown_column(self) -> None:
@@ -262,7 +265,8 @@ class LocalStore:
         if self.initialised():
             raise ConfigurationError(f"{self.home} already holds an account")
         params = KdfParams.fresh(cost)
-        vault = LocalVault(derive_root_key(passphrase, params))
+        key = derive_store_key(passphrase, params)
+        vault = LocalVault(key.value)
         self.set_meta(
             "kdf",
             json.dumps(
@@ -276,23 +280,30 @@ class LocalStore:
                 }
             ),
         )
-        self.vault = vault
+        self.vault, self.store_key = vault, key
 
-    def unlock(self, passphrase: str) -> None:
+    def unlock(self, secret: str | StoreKey) -> None:
+        """Unlock with the passphrase (Argon2id at the cost the store was made with) or with
+        the store key it derives (from the store-key agent); `wrong_passphrase` if neither
+        matches the store's check value."""
         raw = self.get_meta("kdf")
         if raw is None:
             raise NotFound(f"no account in {self.home}: run 'accord account create' first")
         meta = json.loads(raw)
-        params = KdfParams(
-            salt=b64decode(meta["salt"], max_bytes=64),
-            time_cost=int(meta["t"]),
-            memory_kib=int(meta["m"]),
-            parallelism=int(meta["p"]),
-        )
-        vault = LocalVault(derive_root_key(passphrase, params))
+        if isinstance(secret, StoreKey):
+            key = secret
+        else:
+            params = KdfParams(
+                salt=b64decode(meta["salt"], max_bytes=64),
+                time_cost=int(meta["t"]),
+                memory_kib=int(meta["m"]),
+                parallelism=int(meta["p"]),
+            )
+            key = derive_store_key(secret, params)
+        vault = LocalVault(key.value)
         if not hmac.compare_digest(vault.check_value, b64decode(meta["check"], max_bytes=64)):
             raise InvalidInput("wrong passphrase", code="wrong_passphrase")
-        self.vault = vault
+        self.vault, self.store_key = vault, key
 
     def _vault(self) -> LocalVault:
         if self.vault is None:

@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accord.client.context import ClientContext
 from accord.client.log_trust import ProofEncoding, decode_proof
@@ -32,8 +32,6 @@ from accord.errors import (
     VerificationError,
 )
 from accord.primitives.encoding import b64decode, b64encode
-from accord.primitives.ristretto import POINT_BYTES
-from accord.protocols.detection.hashers import hash_file, sniff_kind
 from accord.protocols.detection.signals import PdqHash
 from accord.protocols.manifest import MatchingFloors
 from accord.protocols.private_matching.floors import (
@@ -47,18 +45,16 @@ from accord.protocols.private_matching.log_entries import (
     parse_matching_entry,
 )
 from accord.protocols.private_matching.params import DERIVATIVE_BYTES
-from accord.protocols.private_matching.table import (
-    TABLE_HEADER_BYTES,
-    BlindedTable,
-    TableDigest,
-)
-from accord.protocols.private_matching.voucher import (
-    AccountMatchingSecret,
-    VoucherClient,
-    make_visual_derivative,
-)
-from accord.wire.matching import VOUCHERS_EXTENSION, TableInfo, matching_account_id
 from accord.wire.messaging import Content, MatchingSecretShare
+
+# The matching table, the vouchers, image hashing (numpy, Pillow, libsodium's ristretto255) and
+# the matching wire models are imported where an image attachment or a linked device needs them,
+# so that a command that sends or receives text does not load them (docs/benchmarks.md, "One
+# `accord send`").
+if TYPE_CHECKING:
+    from accord.protocols.private_matching.table import BlindedTable, TableDigest
+    from accord.protocols.private_matching.voucher import AccountMatchingSecret, VoucherClient
+    from accord.wire.matching import TableInfo
 
 #: How long a checked table is used before asking the server again (it accepts vouchers for the
 #: previous table for ten minutes after publishing a new one).
@@ -105,7 +101,11 @@ class SafetyVouchers:
             for ref in content.attachments
             if ref.blob_id in self._held
         ]
-        return {VOUCHERS_EXTENSION: items} if items else {}
+        if not items:
+            return {}
+        from accord.wire.matching import VOUCHERS_EXTENSION
+
+        return {VOUCHERS_EXTENSION: items}
 
     def use_floors(self, floors: MatchingFloors) -> None:
         """Replace this device's matching floors (`matching_floors`): for a deployment that sets
@@ -128,6 +128,11 @@ class SafetyVouchers:
     # --- the table (C1) -----------------------------------------------------------------------
 
     def _voucher_client(self) -> VoucherClient | None:
+        from accord.primitives.ristretto import POINT_BYTES
+        from accord.protocols.private_matching.table import TABLE_HEADER_BYTES
+        from accord.protocols.private_matching.voucher import VoucherClient
+        from accord.wire.matching import TableInfo, matching_account_id
+
         now = self._ctx.clock.monotonic()
         if self._maker is not None and now - self._checked_at < TABLE_REFRESH_S:
             return self._maker
@@ -164,6 +169,8 @@ class SafetyVouchers:
         device accepted (transparency steps V1-V4), after checking that no later table is
         logged up to that checkpoint (every entry after it is read and verified against the
         same proof)."""
+        from accord.protocols.private_matching.table import TableDigest
+
         log_trust = self._ctx.log_trust
         checkpoint = log_trust.accept_checkpoint(info.checkpoint)
         entry = b64decode(info.log_entry, max_bytes=32_768, what="log entry")
@@ -192,6 +199,8 @@ class SafetyVouchers:
     def _load_table(self, digest: TableDigest, size: int) -> BlindedTable:
         """The table file, from this device's cache or the server; refused unless its SHA-256
         is the logged digest."""
+        from accord.protocols.private_matching.table import BlindedTable
+
         folder = self._ctx.home / TABLES_DIR
         cached = folder / f"{digest.hex()}.table"
         if cached.is_file():
@@ -214,6 +223,8 @@ class SafetyVouchers:
     # --- the account's secret and image counter (C2) ------------------------------------------
 
     def _secret(self) -> AccountMatchingSecret:
+        from accord.protocols.private_matching.voucher import AccountMatchingSecret
+
         store = self._ctx.store
         with store.transaction():
             raw = store.matching_secret()
@@ -277,6 +288,8 @@ class SafetyVouchers:
         be one), and continue its image count. A device that already holds a secret keeps it
         (the first one wins; a second device never replaces a count in progress). Runs in the
         caller's store transaction."""
+        from accord.protocols.private_matching.voucher import AccountMatchingSecret
+
         secret = AccountMatchingSecret(
             b64decode(share.secret, max_bytes=32, what="matching secret")
         ).value
@@ -318,6 +331,8 @@ def _names_a_table(entry: bytes) -> bool:
 
 
 def _is_image(path: Path) -> bool:
+    from accord.protocols.detection.hashers import sniff_kind
+
     try:
         with path.open("rb") as f:
             return sniff_kind(f.read(16)) == "image"
@@ -329,6 +344,9 @@ def _image_signal(path: Path) -> tuple[PdqHash, bytes]:
     """The image's PDQ hash and its 64 x 64 derivative. An image this device cannot decode gets
     a random hash (it never matches) and a blank derivative, so it still has a voucher of the
     same size and layout."""
+    from accord.protocols.detection.hashers import hash_file
+    from accord.protocols.private_matching.voucher import make_visual_derivative
+
     try:
         hashes = hash_file(path, video=False)
     except AccordError:

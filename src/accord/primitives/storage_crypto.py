@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -62,7 +61,30 @@ class KdfParams:
         )
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class StoreKey:
+    """The root key Argon2id derives from the passphrase: whoever holds it opens the store
+    without the passphrase (the store-key agent hands it to commands; docs/key-agent.md)."""
+
+    value: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.value) != ROOT_KEY_BYTES:
+            raise InvalidInput("a store key is 32 bytes")
+
+    def __repr__(self) -> str:
+        return "StoreKey(<secret>)"
+
+
+def derive_store_key(passphrase: str, params: KdfParams) -> StoreKey:
+    """The store key of `passphrase` under `params` (Argon2id; costs what `params` say)."""
+    return StoreKey(derive_root_key(passphrase, params))
+
+
 def derive_root_key(passphrase: str, params: KdfParams) -> bytes:
+    # Imported here: a command unlocked by the store-key agent never runs Argon2id.
+    from argon2.low_level import Type, hash_secret_raw
+
     if not passphrase:
         raise InvalidInput("empty passphrase")
     return hash_secret_raw(

@@ -46,7 +46,7 @@ Version = Annotated[int, Field(ge=1, le=WIRE_VERSION)]
 class WireModel(BaseModel):
     """Base of every wire model: unknown fields are an error, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, defer_build=True)
 
 
 class ErrorBody(WireModel):

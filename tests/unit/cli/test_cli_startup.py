@@ -5,56 +5,27 @@ A structural check (which modules are loaded), not a timing one; docs/benchmarks
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import click
 import pytest
 
 from accord.cli.main import COMMANDS, LazyGroup, cli
+from accord_testing import modules_loaded, within
 
 HEAVY = ("sqlalchemy", "numpy", "httpx", "fastapi", "PIL", "accord.client", "accord.server")
 
-# Runs the real entry point, then prints every module it loaded (at exit, after click's own).
-PROBE = (
-    "import atexit, json, sys\n"
-    "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
-    "sys.argv[0] = 'accord'\n"
-    "from accord.cli.main import main\n"
-    "main()\n"
-)
-
-
-def _modules_loaded(args: list[str], env: dict[str, str] | None = None) -> tuple[str, set[str]]:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout, set(json.loads(result.stderr.strip().splitlines()[-1]))
-
-
-def _heavy(modules: set[str]) -> list[str]:
-    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
-
 
 def test_help_imports_nothing_heavy() -> None:
-    out, modules = _modules_loaded(["--help"])
+    out, modules = modules_loaded(["--help"])
     assert "Commands:" in out and "warrant" in out
-    assert _heavy(modules) == []
+    assert within(modules, HEAVY) == []
     assert not [m for m in modules if m.startswith("accord.cli.") and m in _command_modules()]
 
 
 def test_completing_command_names_imports_nothing_heavy() -> None:
     env = {"_ACCORD_COMPLETE": "bash_complete", "COMP_WORDS": "accord ", "COMP_CWORD": "1"}
-    out, modules = _modules_loaded([], env)
+    out, modules = modules_loaded([], env)
     assert out.splitlines() == [f"plain,{name}" for name in sorted(COMMANDS)]
-    assert _heavy(modules) == []
+    assert within(modules, HEAVY) == []
 
 
 def _command_modules() -> set[str]:
