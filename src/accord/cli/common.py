@@ -161,10 +161,20 @@ def key_out_option(f: Any) -> Any:
     )(f)
 
 
+def configured_server() -> str | None:
+    """The server named in the home's config.toml (`--server`'s default)."""
+    from accord.client.settings import read_client_settings
+
+    return read_client_settings(home_dir(click.get_current_context())).server
+
+
 server_option = click.option(
     "--server",
     required=True,
     envvar="ACCORD_SERVER",
-    help="Server base URL, e.g. http://127.0.0.1:8000 (or ACCORD_SERVER).",
+    default=configured_server,
+    help="Server base URL, e.g. http://127.0.0.1:8000 (else ACCORD_SERVER, else `server` in "
+    "HOME/config.toml).",
 )
-"""`--server`, taken from ACCORD_SERVER when not given (every command that talks to one)."""
+"""`--server`: the flag, else ACCORD_SERVER, else the home's config.toml (every command that
+talks to one)."""

@@ -99,7 +99,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "accord.cli.messaging:send",
         "send NAME TEXT, or send --group GROUP TEXT. Prints the message id.",
     ),
-    "server": LazyCommand("accord.cli.messaging:server", "Run the Accord server."),
+    "server": LazyCommand("accord.cli.server:server", "Run the Accord server."),
     "warrant": LazyCommand(
         "accord.cli.access:warrant_group",
         "Draft, sign, submit and list lawful-access warrants.",
