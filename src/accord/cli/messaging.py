@@ -1,4 +1,4 @@
-"""CLI commands for accounts, devices, messages and groups, plus `demo`."""
+"""CLI commands for accounts, devices, messages and groups."""
 
 from __future__ import annotations
 
@@ -384,12 +384,3 @@ def group_remove(ctx: click.Context, name: str, members: tuple[str, ...]) -> Non
     with open_client(ctx) as client:
         state = client.change_members(name, remove=members)
     click.echo(f"group {state.group} version {state.version}: {', '.join(state.members)}")
-
-
-@click.command()
-@click.option("--keep", is_flag=True, help="Keep the temporary directory.")
-def demo(keep: bool) -> None:
-    """The whole story on embedded SQLite in a temporary directory."""
-    from accord.cli.demo import run_demo
-
-    run_demo(keep=keep)

@@ -26,34 +26,26 @@ def _settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def _server_command() -> click.Command:
-    require_extra("server", "fastapi", "uvicorn", "sqlalchemy", "alembic")
+@click.command("server")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    envvar="ACCORD_CONFIG",
+    help="A TOML file of settings (keys as the flags, without -- and with _ for -); "
+    "flags and ACCORD_* variables override it.",
+)
+@_settings_options
+def server(config_file: Path | None, **flags: Any) -> None:
+    """Run the Accord server."""
+    from accord.console import mount_console
+    from accord.server.run import serve
+    from accord.server.settings import ServerSettings
 
-    @click.command("server")
-    @click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        envvar="ACCORD_CONFIG",
-        help="A TOML file of settings (keys as the flags, without -- and with _ for -); "
-        "flags and ACCORD_* variables override it.",
-    )
-    @_settings_options
-    def server(config_file: Path | None, **flags: Any) -> None:
-        """Run the Accord server."""
-        from accord.console import mount_console
-        from accord.server.run import serve
-        from accord.server.settings import ServerSettings
-
-        settings = ServerSettings.load(flags=flags, config_file=config_file)
-        if settings.db and settings.db.startswith("postgresql"):
-            require_extra("postgres", "psycopg")
-        if settings.redis:
-            require_extra("redis", "redis")
-        serve(settings, mounts=[mount_console])
-
-    return server
-
-
-server = _server_command()
+    settings = ServerSettings.load(flags=flags, config_file=config_file)
+    if settings.db and settings.db.startswith("postgresql"):
+        require_extra("postgres", "psycopg")
+    if settings.redis:
+        require_extra("redis", "redis")
+    serve(settings, mounts=[mount_console])

@@ -194,7 +194,10 @@ def settings_table() -> str:
     ]
     for name, field in ServerSettings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        shown = "none" if default in (None, []) else f"`{default}`"
+        if default in (None, []):
+            shown = "none"
+        else:
+            shown = f"`{default:g}`" if isinstance(default, float) else f"`{default}`"
         meaning = (field.description or "").replace("|", "\\|")
         rows.append(
             f"| `{name}` | `{flag_name(name)}` | `{env_name(name)}` | {shown} | {meaning} |"
