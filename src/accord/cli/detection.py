@@ -267,6 +267,66 @@ def bank_import(
     )
 
 
+def _exchange_option(value: str) -> tuple[str, Any]:
+    """KEY=VALUE; a VALUE that is JSON (a number, a list...) is read as JSON."""
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        raise click.BadParameter("expected KEY=VALUE")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+@bank_group.command("fetch")
+@click.argument("name")
+@click.option(
+    "--exchange",
+    required=True,
+    help="python-threatexchange's name for it: ncmec, stop_ncii, fb_threatexchange, tat, "
+    "local_file, sample.",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    help="A setting of the exchange's collaboration, KEY=VALUE (e.g. environment=Industry for "
+    "ncmec, filename=/path for local_file).",
+)
+@_db_option
+@click.pass_context
+def bank_fetch(
+    ctx: click.Context, name: str, exchange: str, settings: tuple[str, ...], db_url: str | None
+) -> None:
+    """Fetch a hash list from an exchange into a bank, from where the last fetch got to."""
+    require_extra("exchanges", "threatexchange", "dacite")
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from accord.storage.bank_fetch import fetch_into_bank
+
+    options = dict(_exchange_option(s) for s in settings)
+    store = _open_local_store(ctx, db_url)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, transient=True, console=_stderr_console()) as progress:
+        task = progress.add_task(f"fetching from {exchange}: 0 updates", total=None)
+        seen = 0
+
+        def advance(n: int) -> None:
+            nonlocal seen
+            seen += n
+            progress.update(task, description=f"fetching from {exchange}: {seen} updates")
+
+        result = fetch_into_bank(
+            store, name, exchange=exchange, options=options, on_updates=advance
+        )
+    click.echo(
+        f"fetched {result.updates} updates from {exchange} into {name}: {result.added} new"
+        + (f", {result.disabled} disabled (deleted upstream)" if result.disabled else "")
+        + (f", skipped {result.skipped} unsupported" if result.skipped else "")
+        + f"; version {store.get_bank(name).version}"
+    )
+
+
 @bank_group.command("add")
 @click.argument("name")
 @click.argument("paths", nargs=-1, required=True)

@@ -116,6 +116,17 @@ bank_features = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+# Where a bank's fetch from a hash-list exchange got to (`accord.storage.bank_fetch`): the
+# exchange's own checkpoint, as JSON, one per bank and exchange.
+bank_fetch_checkpoints = Table(
+    "bank_fetch_checkpoints",
+    metadata,
+    Column("bank_id", _BigId, ForeignKey("bank_banks.id", ondelete="CASCADE"), primary_key=True),
+    Column("exchange", String(64), primary_key=True),
+    Column("checkpoint", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
 #: Rows per INSERT batch.
 _BATCH = 5000
 #: Banks with at least this many PDQ hashes get their index cached on disk.
@@ -238,6 +249,13 @@ class BankEntryStore(BankStore):
     @abstractmethod
     def iter_features(self, name: str) -> Iterator[tuple[str, bytes]]:
         """(source, stored form) of every banked image with local features."""
+
+    @abstractmethod
+    def get_fetch_checkpoint(self, name: str, exchange: str) -> str | None:
+        """Where the bank's fetch from this exchange got to (None: never fetched)."""
+
+    @abstractmethod
+    def put_fetch_checkpoint(self, name: str, exchange: str, checkpoint: str) -> None: ...
 
     def import_file(
         self, name: str, data: bytes, fmt: ImportFormat, *, source: str | None = None
@@ -445,6 +463,9 @@ class SqlBankStore(BankEntryStore):
         with self.engine.begin() as conn:
             row = self._bank_row(conn, name)
             conn.execute(delete(bank_features).where(bank_features.c.bank_id == row.id))
+            conn.execute(
+                delete(bank_fetch_checkpoints).where(bank_fetch_checkpoints.c.bank_id == row.id)
+            )
             conn.execute(delete(bank_entries).where(bank_entries.c.bank_id == row.id))
             conn.execute(delete(bank_banks).where(bank_banks.c.id == row.id))
 
@@ -627,6 +648,32 @@ class SqlBankStore(BankEntryStore):
             ).all()
         for r in rows:
             yield str(r.source), bytes(r.data)
+
+    def get_fetch_checkpoint(self, name: str, exchange: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = self._bank_row(conn, name)
+            value = conn.execute(
+                select(bank_fetch_checkpoints.c.checkpoint)
+                .where(bank_fetch_checkpoints.c.bank_id == row.id)
+                .where(bank_fetch_checkpoints.c.exchange == exchange)
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def put_fetch_checkpoint(self, name: str, exchange: str, checkpoint: str) -> None:
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            where = (bank_fetch_checkpoints.c.bank_id == row.id) & (
+                bank_fetch_checkpoints.c.exchange == exchange
+            )
+            conn.execute(delete(bank_fetch_checkpoints).where(where))
+            conn.execute(
+                insert(bank_fetch_checkpoints).values(
+                    bank_id=row.id,
+                    exchange=exchange,
+                    checkpoint=checkpoint,
+                    updated_at=int(time.time()),
+                )
+            )
 
 
 _COPIED_COLUMNS = {
