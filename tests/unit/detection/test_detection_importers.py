@@ -246,3 +246,28 @@ def test_fuzz_streamed_files(data: bytes) -> None:
     for fmt in ("csv", "hma"):
         with contextlib.suppress(InvalidInput):
             list(importers.read_bank_entries(io.BytesIO(data), fmt, ImportResult()))
+
+
+@FUZZ
+@given(st.lists(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"") + b"\n")))
+def test_upload_pieces_keep_every_line(lines: list[bytes]) -> None:
+    """`bank import --server` sends whole lines in bounded pieces; an HMA piece repeats the
+    header, and the pieces hold every line once."""
+    from accord.client.banks import line_pieces
+
+    data = b"".join(lines)
+    pieces = list(line_pieces(io.BytesIO(data), 100, repeat_header=False))
+    assert b"".join(pieces) == data
+    assert all(len(p) <= 100 or p.count(b"\n") == 1 for p in pieces)
+    header = b"signal_type,signal_str\n"
+    hma = list(line_pieces(io.BytesIO(header + data), 100, repeat_header=True))
+    assert all(p.startswith(header) for p in hma)
+    assert b"".join(p[len(header) :] for p in hma) == data
+
+
+def test_upload_pieces_refuse_a_huge_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from accord.client import banks
+
+    monkeypatch.setattr(banks, "IMPORT_MAX_LINE_CHARS", 10)
+    with pytest.raises(TooLarge):
+        list(banks.line_pieces(io.BytesIO(b"x" * 50), 100, repeat_header=False))
