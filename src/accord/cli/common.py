@@ -161,18 +161,23 @@ def key_out_option(f: Any) -> Any:
     )(f)
 
 
-def configured_server() -> str | None:
-    """The server named in the home's config.toml (`--server`'s default)."""
+def _server_or_configured(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """`--server`, else ACCORD_SERVER (click read both), else the home's config.toml."""
+    if value:
+        return value
     from accord.client.settings import read_client_settings
 
-    return read_client_settings(home_dir(click.get_current_context())).server
+    configured = read_client_settings(home_dir(ctx)).server
+    if not configured:
+        raise click.MissingParameter(ctx=ctx, param=param)
+    return configured
 
 
 server_option = click.option(
     "--server",
-    required=True,
     envvar="ACCORD_SERVER",
-    default=configured_server,
+    default=None,
+    callback=_server_or_configured,
     help="Server base URL, e.g. http://127.0.0.1:8000 (else ACCORD_SERVER, else `server` in "
     "HOME/config.toml).",
 )

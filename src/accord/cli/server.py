@@ -16,12 +16,15 @@ def _settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     from accord.server.settings import ServerSettings, env_name, flag_name
 
     for name, field in reversed(ServerSettings.model_fields.items()):
+        default = field.get_default(call_default_factory=True)
+        shown = f"default: {default}; " if default not in (None, []) else ""
         f = click.option(
             flag_name(name),
             name,
             default=None,
             multiple=name == "witness",
-            help=f"{field.description} [{env_name(name)}]",
+            metavar="VALUE",
+            help=f"{field.description} [{shown}{env_name(name)}]",
         )(f)
     return f
 
