@@ -360,12 +360,12 @@ def test_the_server_comes_from_accord_server_and_the_log_origin_is_the_operators
     apart); people set ACCORD_SERVER once instead of `--server` on every command."""
     import httpx
 
-    from accord.cli.server import server as server_command
     from accord.server.process import ServerProcess
+    from accord.server.settings import ServerSettings
     from accord.server.translog import DEFAULT_LOG_ORIGIN
 
-    defaults = {p.name: p.default for p in server_command.params}
-    assert defaults["log_origin"] == DEFAULT_LOG_ORIGIN
+    # The default lives in the settings model (flags, ACCORD_* variables and --config FILE).
+    assert ServerSettings.model_fields["log_origin"].default == DEFAULT_LOG_ORIGIN
     proc = ServerProcess(
         tmp_path / "server",
         extra_args=["--log-origin", "chat.example.org/log"],

@@ -161,10 +161,25 @@ def key_out_option(f: Any) -> Any:
     )(f)
 
 
+def _server_or_configured(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """`--server`, else ACCORD_SERVER (click read both), else the home's config.toml."""
+    if value:
+        return value
+    from accord.client.settings import read_client_settings
+
+    configured = read_client_settings(home_dir(ctx)).server
+    if not configured:
+        raise click.MissingParameter(ctx=ctx, param=param)
+    return configured
+
+
 server_option = click.option(
     "--server",
-    required=True,
     envvar="ACCORD_SERVER",
-    help="Server base URL, e.g. http://127.0.0.1:8000 (or ACCORD_SERVER).",
+    default=None,
+    callback=_server_or_configured,
+    help="Server base URL, e.g. http://127.0.0.1:8000 (else ACCORD_SERVER, else `server` in "
+    "HOME/config.toml).",
 )
-"""`--server`, taken from ACCORD_SERVER when not given (every command that talks to one)."""
+"""`--server`: the flag, else ACCORD_SERVER, else the home's config.toml (every command that
+talks to one)."""

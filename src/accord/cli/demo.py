@@ -73,6 +73,13 @@ def _one(
     return found[0]
 
 
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary directory.")
+def demo(keep: bool) -> None:
+    """The whole story on embedded SQLite in a temporary directory."""
+    run_demo(keep=keep)
+
+
 def run_demo(*, keep: bool = False) -> None:
     root = Path(tempfile.mkdtemp(prefix="accord-demo-"))
     try:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import click
 
 from accord.cli.common import admin_token, home_dir
+from accord.cli.extras import require_extra
 from accord.errors import AccordError, InvalidInput, ServiceError
 from accord.protocols.detection.banks import BankEntry, BankInfo
 from accord.protocols.detection.importers import EXPORT_FORMATS, IMPORT_FORMATS, ImportFormat
@@ -58,6 +60,7 @@ def _open_store(
     token: str | None = None,
 ) -> tuple[BankStore, str]:
     """The banks a command works on, and how its messages say where they are."""
+    require_extra("server", "sqlalchemy", "alembic")
     if server:
         from accord.client.banks import RemoteBankStore
         from accord.client.operator import OperatorApi
@@ -67,17 +70,19 @@ def _open_store(
 
 
 def _open_local_store(ctx: click.Context, db_url: str | None) -> SqlBankStore:
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import ArgumentError, OperationalError
+    from sqlalchemy.exc import OperationalError
 
+    from accord.errors import ConfigurationError
     from accord.storage.banks import SqlBankStore
+    from accord.storage.db import make_engine
 
     try:
         if db_url:
             try:
-                return SqlBankStore(create_engine(db_url))
-            except (ArgumentError, ImportError):
-                raise InvalidInput("unrecognised database URL") from None
+                engine = make_engine(db_url)
+            except ConfigurationError as exc:
+                raise InvalidInput(exc.message) from None
+            return SqlBankStore.open_migrated(engine)
         home = home_dir(ctx)
         return SqlBankStore.open_sqlite(
             home / BANKS_DB_FILE, index_cache_dir=home / INDEX_CACHE_DIR
@@ -112,6 +117,15 @@ def _progress(files: list[Path], show: bool, what: str) -> Iterator[Path]:
         for f in files:
             yield f
             progress.advance(task)
+
+
+@contextmanager
+def _read_progress(raw: BinaryIO, size: int, what: str) -> Iterator[BinaryIO]:
+    """`raw`, with a progress bar of the bytes read from it on stderr."""
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=_stderr_console()) as progress:
+        yield progress.wrap_file(raw, total=size, description=what)
 
 
 def _stderr_console() -> Any:
@@ -239,9 +253,8 @@ def bank_import(
     path = Path(file)
     chosen = cast(ImportFormat, fmt or ("ncmec" if path.suffix.lower() == ".xml" else "csv"))
     store, where = _open_store(ctx, db_url, server, admin_token)
-    result = store.import_file(
-        name, path.read_bytes(), chosen, source=f"{chosen}:{path.name}"[:200]
-    )
+    with path.open("rb") as raw, _read_progress(raw, path.stat().st_size, "importing") as f:
+        result = store.import_stream(name, f, chosen, source=f"{chosen}:{path.name}"[:200])
     version = store.get_bank(name).version
     if result.parsed is None:  # parsed by the server, which says only how many were new
         click.echo(f"imported {result.added} new entries into {name}{where}; version {version}")
@@ -251,6 +264,66 @@ def bank_import(
         + (f", skipped {result.skipped} unsupported" if result.skipped else "")
         + (f", disabled {result.disabled} deleted upstream" if result.disabled else "")
         + f"; version {version}"
+    )
+
+
+def _exchange_option(value: str) -> tuple[str, Any]:
+    """KEY=VALUE; a VALUE that is JSON (a number, a list...) is read as JSON."""
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        raise click.BadParameter("expected KEY=VALUE")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+@bank_group.command("fetch")
+@click.argument("name")
+@click.option(
+    "--exchange",
+    required=True,
+    help="python-threatexchange's name for it: ncmec, stop_ncii, fb_threatexchange, tat, "
+    "local_file, sample.",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    help="A setting of the exchange's collaboration, KEY=VALUE (e.g. environment=Industry for "
+    "ncmec, filename=/path for local_file).",
+)
+@_db_option
+@click.pass_context
+def bank_fetch(
+    ctx: click.Context, name: str, exchange: str, settings: tuple[str, ...], db_url: str | None
+) -> None:
+    """Fetch a hash list from an exchange into a bank, from where the last fetch got to."""
+    require_extra("exchanges", "threatexchange", "dacite")
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from accord.storage.bank_fetch import fetch_into_bank
+
+    options = dict(_exchange_option(s) for s in settings)
+    store = _open_local_store(ctx, db_url)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, transient=True, console=_stderr_console()) as progress:
+        task = progress.add_task(f"fetching from {exchange}: 0 updates", total=None)
+        seen = 0
+
+        def advance(n: int) -> None:
+            nonlocal seen
+            seen += n
+            progress.update(task, description=f"fetching from {exchange}: {seen} updates")
+
+        result = fetch_into_bank(
+            store, name, exchange=exchange, options=options, on_updates=advance
+        )
+    click.echo(
+        f"fetched {result.updates} updates from {exchange} into {name}: {result.added} new"
+        + (f", {result.disabled} disabled (deleted upstream)" if result.disabled else "")
+        + (f", skipped {result.skipped} unsupported" if result.skipped else "")
+        + f"; version {store.get_bank(name).version}"
     )
 
 

@@ -3,7 +3,8 @@
 Each command lives in a module that imports what it needs (the client, SQLAlchemy, numpy...).
 Those modules are imported only when their command runs or its own help is asked for, so that
 `accord --help` and shell completion of command names start quickly; the one-line summaries
-shown there are declared below (tests/unit/cli checks they match the commands' own help).
+shown there are declared below (tests/unit/cli checks they match the commands' own help), with
+the extra a command needs: without it, the command says which one to install (exit status 2).
 """
 
 from __future__ import annotations
@@ -18,14 +19,24 @@ import click
 from click.shell_completion import CompletionItem
 
 from accord.cli.common import run_cli
+from accord.cli.extras import require_extra
 
 
 @dataclass(frozen=True)
 class LazyCommand:
-    """Where a top-level command is defined (`module:attribute`) and its one-line help."""
+    """Where a top-level command is defined (`module:attribute`), its one-line help, and the
+    extra of the install it needs (None: the base install) with the modules that extra brings."""
 
     target: str
     help: str
+    extra: str | None = None
+    modules: tuple[str, ...] = ()
+
+
+#: What the operator's side of the install brings (`accord[server]`).
+SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "jinja2", "cv2")
+#: Banks and matching are kept in SQL and verified with local features.
+BANK_MODULES = ("sqlalchemy", "alembic", "cv2")
 
 
 COMMANDS: dict[str, LazyCommand] = {
@@ -50,7 +61,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "accord.cli.access:approver_set_group",
         "Create and publish the set of approvers and its threshold.",
     ),
-    "bank": LazyCommand("accord.cli.detection:bank_group", "Manage hash banks (named hash lists)."),
+    "bank": LazyCommand(
+        "accord.cli.detection:bank_group",
+        "Manage hash banks (named hash lists).",
+        "server",
+        BANK_MODULES,
+    ),
     "chat": LazyCommand(
         "accord.cli.chat:chat",
         "Chat: conversations, live messages, groups, attachments, devices and safety notices.",
@@ -62,9 +78,16 @@ COMMANDS: dict[str, LazyCommand] = {
     "demo": LazyCommand(
         "accord.cli.demo:demo",
         "The whole story on embedded SQLite in a temporary directory.",
+        "server",
+        SERVER_MODULES,
     ),
     "device": LazyCommand("accord.cli.messaging:device", "Link a new device to an account."),
-    "eval": LazyCommand("accord.cli.detection:eval_group", "Measure how well things work."),
+    "eval": LazyCommand(
+        "accord.cli.detection:eval_group",
+        "Measure how well things work.",
+        "eval",
+        ("matplotlib", *BANK_MODULES),
+    ),
     "group": LazyCommand("accord.cli.messaging:group", "Create groups and change their members."),
     "hash": LazyCommand(
         "accord.cli.detection:hash_command",
@@ -84,6 +107,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "match": LazyCommand(
         "accord.cli.detection:match_command",
         "Match files against banks (hashing here; with --server, matching on the server).",
+        "server",
+        BANK_MODULES,
     ),
     "matching": LazyCommand(
         "accord.cli.matching:matching_group",
@@ -104,7 +129,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "accord.cli.messaging:send",
         "send NAME TEXT, or send --group GROUP TEXT. Prints the message id.",
     ),
-    "server": LazyCommand("accord.cli.server:server", "Run the Accord server."),
+    "server": LazyCommand(
+        "accord.cli.server:server", "Run the Accord server.", "server", SERVER_MODULES
+    ),
     "warrant": LazyCommand(
         "accord.cli.access:warrant_group",
         "Draft, sign, submit and list lawful-access warrants.",
@@ -136,7 +163,10 @@ class LazyGroup(click.Group):
         return command
 
     def _load(self, name: str) -> click.Command:
-        module_name, _, attribute = self.lazy[name].target.partition(":")
+        declared = self.lazy[name]
+        if declared.extra is not None:
+            require_extra(declared.extra, *declared.modules)
+        module_name, _, attribute = declared.target.partition(":")
         _skip_httpx_command_line()
         command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command):

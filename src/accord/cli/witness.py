@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from accord.cli.common import home_dir, key_out_option, read_private_key, write_key_pair
+from accord.cli.extras import require_extra
 from accord.errors import InvalidInput
 from accord.protocols.translog.note import CosignatureSigner, generate_cosigner, parse_skey
 
@@ -69,6 +70,7 @@ def serve(
     state_dir: Path | None,
 ) -> None:
     """Serve POST /add-checkpoint for the given logs."""
+    require_extra("server", "fastapi", "uvicorn")
     import uvicorn
 
     from accord.clock import OffsetFileClock, clock_from_env

@@ -7,14 +7,43 @@ against its banks (PDQ, MD5 and SHA-256: the server takes no vPDQ queries).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from accord.client.operator import OperatorApi
+from accord.errors import TooLarge
 from accord.protocols.detection.banks import BankEntry, BankInfo
-from accord.protocols.detection.importers import ImportFormat
+from accord.protocols.detection.importers import (
+    IMPORT_MAX_LINE_CHARS,
+    NCMEC_MAX_XML_BYTES,
+    ImportFormat,
+)
 from accord.protocols.detection.matching import BankMatch, MatchQuery
 from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS
 from accord.storage.banks import BankImport, BankMatcher, BankStore
+
+#: Bytes of a bank file sent in one import request (the server takes up to 64 MiB).
+UPLOAD_PIECE_BYTES = 16 << 20
+
+
+def line_pieces(stream: BinaryIO, max_bytes: int, *, repeat_header: bool) -> Iterator[bytes]:
+    """The stream in pieces of whole lines, each at most `max_bytes` unless one line is longer
+    (the server then refuses that piece); with `repeat_header`, every piece after the first
+    starts with the first line."""
+    header = b""
+    piece: list[bytes] = []
+    size = 0
+    while line := stream.readline(IMPORT_MAX_LINE_CHARS + 1):
+        if len(line) > IMPORT_MAX_LINE_CHARS:
+            raise TooLarge(f"the bank file has a line longer than {IMPORT_MAX_LINE_CHARS} bytes")
+        if repeat_header and not header:
+            header = line
+        if piece and size + len(line) > max_bytes:
+            yield b"".join(piece)
+            piece, size = ([header], len(header)) if repeat_header else ([], 0)
+        piece.append(line)
+        size += len(line)
+    if piece and (not repeat_header or size > len(header) or len(piece) == 1):
+        yield b"".join(piece)
 
 
 def _bank_info(record: dict[str, Any]) -> BankInfo:
@@ -55,6 +84,18 @@ class RemoteBankStore(BankStore):
     ) -> BankImport:
         """The server parses the file and names its source itself (`FORMAT:upload`)."""
         return BankImport(added=self.api.import_file(name, data, fmt))
+
+    def import_stream(
+        self, name: str, stream: BinaryIO, fmt: ImportFormat, *, source: str | None = None
+    ) -> BankImport:
+        """CSV and HMA files go up in pieces of whole lines (an HMA piece repeats the header);
+        an NCMEC document goes up whole."""
+        if fmt == "ncmec":
+            return self.import_file(name, stream.read(NCMEC_MAX_XML_BYTES + 1), fmt)
+        added = 0
+        for piece in line_pieces(stream, UPLOAD_PIECE_BYTES, repeat_header=fmt == "hma"):
+            added += self.api.import_file(name, piece, fmt)
+        return BankImport(added=added)
 
     def export_file(self, name: str, fmt: str) -> Iterator[str]:
         return iter([self.api.export(name, fmt)])

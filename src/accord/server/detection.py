@@ -127,7 +127,7 @@ class DetectionService:
     """Banks in the server's database; indexes built once per bank version and kept in memory."""
 
     def __init__(self, engine: Engine, cache_dir: Path) -> None:
-        self.store = SqlBankStore(engine, create_tables=False)
+        self.store = SqlBankStore(engine)
         self.cache_dir = cache_dir
         self._lock = threading.Lock()
         self._indexes: dict[str, tuple[str, BankIndex]] = {}

@@ -6,23 +6,13 @@ import gc
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import uvicorn
 
 from accord.clock import CLOCK_OFFSET_ENV, Clock, OffsetFileClock
 from accord.server.app import Mount, create_app
-from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
-from accord.server.limits import (
-    DEFAULT_ACCOUNT_BURST,
-    DEFAULT_ACCOUNT_RATE_PER_S,
-    DEFAULT_MAX_QUEUE,
-    DEFAULT_SEND_BURST,
-    DEFAULT_SEND_RATE_PER_S,
-)
-from accord.server.notify import DEFAULT_SOCKET_POLL_S
 from accord.server.observability import configure_logging
-from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S, DEFAULT_LOG_ORIGIN
+from accord.server.settings import ServerSettings
 
 log = logging.getLogger("accord.server")
 
@@ -54,53 +44,19 @@ def warn_if_testing_clock(clock: Clock) -> None:
         )
 
 
-def serve(
-    *,
-    data_dir: Path,
-    db_url: str | None,
-    host: str,
-    port: int,
-    max_attachment_bytes: int | None = None,
-    witnesses: list[str] | None = None,
-    checkpoint_refresh_s: float = DEFAULT_CHECKPOINT_REFRESH_S,
-    redis_url: str | None = None,
-    send_rate_per_s: float = DEFAULT_SEND_RATE_PER_S,
-    send_burst: int = DEFAULT_SEND_BURST,
-    max_queue: int = DEFAULT_MAX_QUEUE,
-    socket_poll_s: float = DEFAULT_SOCKET_POLL_S,
-    log_format: str = "text",
-    account_rate_per_s: float = DEFAULT_ACCOUNT_RATE_PER_S,
-    account_burst: int = DEFAULT_ACCOUNT_BURST,
-    registration_token_file: Path | None = None,
-    secrets_key_file: Path | None = None,
-    log_origin: str = DEFAULT_LOG_ORIGIN,
-    mounts: Sequence[Mount] = (),
-) -> None:
-    configure_logging(log_format)
+def serve(settings: ServerSettings, *, mounts: Sequence[Mount] = ()) -> None:
+    configure_logging(settings.log_format)
     # Everything this process creates (database, blobs, keys, review vault) is for its own user
     # only, whatever umask it was started with (docs/threat-model.md, "server at rest").
     os.umask(PRIVATE_UMASK)
-    config = ServerConfig(
-        data_dir=data_dir,
-        db_url=db_url,
-        max_attachment_bytes=max_attachment_bytes or DEFAULT_MAX_ATTACHMENT_BYTES,
-        witnesses=witnesses or [],
-        checkpoint_refresh_s=checkpoint_refresh_s,
-        redis_url=redis_url,
-        send_rate_per_s=send_rate_per_s,
-        send_burst=send_burst,
-        max_queue=max_queue,
-        socket_poll_s=socket_poll_s,
-        account_rate_per_s=account_rate_per_s,
-        account_burst=account_burst,
-        registration_token_file=registration_token_file,
-        secrets_key_file=secrets_key_file,
-        log_origin=log_origin,
-    )
+    config = settings.to_config()
     warn_if_testing_clock(config.clock)
     app = create_app(config, mounts=mounts)
     tune_garbage_collection()
-    print(f"accord server listening on http://{host}:{port} (data in {data_dir})", flush=True)
+    host, port = settings.host, settings.port
+    print(
+        f"accord server listening on http://{host}:{port} (data in {config.data_dir})", flush=True
+    )
     # Access logs are off: paths carry blob ids, which are capabilities. Uvicorn's own records
     # (an error it catches, say) go through the same handler, so their tracebacks are redacted.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)

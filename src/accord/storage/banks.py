@@ -5,20 +5,25 @@ add and import entries, export them, match against them. `BankEntryStore` is a s
 the entries itself, so they can be listed, looked up and indexed here; `SqlBankStore` is one.
 (`accord.client.banks.RemoteBankStore` is a `BankStore` whose banks are in a server's database.)
 
-The tables are prefixed `bank_` and live in their own `MetaData`, so the server can create them
-beside its own on either database. The store holds entries; indexes are built from them (and
-may be cached on disk, keyed by the bank's version).
+The tables are prefixed `bank_` and live in their own `MetaData`; their schema is made and
+changed by the Alembic migrations alone (`accord.storage.migrate`), wherever the store is: a
+store opened on a database first brings it to the migrations' head, so a bank database made by
+`accord bank` is one the server can later start on, and the reverse. The store holds entries;
+indexes are built from them (and may be cached on disk, keyed by the bank's version).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from sqlalchemy import (
@@ -46,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from accord.errors import Conflict, InvalidInput, NotFound
+from accord.errors import Conflict, InvalidInput, NotFound, TooLarge
 from accord.protocols.detection.banks import (
     BankEntry,
     BankInfo,
@@ -57,14 +62,17 @@ from accord.protocols.detection.banks import (
 )
 from accord.protocols.detection.features import LocalFeatures, parse_features
 from accord.protocols.detection.importers import (
+    IMPORT_MAX_BYTES,
     ImportFormat,
+    ImportResult,
     export_csv,
     export_hma,
-    parse_bank_file,
+    read_bank_entries,
 )
 from accord.protocols.detection.index import MihPdqIndex, read_index
 from accord.protocols.detection.matching import BankIndex, BankMatch, MatchQuery
 from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, parse_hash
+from accord.storage.migrate import upgrade_to_head
 from accord.storage.schema import NAMING_CONVENTION, BigId
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
@@ -106,6 +114,17 @@ bank_features = Table(
     Column("bank_id", _BigId, ForeignKey("bank_banks.id", ondelete="CASCADE"), primary_key=True),
     Column("source", String(256), primary_key=True),
     Column("data", LargeBinary, nullable=False),
+)
+
+# Where a bank's fetch from a hash-list exchange got to (`accord.storage.bank_fetch`): the
+# exchange's own checkpoint, as JSON, one per bank and exchange.
+bank_fetch_checkpoints = Table(
+    "bank_fetch_checkpoints",
+    metadata,
+    Column("bank_id", _BigId, ForeignKey("bank_banks.id", ondelete="CASCADE"), primary_key=True),
+    Column("exchange", String(64), primary_key=True),
+    Column("checkpoint", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 #: Rows per INSERT batch.
@@ -163,6 +182,13 @@ class BankStore(ABC):
         `source` is recorded with each entry where this store parses the file (a server
         records its own).
         """
+
+    @abstractmethod
+    def import_stream(
+        self, name: str, stream: BinaryIO, fmt: ImportFormat, *, source: str | None = None
+    ) -> BankImport:
+        """`import_file` for a file read as it is imported, never whole in memory (an NCMEC
+        XML document, at most NCMEC_MAX_XML_BYTES, excepted)."""
 
     @abstractmethod
     def export_file(self, name: str, fmt: str) -> Iterator[str]:
@@ -224,18 +250,38 @@ class BankEntryStore(BankStore):
     def iter_features(self, name: str) -> Iterator[tuple[str, bytes]]:
         """(source, stored form) of every banked image with local features."""
 
+    @abstractmethod
+    def get_fetch_checkpoint(self, name: str, exchange: str) -> str | None:
+        """Where the bank's fetch from this exchange got to (None: never fetched)."""
+
+    @abstractmethod
+    def put_fetch_checkpoint(self, name: str, exchange: str, checkpoint: str) -> None: ...
+
     def import_file(
         self, name: str, data: bytes, fmt: ImportFormat, *, source: str | None = None
     ) -> BankImport:
+        if len(data) > IMPORT_MAX_BYTES:
+            raise TooLarge("bank file too large")
+        return self.import_stream(name, io.BytesIO(data), fmt, source=source)
+
+    def import_stream(
+        self, name: str, stream: BinaryIO, fmt: ImportFormat, *, source: str | None = None
+    ) -> BankImport:
         self.get_bank(name)
-        result = parse_bank_file(data, fmt, source=source)
-        added = self.add_entries(name, result.entries)
+        result = ImportResult()
+        parsed = 0
+
+        def counted() -> Iterator[BankEntry]:
+            nonlocal parsed
+            for entry in read_bank_entries(stream, fmt, result, source=source):
+                parsed += 1
+                yield entry
+
+        added = self.add_entries(name, counted())
         disabled = 0
         if result.deleted_sources:
             disabled = self.set_enabled_by_source(name, result.deleted_sources, False)
-        return BankImport(
-            added=added, parsed=len(result.entries), skipped=result.skipped, disabled=disabled
-        )
+        return BankImport(added=added, parsed=parsed, skipped=result.skipped, disabled=disabled)
 
     def export_file(self, name: str, fmt: str) -> Iterator[str]:
         entries = self.iter_entries(name)
@@ -286,22 +332,23 @@ class IndexedBankMatcher(BankMatcher):
 class SqlBankStore(BankEntryStore):
     """`BankEntryStore` on SQLAlchemy 2 Core; tested on SQLite, written for PostgreSQL too."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        create_tables: bool = True,
-        index_cache_dir: Path | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, *, index_cache_dir: Path | None = None) -> None:
+        """A store on a database whose schema is at the migrations' head (`open_migrated`)."""
         self.engine = engine
         self.index_cache_dir = index_cache_dir
-        if create_tables:
-            metadata.create_all(engine)
+
+    @classmethod
+    def open_migrated(cls, engine: Engine, *, index_cache_dir: Path | None = None) -> SqlBankStore:
+        """A store on any database: its schema is first brought to the migrations' head."""
+        upgrade_to_head(engine)
+        return cls(engine, index_cache_dir=index_cache_dir)
 
     @classmethod
     def open_sqlite(cls, path: Path, *, index_cache_dir: Path | None = None) -> SqlBankStore:
-        """A store in a local SQLite file (created if missing)."""
+        """A store in a local SQLite file (created if missing; one made before the schema was
+        migrated is moved aside to FILE.unmigrated and its rows copied into a new one)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        unmigrated = _move_aside_if_unmigrated(path)
         engine = create_engine(f"sqlite:///{path.resolve()}")
 
         @event.listens_for(engine, "connect")
@@ -311,7 +358,10 @@ class SqlBankStore(BankEntryStore):
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        return cls(engine, index_cache_dir=index_cache_dir)
+        store = cls.open_migrated(engine, index_cache_dir=index_cache_dir)
+        if unmigrated is not None:
+            _copy_bank_rows(unmigrated, into=path)
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
@@ -413,6 +463,9 @@ class SqlBankStore(BankEntryStore):
         with self.engine.begin() as conn:
             row = self._bank_row(conn, name)
             conn.execute(delete(bank_features).where(bank_features.c.bank_id == row.id))
+            conn.execute(
+                delete(bank_fetch_checkpoints).where(bank_fetch_checkpoints.c.bank_id == row.id)
+            )
             conn.execute(delete(bank_entries).where(bank_entries.c.bank_id == row.id))
             conn.execute(delete(bank_banks).where(bank_banks.c.id == row.id))
 
@@ -596,6 +649,70 @@ class SqlBankStore(BankEntryStore):
         for r in rows:
             yield str(r.source), bytes(r.data)
 
+    def get_fetch_checkpoint(self, name: str, exchange: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = self._bank_row(conn, name)
+            value = conn.execute(
+                select(bank_fetch_checkpoints.c.checkpoint)
+                .where(bank_fetch_checkpoints.c.bank_id == row.id)
+                .where(bank_fetch_checkpoints.c.exchange == exchange)
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def put_fetch_checkpoint(self, name: str, exchange: str, checkpoint: str) -> None:
+        with self.engine.begin() as conn:
+            row = self._bank_row(conn, name)
+            where = (bank_fetch_checkpoints.c.bank_id == row.id) & (
+                bank_fetch_checkpoints.c.exchange == exchange
+            )
+            conn.execute(delete(bank_fetch_checkpoints).where(where))
+            conn.execute(
+                insert(bank_fetch_checkpoints).values(
+                    bank_id=row.id,
+                    exchange=exchange,
+                    checkpoint=checkpoint,
+                    updated_at=int(time.time()),
+                )
+            )
+
+
+_COPIED_COLUMNS = {
+    "bank_banks": "id, name, threshold, created_at, version",
+    "bank_entries": "id, bank_id, signal_type, hash, hash_key, variant, source, label, enabled",
+    "bank_features": "bank_id, source, data",
+}
+
+
+def _move_aside_if_unmigrated(path: Path) -> Path | None:
+    """A bank file whose tables were made without the migrations (no `alembic_version`) is
+    renamed to FILE.unmigrated; returns the new name (None if there was nothing to move)."""
+    if not path.is_file():
+        return None
+    with closing(sqlite3.connect(path)) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "bank_banks" not in tables or "alembic_version" in tables:
+        return None
+    aside = path.with_name(path.name + ".unmigrated")
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    path.rename(aside)
+    return aside
+
+
+def _copy_bank_rows(source: Path, *, into: Path) -> None:
+    """Copy the bank tables' rows of an unmigrated file into a migrated one."""
+    with closing(sqlite3.connect(into, isolation_level=None)) as conn:
+        conn.execute("ATTACH DATABASE ? AS old", (str(source),))
+        present = {r[0] for r in conn.execute("SELECT name FROM old.sqlite_master")}
+        conn.execute("BEGIN")
+        for table, columns in _COPIED_COLUMNS.items():
+            if table in present:
+                conn.execute(
+                    f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM old.{table}"  # noqa: S608 (fixed names)
+                )
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE old")
+
 
 def _entry_from_row(r: Any) -> BankEntry:
     return BankEntry(
@@ -689,4 +806,5 @@ class MemoryBankStore(SqlBankStore):
         engine = create_engine(
             "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
         )
+        upgrade_to_head(engine)
         super().__init__(engine)

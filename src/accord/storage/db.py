@@ -85,9 +85,14 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(
-            parsed, pool_size=PG_WORKER_THREADS, max_overflow=8, pool_pre_ping=True
-        )
+        try:
+            return create_engine(
+                parsed, pool_size=PG_WORKER_THREADS, max_overflow=8, pool_pre_ping=True
+            )
+        except ImportError:
+            raise ConfigurationError(
+                "PostgreSQL needs the 'postgres' extra: pip install 'accord[postgres]'"
+            ) from None
     raise ConfigurationError(f"unsupported database backend {backend!r}")
 
 

@@ -116,3 +116,28 @@ def test_load_bank_index_and_cache(tmp_path: Path) -> None:
     files[0].write_bytes(b"garbage")  # a corrupt cache is ignored, never trusted
     third = load_bank_index(store, "big", cache_dir=cache)
     assert third.pdq.query([probe], 31) == first.pdq.query([probe], 31)
+
+
+def test_bank_file_made_before_migrations_is_carried_over(tmp_path: Path) -> None:
+    """A bank file whose tables were made directly (no Alembic version) keeps its banks: it is
+    moved aside and its rows copied into a migrated file."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+
+    from accord.storage.banks import metadata
+
+    path = tmp_path / "banks.db"
+    engine = create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)  # how earlier versions made the file
+    old = SqlBankStore(engine)
+    old.create_bank("kept")
+    old.add_entries("kept", _entries())
+    old.close()
+    store = SqlBankStore.open_sqlite(path)
+    assert store.get_bank("kept").entry_count == 3
+    store.create_bank("new")
+    store.close()
+    assert (tmp_path / "banks.db.unmigrated").is_file()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)

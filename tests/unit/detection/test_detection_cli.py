@@ -104,3 +104,25 @@ def test_folder_hashing(run, highres_dir: Path, tmp_path: Path) -> None:
         (folder / p.name).write_bytes(p.read_bytes())
     code, out = run("hash", "--json", str(folder))
     assert code == 0 and len(_jsonl(out)) == 3
+
+
+def test_video_sha256_from_an_export_is_matched_and_exported(run, tmp_path: Path) -> None:
+    """A python-threatexchange export's video_sha256 row is kept: `accord match` finds the
+    video by its bytes, and the export names the row as python-threatexchange does."""
+    import hashlib
+    import os
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(os.urandom(4096))
+    digest = hashlib.sha256(clip.read_bytes()).hexdigest()
+    export = tmp_path / "export.csv"
+    export.write_text(
+        f"signal_type,signal_str,collab,category,tags\nvideo_sha256,{digest},c1,POSITIVE_CLASS,v\n"
+    )
+    assert run("bank", "create", "videos")[0] == 0
+    code, out = run("bank", "import", "videos", str(export), "--format", "hma")
+    assert code == 0 and "imported 1 new of 1" in out
+    code, out = run("match", str(clip))
+    assert code == 0 and "MATCH bank=videos sha256 distance=0 label=v" in out
+    code, out = run("bank", "export", "videos", "--format", "hma")
+    assert f"video_sha256,{digest},accord,POSITIVE_CLASS,v" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from accord.errors import InvalidInput, TooLarge
 from accord.protocols.detection import importers
 from accord.protocols.detection.importers import (
+    ImportResult,
     export_csv,
     export_hma,
     parse_bank_file,
@@ -18,7 +20,7 @@ from accord.protocols.detection.importers import (
     parse_hma,
     parse_ncmec_xml,
 )
-from accord.protocols.detection.signals import Md5Hash, PdqHash
+from accord.protocols.detection.signals import Md5Hash, PdqHash, Sha256Hash
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 MD5 = "facefacefacefacefacefacefaceface"
@@ -161,7 +163,9 @@ def test_exports_round_trip() -> None:
     assert [(e.signal_type, e.hash, e.label) for e in back] == [
         ("pdq", PdqHash.from_hex(PDQ), "A1"),
         ("md5", Md5Hash.from_hex(MD5), "B1"),
-    ]  # sha256 has no python-threatexchange name
+        ("sha256", Sha256Hash.from_hex("ab" * 32), ""),
+    ]  # sha256 goes out as python-threatexchange's video_sha256
+    assert "video_sha256," in hma_text
 
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -201,3 +205,69 @@ def test_fuzz_ncmec_mutations(flips: list[tuple[int, int]]) -> None:
         data[pos] = value
     with contextlib.suppress(InvalidInput):
         parse_ncmec_xml(bytes(data))
+
+
+def test_video_sha256_rows_kept() -> None:
+    """A python-threatexchange export's video_sha256 rows are stored as SHA-256 entries."""
+    sha = "cd" * 32
+    text = f"signal_type,signal_str,collab,category,tags\nvideo_sha256,{sha},c1,POSITIVE_CLASS,T\n"
+    (entry,) = parse_hma(text).entries
+    assert (entry.signal_type, entry.hash, entry.label) == ("sha256", Sha256Hash.from_hex(sha), "T")
+
+
+class _NoWholeReads(io.BytesIO):
+    """A file that refuses to be read whole: a streamed import reads lines of bounded size."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        assert size is not None and 0 <= size <= 1 << 20
+        return super().read(size)
+
+    def read1(self, size: int = -1) -> bytes:
+        assert 0 <= size <= 1 << 20
+        return super().read1(size)
+
+
+def test_streamed_csv_reads_in_bounded_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = "".join(f"md5,{i:032x},L\n" for i in range(20_000)).encode()
+    result = ImportResult()
+    entries = list(importers.read_bank_entries(_NoWholeReads(lines), "csv", result))
+    assert len(entries) == 20_000 and entries[-1].hash == Md5Hash.from_hex(f"{19_999:032x}")
+    monkeypatch.setattr(importers, "IMPORT_MAX_LINE_CHARS", 100)
+    with pytest.raises(TooLarge):
+        list(importers.read_bank_entries(io.BytesIO(b"md5," + b"a" * 200 + b"\n"), "csv", result))
+    monkeypatch.setattr(importers, "IMPORT_MAX_BYTES", 1000)
+    with pytest.raises(TooLarge):
+        list(importers.read_bank_entries(io.BytesIO(lines), "csv", result))
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_fuzz_streamed_files(data: bytes) -> None:
+    for fmt in ("csv", "hma"):
+        with contextlib.suppress(InvalidInput):
+            list(importers.read_bank_entries(io.BytesIO(data), fmt, ImportResult()))
+
+
+@FUZZ
+@given(st.lists(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b"") + b"\n")))
+def test_upload_pieces_keep_every_line(lines: list[bytes]) -> None:
+    """`bank import --server` sends whole lines in bounded pieces; an HMA piece repeats the
+    header, and the pieces hold every line once."""
+    from accord.client.banks import line_pieces
+
+    data = b"".join(lines)
+    pieces = list(line_pieces(io.BytesIO(data), 100, repeat_header=False))
+    assert b"".join(pieces) == data
+    assert all(len(p) <= 100 or p.count(b"\n") == 1 for p in pieces)
+    header = b"signal_type,signal_str\n"
+    hma = list(line_pieces(io.BytesIO(header + data), 100, repeat_header=True))
+    assert all(p.startswith(header) for p in hma)
+    assert b"".join(p[len(header) :] for p in hma) == data
+
+
+def test_upload_pieces_refuse_a_huge_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from accord.client import banks
+
+    monkeypatch.setattr(banks, "IMPORT_MAX_LINE_CHARS", 10)
+    with pytest.raises(TooLarge):
+        list(banks.line_pieces(io.BytesIO(b"x" * 50), 100, repeat_header=False))

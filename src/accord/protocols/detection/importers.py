@@ -22,11 +22,12 @@ Formats:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
@@ -58,16 +59,40 @@ class ImportResult:
     skipped: int = 0
 
 
-def _csv_rows(text: str, what: str) -> Iterator[tuple[int, list[str]]]:
-    if len(text) > IMPORT_MAX_BYTES:
-        raise TooLarge(f"{what} file too large")
+def _csv_rows(lines: Iterable[str], what: str) -> Iterator[tuple[int, list[str]]]:
     csv.field_size_limit(IMPORT_MAX_LINE_CHARS)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(lines, strict=True)
     try:
         for row in reader:
             yield reader.line_num, row
     except csv.Error:
         raise InvalidInput(f"{what}: malformed CSV near line {reader.line_num + 1}") from None
+
+
+def _text_lines(text: str, what: str) -> Iterator[str]:
+    if len(text) > IMPORT_MAX_BYTES:
+        raise TooLarge(f"{what} file too large")
+    return iter(io.StringIO(text, newline=""))
+
+
+def read_text_lines(stream: BinaryIO, what: str) -> Iterator[str]:
+    """The lines of a UTF-8 file (a BOM is dropped), read one at a time: a line longer than
+    IMPORT_MAX_LINE_CHARS or a file longer than IMPORT_MAX_BYTES stops the import."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    total = 0
+    try:
+        while line := text.readline(IMPORT_MAX_LINE_CHARS + 1):
+            if len(line) > IMPORT_MAX_LINE_CHARS:
+                raise TooLarge(f"{what} file has a line longer than {IMPORT_MAX_LINE_CHARS}")
+            total += len(line)
+            if total > IMPORT_MAX_BYTES:
+                raise TooLarge(f"{what} file too large")
+            yield line
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{what} file is not UTF-8 text") from None
+    finally:
+        with contextlib.suppress(ValueError):  # already closed: nothing to hand back
+            text.detach()  # the caller's stream stays open
 
 
 def _entry(line: int, what: str, signal: str, value: str, **kw: object) -> BankEntry:
@@ -80,7 +105,14 @@ def _entry(line: int, what: str, signal: str, value: str, **kw: object) -> BankE
 def parse_csv(text: str, *, source: str = "csv") -> ImportResult:
     """Parse ``type,hash[,label]`` lines."""
     result = ImportResult()
-    for line, row in _csv_rows(text, "CSV"):
+    result.entries.extend(iter_csv(_text_lines(text, "CSV"), source=source))
+    return result
+
+
+def iter_csv(lines: Iterable[str], *, source: str = "csv") -> Iterator[BankEntry]:
+    """The entries of ``type,hash[,label]`` lines, as they are read."""
+    count = 0
+    for line, row in _csv_rows(lines, "CSV"):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if line == 1 and row[0].strip().lower() in ("type", "signal_type"):
@@ -88,17 +120,27 @@ def parse_csv(text: str, *, source: str = "csv") -> ImportResult:
         if len(row) not in (2, 3):
             raise InvalidInput(f"CSV line {line}: expected type,hash[,label]")
         label = row[2] if len(row) == 3 else ""
-        result.entries.append(_entry(line, "CSV", row[0], row[1], source=source, label=label))
-        if len(result.entries) > IMPORT_MAX_ENTRIES:
+        count += 1
+        if count > IMPORT_MAX_ENTRIES:
             raise TooLarge("too many entries in one import")
-    return result
+        yield _entry(line, "CSV", row[0], row[1], source=source, label=label)
 
 
 def parse_hma(text: str, *, source: str = "hma") -> ImportResult:
     """Parse a python-threatexchange / HMA dataset CSV export."""
     result = ImportResult()
+    result.entries.extend(iter_hma(_text_lines(text, "HMA"), result, source=source))
+    return result
+
+
+def iter_hma(
+    lines: Iterable[str], result: ImportResult, *, source: str = "hma"
+) -> Iterator[BankEntry]:
+    """The entries of a python-threatexchange / HMA dataset CSV export, as they are read;
+    rows of signal types not kept here are counted in `result.skipped`."""
     columns: dict[str, int] | None = None
-    for line, row in _csv_rows(text, "HMA"):
+    count = 0
+    for line, row in _csv_rows(lines, "HMA"):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if columns is None:
@@ -120,22 +162,20 @@ def parse_hma(text: str, *, source: str = "hma") -> ImportResult:
             continue
         collab = col("collab")
         entry_source = f"{source}:{collab}" if collab else source
-        result.entries.append(
-            _entry(
-                line,
-                "HMA",
-                col("signal_type"),
-                col("signal_str"),
-                source=entry_source[:256],
-                label=col("tags"),
-                enabled=col("category").upper() != "NEGATIVE_CLASS",
-            )
-        )
-        if len(result.entries) > IMPORT_MAX_ENTRIES:
+        count += 1
+        if count > IMPORT_MAX_ENTRIES:
             raise TooLarge("too many entries in one import")
+        yield _entry(
+            line,
+            "HMA",
+            col("signal_type"),
+            col("signal_str"),
+            source=entry_source[:256],
+            label=col("tags"),
+            enabled=col("category").upper() != "NEGATIVE_CLASS",
+        )
     if columns is None:
         raise InvalidInput("HMA export: empty file")
-    return result
 
 
 _NCMEC_FINGERPRINTS = {"md5": "md5", "pdq": "pdq"}
@@ -200,20 +240,31 @@ def parse_ncmec_xml(data: bytes, *, source: str = "ncmec") -> ImportResult:
 
 
 def parse_bank_file(data: bytes, fmt: ImportFormat, *, source: str | None = None) -> ImportResult:
-    """Parse a bank file in one of IMPORT_FORMATS."""
+    """Parse a bank file in one of IMPORT_FORMATS held in memory."""
     if len(data) > IMPORT_MAX_BYTES:
         raise TooLarge("bank file too large")
+    result = ImportResult()
+    result.entries.extend(read_bank_entries(io.BytesIO(data), fmt, result, source=source))
+    return result
+
+
+def read_bank_entries(
+    stream: BinaryIO, fmt: ImportFormat, result: ImportResult, *, source: str | None = None
+) -> Iterator[BankEntry]:
+    """The entries of a bank file as they are read from `stream` (CSV and HMA a line at a
+    time; NCMEC XML, at most NCMEC_MAX_XML_BYTES, at once). Skipped rows and sources deleted
+    upstream are counted in `result`; its `entries` stay empty."""
     if fmt == "ncmec":
-        return parse_ncmec_xml(data, source=source or "ncmec")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidInput(f"{fmt.upper()} file is not UTF-8 text") from None
-    if fmt == "csv":
-        return parse_csv(text, source=source or "csv")
-    if fmt == "hma":
-        return parse_hma(text, source=source or "hma")
-    raise InvalidInput("unknown import format")
+        found = parse_ncmec_xml(stream.read(NCMEC_MAX_XML_BYTES + 1), source=source or "ncmec")
+        result.skipped += found.skipped
+        result.deleted_sources.extend(found.deleted_sources)
+        yield from found.entries
+    elif fmt == "csv":
+        yield from iter_csv(read_text_lines(stream, "CSV"), source=source or "csv")
+    elif fmt == "hma":
+        yield from iter_hma(read_text_lines(stream, "HMA"), result, source=source or "hma")
+    else:
+        raise InvalidInput("unknown import format")
 
 
 def export_csv(entries: Iterable[BankEntry]) -> Iterator[str]:
@@ -228,11 +279,13 @@ def export_csv(entries: Iterable[BankEntry]) -> Iterator[str]:
             yield _take(out)
 
 
-_HMA_NAMES = {"pdq": "pdq", "md5": "video_md5", "vpdq": "vpdq"}
+#: python-threatexchange's names; its only SHA-256 type is `video_sha256`, so every SHA-256
+#: entry is exported under that name (an image's SHA-256 matches nothing it would mislabel).
+_HMA_NAMES = {"pdq": "pdq", "md5": "video_md5", "vpdq": "vpdq", "sha256": "video_sha256"}
 
 
 def export_hma(entries: Iterable[BankEntry], *, collab: str = "accord") -> Iterator[str]:
-    """python-threatexchange dataset CSV; types it has no name for (sha256) are left out."""
+    """python-threatexchange dataset CSV (`_HMA_NAMES`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["signal_type", "signal_str", "collab", "category", "tags"])

@@ -261,6 +261,7 @@ SIGNAL_ALIASES: dict[str, str] = {
     "photo_md5": "md5",
     "sha256": "sha256",
     "sha-256": "sha256",
+    "video_sha256": "sha256",
     "vpdq": "vpdq",
     "video_vpdq": "vpdq",
 }
