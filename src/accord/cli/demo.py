@@ -314,10 +314,3 @@ def _server_sees(data_dir: Path, needles: list[bytes]) -> list[str]:
             data = path.read_bytes()
             found += [str(path) for n in needles if n in data]
     return found
-
-
-@click.command()
-@click.option("--keep", is_flag=True, help="Keep the temporary directory.")
-def demo(keep: bool) -> None:
-    """The whole story on embedded SQLite in a temporary directory."""
-    run_demo(keep=keep)

@@ -10,6 +10,7 @@ setting.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,9 @@ from accord.server.translog import DEFAULT_CHECKPOINT_REFRESH_S, DEFAULT_LOG_ORI
 from accord.wire.common import MAX_REQUEST_BYTES
 
 ENV_PREFIX = "ACCORD_"
+# Variables earlier releases read, by the setting that replaced them: a server started with one
+# stops and says so, rather than running without what the operator meant to configure.
+RETIRED_ENV = {"ACCORD_REDIS_URL": "redis"}
 
 
 class ServerSettings(BaseSettings):
@@ -125,6 +129,9 @@ class ServerSettings(BaseSettings):
     @classmethod
     def load(cls, *, flags: dict[str, Any], config_file: Path | None = None) -> ServerSettings:
         """Flags (None: not given) over the environment over `config_file` over defaults."""
+        for old, setting in RETIRED_ENV.items():
+            if old in os.environ:
+                raise InvalidInput(f"{old} is no longer read: set {env_name(setting)} instead")
         file_values = read_config_file(config_file) if config_file is not None else {}
         given = {k: v for k, v in flags.items() if v is not None and v != ()}
 

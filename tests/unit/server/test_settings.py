@@ -59,6 +59,7 @@ def test_flag_beats_environment_beats_file_beats_default(
         ("", {}, {"log_format": "xml"}, "bad setting log_format"),
         ("prot = 1\n", {}, {}, "unknown setting 'prot'"),
         ("port = \n", {}, {}, "is not valid TOML"),
+        ("", {"ACCORD_REDIS_URL": "redis://r"}, {}, "set ACCORD_REDIS instead"),
     ],
 )
 def test_bad_settings_are_named_in_one_line(
