@@ -28,7 +28,6 @@ from accord.errors import (
 from accord.primitives.encoding import b64encode
 from accord.primitives.ristretto import SCALAR_BYTES, Scalar
 from accord.protocols.detection.signals import PdqHash
-from accord.protocols.private_matching.bands import BandSampler
 from accord.protocols.private_matching.log_entries import (
     BankVersionRef,
     HashListVersion,
@@ -37,10 +36,11 @@ from accord.protocols.private_matching.matcher import ThresholdMatcher
 from accord.protocols.private_matching.params import MatchingParams
 from accord.protocols.private_matching.table import (
     BlindedTable,
+    Progress,
     TableDigest,
     TableSecret,
-    build_table,
-    unique_band_elements,
+    build_workers,
+    write_table,
 )
 from accord.protocols.private_matching.voucher import (
     voucher_size,
@@ -120,7 +120,7 @@ class MatchingTables:
         self._tables: dict[bytes, LoadedTable] = {}
         self._tables_lock = threading.Lock()
 
-    def publish(self, req: PublishTableRequest) -> TableSummary:
+    def publish(self, req: PublishTableRequest, progress: Progress | None = None) -> TableSummary:
         """Build a table from the banks' enabled PDQ hashes, store it, log its digest, and make
         it the current one (the previous one is accepted for TABLE_GRACE_MS more)."""
         overrides = {k: v for k, v in req.model_dump(exclude={"banks"}).items() if v is not None}
@@ -143,17 +143,22 @@ class MatchingTables:
         if not raw:
             raise InvalidInput("the banks hold no enabled PDQ hash")
         hashes = np.unique(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32), axis=0)
-        seed = os.urandom(32)
-        n_elements = len(unique_band_elements(hashes, BandSampler.create(seed, params)))
         secret = TableSecret.generate()
-        table = build_table(hashes, params=params, secret=secret, band_seed=seed)
-        data = table.encode()
-        digest = table.digest()
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.path(digest.value)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        tmp = self.root / f"build-{os.urandom(8).hex()}.tmp"
+        try:
+            built = write_table(
+                hashes,
+                tmp,
+                params=params,
+                secret=secret,
+                workers=build_workers(len(hashes), params),
+                progress=progress,
+            )
+            tmp.replace(self.path(built.digest.value))
+        finally:
+            tmp.unlink(missing_ok=True)
+        digest, n_elements = built.digest, built.n_elements
         published = now_ms(self.clock)
 
         def _insert(conn: Connection) -> int:
@@ -168,7 +173,7 @@ class MatchingTables:
                     banks_json=json.dumps([r.to_obj() for r in refs]),
                     banked_hashes=len(hashes),
                     elements=n_elements,
-                    size=len(data),
+                    size=built.size,
                     published_at=published,
                     retired_at=None,
                     log_index=None,
@@ -275,8 +280,7 @@ class MatchingTables:
             cached = self._tables.get(digest)
         if cached is not None:
             return cached
-        data = self.path(digest).read_bytes()
-        table = BlindedTable.parse(data, expected_digest=TableDigest(digest))
+        table = BlindedTable.open_file(self.path(digest), expected_digest=TableDigest(digest))
         banks = tuple(
             BankVersionRef(name=b["name"], version=b["version"]) for b in json.loads(row.banks_json)
         )
