@@ -43,6 +43,7 @@ from accord.protocols.private_matching.table import (
     TABLE_HEADER_BYTES,
     TableSecret,
     build_table,
+    cuckoo_positions,
     place_elements,
     slot_count_for,
     unique_band_elements,
@@ -364,7 +365,9 @@ def run_perf(args: argparse.Namespace) -> dict[str, Any]:
             sampler = BandSampler.create(os.urandom(32), params)
             elements = unique_band_elements(hashes[: n // 10], sampler)
             n_slots = slot_count_for(len(elements) * 10)
-            ok = place_elements(elements, slot_count_for(len(elements)), os.urandom(16)) is not None
+            sample_slots = slot_count_for(len(elements))
+            positions = cuckoo_positions(os.urandom(16), elements, sample_slots)
+            ok = place_elements(positions, sample_slots, seed=1) is not None
             elapsed = time.perf_counter() - t0
             kind = f"slot count from a 1/10 sample (cuckoo placed: {ok}); build time extrapolated"
         size = TABLE_HEADER_BYTES + 32 * n_slots

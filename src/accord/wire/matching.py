@@ -101,6 +101,27 @@ class TableSummary(WireModel):
     log_index: int | None
 
 
+JobId = Annotated[str, StringConstraints(pattern=r"^j_[A-Za-z0-9_-]{16,32}$")]
+
+
+class JobError(WireModel):
+    code: str
+    message: str
+
+
+class PublishJob(WireModel):
+    """Operator: a table being built and published in the background (`POST
+    /v1/matching/tables` answers 202 with this; `GET /v1/matching/jobs/{job_id}` follows it)."""
+
+    job_id: JobId
+    state: Literal["reading", "building", "logging", "done", "failed"]
+    slots_done: int
+    slots: int
+    started_at: int
+    table: TableSummary | None = None
+    error: JobError | None = None
+
+
 class MatchingStatus(WireModel):
     """Operator view: tables, the processing queue and counts (never an account's details)."""
 

@@ -40,6 +40,7 @@ from accord.protocols.private_matching.table import (
     TableDigest,
     TableSecret,
     build_workers,
+    distinct_rows,
     write_table,
 )
 from accord.protocols.private_matching.voucher import (
@@ -120,9 +121,9 @@ class MatchingTables:
         self._tables: dict[bytes, LoadedTable] = {}
         self._tables_lock = threading.Lock()
 
-    def publish(self, req: PublishTableRequest, progress: Progress | None = None) -> TableSummary:
-        """Build a table from the banks' enabled PDQ hashes, store it, log its digest, and make
-        it the current one (the previous one is accepted for TABLE_GRACE_MS more)."""
+    def check_request(self, req: PublishTableRequest) -> tuple[MatchingParams, list[str]]:
+        """The parameters and bank names of a publish request, refused at once (4xx) when they
+        cannot make a table."""
         overrides = {k: v for k, v in req.model_dump(exclude={"banks"}).items() if v is not None}
         params = MatchingParams(**overrides)
         if voucher_size(params) > MAX_VOUCHER_BYTES:
@@ -131,6 +132,24 @@ class MatchingTables:
         names = list(dict.fromkeys(req.banks)) or [b.name for b in store.list_banks()]
         if not names:
             raise InvalidInput("there is no bank to build a table from")
+        for name in names:
+            store.get_bank(name)
+        return params, names
+
+    def publish(
+        self,
+        req: PublishTableRequest,
+        progress: Progress | None = None,
+        phase: Callable[[str], None] | None = None,
+    ) -> TableSummary:
+        """Build a table from the banks' enabled PDQ hashes (every hash an image bank holds for
+        an image, its derived hashes included), store it, log its digest, and make it the
+        current one (the previous one is accepted for TABLE_GRACE_MS more). `progress` follows
+        the blinding, `phase` the steps ("reading", "building", "logging")."""
+        params, names = self.check_request(req)
+        if phase is not None:
+            phase("reading")
+        store = self.detection.store
         refs, parts = [], []
         for name in names:
             info = store.get_bank(name)
@@ -142,7 +161,9 @@ class MatchingTables:
         raw = b"".join(parts)
         if not raw:
             raise InvalidInput("the banks hold no enabled PDQ hash")
-        hashes = np.unique(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32), axis=0)
+        hashes = distinct_rows(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32))
+        if phase is not None:
+            phase("building")
         secret = TableSecret.generate()
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f"build-{os.urandom(8).hex()}.tmp"
@@ -185,6 +206,8 @@ class MatchingTables:
             version = self.db.transact(_insert)
         except IntegrityError:
             raise Conflict("another table was published at the same time") from None
+        if phase is not None:
+            phase("logging")
         entry = HashListVersion(
             table_version=version,
             table_digest=digest.hex(),
