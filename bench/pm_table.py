@@ -1,5 +1,6 @@
 """Private-matching tables at list sizes: bytes per banked hash, build time with worker
-processes, and a client's memory when it makes vouchers from the memory-mapped table file.
+processes, and a client's memory when it makes vouchers from the memory-mapped table file; and
+recall through a real table.
 
     .venv/bin/python bench/pm_table.py build --sizes 100000 1000000 --workers 2 \
         --dir /tmp/pm-table-bench
@@ -9,7 +10,15 @@ the slots are placed, time to blind, total); the file's bytes per banked hash. T
 process (`client`) opens the table with `BlindedTable.open_file` (it hashes the file, then maps
 it), makes `--vouchers` vouchers (one in ten for a banked hash) and reports its resident memory;
 back here, every voucher for a banked hash that is not synthetic must open with the table's
-secret. The load average is printed next to every step. Prints JSON.
+secret. Above `--blind-max` hashes only the steps up to placement are run and timed, and the
+slots are filled with stand-in points (for the file's size and the client's memory). The load
+average is printed next to every step. Prints JSON.
+
+    .venv/bin/python bench/pm_table.py recall --images ../shared/data/images/highres
+
+`recall`: the photos' own PDQ hashes banked in a table, one voucher (no synthetic ones) per
+everyday edit of each photo (bench/vouchers.py's EVERYDAY), opened with the table's secret:
+recall through the table, next to plain PDQ's at 31 bits on the same pairs.
 """
 
 from __future__ import annotations
@@ -20,16 +29,18 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from machine import machine_info
+from pm_hashes import random_hashes
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from accord.primitives.ristretto import random_points
-from accord.protocols.detection.signals import PdqHash
+from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, PdqHash
 from accord.protocols.private_matching.bands import BandSampler
 from accord.protocols.private_matching.matcher import open_outer_unverified
 from accord.protocols.private_matching.params import MatchingParams
@@ -39,6 +50,7 @@ from accord.protocols.private_matching.table import (
     TableDigest,
     TableSecret,
     _table_header,
+    build_table,
     cuckoo_positions,
     place_elements,
     slot_count_for,
@@ -56,18 +68,6 @@ DERIVATIVE = bytes(4096)
 
 def _load() -> float:
     return round(os.getloadavg()[0], 2)
-
-
-def _random_hashes(n: int, seed: int) -> np.ndarray:
-    """Balanced 256-bit hashes (128 ones, like PDQ's median threshold)."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros((n, 32), dtype=np.uint8)
-    for start in range(0, n, 50_000):
-        k = min(50_000, n - start)
-        keys = rng.random((k, 256))
-        bits = (keys < np.median(keys, axis=1, keepdims=True)).astype(np.uint8)
-        out[start : start + k] = np.packbits(bits, axis=1)
-    return out
 
 
 def _memory() -> dict[str, int]:
@@ -96,7 +96,7 @@ def run_client(args: argparse.Namespace) -> dict[str, Any]:
         secret=AccountMatchingSecret.generate(),
     )
     banked = np.load(args.banked)
-    unrelated = _random_hashes(args.vouchers, seed=7)
+    unrelated = random_hashes(args.vouchers, seed=7)
     pdqs = [
         PdqHash((banked[i % len(banked)] if i % 10 == 0 else unrelated[i]).tobytes())
         for i in range(args.vouchers)
@@ -231,7 +231,7 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
     }
     for n in args.sizes:
         row: dict[str, Any] = {"banked_hashes": n, "load_before": _load()}
-        hashes = _random_hashes(n, seed=n)
+        hashes = random_hashes(n, seed=n)
         secret = TableSecret.generate()
         path = folder / f"table-{n}.table"
         if n > args.blind_max:
@@ -271,6 +271,52 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def run_recall(args: argparse.Namespace) -> dict[str, Any]:
+    """Recall through a real table: the photos' own hashes banked in a three-way cuckoo table,
+    one voucher per everyday edit (no synthetic vouchers), opened with the table's secret."""
+    from vouchers import EVERYDAY, _hash_photos
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as empty:
+        data = _hash_photos(Path(args.images), Path(empty))
+    params = MatchingParams(synthetic_rate_ppm=0)
+    pairs = [
+        (orig, near)
+        for t in EVERYDAY
+        for orig, near in zip(data["orig"], data["near"][t], strict=True)
+        if orig is not None and near is not None
+    ]
+    bank = sorted({o for o in data["orig"] if o is not None})
+    secret = TableSecret.generate()
+    table = build_table([PdqHash(bytes.fromhex(h)) for h in bank], params=params, secret=secret)
+    client = VoucherClient(
+        table=table,
+        table_digest=table.digest(),
+        account_id=b"bench",
+        secret=AccountMatchingSecret.generate(),
+    )
+    opened = plain = 0
+    for orig, near in pairs:
+        a, b = PdqHash(bytes.fromhex(orig)), PdqHash(bytes.fromhex(near))
+        plain += a.distance(b) <= PDQ_MATCH_THRESHOLD_BITS
+        voucher = client.create_voucher(pdq=b, derivative=DERIVATIVE, epoch=0)
+        opened += (
+            open_outer_unverified(parse_voucher_unverified(voucher, params), secret, table)
+            is not None
+        )
+    return {
+        "machine": machine_info(),
+        "command": " ".join(sys.argv),
+        "table": {"banked_hashes": len(bank), "slots": table.n_slots},
+        "everyday_pairs": len(pairs),
+        "recall_through_table": round(opened / len(pairs), 4),
+        "plain_pdq_recall": round(plain / len(pairs), 4),
+        "ratio": round(opened / plain, 4),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "load_after": _load(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -286,6 +332,8 @@ def main() -> None:
         default=1_000_000,
         help="above this many hashes, time the placement only and fill with stand-in points",
     )
+    recall = sub.add_parser("recall")
+    recall.add_argument("--images", required=True, help="the photos of bench/vouchers.py params")
     client = sub.add_parser("client")
     client.add_argument("--table", required=True)
     client.add_argument("--digest", required=True)
@@ -293,7 +341,8 @@ def main() -> None:
     client.add_argument("--vouchers", type=int, default=200)
     client.add_argument("--out", required=True)
     args = parser.parse_args()
-    result = run_build(args) if args.cmd == "build" else run_client(args)
+    runs = {"build": run_build, "client": run_client, "recall": run_recall}
+    result = runs[args.cmd](args)
     print(json.dumps(result, indent=2))
 
 
