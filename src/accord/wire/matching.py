@@ -17,7 +17,7 @@ from accord.wire.common import AccountName, BlobId, DeviceId, WireModel
 VOUCHERS_EXTENSION = "vouchers"
 #: As many vouchers as a message can carry attachments (`Content.attachments`).
 MAX_VOUCHERS_PER_MESSAGE = 32
-#: Largest voucher any table may ask for (the defaults make 9,428 bytes); a table whose
+#: Largest voucher any table may ask for (the defaults make 10,964 bytes); a table whose
 #: parameters need more is refused when it is built, so a message's vouchers always fit in
 #: `services.MAX_EXTENSIONS_BYTES`.
 MAX_VOUCHER_BYTES = 12_288

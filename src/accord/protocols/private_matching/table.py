@@ -35,6 +35,7 @@ the time goes) runs in worker processes, each writing its range of slots into th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import mmap
@@ -298,6 +299,8 @@ class BlindedTable:
     """The slots: bytes, or a read-only view of a memory-mapped file (`open_file`)."""
     verified_digest: TableDigest | None = field(default=None, repr=False, compare=False)
     """The file's digest when it was checked on opening (so it is not hashed again)."""
+    mapping: mmap.mmap | None = field(default=None, repr=False, compare=False)
+    """The file's memory map (`open_file`), for `release_pages`."""
 
     def __post_init__(self) -> None:
         if len(self.band_seed) != BAND_SEED_BYTES or len(self.cuckoo_salt) != CUCKOO_SALT_BYTES:
@@ -324,6 +327,13 @@ class BlindedTable:
 
     def sampler(self) -> BandSampler:
         return BandSampler.create(self.band_seed, self.params)
+
+    def release_pages(self) -> None:
+        """Let go of the mapped pages read so far (a long-lived client calls this after each
+        voucher, so its resident memory stays at the pages one voucher touches). The data stays
+        in the kernel's page cache; nothing is read again from disk unless it was evicted."""
+        if self.mapping is not None:
+            self.mapping.madvise(mmap.MADV_DONTNEED)
 
     def slot(self, index: int) -> Point:
         """The point in one slot, validated (a bad point in a logged table is refused here)."""
@@ -356,7 +366,9 @@ class BlindedTable:
             if not hmac.compare_digest(actual, expected_digest.value):
                 raise VerificationError("table digest does not match the logged digest")
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return head.with_slots(memoryview(mapped)[TABLE_HEADER_BYTES:], expected_digest)
+        mapped.madvise(mmap.MADV_RANDOM)  # a lookup maps its own page, no read-ahead around it
+        table = head.with_slots(memoryview(mapped)[TABLE_HEADER_BYTES:], expected_digest)
+        return dataclasses.replace(table, mapping=mapped)
 
 
 def _hash_array(hashes: Sequence[PdqHash] | npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
