@@ -105,8 +105,8 @@ JobId = Annotated[str, StringConstraints(pattern=r"^j_[A-Za-z0-9_-]{16,32}$")]
 
 
 class JobError(WireModel):
-    code: str
-    message: str
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+    message: Annotated[str, StringConstraints(max_length=1000)]
 
 
 class PublishJob(WireModel):
@@ -115,8 +115,8 @@ class PublishJob(WireModel):
 
     job_id: JobId
     state: Literal["reading", "building", "logging", "done", "failed"]
-    slots_done: int
-    slots: int
+    slots_done: Annotated[int, Field(ge=0, le=2**32)]
+    slots: Annotated[int, Field(ge=0, le=2**32)]
     started_at: int
     table: TableSummary | None = None
     error: JobError | None = None

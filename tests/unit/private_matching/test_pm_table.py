@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pm_helpers import SMALL, World, near_hash, random_hash
 
-from accord.errors import InvalidInput, TooLarge, UnsupportedVersion, VerificationError
+from accord.errors import AccordError, InvalidInput, TooLarge, UnsupportedVersion, VerificationError
 from accord.primitives.ristretto import multiply
 from accord.protocols.private_matching.bands import BandSampler, band_positions
 from accord.protocols.private_matching.params import (
@@ -176,3 +178,43 @@ def test_table_file_built_by_two_processes_opens_memory_mapped(tmp_path) -> None
             assert expected in [table.slot(s) for s in table.slots_for(e)]
     with pytest.raises(VerificationError):
         BlindedTable.open_file(path, expected_digest=TableDigest(bytes(32)))
+
+
+_FUZZ_TABLE = World(SMALL, n_bank=2, seed=11).table.encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cut=st.integers(0, len(_FUZZ_TABLE) + 40),
+    flips=st.lists(st.tuples(st.integers(0, TABLE_HEADER_BYTES + 64), st.integers(1, 255))),
+    tail=st.binary(max_size=40),
+)
+def test_table_parsers_fuzz_only_accord_errors(
+    cut: int, flips: list[tuple[int, int]], tail: bytes
+) -> None:
+    """Any cut, byte change or extension of a table file: the bytes parser and the file parser
+    agree, and refuse with Accord's own errors only (the digest given is the changed file's)."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    data = bytearray(_FUZZ_TABLE[:cut] + tail)
+    for pos, mask in flips:
+        if pos < len(data):
+            data[pos] ^= mask
+    digest = TableDigest(hashlib.sha256(bytes(data)).digest())
+    outcomes = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.table"
+        path.write_bytes(bytes(data))
+        for parse in (
+            lambda: BlindedTable.parse(bytes(data), expected_digest=digest),
+            lambda: BlindedTable.open_file(path, expected_digest=digest),
+        ):
+            try:
+                table = parse()
+            except AccordError as exc:
+                outcomes.append(type(exc))
+            else:
+                outcomes.append(table.n_slots)
+    assert outcomes[0] == outcomes[1]
