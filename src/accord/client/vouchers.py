@@ -190,9 +190,9 @@ class SafetyVouchers:
         return TableDigest(parsed.digest_bytes)
 
     def _load_table(self, digest: TableDigest, size: int) -> BlindedTable:
-        """The table file, from this device's cache or the server, memory-mapped; refused unless
-        its SHA-256 is the logged digest. The download streams to disk, so a large table never
-        sits in memory."""
+        """The table file, from this device's cache or the server, read slot by slot; refused
+        unless its SHA-256 is the logged digest. The download streams to disk, so a large table
+        never sits in memory."""
         folder = self._ctx.home / TABLES_DIR
         cached = folder / f"{digest.hex()}.table"
         if cached.is_file():

@@ -19,6 +19,7 @@ from accord.protocols.private_matching.table import (
     CUCKOO_WAYS,
     TABLE_HEADER_BYTES,
     BlindedTable,
+    SlotFile,
     TableDigest,
     TableSecret,
     band_point,
@@ -152,7 +153,7 @@ def test_unique_band_elements_are_sorted_distinct_rows() -> None:
     )
 
 
-def test_table_file_built_by_two_processes_opens_memory_mapped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_table_file_built_by_two_processes_is_read_slot_by_slot(tmp_path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(9)
     bank = [random_hash(rng) for _ in range(40)]
     secret = TableSecret.generate()
@@ -169,7 +170,7 @@ def test_table_file_built_by_two_processes_opens_memory_mapped(tmp_path) -> None
     assert seen[-1] == (built.n_slots, built.n_slots)
     assert built.size == path.stat().st_size
     table = BlindedTable.open_file(path, expected_digest=built.digest)
-    assert isinstance(table.slot_bytes, memoryview)
+    assert isinstance(table.slot_bytes, SlotFile) and len(table.slot_bytes) == 32 * table.n_slots
     assert table.digest() == built.digest
     sampler = table.sampler()
     for h in bank[:5]:

@@ -24,8 +24,8 @@ SHA-256 each) at load 0.45.
 
 The table's digest is SHA-256 over the whole file; it is what the transparency log records, and a
 client refuses a table whose digest it was not given (`BlindedTable.parse(expected_digest=...)`,
-`BlindedTable.open_file`). A client reads a large table from a memory-mapped file and touches only
-the slots its vouchers need.
+`BlindedTable.open_file`). A client reads a large table from its file one slot at a time and
+touches only the slots its vouchers need.
 
 Building (`write_table`): the band elements are computed and deduplicated with numpy, the slots
 placed by a vectorised random-walk cuckoo insertion (numpy arrays, no Python object per slot),
@@ -35,10 +35,8 @@ the time goes) runs in worker processes, each writing its range of slots into th
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
-import mmap
 import multiprocessing
 import os
 import struct
@@ -48,7 +46,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_complet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -241,6 +239,31 @@ def _table_header(
     )
 
 
+class SlotFile:
+    """The slots of a table file, read on demand with `pread` (no memory map: on a kernel that
+    maps page-cache folios whole, a handful of random lookups in a mapped file made the whole
+    file resident; measured in docs/benchmarks.md)."""
+
+    def __init__(self, file: BinaryIO, offset: int, length: int) -> None:
+        self._file = file
+        self._offset = offset
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, start: int, count: int) -> bytes:
+        if not 0 <= start <= start + count <= self._length:
+            raise InvalidInput("slot outside the table")
+        data = os.pread(self._file.fileno(), count, self._offset + start)
+        if len(data) != count:
+            raise InvalidInput("table file shorter than its slot count")
+        return data
+
+    def __bytes__(self) -> bytes:
+        return self.read(0, self._length)
+
+
 @dataclass(frozen=True, slots=True)
 class _Header:
     params: MatchingParams
@@ -250,7 +273,7 @@ class _Header:
     n_slots: int
 
     def with_slots(
-        self, slot_bytes: bytes | memoryview, verified_digest: TableDigest | None = None
+        self, slot_bytes: bytes | SlotFile, verified_digest: TableDigest | None = None
     ) -> BlindedTable:
         return BlindedTable(
             params=self.params,
@@ -295,12 +318,10 @@ class BlindedTable:
     cuckoo_salt: bytes
     public: Point
     n_slots: int
-    slot_bytes: bytes | memoryview = field(repr=False)
-    """The slots: bytes, or a read-only view of a memory-mapped file (`open_file`)."""
+    slot_bytes: bytes | SlotFile = field(repr=False)
+    """The slots: bytes, or the table file they are read from one at a time (`open_file`)."""
     verified_digest: TableDigest | None = field(default=None, repr=False, compare=False)
     """The file's digest when it was checked on opening (so it is not hashed again)."""
-    mapping: mmap.mmap | None = field(default=None, repr=False, compare=False)
-    """The file's memory map (`open_file`), for `release_pages`."""
 
     def __post_init__(self) -> None:
         if len(self.band_seed) != BAND_SEED_BYTES or len(self.cuckoo_salt) != CUCKOO_SALT_BYTES:
@@ -322,22 +343,18 @@ class BlindedTable:
         if self.verified_digest is not None:
             return self.verified_digest
         h = hashlib.sha256(self.header())
-        h.update(self.slot_bytes)
+        h.update(bytes(self.slot_bytes))
         return TableDigest(h.digest())
 
     def sampler(self) -> BandSampler:
         return BandSampler.create(self.band_seed, self.params)
 
-    def release_pages(self) -> None:
-        """Let go of the mapped pages read so far (a long-lived client calls this after each
-        voucher, so its resident memory stays at the pages one voucher touches). The data stays
-        in the kernel's page cache; nothing is read again from disk unless it was evicted."""
-        if self.mapping is not None:
-            self.mapping.madvise(mmap.MADV_DONTNEED)
-
     def slot(self, index: int) -> Point:
         """The point in one slot, validated (a bad point in a logged table is refused here)."""
-        return Point(bytes(self.slot_bytes[POINT_BYTES * index : POINT_BYTES * (index + 1)]))
+        start = POINT_BYTES * index
+        if isinstance(self.slot_bytes, SlotFile):
+            return Point(self.slot_bytes.read(start, POINT_BYTES))
+        return Point(self.slot_bytes[start : start + POINT_BYTES])
 
     def slots_for(self, element: bytes) -> tuple[int, ...]:
         return cuckoo_slots(self.cuckoo_salt, element, self.n_slots)
@@ -355,20 +372,22 @@ class BlindedTable:
 
     @classmethod
     def open_file(cls, path: Path, *, expected_digest: TableDigest) -> BlindedTable:
-        """A table file, memory-mapped: refused unless its SHA-256 is `expected_digest`. The
-        file is hashed by reading it in chunks and then mapped read-only, so only the slots a
-        voucher looks up are ever resident."""
-        with path.open("rb") as f:
+        """A table file, refused unless its SHA-256 is `expected_digest`. The file is hashed by
+        reading it in chunks, then kept open: a voucher reads only the slots it looks up
+        (`pread`), so the table never becomes resident memory of this process."""
+        f = path.open("rb", buffering=0)
+        try:
             size = os.fstat(f.fileno()).st_size
             head = _parse_header(f.read(TABLE_HEADER_BYTES), size)
             f.seek(0)
             actual = hashlib.file_digest(f, "sha256").digest()
             if not hmac.compare_digest(actual, expected_digest.value):
                 raise VerificationError("table digest does not match the logged digest")
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        mapped.madvise(mmap.MADV_RANDOM)  # a lookup maps its own page, no read-ahead around it
-        table = head.with_slots(memoryview(mapped)[TABLE_HEADER_BYTES:], expected_digest)
-        return dataclasses.replace(table, mapping=mapped)
+        except BaseException:
+            f.close()
+            raise
+        slots = SlotFile(f, TABLE_HEADER_BYTES, size - TABLE_HEADER_BYTES)
+        return head.with_slots(slots, expected_digest)
 
 
 def _hash_array(hashes: Sequence[PdqHash] | npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

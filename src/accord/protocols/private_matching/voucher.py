@@ -284,7 +284,6 @@ class VoucherClient:
             + inner
         )
         outer = AESGCM(k_img).encrypt(_ZERO_NONCE, plaintext, header)
-        self.table.release_pages()
         return header + bands + outer
 
 
