@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from machine import machine_info
+from pm_hashes import random_hashes
 
 from accord.errors import InvalidInput
 from accord.protocols.detection.evaluation import list_images
@@ -43,6 +44,7 @@ from accord.protocols.private_matching.table import (
     TABLE_HEADER_BYTES,
     TableSecret,
     build_table,
+    cuckoo_positions,
     place_elements,
     slot_count_for,
     unique_band_elements,
@@ -330,17 +332,6 @@ def _plots(report: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-def _random_hashes(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out = np.zeros((n, 32), dtype=np.uint8)
-    for start in range(0, n, 50_000):
-        k = min(50_000, n - start)
-        keys = rng.random((k, 256))
-        bits = (keys < np.median(keys, axis=1, keepdims=True)).astype(np.uint8)
-        out[start : start + k] = np.packbits(bits, axis=1)
-    return out
-
-
 def run_perf(args: argparse.Namespace) -> dict[str, Any]:
     params = MatchingParams()
     results: dict[str, Any] = {
@@ -351,7 +342,7 @@ def run_perf(args: argparse.Namespace) -> dict[str, Any]:
     # Table size and build time per bank size.
     tables = {}
     for n in args.bank_sizes:
-        hashes = _random_hashes(n, seed=n)
+        hashes = random_hashes(n, seed=n)
         t0 = time.perf_counter()
         if n <= args.full_build_max:
             secret = TableSecret.generate()
@@ -364,7 +355,9 @@ def run_perf(args: argparse.Namespace) -> dict[str, Any]:
             sampler = BandSampler.create(os.urandom(32), params)
             elements = unique_band_elements(hashes[: n // 10], sampler)
             n_slots = slot_count_for(len(elements) * 10)
-            ok = place_elements(elements, slot_count_for(len(elements)), os.urandom(16)) is not None
+            sample_slots = slot_count_for(len(elements))
+            positions = cuckoo_positions(os.urandom(16), elements, sample_slots)
+            ok = place_elements(positions, sample_slots, seed=1) is not None
             elapsed = time.perf_counter() - t0
             kind = f"slot count from a 1/10 sample (cuckoo placed: {ok}); build time extrapolated"
         size = TABLE_HEADER_BYTES + 32 * n_slots
@@ -386,7 +379,7 @@ def run_perf(args: argparse.Namespace) -> dict[str, Any]:
     )
     deriv = bytes(4096)
     rng = np.random.default_rng(1)
-    benign = [PdqHash(h.tobytes()) for h in _random_hashes(args.images, seed=99)]
+    benign = [PdqHash(h.tobytes()) for h in random_hashes(args.images, seed=99)]
     matching = [
         PdqHash(hashes[i].tobytes())
         for i in rng.choice(len(hashes), args.images // 10, replace=False)

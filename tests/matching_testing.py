@@ -52,10 +52,7 @@ def bank_and_publish(server: Any, bank: str, pool: list[Path], **params: int) ->
                 for p in pool
             ],
         )
-        summary: dict[str, Any] = op.api.request(
-            "POST", "/v1/matching/tables", json={"banks": [bank], **params}
-        )
-        return summary
+        return op.publish_table({"banks": [bank], **params}).model_dump()
     finally:
         op.close()
 

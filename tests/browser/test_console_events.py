@@ -133,11 +133,7 @@ def event_world(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
                     for p in banked
                 ],
             )
-            op.api.request(
-                "POST",
-                "/v1/matching/tables",
-                json={"banks": [BANK], "threshold": THRESHOLD, "synthetic_rate_ppm": 0},
-            )
+            op.publish_table({"banks": [BANK], "threshold": THRESHOLD, "synthetic_rate_ppm": 0})
         finally:
             op.close()
         password = secrets.token_urlsafe(18)

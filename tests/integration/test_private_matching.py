@@ -44,8 +44,9 @@ from accord.protocols.private_matching.voucher import (
     open_inner_payload,
     voucher_size,
 )
+from accord.storage.banks import bank_banks, bank_entries
 from accord.storage.schema import accounts, devices, messages
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, eventually
 from matching_testing import (
     admin_client,
     bank_and_publish,
@@ -126,6 +127,18 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
         op.run("matching", "publish", "--server", server.url, "--bank", bank, "--json").stdout
     )
     assert table["params"]["threshold"] == T and table["log_index"] is not None
+    # The table banks every PDQ hash `bank add` stored for an image: its own and its derived
+    # hashes (crops, rotations; docs/detection.md, section 9), about 30 per image.
+    engine = server_engine(server)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(bank_entries.c.hash, bank_entries.c.variant)
+            .join(bank_banks, bank_banks.c.id == bank_entries.c.bank_id)
+            .where(bank_banks.c.name == bank, bank_entries.c.signal_type == "pdq")
+        ).all()
+    engine.dispose()
+    assert len({r.variant for r in stored}) > 1
+    assert table["banked_hashes"] == len({r.hash for r in stored}) > 5 * len(pool)
     types = _log_types(server)
     assert types.count(TAG_HASH_LIST_VERSION) == types_before.count(TAG_HASH_LIST_VERSION) + 1
 
@@ -266,7 +279,8 @@ def _with_voucher(body: dict[str, Any], change: Callable[[bytes], bytes]) -> dic
 
 def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins, unique):  # type: ignore[no-untyped-def]
     pool, others = standins
-    bank_and_publish(server, unique("standins"), pool)
+    bank = unique("standins")
+    bank_and_publish(server, bank, pool)
     start = drain_matching(server)  # the counters as earlier tests left them
     alice, bob = pair
     banked = pool[0]
@@ -362,6 +376,20 @@ def test_bad_vouchers_are_refused_with_clear_codes(server, pair, standins, uniqu
         assert r.status_code == 404 and r.json()["code"] == "not_found"
         r = op.post("/v1/matching/tables", json={"band_count": 128, "detection_dim": 1024})
         assert r.status_code == 400 and "larger than" in r.json()["message"]
+        # Publishing is a background job: 202 with where to follow it.
+        r = op.post("/v1/matching/tables", json={"banks": [bank]})
+        assert r.status_code == 202, r.text
+        where = r.headers["location"]
+        assert where == f"/v1/matching/jobs/{r.json()['job_id']}"
+        job = eventually(
+            lambda: (j := op.get(where).json())["state"] in ("done", "failed") and j,
+            "the table job finished",
+        )
+        assert job["state"] == "done" and job["error"] is None
+        assert job["slots_done"] == job["slots"] > 0 and job["table"]["log_index"] is not None
+        r = op.get("/v1/matching/jobs/j_AAAAAAAAAAAAAAAAAAAAAA")
+        assert r.status_code == 404 and r.json()["code"] == "not_found"
+        assert httpx.get(server.url + where).status_code == 401
 
 
 @ON_SQLITE

@@ -70,11 +70,9 @@ def matching_chapter(
         op.add_entries("standins", entries)
 
         step("the operator publishes a weak table: 8-bit bands, threshold 2, no synthetic vouchers")
-        weak: dict[str, Any] = op.api.request(
-            "POST",
-            "/v1/matching/tables",
-            json={"banks": ["standins"], "band_bits": 8, "threshold": 2, "synthetic_rate_ppm": 0},
-        )
+        weak = op.publish_table(
+            {"banks": ["standins"], "band_bits": 8, "threshold": 2, "synthetic_rate_ppm": 0}
+        ).model_dump()
         try:
             alice.send("bob", "a photo", [everyday[0]])
             refused = ""
@@ -87,9 +85,7 @@ def matching_chapter(
         )
 
         step("the operator publishes a table at the parameters the protocol derives")
-        table: dict[str, Any] = op.api.request(
-            "POST", "/v1/matching/tables", json={"banks": ["standins"]}
-        )
+        table = op.publish_table({"banks": ["standins"]}).model_dump()
         t = int(table["params"]["threshold"])
         ok(
             f"table {table['table_version']}: {table['size']:,} bytes of blinded points for "

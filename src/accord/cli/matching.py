@@ -18,7 +18,13 @@ from accord.cli.common import admin_token, server_option
 from accord.client.api import ServerApi
 from accord.client.operator import OperatorApi
 from accord.errors import InvalidInput
-from accord.wire.matching import MatchingStatus, ReviewEventDetail, ReviewEventList, TableSummary
+from accord.wire.matching import (
+    MatchingStatus,
+    PublishJob,
+    ReviewEventDetail,
+    ReviewEventList,
+    TableSummary,
+)
 
 
 def _operator(server: str, token: str | None) -> OperatorApi:
@@ -30,6 +36,15 @@ def _reviewer(server: str, token: str | None) -> ServerApi:
     if not value:
         raise InvalidInput("give --token, ACCORD_REVIEW_TOKEN or ACCORD_ADMIN_TOKEN")
     return ServerApi(server, token=lambda _refresh: value)
+
+
+_JOB_STEPS = {
+    "reading": "reading the banks",
+    "building": "blinding the table",
+    "logging": "logging the digest",
+    "done": "published",
+    "failed": "failed",
+}
 
 
 def _table_line(t: TableSummary) -> str:
@@ -67,7 +82,7 @@ def publish(
     as_json: bool,
 ) -> None:
     """Build a blinded table from the banks' enabled PDQ hashes, log its digest, and make it the
-    table clients use."""
+    table clients use. The server builds it in the background; this shows its progress."""
     body: dict[str, Any] = {"banks": list(banks)}
     for key, value in (
         ("threshold", threshold),
@@ -77,11 +92,30 @@ def publish(
     ):
         if value is not None:
             body[key] = value
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     op = _operator(server, token)
     try:
-        summary = TableSummary.model_validate(
-            op.api.request("POST", "/v1/matching/tables", json=body)
-        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>5.1f}%"),
+            TimeRemainingColumn(),
+            transient=True,
+            console=Console(stderr=True),
+        ) as bar:
+            task = bar.add_task("reading the banks", total=None)
+
+            def show(job: PublishJob) -> None:
+                bar.update(
+                    task,
+                    description=_JOB_STEPS.get(job.state, job.state),
+                    completed=job.slots_done,
+                    total=job.slots or None,
+                )
+
+            summary = op.publish_table(body, progress=show)
     finally:
         op.close()
     if as_json:

@@ -272,10 +272,14 @@ class ServerApi:
         raise AuthenticationError()
 
     def download_blob(self, blob_id: str, dest: Path, max_bytes: int) -> None:
+        self.download(f"/v1/blobs/{blob_id}", dest, max_bytes)
+
+    def download(self, path: str, dest: Path, max_bytes: int) -> None:
+        """Stream a binary answer to a file, refusing more than `max_bytes`."""
         for attempt in (0, 1):
             try:
                 with self._http.stream(
-                    "GET", f"/v1/blobs/{blob_id}", headers=self._headers(attempt == 1)
+                    "GET", path, headers=self._headers(attempt == 1)
                 ) as response:
                     if response.status_code == 401 and attempt == 0:
                         continue

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from accord.client.api import ServerApi
-from accord.errors import InvalidInput
+from accord.errors import AccordError, InvalidInput
 from accord.protocols.detection.banks import BankEntry
+from accord.wire.matching import JobError, PublishJob, TableSummary
 
 ENTRIES_PER_REQUEST = 5000
+#: How often a table job is asked for its progress.
+JOB_POLL_S = 0.5
 
 
 class OperatorApi:
@@ -23,6 +27,24 @@ class OperatorApi:
 
     def close(self) -> None:
         self.api.close()
+
+    def publish_table(
+        self, body: dict[str, Any], progress: Callable[[PublishJob], None] | None = None
+    ) -> TableSummary:
+        """Start a table build (`POST /v1/matching/tables`, answered 202 with a job) and follow
+        the job until the table is published; `progress` sees every state polled. A failed job
+        raises its error."""
+        job = self.api.call(PublishJob, "POST", "/v1/matching/tables", json=body)
+        while True:
+            if progress is not None:
+                progress(job)
+            if job.state == "done" and job.table is not None:
+                return job.table
+            if job.state == "failed":
+                error = job.error or JobError(code="internal", message="the build failed")
+                raise AccordError(error.message, code=error.code)
+            self.api.sleep(JOB_POLL_S)
+            job = self.api.call(PublishJob, "GET", f"/v1/matching/jobs/{job.job_id}")
 
     def create_bank(self, name: str, threshold: int) -> dict[str, Any]:
         result: dict[str, Any] = self.api.request(

@@ -197,27 +197,30 @@ class SafetyVouchers:
         return TableDigest(parsed.digest_bytes)
 
     def _load_table(self, digest: TableDigest, size: int) -> BlindedTable:
-        """The table file, from this device's cache or the server; refused unless its SHA-256
-        is the logged digest."""
+        """The table file, from this device's cache or the server, read slot by slot; refused
+        unless its SHA-256 is the logged digest. The download streams to disk, so a large table
+        never sits in memory."""
         from accord.protocols.private_matching.table import BlindedTable
 
         folder = self._ctx.home / TABLES_DIR
         cached = folder / f"{digest.hex()}.table"
         if cached.is_file():
             try:
-                return BlindedTable.parse(cached.read_bytes(), expected_digest=digest)
+                return BlindedTable.open_file(cached, expected_digest=digest)
             except AccordError:
                 cached.unlink(missing_ok=True)
         if not 0 < size <= MAX_TABLE_BYTES:
             raise ProtocolError("matching table size out of limits")
-        data = self._ctx.api.request_raw("GET", f"/v1/matching/tables/{digest.hex()}").content
-        table = BlindedTable.parse(data, expected_digest=digest)
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.table"):
-            old.unlink(missing_ok=True)
         tmp = cached.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(cached)
+        try:
+            self._ctx.api.download(f"/v1/matching/tables/{digest.hex()}", tmp, size)
+            table = BlindedTable.open_file(tmp, expected_digest=digest)
+            for old in folder.glob("*.table"):
+                old.unlink(missing_ok=True)
+            tmp.replace(cached)
+        finally:
+            tmp.unlink(missing_ok=True)
         return table
 
     # --- the account's secret and image counter (C2) ------------------------------------------

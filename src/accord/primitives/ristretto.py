@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import rbcl
@@ -159,3 +160,25 @@ def expand_message_xmd_sha512(msg: bytes, dst: bytes, len_in_bytes: int) -> byte
 def hash_to_group(msg: bytes, dst: bytes) -> Point:
     """RFC 9380 hash_to_ristretto255: expand_message_xmd(SHA-512, 64 bytes) + one-way map."""
     return Point.from_uniform_bytes(expand_message_xmd_sha512(msg, dst, 64))
+
+
+def multiply_hashed_batch(scalar: Scalar, messages: Iterable[bytes], dst: bytes) -> bytes:
+    """scalar * hash_to_group(m, dst) for every message, concatenated (32 bytes each).
+
+    The same computation as `multiply(scalar, hash_to_group(m, dst))`, without a `Point` per
+    element: the outputs of libsodium's one-way map and scalar multiplication are valid,
+    non-identity encodings by construction (prime order, non-zero scalar)."""
+    if scalar.is_zero():
+        raise InvalidInput("zero scalar")
+    from_hash = rbcl.crypto_core_ristretto255_from_hash
+    scalarmult = rbcl.crypto_scalarmult_ristretto255
+    k = scalar.value
+    return b"".join(
+        bytes(scalarmult(k, from_hash(expand_message_xmd_sha512(m, dst, 64)))) for m in messages
+    )
+
+
+def random_points(count: int) -> bytes:
+    """`count` uniformly random group elements, concatenated (32 bytes each)."""
+    random = rbcl.crypto_core_ristretto255_random
+    return b"".join(bytes(random()) for _ in range(count))

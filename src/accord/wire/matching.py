@@ -17,7 +17,7 @@ from accord.wire.common import AccountName, BlobId, DeviceId, WireModel
 VOUCHERS_EXTENSION = "vouchers"
 #: As many vouchers as a message can carry attachments (`Content.attachments`).
 MAX_VOUCHERS_PER_MESSAGE = 32
-#: Largest voucher any table may ask for (the defaults make 9,428 bytes); a table whose
+#: Largest voucher any table may ask for (the defaults make 10,964 bytes); a table whose
 #: parameters need more is refused when it is built, so a message's vouchers always fit in
 #: `services.MAX_EXTENSIONS_BYTES`.
 MAX_VOUCHER_BYTES = 12_288
@@ -99,6 +99,27 @@ class TableSummary(WireModel):
     published_at: int
     retired_at: int | None
     log_index: int | None
+
+
+JobId = Annotated[str, StringConstraints(pattern=r"^j_[A-Za-z0-9_-]{16,32}$")]
+
+
+class JobError(WireModel):
+    code: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+    message: Annotated[str, StringConstraints(max_length=1000)]
+
+
+class PublishJob(WireModel):
+    """Operator: a table being built and published in the background (`POST
+    /v1/matching/tables` answers 202 with this; `GET /v1/matching/jobs/{job_id}` follows it)."""
+
+    job_id: JobId
+    state: Literal["reading", "building", "logging", "done", "failed"]
+    slots_done: Annotated[int, Field(ge=0, le=2**32)]
+    slots: Annotated[int, Field(ge=0, le=2**32)]
+    started_at: int
+    table: TableSummary | None = None
+    error: JobError | None = None
 
 
 class MatchingStatus(WireModel):

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pm_helpers import SMALL, World, near_hash, random_hash
 
-from accord.errors import InvalidInput, TooLarge, UnsupportedVersion, VerificationError
+from accord.errors import AccordError, InvalidInput, TooLarge, UnsupportedVersion, VerificationError
 from accord.primitives.ristretto import multiply
 from accord.protocols.private_matching.bands import BandSampler, band_positions
 from accord.protocols.private_matching.params import (
@@ -13,12 +15,20 @@ from accord.protocols.private_matching.params import (
     synthetic_open_count_weights,
 )
 from accord.protocols.private_matching.table import (
+    CUCKOO_LOAD_FACTOR,
+    CUCKOO_WAYS,
     TABLE_HEADER_BYTES,
     BlindedTable,
+    SlotFile,
     TableDigest,
+    TableSecret,
     band_point,
+    cuckoo_positions,
+    cuckoo_slots,
     place_elements,
+    slot_count_for,
     unique_band_elements,
+    write_table,
 )
 
 
@@ -70,13 +80,12 @@ def test_table_holds_blinded_band_elements_and_round_trips() -> None:
     sampler = w.table.sampler()
     for h in w.bank:
         for e in sampler.elements(h):
-            s0, s1 = w.table.slots_for(e)
             expected = multiply(w.secret.alpha, band_point(w.table.band_seed, e))
-            assert expected in (w.table.slot(s0), w.table.slot(s1))
+            assert expected in [w.table.slot(s) for s in w.table.slots_for(e)]
     data = w.table.encode()
     assert len(data) == TABLE_HEADER_BYTES + 32 * w.table.n_slots
     assert BlindedTable.parse(data, expected_digest=w.digest) == w.table
-    assert w.table.n_slots >= len(unique_band_elements(w.bank, sampler)) / 0.45
+    assert w.table.n_slots >= len(unique_band_elements(w.bank, sampler)) / CUCKOO_LOAD_FACTOR
 
 
 def test_table_with_another_digest_is_refused() -> None:
@@ -96,7 +105,7 @@ def test_table_with_another_digest_is_refused() -> None:
         (lambda d: d[:-1], InvalidInput),
         (lambda d: d + b"\x00" * 32, InvalidInput),
         (lambda d: b"X" + d[1:], InvalidInput),
-        (lambda d: d[:15] + b"\x02" + d[16:], UnsupportedVersion),
+        (lambda d: d[:15] + b"\x01" + d[16:], UnsupportedVersion),  # two-way tables
         (
             lambda d: d[: TABLE_HEADER_BYTES - 4] + b"\xff\xff\xff\xff" + d[TABLE_HEADER_BYTES:],
             TooLarge,
@@ -113,10 +122,100 @@ def test_malformed_tables_are_refused(mutation, error) -> None:  # type: ignore[
         BlindedTable.parse(bad, expected_digest=TableDigest(hashlib.sha256(bad).digest()))
 
 
-def test_cuckoo_placement_puts_every_element_in_one_of_its_slots() -> None:
-    elements = [i.to_bytes(4, "big") for i in range(400)]
+def test_cuckoo_placement_fills_88_percent_with_every_element_in_one_of_its_slots() -> None:
+    elements = np.arange(20_000, dtype=">u4").view(np.uint8).reshape(-1, 4)
     salt = bytes(16)
-    slots = place_elements(elements, 900, salt)
+    n_slots = slot_count_for(len(elements))
+    positions = cuckoo_positions(salt, elements, n_slots)
+    assert positions.shape == (len(elements), CUCKOO_WAYS)
+    assert tuple(positions[7]) == cuckoo_slots(salt, elements[7].tobytes(), n_slots)
+    slots = place_elements(positions, n_slots, seed=1)
     assert slots is not None
-    placed = [i for i in slots if i >= 0]
-    assert sorted(placed) == list(range(400))
+    placed = slots[slots >= 0]
+    assert sorted(placed.tolist()) == list(range(len(elements)))
+    held = np.flatnonzero(slots >= 0)
+    assert all(slot in positions[slots[slot]] for slot in held)
+    assert len(elements) / n_slots > 0.87
+
+
+def test_unique_band_elements_are_sorted_distinct_rows() -> None:
+    rng = np.random.default_rng(5)
+    bank = [random_hash(rng) for _ in range(30)]
+    sampler = BandSampler.create(bytes(32), SMALL)
+    rows = unique_band_elements(bank + bank, sampler)
+    expected = sorted({e for h in bank for e in sampler.elements(h)})
+    assert [r.tobytes() for r in rows] == expected
+    wide = MatchingParams(band_count=4, band_bits=80, threshold=2, detection_dim=8)
+    wide_sampler = BandSampler.create(bytes(32), wide)
+    wide_rows = unique_band_elements(bank, wide_sampler)
+    assert [r.tobytes() for r in wide_rows] == sorted(
+        {e for h in bank for e in wide_sampler.elements(h)}
+    )
+
+
+def test_table_file_built_by_two_processes_is_read_slot_by_slot(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(9)
+    bank = [random_hash(rng) for _ in range(40)]
+    secret = TableSecret.generate()
+    seen: list[tuple[int, int]] = []
+    path = tmp_path / "t.table"
+    built = write_table(
+        bank,
+        path,
+        params=SMALL,
+        secret=secret,
+        workers=2,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen[-1] == (built.n_slots, built.n_slots)
+    assert built.size == path.stat().st_size
+    table = BlindedTable.open_file(path, expected_digest=built.digest)
+    assert isinstance(table.slot_bytes, SlotFile) and len(table.slot_bytes) == 32 * table.n_slots
+    assert table.digest() == built.digest
+    sampler = table.sampler()
+    for h in bank[:5]:
+        for e in sampler.elements(h):
+            expected = multiply(secret.alpha, band_point(table.band_seed, e))
+            assert expected in [table.slot(s) for s in table.slots_for(e)]
+    with pytest.raises(VerificationError):
+        BlindedTable.open_file(path, expected_digest=TableDigest(bytes(32)))
+
+
+_FUZZ_TABLE = World(SMALL, n_bank=2, seed=11).table.encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cut=st.integers(0, len(_FUZZ_TABLE) + 40),
+    flips=st.lists(st.tuples(st.integers(0, TABLE_HEADER_BYTES + 64), st.integers(1, 255))),
+    tail=st.binary(max_size=40),
+)
+def test_table_parsers_fuzz_only_accord_errors(
+    cut: int, flips: list[tuple[int, int]], tail: bytes
+) -> None:
+    """Any cut, byte change or extension of a table file: the bytes parser and the file parser
+    agree, and refuse with Accord's own errors only (the digest given is the changed file's)."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    data = bytearray(_FUZZ_TABLE[:cut] + tail)
+    for pos, mask in flips:
+        if pos < len(data):
+            data[pos] ^= mask
+    digest = TableDigest(hashlib.sha256(bytes(data)).digest())
+    outcomes = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.table"
+        path.write_bytes(bytes(data))
+        for parse in (
+            lambda: BlindedTable.parse(bytes(data), expected_digest=digest),
+            lambda: BlindedTable.open_file(path, expected_digest=digest),
+        ):
+            try:
+                table = parse()
+            except AccordError as exc:
+                outcomes.append(type(exc))
+            else:
+                outcomes.append(table.n_slots)
+    assert outcomes[0] == outcomes[1]

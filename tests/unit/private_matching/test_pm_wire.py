@@ -11,13 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pm_helpers import DERIVATIVE, SMALL, World
+from pydantic import ValidationError
 
 from accord.errors import AccordError, InvalidInput
 from accord.server.private_matching.intake import (
     parse_voucher_items_unverified,
     voucher_table_digest_unverified,
 )
-from accord.wire.matching import MAX_VOUCHERS_PER_MESSAGE, matching_account_id
+from accord.wire.matching import MAX_VOUCHERS_PER_MESSAGE, PublishJob, matching_account_id
 
 ACCOUNT = matching_account_id("alice")
 BLOB = "B" * 22
@@ -105,3 +106,42 @@ def test_extension_fuzz(world: World, voucher: bytes, data: st.DataObject) -> No
             assert parsed.account_tag == voucher[36:52]  # bound to alice, whatever changed
     except AccordError:
         return
+
+
+_JOB = {
+    "job_id": "j_" + "A" * 22,
+    "state": "building",
+    "slots_done": 10,
+    "slots": 100,
+    "started_at": 1,
+    "table": None,
+    "error": None,
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    changes=st.dictionaries(
+        st.sampled_from([*_JOB, "extra"]),
+        st.none()
+        | st.integers(-(2**40), 2**40)
+        | st.text(max_size=80)
+        | st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+        max_size=4,
+    )
+)
+def test_publish_job_status_fuzz(changes: dict[str, Any]) -> None:
+    """The client's parse of a table job's status (what `accord matching publish` polls): any
+    field changed, added or wrong is a validation error, never a crash."""
+    body = {**_JOB, **changes}
+    try:
+        job = PublishJob.model_validate(body)
+    except ValidationError:
+        return
+    assert 0 <= job.slots_done <= 2**32 and job.state in (
+        "reading",
+        "building",
+        "logging",
+        "done",
+        "failed",
+    )

@@ -128,10 +128,10 @@ def open_outer_unverified(
     voucher: UnverifiedVoucher, secret: TableSecret, table: BlindedTable
 ) -> OpenedShare | None:
     """Steps 3-4: the share inside a voucher, or None if no band matched."""
-    for q, w0, w1 in voucher.bands:
+    for q, wraps in voucher.bands:
         key = wrap_key(multiply(secret.alpha, q))
         aead = AESGCM(key)
-        for wrap in (w0, w1):
+        for wrap in wraps:
             try:
                 k_img = aead.decrypt(_ZERO_NONCE, wrap, voucher.header)
             except InvalidTag:

@@ -1,10 +1,10 @@
 """Safety vouchers: created by the client for every image, opened by the server only on a match.
 
-Voucher layout (version 1; sizes fixed by the table's parameters, the same for every image)::
+Voucher layout (version 2; sizes fixed by the table's parameters, the same for every image)::
 
     header   72 bytes   magic b"APV" 0x01 | table digest (32) | account tag (16)
                         | epoch (4, big-endian) | voucher id (16, random)
-    bands    L x 128    per band, in random order: Q (32) | wrap (48) | wrap (48), the two wraps
+    bands    L x 176    per band, in random order: Q (32) | wrap (48) x 3, the three wraps
                         (one per cuckoo position) in random order
     outer    AES-256-GCM under the per-image key k_img (nonce 0: k_img is used once),
              associated data = header, plaintext:
@@ -16,7 +16,8 @@ For band element e at cuckoo slot P (a table point): Q = beta H(e) + gamma G and
 S = beta P + gamma alpha G with fresh random beta, gamma; the wrap is AES-256-GCM of k_img under
 HKDF(S) (nonce 0, associated data = header). The server computes alpha Q, which equals S exactly
 when P = alpha H(e), that is when the image's band element is in the bank (Apple PSI technical
-summary, "Safety voucher generation"; here one (Q, S) pair per band serves both cuckoo slots).
+summary, "Safety voucher generation"; here one Q per band serves all three cuckoo slots).
+Version 1 had two wraps per band, for tables with two cuckoo hash functions.
 """
 
 from __future__ import annotations
@@ -55,14 +56,19 @@ from accord.protocols.private_matching.params import (
     synthetic_open_count_weights,
 )
 from accord.protocols.private_matching.share_detection import tag_for
-from accord.protocols.private_matching.table import BlindedTable, TableDigest, band_point
+from accord.protocols.private_matching.table import (
+    CUCKOO_WAYS,
+    BlindedTable,
+    TableDigest,
+    band_point,
+)
 
-VOUCHER_MAGIC = b"APV\x01"
+VOUCHER_MAGIC = b"APV\x02"
 ACCOUNT_TAG_BYTES = 16
 VOUCHER_ID_BYTES = 16
 HEADER_BYTES = len(VOUCHER_MAGIC) + 32 + ACCOUNT_TAG_BYTES + 4 + VOUCHER_ID_BYTES
 WRAP_BYTES = 32 + 16
-BAND_ENTRY_BYTES = 32 + 2 * WRAP_BYTES
+BAND_ENTRY_BYTES = 32 + CUCKOO_WAYS * WRAP_BYTES
 INNER_PLAINTEXT_BYTES = 32 + DERIVATIVE_BYTES
 INNER_CIPHERTEXT_BYTES = INNER_PLAINTEXT_BYTES + 16
 NONCE_BYTES = 12
@@ -191,9 +197,8 @@ def voucher_key_from_secret(secret: int) -> bytes:
     return _kdf(field_element_to_bytes(secret), b"voucher key")
 
 
-def _random_bits(n: int) -> list[int]:
-    raw = os.urandom((n + 7) // 8)
-    return [(raw[i // 8] >> (i % 8)) & 1 for i in range(n)]
+def _random_below(n: int) -> int:
+    return int.from_bytes(os.urandom(4), "big") % n  # bias < 2^-29, only a position
 
 
 def _random_permutation(n: int) -> list[int]:
@@ -248,27 +253,22 @@ class VoucherClient:
         n_bands = self.params.band_count
         order = _random_permutation(n_bands)
         open_bands = set(order[: keys.synthetic_open_count(pdq)]) if synthetic else set()
-        swap = _random_bits(2 * n_bands)
         k_img = os.urandom(32)
         public = self.table.public
         entries: list[bytes] = []
         for j, element in enumerate(self._sampler.elements(pdq)):
             h = band_point(self.table.band_seed, element)
-            s0, s1 = self.table.slots_for(element)
-            p0, p1 = self.table.slot(s0), self.table.slot(s1)
+            points = [self.table.slot(s) for s in self.table.slots_for(element)]
             beta, gamma = Scalar.random(), Scalar.random()
             g_g = generator_multiple(gamma)
             g_l = multiply(gamma, public)
-            q_real = add(multiply(beta, h), g_g)
-            shared = [add(multiply(beta, p0), g_l), add(multiply(beta, p1), g_l)]
-            q = q_real
+            q = add(multiply(beta, h), g_g)
+            shared = [add(multiply(beta, p), g_l) for p in points]
             if j in open_bands:  # synthetic: make one slot open whatever the table holds
                 q = g_g
-                shared[swap[2 * n_bands - 1 - j] & 1] = g_l
+                shared[_random_below(CUCKOO_WAYS)] = g_l
             wraps = [AESGCM(wrap_key(s)).encrypt(_ZERO_NONCE, k_img, header) for s in shared]
-            if swap[j]:
-                wraps.reverse()
-            entries.append(q.value + wraps[0] + wraps[1])
+            entries.append(q.value + b"".join(wraps[i] for i in _random_permutation(CUCKOO_WAYS)))
         bands = b"".join(entries[i] for i in order)
         share, tag = keys.synthetic_share(pdq) if synthetic else keys.real_share(pdq)
         inner_nonce = os.urandom(NONCE_BYTES)
@@ -299,7 +299,7 @@ class UnverifiedVoucher:
     account_tag: bytes
     epoch: int
     voucher_id: bytes
-    bands: tuple[tuple[Point, bytes, bytes], ...]
+    bands: tuple[tuple[Point, tuple[bytes, ...]], ...]
     outer: bytes
 
     def __repr__(self) -> str:
@@ -334,9 +334,11 @@ def parse_voucher_unverified(data: bytes, params: MatchingParams) -> UnverifiedV
             q = Point(data[pos : pos + 32])
         except InvalidInput:
             raise InvalidInput("voucher contains an invalid point") from None
-        w0 = data[pos + 32 : pos + 32 + WRAP_BYTES]
-        w1 = data[pos + 32 + WRAP_BYTES : pos + BAND_ENTRY_BYTES]
-        bands.append((q, w0, w1))
+        wraps = tuple(
+            data[pos + 32 + WRAP_BYTES * c : pos + 32 + WRAP_BYTES * (c + 1)]
+            for c in range(CUCKOO_WAYS)
+        )
+        bands.append((q, wraps))
         pos += BAND_ENTRY_BYTES
     return UnverifiedVoucher(
         header=header,

@@ -11,6 +11,7 @@ from accord.server.detection import DetectionService
 from accord.server.messaging import MessagingService
 from accord.server.private_matching.events import MatchingEvents
 from accord.server.private_matching.intake import VoucherIntake
+from accord.server.private_matching.jobs import PublishJobs
 from accord.server.private_matching.recheck import BankRecheck
 from accord.server.private_matching.tables import (
     TABLES_DIR,
@@ -30,6 +31,7 @@ from accord.storage.schema import (
 )
 from accord.wire.matching import (
     MatchingStatus,
+    PublishJob,
     PublishTableRequest,
     ReviewEventDetail,
     ReviewEventList,
@@ -40,7 +42,8 @@ from accord.wire.matching import (
 
 
 class PrivateMatchingService(VoucherWorker):
-    """- `tables`: publishing blinded tables, and the current ones (S1-S5);
+    """- `tables`: publishing blinded tables, and the current ones (S1-S5); `jobs`: publishing
+      in the background, followed by job id;
     - `intake`: vouchers checked before a message is stored, queued once it is (D1-D4);
     - the worker itself (this class is one): the queue processed in a thread (P1-P9), with
       the banks re-checked (`recheck`, P7);
@@ -71,6 +74,7 @@ class PrivateMatchingService(VoucherWorker):
         self.detection = detection
         self.tables_dir = tables.root
         self.intake = VoucherIntake(db, self.tables, on_queued=self.wake, clock=clock)
+        self.jobs = PublishJobs(self.tables, clock=clock)
         self.events = MatchingEvents(db)
         self.recover()
 
@@ -81,7 +85,15 @@ class PrivateMatchingService(VoucherWorker):
     # --- tables -------------------------------------------------------------------------------
 
     def publish_table(self, req: PublishTableRequest) -> TableSummary:
+        """Build and publish in the calling thread (benchmarks, tests of the storage)."""
         return self.tables.publish(req)
+
+    def start_publish(self, req: PublishTableRequest) -> PublishJob:
+        """Check the request, then build and publish in the background."""
+        return self.jobs.start(req)
+
+    def publish_job(self, job_id: str) -> PublishJob:
+        return self.jobs.get(job_id)
 
     def table_info(self) -> TableInfo:
         return self.tables.info()

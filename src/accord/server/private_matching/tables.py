@@ -28,7 +28,6 @@ from accord.errors import (
 from accord.primitives.encoding import b64encode
 from accord.primitives.ristretto import SCALAR_BYTES, Scalar
 from accord.protocols.detection.signals import PdqHash
-from accord.protocols.private_matching.bands import BandSampler
 from accord.protocols.private_matching.log_entries import (
     BankVersionRef,
     HashListVersion,
@@ -37,10 +36,12 @@ from accord.protocols.private_matching.matcher import ThresholdMatcher
 from accord.protocols.private_matching.params import MatchingParams
 from accord.protocols.private_matching.table import (
     BlindedTable,
+    Progress,
     TableDigest,
     TableSecret,
-    build_table,
-    unique_band_elements,
+    build_workers,
+    distinct_rows,
+    write_table,
 )
 from accord.protocols.private_matching.voucher import (
     voucher_size,
@@ -120,9 +121,9 @@ class MatchingTables:
         self._tables: dict[bytes, LoadedTable] = {}
         self._tables_lock = threading.Lock()
 
-    def publish(self, req: PublishTableRequest) -> TableSummary:
-        """Build a table from the banks' enabled PDQ hashes, store it, log its digest, and make
-        it the current one (the previous one is accepted for TABLE_GRACE_MS more)."""
+    def check_request(self, req: PublishTableRequest) -> tuple[MatchingParams, list[str]]:
+        """The parameters and bank names of a publish request, refused at once (4xx) when they
+        cannot make a table."""
         overrides = {k: v for k, v in req.model_dump(exclude={"banks"}).items() if v is not None}
         params = MatchingParams(**overrides)
         if voucher_size(params) > MAX_VOUCHER_BYTES:
@@ -131,6 +132,24 @@ class MatchingTables:
         names = list(dict.fromkeys(req.banks)) or [b.name for b in store.list_banks()]
         if not names:
             raise InvalidInput("there is no bank to build a table from")
+        for name in names:
+            store.get_bank(name)
+        return params, names
+
+    def publish(
+        self,
+        req: PublishTableRequest,
+        progress: Progress | None = None,
+        phase: Callable[[str], None] | None = None,
+    ) -> TableSummary:
+        """Build a table from the banks' enabled PDQ hashes (every hash an image bank holds for
+        an image, its derived hashes included), store it, log its digest, and make it the
+        current one (the previous one is accepted for TABLE_GRACE_MS more). `progress` follows
+        the blinding, `phase` the steps ("reading", "building", "logging")."""
+        params, names = self.check_request(req)
+        if phase is not None:
+            phase("reading")
+        store = self.detection.store
         refs, parts = [], []
         for name in names:
             info = store.get_bank(name)
@@ -142,18 +161,25 @@ class MatchingTables:
         raw = b"".join(parts)
         if not raw:
             raise InvalidInput("the banks hold no enabled PDQ hash")
-        hashes = np.unique(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32), axis=0)
-        seed = os.urandom(32)
-        n_elements = len(unique_band_elements(hashes, BandSampler.create(seed, params)))
+        hashes = distinct_rows(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32))
+        if phase is not None:
+            phase("building")
         secret = TableSecret.generate()
-        table = build_table(hashes, params=params, secret=secret, band_seed=seed)
-        data = table.encode()
-        digest = table.digest()
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.path(digest.value)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        tmp = self.root / f"build-{os.urandom(8).hex()}.tmp"
+        try:
+            built = write_table(
+                hashes,
+                tmp,
+                params=params,
+                secret=secret,
+                workers=build_workers(len(hashes), params),
+                progress=progress,
+            )
+            tmp.replace(self.path(built.digest.value))
+        finally:
+            tmp.unlink(missing_ok=True)
+        digest, n_elements = built.digest, built.n_elements
         published = now_ms(self.clock)
 
         def _insert(conn: Connection) -> int:
@@ -168,7 +194,7 @@ class MatchingTables:
                     banks_json=json.dumps([r.to_obj() for r in refs]),
                     banked_hashes=len(hashes),
                     elements=n_elements,
-                    size=len(data),
+                    size=built.size,
                     published_at=published,
                     retired_at=None,
                     log_index=None,
@@ -180,6 +206,8 @@ class MatchingTables:
             version = self.db.transact(_insert)
         except IntegrityError:
             raise Conflict("another table was published at the same time") from None
+        if phase is not None:
+            phase("logging")
         entry = HashListVersion(
             table_version=version,
             table_digest=digest.hex(),
@@ -275,8 +303,7 @@ class MatchingTables:
             cached = self._tables.get(digest)
         if cached is not None:
             return cached
-        data = self.path(digest).read_bytes()
-        table = BlindedTable.parse(data, expected_digest=TableDigest(digest))
+        table = BlindedTable.open_file(self.path(digest), expected_digest=TableDigest(digest))
         banks = tuple(
             BankVersionRef(name=b["name"], version=b["version"]) for b in json.loads(row.banks_json)
         )

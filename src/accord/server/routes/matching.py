@@ -1,17 +1,17 @@
 """Private threshold matching (docs/protocol/private-matching.md): the current table and table
-files for anyone; publishing a table and the status for the operator. Threshold events are in
-routes/review.py."""
+files for anyone; publishing a table (a background job, followed by id) and the status for the
+operator. Threshold events are in routes/review.py."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 from fastapi.responses import FileResponse
 
 from accord.server.deps import Operator, ServicesDep
-from accord.wire.matching import MatchingStatus, PublishTableRequest, TableInfo, TableSummary
+from accord.wire.matching import MatchingStatus, PublishJob, PublishTableRequest, TableInfo
 
 router = APIRouter()
 
@@ -29,11 +29,23 @@ async def table_file(
     return FileResponse(path, media_type="application/octet-stream")
 
 
-@router.post("/v1/matching/tables", status_code=201)
+@router.post("/v1/matching/tables", status_code=202)
 async def publish_table(
-    req: PublishTableRequest, _op: Operator, services: ServicesDep
-) -> TableSummary:
-    return await to_thread.run_sync(services.matching.publish_table, req)
+    req: PublishTableRequest, _op: Operator, services: ServicesDep, response: Response
+) -> PublishJob:
+    """Start building and publishing a table; follow it at the Location answered."""
+    job = await to_thread.run_sync(services.matching.start_publish, req)
+    response.headers["Location"] = f"/v1/matching/jobs/{job.job_id}"
+    return job
+
+
+@router.get("/v1/matching/jobs/{job_id}")
+async def publish_job(
+    job_id: Annotated[str, Path(pattern=r"^j_[A-Za-z0-9_-]{16,32}$")],
+    _op: Operator,
+    services: ServicesDep,
+) -> PublishJob:
+    return services.matching.publish_job(job_id)
 
 
 @router.get("/v1/matching/status")
