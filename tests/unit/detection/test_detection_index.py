@@ -113,6 +113,16 @@ def test_mih_equals_linear_below_its_build_distance() -> None:
         assert _pairs(mih.query_codes(queries, threshold)) == expected
 
 
+@pytest.mark.parametrize("max_distance", [8, 23, 31, 48])
+def test_probe_radii_keep_the_pigeonhole(max_distance: int) -> None:
+    layout = ix._choose_layout(10_000_000, max_distance)
+    assert layout is not None
+    for threshold in range(max_distance + 1):
+        radii = ix._probe_radii(layout, threshold, 10_000_000)
+        assert int((radii + 1).sum()) > threshold
+        assert radii.max() <= layout.radius and radii.min() >= -1
+
+
 def test_concurrent_queries_agree() -> None:
     # A server searches one index from several request threads at once.
     codes, queries, _ = _data(60_000, 200, seed=13)

@@ -5,13 +5,14 @@
 
 - `LinearPdqIndex`: the reference. Every query is compared with every entry (numpy popcount).
 - `MihPdqIndex`: multi-index hashing (Norouzi, Punjani and Fleet, "Fast search in Hamming space
-  with multi-index hashing", CVPR 2012) in numpy. The 256 bits are cut into m substrings; if two
+  with multi-index hashing", CVPR 2012). The 256 bits are cut into m substrings; if two
   hashes are within distance r, then by the pigeonhole principle at least one substring differs
   in at most floor(r / m) bits. Each substring has a table (entries sorted by substring value,
   with a direct-address offset array), so a query looks up every substring value within that
   small radius and checks the few candidates found at full length. The result is exact: the
   same matches as the linear scan for every threshold up to the one the index was built for
-  (larger thresholds fall back to a scan).
+  (larger thresholds fall back to a scan). Building and searching run in compiled code
+  (`index_kernels.py`, numba) on a thread pool with one thread per core.
 - `ExactHashIndex`: MD5 / SHA-256 equality, with sorted arrays.
 
 Indexes grow without a full rebuild: new entries go to a small linear "tail" that becomes a
@@ -389,13 +390,24 @@ def _kernels() -> Any:
     return index_kernels
 
 
+def _forget_pool() -> None:
+    global _POOL
+    _POOL = None  # a forked child has none of its parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool() -> ThreadPoolExecutor:
     """One thread per core this process may run on; the kernels release the GIL."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-            _POOL = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+            _POOL = ThreadPoolExecutor(
+                max_workers=workers or os.cpu_count() or 1, thread_name_prefix="pdq-index"
+            )
         return _POOL
 
 
@@ -459,6 +471,30 @@ class _Layout:
 
 def _ball_size(bits: int, radius: int) -> int:
     return sum(math.comb(bits, k) for k in range(radius + 1))
+
+
+def _probe_radii(layout: _Layout, threshold: int, n: int) -> I64:
+    """How far to probe each table so that every hash within `threshold` is found.
+
+    Generalised pigeonhole: if substring i is probed within r_i and sum(r_i + 1) > threshold,
+    a hash within `threshold` differs in some substring i by at most r_i bits. Starting from the
+    layout's radius everywhere, radii are lowered one at a time, each time where it saves the
+    most expected work (probes, and the candidates they find), while the sum stays large enough:
+    at 31 bits with 11 substrings, one table is probed within 1 bit instead of 2. A radius of -1
+    leaves a table out (at distance 0 one table suffices).
+    """
+    radii = [layout.radius] * len(layout.starts)
+    while sum(r + 1 for r in radii) - 1 > threshold:
+
+        def saving(t: int) -> float:
+            bits, r = layout.key_bits[t], radii[t]
+            if r < 0:
+                return -math.inf
+            return math.comb(bits, r) * (1.0 + 1.5 * n / 2.0**bits)
+
+        best = max(range(len(radii)), key=saving)
+        radii[best] -= 1
+    return np.array(radii, dtype=np.int64)
 
 
 def _choose_layout(n: int, max_distance: int) -> _Layout | None:
@@ -554,9 +590,7 @@ class _Segment:
     def search(self, queries: U64, threshold: int, max_distance: int) -> BatchMatches:
         if self.layout is None or threshold > max_distance:
             return _scan_compiled(self.words, self.ids, queries, threshold)
-        # Pigeonhole for this threshold: m substrings each probed within r, m * (r + 1) > it.
-        radius = min(self.layout.radius, threshold // len(self.layout.starts))
-        radii = np.full(len(self.layout.starts), radius, dtype=np.int64)
+        radii = _probe_radii(self.layout, threshold, len(self.ids))
         kernels = _kernels()
 
         def search_block(block: U64, out_row: I64, out_dist: I32, counts: I64) -> None:
