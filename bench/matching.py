@@ -143,7 +143,11 @@ def machine() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"numpy": np.__version__}
-    for mod, dist in (("faiss", "faiss-cpu"), ("threatexchange", "threatexchange")):
+    for mod, dist in (
+        ("numba", "numba"),
+        ("faiss", "faiss-cpu"),
+        ("threatexchange", "threatexchange"),
+    ):
         try:
             versions[mod] = version(dist)
         except PackageNotFoundError:
