@@ -98,7 +98,7 @@ def test_mih_equals_linear_on_clusters_of_near_duplicates() -> None:
 
 def test_mih_equals_linear_below_its_build_distance() -> None:
     # Built for 23 bits: 12 substrings probed within 1 bit, keys shorter than the substrings;
-    # a lower threshold probes within 0 bits.
+    # a lower threshold probes within 0 bits, a higher one scans.
     rng = np.random.default_rng(12)
     codes = rng.integers(0, 256, size=(50_000, 32), dtype=np.uint8)
     targets = rng.integers(0, len(codes), size=150)
@@ -107,9 +107,9 @@ def test_mih_equals_linear_below_its_build_distance() -> None:
     mih.add_codes(codes, np.arange(len(codes)))
     lin.add_codes(codes, np.arange(len(codes)))
     assert mih._segments[0].layout is not None
-    within_23 = _pairs(lin.query_codes(queries, 23))
-    for threshold in (23, 11, 0):
-        expected = {p for p in within_23 if p[2] <= threshold}
+    within_30 = _pairs(lin.query_codes(queries, 30))
+    for threshold in (30, 23, 11, 0):  # 30: above what it was built for, a compiled scan
+        expected = {p for p in within_30 if p[2] <= threshold}
         assert _pairs(mih.query_codes(queries, threshold)) == expected
 
 

@@ -63,6 +63,8 @@ TAIL_MAX_ENTRIES = 4096
 QUERY_CHUNK = 4096
 #: Substring keys are at most this many bits (offset tables of 2**bits int32 values).
 MIH_MAX_KEY_BITS = 24
+#: Brute-force scans of at most this many (query, entry) pairs run in numpy, not compiled code.
+SMALL_SCAN_PAIRS = 1 << 20
 
 _MAGIC = b"ACCORD-HASH-INDEX\n"
 _FORMAT_VERSION = 1
@@ -450,8 +452,14 @@ def _search_blocks(search_block: SearchBlock, queries: U64, cap: int) -> tuple[I
     return rows, dist, counts
 
 
-def _scan_compiled(words: U64, ids: I64, queries: U64, threshold: int) -> BatchMatches:
-    """Brute force in compiled code (segments too small for tables, thresholds above them)."""
+def _scan_batch(words: U64, ids: I64, queries: U64, threshold: int) -> BatchMatches:
+    """Brute force (segments too small for tables, thresholds above them, the tail).
+
+    Small scans stay in numpy, so that a command matching against a small bank does not pay
+    for loading the compiled code.
+    """
+    if len(words) * len(queries) <= SMALL_SCAN_PAIRS:
+        return _scan(words, ids, queries, threshold, 1 << 20)
     kernels = _kernels()
 
     def search_block(block: U64, out_row: I64, out_dist: I32, counts: I64) -> None:
@@ -589,7 +597,7 @@ class _Segment:
 
     def search(self, queries: U64, threshold: int, max_distance: int) -> BatchMatches:
         if self.layout is None or threshold > max_distance:
-            return _scan_compiled(self.words, self.ids, queries, threshold)
+            return _scan_batch(self.words, self.ids, queries, threshold)
         radii = _probe_radii(self.layout, threshold, len(self.ids))
         kernels = _kernels()
 
@@ -675,7 +683,7 @@ class MihPdqIndex(PdqHashIndex):
         if self._tail_ids:
             if self._tail is None:
                 self._tail = (np.concatenate(self._tail_words), np.concatenate(self._tail_ids))
-            parts.append(_scan_compiled(self._tail[0], self._tail[1], queries, threshold))
+            parts.append(_scan_batch(self._tail[0], self._tail[1], queries, threshold))
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return BatchMatches(empty, empty, empty)
