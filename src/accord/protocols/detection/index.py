@@ -524,20 +524,6 @@ def _choose_layout(n: int, max_distance: int) -> _Layout | None:
     return best[1]
 
 
-def _extract(words: U64, start: int, nbits: int) -> npt.NDArray[np.int64]:
-    """Bits [start, start + nbits) of each row (bit 0 = top bit of word 0) as integers."""
-    w, off = divmod(start, 64)
-    if off + nbits <= 64:
-        v = (words[:, w] >> np.uint64(64 - off - nbits)) & np.uint64((1 << nbits) - 1)
-    else:
-        hi_bits = 64 - off
-        lo_bits = nbits - hi_bits
-        hi = words[:, w] & np.uint64((1 << hi_bits) - 1)
-        lo = words[:, w + 1] >> np.uint64(64 - lo_bits)
-        v = (hi << np.uint64(lo_bits)) | lo
-    return v.astype(np.int64)
-
-
 _MASK_CACHE: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
 
 
