@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -59,6 +60,78 @@ def test_planted_recall_is_complete() -> None:
     for q, t in enumerate(targets.tolist()):
         if q % 40 <= 31:
             assert (q, t) in hits
+
+
+def _near(rng: np.random.Generator, codes: np.ndarray, distances: list[int]) -> np.ndarray:
+    """One copy of each row of `codes` with exactly `distances[i]` bits flipped."""
+    bits = np.unpackbits(codes, axis=1)
+    for i, d in enumerate(distances):
+        bits[i, rng.choice(256, size=d, replace=False)] ^= 1
+    return np.packbits(bits, axis=1)
+
+
+def test_mih_equals_linear_on_clusters_of_near_duplicates() -> None:
+    # Clusters of near-duplicates (as re-encoded copies of one image are): many matches per
+    # query, found through several substrings each, some queries with more matches than a
+    # first pass keeps, and distances on both sides of the threshold.
+    rng = np.random.default_rng(11)
+    centres = rng.integers(0, 256, size=(20, 32), dtype=np.uint8)
+    members = np.repeat(centres, 60, axis=0)
+    members = _near(rng, members, rng.integers(0, 20, size=len(members)).tolist())
+    background = rng.integers(0, 256, size=(40_000, 32), dtype=np.uint8)
+    codes = np.concatenate([members, background])
+    probes = np.repeat(centres, 8, axis=0)
+    queries = np.concatenate([probes, _near(rng, probes, [0, 5, 12, 20, 30, 31, 32, 40] * 20)])
+    ids = rng.permutation(len(codes)).astype(np.int64)
+    mih, lin = MihPdqIndex(), LinearPdqIndex()
+    mih.add_codes(codes, ids)
+    lin.add_codes(codes, ids)
+    assert mih._segments[0].layout is not None  # the tables are searched, not a scan
+    within_31 = _pairs(lin.query_codes(queries, 31))
+    for threshold in (31, 16, 2):
+        expected = {p for p in within_31 if p[2] <= threshold}
+        assert _pairs(mih.query_codes(queries, threshold)) == expected
+    found = mih.query_codes(queries, 31)
+    assert len(found.query) == len(_pairs(found))  # each match reported once
+    assert np.bincount(found.query).max() > 16
+
+
+def test_mih_equals_linear_below_its_build_distance() -> None:
+    # Built for 23 bits: 12 substrings probed within 1 bit, keys shorter than the substrings;
+    # a lower threshold probes within 0 bits, a higher one scans.
+    rng = np.random.default_rng(12)
+    codes = rng.integers(0, 256, size=(50_000, 32), dtype=np.uint8)
+    targets = rng.integers(0, len(codes), size=150)
+    queries = _near(rng, codes[targets], [i % 30 for i in range(150)])
+    mih, lin = MihPdqIndex(max_distance=23), LinearPdqIndex()
+    mih.add_codes(codes, np.arange(len(codes)))
+    lin.add_codes(codes, np.arange(len(codes)))
+    assert mih._segments[0].layout is not None
+    within_30 = _pairs(lin.query_codes(queries, 30))
+    for threshold in (30, 23, 11, 0):  # 30: above what it was built for, a compiled scan
+        expected = {p for p in within_30 if p[2] <= threshold}
+        assert _pairs(mih.query_codes(queries, threshold)) == expected
+
+
+@pytest.mark.parametrize("max_distance", [8, 23, 31, 48])
+def test_probe_radii_keep_the_pigeonhole(max_distance: int) -> None:
+    layout = ix._choose_layout(10_000_000, max_distance)
+    assert layout is not None
+    for threshold in range(max_distance + 1):
+        radii = ix._probe_radii(layout, threshold, 10_000_000)
+        assert int((radii + 1).sum()) > threshold
+        assert radii.max() <= layout.radius and radii.min() >= -1
+
+
+def test_concurrent_queries_agree() -> None:
+    # A server searches one index from several request threads at once.
+    codes, queries, _ = _data(60_000, 200, seed=13)
+    mih = MihPdqIndex()
+    mih.add_codes(codes, np.arange(len(codes)))
+    expected = _pairs(mih.query_codes(queries, 31))
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: _pairs(mih.query_codes(queries, 31)), range(8)))
+    assert all(r == expected for r in results)
 
 
 def test_threshold_above_build_radius_falls_back_to_scan() -> None:

@@ -5,13 +5,14 @@
 
 - `LinearPdqIndex`: the reference. Every query is compared with every entry (numpy popcount).
 - `MihPdqIndex`: multi-index hashing (Norouzi, Punjani and Fleet, "Fast search in Hamming space
-  with multi-index hashing", CVPR 2012) in numpy. The 256 bits are cut into m substrings; if two
+  with multi-index hashing", CVPR 2012). The 256 bits are cut into m substrings; if two
   hashes are within distance r, then by the pigeonhole principle at least one substring differs
   in at most floor(r / m) bits. Each substring has a table (entries sorted by substring value,
   with a direct-address offset array), so a query looks up every substring value within that
   small radius and checks the few candidates found at full length. The result is exact: the
   same matches as the linear scan for every threshold up to the one the index was built for
-  (larger thresholds fall back to a scan).
+  (larger thresholds fall back to a scan). Building and searching run in compiled code
+  (`index_kernels.py`, numba) on a thread pool with one thread per core.
 - `ExactHashIndex`: MD5 / SHA-256 equality, with sorted arrays.
 
 Indexes grow without a full rebuild: new entries go to a small linear "tail" that becomes a
@@ -28,9 +29,12 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import struct
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any, BinaryIO, Generic, TypeVar
@@ -56,9 +60,11 @@ I64 = npt.NDArray[np.int64]
 #: New entries are scanned linearly until this many have accumulated, then indexed.
 TAIL_MAX_ENTRIES = 4096
 #: Queries are processed in chunks of this many (bounds temporary memory).
-QUERY_CHUNK = 256
+QUERY_CHUNK = 4096
 #: Substring keys are at most this many bits (offset tables of 2**bits int32 values).
 MIH_MAX_KEY_BITS = 24
+#: Brute-force scans of at most this many (query, entry) pairs run in numpy, not compiled code.
+SMALL_SCAN_PAIRS = 1 << 20
 
 _MAGIC = b"ACCORD-HASH-INDEX\n"
 _FORMAT_VERSION = 1
@@ -265,12 +271,6 @@ def _codes_from_words(words: U64) -> U8:
     return np.ascontiguousarray(words.astype(">u8")).view(np.uint8).reshape(-1, 32)
 
 
-def _hamming(a: U64, b: U64) -> I64:
-    """Row-wise Hamming distance of two (n, 4) uint64 arrays."""
-    out: I64 = np.bitwise_count(a ^ b).sum(axis=1, dtype=np.int64)
-    return out
-
-
 def _check_threshold(threshold: int) -> int:
     if not 0 <= threshold <= PDQ_HASH_BITS:
         raise InvalidInput("a PDQ threshold is between 0 and 256 bits")
@@ -378,6 +378,96 @@ def _scan(words: U64, ids: I64, queries: U64, threshold: int, block: int) -> Bat
     return BatchMatches(np.concatenate(qs), np.concatenate(es), np.concatenate(ds))
 
 
+#: Queries per block handed to one thread; matches kept per query before a search is redone.
+_BLOCK_QUERIES = 64
+_FIRST_CAP = 16
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _kernels() -> Any:
+    """The compiled kernels, imported on first use (numba takes a while to import)."""
+    from accord.protocols.detection import index_kernels
+
+    return index_kernels
+
+
+def _forget_pool() -> None:
+    global _POOL
+    _POOL = None  # a forked child has none of its parent's threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One thread per core this process may run on; the kernels release the GIL."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            _POOL = ThreadPoolExecutor(
+                max_workers=workers or os.cpu_count() or 1, thread_name_prefix="pdq-index"
+            )
+        return _POOL
+
+
+SearchBlock = Callable[[U64, I64, I32, I64], None]
+
+
+def _run_search(search_block: SearchBlock, queries: U64, ids: I64) -> BatchMatches:
+    """Run a kernel over blocks of queries on the pool; redo queries that overflowed."""
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    rows, dist, counts = _search_blocks(search_block, queries, _FIRST_CAP)
+    over = np.flatnonzero(counts > _FIRST_CAP)
+    if len(over):
+        more_rows, more_dist, more_counts = _search_blocks(
+            search_block, np.ascontiguousarray(queries[over]), int(counts[over].max())
+        )
+        cap = more_rows.shape[1]
+        rows = np.pad(rows, ((0, 0), (0, cap - _FIRST_CAP)))
+        dist = np.pad(dist, ((0, 0), (0, cap - _FIRST_CAP)))
+        rows[over], dist[over], counts[over] = more_rows, more_dist, more_counts
+    keep = np.arange(rows.shape[1])[None, :] < counts[:, None]
+    qidx = np.repeat(np.arange(len(queries), dtype=np.int64), counts)
+    return BatchMatches(qidx, ids[rows[keep]], dist[keep].astype(np.int64))
+
+
+def _search_blocks(search_block: SearchBlock, queries: U64, cap: int) -> tuple[I64, I32, I64]:
+    n = len(queries)
+    rows = np.zeros((n, cap), dtype=np.int64)
+    dist = np.zeros((n, cap), dtype=np.int32)
+    counts = np.zeros(n, dtype=np.int64)
+
+    def run(start: int) -> None:
+        end = start + _BLOCK_QUERIES
+        search_block(queries[start:end], rows[start:end], dist[start:end], counts[start:end])
+
+    starts = range(0, n, _BLOCK_QUERIES)
+    if len(starts) == 1:
+        run(0)  # one block: no hand-over to the pool
+    else:
+        list(_pool().map(run, starts))
+    return rows, dist, counts
+
+
+def _scan_batch(words: U64, ids: I64, queries: U64, threshold: int) -> BatchMatches:
+    """Brute force (segments too small for tables, thresholds above them, the tail).
+
+    Small scans stay in numpy, so that a command matching against a small bank does not pay
+    for loading the compiled code.
+    """
+    if len(words) * len(queries) <= SMALL_SCAN_PAIRS:
+        return _scan(words, ids, queries, threshold, 1 << 20)
+    kernels = _kernels()
+
+    def search_block(block: U64, out_row: I64, out_dist: I32, counts: I64) -> None:
+        kernels.search_scan(words, block, threshold, out_row, out_dist, counts)
+
+    return _run_search(search_block, queries, ids)
+
+
 @dataclass(frozen=True, slots=True)
 class _Layout:
     """How a segment cuts the 256 bits: substring starts and key widths, and probe radius."""
@@ -389,6 +479,30 @@ class _Layout:
 
 def _ball_size(bits: int, radius: int) -> int:
     return sum(math.comb(bits, k) for k in range(radius + 1))
+
+
+def _probe_radii(layout: _Layout, threshold: int, n: int) -> I64:
+    """How far to probe each table so that every hash within `threshold` is found.
+
+    Generalised pigeonhole: if substring i is probed within r_i and sum(r_i + 1) > threshold,
+    a hash within `threshold` differs in some substring i by at most r_i bits. Starting from the
+    layout's radius everywhere, radii are lowered one at a time, each time where it saves the
+    most expected work (probes, and the candidates they find), while the sum stays large enough:
+    at 31 bits with 11 substrings, one table is probed within 1 bit instead of 2. A radius of -1
+    leaves a table out (at distance 0 one table suffices).
+    """
+    radii = [layout.radius] * len(layout.starts)
+    while sum(r + 1 for r in radii) - 1 > threshold:
+
+        def saving(t: int) -> float:
+            bits, r = layout.key_bits[t], radii[t]
+            if r < 0:
+                return -math.inf
+            return math.comb(bits, r) * (1.0 + 1.5 * n / 2.0**bits)
+
+        best = max(range(len(radii)), key=saving)
+        radii[best] -= 1
+    return np.array(radii, dtype=np.int64)
 
 
 def _choose_layout(n: int, max_distance: int) -> _Layout | None:
@@ -410,20 +524,6 @@ def _choose_layout(n: int, max_distance: int) -> _Layout | None:
     return best[1]
 
 
-def _extract(words: U64, start: int, nbits: int) -> npt.NDArray[np.int64]:
-    """Bits [start, start + nbits) of each row (bit 0 = top bit of word 0) as integers."""
-    w, off = divmod(start, 64)
-    if off + nbits <= 64:
-        v = (words[:, w] >> np.uint64(64 - off - nbits)) & np.uint64((1 << nbits) - 1)
-    else:
-        hi_bits = 64 - off
-        lo_bits = nbits - hi_bits
-        hi = words[:, w] & np.uint64((1 << hi_bits) - 1)
-        lo = words[:, w + 1] >> np.uint64(64 - lo_bits)
-        v = (hi << np.uint64(lo_bits)) | lo
-    return v.astype(np.int64)
-
-
 _MASK_CACHE: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
 
 
@@ -439,63 +539,75 @@ def _masks(bits: int, radius: int) -> npt.NDArray[np.int64]:
 
 
 class _Segment:
-    """A static block of entries with one table per substring."""
+    """A static block of entries with one table per substring (`index_kernels.build_table`)."""
 
     def __init__(self, words: U64, ids: I64, max_distance: int) -> None:
         self.ids = ids
-        self.words = words
+        self.words = np.ascontiguousarray(words, dtype=np.uint64)
         self.layout = _choose_layout(len(words), max_distance)
-        self.tables: list[tuple[I32, I32]] = []  # (offsets, order) per substring
         if self.layout is not None:
-            for start, bits in zip(self.layout.starts, self.layout.key_bits, strict=True):
-                keys = _extract(self.words, start, bits).astype(np.uint32)
-                order = np.argsort(keys).astype(np.int32)  # order within a bucket is free
-                counts = np.bincount(keys, minlength=1 << bits)
-                offsets = np.zeros((1 << bits) + 1, dtype=np.int32)
-                np.cumsum(counts, out=offsets[1:])
-                self.tables.append((offsets, order))
+            self._build_tables(self.layout)
+
+    def _build_tables(self, layout: _Layout) -> None:
+        kernels = _kernels()
+        n, bits = len(self.ids), layout.key_bits
+        self.key_starts = np.array(layout.starts, dtype=np.int64)
+        self.key_bits = np.array(bits, dtype=np.int64)
+        self.key_masks = np.zeros((len(bits), 4), dtype=np.uint64)
+        for t, (start, width) in enumerate(zip(layout.starts, bits, strict=True)):
+            mask = np.zeros(PDQ_HASH_BITS, dtype=np.uint8)
+            mask[start : start + width] = 1
+            self.key_masks[t] = _words(np.packbits(mask).reshape(1, 32))[0]
+        masks = [_masks(width, layout.radius) for width in bits]
+        self.probe_masks = np.concatenate(masks)
+        self.probe_base = np.cumsum([0] + [len(m) for m in masks[:-1]], dtype=np.int64)
+        sizes = [(1 << width) + 1 for width in bits]
+        self.offset_base = np.cumsum([0] + sizes[:-1], dtype=np.int64)
+        self.offsets = np.zeros(sum(sizes), dtype=np.int32)
+        self.order_stride = n + kernels.ORDER_PAD
+        self.order = np.zeros(len(bits) * self.order_stride, dtype=np.int32)
+
+        def build(t: int) -> None:
+            kernels.build_table(
+                self.words,
+                layout.starts[t],
+                bits[t],
+                self.offsets[self.offset_base[t] : self.offset_base[t] + sizes[t]],
+                self.order[t * self.order_stride : t * self.order_stride + n],
+            )
+
+        list(_pool().map(build, range(len(bits))))
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    @property
-    def codes(self) -> U8:
-        return _codes_from_words(self.words)
-
     def search(self, queries: U64, threshold: int, max_distance: int) -> BatchMatches:
         if self.layout is None or threshold > max_distance:
-            return _scan(self.words, self.ids, queries, threshold, 1 << 20)
-        layout = self.layout
-        radius = min(layout.radius, threshold // len(layout.starts))
-        n_q = len(queries)
-        q_parts, c_parts = [], []
-        for (offsets, order), start, bits in zip(
-            self.tables, layout.starts, layout.key_bits, strict=True
-        ):
-            masks = _masks(bits, radius)
-            keys = _extract(queries, start, bits)
-            probes = (keys[:, None] ^ masks[None, :]).ravel()
-            lo = offsets[probes].astype(np.int64)
-            counts = offsets[probes + 1].astype(np.int64) - lo
-            total = int(counts.sum())
-            if total == 0:
-                continue
-            qrow = np.repeat(np.repeat(np.arange(n_q, dtype=np.int64), len(masks)), counts)
-            ends = np.cumsum(counts)
-            pos = np.arange(total, dtype=np.int64) - np.repeat(ends - counts - lo, counts)
-            q_parts.append(qrow)
-            c_parts.append(order[pos])
-        if not q_parts:
-            empty = np.zeros(0, dtype=np.int64)
-            return BatchMatches(empty, empty, empty)
-        qidx = np.concatenate(q_parts)
-        cand = np.concatenate(c_parts).astype(np.int64)
-        dist = _hamming(self.words[cand], queries[qidx])
-        hit = dist <= threshold
-        qidx, cand, dist = qidx[hit], cand[hit], dist[hit]
-        # A near hash is found through several substrings: keep one of each (query, entry).
-        _, first = np.unique(qidx * len(self.ids) + cand, return_index=True)
-        return BatchMatches(qidx[first], self.ids[cand[first]], dist[first])
+            return _scan_batch(self.words, self.ids, queries, threshold)
+        radii = _probe_radii(self.layout, threshold, len(self.ids))
+        kernels = _kernels()
+
+        def search_block(block: U64, out_row: I64, out_dist: I32, counts: I64) -> None:
+            kernels.search_tables(
+                self.words,
+                block,
+                threshold,
+                self.key_starts,
+                self.key_bits,
+                self.key_masks,
+                radii,
+                self.offsets,
+                self.offset_base,
+                self.order,
+                self.order_stride,
+                self.probe_masks,
+                self.probe_base,
+                out_row,
+                out_dist,
+                counts,
+            )
+
+        return _run_search(search_block, queries, self.ids)
 
 
 class MihPdqIndex(PdqHashIndex):
@@ -557,7 +669,7 @@ class MihPdqIndex(PdqHashIndex):
         if self._tail_ids:
             if self._tail is None:
                 self._tail = (np.concatenate(self._tail_words), np.concatenate(self._tail_ids))
-            parts.append(_scan(self._tail[0], self._tail[1], queries, threshold, 1 << 20))
+            parts.append(_scan_batch(self._tail[0], self._tail[1], queries, threshold))
         if not parts:
             empty = np.zeros(0, dtype=np.int64)
             return BatchMatches(empty, empty, empty)
