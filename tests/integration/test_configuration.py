@@ -105,7 +105,7 @@ import importlib.abc, json, sys
 
 BLOCKED = (
     "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "psycopg", "redis", "jinja2",
-    "prometheus_client", "pydantic_settings", "cv2", "matplotlib", "threatexchange",
+    "prometheus_client", "pydantic_settings", "cv2", "matplotlib", "threatexchange", "numba",
     "accord.server", "accord.storage", "accord.console",
 )
 
