@@ -21,6 +21,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, exists, insert, select
 
@@ -64,6 +65,16 @@ class FileBlobStore:
         if not path.is_file():
             raise NotFound()
         return path
+
+    def open(self, blob_id: str) -> BinaryIO:
+        """The blob, open for reading (NotFound for an unknown or malformed id). An open file
+        stays readable to its end if the collector removes the blob meanwhile, so a download
+        that has begun is never cut off."""
+        blob_id = _check_blob_id(blob_id)
+        try:
+            return (self.root / blob_id[:2] / blob_id).open("rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound() from None
 
     def remove(self, blob_id: str) -> None:
         (self.root / blob_id[:2] / _check_blob_id(blob_id)).unlink(missing_ok=True)
@@ -166,6 +177,10 @@ class BlobService:
     def path(self, blob_id: str) -> Path:
         """Where the blob is on disk (NotFound for an unknown or malformed id)."""
         return self.store.path(blob_id)
+
+    def open(self, blob_id: str) -> BinaryIO:
+        """The blob, open for reading (NotFound for an unknown or malformed id)."""
+        return self.store.open(blob_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,13 @@ attachment blobs (docs/protocol/messaging.md)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from anyio import to_thread
 from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from accord.errors import InvalidInput
@@ -45,6 +47,7 @@ from accord.wire.transparency import AccountProof, HistoryPage
 DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
 
 router = APIRouter()
+BLOB_CHUNK_BYTES = 1 << 20
 # The message queue (send, fetch, acknowledge): every message passes here, so `ROUTERS` matches
 # it first (each route tried before a match costs a few microseconds).
 queue_router = APIRouter()
@@ -212,5 +215,23 @@ async def upload_blob(
 
 
 @router.get("/v1/blobs/{blob_id}")
-async def download_blob(blob_id: str, _dev: CurrentDevice, services: ServicesDep) -> FileResponse:
-    return FileResponse(services.blobs.path(blob_id), media_type="application/octet-stream")
+async def download_blob(
+    blob_id: str, _dev: CurrentDevice, services: ServicesDep
+) -> StreamingResponse:
+    """The blob's bytes, from a file opened before answering: a collection that removes the
+    blob while it is being sent does not cut the download off."""
+    f = await to_thread.run_sync(services.blobs.open, blob_id)
+    size = os.fstat(f.fileno()).st_size
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await to_thread.run_sync(f.read, BLOB_CHUNK_BYTES):
+                yield chunk
+        finally:
+            f.close()
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(size)},
+    )
