@@ -154,7 +154,9 @@ def test_the_agent_forgets_the_key_after_its_idle_timeout(tmp_path: Path) -> Non
         clock.advance(40)
         assert agent_store_key(home) == key
         clock.advance(61)
-        assert ask_agent(home, AgentRequest.STATUS) == AgentReply(ok=False, value="expired")
+        # Asked before its next look at the clock it refuses; after that it is gone: either way
+        # it hands out no key.
+        assert ask_agent(home, AgentRequest.STATUS) in (None, AgentReply(ok=False, value="expired"))
         eventually(lambda: not socket_path(home).exists(), "the expired agent exits")
         assert agent_store_key(home) is None
     finally:
