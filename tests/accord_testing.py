@@ -53,6 +53,15 @@ PASS = "test passphrase"
 TEST_KDF_COST = KdfCost(time_cost=1, memory_kib=1024, parallelism=1)
 
 
+def start_link(home: Path, server_url: str, account: str) -> tuple[Any, str]:
+    """A new device of `account` at `home`, waiting for approval: the device and its code."""
+    from accord.client.client import AccordClient
+
+    return AccordClient.start_link(
+        home, server_url, account, PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    )
+
+
 class TestClock(OffsetFileClock):
     """The system clock plus an offset that the test moves forward; every server process and
     client that reads the same file (`env`) sees the same time."""

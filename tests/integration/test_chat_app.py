@@ -22,7 +22,7 @@ import pytest
 
 from accord.chat.app import ChatApp
 from accord.client.client import AccordClient
-from accord_testing import PASS, TEST_KDF_COST, eventually
+from accord_testing import PASS, TEST_KDF_COST, eventually, start_link
 
 POLL_ROUNDS = 600  # of 0.1 s pauses: a bound for the app's worker and the server, not a timing
 
@@ -133,13 +133,8 @@ def test_groups_reports_and_the_device_change_banner(
             assert "reported: report id" in text
 
             # alice links a new device: bob's next message stops, and the banner says why.
-            phone, code = AccordClient.start_link(
-                tmp_path / "alice-phone",
-                sqlite_server.url,
-                alice.account_name,
-                PASS,
-                kdf_cost=TEST_KDF_COST,
-                insecure_dev=True,
+            phone, code = start_link(
+                tmp_path / "alice-phone", sqlite_server.url, alice.account_name
             )
             try:
                 alice.approve_device(code)
@@ -247,14 +242,7 @@ def test_attachments_and_devices(people: Any, sqlite_server: Any, tmp_path: Any)
             await _until(pilot, lambda: "saved 1 file" in _screen_text(app), "the save")
             saved = list((tmp_path / "saved").iterdir())
             assert len(saved) == 1 and saved[0].read_bytes() == back.read_bytes()
-            laptop, code = AccordClient.start_link(
-                tmp_path / "bob-laptop",
-                sqlite_server.url,
-                bob.account_name,
-                PASS,
-                kdf_cost=TEST_KDF_COST,
-                insecure_dev=True,
-            )
+            laptop, code = start_link(tmp_path / "bob-laptop", sqlite_server.url, bob.account_name)
             try:
                 await _enter(pilot, f"/approve {code}")
                 await _until(pilot, lambda: "approved" in _screen_text(app), "the approval")
@@ -290,14 +278,7 @@ def test_own_account_and_trust_and_safety_banners(
     import httpx
 
     alice, bob = people
-    laptop, code = AccordClient.start_link(
-        tmp_path / "bob-laptop",
-        sqlite_server.url,
-        bob.account_name,
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        insecure_dev=True,
-    )
+    laptop, code = start_link(tmp_path / "bob-laptop", sqlite_server.url, bob.account_name)
     bob.approve_device(code)
     laptop.receive()
     bob.send(alice.account_name, "something abusive")
@@ -309,14 +290,7 @@ def test_own_account_and_trust_and_safety_banners(
     async def scenario() -> None:
         nonlocal tablet
         async with app.run_test(size=(80, 24)) as pilot:
-            tablet, link = AccordClient.start_link(
-                tmp_path / "bob-tablet",
-                sqlite_server.url,
-                bob.account_name,
-                PASS,
-                kdf_cost=TEST_KDF_COST,
-                insecure_dev=True,
-            )
+            tablet, link = start_link(tmp_path / "bob-tablet", sqlite_server.url, bob.account_name)
             laptop.approve_device(link)  # not from the device the app runs on
             with httpx.Client(
                 base_url=sqlite_server.url,

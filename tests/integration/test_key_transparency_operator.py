@@ -30,7 +30,7 @@ from accord.protocols.key_transparency import (
 )
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.translog import kt_versions
-from accord_testing import TEST_KDF_COST
+from accord_testing import TEST_KDF_COST, start_link
 
 PASS = "test passphrase"
 
@@ -45,14 +45,7 @@ def accounts(server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterat
     bob = AccordClient.create_account(
         tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
     )
-    laptop, code = AccordClient.start_link(
-        tmp_path / "b2",
-        server.url,
-        bob.account_name,
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        insecure_dev=True,
-    )
+    laptop, code = start_link(tmp_path / "b2", server.url, bob.account_name)
     bob.approve_device(code)
     laptop.receive()  # the laptop becomes active and publishes its one-time keys
     alice.send(bob.account_name, "hello")
@@ -213,14 +206,7 @@ def test_a_contact_gaining_a_device_is_told_before_the_next_message(  # type: ig
     server, accounts, tmp_path
 ):
     alice, bob, laptop = accounts
-    tablet, code = AccordClient.start_link(
-        tmp_path / "b3",
-        server.url,
-        bob.account_name,
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        insecure_dev=True,
-    )
+    tablet, code = start_link(tmp_path / "b3", server.url, bob.account_name)
     try:
         laptop.approve_device(code)
         tablet.receive()
@@ -241,14 +227,7 @@ def test_a_verified_contact_stays_blocked_until_verified_again(  # type: ignore[
     code_a, verified = alice.verify_contact(bob.account_name, confirm=True)
     code_b, _ = bob.verify_contact(alice.account_name)
     assert verified and code_a == code_b and len(code_a.split()) == 6
-    tablet, link = AccordClient.start_link(
-        tmp_path / "b3",
-        server.url,
-        bob.account_name,
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        insecure_dev=True,
-    )
+    tablet, link = start_link(tmp_path / "b3", server.url, bob.account_name)
     try:
         laptop.approve_device(link)
         tablet.receive()

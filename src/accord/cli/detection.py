@@ -10,10 +10,10 @@ runs, so that help and completion stay quick.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 import click
 
@@ -574,28 +574,47 @@ def eval_group() -> None:
     """Measure how well things work."""
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _eval_folders(
+    images_help: str, fp_help: str, out_default: str, out_help: str
+) -> Callable[[F], F]:
+    """The folder options every `accord eval` command takes: --images, --fp-images, --out."""
+
+    def decorate(f: F) -> F:
+        f = click.option(
+            "--out",
+            "out_dir",
+            default=out_default,
+            show_default=True,
+            type=click.Path(file_okay=False),
+            help=out_help,
+        )(f)
+        f = click.option(
+            "--fp-images",
+            "fp_dir",
+            default=None,
+            type=click.Path(exists=True, file_okay=False),
+            help=fp_help,
+        )(f)
+        return click.option(
+            "--images",
+            "images_dir",
+            required=True,
+            type=click.Path(exists=True, file_okay=False),
+            help=images_help,
+        )(f)
+
+    return decorate
+
+
 @eval_group.command("detection")
-@click.option(
-    "--images",
-    "images_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of natural photos (half are banked).",
-)
-@click.option(
-    "--fp-images",
-    "fp_dir",
-    default=None,
-    type=click.Path(exists=True, file_okay=False),
-    help="Extra folder of unrelated photos, queried for false matches.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    default="detection-eval",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where the JSON, markdown and plots go.",
+@_eval_folders(
+    "Folder of natural photos (half are banked).",
+    "Extra folder of unrelated photos, queried for false matches.",
+    "detection-eval",
+    "Where the JSON, markdown and plots go.",
 )
 @click.option(
     "--fp-transforms",
@@ -637,27 +656,11 @@ def eval_detection(
 
 
 @eval_group.command("compare")
-@click.option(
-    "--images",
-    "images_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of photos: every bankable one is banked and edited.",
-)
-@click.option(
-    "--fp-images",
-    "fp_dir",
-    default=None,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of unrelated photos, queried for false matches.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    default="detection-compare",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where the JSON, markdown and heatmap go.",
+@_eval_folders(
+    "Folder of photos: every bankable one is banked and edited.",
+    "Folder of unrelated photos, queried for false matches.",
+    "detection-compare",
+    "Where the JSON, markdown and heatmap go.",
 )
 @click.option("--edits", default=None, help="Comma-separated edits (default: all).")
 @click.option("--max-images", type=click.IntRange(min=2), default=None)

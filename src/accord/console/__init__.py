@@ -372,6 +372,16 @@ def register_console(
             raise AuthenticationError()
         return await review.session(token)
 
+    async def acting(
+        request: Request, allowed: tuple[str, ...]
+    ) -> tuple[ReviewerSession, str, str]:
+        """A form posting an action: the reviewer's session (CSRF checked), the action, the note."""
+        form = await read_form(request)
+        session = await current_session(request)
+        _check_csrf(form.get("csrf_token"), session.csrf_token)
+        action, note = _action_form(form, allowed)
+        return session, action, note
+
     # --- login and logout ---------------------------------------------------------------
 
     def login_form(
@@ -576,11 +586,8 @@ def register_console(
 
     @router.post("/reports/{report_id}/actions")
     async def act(request: Request, report_id: str) -> Response:
-        form = await read_form(request)
-        session = await current_session(request)
-        _check_csrf(form.get("csrf_token"), session.csrf_token)
+        session, action, note = await acting(request, ACTIONS)
         report_id = _report_id(report_id)
-        action, note = _action_form(form, ACTIONS)
         await review.act(report_id, session.reviewer, action, note, role=session.role)
         return _redirect(f"{PREFIX}/reports/{report_id}?{urlencode({'done': action})}")
 
@@ -661,11 +668,8 @@ def register_console(
 
     @router.post("/events/{event_id}/actions")
     async def act_on_event(request: Request, event_id: str) -> Response:
-        form = await read_form(request)
-        session = await current_session(request)
-        _check_csrf(form.get("csrf_token"), session.csrf_token)
+        session, action, note = await acting(request, EVENT_ACTIONS)
         event_id = _event_id(event_id)
-        action, note = _action_form(form, EVENT_ACTIONS)
         await review.act_on_event(event_id, session.reviewer, action, note, role=session.role)
         return _redirect(f"{PREFIX}/events/{event_id}?{urlencode({'done': action})}")
 
