@@ -31,7 +31,6 @@ from accord.protocols.private_matching.placement import read_placement
 from accord.protocols.private_matching.table import (
     BlindedTable,
     TableBuild,
-    TableDigest,
     TableSecret,
     band_point,
     write_table,
