@@ -241,17 +241,21 @@ def _standin_table(
     )
 
 
-def run_build(args: argparse.Namespace) -> dict[str, Any]:
-    params = MatchingParams()
-    folder = Path(args.dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {
+def _results_head(args: argparse.Namespace, params: MatchingParams) -> dict[str, Any]:
+    return {
         "machine": machine_info(),
         "command": " ".join(sys.argv),
         "params": repr(params),
         "workers": args.workers,
         "sizes": {},
     }
+
+
+def run_build(args: argparse.Namespace) -> dict[str, Any]:
+    params = MatchingParams()
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = _results_head(args, params)
     for n in args.sizes:
         row: dict[str, Any] = {"banked_hashes": n, "load_before": _load()}
         hashes = random_hashes(n, seed=n)
@@ -298,14 +302,8 @@ def run_delta(args: argparse.Namespace) -> dict[str, Any]:
     params = MatchingParams()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {
-        "machine": machine_info(),
-        "command": " ".join(sys.argv),
-        "params": repr(params),
-        "workers": args.workers,
-        "delta_percent": args.delta_percent,
-        "sizes": {},
-    }
+    results = _results_head(args, params)
+    results["delta_percent"] = args.delta_percent
     for n in args.sizes:
         row: dict[str, Any] = {"banked_hashes": n, "load_before": _load()}
         hashes = random_hashes(n, seed=n)

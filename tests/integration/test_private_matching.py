@@ -110,6 +110,20 @@ def _pdq(path: Path) -> bytes:
     return hashes.pdq.hash.value
 
 
+def _opened(server: Any, account: str) -> tuple[list[Any], list[bytes]]:
+    """An account's stored shares past its threshold, and the PDQ hashes of those whose inner
+    payload opens with the recovered voucher key."""
+    shares, _, key = stored_shares(server, account)
+    assert key is not None
+    opened = []
+    for s in shares:
+        try:
+            opened.append(open_inner_payload(s, key)[0].value)
+        except AccordError:
+            continue
+    return shares, opened
+
+
 def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique):  # type: ignore[no-untyped-def]
     pool, others = standins
     bank, a, b, d = unique("standins"), unique("alice"), unique("bob"), unique("dave")
@@ -213,14 +227,8 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
 
     # Nothing of the other 100 can be opened: their vouchers left no share at all, except the
     # synthetic ones, whose inner payload is random bytes; only the t real payloads open.
-    shares, _, key = stored_shares(server, a)
-    assert key is not None and len(shares) == T + synthetic_others
-    opened = []
-    for s in shares:
-        try:
-            opened.append(open_inner_payload(s, key)[0].value)
-        except AccordError:
-            continue
+    shares, opened = _opened(server, a)
+    assert len(shares) == T + synthetic_others
     assert sorted(opened) == sorted(_pdq(p) for p in real)
 
     # One banked image sent t times adds one share: no crossing.
@@ -501,12 +509,5 @@ def test_a_client_holding_the_previous_table_takes_the_logged_delta_and_matches(
     assert list(folder.glob("*.table")) == [cached]
     assert cached.read_bytes() == served.read_bytes()
     drain_matching(server)
-    shares, _, key = stored_shares(server, a)
-    assert key is not None
-    opened = []
-    for s in shares:
-        try:
-            opened.append(open_inner_payload(s, key)[0].value)
-        except AccordError:
-            continue
+    _shares, opened = _opened(server, a)
     assert sorted(opened) == sorted(_pdq(p) for p in real)
