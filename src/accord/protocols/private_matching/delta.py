@@ -28,7 +28,7 @@ import hashlib
 import hmac
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -47,10 +47,8 @@ from accord.protocols.private_matching.placement import (
     write_placement,
 )
 from accord.protocols.private_matching.table import (
-    CUCKOO_WAYS,
     HASH_TO_GROUP_DST,
     POINT_BYTES,
-    POSITION_CHUNK_ELEMENTS,
     TABLE_HEADER_BYTES,
     Progress,
     TableBuild,
@@ -58,7 +56,7 @@ from accord.protocols.private_matching.table import (
     TableSecret,
     _executor,
     _parse_header,
-    _positions_job,
+    cuckoo_slots,
     unique_band_elements,
 )
 
@@ -256,19 +254,20 @@ def _blind_elements_job(alpha: bytes, band_seed: bytes, elements: bytes, width: 
 
 
 def insert_elements(
-    positions: npt.NDArray[np.int64],
+    candidates: Callable[[int], list[int]],
     slots: npt.NDArray[np.int64],
     waiting: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.int64] | None:
     """Insert the `waiting` elements into a placement (`slots`: for each slot the index of its
     element, -1 if empty; changed in place and returned), each along a shortest path of moves to
-    a free slot (breadth-first over the cuckoo graph): an element already placed moves only when
-    a new one needs its slot, and as few move as one insertion at a time allows, so that few
-    slots change. None if some element finds no free slot within INSERT_MAX_VISITS slots."""
+    a free slot (breadth-first over the cuckoo graph; `candidates(i)` are element i's slots): an
+    element already placed moves only when a new one needs its slot, and as few move as one
+    insertion at a time allows, so that few slots change. None if some element finds no free
+    slot within INSERT_MAX_VISITS slots."""
     for element in waiting.tolist():
         parent: dict[int, int] = {}
         frontier: list[int] = []
-        for slot in positions[element].tolist():
+        for slot in candidates(element):
             if slot not in parent:
                 parent[slot] = -1
                 frontier.append(slot)
@@ -280,7 +279,7 @@ def insert_elements(
                 if holder < 0:
                     free = slot
                     break
-                for other in positions[holder].tolist():
+                for other in candidates(holder):
                     if other not in parent:
                         parent[other] = slot
                         nxt.append(other)
@@ -347,20 +346,19 @@ def update_table(
     removed[old_slots[~kept]] = True
     if int(removed.sum()) + waiting.size > DELTA_MAX_CHANGE * n_slots:
         return None
+    known: dict[int, list[int]] = {}  # the candidate slots of the elements the insertion met
+
+    def candidates(i: int) -> list[int]:
+        found = known.get(i)
+        if found is None:
+            found = known[i] = list(cuckoo_slots(head.cuckoo_salt, elements[i].tobytes(), n_slots))
+        return found
+
+    after = insert_elements(candidates, before.copy(), waiting)
+    known.clear()
+    if after is None:
+        return None
     with _executor(workers) as pool:
-        parts = [
-            pool.submit(
-                _positions_job, head.cuckoo_salt, elements[i : i + POSITION_CHUNK_ELEMENTS], n_slots
-            )
-            for i in range(0, len(elements), POSITION_CHUNK_ELEMENTS)
-        ]
-        positions = np.concatenate(
-            [p.result() for p in parts] or [np.empty((0, CUCKOO_WAYS), dtype=np.int64)]
-        )
-        after = insert_elements(positions, before.copy(), waiting)
-        del positions
-        if after is None:
-            return None
         changed = np.flatnonzero((after != before) | removed).astype(np.int64)
         if not changed.size:  # the same elements: a full build gives the version its own digest
             return None
