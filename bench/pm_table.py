@@ -423,33 +423,28 @@ def run_recall(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _sized(parser: argparse.ArgumentParser, folder: str, blind_max: int) -> argparse.ArgumentParser:
+    """The options of the commands that build tables at list sizes."""
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--dir", default=folder)
+    parser.add_argument("--keep", action="store_true", help="keep the table files")
+    parser.add_argument(
+        "--blind-max",
+        type=int,
+        default=blind_max,
+        help="above this many hashes, time the placement only and fill with stand-in points",
+    )
+    return parser
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    build = sub.add_parser("build")
-    build.add_argument("--sizes", type=int, nargs="+", default=[100_000])
-    build.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    build = _sized(sub.add_parser("build"), "/tmp/pm-table-bench", 1_000_000)
     build.add_argument("--vouchers", type=int, default=200)
-    build.add_argument("--dir", default="/tmp/pm-table-bench")
-    build.add_argument("--keep", action="store_true", help="keep the table files")
-    build.add_argument(
-        "--blind-max",
-        type=int,
-        default=1_000_000,
-        help="above this many hashes, time the placement only and fill with stand-in points",
-    )
-    delta = sub.add_parser("delta")
-    delta.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    delta = _sized(sub.add_parser("delta"), "/tmp/pm-delta-bench", 100_000)
     delta.add_argument("--delta-percent", type=float, default=1.0)
-    delta.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    delta.add_argument("--dir", default="/tmp/pm-delta-bench")
-    delta.add_argument("--keep", action="store_true", help="keep the table files")
-    delta.add_argument(
-        "--blind-max",
-        type=int,
-        default=100_000,
-        help="above this many hashes, build the first table with stand-in points",
-    )
     recall = sub.add_parser("recall")
     recall.add_argument("--images", required=True, help="the photos of bench/vouchers.py params")
     client = sub.add_parser("client")
