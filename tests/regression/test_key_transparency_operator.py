@@ -3,9 +3,13 @@
 Each test plays the operator for real: it writes the server's database behind the running
 server's back (a second genesis, an unapproved device, a rewritten history, each with a map head
 that the operator computed to include it), or answers in the server's place (a device left out
-of an account's history). Clients refuse with a stable code before they encrypt, the owner is
-warned, and `accord log audit` flags what the log holds. The server is shared per module; names
-are unique per test.
+of an account's history). The deployment is the real one: a server with a witness, and clients
+set up under a deployment manifest that requires the witness's fresh cosignature. The witness
+cosigns any append consistent with what it saw, the operator's forged map heads included (each
+test checks that it did): the map's rules, not the witness, catch the operator. Clients refuse
+with a stable code before they encrypt, the owner is warned, and `accord log audit --manifest`
+flags what the log holds. One deployment per module and database kind; names are unique per
+test.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,24 +34,91 @@ from accord.protocols.key_transparency import (
     LoggedDevice,
     next_history,
 )
+from accord.protocols.manifest import verify_manifest
+from accord.protocols.translog.note import parse_vkey
+from accord.protocols.translog.verify import LogTrustPolicy, verify_checkpoint_note
+from accord.server.process import ServerProcess
 from accord.storage.db import make_engine, sqlite_url
 from accord.storage.translog import kt_versions
-from accord_testing import TEST_KDF_COST, start_link
+from accord_testing import TEST_KDF_COST, Cli, TestClock, make_manifest, start_server
+from integration.lawful_access_world import start_witness, witnessed_log
 
 PASS = "test passphrase"
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """A server with a witness, and the manifest its clients are set up with."""
+
+    server: ServerProcess
+    manifest: str
+    manifest_file: Path
+    clock: TestClock
+
+    def create_account(self, home: Path, name: str, **kw: Any) -> AccordClient:
+        return AccordClient.create_account(
+            home, self.server.url, name, PASS, kdf_cost=TEST_KDF_COST, manifest=self.manifest, **kw
+        )
+
+    def start_link(self, home: Path, account: str) -> tuple[AccordClient, str]:
+        return AccordClient.start_link(
+            home, self.server.url, account, PASS, kdf_cost=TEST_KDF_COST, manifest=self.manifest
+        )
+
+    def cosigned_size(self) -> int:
+        """The size of the server's current checkpoint, which must verify under the manifest:
+        the log's key and a quorum of the witness's cosignatures."""
+        m = verify_manifest(self.manifest)
+        policy = LogTrustPolicy(
+            origin=m.log_origin,
+            log_verifiers=(parse_vkey(m.log_vkey),),
+            witness_verifiers=m.witness_verifiers(),
+            witness_quorum=m.witness_quorum,
+        )
+        note = httpx.get(f"{self.server.url}/v1/log/checkpoint").text
+        return verify_checkpoint_note(note, policy).checkpoint.size
+
+    def audit(self, root: Path) -> tuple[int, dict[str, Any]]:
+        """`accord log audit --manifest --json` by an auditor whose home is under `root`."""
+        result = Cli(root / "auditor", env=self.clock.env).run(
+            "log", "audit", "--server", self.server.url, "--manifest", str(self.manifest_file),
+            "--json", check=False,
+        )  # fmt: skip
+        return result.returncode, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def deployment(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    module_clock: TestClock,
+) -> Iterator[Deployment]:
+    """One server and witness per database kind, shared by the module (its own, not the
+    conftest's `server`: it runs with `--witness` and a log key the manifest names)."""
+    db = None if request.param == "sqlite" else str(request.getfixturevalue("module_pg_url"))
+    root = tmp_path_factory.mktemp(f"kt-operator-{request.param}")
+    w = witnessed_log(root)
+    manifest = make_manifest(w.log_vkey, [w.witness_vkey])
+    (root / "deployment.manifest").write_text(manifest)
+    witness = start_witness(root, w.witness_key, w.log_vkey, w.port, module_clock)
+    try:
+        server = start_server(w.data, clock=module_clock, db_url=db, extra_args=w.server_args)
+        try:
+            yield Deployment(server, manifest, root / "deployment.manifest", module_clock)
+        finally:
+            server.stop()
+    finally:
+        witness.kill()
+        witness.wait()
+
+
 @pytest.fixture
-def accounts(server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterator[Any]:
+def accounts(deployment: Deployment, tmp_path: Path, unique: Callable[[str], str]) -> Iterator[Any]:
     """alice and bob (bob with a phone and an approved laptop); alice has sent to bob once,
     so she has pinned bob's history."""
-    alice = AccordClient.create_account(
-        tmp_path / "a", server.url, unique("alice"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
-    )
-    bob = AccordClient.create_account(
-        tmp_path / "b", server.url, unique("bob"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
-    )
-    laptop, code = start_link(tmp_path / "b2", server.url, bob.account_name)
+    alice = deployment.create_account(tmp_path / "a", unique("alice"))
+    bob = deployment.create_account(tmp_path / "b", unique("bob"))
+    laptop, code = deployment.start_link(tmp_path / "b2", bob.account_name)
     bob.approve_device(code)
     laptop.receive()  # the laptop becomes active and publishes its one-time keys
     alice.send(bob.account_name, "hello")
@@ -57,37 +130,33 @@ def accounts(server: Any, tmp_path: Any, unique: Callable[[str], str]) -> Iterat
             c.close()
 
 
-def _engine(server: Any) -> Engine:
-    return make_engine(_db(server))
-
-
-def _db(server: Any) -> str:
-    return str(server.db_url or sqlite_url(server.data_dir))
+def _db(d: Deployment) -> str:
+    return str(d.server.db_url or sqlite_url(d.server.data_dir))
 
 
 def _ghost_id() -> str:
     return "GHOST" + secrets.token_hex(4).upper()
 
 
-def _audit(cli: Any, server: Any) -> tuple[int, dict[str, Any]]:
-    result = cli("auditor").run("log", "audit", "--server", server.url, "--json", check=False)
-    return result.returncode, json.loads(result.stdout)
+def _forged_and_cosigned(d: Deployment, index: int) -> None:
+    """The operator's entry and its map head (`index`, `index + 1`) are in a checkpoint the
+    witness cosigned: what a client under the manifest accepts."""
+    assert d.cosigned_size() >= index + 2
 
 
-def test_a_second_genesis_device_is_refused_warned_and_flagged(  # type: ignore[no-untyped-def]
-    server, accounts, tmp_path, unique, cli
-):
+def test_a_second_genesis_device_is_refused_warned_and_flagged(
+    deployment: Deployment, accounts: Any, tmp_path: Path, unique: Callable[[str], str]
+) -> None:
     alice, bob, _laptop = accounts
     entry = forge_registration(bob.account_name, _ghost_id(), approver=None)
-    index = operator_appends(_db(server), entry, state_with_device(entry))
+    index = operator_appends(_db(deployment), entry, state_with_device(entry))
+    _forged_and_cosigned(deployment, index)
     # alice has bob's history pinned: the new change is a second genesis.
     with pytest.raises(VerificationError) as caught:
         alice.send(bob.account_name, "must not reach a ghost")
     assert caught.value.code == "kt_second_genesis"
     # carol sees bob for the first time and replays his whole history: refused too.
-    carol = AccordClient.create_account(
-        tmp_path / "c", server.url, unique("carol"), PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
-    )
+    carol = deployment.create_account(tmp_path / "c", unique("carol"))
     try:
         with pytest.raises(VerificationError) as caught:
             carol.send(bob.account_name, "nor this")
@@ -97,35 +166,41 @@ def test_a_second_genesis_device_is_refused_warned_and_flagged(  # type: ignore[
     # bob is warned on his next receive.
     notices = bob.receive().notices
     assert any("second genesis" in n for n in notices)
-    # The audit flags the entry and the map head that includes it.
-    code, report = _audit(cli, server)
+    # The audit flags the entry and the map head that includes it, and nothing against the
+    # manifest: the witness cosigned the operator's view.
+    code, report = deployment.audit(tmp_path)
     assert code == 1
     assert f"entry {index}: kt_second_genesis: {bob.account_name}" in " ".join(report["findings"])
     assert any(f.startswith(f"entry {index + 1}: map_head_mismatch") for f in report["findings"])
+    assert all(f.startswith("entry ") for f in report["findings"])
 
 
-def test_a_device_the_owner_never_approved_is_refused_warned_and_flagged(  # type: ignore[no-untyped-def]
-    server, accounts, cli
-):
+def test_a_device_the_owner_never_approved_is_refused_warned_and_flagged(
+    deployment: Deployment, accounts: Any, tmp_path: Path
+) -> None:
     alice, bob, _laptop = accounts
     # "Approved" by bob's phone id, but signed with a key the operator holds.
     entry = forge_registration(
         bob.account_name, _ghost_id(), approver=(bob.device_id, DeviceAccount())
     )
-    index = operator_appends(_db(server), entry, state_with_device(entry))
+    index = operator_appends(_db(deployment), entry, state_with_device(entry))
+    _forged_and_cosigned(deployment, index)
     with pytest.raises(VerificationError) as caught:
         alice.send(bob.account_name, "must not reach a ghost")
     assert caught.value.code == "kt_unapproved_device"
     assert any("approval signature" in n for n in bob.receive().notices)
-    code, report = _audit(cli, server)
+    code, report = deployment.audit(tmp_path)
     assert code == 1
     assert any(f.startswith(f"entry {index}: kt_unapproved_device") for f in report["findings"])
+    assert all(f.startswith("entry ") for f in report["findings"])
 
 
-def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(  # type: ignore[no-untyped-def]
-    server, accounts, cli
-):
-    """The operator replaces bob's whole history with a fresh genesis of a device it holds."""
+def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(
+    deployment: Deployment, accounts: Any, tmp_path: Path
+) -> None:
+    """The operator replaces bob's whole history with a fresh genesis of a device it holds.
+    alice asks for bob's changes after the version she pinned: there are none (the operator
+    hid them), and the map no longer holds the state she saw."""
     alice, bob, _laptop = accounts
     entry = forge_registration(bob.account_name, _ghost_id(), approver=None)
 
@@ -137,20 +212,22 @@ def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(  # type
             bob.account_name, 1, index, next_history(bytes(32), index, entry.to_bytes()), (device,)
         )
 
-    engine = _engine(server)
+    engine: Engine = make_engine(_db(deployment))
     try:  # the operator hides the old versions, then logs the new genesis
         with engine.begin() as conn:
             conn.execute(kt_versions.delete().where(kt_versions.c.account == bob.account_name))
     finally:
         engine.dispose()
-    index = operator_appends(_db(server), entry, fresh)
+    index = operator_appends(_db(deployment), entry, fresh)
+    _forged_and_cosigned(deployment, index)
     with pytest.raises(VerificationError) as caught:
         alice.send(bob.account_name, "must not reach a ghost")
-    assert caught.value.code in ("history_rewritten", "history_incomplete")
+    assert caught.value.code == "history_rewritten"
     assert any("did not verify" in n for n in bob.receive().notices)
-    code, report = _audit(cli, server)
+    code, report = deployment.audit(tmp_path)
     assert code == 1
     assert any(f.startswith(f"entry {index}: kt_second_genesis") for f in report["findings"])
+    assert all(f.startswith("entry ") for f in report["findings"])
 
 
 class _LeaveOut(httpx.BaseTransport):
@@ -171,18 +248,12 @@ class _LeaveOut(httpx.BaseTransport):
         return httpx.Response(response.status_code, json=body)
 
 
-def test_a_device_list_with_a_logged_device_left_out_is_refused(  # type: ignore[no-untyped-def]
-    server, accounts, tmp_path, unique
-):
+def test_a_device_list_with_a_logged_device_left_out_is_refused(
+    deployment: Deployment, accounts: Any, tmp_path: Path, unique: Callable[[str], str]
+) -> None:
     _alice, bob, laptop = accounts
-    carol = AccordClient.create_account(
-        tmp_path / "c",
-        server.url,
-        unique("carol"),
-        PASS,
-        kdf_cost=TEST_KDF_COST,
-        transport=_LeaveOut(bob.account_name),
-        insecure_dev=True,
+    carol = deployment.create_account(
+        tmp_path / "c", unique("carol"), transport=_LeaveOut(bob.account_name)
     )
     try:
         with pytest.raises(VerificationError) as caught:
@@ -194,7 +265,9 @@ def test_a_device_list_with_a_logged_device_left_out_is_refused(  # type: ignore
     assert all(m.sender != unique("carol") for m in laptop.receive().messages)
 
 
-def test_an_account_that_does_not_exist_is_proven_absent(server, accounts, unique):  # type: ignore[no-untyped-def]
+def test_an_account_that_does_not_exist_is_proven_absent(
+    deployment: Deployment, accounts: Any, unique: Callable[[str], str]
+) -> None:
     alice, _bob, _laptop = accounts
     with pytest.raises(Exception) as caught:
         alice.send(unique("nobody"), "hello?")
@@ -202,11 +275,11 @@ def test_an_account_that_does_not_exist_is_proven_absent(server, accounts, uniqu
     assert "transparency map" in str(caught.value)
 
 
-def test_a_contact_gaining_a_device_is_told_before_the_next_message(  # type: ignore[no-untyped-def]
-    server, accounts, tmp_path
-):
+def test_a_contact_gaining_a_device_is_told_before_the_next_message(
+    deployment: Deployment, accounts: Any, tmp_path: Path
+) -> None:
     alice, bob, laptop = accounts
-    tablet, code = start_link(tmp_path / "b3", server.url, bob.account_name)
+    tablet, code = deployment.start_link(tmp_path / "b3", bob.account_name)
     try:
         laptop.approve_device(code)
         tablet.receive()
@@ -220,14 +293,14 @@ def test_a_contact_gaining_a_device_is_told_before_the_next_message(  # type: ig
         tablet.close()
 
 
-def test_a_verified_contact_stays_blocked_until_verified_again(  # type: ignore[no-untyped-def]
-    server, accounts, tmp_path
-):
+def test_a_verified_contact_stays_blocked_until_verified_again(
+    deployment: Deployment, accounts: Any, tmp_path: Path
+) -> None:
     alice, bob, laptop = accounts
     code_a, verified = alice.verify_contact(bob.account_name, confirm=True)
     code_b, _ = bob.verify_contact(alice.account_name)
     assert verified and code_a == code_b and len(code_a.split()) == 6
-    tablet, link = start_link(tmp_path / "b3", server.url, bob.account_name)
+    tablet, link = deployment.start_link(tmp_path / "b3", bob.account_name)
     try:
         laptop.approve_device(link)
         tablet.receive()
@@ -244,9 +317,9 @@ def test_a_verified_contact_stays_blocked_until_verified_again(  # type: ignore[
         tablet.close()
 
 
-def test_a_removed_device_leaves_every_set_and_the_last_one_stays(  # type: ignore[no-untyped-def]
-    server, accounts, cli
-):
+def test_a_removed_device_leaves_every_set_and_the_last_one_stays(
+    deployment: Deployment, accounts: Any, tmp_path: Path
+) -> None:
     alice, bob, laptop = accounts
     bob.remove_device(laptop.device_id)
     assert [d.device_id for d in bob.devices()[0]] == [bob.device_id]
@@ -259,5 +332,5 @@ def test_a_removed_device_leaves_every_set_and_the_last_one_stays(  # type: igno
     with pytest.raises(VerificationError) as last:
         bob.remove_device(bob.device_id)
     assert last.value.code == "kt_last_device"
-    code, report = _audit(cli, server)
+    _code, report = deployment.audit(tmp_path)
     assert not any(bob.account_name in f for f in report["findings"])
