@@ -230,12 +230,13 @@ def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(
     assert all(f.startswith("entry ") for f in report["findings"])
 
 
-class _LeaveOut(httpx.BaseTransport):
-    """The operator answering in the server's place: it drops the last change of one account's
-    history (a logged device left out of the list)."""
+class _Doctor(httpx.BaseTransport):
+    """The operator answering in the server's place: it edits the transparency answer for one
+    account (`edit` takes the JSON body and changes it in place)."""
 
-    def __init__(self, account: str) -> None:
+    def __init__(self, account: str, edit: Callable[[dict[str, Any]], None]) -> None:
         self.account = account
+        self.edit = edit
         self.inner = httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -244,8 +245,12 @@ class _LeaveOut(httpx.BaseTransport):
             return response
         response.read()
         body = json.loads(response.content)
-        body["changes"] = body["changes"][:-1]
+        self.edit(body)
         return httpx.Response(response.status_code, json=body)
+
+
+def _leave_out_the_last_change(body: dict[str, Any]) -> None:
+    body["changes"] = body["changes"][:-1]
 
 
 def test_a_device_list_with_a_logged_device_left_out_is_refused(
@@ -253,7 +258,9 @@ def test_a_device_list_with_a_logged_device_left_out_is_refused(
 ) -> None:
     _alice, bob, laptop = accounts
     carol = deployment.create_account(
-        tmp_path / "c", unique("carol"), transport=_LeaveOut(bob.account_name)
+        tmp_path / "c",
+        unique("carol"),
+        transport=_Doctor(bob.account_name, _leave_out_the_last_change),
     )
     try:
         with pytest.raises(VerificationError) as caught:
@@ -263,6 +270,42 @@ def test_a_device_list_with_a_logged_device_left_out_is_refused(
     finally:
         carol.close()
     assert all(m.sender != unique("carol") for m in laptop.receive().messages)
+
+
+def _map_head_not_last(body: dict[str, Any]) -> None:
+    body["map_head"]["index"] -= 1  # an older entry offered as the map head
+
+
+def _claim_absent(body: dict[str, Any]) -> None:
+    body["changes"] = []  # no history, and the search turned into "no such account"
+    body["search"].update(result="non_inclusion_parent", leaf_key=None, leaf_commitment=None)
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"),
+    [(_map_head_not_last, "missing_map_head"), (_claim_absent, "map_proof_invalid")],
+)
+def test_a_doctored_map_head_or_search_proof_is_refused(
+    deployment: Deployment,
+    accounts: Any,
+    tmp_path: Path,
+    unique: Callable[[str], str],
+    edit: Callable[[dict[str, Any]], None],
+    code: str,
+) -> None:
+    """A map head that is not the checkpoint's last leaf, or bob's search proof turned into a
+    non-inclusion (the operator hiding his account): carol refuses before she encrypts."""
+    _alice, bob, _laptop = accounts
+    carol = deployment.create_account(
+        tmp_path / "c", unique("carol"), transport=_Doctor(bob.account_name, edit)
+    )
+    try:
+        with pytest.raises(VerificationError) as caught:
+            carol.send(bob.account_name, "only to a proven set")
+        assert caught.value.code == code
+        assert carol.store.pinned_devices(bob.account_name) == []
+    finally:
+        carol.close()
 
 
 def test_an_account_that_does_not_exist_is_proven_absent(
