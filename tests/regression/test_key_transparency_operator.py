@@ -138,10 +138,33 @@ def _ghost_id() -> str:
     return "GHOST" + secrets.token_hex(4).upper()
 
 
-def _forged_and_cosigned(d: Deployment, index: int) -> None:
-    """The operator's entry and its map head (`index`, `index + 1`) are in a checkpoint the
-    witness cosigned: what a client under the manifest accepts."""
+def _refused_warned_and_flagged(
+    d: Deployment,
+    alice: AccordClient,
+    bob: AccordClient,
+    root: Path,
+    *,
+    index: int,
+    refusal: str,
+    warning: str,
+    finding: str,
+) -> list[str]:
+    """What each forgery below meets. The operator's entry and its map head (`index`,
+    `index + 1`) are in a checkpoint the witness cosigned (what a client under the manifest
+    accepts); alice, who pinned bob's history, refuses to encrypt (`refusal`); bob is warned (a
+    notice containing `warning`); the audit exits 1 and flags entry `index` (`finding`), and
+    nothing against the manifest. Returns the audit's findings."""
     assert d.cosigned_size() >= index + 2
+    with pytest.raises(VerificationError) as caught:
+        alice.send(bob.account_name, "must not reach a ghost")
+    assert caught.value.code == refusal
+    assert any(warning in n for n in bob.receive().notices)
+    code, report = d.audit(root)
+    assert code == 1
+    findings: list[str] = report["findings"]
+    assert any(f.startswith(f"entry {index}: {finding}") for f in findings)
+    assert all(f.startswith("entry ") for f in findings)
+    return findings
 
 
 def test_a_second_genesis_device_is_refused_warned_and_flagged(
@@ -150,11 +173,13 @@ def test_a_second_genesis_device_is_refused_warned_and_flagged(
     alice, bob, _laptop = accounts
     entry = forge_registration(bob.account_name, _ghost_id(), approver=None)
     index = operator_appends(_db(deployment), entry, state_with_device(entry))
-    _forged_and_cosigned(deployment, index)
-    # alice has bob's history pinned: the new change is a second genesis.
-    with pytest.raises(VerificationError) as caught:
-        alice.send(bob.account_name, "must not reach a ghost")
-    assert caught.value.code == "kt_second_genesis"
+    # alice has bob's history pinned: the new change is a second genesis. The audit flags the
+    # entry and the map head that includes it.
+    findings = _refused_warned_and_flagged(
+        deployment, alice, bob, tmp_path, index=index, refusal="kt_second_genesis",
+        warning="second genesis", finding=f"kt_second_genesis: {bob.account_name}",
+    )  # fmt: skip
+    assert any(f.startswith(f"entry {index + 1}: map_head_mismatch") for f in findings)
     # carol sees bob for the first time and replays his whole history: refused too.
     carol = deployment.create_account(tmp_path / "c", unique("carol"))
     try:
@@ -163,16 +188,6 @@ def test_a_second_genesis_device_is_refused_warned_and_flagged(
         assert caught.value.code == "kt_second_genesis"
     finally:
         carol.close()
-    # bob is warned on his next receive.
-    notices = bob.receive().notices
-    assert any("second genesis" in n for n in notices)
-    # The audit flags the entry and the map head that includes it, and nothing against the
-    # manifest: the witness cosigned the operator's view.
-    code, report = deployment.audit(tmp_path)
-    assert code == 1
-    assert f"entry {index}: kt_second_genesis: {bob.account_name}" in " ".join(report["findings"])
-    assert any(f.startswith(f"entry {index + 1}: map_head_mismatch") for f in report["findings"])
-    assert all(f.startswith("entry ") for f in report["findings"])
 
 
 def test_a_device_the_owner_never_approved_is_refused_warned_and_flagged(
@@ -184,15 +199,10 @@ def test_a_device_the_owner_never_approved_is_refused_warned_and_flagged(
         bob.account_name, _ghost_id(), approver=(bob.device_id, DeviceAccount())
     )
     index = operator_appends(_db(deployment), entry, state_with_device(entry))
-    _forged_and_cosigned(deployment, index)
-    with pytest.raises(VerificationError) as caught:
-        alice.send(bob.account_name, "must not reach a ghost")
-    assert caught.value.code == "kt_unapproved_device"
-    assert any("approval signature" in n for n in bob.receive().notices)
-    code, report = deployment.audit(tmp_path)
-    assert code == 1
-    assert any(f.startswith(f"entry {index}: kt_unapproved_device") for f in report["findings"])
-    assert all(f.startswith("entry ") for f in report["findings"])
+    _refused_warned_and_flagged(
+        deployment, alice, bob, tmp_path, index=index, refusal="kt_unapproved_device",
+        warning="approval signature", finding="kt_unapproved_device",
+    )  # fmt: skip
 
 
 def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(
@@ -219,15 +229,10 @@ def test_a_rewritten_history_is_refused_by_everyone_who_saw_the_old_one(
     finally:
         engine.dispose()
     index = operator_appends(_db(deployment), entry, fresh)
-    _forged_and_cosigned(deployment, index)
-    with pytest.raises(VerificationError) as caught:
-        alice.send(bob.account_name, "must not reach a ghost")
-    assert caught.value.code == "history_rewritten"
-    assert any("did not verify" in n for n in bob.receive().notices)
-    code, report = deployment.audit(tmp_path)
-    assert code == 1
-    assert any(f.startswith(f"entry {index}: kt_second_genesis") for f in report["findings"])
-    assert all(f.startswith("entry ") for f in report["findings"])
+    _refused_warned_and_flagged(
+        deployment, alice, bob, tmp_path, index=index, refusal="history_rewritten",
+        warning="did not verify", finding="kt_second_genesis",
+    )  # fmt: skip
 
 
 class _Doctor(httpx.BaseTransport):
