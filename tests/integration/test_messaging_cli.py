@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -340,6 +341,32 @@ def test_send_dash_reads_the_message_from_stdin(server, cli, unique):  # type: i
     assert too_long.returncode == 2
     assert too_long.stderr == "invalid_input: a message has at most 65536 characters\n"
     assert bob.run("receive", "--json").stdout == ""
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the clients compute the code
+def test_contact_verify_shows_the_same_code_on_both_sides(server, cli, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+
+    def code(out: str, name: str) -> str:
+        [line] = [x for x in out.splitlines() if x.startswith(f"safety code with {name}: ")]
+        return line.split(": ", 1)[1]
+
+    shown_a = alice.run("contact", "verify", b).stdout
+    shown_b = bob.run("contact", "verify", a).stdout
+    assert code(shown_a, b) == code(shown_b, a)
+    assert re.fullmatch(r"\d{5}( \d{5}){5}", code(shown_a, b))
+    assert f"not verified: compare this code with {b} in person" in shown_a
+    confirmed = alice.run("contact", "verify", b, "--confirm").stdout
+    assert code(confirmed, b) == code(shown_a, b) and f"{b} is verified" in confirmed
+    assert f"{b} is verified" in alice.run("contact", "verify", b).stdout  # kept
+    assert "not verified" in bob.run("contact", "verify", a).stdout  # one side's choice
+
+    unknown = alice.run("contact", "verify", unique("nobody"), check=False)
+    assert unknown.returncode == 1, unknown.stderr
+    assert unknown.problems.startswith("not_found: ") and unknown.problems.count("\n") == 1
+    bad = alice.run("contact", "verify", "Not-A-Name", check=False)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.problems == "invalid_input: not an account name\n"
 
 
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # checks made before any request
