@@ -30,7 +30,7 @@ from accord.protocols.access.warrant import SignedWarrant
 from accord.protocols.translog.note import generate_cosigner, generate_signer
 from accord.server.process import ServerProcess, free_port
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
-from accord.storage.db import make_engine, sqlite_url
+from accord.storage.db import begin_write, make_engine, sqlite_url
 from accord.storage.schema import access_warrants, accounts
 from accord.wire.access import WarrantSubmitted
 from accord_testing import TEST_KDF_COST, TestClock
@@ -171,10 +171,11 @@ def account(root: Path, server: ServerProcess, name: str, **kw: Any) -> AccordCl
 
 @contextmanager
 def server_db(server: ServerProcess) -> Iterator[Connection]:
-    """The server's own database, to play a dishonest provider."""
+    """The server's own database, to play a dishonest provider: one write transaction, so
+    reading and then changing rows while the server runs waits for its commits."""
     engine: Engine = make_engine(server.db_url or sqlite_url(server.data_dir))
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             yield conn
     finally:
         engine.dispose()

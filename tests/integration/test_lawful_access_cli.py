@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from accord.client.authority import read_approver_set
 from accord.client.client import AccordClient
 from accord.protocols.access.records import SealedRecord
-from accord.storage.db import make_engine, sqlite_url
+from accord.storage.db import begin_write, make_engine, sqlite_url
 from accord.storage.schema import access_records
 from accord_testing import TEST_KDF_COST, TestClock, eventually, start_server
 
@@ -155,7 +155,7 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
 
             # The agency detects a record the server altered: reported, exit 1.
             engine = make_engine(sqlite_url(server.data_dir))
-            with engine.begin() as conn:
+            with begin_write(engine) as conn:
                 first = conn.execute(select(access_records).order_by(access_records.c.id)).first()
                 record = SealedRecord.from_bytes(bytes(first.record))
                 altered = SealedRecord(

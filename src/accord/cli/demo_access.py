@@ -26,7 +26,7 @@ from accord.protocols.access.device import VerifiedWarrant
 from accord.protocols.access.records import Direction, InterceptedMessage, RecordSealer
 from accord.protocols.access.timeparse import format_time
 from accord.server.process import ServerProcess
-from accord.storage.db import make_engine, sqlite_url
+from accord.storage.db import begin_write, make_engine, sqlite_url
 from accord.storage.schema import access_records, access_warrants
 
 WINDOW_S = 6
@@ -255,7 +255,7 @@ def _forge_record(server: ServerProcess, verified: VerifiedWarrant, device: str,
     )
     engine = make_engine(server.db_url or sqlite_url(server.data_dir))
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:  # the server writes to the same file meanwhile
             rows = conn.execute(
                 select(access_records.c.id)
                 .join(access_warrants, access_warrants.c.id == access_records.c.warrant_pk)
