@@ -69,18 +69,6 @@ class MatchingFloors:
         return dataclasses.asdict(self)
 
 
-INSECURE_DEV_MATCHING_FLOORS = MatchingFloors(
-    min_threshold=2,
-    min_synthetic_rate_ppm=0,
-    min_band_bits=8,
-    max_band_count=128,
-    max_epoch_images=10_000_000,
-    max_table_slots=2**40 - 1,
-)
-"""Without a manifest (insecure development mode) no floor beyond the table format's own
-limits: development tables are small on purpose."""
-
-
 @dataclass(frozen=True, slots=True)
 class LawfulAccessBounds:
     """What a device requires of a warrant beyond its k-of-n approval (docs/lawful-access.md).
@@ -96,16 +84,6 @@ class LawfulAccessBounds:
 
     def fields(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-INSECURE_DEV_LAWFUL_ACCESS_BOUNDS = LawfulAccessBounds(
-    approver_genesis_set="",
-    max_disclosure_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S,
-    max_start_skew_s=DEFAULT_MAX_START_SKEW_S,
-)
-"""Without a manifest (insecure development mode): no approver set is named (the device pins
-the first set the server shows, as `approver_genesis_set=""` says), and `manifest create`'s
-default delay and skew."""
 
 
 @dataclass(frozen=True, slots=True)
