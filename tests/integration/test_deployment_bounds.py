@@ -17,11 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from accord.cli.demo_matching import make_picture
 from accord.client.client import AccordClient
-from accord.errors import ConfigurationError
+from accord.errors import ConfigurationError, VerificationError
 from accord.protocols.access.warrant import (
     DEFAULT_MAX_DISCLOSURE_DELAY_S,
     DEFAULT_MAX_START_SKEW_S,
+)
+from accord.protocols.manifest import (
+    DEFAULT_MAX_DISCLOSURE_DELAY_S as MANIFEST_DISCLOSURE_DELAY_S,
+)
+from accord.protocols.manifest import (
+    DEFAULT_MAX_START_SKEW_S as MANIFEST_START_SKEW_S,
 )
 from accord.protocols.manifest import LawfulAccessBounds
 from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
@@ -34,6 +41,7 @@ from integration.lawful_access_world import (
     start_witness,
     witnessed_log,
 )
+from matching_testing import bank_and_publish
 
 DAY = 86400
 pytestmark = pytest.mark.timeout(300)
@@ -135,3 +143,72 @@ def test_without_a_manifest_the_device_reports_what_it_enforces(deployment: Depl
     finally:
         dev.close()
         unset.close()
+
+
+def test_the_manifests_bounds_not_the_defaults_are_applied(deployment: Deployment) -> None:
+    server, auth, root = deployment.server, deployment.auth, deployment.root
+    lenient = account(root, server, "lenient", manifest=deployment.default_manifest)
+    strict = account(root, server, "strict", manifest=deployment.strict_manifest)
+    try:
+        assert lenient.lawful_access_bounds() == LawfulAccessBounds(
+            approver_genesis_set=GENESIS[server.url],
+            max_disclosure_delay_s=MANIFEST_DISCLOSURE_DELAY_S,
+            max_start_skew_s=MANIFEST_START_SKEW_S,
+        )
+        assert strict.lawful_access_bounds() == LawfulAccessBounds(
+            approver_genesis_set=GENESIS[server.url],
+            max_disclosure_delay_s=STRICT_DISCLOSURE_DELAY_S,
+            max_start_skew_s=STRICT_START_SKEW_S,
+        )
+        assert STRICT_DISCLOSURE_DELAY_S < MANIFEST_DISCLOSURE_DELAY_S
+        assert STRICT_START_SKEW_S < MANIFEST_START_SKEW_S
+
+        # Disclosure 60 days after the window: within the default bound, beyond the strict one.
+        for target in ("lenient", "strict"):
+            auth.submit(server, auth.warrant(target, disclose_after_s=60 * DAY))
+        lenient_result = lenient.access.sync()
+        assert len(lenient_result.accepted) == 1, lenient_result.refused
+        assert "disclosure_too_late" in _refusals(strict)
+
+        # A window starting half an hour before it was logged: within the default skew (1 h),
+        # beyond the strict one (10 min); the witness's cosignature dates the logging.
+        start = auth.now() - 1800
+        for target in ("lenient", "strict"):
+            late_start = auth.warrant(
+                target, start=start, end=auth.now() + 3600, disclose_after_s=7 * DAY
+            )
+            auth.submit(server, late_start)
+        lenient_result = lenient.access.sync()
+        assert len(lenient_result.accepted) == 1, lenient_result.refused
+        assert "warrant_retroactive" in _refusals(strict)
+    finally:
+        lenient.close()
+        strict.close()
+
+
+def test_the_manifests_floors_not_the_defaults_are_applied(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    server, root = deployment.server, deployment.root
+    lenient = account(root, server, "lenient-m", manifest=deployment.default_manifest)
+    strict = account(root, server, "strict-m", manifest=deployment.strict_manifest)
+    account(root, server, "bob-m").close()
+    pictures = [make_picture(tmp_path / f"p{i}.png", 700 + i) for i in range(3)]
+    try:
+        assert lenient.matching_floors() == DEFAULT_MATCHING_FLOORS
+        assert strict.matching_floors() == STRICT_FLOORS
+        # A table at the default floors (threshold 12): the strict deployment's floor is 16.
+        table = bank_and_publish(server, "bounds-bank", pictures[:1])
+        assert table["params"]["threshold"] == DEFAULT_MATCHING_FLOORS.min_threshold
+        lenient.send("bob-m", "a photo", [pictures[1]])
+        with pytest.raises(VerificationError) as refused:
+            strict.send("bob-m", "a photo", [pictures[2]])
+        assert refused.value.code == "matching_params_below_floor"
+        assert "threshold 12 (floor 16)" in refused.value.message
+        # At the strict floor both send.
+        bank_and_publish(server, "bounds-bank-16", pictures[:1], threshold=16)
+        strict.send("bob-m", "a photo", [pictures[2]])
+        lenient.send("bob-m", "another photo", [pictures[1]])
+    finally:
+        lenient.close()
+        strict.close()
