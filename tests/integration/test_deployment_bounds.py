@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lawful_access_world import (
+    GENESIS,
+    Authorities,
+    account,
+    witnessed_deployment,
+)
 
 from accord.cli.demo_matching import make_picture
 from accord.client.client import AccordClient
@@ -33,14 +39,7 @@ from accord.protocols.manifest import (
 from accord.protocols.manifest import LawfulAccessBounds
 from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
 from accord.server.process import ServerProcess
-from accord_testing import TestClock, make_manifest, start_server
-from integration.lawful_access_world import (
-    GENESIS,
-    Authorities,
-    account,
-    start_witness,
-    witnessed_log,
-)
+from accord_testing import TestClock
 from matching_testing import bank_and_publish
 
 DAY = 86400
@@ -65,42 +64,22 @@ def deployment(
     tmp_path_factory: pytest.TempPathFactory, module_clock: TestClock
 ) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("deployment-bounds")
-    w = witnessed_log(root)
-    witness = start_witness(root, w.witness_key, w.log_vkey, w.port, module_clock)
-    try:
-        server = start_server(
-            w.data,
-            clock=module_clock,
-            extra_args=w.server_args,
-            env={  # the operator's own checks out of the way
-                "ACCORD_WARRANT_MAX_START_SKEW": "1d",
-                "ACCORD_WARRANT_MAX_DISCLOSURE_DELAY": "2000d",
-            },
+    lax = {  # the operator's own checks out of the way
+        "ACCORD_WARRANT_MAX_START_SKEW": "1d",
+        "ACCORD_WARRANT_MAX_DISCLOSURE_DELAY": "2000d",
+    }
+    with witnessed_deployment(root, module_clock, lax) as d:
+        yield Deployment(
+            d.server,
+            d.auth,
+            root,
+            d.manifest(),
+            d.manifest(
+                matching_floors=STRICT_FLOORS,
+                max_disclosure_delay_s=STRICT_DISCLOSURE_DELAY_S,
+                max_start_skew_s=STRICT_START_SKEW_S,
+            ),
         )
-        try:
-            auth = Authorities.make(root / "authorities", module_clock)
-            auth.publish(server)
-            auth.register(server)
-            genesis = GENESIS[server.url]
-            yield Deployment(
-                server,
-                auth,
-                root,
-                make_manifest(w.log_vkey, [w.witness_vkey], approver_set=genesis),
-                make_manifest(
-                    w.log_vkey,
-                    [w.witness_vkey],
-                    approver_set=genesis,
-                    matching_floors=STRICT_FLOORS,
-                    max_disclosure_delay_s=STRICT_DISCLOSURE_DELAY_S,
-                    max_start_skew_s=STRICT_START_SKEW_S,
-                ),
-            )
-        finally:
-            server.stop()
-    finally:
-        witness.kill()
-        witness.wait()
 
 
 def _refusals(client: AccordClient) -> list[str]:
