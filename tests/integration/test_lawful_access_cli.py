@@ -111,8 +111,9 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
             ]
 
             fetched = authorities.run(
-                "agency", "fetch", "--key", k["nca"], "--server", url, "--warrant", wid, "--json"
-            )
+                "agency", "fetch", "--key", k["nca"], "--server", url, "--warrant", wid, "--json",
+                "--insecure-dev",  # this server has no witness and the agency no manifest
+            )  # fmt: skip
             rows = [json.loads(line) for line in fetched.stdout.splitlines()]
             assert [(r["seq"], r["direction"], r["text"]) for r in rows] == [
                 (0, "sent", "inside the window"),
@@ -173,7 +174,7 @@ def test_warrant_end_to_end_over_the_cli(tmp_path: Path, cli, clock: TestClock) 
             engine.dispose()
             detected = authorities.run(
                 "agency", "fetch", "--key", k["nca"], "--server", url, "--warrant", wid,
-                check=False,
+                "--insecure-dev", check=False,
             )  # fmt: skip
             assert detected.returncode == 1
             assert (

@@ -168,8 +168,11 @@ def access_chapter(
     expect(alice.access.active_warrants() == [], "no warrant is active on alice's device")
 
     step("the agency fetches the records and decrypts them, in order")
+    manifest = alice.manifest()  # the agency reads device keys from the deployment's log
+    pinned = None if manifest is None else manifest.log_policy()
+    agency_key = au.load_agency_key(keys / "nca.key")
     fetched = au.fetch_records(
-        url, au.load_agency_key(keys / "nca.key"), submitted.warrant_id, with_metadata=True
+        url, agency_key, submitted.warrant_id, with_metadata=True, log_policy=pinned
     )
     texts = [(r.direction.value, (r.plaintext or b"").decode()) for r in fetched.records]
     for direction, text in texts:
@@ -191,7 +194,7 @@ def access_chapter(
 
     step("the provider forges a record (the agency's key is public) in place of a stored one")
     _forge_record(server, verified[0], alice.device_id, start)
-    forged = au.fetch_records(url, au.load_agency_key(keys / "nca.key"), submitted.warrant_id)
+    forged = au.fetch_records(url, agency_key, submitted.warrant_id, log_policy=pinned)
     for problem in forged.problems:
         ok(problem)
     expect(

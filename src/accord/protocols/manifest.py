@@ -33,6 +33,7 @@ from accord.protocols.translog.note import (
     sign_note,
     verify_note,
 )
+from accord.protocols.translog.verify import LogTrustPolicy
 
 MANIFEST_TYPE = "accord.deployment.manifest.v1"
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -129,6 +130,15 @@ class Manifest:
 
     def witness_verifiers(self) -> tuple[Verifier, ...]:
         return tuple(parse_vkey(v) for v in self.witnesses)
+
+    def log_policy(self) -> LogTrustPolicy:
+        """The log and witness checks (V1, V2) this manifest pins."""
+        return LogTrustPolicy(
+            origin=self.log_origin,
+            log_verifiers=(parse_vkey(self.log_vkey),),
+            witness_verifiers=self.witness_verifiers(),
+            witness_quorum=self.witness_quorum,
+        )
 
 
 def build_manifest(
