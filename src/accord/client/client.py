@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from accord.client.access import AccessClient
+from accord.client.access import lawful_access_bounds as access_bounds
 from accord.client.api import ServerApi, StaleDevicesResponse
 from accord.client.attachments import DEFAULT_MAX_ATTACHMENT_BYTES, Attachments
 from accord.client.auth import DeviceLogin
@@ -39,6 +40,7 @@ from accord.client.sessions import OlmSessions
 from accord.client.store import DeviceStatus, HomeDevice, LocalStore, PinnedDevice
 from accord.client.user_input import user_input
 from accord.client.vouchers import SafetyVouchers
+from accord.client.vouchers import matching_floors as vouchers_floors
 from accord.clock import Clock, clock_from_env, now_ms
 from accord.errors import (
     AccordError,
@@ -301,10 +303,16 @@ class AccordClient:
         return self._ctx.log_trust.insecure_dev()
 
     def lawful_access_bounds(self) -> LawfulAccessBounds:
-        return self._ctx.log_trust.lawful_access_bounds()
+        """The bounds this device holds every warrant to, the ones its checks apply: the pinned
+        manifest's, else (insecure development mode) the configured approver set with the
+        default delays; `ConfigurationError` ``approver_set_required`` without a set."""
+        return access_bounds(self._ctx)
 
     def matching_floors(self) -> MatchingFloors:
-        return self._ctx.log_trust.matching_floors()
+        """The weakest matching table this device accepts, the floors its checks apply: the
+        pinned manifest's, else (insecure development mode) those set here, else the
+        defaults."""
+        return vouchers_floors(self._ctx)
 
     def install_manifest(self, note: str) -> Manifest:
         """Replace the pinned manifest by a newer one it signed (M2; see `LogTrust`)."""
