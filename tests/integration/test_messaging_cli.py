@@ -353,6 +353,25 @@ def test_bad_names_are_one_line_not_a_traceback(server, cli, unique):  # type: i
         assert "names are 1-64 characters" in refused.stderr
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the admin's device checks
+def test_a_group_change_that_changes_nothing_is_refused(server, cli, unique):  # type: ignore[no-untyped-def]
+    """Removing a non-member (or a name no account has) and adding a member are refused with
+    one line, and publish no new group version."""
+    a, b, alice, _bob = _pair(server, cli, unique)
+    team, dave, zed = unique("team"), unique("dave"), unique("zed")
+    cli("dave").run("account", "create", dave, "--server", server.url)
+    alice.run("group", "create", team, "--members", b)
+    for change, name, answer in (
+        ("remove", dave, f"not_a_member: not a member of {team}: {dave}"),
+        ("remove", zed, f"not_a_member: not a member of {team}: {zed}"),
+        ("add", b, f"already_a_member: already a member of {team}: {b}"),
+    ):
+        refused = alice.run("group", change, team, name, check=False)
+        assert refused.returncode == 2 and refused.problems == answer + "\n"
+    added = alice.run("group", "add", team, dave).stdout
+    assert added == f"group {team} version 2: {a}, {b}, {dave}\n"
+
+
 def test_the_server_comes_from_accord_server_and_the_log_origin_is_the_operators(  # type: ignore[no-untyped-def]
     tmp_path, module_clock, cli, unique
 ):

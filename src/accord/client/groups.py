@@ -9,7 +9,7 @@ from accord.client.context import ClientContext
 from accord.client.devices import DeviceDirectory
 from accord.client.received import EnvelopeRejected
 from accord.client.store import DeviceKey
-from accord.client.user_input import user_input
+from accord.client.user_input import account_names, user_input
 from accord.errors import DecryptionError, InvalidInput, NotFound, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode
 from accord.primitives.olm import MegolmInbound, MegolmOutbound
@@ -17,6 +17,7 @@ from accord.protocols.messaging import group_state_payload, verify_group_state
 from accord.wire.common import MAX_OLM_BODY_BYTES
 from accord.wire.messaging import (
     Content,
+    Conversation,
     DeviceKeys,
     Envelope,
     GroupKeyShare,
@@ -45,7 +46,20 @@ class Groups:
     def change_members(
         self, group: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
     ) -> GroupState:
+        with user_input():
+            Conversation(group=group)
+        add, remove = account_names(add), account_names(remove)
         current = self.state(group, refresh=True)
+        outsiders = [m for m in remove if m not in current.members]
+        if outsiders:
+            raise InvalidInput(
+                f"not a member of {group}: {', '.join(outsiders)}", code="not_a_member"
+            )
+        already = [m for m in add if m in current.members]
+        if already:
+            raise InvalidInput(
+                f"already a member of {group}: {', '.join(already)}", code="already_a_member"
+            )
         members = [m for m in current.members if m not in set(remove)]
         members += [m for m in add if m not in members]
         admins = [a for a in current.admins if a in members] or [self._ctx.identity.account_name]
