@@ -372,6 +372,44 @@ def test_a_group_change_that_changes_nothing_is_refused(server, cli, unique):  #
     assert added == f"group {team} version 2: {a}, {b}, {dave}\n"
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # one server answer, any database
+def test_a_used_or_unknown_link_code_says_so(server, cli, unique):  # type: ignore[no-untyped-def]
+    phone, laptop = cli("phone"), cli("laptop")
+    phone.run("account", "create", unique("bob"), "--server", server.url)
+    code = laptop.run("device", "link", unique("bob"), "--server", server.url).stdout.strip()
+    phone.run("device", "approve", code)
+    answer = "link_code_not_found: this link code is unknown, already used or expired\n"
+    for used_or_unknown in (code, "A" * 16 + "-" + "B" * 16):
+        refused = phone.run("device", "approve", used_or_unknown, check=False)
+        assert refused.returncode == 1 and refused.problems == answer
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # decided on the member's device
+def test_a_group_you_were_removed_from_says_so(server, cli, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+    team = unique("team")
+    alice.run("group", "create", team, "--members", b)
+    bob.run("send", "--group", team, "still here")
+    assert [m["text"] for m in _messages(alice.run("receive", "--json"))] == ["still here"]
+    alice.run("group", "remove", team, b)
+    answer = f"no_longer_a_member: you are no longer a member of {team}\n"
+    for args in (("send", "--group", team, "am I?"), ("group", "add", team, unique("x"))):
+        refused = bob.run(*args, check=False)
+        assert refused.returncode == 1 and refused.problems == answer
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # decided on the member's device
+def test_an_unknown_group_says_so(server, cli, unique):  # type: ignore[no-untyped-def]
+    """A group that does not exist and another people's group get the same answer."""
+    a, b, alice, bob = _pair(server, cli, unique)
+    theirs, nowhere = unique("theirs"), unique("nowhere")
+    alice.run("group", "create", theirs, "--members", a)
+    for team in (theirs, nowhere):
+        refused = bob.run("send", "--group", team, "hello?", check=False)
+        assert refused.returncode == 1
+        assert refused.problems == f"group_not_found: no group {team} that you belong to\n"
+
+
 def test_the_server_comes_from_accord_server_and_the_log_origin_is_the_operators(  # type: ignore[no-untyped-def]
     tmp_path, module_clock, cli, unique
 ):

@@ -3,7 +3,8 @@ Megolm sessions that encrypt to the members."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from accord.client.context import ClientContext
 from accord.client.devices import DeviceDirectory
@@ -16,6 +17,7 @@ from accord.primitives.olm import MegolmInbound, MegolmOutbound
 from accord.protocols.messaging import group_state_payload, verify_group_state
 from accord.wire.common import MAX_OLM_BODY_BYTES
 from accord.wire.messaging import (
+    GROUP_NOT_FOUND_CODE,
     Content,
     Conversation,
     DeviceKeys,
@@ -49,7 +51,8 @@ class Groups:
         with user_input():
             Conversation(group=group)
         add, remove = account_names(add), account_names(remove)
-        current = self.state(group, refresh=True)
+        with self.answers_for(group):
+            current = self.state(group, refresh=True)
         outsiders = [m for m in remove if m not in current.members]
         if outsiders:
             raise InvalidInput(
@@ -116,6 +119,23 @@ class Groups:
         )
         store.save_group_state(group, state.version, state.model_dump_json())
         return state
+
+    @contextmanager
+    def answers_for(self, group: str) -> Iterator[None]:
+        """The server's one 404 for a group, told apart by what this device holds: a group it
+        was in, so it has been removed since, or one it never belonged to."""
+        try:
+            yield
+        except NotFound as exc:
+            if exc.code != GROUP_NOT_FOUND_CODE:
+                raise
+            if self._ctx.store.group_state(group) is None:
+                raise NotFound(
+                    f"no group {group} that you belong to", code=GROUP_NOT_FOUND_CODE
+                ) from None
+            raise NotFound(
+                f"you are no longer a member of {group}", code="no_longer_a_member"
+            ) from None
 
     def check_member(self, group: str, account: str) -> None:
         """Step 11: a group message's sender is a member (looked up again once if not)."""
