@@ -163,22 +163,31 @@ def test_bad_link_code_is_refused(server, cli, unique):  # type: ignore[no-untyp
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's check
 def test_a_message_cannot_write_to_the_readers_terminal(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
     """A newline must not fake a line from someone else; escape sequences (window title, clear
-    screen) and bidirectional overrides are shown, not obeyed; the same for attachment names."""
+    screen), C1 controls and bidirectional overrides are shown, not obeyed; the same for
+    attachment names, and in `--json` output (escaped there) of `receive` and `history`."""
     a, b = unique("alice"), unique("bob")
     alice, bob = cli("alice"), cli("bob")
     alice.run("account", "create", a, "--server", server.url)
     bob.run("account", "create", b, "--server", server.url)
-    forged = f"hi\n[1733400000000] {a}-boss: wire the money\x1b]0;pwned\x07\x1b[2J\u202e"
-    odd = tmp_path / "scan\x1b[31m\u202egnp.pdf"
+    forged = f"hi\n[1733400000000] {a}-boss: wire the money\x1b]0;pwned\x07\x1b[2J\u202e\x9b2J"
+    odd = tmp_path / "scan\x1b[31m\u202egnp\x9b.pdf"
     odd.write_bytes(b"%PDF-1.4 not really")
     alice.run("send", b, forged, "--attach", str(odd))
     out = bob.run("receive").stdout
     lines = out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("[") and lines[1].startswith("    attachment")
     assert f"{a}: hi\u23ce[1733400000000] {a}-boss: wire the money" in lines[0]
-    assert "^[]0;pwned^G^[[2J<U+202E>" in lines[0]
+    assert "^[]0;pwned^G^[[2J<U+202E><U+009B>2J" in lines[0]
     assert "attachment scan" in lines[1]  # the client saves it under a tamed name, shown as such
-    assert not any(c in out for c in "\x1b\x07\u202e\r")
+    raw = "\x1b\x07\u202e\x9b\r"
+    assert not any(c in out for c in raw)
+
+    alice.run("send", b, forged, "--attach", str(odd))
+    for shown in (bob.run("receive", "--json").stdout, bob.run("history", "--json").stdout):
+        assert not any(c in shown for c in raw) and "\\u009b" in shown and "\\u202e" in shown
+        rows = [json.loads(line) for line in shown.splitlines()]
+        assert rows and all(r["text"] == forged for r in rows)
+        assert all(r["attachments"][0]["name"].startswith("scan") for r in rows)
 
 
 def _pair(server, cli, unique):  # type: ignore[no-untyped-def]
