@@ -14,7 +14,7 @@ import click
 from accord.cli.common import admin_token as resolve_admin_token
 from accord.cli.common import admin_token_option, home_dir, server_option
 from accord.cli.manifest import MANIFEST_ENV, manifest_path_option, read_manifest
-from accord.cli.terminal import printable
+from accord.cli.terminal import json_line, printable
 from accord.cli.timeparse import parse_time
 from accord.client import authority
 from accord.clock import clock_from_env, now_s
@@ -185,7 +185,7 @@ def agency_fetch(
     for record in result.records:
         row = authority.record_json(record)
         if as_json:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json_line(row))
         else:
             parties = f"{row['from']} -> {', '.join(row['to'])}" if row["from"] else ""
             text = row["text"] if row["text"] is not None else "(metadata only)"

@@ -719,7 +719,8 @@ class AccordClient:
                 extensions={},
             )
 
-        return self._deliver(content, encrypt)
+        with self._groups.answers_for(group):
+            return self._deliver(content, encrypt)
 
     def _compose(
         self, conversation: Conversation, text: str, attachments: Sequence[Path]
