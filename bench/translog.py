@@ -151,16 +151,16 @@ class StoreLog(LogService):
 
 
 def serve_http(db: Path, port: int) -> None:
-    """One server process: the server's log router over the store, under uvicorn as
-    `accord server` runs it."""
+    """One server process: the server's routes (as `create_app` installs them, the log's
+    plain proof routes first) over the store, under uvicorn as `accord server` runs it."""
     import uvicorn
     from fastapi import FastAPI
 
-    from accord.server.routes import log as log_routes
+    from accord.server.routes import install_routes
 
     store = TransparencyLogStore(create_sqlite_engine(db))
     app = FastAPI()
-    app.include_router(log_routes.router)
+    install_routes(app)
     app.state.services = SimpleNamespace(log=StoreLog(store))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
