@@ -5,7 +5,7 @@ tlog-tiles under the prefix ``/v1/log``: ``checkpoint``, ``tile/<L>/<N>[.p/<W>]`
 
 from __future__ import annotations
 
-import base64
+import binascii
 import gzip
 import re
 from collections.abc import Awaitable, Callable
@@ -103,7 +103,10 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 def proof_json(proof: list[bytes]) -> bytes:
     """``{"proof":["<base64>",...]}``, the bytes the `Proof` model serialises to (base64
     needs no escaping in JSON)."""
-    return b'{"proof":[' + b",".join(b'"' + base64.b64encode(h) + b'"' for h in proof) + b"]}"
+    if not proof:
+        return b'{"proof":[]}'
+    encoded = [binascii.b2a_base64(h, newline=False) for h in proof]
+    return b'{"proof":["' + b'","'.join(encoded) + b'"]}'
 
 
 class PlainProofRoute(BaseRoute):
