@@ -59,6 +59,12 @@ def _route(path: str) -> PlainProofRoute:
 def test_the_plain_routes_come_before_every_router(app_and_http: tuple[object, TestClient]) -> None:
     app, _ = app_and_http
     assert app.router.routes[: len(PLAIN_ROUTES)] == list(PLAIN_ROUTES)  # type: ignore[attr-defined]
+    # The OpenAPI document still describes both, from their FastAPI routes.
+    paths = app.openapi()["paths"]  # type: ignore[attr-defined]
+    for route in PLAIN_ROUTES:
+        assert isinstance(route, PlainProofRoute)
+        parameters = paths[route.path]["get"]["parameters"]
+        assert [p["name"] for p in parameters] == list(route.names)
 
 
 @pytest.mark.parametrize(
