@@ -353,8 +353,7 @@ class TransparencyLogStore:
                 nodes = merkle.range_nodes(start, end)  # refuses a range of another shape
                 plan.append(nodes)
                 wanted.extend(nodes)
-        if wanted:
-            hashes = self._fetch_nodes(None, wanted)
+        hashes = self._fetch_nodes(None, wanted) if wanted else {}
         proof: list[bytes] = []
         for span, step in zip(ranges, plan, strict=True):
             if isinstance(step, bytes):

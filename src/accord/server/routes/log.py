@@ -89,12 +89,13 @@ async def consistency(services: ServicesDep, old: LogIndex, new: LogIndex) -> Pr
 #
 # Clients fetch an inclusion proof for every key bundle they use, so these two GETs are the
 # log's hottest routes. FastAPI's routing, dependency injection, validation and response model
-# cost more CPU than the proof (docs/benchmarks.md, "Inclusion proofs over HTTP"), so a plain
-# route answers them first: only a well-formed query (`name=<digits>&name=<digits>`, within
-# the limits above) is taken; anything else, however odd, falls through to the FastAPI routes
-# above, which answer it, refusals included, exactly as before and describe the routes in the
-# OpenAPI document. Errors raised here (`InvalidInput` for a size the log has not reached)
-# reach the application's error handlers like any route's.
+# cost about as much CPU as the proof itself (docs/benchmarks.md, "Inclusion proofs over
+# HTTP"), so a plain route answers them first: only a well-formed query
+# (`name=<digits>&name=<digits>`, within the limits above) is taken; anything else, however
+# odd, falls through to the FastAPI routes above, which answer it, refusals included, exactly
+# as before and describe the routes in the OpenAPI document. Errors raised here
+# (`InvalidInput` for a size the log has not reached) reach the application's error handlers
+# like any route's.
 
 ProofReader = Callable[[LogService, int, int], Awaitable[list[bytes]]]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
