@@ -17,11 +17,13 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from accord.client.access import AccessClient
+from accord.client.access_work import has_lawful_access_work
 from accord.client.api import ServerApi, StaleDevicesResponse
 from accord.client.attachments import DEFAULT_MAX_ATTACHMENT_BYTES, Attachments
 from accord.client.auth import DeviceLogin
@@ -98,6 +100,11 @@ from accord.wire.reports import (
     franked_message,
     franking_key_of,
 )
+
+# Lawful access is loaded where it has work (`AccordClient.access`): a send on a device with no
+# active warrant and no queued record never needs the warrant and approver modules.
+if TYPE_CHECKING:
+    from accord.client.access import AccessClient
 
 SEND_ATTEMPTS = 4
 PUSH_MAX_FRAME_BYTES = 16 << 20
@@ -247,8 +254,6 @@ class AccordClient:
         self._devices = DeviceDirectory(ctx)
         self._sessions = OlmSessions(ctx)
         self._groups = Groups(ctx, self._devices)
-        self.access = AccessClient(ctx)
-        """Lawful access on this device (docs/lawful-access.md)."""
         self.vouchers = SafetyVouchers(ctx)
         """Safety vouchers for image attachments (docs/protocol/private-matching.md)."""
         self._attachments = Attachments(ctx, self.vouchers, max_bytes=max_attachment_bytes)
@@ -288,6 +293,22 @@ class AccordClient:
     @property
     def max_attachment_bytes(self) -> int:
         return self._attachments.max_bytes
+
+    @cached_property
+    def access(self) -> AccessClient:
+        """Lawful access on this device (docs/lawful-access.md), loaded on first use."""
+        from accord.client.access import AccessClient
+
+        return AccessClient(self._ctx)
+
+    def _access_at_work(self) -> AccessClient | None:
+        """The lawful-access client if it may have something to do (it already runs, or the
+        stored state holds an active warrant or a queued record); else None, and a send needs
+        none of the lawful-access modules. Every message is still looked at: a device with an
+        active warrant always gets the client."""
+        if "access" in self.__dict__ or has_lawful_access_work(self.store.access_state()):
+            return self.access
+        return None
 
     # --- trust anchors (docs/protocol/transparency.md, "Deployment manifest") ------------------
 
@@ -775,8 +796,11 @@ class AccordClient:
                 },
                 shown=True,
             )
-            self.access.on_sent(content)  # in the same transaction
-        self.access.flush()
+            access = self._access_at_work()
+            if access is not None:
+                access.on_sent(content)  # in the same transaction
+        if access is not None:
+            access.flush()
 
     # --- receiving (steps 10-12) ------------------------------------------------------------
 
