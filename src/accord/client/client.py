@@ -36,7 +36,6 @@ from accord.client.identity import DeviceIdentity
 from accord.client.log_trust import LogTrust
 from accord.client.one_time_keys import publish_one_time_keys
 from accord.client.received import EnvelopeRejected, ReceivedMessage, ReceiveResult
-from accord.client.reports import file_report
 from accord.client.sessions import OlmSessions
 from accord.client.store import DeviceStatus, HomeDevice, LocalStore, PinnedDevice
 from accord.client.user_input import user_input
@@ -67,6 +66,13 @@ from accord.protocols.messaging import (
     device_keys_payload,
     verify_device_keys,
 )
+from accord.wire.franking import (
+    FRANKING_EXTENSION,
+    FRANKING_KEY_EXTENSION,
+    FrankingCommitment,
+    franked_message,
+    franking_key_of,
+)
 from accord.wire.messaging import (
     MAX_TEXT_CHARS,
     AccountCreated,
@@ -89,16 +95,6 @@ from accord.wire.messaging import (
     SendAccepted,
     SendRequest,
     encode_payload,
-)
-from accord.wire.reports import (
-    FRANKING_EXTENSION,
-    FRANKING_KEY_EXTENSION,
-    Appeal,
-    AppealRequest,
-    FrankingCommitment,
-    NoticeList,
-    franked_message,
-    franking_key_of,
 )
 
 # Lawful access is loaded where it has work (`AccordClient.access`): a send on a device with no
@@ -1003,6 +999,8 @@ class AccordClient:
 
     def _notices(self) -> list[str]:
         """Notices from the provider's trust and safety (a warning), each shown once."""
+        from accord.wire.reports import NoticeList
+
         listing = self.api.call(
             NoticeList, "GET", "/v1/notices", params={"after": self.store.notices_seen()}
         )
@@ -1016,6 +1014,8 @@ class AccordClient:
     def appeal(self, text: str) -> int:
         """Appeal this account's suspension (a suspended account may still read and appeal);
         returns the appeal's id. The decision comes back as a notice."""
+        from accord.wire.reports import Appeal, AppealRequest
+
         with user_input():
             request = AppealRequest(text=text)
         return self.api.call(Appeal, "POST", "/v1/appeals", json=request.model_dump()).id
@@ -1023,4 +1023,6 @@ class AccordClient:
     def report(self, message_id: str, *, reason: str = "", context: int = 0) -> str:
         """Reveal a received message, and up to `context` earlier received messages of the same
         conversation, with their franking openings; returns the report id."""
+        from accord.client.reports import file_report
+
         return file_report(self._ctx, message_id, reason=reason, context=context)
