@@ -35,7 +35,17 @@ from accord_testing import (
 )
 
 NO_PASSPHRASE = {"ACCORD_PASSPHRASE": ""}
-HEAVY_FOR_A_TEXT = ("numpy", "PIL", "rbcl", "sqlalchemy", "fastapi", "rich", "accord.server")
+HEAVY_FOR_A_TEXT = (
+    "numpy",
+    "PIL",
+    "rbcl",
+    "sqlalchemy",
+    "fastapi",
+    "rich",
+    "accord.server",
+    "accord.protocols.detection",
+    "accord.protocols.private_matching.log_entries",
+)
 # With no warrant active on the device, a send reads the lawful-access state without the
 # warrant, approver, agency and record modules (they load as soon as there is one); it files no
 # report either.
