@@ -2,10 +2,10 @@
 
 The lawful-access state (`AccessState` in `accord.client.access`) is one sealed JSON record of
 the local store. A device copies messages only while a warrant is active, and uploads only while
-records are queued; with neither, a send or a receive has nothing to do for lawful access. This
-module answers that question from the record's two lists, so such a command does not load the
-warrant, approver, agency and record modules (`accord.client.access` imports them). The answer
-is the same as `AccessState.busy`; the full state is read whenever it is yes.
+records are queued; with neither, a message it sends has nothing to be copied to. This module
+answers that question from the record's two lists, so such a send does not load the warrant,
+approver, agency and record modules (`accord.client.access` imports them). The answer is the
+same as `AccessState.busy`; the full state is read whenever it is yes.
 """
 
 from __future__ import annotations
