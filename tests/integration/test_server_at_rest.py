@@ -36,7 +36,8 @@ from accord.protocols.franking import (
     tag_commitment,
 )
 from accord.server.secrets import FileSecretsKey
-from accord.wire.reports import ReportedMessage, franked_message, franking_key_of
+from accord.wire.franking import franked_message, franking_key_of
+from accord.wire.reports import ReportedMessage
 
 PASS = "test passphrase"
 pytestmark = pytest.mark.timeout(300)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from accord.cli.agent import AGENT_ENV
 from accord.cli.common import home_dir, kdf_cost, server_option
 from accord.cli.manifest import manifest_option, manifest_setting
 from accord.cli.output import write_lines
@@ -23,6 +22,10 @@ from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.client.received import ReceiveResult
 from accord.errors import InvalidInput
 from accord.wire.messaging import MAX_TEXT_CHARS
+
+AGENT_ENV = "ACCORD_AGENT"
+"""Set to 1: a command that had to ask for the passphrase starts the agent for its home (the
+`accord agent` module is imported only then)."""
 
 
 def passphrase(*, confirm: bool = False) -> str:

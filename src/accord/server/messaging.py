@@ -74,6 +74,7 @@ from accord.storage.schema import (
     one_time_keys,
 )
 from accord.wire.common import MAX_OLM_BODY_BYTES, is_reserved_name
+from accord.wire.franking import FRANKING_EXTENSION, FrankingCommitment, commitment_bytes
 from accord.wire.messaging import (
     GROUP_NOT_FOUND_CODE,
     AckResult,
@@ -106,7 +107,6 @@ from accord.wire.messaging import (
     StaleDevices,
     Token,
 )
-from accord.wire.reports import FRANKING_EXTENSION, FrankingCommitment, commitment_bytes
 
 CHALLENGE_TTL_MS = 5 * 60 * 1000
 QUEUE_FULL_RETRY_S = 30
