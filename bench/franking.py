@@ -37,8 +37,8 @@ from accord.protocols.franking import (
     verify_commitment,
 )
 from accord.server.process import ServerProcess
+from accord.wire.franking import franked_message
 from accord.wire.messaging import AttachmentRef, Content, Conversation, DeviceRef
-from accord.wire.reports import franked_message
 
 TEXT = "x" * 200
 

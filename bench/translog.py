@@ -10,8 +10,9 @@ Builds a log to each requested size by bulk-appending large batches, then measur
 - consistency proofs served per second (random old sizes);
 - with --http: inclusion proofs served over HTTP by one server process (uvicorn, the server's
   own `/v1/log/proof/inclusion` route over the same store), fetched by --http-clients concurrent
-  clients in this process, each proof checked against the root; proofs/s, request latency, and
-  the server process's CPU seconds.
+  clients in this process, one proof in 50 checked against the root; proofs/s, request
+  latency, and the server process's CPU seconds. The server has the routes `create_app`
+  installs; --http-middleware adds its middlewares (body limit, metrics) and error handlers.
 
 Prints one JSON document: machine, parameters, results. With --db the log is kept in that file
 and reused by the next run (building 10M entries takes several minutes).
@@ -150,17 +151,34 @@ class StoreLog(LogService):
         self._reads_inline = store.engine.dialect.name == "sqlite"
 
 
-def serve_http(db: Path, port: int) -> None:
-    """One server process: the server's log router over the store, under uvicorn as
-    `accord server` runs it."""
+def serve_http(db: Path, port: int, *, middleware: bool) -> None:
+    """One server process: the server's routes (as `create_app` installs them, the log's
+    plain proof routes first) over the store, under uvicorn as `accord server` runs it; with
+    `middleware`, also the server's two middlewares and error handlers, as `create_app` adds
+    them."""
     import uvicorn
     from fastapi import FastAPI
 
-    from accord.server.routes import log as log_routes
+    from accord.server.middleware import (
+        BodyLimitMiddleware,
+        ObservabilityMiddleware,
+        is_streamed,
+    )
+    from accord.server.observability import Metrics
+    from accord.server.problems import install_error_handlers
+    from accord.server.routes import install_routes
+    from accord.wire.common import MAX_REQUEST_BYTES
 
     store = TransparencyLogStore(create_sqlite_engine(db))
     app = FastAPI()
-    app.include_router(log_routes.router)
+    if middleware:
+        metrics = Metrics()
+        app.add_middleware(
+            BodyLimitMiddleware, max_bytes=MAX_REQUEST_BYTES, is_streamed=is_streamed
+        )
+        app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+        install_error_handlers(app, metrics)
+    install_routes(app)
     app.state.services = SimpleNamespace(log=StoreLog(store))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -208,12 +226,19 @@ async def fetch_proofs(
 
 
 def measure_http(
-    db: Path, store: TransparencyLogStore, seconds: float, clients: int, entry_bytes: int
+    db: Path,
+    store: TransparencyLogStore,
+    seconds: float,
+    clients: int,
+    entry_bytes: int,
+    *,
+    middleware: bool,
 ) -> dict[str, Any]:
     size, root = store.tree_head()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve-http", str(db), "--port", str(port)],
+        [sys.executable, __file__, "--serve-http", str(db), "--port", str(port)]
+        + (["--http-middleware"] if middleware else []),
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -262,11 +287,16 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="also serve proofs over HTTP")
     parser.add_argument("--http-seconds", type=float, default=15.0)
     parser.add_argument("--http-clients", type=int, default=16)
+    parser.add_argument(
+        "--http-middleware",
+        action="store_true",
+        help="serve with the server's middlewares (body limit, metrics) and error handlers",
+    )
     parser.add_argument("--serve-http", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_http is not None:
-        serve_http(args.serve_http, args.port)
+        serve_http(args.serve_http, args.port, middleware=args.http_middleware)
         return
 
     tmp = None
@@ -291,6 +321,7 @@ def main() -> None:
             "storage": f"SQLite file, WAL, synchronous={args.synchronous}",
             "http": args.http,
             "http_clients": args.http_clients,
+            "http_middleware": args.http_middleware,
         },
         "results": [],
     }
@@ -303,7 +334,12 @@ def main() -> None:
         result["proofs"] = measure_proofs(store, args.proofs, target, args.entry_bytes)
         if args.http:
             result["proofs_over_http"] = measure_http(
-                db, store, args.http_seconds, args.http_clients, args.entry_bytes
+                db,
+                store,
+                args.http_seconds,
+                args.http_clients,
+                args.entry_bytes,
+                middleware=args.http_middleware,
             )
         result["db_bytes"] = sum(
             p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file()

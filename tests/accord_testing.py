@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.clock import CLOCK_OFFSET_ENV, OffsetFileClock, write_clock_offset
 from accord.primitives.storage_crypto import KdfCost
-from accord.protocols.manifest import DEFAULT_MAX_CHECKPOINT_AGE_S, build_manifest, sign_manifest
+from accord.protocols.manifest import (
+    DEFAULT_MAX_CHECKPOINT_AGE_S,
+    DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    DEFAULT_MAX_START_SKEW_S,
+    MatchingFloors,
+    build_manifest,
+    sign_manifest,
+)
 from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
 from accord.protocols.translog.note import Signer, generate_signer, parse_skey
 
@@ -125,6 +132,9 @@ def make_manifest(
     serial: int = 1,
     signer: Signer | None = None,
     deployment: str = "accord.test",
+    matching_floors: MatchingFloors = DEFAULT_MATCHING_FLOORS,
+    max_disclosure_delay_s: int = DEFAULT_MAX_DISCLOSURE_DELAY_S,
+    max_start_skew_s: int = DEFAULT_MAX_START_SKEW_S,
 ) -> str:
     """A deployment manifest (signed note) for the log `log_vkey` and `witnesses`, signed by
     `signer` (a fresh key unless given)."""
@@ -138,7 +148,9 @@ def make_manifest(
         approver_genesis_set=approver_set,
         max_checkpoint_age_s=max_checkpoint_age_s,
         signers=[signer.vkey],
-        matching_floors=DEFAULT_MATCHING_FLOORS,
+        matching_floors=matching_floors,
+        max_disclosure_delay_s=max_disclosure_delay_s,
+        max_start_skew_s=max_start_skew_s,
     )
     return sign_manifest(manifest, [signer])
 

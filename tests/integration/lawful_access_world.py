@@ -30,10 +30,10 @@ from accord.protocols.access.warrant import SignedWarrant
 from accord.protocols.translog.note import generate_cosigner, generate_signer
 from accord.server.process import ServerProcess, free_port
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
-from accord.storage.db import make_engine, sqlite_url
+from accord.storage.db import begin_write, make_engine, sqlite_url
 from accord.storage.schema import access_warrants, accounts
 from accord.wire.access import WarrantSubmitted
-from accord_testing import TEST_KDF_COST, TestClock
+from accord_testing import TEST_KDF_COST, TestClock, make_manifest, start_server
 from accord_testing import start_witness as testing_start_witness
 
 PASS = "test passphrase"
@@ -171,10 +171,11 @@ def account(root: Path, server: ServerProcess, name: str, **kw: Any) -> AccordCl
 
 @contextmanager
 def server_db(server: ServerProcess) -> Iterator[Connection]:
-    """The server's own database, to play a dishonest provider."""
+    """The server's own database, to play a dishonest provider: one write transaction, so
+    reading and then changing rows while the server runs waits for its commits."""
     engine: Engine = make_engine(server.db_url or sqlite_url(server.data_dir))
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:
             yield conn
     finally:
         engine.dispose()
@@ -248,3 +249,43 @@ def start_witness(
 ) -> subprocess.Popen[bytes]:
     """`accord witness serve` on a loopback port, dating its cosignatures by `clock`."""
     return testing_start_witness(root, key, log_vkey, port, clock.env if clock else None)
+
+
+@dataclass(frozen=True)
+class WitnessedDeployment:
+    """A running server whose log a witness cosigns, its authorities (approver set published,
+    agency registered) and the log's keys."""
+
+    server: ServerProcess
+    auth: Authorities
+    log: WitnessedLog
+
+    def manifest(self, **bounds: Any) -> str:
+        """A deployment manifest for this log and witness, naming the published genesis set;
+        `bounds` as `make_manifest` takes them."""
+        genesis = GENESIS[self.server.url]
+        return make_manifest(
+            self.log.log_vkey, [self.log.witness_vkey], approver_set=genesis, **bounds
+        )
+
+
+@contextmanager
+def witnessed_deployment(
+    root: Path, clock: TestClock, env: dict[str, str] | None = None
+) -> Iterator[WitnessedDeployment]:
+    """Start a witness and a server (`env`: the operator's settings) under ``root``; stop both
+    on the way out."""
+    w = witnessed_log(root)
+    witness = start_witness(root, w.witness_key, w.log_vkey, w.port, clock)
+    try:
+        server = start_server(w.data, clock=clock, extra_args=w.server_args, env=env)
+        try:
+            auth = Authorities.make(root / "authorities", clock)
+            auth.publish(server)
+            auth.register(server)
+            yield WitnessedDeployment(server, auth, w)
+        finally:
+            server.stop()
+    finally:
+        witness.kill()
+        witness.wait()

@@ -35,7 +35,32 @@ from accord_testing import (
 )
 
 NO_PASSPHRASE = {"ACCORD_PASSPHRASE": ""}
-HEAVY_FOR_A_TEXT = ("numpy", "PIL", "rbcl", "sqlalchemy", "fastapi", "rich", "accord.server")
+HEAVY_FOR_A_TEXT = (
+    "numpy",
+    "PIL",
+    "rbcl",
+    "sqlalchemy",
+    "fastapi",
+    "rich",
+    "accord.server",
+    "accord.protocols.detection",
+    "accord.protocols.private_matching.log_entries",
+)
+# With no warrant active on the device, a send reads the lawful-access state without the
+# warrant, approver, agency and record modules (they load as soon as there is one); it files no
+# report either.
+NOT_FOR_A_TEXT_WITHOUT_WARRANT = (
+    "accord.client.access",
+    "accord.client.disclosures",
+    "accord.protocols.access.log_entries",
+    "accord.protocols.access.warrant",
+    "accord.protocols.access.approvers",
+    "accord.protocols.access.agency",
+    "accord.protocols.access.records",
+    "accord.protocols.access.audit",
+    "pyhpke",
+    "accord.wire.reports",
+)
 
 
 def _store_key(home: Path) -> StoreKey:
@@ -121,7 +146,7 @@ def test_a_command_that_asked_for_the_passphrase_starts_the_agent_when_asked(  #
 ):
     """ACCORD_AGENT=1: the first command unlocks with the passphrase and leaves the key with a
     new agent; the next runs without the passphrase. A text send loads no image, matching or
-    server code."""
+    server code, and on a device with no warrant no lawful-access protocol module."""
     a, b = unique("alice"), unique("bob")
     alice, bob = cli("alice"), cli("bob")
     for c, name in ((alice, a), (bob, b)):
@@ -130,8 +155,12 @@ def test_a_command_that_asked_for_the_passphrase_starts_the_agent_when_asked(  #
     try:
         _, loaded = modules_loaded(["--home", str(alice.home), "send", b, "first"], env)
         assert within(loaded, HEAVY_FOR_A_TEXT) == []
+        assert within(loaded, NOT_FOR_A_TEXT_WITHOUT_WARRANT) == []
         assert agent_store_key(alice.home) == _store_key(alice.home)
-        Cli(alice.home, env={**module_clock.env, **NO_PASSPHRASE}).run("send", b, "second")
+        _, loaded = modules_loaded(
+            ["--home", str(alice.home), "send", b, "second"], {**module_clock.env, **NO_PASSPHRASE}
+        )
+        assert within(loaded, (*HEAVY_FOR_A_TEXT, *NOT_FOR_A_TEXT_WITHOUT_WARRANT)) == []
     finally:
         alice.run("agent", "stop")
     assert [

@@ -58,18 +58,22 @@ def witnessed(
     w = witnessed_log(root)
     key, vkey, log_vkey, port = w.witness_key, w.witness_vkey, w.log_vkey, w.port
     witness = start_witness(root, key, log_vkey, port, module_clock)
+    witnessed: Witnessed | None = None
     try:
         server = start_server(w.data, clock=module_clock, extra_args=w.server_args)
         try:
             auth = Authorities.make(root / "authorities", module_clock)
             auth.publish(server)
             auth.register(server)
-            yield Witnessed(server, auth, root, vkey, key, log_vkey, port, witness)
+            witnessed = Witnessed(server, auth, root, vkey, key, log_vkey, port, witness)
+            yield witnessed
         finally:
             server.stop()
     finally:
-        witness.kill()
-        witness.wait()
+        # A test may have replaced the witness; the object holds the one running now.
+        for proc in {witness, witnessed.witness if witnessed is not None else witness}:
+            proc.kill()
+            proc.wait()
 
 
 def test_warrant_not_in_log_refused(witnessed: Witnessed) -> None:

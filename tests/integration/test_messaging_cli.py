@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -163,22 +164,31 @@ def test_bad_link_code_is_refused(server, cli, unique):  # type: ignore[no-untyp
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the reader's check
 def test_a_message_cannot_write_to_the_readers_terminal(server, cli, tmp_path, unique):  # type: ignore[no-untyped-def]
     """A newline must not fake a line from someone else; escape sequences (window title, clear
-    screen) and bidirectional overrides are shown, not obeyed; the same for attachment names."""
+    screen), C1 controls and bidirectional overrides are shown, not obeyed; the same for
+    attachment names, and in `--json` output (escaped there) of `receive` and `history`."""
     a, b = unique("alice"), unique("bob")
     alice, bob = cli("alice"), cli("bob")
     alice.run("account", "create", a, "--server", server.url)
     bob.run("account", "create", b, "--server", server.url)
-    forged = f"hi\n[1733400000000] {a}-boss: wire the money\x1b]0;pwned\x07\x1b[2J\u202e"
-    odd = tmp_path / "scan\x1b[31m\u202egnp.pdf"
+    forged = f"hi\n[1733400000000] {a}-boss: wire the money\x1b]0;pwned\x07\x1b[2J\u202e\x9b2J"
+    odd = tmp_path / "scan\x1b[31m\u202egnp\x9b.pdf"
     odd.write_bytes(b"%PDF-1.4 not really")
     alice.run("send", b, forged, "--attach", str(odd))
     out = bob.run("receive").stdout
     lines = out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("[") and lines[1].startswith("    attachment")
     assert f"{a}: hi\u23ce[1733400000000] {a}-boss: wire the money" in lines[0]
-    assert "^[]0;pwned^G^[[2J<U+202E>" in lines[0]
+    assert "^[]0;pwned^G^[[2J<U+202E><U+009B>2J" in lines[0]
     assert "attachment scan" in lines[1]  # the client saves it under a tamed name, shown as such
-    assert not any(c in out for c in "\x1b\x07\u202e\r")
+    raw = "\x1b\x07\u202e\x9b\r"
+    assert not any(c in out for c in raw)
+
+    alice.run("send", b, forged, "--attach", str(odd))
+    for shown in (bob.run("receive", "--json").stdout, bob.run("history", "--json").stdout):
+        assert not any(c in shown for c in raw) and "\\u009b" in shown and "\\u202e" in shown
+        rows = [json.loads(line) for line in shown.splitlines()]
+        assert rows and all(r["text"] == forged for r in rows)
+        assert all(r["attachments"][0]["name"].startswith("scan") for r in rows)
 
 
 def _pair(server, cli, unique):  # type: ignore[no-untyped-def]
@@ -342,6 +352,32 @@ def test_send_dash_reads_the_message_from_stdin(server, cli, unique):  # type: i
     assert bob.run("receive", "--json").stdout == ""
 
 
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the clients compute the code
+def test_contact_verify_shows_the_same_code_on_both_sides(server, cli, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+
+    def code(out: str, name: str) -> str:
+        [line] = [x for x in out.splitlines() if x.startswith(f"safety code with {name}: ")]
+        return line.split(": ", 1)[1]
+
+    shown_a = alice.run("contact", "verify", b).stdout
+    shown_b = bob.run("contact", "verify", a).stdout
+    assert code(shown_a, b) == code(shown_b, a)
+    assert re.fullmatch(r"\d{5}( \d{5}){5}", code(shown_a, b))
+    assert f"not verified: compare this code with {b} in person" in shown_a
+    confirmed = alice.run("contact", "verify", b, "--confirm").stdout
+    assert code(confirmed, b) == code(shown_a, b) and f"{b} is verified" in confirmed
+    assert f"{b} is verified" in alice.run("contact", "verify", b).stdout  # kept
+    assert "not verified" in bob.run("contact", "verify", a).stdout  # one side's choice
+
+    unknown = alice.run("contact", "verify", unique("nobody"), check=False)
+    assert unknown.returncode == 1, unknown.stderr
+    assert unknown.problems.startswith("not_found: ") and unknown.problems.count("\n") == 1
+    bad = alice.run("contact", "verify", "Not-A-Name", check=False)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.problems == "invalid_input: not an account name\n"
+
+
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # checks made before any request
 def test_bad_names_are_one_line_not_a_traceback(server, cli, unique):  # type: ignore[no-untyped-def]
     alice = cli("alice")
@@ -351,6 +387,63 @@ def test_bad_names_are_one_line_not_a_traceback(server, cli, unique):  # type: i
         assert refused.returncode == 2, refused.stderr
         assert refused.problems.count("\n") == 1 and "Traceback" not in refused.stderr
         assert "names are 1-64 characters" in refused.stderr
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the admin's device checks
+def test_a_group_change_that_changes_nothing_is_refused(server, cli, unique):  # type: ignore[no-untyped-def]
+    """Removing a non-member (or a name no account has) and adding a member are refused with
+    one line, and publish no new group version."""
+    a, b, alice, _bob = _pair(server, cli, unique)
+    team, dave, zed = unique("team"), unique("dave"), unique("zed")
+    cli("dave").run("account", "create", dave, "--server", server.url)
+    alice.run("group", "create", team, "--members", b)
+    for change, name, answer in (
+        ("remove", dave, f"not_a_member: not a member of {team}: {dave}"),
+        ("remove", zed, f"not_a_member: not a member of {team}: {zed}"),
+        ("add", b, f"already_a_member: already a member of {team}: {b}"),
+    ):
+        refused = alice.run("group", change, team, name, check=False)
+        assert refused.returncode == 2 and refused.problems == answer + "\n"
+    added = alice.run("group", "add", team, dave).stdout
+    assert added == f"group {team} version 2: {a}, {b}, {dave}\n"
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # one server answer, any database
+def test_a_used_or_unknown_link_code_says_so(server, cli, unique):  # type: ignore[no-untyped-def]
+    phone, laptop = cli("phone"), cli("laptop")
+    phone.run("account", "create", unique("bob"), "--server", server.url)
+    code = laptop.run("device", "link", unique("bob"), "--server", server.url).stdout.strip()
+    phone.run("device", "approve", code)
+    answer = "link_code_not_found: this link code is unknown, already used or expired\n"
+    for used_or_unknown in (code, "A" * 16 + "-" + "B" * 16):
+        refused = phone.run("device", "approve", used_or_unknown, check=False)
+        assert refused.returncode == 1 and refused.problems == answer
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # decided on the member's device
+def test_a_group_you_were_removed_from_says_so(server, cli, unique):  # type: ignore[no-untyped-def]
+    a, b, alice, bob = _pair(server, cli, unique)
+    team = unique("team")
+    alice.run("group", "create", team, "--members", b)
+    bob.run("send", "--group", team, "still here")
+    assert [m["text"] for m in _messages(alice.run("receive", "--json"))] == ["still here"]
+    alice.run("group", "remove", team, b)
+    answer = f"no_longer_a_member: you are no longer a member of {team}\n"
+    for args in (("send", "--group", team, "am I?"), ("group", "add", team, unique("x"))):
+        refused = bob.run(*args, check=False)
+        assert refused.returncode == 1 and refused.problems == answer
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # decided on the member's device
+def test_an_unknown_group_says_so(server, cli, unique):  # type: ignore[no-untyped-def]
+    """A group that does not exist and another people's group get the same answer."""
+    a, b, alice, bob = _pair(server, cli, unique)
+    theirs, nowhere = unique("theirs"), unique("nowhere")
+    alice.run("group", "create", theirs, "--members", a)
+    for team in (theirs, nowhere):
+        refused = bob.run("send", "--group", team, "hello?", check=False)
+        assert refused.returncode == 1
+        assert refused.problems == f"group_not_found: no group {team} that you belong to\n"
 
 
 def test_the_server_comes_from_accord_server_and_the_log_origin_is_the_operators(  # type: ignore[no-untyped-def]

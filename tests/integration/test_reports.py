@@ -368,7 +368,8 @@ def test_the_server_refuses_messages_without_a_commitment(server, pair):  # type
 
 def test_suspension_stops_everything_but_reading(server, pair, tmp_path, unique):  # type: ignore[no-untyped-def]
     """A suspended account could still upload blobs (never collected), file reports and create
-    groups; now it can only read: fetch, acknowledge, download and see its notices."""
+    groups; now it can only read (fetch, acknowledge, download, see its notices), appeal, keep
+    its devices safe (revoke one, top up its one-time keys) and do a warrant's duties."""
     alice, bob = pair
     bob_report_of_alice = _file(*_reported(pair, tmp_path)).json()["report_id"]
     bob.send(alice.account_name, "queued for alice before the suspension")
@@ -395,6 +396,11 @@ def test_suspension_stops_everything_but_reading(server, pair, tmp_path, unique)
     assert refused(upload)
     assert refused(_post(alice, "/v1/reports", {"message": {}}))
     assert refused(_post(alice, "/v1/keys/claim", {"v": 1, "devices": []}))
+    auth = {"Authorization": f"Bearer {alice._token(False)}"}
+    link = httpx.get(alice.api.base_url + "/v1/link-requests/" + "A" * 16, headers=auth)
+    assert refused(link)  # reading a link request serves only to approve it
+    topped_up = _post(alice, "/v1/keys", {"v": 1, "one_time_keys": []})
+    assert topped_up.status_code == 200 and topped_up.json()["fallback_key"] is True
     with pytest.raises(AuthorizationError) as group:
         alice.create_group(unique("g"), [bob.account_name])
     assert group.value.code == "account_suspended"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -35,7 +36,8 @@ from accord.protocols.franking import (
     tag_commitment,
 )
 from accord.server.secrets import FileSecretsKey
-from accord.wire.reports import ReportedMessage, franked_message, franking_key_of
+from accord.wire.franking import franked_message, franking_key_of
+from accord.wire.reports import ReportedMessage
 
 PASS = "test passphrase"
 pytestmark = pytest.mark.timeout(300)
@@ -183,8 +185,9 @@ def test_the_log_and_review_keys_are_sealed_and_a_copy_without_the_secrets_key_s
     """The operator keeps the secrets key off the data directory's disk: a copy of the data
     directory then holds the log key and the review key only sealed, and a server started on
     the copy (with another secrets key) refuses to start rather than sign as the log. A plain
-    log key left by an older version is sealed in place on start."""
+    log key or agency token key left by an older version is sealed in place on start."""
     from accord.protocols.translog.note import generate_signer
+    from accord.server.access.agency import ACCESS_KEY_FILE
     from accord.server.process import ServerProcess
     from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
 
@@ -192,6 +195,8 @@ def test_the_log_and_review_keys_are_sealed_and_a_copy_without_the_secrets_key_s
     data.mkdir()
     skey, _vkey = generate_signer(DEFAULT_LOG_ORIGIN)
     (data / LOG_KEY_FILE).write_text(skey + "\n")  # as an older version left it
+    token_key = secrets.token_hex(32)
+    (data / ACCESS_KEY_FILE).write_text(token_key + "\n")  # likewise
     key_file = tmp_path / "elsewhere" / "secrets.key"
     key_file.parent.mkdir()
     server = ServerProcess(
@@ -205,6 +210,9 @@ def test_the_log_and_review_keys_are_sealed_and_a_copy_without_the_secrets_key_s
     review_key = (data / "review-key").read_bytes()
     assert b"PRIVATE+KEY" not in log_key and skey.encode() not in log_key
     assert len(review_key) != 32  # sealed, not the raw X25519 key
+    sealed_token_key = (data / ACCESS_KEY_FILE).read_bytes()
+    assert token_key.encode() not in sealed_token_key
+    assert bytes.fromhex(token_key) not in sealed_token_key
     assert stat.S_IMODE((data / LOG_KEY_FILE).stat().st_mode) == 0o600
     # A copy of the data directory, without the secrets key: nothing opens.
     copy = ServerProcess(

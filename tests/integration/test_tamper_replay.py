@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from accord.client.client import AccordClient
-from accord.storage.db import make_engine, sqlite_url
+from accord.storage.db import begin_write, make_engine, sqlite_url
 from accord_testing import TEST_KDF_COST
 
 PASS = "test passphrase"
@@ -73,7 +73,7 @@ def test_flipped_bit_in_olm_envelope(server, pair, where):  # type: ignore[no-un
     alice.send(bob.account_name, "will be corrupted")
     alice.send(bob.account_name, "arrives intact")
     engine = _engine(server)
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         row = conn.execute(
             text(
                 f"SELECT id, olm_body FROM deliveries WHERE device_pk IN ({ACCOUNT_DEVICES}) "
@@ -99,7 +99,7 @@ def test_flipped_bit_in_group_ciphertext(server, pair):  # type: ignore[no-untyp
     alice.send_group(group, "one")
     alice.send_group(group, "two")
     engine = _engine(server)
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         rows = conn.execute(
             text("SELECT id, megolm FROM messages WHERE to_group = :g ORDER BY id"), {"g": group}
         ).all()

@@ -275,3 +275,16 @@ def test_owner_is_told_of_a_device_it_did_not_add(server, cli, unique):  # type:
     assert "new device" not in laptop.run("receive").stderr  # the laptop added it
     listing = phone.run("account", "devices", "--json").stdout.splitlines()
     assert len(listing) == 3
+
+    # A removal the phone did not make is shown to it too (K10), once.
+    [tablet_id] = [
+        row["device_id"]
+        for row in map(json.loads, tablet.run("account", "devices", "--json").stdout.splitlines())
+        if row["this"]
+    ]
+    laptop.run("device", "remove", tablet_id)
+    removed = f"device {tablet_id} was removed from your account {bob}"
+    assert phone.run("receive").stderr.count(removed) == 1
+    assert "was removed" not in phone.run("receive").stderr  # told once
+    assert "was removed" not in laptop.run("receive").stderr  # the laptop removed it
+    assert len(phone.run("account", "devices", "--json").stdout.splitlines()) == 2

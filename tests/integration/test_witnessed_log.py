@@ -21,7 +21,7 @@ from accord.errors import VerificationError
 from accord.protocols.translog.note import generate_cosigner, generate_signer, parse_unverified_note
 from accord.server.process import ServerProcess, free_port
 from accord.server.translog import DEFAULT_LOG_ORIGIN, LOG_KEY_FILE
-from accord_testing import TEST_KDF_COST, make_manifest, start_witness
+from accord_testing import TEST_KDF_COST, Cli, make_manifest, start_witness
 
 PASS = "test passphrase"
 
@@ -96,6 +96,21 @@ def test_a_split_view_to_two_clients_is_refused(tmp_path, module_clock, unique):
         with pytest.raises(VerificationError) as caught:
             bob._refresh_devices([dave_name])
         assert caught.value.code == "witness_quorum_not_met"
+
+        # An auditor holding the deployment's manifest flags the forked view, not the other.
+        manifest_file = tmp_path / "deployment.manifest"
+        manifest_file.write_text(manifest)
+        auditor = Cli(tmp_path / "auditor", env=module_clock.env)
+        audit = ["log", "audit", "--manifest", str(manifest_file), "--server"]
+        forked = auditor.run(*audit, s2.url, check=False)
+        assert forked.returncode == 1, forked.stderr
+        assert "INVALID: 1 finding" in forked.stdout
+        assert "the checkpoint has 0 cosignatures by the manifest's witnesses; 1 needed" in (
+            forked.stdout
+        )
+        witnessed = auditor.run(*audit, s1.url, check=False)
+        assert witnessed.returncode == 0, witnessed.stdout
+        assert "INVALID" not in witnessed.stdout
     finally:
         for c in clients:
             c.close()

@@ -31,7 +31,7 @@ from accord.protocols.access.warrant import WarrantCommitment
 from accord.server.process import ServerProcess
 from accord.storage.schema import access_log_index, access_records, access_warrants
 from accord.wire.access import AccessSync
-from accord_testing import TestClock, eventually
+from accord_testing import Cli, TestClock, eventually
 from integration.lawful_access_world import (
     Authorities,
     account,
@@ -134,6 +134,11 @@ def test_disclosure_postponed_without_a_logged_extension_is_overdue(
     commitment = WarrantCommitment(bytes(warrant_row(server, wid).commitment))
     report = audit_log(server.url, tmp_path / "auditor", clock=server.clock).access  # type: ignore[attr-defined]
     assert report is not None and commitment in report.overdue_disclosures
+    audited = Cli(tmp_path / "auditor-cli", env=server.clock.env).run(  # type: ignore[attr-defined]
+        "log", "audit", "--server", server.url, check=False
+    )
+    assert audited.returncode == 1, audited.stderr
+    assert f"warrant {commitment.hex()[:16]}: lawful-access disclosure overdue" in audited.stdout
 
 
 def test_disclosure_extension_is_logged_signed_and_bounded(

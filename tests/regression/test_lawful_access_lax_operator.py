@@ -12,6 +12,7 @@ submission with the same codes. The database plays no part here: SQLite only, wi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from accord.protocols.translog.note import (
 from accord.protocols.translog.verify import LogTrustPolicy
 from accord.server.process import ServerProcess
 from accord.server.translog import DEFAULT_LOG_ORIGIN
-from accord_testing import TestClock, make_manifest, start_server
+from accord_testing import Cli, TestClock, make_manifest, start_server
 from integration.lawful_access_world import (
     GENESIS,
     Authorities,
@@ -135,6 +136,12 @@ def test_disclosure_a_million_years_out_refused_and_flagged(
         report = audit_log(server.url, root / "auditor", clock=auth.clock).access
         assert report is not None
         assert any("disclosure_too_late" in why for _, why in report.invalid_entries)
+        audited = Cli(root / "auditor-cli", env=auth.clock.env).run(
+            "log", "audit", "--server", server.url, "--json", check=False
+        )
+        assert audited.returncode == 1, audited.stderr
+        findings = json.loads(audited.stdout)["findings"]
+        assert any(": lawful access: disclosure_too_late" in f for f in findings)
     finally:
         dave.close()
 

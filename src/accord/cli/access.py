@@ -13,7 +13,8 @@ import click
 
 from accord.cli.common import admin_token as resolve_admin_token
 from accord.cli.common import admin_token_option, home_dir, server_option
-from accord.cli.terminal import printable
+from accord.cli.manifest import MANIFEST_ENV, manifest_path_option, read_manifest
+from accord.cli.terminal import json_line, printable
 from accord.cli.timeparse import parse_time
 from accord.client import authority
 from accord.clock import clock_from_env, now_s
@@ -21,6 +22,7 @@ from accord.errors import InvalidInput, ProtocolError
 from accord.protocols.access.approvers import ApproverRole
 from accord.protocols.access.audit import AuditReport
 from accord.protocols.access.timeparse import format_duration, format_time, parse_duration
+from accord.protocols.manifest import verify_manifest
 from accord.protocols.translog.note import parse_vkey
 from accord.protocols.translog.verify import LogTrustPolicy
 
@@ -144,39 +146,46 @@ def agency_register(ctx: click.Context, pubfile: str, server: str, keys: tuple[s
 @click.option(
     "--delivery-metadata", is_flag=True, help="Also print the server's delivery metadata."
 )
-@click.option("--log-key", default=None, help="The log's verifier key (default: the server's).")
-@click.option("--witness", "witnesses", multiple=True, help="A witness's key (repeat).")
+@manifest_path_option("The deployment manifest, whose log key and witnesses are checked")
+@click.option("--log-key", default=None, help="The log's verifier key, instead of a manifest.")
+@click.option("--witness", "witnesses", multiple=True, help="With --log-key: a witness's key.")
 @click.option("--witness-quorum", type=int, default=None, help="Default: every witness.")
+@click.option(
+    "--insecure-dev",
+    is_flag=True,
+    help="Neither a manifest nor --log-key: take the log's key from the server (development only).",
+)
+@click.pass_context
 def agency_fetch(
+    ctx: click.Context,
     key_file: str,
     server: str,
     warrant_id: str,
     as_json: bool,
     delivery_metadata: bool,
+    manifest_path: Path | None,
     log_key: str | None,
     witnesses: tuple[str, ...],
     witness_quorum: int | None,
+    insecure_dev: bool,
 ) -> None:
     """Fetch the warrant's records in order, decrypt them and check each is signed by the
-    target's device key as the log holds it. Gaps and any forged, altered or reordered record
-    are reported on standard error, and the exit status is then 1."""
+    target's device key as the log holds it. The log is the deployment manifest's (or the
+    --log-key and --witness given). Gaps and any forged, altered or reordered record are
+    reported on standard error, and the exit status is then 1."""
     key = authority.load_agency_key(Path(key_file))
-    policy = None
-    if log_key is not None:
-        verifier = parse_vkey(log_key)
-        policy = LogTrustPolicy(
-            origin=verifier.name,
-            log_verifiers=(verifier,),
-            witness_verifiers=tuple(parse_vkey(w) for w in witnesses),
-            witness_quorum=len(witnesses) if witness_quorum is None else witness_quorum,
-        )
+    if ctx.get_parameter_source("manifest_path") is click.core.ParameterSource.ENVIRONMENT and (
+        log_key is not None or insecure_dev
+    ):
+        manifest_path = None  # the command line's choice overrides ACCORD_MANIFEST
+    policy = _agency_log_policy(manifest_path, log_key, witnesses, witness_quorum, insecure_dev)
     result = authority.fetch_records(
         server, key, warrant_id, with_metadata=delivery_metadata, log_policy=policy
     )
     for record in result.records:
         row = authority.record_json(record)
         if as_json:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json_line(row))
         else:
             parties = f"{row['from']} -> {', '.join(row['to'])}" if row["from"] else ""
             text = row["text"] if row["text"] is not None else "(metadata only)"
@@ -205,6 +214,49 @@ def agency_fetch(
             " gaps",
             code="records_incomplete",
         )
+
+
+UNPINNED_LOG_WARNING = (
+    "INSECURE DEVELOPMENT MODE: the log's key is the one the server names; a provider could "
+    "show a log of its own, with a device key it holds"
+)
+
+
+def _agency_log_policy(
+    manifest_path: Path | None,
+    log_key: str | None,
+    witnesses: tuple[str, ...],
+    witness_quorum: int | None,
+    insecure_dev: bool,
+) -> LogTrustPolicy | None:
+    """The log the device keys are read from: the manifest's, else the `--log-key` and
+    `--witness` given; None (the server's own key, with a warning) only with --insecure-dev.
+    Without any, refused like a client without a manifest (`manifest_required`)."""
+    given = {"--manifest": manifest_path is not None, "--log-key": log_key is not None}
+    chosen = [name for name, on in {**given, "--insecure-dev": insecure_dev}.items() if on]
+    if len(chosen) > 1:
+        both = " and ".join(chosen)
+        raise InvalidInput(f"give one of --manifest, --log-key and --insecure-dev, not {both}")
+    if (witnesses or witness_quorum is not None) and log_key is None:
+        raise InvalidInput("--witness and --witness-quorum go with --log-key")
+    if manifest_path is not None:
+        return verify_manifest(read_manifest(manifest_path)).log_policy()
+    if log_key is not None:
+        verifier = parse_vkey(log_key)
+        return LogTrustPolicy(
+            origin=verifier.name,
+            log_verifiers=(verifier,),
+            witness_verifiers=tuple(parse_vkey(w) for w in witnesses),
+            witness_quorum=len(witnesses) if witness_quorum is None else witness_quorum,
+        )
+    if not insecure_dev:
+        raise InvalidInput(
+            f"a deployment manifest is required (--manifest FILE or {MANIFEST_ENV}), or "
+            "--log-key; --insecure-dev trusts the server's log key instead, for development only",
+            code="manifest_required",
+        )
+    click.echo(UNPINNED_LOG_WARNING, err=True)
+    return None
 
 
 # --- warrants ---------------------------------------------------------------------------------

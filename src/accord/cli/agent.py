@@ -26,8 +26,6 @@ from accord.primitives.encoding import b64decode, b64encode
 from accord.primitives.storage_crypto import ROOT_KEY_BYTES, StoreKey
 from accord.protocols.access.timeparse import format_duration, parse_duration
 
-AGENT_ENV = "ACCORD_AGENT"
-"""Set to 1: a command that had to ask for the passphrase starts the agent for its home."""
 START_TIMEOUT_S = 30.0
 """How long `agent start` waits for the new agent to say it listens."""
 _READY = b"ready\n"

@@ -31,6 +31,14 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 
+def _say_error(exc: AccordError) -> None:
+    """One line on stderr. A server's problem details reach here too: its words, like a
+    sender's, are shown with control characters visible and drive nothing."""
+    from accord.client.terminal_text import printable
+
+    click.echo(printable(exc.diagnostics()), err=True)
+
+
 def run_cli(
     group: click.Group,
     args: Sequence[str] | None = None,
@@ -63,12 +71,12 @@ def run_cli(
     except InvalidInput as exc:
         if verbose:
             raise
-        click.echo(exc.diagnostics(), err=True)
+        _say_error(exc)
         return EXIT_USAGE
     except AccordError as exc:
         if verbose:
             raise
-        click.echo(exc.diagnostics(), err=True)
+        _say_error(exc)
         return EXIT_USAGE if exc.code in USAGE_CODES else EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -26,7 +26,7 @@ from accord.protocols.access.device import VerifiedWarrant
 from accord.protocols.access.records import Direction, InterceptedMessage, RecordSealer
 from accord.protocols.access.timeparse import format_time
 from accord.server.process import ServerProcess
-from accord.storage.db import make_engine, sqlite_url
+from accord.storage.db import begin_write, make_engine, sqlite_url
 from accord.storage.schema import access_records, access_warrants
 
 WINDOW_S = 6
@@ -168,8 +168,11 @@ def access_chapter(
     expect(alice.access.active_warrants() == [], "no warrant is active on alice's device")
 
     step("the agency fetches the records and decrypts them, in order")
+    manifest = alice.manifest()  # the agency reads device keys from the deployment's log
+    pinned = None if manifest is None else manifest.log_policy()
+    agency_key = au.load_agency_key(keys / "nca.key")
     fetched = au.fetch_records(
-        url, au.load_agency_key(keys / "nca.key"), submitted.warrant_id, with_metadata=True
+        url, agency_key, submitted.warrant_id, with_metadata=True, log_policy=pinned
     )
     texts = [(r.direction.value, (r.plaintext or b"").decode()) for r in fetched.records]
     for direction, text in texts:
@@ -191,7 +194,7 @@ def access_chapter(
 
     step("the provider forges a record (the agency's key is public) in place of a stored one")
     _forge_record(server, verified[0], alice.device_id, start)
-    forged = au.fetch_records(url, au.load_agency_key(keys / "nca.key"), submitted.warrant_id)
+    forged = au.fetch_records(url, agency_key, submitted.warrant_id, log_policy=pinned)
     for problem in forged.problems:
         ok(problem)
     expect(
@@ -255,7 +258,7 @@ def _forge_record(server: ServerProcess, verified: VerifiedWarrant, device: str,
     )
     engine = make_engine(server.db_url or sqlite_url(server.data_dir))
     try:
-        with engine.begin() as conn:
+        with begin_write(engine) as conn:  # the server writes to the same file meanwhile
             rows = conn.execute(
                 select(access_records.c.id)
                 .join(access_warrants, access_warrants.c.id == access_records.c.warrant_pk)

@@ -5,7 +5,7 @@ sides compare); then the operator slips a device into bob's account behind the s
 (a second genesis in the log, and a map head it computed to include it): alice refuses to
 encrypt to it, bob is warned, and the audit flags it. Called last by `accord demo`
 (cli/demo.py): bob's account stays poisoned afterwards. The same operator moves serve the named
-regression tests (tests/integration/test_key_transparency_operator.py).
+regression tests (tests/regression/test_key_transparency_operator.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ the extra a command needs: without it, the command says which one to install (ex
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -239,4 +240,8 @@ def _skip_httpx_command_line() -> None:
 
 
 def main() -> None:
+    # The models carry message text, keys and hashes: no installed pydantic plugin gets to see
+    # them (an operator who wants one sets the variable to ""). It also spares every command
+    # pydantic's scan of all installed packages' entry points.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     sys.exit(run_cli(cli))

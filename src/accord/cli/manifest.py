@@ -7,6 +7,7 @@ never learn these anchors from the server (docs/protocol/transparency.md, "Deplo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -56,6 +57,18 @@ def read_manifest(path: Path) -> str:
         raise InvalidInput(f"{path} is not a manifest (not UTF-8)") from None
 
 
+def manifest_path_option(what: str) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    """`--manifest FILE`, else ACCORD_MANIFEST (the parameter `manifest_path`)."""
+    return click.option(
+        "--manifest",
+        "manifest_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar=MANIFEST_ENV,
+        default=None,
+        help=f"{what} (else {MANIFEST_ENV}).",
+    )
+
+
 def manifest_option(f: click.decorators.FC) -> click.decorators.FC:
     """`--manifest FILE` (else ACCORD_MANIFEST) and `--insecure-dev`, for commands that set up
     a new device."""
@@ -65,14 +78,7 @@ def manifest_option(f: click.decorators.FC) -> click.decorators.FC:
         help="No manifest: trust the server for the log's key (development only; every later "
         "command says so).",
     )(f)
-    return click.option(
-        "--manifest",
-        "manifest_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar=MANIFEST_ENV,
-        default=None,
-        help=f"The deployment manifest (else {MANIFEST_ENV}).",
-    )(f)
+    return manifest_path_option("The deployment manifest")(f)
 
 
 def manifest_setting(manifest_path: Path | None, insecure_dev: bool) -> str | None:

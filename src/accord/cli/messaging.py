@@ -11,11 +11,10 @@ from pathlib import Path
 
 import click
 
-from accord.cli.agent import AGENT_ENV
 from accord.cli.common import home_dir, kdf_cost, server_option
 from accord.cli.manifest import manifest_option, manifest_setting
 from accord.cli.output import write_lines
-from accord.cli.terminal import printable
+from accord.cli.terminal import json_line, printable
 from accord.client.client import ACCOUNT_NAME_RE, AccordClient
 from accord.client.history import StoredMessage
 from accord.client.key_agent import DEFAULT_IDLE_TIMEOUT_S, agent_store_key
@@ -23,6 +22,10 @@ from accord.client.log_trust import INSECURE_DEV_WARNING
 from accord.client.received import ReceiveResult
 from accord.errors import InvalidInput
 from accord.wire.messaging import MAX_TEXT_CHARS
+
+AGENT_ENV = "ACCORD_AGENT"
+"""Set to 1: a command that had to ask for the passphrase starts the agent for its home (the
+`accord agent` module is imported only then)."""
 
 
 def passphrase(*, confirm: bool = False) -> str:
@@ -318,8 +321,8 @@ def _show(client: AccordClient, result: ReceiveResult, as_json: bool) -> None:
     # for the next `receive`.
     for stored in client.unshown_messages():
         m = stored.message
-        if as_json:  # JSON escapes every control character; a program reads it, not a person
-            write_lines([json.dumps(m.to_json(), ensure_ascii=False)])
+        if as_json:  # for a program, every control character escaped (`json_line`)
+            write_lines([json_line(m.to_json())])
         else:
             write_lines(_message_lines(stored))
         client.mark_shown(stored)
@@ -366,7 +369,7 @@ def history(
         messages = client.history(name=name, group=group, limit=limit)
     for stored in messages:
         if as_json:
-            click.echo(json.dumps(stored.to_json(), ensure_ascii=False))
+            click.echo(json_line(stored.to_json()))
         else:
             for line in _message_lines(stored):
                 click.echo(line)

@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from accord.client.terminal_text import LINE_BREAK_MARK, printable
+from accord.client.terminal_text import LINE_BREAK_MARK, json_line, printable
 
-__all__ = ["LINE_BREAK_MARK", "printable"]
+__all__ = ["LINE_BREAK_MARK", "json_line", "printable"]

@@ -83,10 +83,20 @@ class AuditResult:
 
     @property
     def findings(self) -> list[str]:
-        """Everything found invalid, one line each: the manifest's checks, then the map's."""
+        """Everything found invalid, one line each: the manifest's checks, entries failing their
+        own checks, the map's findings, the review counts', then lawful access (entries that
+        fail the chain or their bounds, and disclosures past their due time)."""
         found = [f.line() for f in self.key_transparency.findings] if self.key_transparency else []
         review = self.review.findings if self.review else []
-        return [*self.problems, *found, *review]
+        failing = [f"{self.invalid} entries failing their checks"] if self.invalid else []
+        access: list[str] = []
+        if self.access is not None:
+            access = [f"entry {i}: lawful access: {why}" for i, why in self.access.invalid_entries]
+            access += [
+                f"warrant {c.hex()[:16]}: lawful-access disclosure overdue"
+                for c in self.access.overdue_disclosures
+            ]
+        return [*self.problems, *failing, *found, *review, *access]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -17,11 +17,13 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from accord.client.access import AccessClient
+from accord.client.access_work import has_lawful_access_work
 from accord.client.api import ServerApi, StaleDevicesResponse
 from accord.client.attachments import DEFAULT_MAX_ATTACHMENT_BYTES, Attachments
 from accord.client.auth import DeviceLogin
@@ -34,11 +36,11 @@ from accord.client.identity import DeviceIdentity
 from accord.client.log_trust import LogTrust
 from accord.client.one_time_keys import publish_one_time_keys
 from accord.client.received import EnvelopeRejected, ReceivedMessage, ReceiveResult
-from accord.client.reports import file_report
 from accord.client.sessions import OlmSessions
 from accord.client.store import DeviceStatus, HomeDevice, LocalStore, PinnedDevice
 from accord.client.user_input import user_input
 from accord.client.vouchers import SafetyVouchers
+from accord.client.vouchers import matching_floors as vouchers_floors
 from accord.clock import Clock, clock_from_env, now_ms
 from accord.errors import (
     AccordError,
@@ -65,6 +67,13 @@ from accord.protocols.messaging import (
     device_keys_payload,
     verify_device_keys,
 )
+from accord.wire.franking import (
+    FRANKING_EXTENSION,
+    FRANKING_KEY_EXTENSION,
+    FrankingCommitment,
+    franked_message,
+    franking_key_of,
+)
 from accord.wire.messaging import (
     MAX_TEXT_CHARS,
     AccountCreated,
@@ -88,16 +97,11 @@ from accord.wire.messaging import (
     SendRequest,
     encode_payload,
 )
-from accord.wire.reports import (
-    FRANKING_EXTENSION,
-    FRANKING_KEY_EXTENSION,
-    Appeal,
-    AppealRequest,
-    FrankingCommitment,
-    NoticeList,
-    franked_message,
-    franking_key_of,
-)
+
+# Lawful access is loaded where it has work (`AccordClient.access`): a send on a device with no
+# active warrant and no queued record never needs the warrant and approver modules.
+if TYPE_CHECKING:
+    from accord.client.access import AccessClient
 
 SEND_ATTEMPTS = 4
 PUSH_MAX_FRAME_BYTES = 16 << 20
@@ -247,8 +251,6 @@ class AccordClient:
         self._devices = DeviceDirectory(ctx)
         self._sessions = OlmSessions(ctx)
         self._groups = Groups(ctx, self._devices)
-        self.access = AccessClient(ctx)
-        """Lawful access on this device (docs/lawful-access.md)."""
         self.vouchers = SafetyVouchers(ctx)
         """Safety vouchers for image attachments (docs/protocol/private-matching.md)."""
         self._attachments = Attachments(ctx, self.vouchers, max_bytes=max_attachment_bytes)
@@ -289,6 +291,22 @@ class AccordClient:
     def max_attachment_bytes(self) -> int:
         return self._attachments.max_bytes
 
+    @cached_property
+    def access(self) -> AccessClient:
+        """Lawful access on this device (docs/lawful-access.md), loaded on first use."""
+        from accord.client.access import AccessClient
+
+        return AccessClient(self._ctx)
+
+    def _access_at_work(self) -> AccessClient | None:
+        """The lawful-access client if it may have something to do (it already runs, or the
+        stored state holds an active warrant or a queued record); else None, and a send needs
+        none of the lawful-access modules. Every message is still looked at: a device with an
+        active warrant always gets the client."""
+        if "access" in self.__dict__ or has_lawful_access_work(self.store.access_state()):
+            return self.access
+        return None
+
     # --- trust anchors (docs/protocol/transparency.md, "Deployment manifest") ------------------
 
     def manifest(self) -> Manifest | None:
@@ -301,10 +319,18 @@ class AccordClient:
         return self._ctx.log_trust.insecure_dev()
 
     def lawful_access_bounds(self) -> LawfulAccessBounds:
-        return self._ctx.log_trust.lawful_access_bounds()
+        """The bounds this device holds every warrant to, the ones its checks apply: the pinned
+        manifest's, else (insecure development mode) the configured approver set with the
+        default delays; `ConfigurationError` ``approver_set_required`` without a set."""
+        from accord.client.access import lawful_access_bounds
+
+        return lawful_access_bounds(self._ctx)
 
     def matching_floors(self) -> MatchingFloors:
-        return self._ctx.log_trust.matching_floors()
+        """The weakest matching table this device accepts, the floors its checks apply: the
+        pinned manifest's, else (insecure development mode) those set here, else the
+        defaults."""
+        return vouchers_floors(self._ctx)
 
     def install_manifest(self, note: str) -> Manifest:
         """Replace the pinned manifest by a newer one it signed (M2; see `LogTrust`)."""
@@ -711,7 +737,8 @@ class AccordClient:
                 extensions={},
             )
 
-        return self._deliver(content, encrypt)
+        with self._groups.answers_for(group):
+            return self._deliver(content, encrypt)
 
     def _compose(
         self, conversation: Conversation, text: str, attachments: Sequence[Path]
@@ -775,8 +802,11 @@ class AccordClient:
                 },
                 shown=True,
             )
-            self.access.on_sent(content)  # in the same transaction
-        self.access.flush()
+            access = self._access_at_work()
+            if access is not None:
+                access.on_sent(content)  # in the same transaction
+        if access is not None:
+            access.flush()
 
     # --- receiving (steps 10-12) ------------------------------------------------------------
 
@@ -979,6 +1009,8 @@ class AccordClient:
 
     def _notices(self) -> list[str]:
         """Notices from the provider's trust and safety (a warning), each shown once."""
+        from accord.wire.reports import NoticeList
+
         listing = self.api.call(
             NoticeList, "GET", "/v1/notices", params={"after": self.store.notices_seen()}
         )
@@ -992,6 +1024,8 @@ class AccordClient:
     def appeal(self, text: str) -> int:
         """Appeal this account's suspension (a suspended account may still read and appeal);
         returns the appeal's id. The decision comes back as a notice."""
+        from accord.wire.reports import Appeal, AppealRequest
+
         with user_input():
             request = AppealRequest(text=text)
         return self.api.call(Appeal, "POST", "/v1/appeals", json=request.model_dump()).id
@@ -999,4 +1033,6 @@ class AccordClient:
     def report(self, message_id: str, *, reason: str = "", context: int = 0) -> str:
         """Reveal a received message, and up to `context` earlier received messages of the same
         conversation, with their franking openings; returns the report id."""
+        from accord.client.reports import file_report
+
         return file_report(self._ctx, message_id, reason=reason, context=context)

@@ -3,6 +3,8 @@ server asserted, the franking commitment and the attachments, before anything is
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from accord.client.attachments import Attachments
 from accord.client.context import ClientContext
 from accord.client.devices import DeviceDirectory
@@ -13,6 +15,7 @@ from accord.client.store import PinnedDevice
 from accord.client.vouchers import SafetyVouchers
 from accord.errors import DecryptionError, InvalidInput, NotFound, VerificationError
 from accord.protocols.franking import verify_commitment
+from accord.wire.franking import commitment_bytes, franked_message, franking_key_of, stamp_of
 from accord.wire.messaging import (
     Content,
     Conversation,
@@ -22,13 +25,11 @@ from accord.wire.messaging import (
     MatchingSecretShare,
     decode_payload,
 )
-from accord.wire.reports import (
-    ReportedMessage,
-    commitment_bytes,
-    franked_message,
-    franking_key_of,
-    stamp_of,
-)
+
+# The report models are imported where a received message is kept as evidence (a send needs
+# none of them).
+if TYPE_CHECKING:
+    from accord.wire.reports import ReportedMessage
 
 
 class EnvelopeOpener:
@@ -131,6 +132,8 @@ def check_franking(env: Envelope, content: Content) -> ReportedMessage:
         raise EnvelopeRejected(exc.message) from None
     except VerificationError:
         raise EnvelopeRejected("franking commitment does not open") from None
+    from accord.wire.reports import ReportedMessage
+
     return ReportedMessage(
         content=content,
         sender=env.sender,

@@ -3,20 +3,23 @@ Megolm sessions that encrypt to the members."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from accord.client.context import ClientContext
 from accord.client.devices import DeviceDirectory
 from accord.client.received import EnvelopeRejected
 from accord.client.store import DeviceKey
-from accord.client.user_input import user_input
+from accord.client.user_input import account_names, user_input
 from accord.errors import DecryptionError, InvalidInput, NotFound, ProtocolError, VerificationError
 from accord.primitives.encoding import b64decode
 from accord.primitives.olm import MegolmInbound, MegolmOutbound
 from accord.protocols.messaging import group_state_payload, verify_group_state
 from accord.wire.common import MAX_OLM_BODY_BYTES
 from accord.wire.messaging import (
+    GROUP_NOT_FOUND_CODE,
     Content,
+    Conversation,
     DeviceKeys,
     Envelope,
     GroupKeyShare,
@@ -45,7 +48,21 @@ class Groups:
     def change_members(
         self, group: str, *, add: Sequence[str] = (), remove: Sequence[str] = ()
     ) -> GroupState:
-        current = self.state(group, refresh=True)
+        with user_input():
+            Conversation(group=group)
+        add, remove = account_names(add), account_names(remove)
+        with self.answers_for(group):
+            current = self.state(group, refresh=True)
+        outsiders = [m for m in remove if m not in current.members]
+        if outsiders:
+            raise InvalidInput(
+                f"not a member of {group}: {', '.join(outsiders)}", code="not_a_member"
+            )
+        already = [m for m in add if m in current.members]
+        if already:
+            raise InvalidInput(
+                f"already a member of {group}: {', '.join(already)}", code="already_a_member"
+            )
         members = [m for m in current.members if m not in set(remove)]
         members += [m for m in add if m not in members]
         admins = [a for a in current.admins if a in members] or [self._ctx.identity.account_name]
@@ -102,6 +119,23 @@ class Groups:
         )
         store.save_group_state(group, state.version, state.model_dump_json())
         return state
+
+    @contextmanager
+    def answers_for(self, group: str) -> Iterator[None]:
+        """The server's one 404 for a group, told apart by what this device holds: a group it
+        was in, so it has been removed since, or one it never belonged to."""
+        try:
+            yield
+        except NotFound as exc:
+            if exc.code != GROUP_NOT_FOUND_CODE:
+                raise
+            if self._ctx.store.group_state(group) is None:
+                raise NotFound(
+                    f"no group {group} that you belong to", code=GROUP_NOT_FOUND_CODE
+                ) from None
+            raise NotFound(
+                f"you are no longer a member of {group}", code="no_longer_a_member"
+            ) from None
 
     def check_member(self, group: str, account: str) -> None:
         """Step 11: a group message's sender is a member (looked up again once if not)."""

@@ -33,11 +33,7 @@ from accord.clock import SYSTEM_CLOCK, Clock, now_s
 from accord.errors import ConfigurationError, VerificationError
 from accord.primitives.encoding import b64decode
 from accord.protocols.manifest import (
-    INSECURE_DEV_LAWFUL_ACCESS_BOUNDS,
-    INSECURE_DEV_MATCHING_FLOORS,
-    LawfulAccessBounds,
     Manifest,
-    MatchingFloors,
     verify_manifest,
     verify_manifest_update,
 )
@@ -156,18 +152,6 @@ class LogTrust:
 
     def insecure_dev(self) -> bool:
         return self.manifest() is None
-
-    def lawful_access_bounds(self) -> LawfulAccessBounds:
-        """The manifest's lawful-access bounds (insecure development mode:
-        `INSECURE_DEV_LAWFUL_ACCESS_BOUNDS`)."""
-        manifest = self.manifest()
-        return INSECURE_DEV_LAWFUL_ACCESS_BOUNDS if manifest is None else manifest.lawful_access
-
-    def matching_floors(self) -> MatchingFloors:
-        """The manifest's private-matching floors (insecure development mode:
-        `INSECURE_DEV_MATCHING_FLOORS`)."""
-        manifest = self.manifest()
-        return INSECURE_DEV_MATCHING_FLOORS if manifest is None else manifest.matching_floors
 
     def policy(self) -> LogTrustPolicy:
         return _policy(self._anchors())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from accord.wire.reports import ReportedMessage
+# The report models are imported where a message is opened or reported: a send needs none.
+if TYPE_CHECKING:
+    from accord.wire.reports import ReportedMessage
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,14 @@ byte a sender chose drives the terminal:
 - C1 controls, and the Unicode bidirectional marks, embeddings, overrides and isolates (which
   reorder what follows them on screen), as ``<U+XXXX>``.
 Everything else, any script and emoji included, prints as written.
+
+`--json` output goes to a program, but often through a terminal on its way (a pipe to `less`, a
+log shown with `cat`): `json_line` escapes the same characters as JSON `\\uXXXX` escapes.
 """
 
 from __future__ import annotations
+
+import json
 
 LINE_BREAK_MARK = "\u23ce"
 _LINE_BREAKS = {"\n", "\u2028", "\u2029", "\u0085"}
@@ -46,3 +51,13 @@ def printable(text: str) -> str:
     if not any(_needs_mark(ch) for ch in text):
         return text
     return "".join(_visible(ch) if _needs_mark(ch) else ch for ch in text.replace("\r\n", "\n"))
+
+
+def json_line(value: object) -> str:
+    """`value` as one line of JSON in which every character `printable` would mark is a
+    `\\uXXXX` escape (JSON itself leaves C1 controls, DEL and bidirectional marks raw)."""
+    line = json.dumps(value, ensure_ascii=False)
+    if not any(_needs_mark(ch) for ch in line):
+        return line
+    # Such characters can only be inside JSON strings, where an escape means the same.
+    return "".join(f"\\u{ord(ch):04x}" if _needs_mark(ch) else ch for ch in line)

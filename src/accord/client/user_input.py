@@ -3,15 +3,17 @@ one `InvalidInput` line naming the field (never the value)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from accord.errors import InvalidInput
+from accord.wire.common import AccountName
 
 NAME_RULE = "1-64 characters: lower-case letters, digits, '.', '_' or '-'"
 _NAME_FIELDS = {"account", "group", "members", "admins"}
+_ACCOUNT_NAMES = TypeAdapter(list[AccountName])
 
 
 @contextmanager
@@ -31,3 +33,11 @@ def describe_refusal(exc: ValidationError) -> str:
     if first["type"] == "string_pattern_mismatch" and field in _NAME_FIELDS:
         return f"{field} names are {NAME_RULE}"
     return f"{field}: {first['msg']}"
+
+
+def account_names(names: Iterable[str]) -> list[str]:
+    """Account names the user gave, each once and in order; one line if any is malformed."""
+    try:
+        return list(dict.fromkeys(_ACCOUNT_NAMES.validate_python(list(names))))
+    except ValidationError:
+        raise InvalidInput(f"account names are {NAME_RULE}") from None

@@ -35,27 +35,17 @@ from accord.errors import (
     VerificationError,
 )
 from accord.primitives.encoding import b64decode, b64encode
-from accord.protocols.detection.signals import PdqHash
 from accord.protocols.manifest import MatchingFloors
-from accord.protocols.private_matching.floors import (
-    DEFAULT_MATCHING_FLOORS,
-    check_params,
-    check_table_size,
-)
-from accord.protocols.private_matching.log_entries import (
-    TAG_HASH_LIST_VERSION,
-    HashListVersion,
-    TableDeltaRef,
-    parse_matching_entry,
-)
 from accord.protocols.private_matching.params import DERIVATIVE_BYTES
 from accord.wire.messaging import Content, MatchingSecretShare
 
-# The matching table, the vouchers, image hashing (numpy, Pillow, libsodium's ristretto255) and
-# the matching wire models are imported where an image attachment or a linked device needs them,
-# so that a command that sends or receives text does not load them (docs/benchmarks.md, "One
-# `accord send`").
+# The matching table, its log entries and floors, the vouchers, image hashing (numpy, Pillow,
+# libsodium's ristretto255) and the matching wire models are imported where an image attachment
+# or a linked device needs them, so that a command that sends or receives text does not load
+# them (docs/benchmarks.md, "One `accord send`").
 if TYPE_CHECKING:
+    from accord.protocols.detection.signals import PdqHash
+    from accord.protocols.private_matching.log_entries import HashListVersion, TableDeltaRef
     from accord.protocols.private_matching.table import BlindedTable, TableDigest
     from accord.protocols.private_matching.voucher import AccountMatchingSecret, VoucherClient
     from accord.wire.matching import TableInfo
@@ -134,6 +124,7 @@ class SafetyVouchers:
 
     def _voucher_client(self) -> VoucherClient | None:
         from accord.primitives.ristretto import POINT_BYTES
+        from accord.protocols.private_matching.floors import check_params, check_table_size
         from accord.protocols.private_matching.table import TABLE_HEADER_BYTES, TableDigest
         from accord.protocols.private_matching.voucher import VoucherClient
         from accord.wire.matching import TableInfo, matching_account_id
@@ -175,6 +166,11 @@ class SafetyVouchers:
         in a checkpoint this device accepted (transparency steps V1-V4), after checking that no
         later table is logged up to that checkpoint (every entry after it is read and verified
         against the same proof)."""
+        from accord.protocols.private_matching.log_entries import (
+            HashListVersion,
+            parse_matching_entry,
+        )
+
         log_trust = self._ctx.log_trust
         checkpoint = log_trust.accept_checkpoint(info.checkpoint)
         entry = b64decode(info.log_entry, max_bytes=32_768, what="log entry")
@@ -383,6 +379,8 @@ def matching_floors(ctx: ClientContext) -> MatchingFloors:
         return manifest.matching_floors
     fields = ctx.store.matching_floors_fields()
     if fields is None:
+        from accord.protocols.private_matching.floors import DEFAULT_MATCHING_FLOORS
+
         return DEFAULT_MATCHING_FLOORS
     try:
         return MatchingFloors(**fields)
@@ -390,13 +388,12 @@ def matching_floors(ctx: ClientContext) -> MatchingFloors:
         raise ConfigurationError(f"the matching floors in {ctx.home} are malformed") from None
 
 
-_TABLE_ENTRY_MARK = b'"type":"' + TAG_HASH_LIST_VERSION.encode() + b'"'
-
-
 def _names_a_table(entry: bytes) -> bool:
     """Whether a log entry is (or claims to be) a table version: its canonical JSON has that
     type (inside a JSON string the quotes would be escaped). A malformed one counts too."""
-    return _TABLE_ENTRY_MARK in entry
+    from accord.protocols.private_matching.log_entries import TAG_HASH_LIST_VERSION
+
+    return b'"type":"' + TAG_HASH_LIST_VERSION.encode() + b'"' in entry
 
 
 def _is_image(path: Path) -> bool:
@@ -414,6 +411,7 @@ def _image_signal(path: Path) -> tuple[PdqHash, bytes]:
     a random hash (it never matches) and a blank derivative, so it still has a voucher of the
     same size and layout."""
     from accord.protocols.detection.hashers import hash_file
+    from accord.protocols.detection.signals import PdqHash
     from accord.protocols.private_matching.voucher import make_visual_derivative
 
     try:

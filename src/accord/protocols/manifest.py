@@ -33,6 +33,7 @@ from accord.protocols.translog.note import (
     sign_note,
     verify_note,
 )
+from accord.protocols.translog.verify import LogTrustPolicy
 
 MANIFEST_TYPE = "accord.deployment.manifest.v1"
 MAX_MANIFEST_BYTES = 64 * 1024
@@ -69,18 +70,6 @@ class MatchingFloors:
         return dataclasses.asdict(self)
 
 
-INSECURE_DEV_MATCHING_FLOORS = MatchingFloors(
-    min_threshold=2,
-    min_synthetic_rate_ppm=0,
-    min_band_bits=8,
-    max_band_count=128,
-    max_epoch_images=10_000_000,
-    max_table_slots=2**40 - 1,
-)
-"""Without a manifest (insecure development mode) no floor beyond the table format's own
-limits: development tables are small on purpose."""
-
-
 @dataclass(frozen=True, slots=True)
 class LawfulAccessBounds:
     """What a device requires of a warrant beyond its k-of-n approval (docs/lawful-access.md).
@@ -96,16 +85,6 @@ class LawfulAccessBounds:
 
     def fields(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-INSECURE_DEV_LAWFUL_ACCESS_BOUNDS = LawfulAccessBounds(
-    approver_genesis_set="",
-    max_disclosure_delay_s=DEFAULT_MAX_DISCLOSURE_DELAY_S,
-    max_start_skew_s=DEFAULT_MAX_START_SKEW_S,
-)
-"""Without a manifest (insecure development mode): no approver set is named (the device pins
-the first set the server shows, as `approver_genesis_set=""` says), and `manifest create`'s
-default delay and skew."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +130,15 @@ class Manifest:
 
     def witness_verifiers(self) -> tuple[Verifier, ...]:
         return tuple(parse_vkey(v) for v in self.witnesses)
+
+    def log_policy(self) -> LogTrustPolicy:
+        """The log and witness checks (V1, V2) this manifest pins."""
+        return LogTrustPolicy(
+            origin=self.log_origin,
+            log_verifiers=(parse_vkey(self.log_vkey),),
+            witness_verifiers=self.witness_verifiers(),
+            witness_quorum=self.witness_quorum,
+        )
 
 
 def build_manifest(

@@ -19,7 +19,7 @@ from accord.server.middleware import BodyLimitMiddleware, ObservabilityMiddlewar
 from accord.server.notify import Notifier
 from accord.server.openapi import describe_api
 from accord.server.problems import install_error_handlers
-from accord.server.routes import ROUTERS
+from accord.server.routes import install_routes
 
 Mount = Callable[[FastAPI, Services], None]
 
@@ -46,8 +46,7 @@ def create_app(
     )
     app.add_middleware(ObservabilityMiddleware, metrics=services.metrics)
     install_error_handlers(app, services.metrics)
-    for router in ROUTERS:
-        app.include_router(router)
+    install_routes(app)
     for mount in mounts:
         mount(app, services)
     describe_api(app)

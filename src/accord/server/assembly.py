@@ -170,7 +170,7 @@ def build_services(config: ServerConfig, *, notifier: Notifier | None = None) ->
         ),
         detection=detection,
         matching=matching,
-        access=AccessService(db, log, messaging, config.data_dir, clock=clock),
+        access=AccessService(db, log, messaging, config.data_dir, secrets_key=secrets, clock=clock),
         housekeeping=housekeeping,
     )
 

@@ -2,8 +2,9 @@
 
 - `CurrentDevice`: the device behind a bearer token (401 otherwise);
 - `ActiveDevice`: the same, of an account that is not suspended (403 `account_suspended`):
-  a suspension leaves an account only reading (fetch, acknowledge, download, notices, device
-  lists) and what lawful access requires of its devices;
+  a suspension leaves an account reading (fetch, acknowledge, download, notices, device lists,
+  group states), appealing, keeping its devices safe (revoking one, topping up one-time keys)
+  and what lawful access requires of its devices (docs/console.md §Appeals lists the routes);
 - `Operator`: the operator, by the token in DATA_DIR/admin-token;
 - `CurrentReviewer`: a reviewer by session token, or the operator acting as an admin;
 - `AgencyWarrantId`: the id of the warrant in the path, for the holder of a fresh agency token

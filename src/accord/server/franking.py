@@ -28,7 +28,7 @@ from accord.protocols.franking import SERVER_KEY_BYTES, TagContext, tag_commitme
 from accord.server.secrets import SealedColumn, SecretsKey
 from accord.storage.db import Database
 from accord.storage.schema import franking_keys
-from accord.wire.reports import FrankingStamp
+from accord.wire.franking import FrankingStamp
 
 DAY_MS = 86_400_000
 FRANKING_ROTATE_MS = 7 * DAY_MS

@@ -74,7 +74,9 @@ from accord.storage.schema import (
     one_time_keys,
 )
 from accord.wire.common import MAX_OLM_BODY_BYTES, is_reserved_name
+from accord.wire.franking import FRANKING_EXTENSION, FrankingCommitment, commitment_bytes
 from accord.wire.messaging import (
+    GROUP_NOT_FOUND_CODE,
     AckResult,
     ApproveLinkRequest,
     Challenge,
@@ -105,7 +107,6 @@ from accord.wire.messaging import (
     StaleDevices,
     Token,
 )
-from accord.wire.reports import FRANKING_EXTENSION, FrankingCommitment, commitment_bytes
 
 CHALLENGE_TTL_MS = 5 * 60 * 1000
 QUEUE_FULL_RETRY_S = 30
@@ -561,7 +562,10 @@ class MessagingService:
             )
         ).first()
         if row is None or row.expires_at < now_ms(self.clock):
-            raise NotFound()
+            # One answer for all three: the code is the caller's own, so this reveals nothing.
+            raise NotFound(
+                "this link code is unknown, already used or expired", code="link_code_not_found"
+            )
         return PendingLink(
             request_id=row.request_id,
             device=DeviceKeys.model_validate_json(row.device_json),
@@ -843,8 +847,8 @@ class MessagingService:
             .join(group_members, group_members.c.group_pk == groups.c.id)
             .where(groups.c.name == name, group_members.c.account_id == dev.account_id)
         ).first()
-        if row is None:
-            raise NotFound()
+        if row is None:  # no such group, or not the caller's: one answer
+            raise NotFound("no group of that name that you belong to", code=GROUP_NOT_FOUND_CODE)
         return row
 
     # --- sending and receiving --------------------------------------------------------------

@@ -51,14 +51,8 @@ from accord.server.messaging import AuthedDevice
 from accord.server.secrets import SecretsKey, read_sealed_file
 from accord.storage.db import Database, inserted_id
 from accord.storage.schema import accounts, group_members, groups, report_attachments, reports
-from accord.wire.reports import (
-    ReportedMessage,
-    ReportFiled,
-    ReportRequest,
-    commitment_bytes,
-    franked_message,
-    franking_key_of,
-)
+from accord.wire.franking import commitment_bytes, franked_message, franking_key_of
+from accord.wire.reports import ReportedMessage, ReportFiled, ReportRequest
 
 REVIEW_KEY_FILE = "review-key"
 REVIEW_KEY_PLAIN_BYTES = 32  # the X25519 private key, as versions before sealing wrote it

@@ -185,7 +185,8 @@ def read_sealed_file(
     make: Callable[[], bytes],
     plain_check: Callable[[bytes], bool],
 ) -> bytes:
-    """A private key file of the data directory (the log key, the review key), kept sealed under
+    """A private key file of the data directory (the log key, the review key, the agency token
+    key), kept sealed under
     the secrets key: whoever copies the data directory without the secrets key holds nothing.
 
     Made with `make()` (sealed, mode 0600, exclusively) if missing. A file an older version wrote

@@ -463,26 +463,43 @@ class LogService:
             return b"".join(self.store.leaf_hashes(tile.first, tile.first + tile.width))
         return b"".join(self.store.subtree_hashes(tile.nodes()))
 
-    def inclusion(self, index: int, size: int) -> Proof:
+    def inclusion_hashes(self, index: int, size: int) -> list[bytes]:
+        """The RFC 9162 inclusion proof of entry `index` in the tree of `size` entries;
+        `InvalidInput` unless the index is inside that tree and the log has reached it."""
         if index >= size or not self._exists(size):
             raise InvalidInput("index or size out of range")
-        return Proof(proof=[b64encode(h) for h in self.store.inclusion_proof(index, size)])
+        return self.store.inclusion_proof(index, size)
 
-    def consistency(self, old: int, new: int) -> Proof:
+    def consistency_hashes(self, old: int, new: int) -> list[bytes]:
+        """The RFC 9162 consistency proof from size `old` to size `new`; `InvalidInput`
+        unless old <= new and the log has reached `new`."""
         if old > new or not self._exists(new):
             raise InvalidInput("sizes out of range")
-        return Proof(proof=[b64encode(h) for h in self.store.consistency_proof(old, new)])
+        return self.store.consistency_proof(old, new)
+
+    def inclusion(self, index: int, size: int) -> Proof:
+        return Proof(proof=[b64encode(h) for h in self.inclusion_hashes(index, size)])
+
+    def consistency(self, old: int, new: int) -> Proof:
+        return Proof(proof=[b64encode(h) for h in self.consistency_hashes(old, new)])
+
+    async def inclusion_hashes_async(self, index: int, size: int) -> list[bytes]:
+        """`inclusion_hashes` for the event loop: inline on SQLite (as `Database.read_async`
+        runs reads), in a worker thread otherwise."""
+        if self._reads_inline:
+            return self.inclusion_hashes(index, size)
+        proof: list[bytes] = await to_thread.run_sync(self.inclusion_hashes, index, size)
+        return proof
+
+    async def consistency_hashes_async(self, old: int, new: int) -> list[bytes]:
+        """`consistency_hashes` for the event loop, as `inclusion_hashes_async`."""
+        if self._reads_inline:
+            return self.consistency_hashes(old, new)
+        proof: list[bytes] = await to_thread.run_sync(self.consistency_hashes, old, new)
+        return proof
 
     async def inclusion_async(self, index: int, size: int) -> Proof:
-        """`inclusion` for the event loop: inline on SQLite, in a worker thread otherwise."""
-        if self._reads_inline:
-            return self.inclusion(index, size)
-        proof: Proof = await to_thread.run_sync(self.inclusion, index, size)
-        return proof
+        return Proof(proof=[b64encode(h) for h in await self.inclusion_hashes_async(index, size)])
 
     async def consistency_async(self, old: int, new: int) -> Proof:
-        """`consistency` for the event loop: inline on SQLite, in a worker thread otherwise."""
-        if self._reads_inline:
-            return self.consistency(old, new)
-        proof: Proof = await to_thread.run_sync(self.consistency, old, new)
-        return proof
+        return Proof(proof=[b64encode(h) for h in await self.consistency_hashes_async(old, new)])

@@ -96,6 +96,16 @@ def make_engine(url: str) -> Engine:
     raise ConfigurationError(f"unsupported database backend {backend!r}")
 
 
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the write lock from its first statement (``BEGIN IMMEDIATE``
+    on SQLite). A plain transaction that reads and then writes fails at once with "database
+    is locked" if another process committed to the same file in between (its snapshot is
+    stale, so SQLite cannot wait); this one waits its turn instead."""
+    with engine.connect().execution_options(accord_write=True) as conn, conn.begin():
+        yield conn
+
+
 class GroupCommitWriter:
     """One writer thread that commits many small write transactions with one fsync.
 

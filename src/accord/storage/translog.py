@@ -44,7 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from accord.errors import Conflict, InvalidInput, NotFound
 from accord.protocols.translog import merkle
@@ -67,6 +67,10 @@ NODE_CACHE_MIN_LEVEL = 6
 
 NODE_CACHE_MAX_NODES = 1 << 18
 """Bound on the node cache (about 20 MB); it is emptied when full."""
+
+RANGE_CACHE_MAX_RANGES = 1 << 12
+"""Bound on the cache of folded range hashes (a proof's right-edge ranges: about 64 a size),
+emptied when full."""
 
 _STATE_ID = 1
 
@@ -188,6 +192,9 @@ class TransparencyLogStore:
             _ensure_state_row(engine)
         self._cache: dict[NodeId, bytes] = {}
         self._cache_lock = threading.Lock()
+        # MTH of leaf ranges [start, end) that are not one stored node (those along a tree's
+        # right edge); like nodes, a range's hash never changes once its leaves exist.
+        self._range_cache: dict[tuple[int, int], bytes] = {}
         self._select_sql_cache: dict[int, str] = {}
         paramstyle = engine.dialect.paramstyle
         if paramstyle == "qmark":
@@ -327,10 +334,37 @@ class TransparencyLogStore:
         return self._proof(merkle.consistency_proof_ranges(old_size, new_size))
 
     def _proof(self, ranges: list[tuple[int, int]]) -> list[bytes]:
-        plan = [merkle.range_nodes(start, end) for start, end in ranges]
-        with self._engine.connect() as conn:
-            hashes = self._fetch_nodes(conn, [node for nodes in plan for node in nodes])
-        return [merkle.fold_range([hashes[node] for node in nodes]) for nodes in plan]
+        """The MTH of each range, from its stored nodes fetched in one query. Every range of a
+        proof but those ending at the tree's right edge is one complete subtree, so one node;
+        the others fold several nodes and recur in every proof at that size, so their folded
+        hashes are kept (`RANGE_CACHE_MAX_RANGES`)."""
+        plan: list[NodeId | bytes | list[NodeId]] = []
+        wanted: list[NodeId] = []
+        for start, end in ranges:
+            length = end - start
+            if length > 0 and length & (length - 1) == 0 and start & (length - 1) == 0:
+                level = length.bit_length() - 1
+                node = NodeId(level, start >> level)
+                plan.append(node)
+                wanted.append(node)
+            elif (folded := self._range_cache.get((start, end))) is not None:
+                plan.append(folded)
+            else:
+                nodes = merkle.range_nodes(start, end)  # refuses a range of another shape
+                plan.append(nodes)
+                wanted.extend(nodes)
+        hashes = self._fetch_nodes(None, wanted) if wanted else {}
+        proof: list[bytes] = []
+        for span, step in zip(ranges, plan, strict=True):
+            if isinstance(step, bytes):
+                proof.append(step)
+            elif isinstance(step, NodeId):
+                proof.append(hashes[step])
+            else:
+                folded = merkle.fold_range([hashes[node] for node in step])
+                self._remember_range(span, folded)
+                proof.append(folded)
+        return proof
 
     def entries(self, start: int, end: int) -> list[bytes]:
         """Entries ``[start, end)``, at most `MAX_ENTRIES_PER_READ` at a time."""
@@ -368,8 +402,10 @@ class TransparencyLogStore:
     # ---------------------------------------------------------------------------------------
 
     def _fetch_nodes(
-        self, conn: Connection, nodes: Sequence[NodeId], *, use_cache: bool = True
+        self, conn: Connection | None, nodes: Sequence[NodeId], *, use_cache: bool = True
     ) -> dict[NodeId, bytes]:
+        """The nodes' hashes, those not cached in one query: on `conn`, or with None on a
+        pooled connection of its own (`_select_nodes`)."""
         found: dict[NodeId, bytes] = {}
         missing: list[NodeId] = []
         for node in nodes:
@@ -381,10 +417,7 @@ class TransparencyLogStore:
         if missing:
             keys = {node_key(n): n for n in missing}
             fetched = {
-                keys[key]: bytes(value)
-                for key, value in conn.exec_driver_sql(
-                    self._select_sql(len(keys)), tuple(keys)
-                ).fetchall()
+                keys[key]: bytes(value) for key, value in self._select_nodes(conn, tuple(keys))
             }
             if len(fetched) != len(keys):
                 # Every requested node lies inside [0, size); one is missing only when the
@@ -395,6 +428,30 @@ class TransparencyLogStore:
                 self._remember(fetched)
         return found
 
+    def _select_nodes(self, conn: Connection | None, keys: tuple[int, ...]) -> list[Any]:
+        """The (id, hash) rows of the nodes with these keys. Without `conn` (the proofs' read
+        path), on the driver's cursor of a pooled connection: SQLAlchemy's execution context
+        costs more than the query. Its errors become SQLAlchemy's, as `exec_driver_sql` makes
+        them (a lost connection is dropped from the pool)."""
+        sql = self._select_sql(len(keys))
+        if conn is not None:
+            return list(conn.exec_driver_sql(sql, keys).fetchall())
+        dialect = self._engine.dialect
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(sql, keys)
+                return list(cursor.fetchall())
+            except dialect.loaded_dbapi.Error as exc:
+                if dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
+                    raw.invalidate(exc)
+                raise DBAPIError.instance(sql, keys, exc, dialect.loaded_dbapi.Error) from exc
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
+
     def _select_sql(self, count: int) -> str:
         """``SELECT id, hash FROM tlog_nodes WHERE id IN (...)`` for ``count`` keys, as driver
         SQL: the hot read path skips SQLAlchemy's statement compilation."""
@@ -404,6 +461,12 @@ class TransparencyLogStore:
             sql = f"SELECT id, hash FROM {tlog_nodes.name} WHERE id IN ({marks})"  # noqa: S608
             self._select_sql_cache[count] = sql
         return sql
+
+    def _remember_range(self, span: tuple[int, int], folded: bytes) -> None:
+        with self._cache_lock:
+            if len(self._range_cache) >= RANGE_CACHE_MAX_RANGES:
+                self._range_cache = {}
+            self._range_cache[span] = folded
 
     def _remember(self, nodes: dict[NodeId, bytes]) -> None:
         keep = {n: h for n, h in nodes.items() if n.level >= NODE_CACHE_MIN_LEVEL}

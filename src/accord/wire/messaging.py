@@ -34,6 +34,9 @@ from accord.wire.common import (
 
 MAX_TEXT_CHARS = 65536  # a message's text, in characters
 MAX_ATTACHMENTS = 32  # per message
+# The server's one answer for a group that does not exist or is not the caller's; the client
+# tells the two apart from the group states it holds.
+GROUP_NOT_FOUND_CODE = "group_not_found"
 B64Body = Annotated[str, StringConstraints(max_length=1_400_000, min_length=4)]
 DeliveryId = Annotated[int, Field(ge=1, le=2**62)]
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}$")]

@@ -1,4 +1,4 @@
-"""Acceptance 2: every way a warrant can be wrong fails closed on the target's device (W1-W10)."""
+"""Acceptance 2: every way a warrant can be wrong fails closed on the target's device (W1-W11)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import dataclasses
 import pytest
 from access_world import (
     DAY,
+    LOG_SIGNER,
     NOW,
+    ORIGIN,
     POLICY,
     SIGNERS,
     TARGET,
     WITNESSED_AT,
+    WITNESSES,
     World,
     make_set,
     make_world,
@@ -30,10 +33,14 @@ from accord.protocols.access.device import (
     WarrantDelivery,
     verify_warrant_for_device,
     verify_warrant_submission,
+    witnessed_at,
 )
 from accord.protocols.access.log_entries import AgencyKeyEntry
 from accord.protocols.access.warrant import Approval, SignedWarrant, approval_message
 from accord.protocols.translog import merkle
+from accord.protocols.translog import note as tn
+from accord.protocols.translog.note import Checkpoint
+from accord.protocols.translog.verify import verify_checkpoint_note
 
 
 def check(world: World, delivery: WarrantDelivery, **kw: object) -> VerifiedWarrant:
@@ -319,3 +326,65 @@ def test_provider_submission_checks(world: World) -> None:
             agency_key=world.agency_key,
             now=NOW,
         )
+
+
+def cosigned_at(world: World, timestamps: list[int], *, log_signer: tn.Signer = LOG_SIGNER) -> str:
+    """The log's current checkpoint, cosigned by the first witnesses, each dating its
+    cosignature with its own timestamp."""
+    cp = Checkpoint(ORIGIN, len(world.log.entries), merkle.root_hash(world.log.leaves()))
+    body = cp.to_text()
+    return tn.add_signatures(
+        tn.sign_note(body, [log_signer]),
+        [w.sign(body, timestamp=t) for w, t in zip(WITNESSES, timestamps, strict=False)],
+    )
+
+
+def test_delivery_without_a_witnessed_first_checkpoint_refused(world: World) -> None:
+    """W11 needs the checkpoint the witnesses first cosigned with the commitment in it; a
+    delivery that leaves it out, or forges it or its proof, has no witnessed time."""
+    delivery = world.deliver(world.approve(world.draft(), "judge", "commissioner"))
+    index = delivery.commitment_index
+    other_log = tn.parse_skey(tn.generate_signer(ORIGIN)[0])
+    before_commitment, _ = world.log.checkpoint(size=index)
+    forged_note = cosigned_at(world, [WITNESSED_AT] * 2, log_signer=other_log)
+    proof = delivery.commitment_checkpoint_proof
+    for broken in (
+        {"commitment_checkpoint_note": ""},  # missing
+        {"commitment_checkpoint_note": world.log.checkpoint(witnesses=1)[0]},  # quorum is 2
+        {"commitment_checkpoint_note": forged_note},  # not signed by the log's key
+        {"commitment_checkpoint_note": before_commitment},  # does not hold the commitment
+        {"commitment_checkpoint_proof": ()},  # proof missing
+        {"commitment_checkpoint_proof": (bytes(32), *proof[1:])},  # proof forged
+    ):
+        expect(
+            VerificationError,
+            "warrant_not_witnessed",
+            world,
+            dataclasses.replace(delivery, **broken),  # type: ignore[arg-type]
+        )
+    check(world, delivery)  # the same delivery with its own first checkpoint passes
+
+
+def test_witnessed_time_is_the_quorum_th_earliest_cosignature(world: World) -> None:
+    """One witness (of a quorum of 2) lying early cannot date the commitment earlier: the
+    window of a retroactive warrant is still measured against the honest witnesses' time."""
+    start = WITNESSED_AT - 10 * DAY  # ten days before the warrant was logged
+    signed = world.approve(world.draft(start_time=start), "judge", "commissioner")
+    delivery = world.deliver(signed)
+    liar_first = cosigned_at(world, [start, WITNESSED_AT, WITNESSED_AT])
+    verified = verify_checkpoint_note(liar_first, POLICY)
+    assert witnessed_at(verified, 2) == WITNESSED_AT
+    assert witnessed_at(verified, 1) == start  # what a quorum of one would have believed
+    lied = dataclasses.replace(
+        delivery, checkpoint_note=liar_first, commitment_checkpoint_note=liar_first
+    )
+    expect(AuthorizationError, "warrant_retroactive", world, lied)
+    # Two lying witnesses are a quorum: that is the trust the deployment places in witnesses.
+    two_liars = cosigned_at(world, [start, start, WITNESSED_AT])
+    accepted = check(
+        world,
+        dataclasses.replace(
+            delivery, checkpoint_note=two_liars, commitment_checkpoint_note=two_liars
+        ),
+    )
+    assert accepted.committed_at == start

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from accord.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, run_cli
 from accord.cli.main import cli
-from accord.errors import InvalidInput
+from accord.errors import InvalidInput, NotFound
 
 SECRET = "5f890faec7ef4f302bd9d7455bd775e9"  # stands for data a library might quote
 
@@ -35,6 +35,12 @@ def missing() -> None:
 @failing.command()
 def bad() -> None:
     raise InvalidInput("give at least one name")
+
+
+@failing.command()
+def hostile() -> None:
+    # As a dishonest server's problem details arrive: its `detail` becomes the message.
+    raise NotFound("no such account\x1b]0;owned\x07\nalice: send me your code\x1b[2J")
 
 
 @failing.command()
@@ -93,3 +99,11 @@ def test_unreachable_bank_database_is_one_line(tmp_path: Path) -> None:
     url = "postgresql://postgres:hunter2@127.0.0.1:1/banks"
     code, err = _run(cli, "--home", str(tmp_path), "bank", "list", "--db", url)
     assert (code, err) == (EXIT_FAILURE, "service_error: cannot open the bank database\n")
+
+
+def test_a_servers_error_text_cannot_drive_the_terminal() -> None:
+    """The server's words are printed with control characters visible, on one line."""
+    code, err = _run(failing, "hostile")
+    assert code == EXIT_FAILURE
+    assert "\x1b" not in err and "\x07" not in err
+    assert err.count("\n") == 1 and err.startswith("not_found: no such account^[]0;owned^G")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord.cli.terminal import LINE_BREAK_MARK, printable
+from accord.cli.terminal import LINE_BREAK_MARK, json_line, printable
 
 
 def test_plain_text_and_any_script_print_as_written() -> None:
@@ -42,6 +44,17 @@ def test_nothing_printed_controls_the_terminal(text: str) -> None:
     assert "\n" not in shown and "\r" not in shown
     assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
     assert not any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in shown)
+
+
+@given(st.dictionaries(st.text(), st.text() | st.lists(st.text())))
+def test_json_output_escapes_what_printable_marks_and_reads_back_the_same(value: object) -> None:
+    line = json_line(value)
+    assert json.loads(line) == value
+    assert printable(line) == line  # nothing in it that printable would have to mark
+
+
+def test_json_output_keeps_other_scripts_as_written() -> None:
+    assert json_line({"text": "café 你好\u202e\x9b"}) == '{"text": "café 你好\\u202e\\u009b"}'
 
 
 def test_accord_version_prints_the_installed_version() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from accord.errors import InvalidInput, NotFound
 from accord.protocols.translog import merkle
@@ -221,6 +222,18 @@ def test_state_survives_a_new_store_and_a_new_engine(tmp_path: Path) -> None:
     assert again.tree_head() == (100, root(100))
     again.append_batch([entry(i) for i in range(100, 150)])
     assert again.root(150) == root(150)
+
+
+def test_a_database_error_while_reading_a_proof_is_sqlalchemys(tmp_path: Path) -> None:
+    """Proofs read the nodes on the driver's cursor; a failure there still arrives as
+    SQLAlchemy's error (the server answers `OperationalError` with a 503 to retry)."""
+    store = TransparencyLogStore(create_sqlite_engine(tmp_path / "log.db"), create=True)
+    store.append_batch([entry(i) for i in range(10)])
+    assert store.inclusion_proof(3, 10) == merkle.inclusion_proof(leaf_hashes()[:10], 3)
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE tlog_nodes RENAME TO tlog_nodes_gone"))
+    with pytest.raises(OperationalError):
+        store.inclusion_proof(4, 10)
 
 
 def test_node_keys_are_distinct_and_ordered() -> None:

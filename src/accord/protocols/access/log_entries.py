@@ -37,6 +37,15 @@ from accord.protocols.access.approvers import (
     ApproverSignature,
     SignedApproverSet,
 )
+from accord.protocols.access.tags import (
+    ACCESS_TAG_PREFIX,
+    TAG_AGENCY_KEY,
+    TAG_APPROVER_SET,
+    TAG_DISCLOSURE_EXTENSION,
+    TAG_RECORD_COUNT,
+    TAG_WARRANT_COMMITMENT,
+    TAG_WARRANT_DISCLOSURE,
+)
 from accord.protocols.access.warrant import (
     WARRANT_COMMITMENT_NONCE_BYTES,
     Scope,
@@ -45,14 +54,7 @@ from accord.protocols.access.warrant import (
     normalise_scope,
 )
 
-TAG_APPROVER_SET = "accord.access.approver_set.v1"
-TAG_AGENCY_KEY = "accord.access.agency_key.v1"
-TAG_WARRANT_COMMITMENT = "accord.access.warrant_commitment.v1"
-TAG_WARRANT_DISCLOSURE = "accord.access.warrant_disclosure.v1"
-TAG_RECORD_COUNT = "accord.access.record_count.v1"
-TAG_DISCLOSURE_EXTENSION = "accord.access.disclosure_extension.v1"
 EXTENSION_PURPOSE = "accord-disclosure-extension-v1"
-ACCESS_TAG_PREFIX = "accord.access."
 
 
 def _encode(tag: str, fields: dict[str, Any]) -> bytes:

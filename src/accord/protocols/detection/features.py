@@ -176,15 +176,23 @@ def verify_features(query: LocalFeatures, banked: LocalFeatures) -> bool:
 
 
 class QueryFeatures:
-    """A query image's features, computed when first needed; its mirror image's too (ORB is
-    invariant to rotation, not to mirroring), and its median-filtered copy's (noise)."""
+    """A query image's features, computed when first needed (a query with no candidate costs
+    no ORB); its mirror image's too (ORB is invariant to rotation, not to mirroring), and its
+    median-filtered copy's (noise)."""
 
     def __init__(self, pixels: RgbArray) -> None:
-        self._gray = _analysis_gray(pixels)
+        self._pixels = pixels
+        self._gray_copy: npt.NDArray[np.uint8] | None = None
         self._plain: LocalFeatures | None = None
         self._mirrored: LocalFeatures | None = None
         self._denoised: LocalFeatures | None = None
         self._verified: dict[int, bool] = {}
+
+    @property
+    def _gray(self) -> npt.NDArray[np.uint8]:
+        if self._gray_copy is None:
+            self._gray_copy = _analysis_gray(self._pixels)
+        return self._gray_copy
 
     @property
     def plain(self) -> LocalFeatures:

@@ -219,9 +219,9 @@ class BankIndex:
 
     def _match_pdq(self, query: MatchQuery) -> list[RawMatch]:
         verifier = query.features
-        verifying = bool(self.features) and verifier is not None and verifier.verifiable
+        may_verify = bool(self.features) and verifier is not None
         reach = (
-            max(self.threshold, VERIFY_CANDIDATE_THRESHOLD_BITS) if verifying else self.threshold
+            max(self.threshold, VERIFY_CANDIDATE_THRESHOLD_BITS) if may_verify else self.threshold
         )
         found = self.pdq.query_codes(pdq_codes([h.result.hash for h in query.pdq]), reach)
         out = []
@@ -231,10 +231,12 @@ class BankIndex:
             named = query.pdq[q]
             via = named.via
             banked = self.features.get(int(e))
-            if named.verified_only and not (verifying and banked is not None):
+            # The query's own features are extracted only here, for a candidate that has some.
+            verifying = banked is not None and verifier is not None and verifier.verifiable
+            if named.verified_only and not verifying:
                 continue  # below the quality gate: only the verifying stage may decide
-            if verifying and banked is not None:
-                assert verifier is not None
+            if verifying:
+                assert verifier is not None and banked is not None
                 if not verifier.shows(banked):
                     continue  # refused by the verifying stage, however close the hash
                 via += "+verified"

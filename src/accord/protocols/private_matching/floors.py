@@ -21,7 +21,6 @@ from __future__ import annotations
 from math import exp, lgamma, log, log1p
 
 from accord.errors import VerificationError
-from accord.protocols.detection.signals import PDQ_HASH_BITS
 from accord.protocols.manifest import MatchingFloors
 from accord.protocols.private_matching.params import MatchingParams, band_collision_probability
 
@@ -54,6 +53,10 @@ def chance_band_agreement(band_bits: int) -> float:
     """rho(b): probability that one band of `band_bits` random positions agrees on the PDQ
     hashes of two unrelated photos (distance modelled as the measured normal, on even
     distances, as PDQ distances are)."""
+    # Imported where the bound is computed: the command line loads the default floors (for the
+    # manifest's options) in every command that sets up or uses a device, which needs no PDQ type.
+    from accord.protocols.detection.signals import PDQ_HASH_BITS
+
     weights = [
         (d, exp(-(((d - UNRELATED_DISTANCE_MEAN_BITS) / UNRELATED_DISTANCE_SD_BITS) ** 2) / 2))
         for d in range(0, PDQ_HASH_BITS + 1, 2)

@@ -2,28 +2,32 @@
 
 Every entry is ``canonical_json({"type": <tag>, ...fields})``. This module defines the key
 transparency entries (device registration and revocation), parses the lawful-access entries with
-`accord.protocols.access.log_entries`, and reserves the tags of the other parts of the pipeline,
-so an auditor can count every entry by type even before it can parse it.
+`accord.protocols.access.log_entries` (imported when it meets one), and reserves the tags of the
+other parts of the pipeline, so an auditor can count every entry by type even before it can
+parse it.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from accord.errors import InvalidInput
 from accord.primitives.encoding import canonical_json
-from accord.protocols.access.log_entries import (
+from accord.protocols.access.tags import (
     ACCESS_TAG_PREFIX,
     TAG_AGENCY_KEY,
     TAG_APPROVER_SET,
     TAG_RECORD_COUNT,
     TAG_WARRANT_COMMITMENT,
     TAG_WARRANT_DISCLOSURE,
-    AccessLogEntry,
-    parse_access_entry,
 )
+
+# The lawful-access entry types are imported where such an entry is parsed: a client that
+# checks device keys never needs the warrant, approver and agency modules.
+if TYPE_CHECKING:
+    from accord.protocols.access.log_entries import AccessLogEntry
 
 MAX_ENTRY_BYTES = 64 * 1024
 
@@ -140,7 +144,9 @@ class OtherEntry:
     type: str
 
 
-LogEntry = DeviceRegistration | DeviceRevocation | MapHead | AccessLogEntry | OtherEntry
+LogEntry: TypeAlias = (
+    "DeviceRegistration | DeviceRevocation | MapHead | AccessLogEntry | OtherEntry"
+)
 
 
 def _str(obj: dict[str, Any], key: str, *, optional: bool = False) -> Any:
@@ -206,6 +212,8 @@ def parse_entry(data: bytes) -> LogEntry:
             timestamp=_int(obj, "timestamp"),
         )
     elif tag.startswith(ACCESS_TAG_PREFIX):
+        from accord.protocols.access.log_entries import parse_access_entry
+
         return parse_access_entry(data)  # canonical form and fields are checked there
     else:
         return OtherEntry(type=tag[:128])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from accord.protocols.access.records import SealedRecord, check_record_upload
 from accord.protocols.access.warrant import SignedWarrant, Warrant
 from accord.server.access.ledger import AccessLedger
 from accord.server.messaging import AuthedDevice
+from accord.server.secrets import SecretsKey, read_sealed_file
 from accord.storage.schema import access_delivery_metadata, access_records, access_warrants
 from accord.wire.access import (
     MAX_METADATA_PER_PAGE,
@@ -47,20 +47,29 @@ _AGENCY_TOKEN_BYTES = 32 + 8 + 32
 MAX_WARRANTS_CACHED = 10_000
 
 
-def load_or_create_secret(data_dir: Path) -> bytes:
-    """DATA_DIR/access-token-key (mode 0600): the MAC key of agency fetch tokens."""
-    path = data_dir / ACCESS_KEY_FILE
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
+def load_or_create_secret(data_dir: Path, secrets_key: SecretsKey) -> bytes:
+    """DATA_DIR/access-token-key (mode 0600): the MAC key of agency fetch tokens, sealed under
+    the secrets key like the log and review keys (whoever holds it can mint fetch tokens for
+    any warrant id). A plain file an older version wrote is sealed in place."""
+    text = read_sealed_file(
+        data_dir / ACCESS_KEY_FILE,
+        secrets_key,
+        make=lambda: (secrets.token_hex(32) + "\n").encode(),
+        plain_check=_is_plain_hex_key,
+    )
     try:
-        secret = bytes.fromhex(path.read_text().strip())
-    except ValueError:
+        secret = bytes.fromhex(text.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
         secret = b""
     if len(secret) != 32:
-        raise InvalidInput(f"{path} is not a 32-byte hex key")
+        raise InvalidInput(f"{data_dir / ACCESS_KEY_FILE} is not a 32-byte hex key")
     return secret
+
+
+def _is_plain_hex_key(raw: bytes) -> bool:
+    """The key as versions before sealing wrote it: 64 hex digits and a line break."""
+    text = raw.strip()
+    return len(text) == 64 and all(c in b"0123456789abcdefABCDEF" for c in text)
 
 
 def make_agency_token(secret: bytes, warrant_id: bytes, expires: int) -> bytes:
@@ -89,12 +98,17 @@ def check_agency_token(secret: bytes, warrant_id: bytes, token: str, *, now: int
 
 class AgencyRecords:
     def __init__(
-        self, ledger: AccessLedger, data_dir: Path, *, clock: Clock = SYSTEM_CLOCK
+        self,
+        ledger: AccessLedger,
+        data_dir: Path,
+        *,
+        secrets_key: SecretsKey,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.ledger = ledger
         self.db = ledger.db
         self.clock = clock
-        self._secret = load_or_create_secret(data_dir)
+        self._secret = load_or_create_secret(data_dir, secrets_key)
         self._warrants: dict[int, Warrant] = {}  # warrant pk -> warrant
 
     def _warrant(self, row: Any) -> Warrant:

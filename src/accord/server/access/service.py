@@ -12,6 +12,7 @@ from accord.server.access.housekeeping import Housekeeping
 from accord.server.access.ledger import AccessLedger
 from accord.server.access.metadata import DeliveryMetadata
 from accord.server.messaging import MessagingService
+from accord.server.secrets import SecretsKey
 from accord.server.translog import LogService
 from accord.storage.db import Database
 
@@ -31,6 +32,7 @@ class AccessService:
         messaging: MessagingService,
         data_dir: Path,
         *,
+        secrets_key: SecretsKey,
         max_duration_s: int | None = None,
         housekeeping: bool = True,
         clock: Clock = SYSTEM_CLOCK,
@@ -46,7 +48,7 @@ class AccessService:
             clock=clock,
         )
         self.device_sync = DeviceSync(self.ledger, clock=clock)
-        self.agency = AgencyRecords(self.ledger, data_dir, clock=clock)
+        self.agency = AgencyRecords(self.ledger, data_dir, secrets_key=secrets_key, clock=clock)
         self.housekeeping = Housekeeping(self.ledger, self.metadata, clock=clock)
         messaging.send_observers.append(self.metadata.observe_send)
         if housekeeping:

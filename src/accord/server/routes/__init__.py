@@ -3,7 +3,7 @@ the services (one level up) hold the logic and know nothing of HTTP."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from accord.server.routes import (
     access,
@@ -31,3 +31,12 @@ ROUTERS: tuple[APIRouter, ...] = (
     detection.router,
     matching.router,
 )
+
+
+def install_routes(app: FastAPI) -> None:
+    """Every router, in `ROUTERS`' order, behind the plain routes that answer the log's proofs
+    before FastAPI's routing (`log.PLAIN_ROUTES`; they take only well-formed queries and leave
+    the rest, and the OpenAPI document, to the log's router)."""
+    for router in ROUTERS:
+        app.include_router(router)
+    app.router.routes[0:0] = log.PLAIN_ROUTES

@@ -119,7 +119,9 @@ async def sync(
 
 @router.post("/v1/access/records", status_code=201)
 async def upload_records(
-    req: RecordUpload, dev: CurrentDevice, services: ServicesDep
+    req: RecordUpload,
+    dev: CurrentDevice,  # a warrant's duties go on while its target is suspended
+    services: ServicesDep,
 ) -> RecordsStored:
     records = [
         parse_signed_object(r, _sealed_record, "record", max_bytes=MAX_RECORD_OBJECT_BYTES)

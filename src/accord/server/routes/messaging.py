@@ -90,7 +90,7 @@ async def account_transparency(
 async def revoke_device(
     device_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{4,32}$")],
     req: RevokeDeviceRequest,
-    dev: CurrentDevice,
+    dev: CurrentDevice,  # a suspended account still cuts off a lost device (docs/console.md)
     services: ServicesDep,
 ) -> Response:
     """Remove a device of the caller's account (logged first; docs/protocol/transparency.md)."""
@@ -118,7 +118,8 @@ async def create_link(
 
 
 @router.get("/v1/link-requests/{request_id}")
-async def get_link(request_id: str, dev: CurrentDevice, services: ServicesDep) -> PendingLink:
+async def get_link(request_id: str, dev: ActiveDevice, services: ServicesDep) -> PendingLink:
+    """Only for approving it, which a suspended account may not do."""
     return await services.messaging.get_link(dev, request_id)
 
 
@@ -131,7 +132,9 @@ async def approve_link(
 
 @router.post("/v1/keys")
 async def publish_keys(
-    req: PublishKeysRequest, dev: CurrentDevice, services: ServicesDep
+    req: PublishKeysRequest,
+    dev: CurrentDevice,  # a suspended account still receives, so it still tops up its keys
+    services: ServicesDep,
 ) -> KeyCount:
     return await services.messaging.publish_keys(dev, req)
 
