@@ -16,6 +16,16 @@ average is printed next to every step. Prints JSON.
 
     .venv/bin/python bench/pm_table.py recall --images ../shared/data/images/highres
 
+    .venv/bin/python bench/pm_table.py delta --sizes 100000 1000000 --delta-percent 1
+
+`delta`: a table of random hashes built with its placement (`write_table`; above `--blind-max`
+with stand-in points as in `build`), then `--delta-percent` of the bank changed (half of it
+removed, as many new hashes added) and the next version built from the first
+(`delta.update_table`, `--workers` processes): the delta's bytes against the table's, the slots
+changed, its build time against the full build's; then the client's side in this process:
+`apply_delta` to a copy of the first table and `BlindedTable.open_file` of the result against
+the new digest (apply + verify).
+
 `recall`: the photos' own PDQ hashes banked in a table, one voucher (no synthetic ones) per
 everyday edit of each photo (bench/vouchers.py's EVERYDAY), opened with the table's secret:
 recall through the table, next to plain PDQ's at 31 bits on the same pairs.
@@ -42,8 +52,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from accord.primitives.ristretto import random_points
 from accord.protocols.detection.signals import PDQ_MATCH_THRESHOLD_BITS, PdqHash
 from accord.protocols.private_matching.bands import BandSampler
+from accord.protocols.private_matching.delta import apply_delta, update_table
 from accord.protocols.private_matching.matcher import open_outer_unverified
 from accord.protocols.private_matching.params import MatchingParams
+from accord.protocols.private_matching.placement import placement_of, write_placement
 from accord.protocols.private_matching.table import (
     BlindedTable,
     TableBuild,
@@ -132,6 +144,7 @@ def _real_table(
     secret: TableSecret,
     row: dict[str, Any],
     workers: int,
+    placement_path: Path | None = None,
 ) -> TableBuild:
     """The real build (`write_table`), timed: until placed, blinding, CPU seconds."""
     marks: dict[str, float] = {}
@@ -150,7 +163,13 @@ def _real_table(
             bar.update(task, completed=done, total=total)
 
         built = write_table(
-            hashes, path, params=params, secret=secret, workers=workers, progress=progress
+            hashes,
+            path,
+            params=params,
+            secret=secret,
+            workers=workers,
+            progress=progress,
+            placement_path=placement_path,
         )
     total_s, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
     row.update(
@@ -176,6 +195,7 @@ def _standin_table(
     params: MatchingParams,
     secret: TableSecret,
     row: dict[str, Any],
+    placement_path: Path | None = None,
 ) -> TableBuild:
     """The build's steps up to placement (timed, exactly as `write_table` does them, in one
     process), then a file of the same size whose slots are 4,096 random points repeated
@@ -210,25 +230,32 @@ def _standin_table(
         place_s=round(t3 - t2, 1),
         load_after_build=_load(),
     )
+    digest = TableDigest.of_file(path)
+    if placement_path is not None and placed is not None:
+        write_placement(placement_path, placement_of(digest.value, placed, elements))
     return TableBuild(
-        digest=TableDigest.of_file(path),
+        digest=digest,
         n_slots=n_slots,
         n_elements=len(elements),
         size=path.stat().st_size,
     )
 
 
-def run_build(args: argparse.Namespace) -> dict[str, Any]:
-    params = MatchingParams()
-    folder = Path(args.dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {
+def _results_head(args: argparse.Namespace, params: MatchingParams) -> dict[str, Any]:
+    return {
         "machine": machine_info(),
         "command": " ".join(sys.argv),
         "params": repr(params),
         "workers": args.workers,
         "sizes": {},
     }
+
+
+def run_build(args: argparse.Namespace) -> dict[str, Any]:
+    params = MatchingParams()
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = _results_head(args, params)
     for n in args.sizes:
         row: dict[str, Any] = {"banked_hashes": n, "load_before": _load()}
         hashes = random_hashes(n, seed=n)
@@ -267,6 +294,85 @@ def run_build(args: argparse.Namespace) -> dict[str, Any]:
         results["sizes"][str(n)] = row
         if not args.keep:
             path.unlink()
+        print(json.dumps(row), file=sys.stderr)
+    return results
+
+
+def run_delta(args: argparse.Namespace) -> dict[str, Any]:
+    params = MatchingParams()
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = _results_head(args, params)
+    results["delta_percent"] = args.delta_percent
+    for n in args.sizes:
+        row: dict[str, Any] = {"banked_hashes": n, "load_before": _load()}
+        hashes = random_hashes(n, seed=n)
+        secret = TableSecret.generate()
+        base, base_placement = folder / f"delta-{n}-a.table", folder / f"delta-{n}-a.placement"
+        full: dict[str, Any] = {}
+        if n > args.blind_max:
+            built = _standin_table(hashes, base, params, secret, full, base_placement)
+        else:
+            built = _real_table(hashes, base, params, secret, full, args.workers, base_placement)
+        row["full_build"] = full
+        # the change: half removed, as many new hashes added
+        half = int(n * args.delta_percent / 100) // 2
+        keep = np.ones(n, dtype=bool)
+        keep[np.random.default_rng(n + 1).choice(n, half, replace=False)] = False
+        changed = np.concatenate([hashes[keep], random_hashes(half, seed=n + 2)])
+        out, delta = folder / f"delta-{n}-b.table", folder / f"delta-{n}-b.delta"
+        cpu0, t0 = _cpu_s(), time.perf_counter()
+        update = update_table(
+            changed,
+            base_path=base,
+            base_digest=built.digest,
+            base_placement=base_placement,
+            out_path=out,
+            delta_path=delta,
+            placement_path=folder / f"delta-{n}-b.placement",
+            params=params,
+            secret=secret,
+            workers=args.workers,
+        )
+        build_s, cpu = time.perf_counter() - t0, _cpu_s() - cpu0
+        if update is None:
+            row["delta"] = "not built (a full build would follow)"
+            results["sizes"][str(n)] = row
+            continue
+        row["delta_build"] = {
+            "removed_hashes": half,
+            "added_hashes": half,
+            "elements": update.table.n_elements,
+            "load_factor": round(update.table.n_elements / update.table.n_slots, 4),
+            "changed_slots": update.changed_slots,
+            "changed_share_of_slots": round(update.changed_slots / update.table.n_slots, 4),
+            "delta_bytes": update.delta_size,
+            "table_bytes": update.table.size,
+            "delta_share_of_table": round(update.delta_size / update.table.size, 4),
+            "build_s": round(build_s, 1),
+            "cpu_s": round(cpu, 1),
+            "load_after": _load(),
+        }
+        # the client: apply to a copy of the first table, then open it against the new digest
+        made = folder / f"delta-{n}-c.table"
+        t1 = time.perf_counter()
+        apply_delta(
+            base, delta, made, base=built.digest, new=update.table.digest,
+            expected_delta=update.delta_digest,
+        )  # fmt: skip
+        t2 = time.perf_counter()
+        BlindedTable.open_file(made, expected_digest=update.table.digest)
+        t3 = time.perf_counter()
+        row["client"] = {
+            "apply_s": round(t2 - t1, 2),
+            "verify_s": round(t3 - t2, 2),
+            "apply_and_verify_s": round(t3 - t1, 2),
+            "load_after": _load(),
+        }
+        results["sizes"][str(n)] = row
+        if not args.keep:
+            for path in folder.glob(f"delta-{n}-*"):
+                path.unlink()
         print(json.dumps(row), file=sys.stderr)
     return results
 
@@ -317,21 +423,28 @@ def run_recall(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _sized(parser: argparse.ArgumentParser, folder: str, blind_max: int) -> argparse.ArgumentParser:
+    """The options of the commands that build tables at list sizes."""
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--dir", default=folder)
+    parser.add_argument("--keep", action="store_true", help="keep the table files")
+    parser.add_argument(
+        "--blind-max",
+        type=int,
+        default=blind_max,
+        help="above this many hashes, time the placement only and fill with stand-in points",
+    )
+    return parser
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    build = sub.add_parser("build")
-    build.add_argument("--sizes", type=int, nargs="+", default=[100_000])
-    build.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    build = _sized(sub.add_parser("build"), "/tmp/pm-table-bench", 1_000_000)
     build.add_argument("--vouchers", type=int, default=200)
-    build.add_argument("--dir", default="/tmp/pm-table-bench")
-    build.add_argument("--keep", action="store_true", help="keep the table files")
-    build.add_argument(
-        "--blind-max",
-        type=int,
-        default=1_000_000,
-        help="above this many hashes, time the placement only and fill with stand-in points",
-    )
+    delta = _sized(sub.add_parser("delta"), "/tmp/pm-delta-bench", 100_000)
+    delta.add_argument("--delta-percent", type=float, default=1.0)
     recall = sub.add_parser("recall")
     recall.add_argument("--images", required=True, help="the photos of bench/vouchers.py params")
     client = sub.add_parser("client")
@@ -341,7 +454,7 @@ def main() -> None:
     client.add_argument("--vouchers", type=int, default=200)
     client.add_argument("--out", required=True)
     args = parser.parse_args()
-    runs = {"build": run_build, "client": run_client, "recall": run_recall}
+    runs = {"build": run_build, "client": run_client, "recall": run_recall, "delta": run_delta}
     result = runs[args.cmd](args)
     print(json.dumps(result, indent=2))
 

@@ -4,6 +4,7 @@ voucher key opened with the server's secrets key, as the operator could)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,25 @@ def stored_shares(
     secrets = FileSecretsKey(path=server.data_dir / "secrets.key")
     sealed = bytes(key.voucher_key)
     return shares, sealed, EPOCH_KEY_SECRETS.open(secrets, sealed, f"{account}/{key.epoch}")
+
+
+class TableRequests(httpx.BaseTransport):
+    """A client's transport to the real server that records the paths of its table downloads;
+    with `change_delta`, it plays a dishonest server answering the delta route with the real
+    delta changed by that function."""
+
+    def __init__(self, change_delta: Callable[[bytes], bytes] | None = None) -> None:
+        self._real = httpx.HTTPTransport()
+        self._change = change_delta
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.startswith("/v1/matching/tables/"):
+            self.paths.append(path)
+        response = self._real.handle_request(request)
+        if self._change is None or not path.endswith("/delta") or response.status_code != 200:
+            return response
+        data = response.read()
+        response.close()
+        return httpx.Response(200, content=self._change(data))

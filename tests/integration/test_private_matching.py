@@ -31,6 +31,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from accord.cli.demo_matching import make_picture
 from accord.client.client import AccordClient
 from accord.errors import AccordError, VerificationError
 from accord.protocols.detection.hashers import hash_file
@@ -48,6 +49,7 @@ from accord.storage.banks import bank_banks, bank_entries
 from accord.storage.schema import accounts, devices, messages
 from accord_testing import TEST_KDF_COST, eventually
 from matching_testing import (
+    TableRequests,
     admin_client,
     bank_and_publish,
     drain_matching,
@@ -106,6 +108,20 @@ def _pdq(path: Path) -> bytes:
     hashes = hash_file(path, video=False)
     assert hashes.pdq is not None
     return hashes.pdq.hash.value
+
+
+def _opened(server: Any, account: str) -> tuple[list[Any], list[bytes]]:
+    """An account's stored shares past its threshold, and the PDQ hashes of those whose inner
+    payload opens with the recovered voucher key."""
+    shares, _, key = stored_shares(server, account)
+    assert key is not None
+    opened = []
+    for s in shares:
+        try:
+            opened.append(open_inner_payload(s, key)[0].value)
+        except AccordError:
+            continue
+    return shares, opened
 
 
 def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique):  # type: ignore[no-untyped-def]
@@ -211,14 +227,8 @@ def test_threshold_crossed_end_to_end_over_the_cli(server, cli, standins, unique
 
     # Nothing of the other 100 can be opened: their vouchers left no share at all, except the
     # synthetic ones, whose inner payload is random bytes; only the t real payloads open.
-    shares, _, key = stored_shares(server, a)
-    assert key is not None and len(shares) == T + synthetic_others
-    opened = []
-    for s in shares:
-        try:
-            opened.append(open_inner_payload(s, key)[0].value)
-        except AccordError:
-            continue
+    shares, opened = _opened(server, a)
+    assert len(shares) == T + synthetic_others
     assert sorted(opened) == sorted(_pdq(p) for p in real)
 
     # One banked image sent t times adds one share: no crossing.
@@ -443,3 +453,61 @@ def test_clients_hold_no_banked_hash_and_refuse_an_unlogged_table(
             carol.close()
     finally:
         path.write_bytes(original)
+
+
+# --- a version published as a delta (docs/protocol/private-matching.md, "Table deltas") --------
+
+
+def test_a_client_holding_the_previous_table_takes_the_logged_delta_and_matches(
+    server, tmp_path, unique
+):  # type: ignore[no-untyped-def]
+    pool = [make_picture(tmp_path / f"p{i}.png", 700 + i) for i in range(41)]
+    photo = make_picture(tmp_path / "other.png", 699)
+    a, b = unique("alice"), unique("bob")
+    AccordClient.create_account(
+        tmp_path / "b", server.url, b, PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True
+    ).close()
+    first = bank_and_publish(server, unique("before"), pool[:40])
+    watch = TableRequests()
+    alice = AccordClient.create_account(
+        tmp_path / "a", server.url, a, PASS, kdf_cost=TEST_KDF_COST, insecure_dev=True,
+        transport=watch,
+    )  # fmt: skip
+    try:
+        alice.send(b, "a photo", [photo])  # takes the first table whole
+    finally:
+        alice.close()
+    assert watch.paths == [f"/v1/matching/tables/{first['digest']}"]
+
+    # One banked image out, another in: the server builds the next version from the first, and
+    # logs the delta's digest in the version's entry.
+    second = bank_and_publish(server, unique("after"), pool[1:])
+    assert second["delta_from"] == first["digest"]
+    assert 0 < second["delta_size"] < 0.25 * second["size"]
+    info = httpx.get(f"{server.url}/v1/matching/table").json()
+    entry = json.loads(base64.b64decode(info["log_entry"]))
+    assert entry["table_digest"] == second["digest"]
+    assert entry["delta"]["base_digest"] == first["digest"]
+    missing = httpx.get(
+        f"{server.url}/v1/matching/tables/{second['digest']}/delta", params={"from": "00" * 32}
+    )
+    assert missing.status_code == 404 and missing.json()["code"] == "table_delta_not_found"
+
+    # The client holding the first table fetches the delta only, and ends with the logged table;
+    # vouchers made against it match as before: t banked images cross the threshold.
+    watch.paths.clear()
+    alice = AccordClient(tmp_path / "a", PASS, transport=watch)
+    try:
+        real = [p for p in pool[1:] if not alice.vouchers.is_synthetic(p)][:T]
+        alice.send(b, "banked", real)
+    finally:
+        alice.close()
+    assert watch.paths == [f"/v1/matching/tables/{second['digest']}/delta"]
+    folder = tmp_path / "a" / "matching-tables"
+    cached = folder / f"{second['digest']}.table"
+    served = server.data_dir / "matching-tables" / f"{second['digest']}.table"
+    assert list(folder.glob("*.table")) == [cached]
+    assert cached.read_bytes() == served.read_bytes()
+    drain_matching(server)
+    _shares, opened = _opened(server, a)
+    assert sorted(opened) == sorted(_pdq(p) for p in real)

@@ -9,6 +9,8 @@ Each test plays the provider with only the provider's own access, against the re
   finds the later table and refuses (`matching_table_not_latest`);
 - it reads every table of its own database after images were sent: no voucher or share row
   names the message, a recipient or a time, and no other row names a voucher;
+- it answers the table-delta route with its real delta changed in one byte: the client refuses
+  it (`table_delta_mismatch`), downloads the whole table and ends with the logged one;
 - it lets an account link a second device and counts: the second device continues the
   account's count (the threshold is crossed across the two devices), and the recovered voucher
   key is sealed at rest.
@@ -17,7 +19,9 @@ Each test plays the provider with only the provider's own access, against the re
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,13 @@ from accord.server.secrets import is_sealed
 from accord.storage import banks, schema, translog
 from accord.storage.schema import messages, pm_events
 from accord_testing import TEST_KDF_COST
-from matching_testing import bank_and_publish, drain_matching, server_engine, stored_shares
+from matching_testing import (
+    TableRequests,
+    bank_and_publish,
+    drain_matching,
+    server_engine,
+    stored_shares,
+)
 
 PASS = "test passphrase"
 T = DEFAULT_THRESHOLD
@@ -313,3 +323,48 @@ def test_linking_a_device_does_not_reset_the_account_count(server, tmp_path, uni
     finally:
         engine.dispose()
     assert [(e.kind, e.images) for e in events] == [("threshold", T)]
+
+
+# --- a table delta changed by the server ------------------------------------------------------
+
+
+def _change_last_point(delta: bytes) -> bytes:
+    """The server's own delta with one changed byte in the last slot's point: a delta the
+    provider could send to make one client's copy of the table differ from everyone's."""
+    return delta[:-1] + bytes([delta[-1] ^ 1])
+
+
+@ON_SQLITE
+def test_a_changed_table_delta_is_refused_and_the_logged_table_used(
+    server, tmp_path, unique, caplog
+):  # type: ignore[no-untyped-def]
+    pool = _pictures(tmp_path / "bank", 900, 41)
+    photos = _pictures(tmp_path / "others", 1000, 2)
+    bob = unique("bob")
+    _new_client(tmp_path / "b", server, bob).close()
+    bank_and_publish(server, unique("before"), pool[:40])
+    provider = TableRequests(change_delta=_change_last_point)
+    alice = _new_client(tmp_path / "a", server, unique("alice"), transport=provider)
+    try:
+        alice.send(bob, "a photo", [photos[0]])
+    finally:
+        alice.close()
+    second = bank_and_publish(server, unique("after"), pool[1:])
+    assert second["delta_from"] is not None
+
+    provider.paths.clear()
+    alice = AccordClient(tmp_path / "a", PASS, transport=provider)
+    try:
+        with caplog.at_level(logging.WARNING, logger="accord.client.vouchers"):
+            alice.send(bob, "another photo", [photos[1]])
+    finally:
+        alice.close()
+    # The changed delta is refused with its code, the whole table downloaded instead, and the
+    # device ends with the logged table.
+    assert [r.getMessage() for r in caplog.records if "table_delta_mismatch" in r.getMessage()]
+    table = f"/v1/matching/tables/{second['digest']}"
+    assert provider.paths == [f"{table}/delta", table]
+    folder = tmp_path / "a" / "matching-tables"
+    (cached,) = folder.glob("*.table")
+    assert cached.name == f"{second['digest']}.table"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == second["digest"]

@@ -49,9 +49,10 @@ _JOB_STEPS = {
 
 def _table_line(t: TableSummary) -> str:
     state = "current" if t.retired_at is None else "retired"
+    delta = f" delta_from={t.delta_from} delta_size={t.delta_size}" if t.delta_from else ""
     return (
         f"table {t.table_version} ({state}) digest={t.digest} banked_hashes={t.banked_hashes} "
-        f"size={t.size} log_index={t.log_index} threshold={t.params.threshold}"
+        f"size={t.size} log_index={t.log_index} threshold={t.params.threshold}{delta}"
     )
 
 

@@ -8,14 +8,17 @@ because the client holds only blinded points.
 
 A table is used only after its digest is found in a transparency-log entry proven included in a
 checkpoint this device verified (C1); the table file is then refused unless it hashes to that
-digest. The matching secret is made on first use and kept sealed in the device's store; the
-image counter that selects the key epoch is kept beside it.
+digest. A table logged as built from the one this device holds is made from that one and the
+logged delta (C1d), and falls back to the whole file if the delta is refused. The matching secret
+is made on first use and kept sealed in the device's store; the image counter that selects the
+key epoch is kept beside it.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -42,6 +45,7 @@ from accord.wire.messaging import Content, MatchingSecretShare
 # them (docs/benchmarks.md, "One `accord send`").
 if TYPE_CHECKING:
     from accord.protocols.detection.signals import PdqHash
+    from accord.protocols.private_matching.log_entries import HashListVersion, TableDeltaRef
     from accord.protocols.private_matching.table import BlindedTable, TableDigest
     from accord.protocols.private_matching.voucher import AccountMatchingSecret, VoucherClient
     from accord.wire.matching import TableInfo
@@ -52,6 +56,7 @@ TABLE_REFRESH_S = 60.0
 #: Refuse to download a table larger than this (about 1.9 million banked hashes).
 MAX_TABLE_BYTES = 4 << 30
 TABLES_DIR = "matching-tables"
+log = logging.getLogger("accord.client.vouchers")
 _AWAITING_SECRET = "matching_secret_awaited"  # noqa: S105 - a setting's name
 _SHARE_PENDING = "matching_secret_share_pending"  # noqa: S105 - a setting's name
 
@@ -120,7 +125,7 @@ class SafetyVouchers:
     def _voucher_client(self) -> VoucherClient | None:
         from accord.primitives.ristretto import POINT_BYTES
         from accord.protocols.private_matching.floors import check_params, check_table_size
-        from accord.protocols.private_matching.table import TABLE_HEADER_BYTES
+        from accord.protocols.private_matching.table import TABLE_HEADER_BYTES, TableDigest
         from accord.protocols.private_matching.voucher import VoucherClient
         from accord.wire.matching import TableInfo, matching_account_id
 
@@ -138,11 +143,12 @@ class SafetyVouchers:
             raise ProtocolError("server sent a malformed matching table description") from None
         self._maker = None
         floors = matching_floors(self._ctx)
-        digest = self._verify_logged(info)
+        entry = self._verify_logged(info)
+        digest = TableDigest(entry.digest_bytes)
         current = self._maker_before
         if current is None or current.table_digest != digest:
             check_table_size((info.size - TABLE_HEADER_BYTES) // POINT_BYTES, floors)
-            table = self._load_table(digest, info.size)
+            table = self._load_table(digest, info.size, entry.delta)
             check_params(table.params, table.n_slots, floors)
             identity = self._ctx.identity
             current = VoucherClient(
@@ -155,16 +161,15 @@ class SafetyVouchers:
         self._checked_at = self._ctx.clock.monotonic()
         return current
 
-    def _verify_logged(self, info: TableInfo) -> TableDigest:
-        """The table's digest, taken from a log entry proven included in a checkpoint this
-        device accepted (transparency steps V1-V4), after checking that no later table is
-        logged up to that checkpoint (every entry after it is read and verified against the
-        same proof)."""
+    def _verify_logged(self, info: TableInfo) -> HashListVersion:
+        """The table's log entry (its digest, and the delta it was built as), proven included
+        in a checkpoint this device accepted (transparency steps V1-V4), after checking that no
+        later table is logged up to that checkpoint (every entry after it is read and verified
+        against the same proof)."""
         from accord.protocols.private_matching.log_entries import (
             HashListVersion,
             parse_matching_entry,
         )
-        from accord.protocols.private_matching.table import TableDigest
 
         log_trust = self._ctx.log_trust
         checkpoint = log_trust.accept_checkpoint(info.checkpoint)
@@ -189,12 +194,15 @@ class SafetyVouchers:
                 f"{len(later)} later table version(s)",
                 code="matching_table_not_latest",
             )
-        return TableDigest(parsed.digest_bytes)
+        return parsed
 
-    def _load_table(self, digest: TableDigest, size: int) -> BlindedTable:
-        """The table file, from this device's cache or the server, read slot by slot; refused
-        unless its SHA-256 is the logged digest. The download streams to disk, so a large table
-        never sits in memory."""
+    def _load_table(
+        self, digest: TableDigest, size: int, delta: TableDeltaRef | None
+    ) -> BlindedTable:
+        """The table file, from this device's cache, made from the cached previous table and
+        the logged delta (C1d), or downloaded whole; read slot by slot; refused unless its
+        SHA-256 is the logged digest. The download streams to disk, so a large table never sits
+        in memory."""
         from accord.protocols.private_matching.table import BlindedTable
 
         folder = self._ctx.home / TABLES_DIR
@@ -204,6 +212,10 @@ class SafetyVouchers:
                 return BlindedTable.open_file(cached, expected_digest=digest)
             except AccordError:
                 cached.unlink(missing_ok=True)
+        if delta is not None:
+            table = self._table_from_delta(digest, delta, cached)
+            if table is not None:
+                return table
         if not 0 < size <= MAX_TABLE_BYTES:
             raise ProtocolError("matching table size out of limits")
         folder.mkdir(parents=True, exist_ok=True)
@@ -217,6 +229,61 @@ class SafetyVouchers:
         finally:
             tmp.unlink(missing_ok=True)
         return table
+
+    def _table_from_delta(
+        self, digest: TableDigest, delta: TableDeltaRef, cached: Path
+    ) -> BlindedTable | None:
+        """C1d: the logged table `digest`, made from this device's copy of the table the log
+        entry names as its base and the delta the entry names; None (and the whole table is
+        downloaded) if there is no such copy or the delta is refused (`table_delta_mismatch`:
+        not the logged delta, or a result that is not the logged table)."""
+        from accord.protocols.private_matching.delta import (
+            DELTA_MISMATCH,
+            DeltaDigest,
+            apply_delta,
+            max_delta_bytes,
+        )
+        from accord.protocols.private_matching.table import (
+            POINT_BYTES,
+            TABLE_HEADER_BYTES,
+            BlindedTable,
+            TableDigest,
+        )
+
+        base_path = cached.with_name(f"{delta.base_digest}.table")
+        if not base_path.is_file():
+            return None
+        n_slots = (base_path.stat().st_size - TABLE_HEADER_BYTES) // POINT_BYTES
+        tmp_delta, tmp = cached.with_suffix(".delta.tmp"), cached.with_suffix(".tmp")
+        try:
+            self._ctx.api.download(
+                f"/v1/matching/tables/{digest.hex()}/delta?from={delta.base_digest}",
+                tmp_delta,
+                max_delta_bytes(max(n_slots, 0)),
+            )
+            apply_delta(
+                base_path,
+                tmp_delta,
+                tmp,
+                base=TableDigest(bytes.fromhex(delta.base_digest)),
+                new=digest,
+                expected_delta=DeltaDigest(bytes.fromhex(delta.delta_digest)),
+            )
+            try:
+                table = BlindedTable.open_file(tmp, expected_digest=digest)
+            except AccordError:
+                raise VerificationError(
+                    "the table made from the delta is not the logged table", code=DELTA_MISMATCH
+                ) from None
+            base_path.unlink(missing_ok=True)
+            tmp.replace(cached)
+            return table
+        except AccordError as exc:
+            log.warning("table delta refused, downloading the whole table: %s", exc.diagnostics())
+            return None
+        finally:
+            tmp_delta.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
     # --- the account's secret and image counter (C2) ------------------------------------------
 

@@ -99,6 +99,9 @@ class TableSummary(WireModel):
     published_at: int
     retired_at: int | None
     log_index: int | None
+    delta_from: HexDigest | None = None
+    """Built from this table; the delta is at GET /v1/matching/tables/{digest}/delta?from=..."""
+    delta_size: int | None = None
 
 
 JobId = Annotated[str, StringConstraints(pattern=r"^j_[A-Za-z0-9_-]{16,32}$")]

@@ -15,6 +15,7 @@ from accord.protocols.private_matching.log_entries import (
     TAG_THRESHOLD_CROSSING,
     BankVersionRef,
     HashListVersion,
+    TableDeltaRef,
     ThresholdCrossing,
     crossing_commitment,
     parse_matching_entry,
@@ -45,6 +46,31 @@ def test_round_trip_and_exact_bytes() -> None:
     assert TAG_THRESHOLD_CROSSING in KNOWN_TAGS and TAG_HASH_LIST_VERSION in KNOWN_TAGS
 
 
+def test_a_version_built_as_a_delta_names_it() -> None:
+    built = HashListVersion(
+        table_version=4,
+        table_digest="cd" * 32,
+        banks=TABLE.banks,
+        published_at=TABLE.published_at + 1,
+        delta=TableDeltaRef(base_digest="ab" * 32, delta_digest="ef" * 32),
+    )
+    data = built.to_bytes()
+    assert json.loads(data)["delta"] == {"base_digest": "ab" * 32, "delta_digest": "ef" * 32}
+    assert parse_matching_entry(data) == built
+    assert "delta" not in json.loads(TABLE.to_bytes())  # a full build's entry is unchanged
+    obj = json.loads(data)
+    for bad in (
+        {**obj, "delta": None},
+        {**obj, "delta": {"base_digest": "ab" * 32}},
+        {**obj, "delta": {**obj["delta"], "extra": "x"}},
+        {**obj, "delta": {**obj["delta"], "delta_digest": "EF" * 32}},
+        {**obj, "delta": {**obj["delta"], "base_digest": obj["table_digest"]}},
+        {**obj, "delta": [obj["delta"]]},
+    ):
+        with pytest.raises(InvalidInput):
+            parse_matching_entry(json.dumps(bad, sort_keys=True, separators=(",", ":")).encode())
+
+
 def test_non_canonical_and_malformed_are_refused() -> None:
     obj = json.loads(TABLE.to_bytes())
     bad = [
@@ -72,9 +98,11 @@ def test_non_canonical_and_malformed_are_refused() -> None:
 @settings(max_examples=300)
 @given(st.binary(max_size=400) | st.builds(lambda d: json.dumps(d).encode(), st.dictionaries(
     st.sampled_from(["type", "table_version", "table_digest", "banks", "published_at", "hour",
-                     "commitment"]),
+                     "commitment", "delta"]),
     st.one_of(st.integers(), st.text(max_size=70), st.lists(st.dictionaries(
         st.sampled_from(["name", "version"]), st.text(max_size=70)), max_size=3),
+        st.dictionaries(st.sampled_from(["base_digest", "delta_digest", "x"]),
+                        st.text(max_size=70) | st.sampled_from(["ab" * 32, "cd" * 32])),
         st.sampled_from([TAG_HASH_LIST_VERSION, TAG_THRESHOLD_CROSSING])),
 )))  # fmt: skip
 def test_parser_never_crashes(data: bytes) -> None:

@@ -7,7 +7,9 @@ accepts only that exact encoding of a known tag with exactly its fields, so an e
 - ``accord.detection.hash_list_version.v1`` (`HashListVersion`): a published blinded table,
   its SHA-256 digest and the bank versions it was built from. Clients accept a table only if its
   digest is in such an entry, proven included in a checkpoint they verified, so every client
-  that accepts a table version accepts the same bytes.
+  that accepts a table version accepts the same bytes. A version built from the previous one
+  also names the delta that turns the previous table into it (`TableDeltaRef`: the base table's
+  digest and the delta file's SHA-256); the field is absent otherwise.
 - ``accord.detection.threshold_crossing.v1`` (`ThresholdCrossing`): one account's images crossed
   the threshold in one key epoch. It carries no account, no image and no hash: only the hour it
   happened and a hiding commitment (SHA-256 of a label and 32 random bytes the server keeps), so
@@ -54,6 +56,21 @@ class BankVersionRef:
 
 
 @dataclass(frozen=True, slots=True)
+class TableDeltaRef:
+    """The delta a table version was built as: from which table, and the delta file's SHA-256."""
+
+    base_digest: str  # lower-case hex
+    delta_digest: str  # lower-case hex
+
+    def __post_init__(self) -> None:
+        if not _HEX64.match(self.base_digest) or not _HEX64.match(self.delta_digest):
+            raise InvalidInput("a delta reference is two 64-hex-digit digests")
+
+    def to_obj(self) -> dict[str, str]:
+        return {"base_digest": self.base_digest, "delta_digest": self.delta_digest}
+
+
+@dataclass(frozen=True, slots=True)
 class HashListVersion:
     """A blinded table the server published: what the log promises every client receives."""
 
@@ -63,6 +80,7 @@ class HashListVersion:
     table_digest: str  # SHA-256 of the table file, lower-case hex
     banks: tuple[BankVersionRef, ...]
     published_at: int
+    delta: TableDeltaRef | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.table_version < 2**31:
@@ -75,21 +93,24 @@ class HashListVersion:
             raise InvalidInput("a bank is named twice")
         if not 0 <= self.published_at < 2**53:
             raise InvalidInput("publication time out of range")
+        if self.delta is not None and self.delta.base_digest == self.table_digest:
+            raise InvalidInput("a delta leads from another table")
 
     @property
     def digest_bytes(self) -> bytes:
         return bytes.fromhex(self.table_digest)
 
     def to_bytes(self) -> bytes:
-        return canonical_json(
-            {
-                "type": self.TYPE,
-                "table_version": self.table_version,
-                "table_digest": self.table_digest,
-                "banks": [b.to_obj() for b in self.banks],
-                "published_at": self.published_at,
-            }
-        )
+        obj: dict[str, Any] = {
+            "type": self.TYPE,
+            "table_version": self.table_version,
+            "table_digest": self.table_digest,
+            "banks": [b.to_obj() for b in self.banks],
+            "published_at": self.published_at,
+        }
+        if self.delta is not None:
+            obj["delta"] = self.delta.to_obj()
+        return canonical_json(obj)
 
 
 def crossing_commitment(nonce: bytes) -> str:
@@ -148,6 +169,13 @@ def parse_matching_entry(data: bytes) -> MatchingEntry:
         banks = _field(obj, "banks", list)
         if len(banks) > MAX_BANKS_PER_TABLE or not all(isinstance(b, dict) for b in banks):
             raise InvalidInput("log entry field banks is malformed")
+        delta = None
+        if "delta" in obj:
+            ref = _field(obj, "delta", dict)
+            delta = TableDeltaRef(
+                base_digest=_field(ref, "base_digest", str),
+                delta_digest=_field(ref, "delta_digest", str),
+            )
         entry = HashListVersion(
             table_version=_field(obj, "table_version", int),
             table_digest=_field(obj, "table_digest", str),
@@ -156,6 +184,7 @@ def parse_matching_entry(data: bytes) -> MatchingEntry:
                 for b in banks
             ),
             published_at=_field(obj, "published_at", int),
+            delta=delta,
         )
     elif tag == TAG_THRESHOLD_CROSSING:
         entry = ThresholdCrossing(

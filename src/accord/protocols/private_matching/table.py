@@ -69,6 +69,7 @@ from accord.primitives.ristretto import (
 from accord.protocols.detection.signals import PdqHash
 from accord.protocols.private_matching.bands import BAND_SEED_BYTES, BandSampler
 from accord.protocols.private_matching.params import PARAMS_BYTES, MatchingParams
+from accord.protocols.private_matching.placement import placement_of, write_placement
 
 TABLE_MAGIC = b"ACCORD-PM-TABLE\x02"
 CUCKOO_SALT_BYTES = 16
@@ -500,9 +501,12 @@ def write_table(
     band_seed: bytes | None = None,
     workers: int = 1,
     progress: Progress | None = None,
+    placement_path: Path | None = None,
 ) -> TableBuild:
     """Blind every band element of `hashes`, place it, fill the rest with random points, and
-    write the table file to `path`; `workers` processes share the work (1: this process)."""
+    write the table file to `path`; `workers` processes share the work (1: this process).
+    With `placement_path`, also write which element went to which slot there (private to the
+    server: `placement.py`), so that the next version can be built from this one."""
     seed = band_seed if band_seed is not None else os.urandom(BAND_SEED_BYTES)
     elements = unique_band_elements(hashes, BandSampler.create(seed, params))
     n_slots = slot_count_for(len(elements))
@@ -554,8 +558,11 @@ def write_table(
             done += job.result()
             if progress is not None:
                 progress(done, n_slots)
+    digest = TableDigest.of_file(path)
+    if placement_path is not None:
+        write_placement(placement_path, placement_of(digest.value, placement, elements))
     return TableBuild(
-        digest=TableDigest.of_file(path),
+        digest=digest,
         n_slots=n_slots,
         n_elements=len(elements),
         size=len(header) + POINT_BYTES * n_slots,

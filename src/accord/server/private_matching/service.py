@@ -101,6 +101,9 @@ class PrivateMatchingService(VoucherWorker):
     def table_file(self, digest_hex: str) -> Path:
         return self.tables.file(digest_hex)
 
+    def table_delta(self, digest_hex: str, base_hex: str) -> Path:
+        return self.tables.delta_file(digest_hex, base_hex)
+
     async def table_summary(self, version: int) -> TableSummary:
         return await self.tables.summary_of(version)
 

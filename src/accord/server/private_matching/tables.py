@@ -1,7 +1,13 @@
 """Blinded tables (docs/protocol/private-matching.md, steps S1-S5): an operator publishes a
 table built from the banks; the file goes to DATA_DIR/matching-tables/<digest>.table, the
 blinding scalar alpha to the database (never to a file or a log line), and the digest with the
-bank versions to the transparency log before any client is given the table."""
+bank versions to the transparency log before any client is given the table.
+
+A table of the same parameters as the current one is built from it when the change allows
+(steps U1-U4, `delta.update_table`): the new file is complete as always, and beside it
+`<digest>.delta` turns the previous table into it; the delta's digest is in the new version's
+log entry. Which element sits in which slot is kept for the next such build in
+DATA_DIR/matching-placements/<digest>.placement (mode 0600, never served)."""
 
 from __future__ import annotations
 
@@ -28,9 +34,15 @@ from accord.errors import (
 from accord.primitives.encoding import b64encode
 from accord.primitives.ristretto import SCALAR_BYTES, Scalar
 from accord.protocols.detection.signals import PdqHash
+from accord.protocols.private_matching.delta import (
+    DELTA_HEADER_BYTES,
+    read_delta_header,
+    update_table,
+)
 from accord.protocols.private_matching.log_entries import (
     BankVersionRef,
     HashListVersion,
+    TableDeltaRef,
 )
 from accord.protocols.private_matching.matcher import ThresholdMatcher
 from accord.protocols.private_matching.params import MatchingParams
@@ -62,6 +74,7 @@ from accord.wire.matching import (
 )
 
 TABLES_DIR = "matching-tables"
+PLACEMENTS_DIR = "matching-placements"
 #: A voucher made for the table just replaced is still accepted this long (clients refresh the
 #: table they use before each send with images).
 TABLE_GRACE_MS = 10 * 60 * 1000
@@ -87,6 +100,14 @@ class LoadedTable:
     digest: bytes
     banks: tuple[BankVersionRef, ...]
     matcher: ThresholdMatcher
+
+
+@dataclass(frozen=True)
+class _Previous:
+    """The current table, as the base of the next version."""
+
+    digest: TableDigest
+    secret: TableSecret
 
 
 TABLE_SECRETS = SealedColumn(
@@ -164,22 +185,60 @@ class MatchingTables:
         hashes = distinct_rows(np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32))
         if phase is not None:
             phase("building")
-        secret = TableSecret.generate()
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f"build-{os.urandom(8).hex()}.tmp"
+        self.placements.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = f"build-{os.urandom(8).hex()}"
+        tmp, tmp_delta = self.root / f"{name}.tmp", self.root / f"{name}.delta.tmp"
+        tmp_placement = self.placements / f"{name}.tmp"
+        workers = build_workers(len(hashes), params)
         try:
-            built = write_table(
-                hashes,
-                tmp,
-                params=params,
-                secret=secret,
-                workers=build_workers(len(hashes), params),
-                progress=progress,
+            previous = self._previous(params)
+            incremental = (
+                update_table(
+                    hashes,
+                    base_path=self.path(previous.digest.value),
+                    base_digest=previous.digest,
+                    base_placement=self.placement_path(previous.digest.value),
+                    out_path=tmp,
+                    delta_path=tmp_delta,
+                    placement_path=tmp_placement,
+                    params=params,
+                    secret=previous.secret,
+                    workers=workers,
+                    progress=progress,
+                )
+                if previous is not None
+                else None
             )
+            if previous is not None and incremental is not None:
+                secret, built = previous.secret, incremental.table
+            else:
+                secret = TableSecret.generate()
+                built = write_table(
+                    hashes,
+                    tmp,
+                    params=params,
+                    secret=secret,
+                    workers=workers,
+                    progress=progress,
+                    placement_path=tmp_placement,
+                )
             tmp.replace(self.path(built.digest.value))
+            tmp_placement.replace(self.placement_path(built.digest.value))
+            if incremental is not None:
+                tmp_delta.replace(self.delta_path(built.digest.value))
         finally:
-            tmp.unlink(missing_ok=True)
+            for path in (tmp, tmp_delta, tmp_placement):
+                path.unlink(missing_ok=True)
         digest, n_elements = built.digest, built.n_elements
+        delta = (
+            TableDeltaRef(
+                base_digest=previous.digest.hex(),
+                delta_digest=incremental.delta_digest.hex(),
+            )
+            if previous is not None and incremental is not None
+            else None
+        )
         published = now_ms(self.clock)
 
         def _insert(conn: Connection) -> int:
@@ -213,6 +272,7 @@ class MatchingTables:
             table_digest=digest.hex(),
             banks=tuple(refs),
             published_at=published,
+            delta=delta,
         )
         index = self.log.append([entry.to_bytes()])
 
@@ -227,10 +287,63 @@ class MatchingTables:
             )
 
         self.db.transact(_activate)
+        for old in self.placements.glob("*.placement"):  # only the current one is built from
+            if old != self.placement_path(digest.value):
+                old.unlink(missing_ok=True)
         return self.summary(self.row(version=version))
+
+    def _previous(self, params: MatchingParams) -> _Previous | None:
+        """U1: the current table, if the new version may be built from it (same parameters, its
+        file here); `update_table` then decides whether the change allows it."""
+        try:
+            row = self.row()
+        except NotFound:
+            return None
+        digest = TableDigest(bytes(row.digest))
+        if MatchingParams.decode(bytes(row.params)) != params:
+            return None
+        if not self.path(digest.value).is_file():
+            return None
+        alpha = TABLE_SECRETS.open(self.secrets, bytes(row.secret), row.version)
+        return _Previous(digest=digest, secret=TableSecret(Scalar(alpha)))
+
+    @property
+    def placements(self) -> Path:
+        return self.root.parent / PLACEMENTS_DIR
 
     def path(self, digest: bytes) -> Path:
         return self.root / f"{digest.hex()}.table"
+
+    def delta_path(self, digest: bytes) -> Path:
+        return self.root / f"{digest.hex()}.delta"
+
+    def placement_path(self, digest: bytes) -> Path:
+        return self.placements / f"{digest.hex()}.placement"
+
+    def _delta_of(self, digest: bytes) -> tuple[bytes, int] | None:
+        """The base digest and size of the delta that makes this table, if there is one."""
+        try:
+            with self.delta_path(digest).open("rb") as f:
+                head = read_delta_header(f.read(DELTA_HEADER_BYTES))
+                return head.base.value, os.fstat(f.fileno()).st_size
+        except (FileNotFoundError, InvalidInput):
+            return None
+
+    def delta_file(self, digest_hex: str, base_hex: str) -> Path:
+        """The delta from the table `base_hex` to the logged table `digest_hex`."""
+        missing = NotFound("no delta to this table from that table", code="table_delta_not_found")
+        try:
+            digest, base = bytes.fromhex(digest_hex), bytes.fromhex(base_hex)
+        except ValueError:
+            raise missing from None
+        try:
+            row = self.row(digest=digest)
+        except NotFound:
+            raise missing from None
+        found = self._delta_of(bytes(row.digest))
+        if found is None or found[0] != base:
+            raise missing
+        return self.delta_path(bytes(row.digest))
 
     def row(self, *, version: int | None = None, digest: bytes | None = None) -> Any:
         with self.db.read() as conn:
@@ -247,6 +360,7 @@ class MatchingTables:
         return row
 
     def summary(self, row: Any) -> TableSummary:
+        delta = self._delta_of(bytes(row.digest))
         return TableSummary(
             table_version=row.version,
             digest=bytes(row.digest).hex(),
@@ -258,6 +372,8 @@ class MatchingTables:
             published_at=row.published_at,
             retired_at=row.retired_at,
             log_index=row.log_index,
+            delta_from=delta[0].hex() if delta is not None else None,
+            delta_size=delta[1] if delta is not None else None,
         )
 
     async def summary_of(self, version: int) -> TableSummary:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import FileResponse
 
 from accord.server.deps import Operator, ServicesDep
@@ -26,6 +26,18 @@ async def table_file(
     digest: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], services: ServicesDep
 ) -> FileResponse:
     path = await to_thread.run_sync(services.matching.table_file, digest)
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+@router.get("/v1/matching/tables/{digest}/delta")
+async def table_delta(
+    digest: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    base: Annotated[str, Query(alias="from", pattern=r"^[0-9a-f]{64}$")],
+    services: ServicesDep,
+) -> FileResponse:
+    """The delta that turns table `from` into table `digest` (404 `table_delta_not_found` if
+    that table was not built from that one)."""
+    path = await to_thread.run_sync(services.matching.table_delta, digest, base)
     return FileResponse(path, media_type="application/octet-stream")
 
 
