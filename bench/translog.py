@@ -13,6 +13,9 @@ Builds a log to each requested size by bulk-appending large batches, then measur
   clients in this process, one proof in 50 checked against the root; proofs/s, request
   latency, and the server process's CPU seconds. The server has the routes `create_app`
   installs; --http-middleware adds its middlewares (body limit, metrics) and error handlers.
+  With --http-load wrk the proofs are fetched by wrk (a C load generator; `apt install wrk`)
+  instead, so the clients take little of the CPU the server needs; proofs are then checked
+  from the same server afterwards.
 
 Prints one JSON document: machine, parameters, results. With --db the log is kept in that file
 and reused by the next run (building 10M entries takes several minutes).
@@ -29,6 +32,7 @@ import base64
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -225,6 +229,57 @@ async def fetch_proofs(
     }
 
 
+_WRK_SCRIPT = """
+math.randomseed(7)
+request = function()
+  local index = math.random(0, SIZE - 1)
+  return wrk.format("GET", "/v1/log/proof/inclusion?index=" .. index .. "&size=" .. SIZE)
+end
+"""
+
+
+def wrk_proofs(url: str, size: int, seconds: float, clients: int) -> dict[str, Any]:
+    """The same random proofs fetched by wrk (a C load generator, one thread), so the clients
+    take little of the machine's CPU: what one server process serves when it is the bottleneck."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_WRK_SCRIPT.replace("SIZE", str(size)))
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{clients}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                f.name,
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        os.unlink(f.name)
+    total = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "load_generator": "wrk -t1",
+        "proofs": total,
+        "proofs_per_s": round(float(re.search(r"Requests/sec:\s+([0-9.]+)", out)[1])),  # type: ignore[index]
+        "latency_p50_ms": _wrk_ms(re.search(r"50%\s+([0-9.]+)(us|ms|s)", out)),
+        "latency_p99_ms": _wrk_ms(re.search(r"99%\s+([0-9.]+)(us|ms|s)", out)),
+        "non_2xx": int(failed[1]) if failed else 0,
+    }
+
+
+def _wrk_ms(found: re.Match[str] | None) -> float | None:
+    if found is None:
+        return None
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[found[2]]
+    return round(float(found[1]) * scale, 2)
+
+
 def measure_http(
     db: Path,
     store: TransparencyLogStore,
@@ -233,6 +288,7 @@ def measure_http(
     entry_bytes: int,
     *,
     middleware: bool,
+    load: str = "aiohttp",
 ) -> dict[str, Any]:
     size, root = store.tree_head()
     port = free_port()
@@ -255,8 +311,16 @@ def measure_http(
         asyncio.run(fetch_proofs(url, size, root, 2.0, clients, 1, entry_bytes))  # warm-up
         cpu0 = cpu_seconds(proc.pid)
         load_before = os.getloadavg()
-        result = asyncio.run(fetch_proofs(url, size, root, seconds, clients, 2, entry_bytes))
+        if load == "wrk":
+            result = wrk_proofs(url, size, seconds, clients)
+        else:
+            result = asyncio.run(fetch_proofs(url, size, root, seconds, clients, 2, entry_bytes))
         cpu = cpu_seconds(proc.pid) - cpu0
+        if load == "wrk":  # wrk checks nothing: check proofs from the same server afterwards
+            check = asyncio.run(fetch_proofs(url, size, root, 1.0, 1, 3, entry_bytes))
+            result.update(
+                proofs_checked=check["proofs_checked"], proofs_failed=check["proofs_failed"]
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -287,6 +351,13 @@ def main() -> None:
     parser.add_argument("--http", action="store_true", help="also serve proofs over HTTP")
     parser.add_argument("--http-seconds", type=float, default=15.0)
     parser.add_argument("--http-clients", type=int, default=16)
+    parser.add_argument(
+        "--http-load",
+        choices=["aiohttp", "wrk"],
+        default="aiohttp",
+        help="who fetches: this process (aiohttp, checking one proof in 50) or wrk (installed "
+        "separately; a C load generator, so the clients take little CPU from the server)",
+    )
     parser.add_argument(
         "--http-middleware",
         action="store_true",
@@ -340,6 +411,7 @@ def main() -> None:
                 args.http_clients,
                 args.entry_bytes,
                 middleware=args.http_middleware,
+                load=args.http_load,
             )
         result["db_bytes"] = sum(
             p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file()
