@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/accord demo
 
 test: $(STAMP)
-	$(BIN)/pytest -q -n 3 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # ruff, mypy (strict on src/accord) and the import contracts in pyproject.toml; every check
 # runs, and lint fails if any of them did.
