@@ -341,18 +341,12 @@ class TransparencyLogStore:
         plan: list[NodeId | bytes | list[NodeId]] = []
         wanted: list[NodeId] = []
         for start, end in ranges:
-            length = end - start
-            if length > 0 and length & (length - 1) == 0 and start & (length - 1) == 0:
-                level = length.bit_length() - 1
-                node = NodeId(level, start >> level)
-                plan.append(node)
-                wanted.append(node)
-            elif (folded := self._range_cache.get((start, end))) is not None:
+            if (folded := self._range_cache.get((start, end))) is not None:
                 plan.append(folded)
-            else:
-                nodes = merkle.range_nodes(start, end)  # refuses a range of another shape
-                plan.append(nodes)
-                wanted.extend(nodes)
+                continue
+            nodes = merkle.range_nodes(start, end)  # refuses a range of another shape
+            plan.append(nodes[0] if len(nodes) == 1 else nodes)
+            wanted.extend(nodes)
         hashes = self._fetch_nodes(None, wanted) if wanted else {}
         proof: list[bytes] = []
         for span, step in zip(ranges, plan, strict=True):
