@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench eval clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ lint: $(STAMP)
 	$(BIN)/mypy || status=1; \
 	$(BIN)/lint-imports || status=1; \
 	exit $$status
+
+# The heavy comparisons of `accord eval compare` (docs/detection.md): matplotlib, imagehash and
+# Thorn's perception, whose metadata pins rich<14 though it never imports rich (see pyproject).
+eval: $(STAMP)
+	$(BIN)/pip install -q -e '.[eval]'
+	$(BIN)/pip install -q --no-deps 'perception==0.9.3'
 
 bench: $(STAMP)
 	$(BIN)/python bench/messaging.py

@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from accord_testing import PASS, TEST_KDF_COST, Cli, TestClock, start_server
+
+# Property tests wait on no clock (a loaded machine must not fail them: Hypothesis' default
+# 200 ms deadline is a wall-clock check) and draw the same examples on every run, so a failure
+# in CI is one anyone can reproduce; `HYPOTHESIS_PROFILE=explore` draws fresh ones.
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("explore", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("ACCORD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

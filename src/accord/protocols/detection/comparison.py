@@ -13,7 +13,8 @@ folder is queried as it is, for false matches. Methods:
   local-descriptor match: SIFT, its pairing step, its own validation of the 3 best pairs).
 - `imagehash-phash`: `imagehash`'s 64-bit pHash at 8 bits (the same share of bits as 31/256).
 
-The other detectors come from the optional `eval` extra (`pip install 'accord[eval]'`).
+The other detectors come from the optional `eval` extra, installed with Thorn's `perception` by
+`make eval` (perception goes in with --no-deps: see pyproject.toml).
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ def all_methods() -> list[Method]:
         ]
     except ImportError:
         raise InvalidInput(
-            "comparing with other detectors needs them installed: pip install 'accord[eval]'",
+            "comparing with other detectors needs them installed: make eval",
             code="eval_extra_missing",
         ) from None
     return [
