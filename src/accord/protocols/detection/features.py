@@ -203,7 +203,7 @@ class QueryFeatures:
     @property
     def mirrored(self) -> LocalFeatures:
         if self._mirrored is None:
-            self._mirrored = _features_of(np.ascontiguousarray(self._gray[:, ::-1]))
+            self._mirrored = _features_of(np.asarray(cv2.flip(self._gray, 1), dtype=np.uint8))
         return self._mirrored
 
     @property
