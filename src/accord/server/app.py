@@ -8,6 +8,7 @@ the work is in the services. Layers above the server add their own pages through
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,15 @@ from accord.server.problems import install_error_handlers
 from accord.server.routes import install_routes
 
 Mount = Callable[[FastAPI, Services], None]
+
+# FastAPI wraps a request body's model as `Annotated[Model, Body(alias=<parameter name>)]`; a
+# wire model builds its schema on first use (`WireModel`: defer_build, which keeps the command
+# line's start-up cheap), and pydantic then warns that the alias has no effect there. It has
+# none: FastAPI reads the body by that name itself. Only this warning is silenced.
+warnings.filterwarnings(
+    "ignore",
+    message=r"The 'alias' attribute with value '\w+' was provided to the `Field\(\)` function",
+)
 
 
 def create_app(
