@@ -1,4 +1,4 @@
-"""Reviewer passwords: Argon2id at RFC 9106's second option, and an unknown name costing the same."""
+"""Reviewer passwords: Argon2id (RFC 9106, second option); an unknown name costs the same."""
 
 from __future__ import annotations
 
