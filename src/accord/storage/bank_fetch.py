@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dacite
+from threatexchange.exchanges.clients.ncmec.hash_api import NCMECEntryUpdate
 from threatexchange.exchanges.fetch_state import SignalOpinionCategory
 from threatexchange.exchanges.impl.fb_threatexchange_api import FBThreatExchangeSignalExchangeAPI
 from threatexchange.exchanges.impl.file_api import LocalFileSignalExchangeAPI
@@ -39,6 +40,7 @@ from threatexchange.signal_type.signal_base import SignalType
 
 from accord.errors import InvalidInput, ServiceError
 from accord.protocols.detection.banks import BankEntry
+from accord.protocols.detection.importers import ncmec_fingerprint_entry, ncmec_source
 from accord.storage.banks import BankEntryStore
 
 _APIS: tuple[type[SignalExchangeAPI[Any, Any, Any, Any, Any]], ...] = (
@@ -92,11 +94,10 @@ def fetch_into_bank(
         entries: list[BankEntry] = []
         deleted: list[str] = []
         for key, record in delta.updates.items():
-            source = _source(exchange, key)
-            if record is None:
+            source, found = _record_entries(api_cls, collab, exchange, key, record)
+            if found is None:
                 deleted.append(source)
                 continue
-            found = list(_entries(api_cls, collab, key, record, source))
             skipped += 0 if found else 1
             entries.extend(e for e in found if e is not None)
             skipped += sum(e is None for e in found)
@@ -130,6 +131,48 @@ def _deltas(api: Any, checkpoint: Any, exchange: str) -> Iterator[Any]:
         except Exception as exc:  # requests, XML and assertion errors of the clients
             raise ServiceError(f"fetching from {exchange} failed: {type(exc).__name__}") from None
         yield delta
+
+
+def _record_entries(
+    api_cls: Any, collab: Any, exchange: str, key: Any, record: Any
+) -> tuple[str, list[BankEntry | None] | None]:
+    """One update record's source and bank entries (None for a malformed signal), or its source
+    and None when the record says it was deleted upstream."""
+    if isinstance(record, NCMECEntryUpdate):
+        return _ncmec_entries(collab, exchange, record)
+    source = _source(exchange, key)
+    if record is None:
+        return source, None
+    return source, list(_entries(api_cls, collab, key, record, source))
+
+
+def _ncmec_entries(
+    collab: Any, exchange: str, record: NCMECEntryUpdate
+) -> tuple[str, list[BankEntry | None] | None]:
+    """An NCMEC entry read as `bank import --format ncmec` reads one: its MD5 and PDQ
+    fingerprints, of images and videos, labelled with its classification, under the same source.
+
+    The library's own conversion keeps MD5 only for videos (most of NCMEC's image list is MD5)
+    and never reports a deletion (a deleted entry arrives as a record marked deleted, which only
+    its merge step turns into a removal); both are taken from the record here instead.
+    """
+    source = ncmec_source(exchange, record.member_id, record.id)
+    if record.deleted:
+        return source, None
+    if collab.only_esp_ids and record.member_id not in collab.only_esp_ids:
+        return source, []
+    found: list[BankEntry | None] = []
+    for tag, value in record.fingerprints.items():
+        try:
+            entry = ncmec_fingerprint_entry(
+                tag, value, source=source, label=record.classification or ""
+            )
+        except InvalidInput:
+            found.append(None)
+            continue
+        if entry is not None:
+            found.append(entry)
+    return source, found
 
 
 def _entries(

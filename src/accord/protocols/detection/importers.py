@@ -186,6 +186,24 @@ def _local(tag: object) -> str:
     return text.rsplit("}", 1)[-1]
 
 
+def ncmec_source(prefix: str, member_id: object, entry_id: str) -> str:
+    """The source of an NCMEC entry's bank entries, the same whether the entry came from a file
+    (`bank import --format ncmec`) or from the API (`bank fetch --exchange ncmec`), so a
+    deletion from either disables an import from the other."""
+    return f"{prefix}:{member_id}/{entry_id}"[:256]
+
+
+def ncmec_fingerprint_entry(tag: str, value: str, *, source: str, label: str) -> BankEntry | None:
+    """One fingerprint of an NCMEC entry as a bank entry: `md5` and `pdq`, of images and videos
+    alike (None for sha1, PhotoDNA, TMK and the rest: Accord does not compute them). A malformed
+    value raises InvalidInput."""
+    signal = _NCMEC_FINGERPRINTS.get(tag.lower())
+    value = value.strip()
+    if signal is None or not value:
+        return None
+    return BankEntry.parse(signal, value, source=source, label=label)
+
+
 def parse_ncmec_xml(data: bytes, *, source: str = "ncmec") -> ImportResult:
     """Parse one NCMEC hash-sharing ``queryResult`` document."""
     if len(data) > NCMEC_MAX_XML_BYTES:
@@ -211,7 +229,7 @@ def parse_ncmec_xml(data: bytes, *, source: str = "ncmec") -> ImportResult:
             member_id = member.get("id", "") if member is not None else ""
             if not entry_id:
                 raise InvalidInput(f"NCMEC XML: a {kind} entry has no id")
-            entry_source = f"{source}:{member_id}/{entry_id}"[:256]
+            entry_source = ncmec_source(source, member_id, entry_id)
             if kind in ("deletedImage", "deletedVideo"):
                 result.deleted_sources.append(entry_source)
                 continue
@@ -222,17 +240,17 @@ def parse_ncmec_xml(data: bytes, *, source: str = "ncmec") -> ImportResult:
             label = (classification.text or "").strip() if classification is not None else ""
             fingerprints = children.get("fingerprints")
             for fp in fingerprints if fingerprints is not None else ():
-                signal = _NCMEC_FINGERPRINTS.get(_local(fp.tag).lower())
-                value = (fp.text or "").strip()
-                if signal is None or not value:
-                    result.skipped += 1
-                    continue
                 try:
-                    entry = BankEntry.parse(signal, value, source=entry_source, label=label)
+                    entry = ncmec_fingerprint_entry(
+                        _local(fp.tag), fp.text or "", source=entry_source, label=label
+                    )
                 except InvalidInput as exc:
                     raise InvalidInput(
                         f"NCMEC XML entry {len(result.entries) + 1}: {exc.message}"
                     ) from None
+                if entry is None:
+                    result.skipped += 1
+                    continue
                 result.entries.append(entry)
                 if len(result.entries) > IMPORT_MAX_ENTRIES:
                     raise TooLarge("too many entries in one import")
