@@ -193,7 +193,7 @@ class DetectionService:
         result = parse_bank_file(data, fmt, source=f"{fmt}:upload")
         added = self.store.add_entries(name, result.entries)
         if result.deleted_sources:
-            self.store.set_enabled_by_source(name, result.deleted_sources, False)
+            self.store.withdraw_sources(name, result.deleted_sources)
         return CountResult(count=int(added))
 
     def add_entries(self, name: str, req: AddEntriesRequest) -> CountResult:

@@ -103,7 +103,7 @@ def fetch_into_bank(
             skipped += sum(e is None for e in found)
         added += store.add_entries(bank, entries) if entries else 0
         if deleted:
-            disabled += store.set_enabled_by_source(bank, deleted, False)
+            disabled += store.withdraw_sources(bank, deleted)
         store.put_fetch_checkpoint(bank, exchange, dump_checkpoint(delta.checkpoint))
         deltas += 1
         updates += len(delta.updates)

@@ -40,12 +40,16 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
+    exists,
+    false,
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -102,8 +106,29 @@ bank_entries = Table(
     Column("source", String(256), nullable=False),
     Column("label", String(128), nullable=False),
     Column("enabled", Boolean, nullable=False),
+    # Disabled because every source that listed it withdrew it (`withdraw_sources`); a source
+    # listing it again enables it again.
+    Column("withdrawn", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("bank_id", "hash_key", "variant", name="uq_bank_entries_hash"),
     Index("ix_bank_entries_bank_source", "bank_id", "source"),
+    # Partial: few entries are withdrawn, and inserts then pay nothing for it.
+    Index(
+        "ix_bank_entries_withdrawn",
+        "bank_id",
+        sqlite_where=text("withdrawn"),
+        postgresql_where=text("withdrawn"),
+    ),
+)
+
+# Every source that lists a banked hash: a bank holds a hash once (`source` above is the first
+# source's), while several sources may list it (NCMEC's members often upload the same file).
+bank_entry_sources = Table(
+    "bank_entry_sources",
+    metadata,
+    Column("entry_id", _BigId, ForeignKey("bank_entries.id", ondelete="CASCADE"), primary_key=True),
+    Column("bank_id", _BigId, ForeignKey("bank_banks.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(256), primary_key=True),
+    Index("ix_bank_entry_sources_bank_source", "bank_id", "source"),
 )
 
 # Local features of a banked image, for the verifying stage (protocols/detection/features.py):
@@ -219,8 +244,10 @@ class BankEntryStore(BankStore):
         """Enable or disable entries by id; returns how many changed."""
 
     @abstractmethod
-    def set_enabled_by_source(self, name: str, sources: Sequence[str], enabled: bool) -> int:
-        """Enable or disable every entry with one of these sources (e.g. deleted upstream)."""
+    def withdraw_sources(self, name: str, sources: Sequence[str]) -> int:
+        """These sources no longer list their hashes (deleted upstream): each enabled entry
+        that no other source lists is disabled, and enabled again if a source lists it later.
+        Returns how many entries were disabled."""
 
     @abstractmethod
     def iter_entries(
@@ -280,7 +307,7 @@ class BankEntryStore(BankStore):
         added = self.add_entries(name, counted())
         disabled = 0
         if result.deleted_sources:
-            disabled = self.set_enabled_by_source(name, result.deleted_sources, False)
+            disabled = self.withdraw_sources(name, result.deleted_sources)
         return BankImport(added=added, parsed=parsed, skipped=result.skipped, disabled=disabled)
 
     def export_file(self, name: str, fmt: str) -> Iterator[str]:
@@ -466,6 +493,7 @@ class SqlBankStore(BankEntryStore):
             conn.execute(
                 delete(bank_fetch_checkpoints).where(bank_fetch_checkpoints.c.bank_id == row.id)
             )
+            conn.execute(delete(bank_entry_sources).where(bank_entry_sources.c.bank_id == row.id))
             conn.execute(delete(bank_entries).where(bank_entries.c.bank_id == row.id))
             conn.execute(delete(bank_banks).where(bank_banks.c.id == row.id))
 
@@ -483,11 +511,10 @@ class SqlBankStore(BankEntryStore):
     # -- entries -----------------------------------------------------------------------------
 
     def _insert_ignore(self, conn: Any, rows: list[dict[str, Any]]) -> int:
-        if conn.dialect.name == "sqlite":
-            stmt: Any = sqlite.insert(bank_entries).on_conflict_do_nothing()
-        elif conn.dialect.name == "postgresql":
-            stmt = postgresql.insert(bank_entries).on_conflict_do_nothing()
-        else:  # pragma: no cover - other databases: one by one
+        """Insert the rows not banked yet and list every row's source; returns how many were
+        new. New rows come back with their ids (RETURNING), so their sources are listed in one
+        plain insert; only rows banked before are looked up."""
+        if conn.dialect.name not in ("sqlite", "postgresql"):  # pragma: no cover
             added = 0
             for r in rows:
                 try:
@@ -496,13 +523,53 @@ class SqlBankStore(BankEntryStore):
                     added += 1
                 except IntegrityError:
                     pass
+            self._list_sources(conn, rows)
             return added
-        count = select(func.count()).where(bank_entries.c.bank_id == rows[0]["bank_id"])
-        before = None if conn.dialect.name == "sqlite" else conn.execute(count).scalar_one()
-        result = conn.execute(stmt, rows)
-        if before is None:
-            return int(result.rowcount)
-        return int(conn.execute(count).scalar_one()) - int(before)
+        dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+        stmt = (
+            dialect.insert(bank_entries)
+            .on_conflict_do_nothing()
+            .returning(bank_entries.c.id, bank_entries.c.hash_key, bank_entries.c.variant)
+        )
+        new = {(k, v): i for i, k, v in conn.execute(stmt, rows)}
+        links = {
+            (new[r["hash_key"], r["variant"]], r["source"]): r["bank_id"]
+            for r in rows
+            if r["source"] and (r["hash_key"], r["variant"]) in new
+        }
+        if links:
+            conn.execute(
+                dialect.insert(bank_entry_sources).on_conflict_do_nothing(),
+                [{"entry_id": e, "source": src, "bank_id": b} for (e, src), b in links.items()],
+            )
+        self._list_sources(conn, [r for r in rows if (r["hash_key"], r["variant"]) not in new])
+        return len(new)
+
+    def _list_sources(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        """Record each row's source as listing its entry, banked before (looked up)."""
+        listed = [
+            {"b": r["bank_id"], "k": r["hash_key"], "v": r["variant"], "s": r["source"]}
+            for r in rows
+            if r["source"]
+        ]
+        if not listed:
+            return
+        entry = (
+            select(bank_entries.c.id, bank_entries.c.bank_id, bindparam("s", type_=String))
+            .where(bank_entries.c.bank_id == bindparam("b"))
+            .where(bank_entries.c.hash_key == bindparam("k"))
+            .where(bank_entries.c.variant == bindparam("v"))
+        )
+        columns = ["entry_id", "bank_id", "source"]
+        if conn.dialect.name == "postgresql":
+            into: Any = (
+                postgresql.insert(bank_entry_sources)
+                .from_select(columns, entry)
+                .on_conflict_do_nothing()
+            )
+        else:
+            into = insert(bank_entry_sources).from_select(columns, entry).prefix_with("OR IGNORE")
+        conn.execute(into, listed)
 
     def add_entries(self, name: str, entries: Iterable[BankEntry]) -> int:
         added = 0
@@ -527,7 +594,15 @@ class SqlBankStore(BankEntryStore):
                     batch = []
             if batch:
                 added += self._insert_ignore(conn, batch)
-            if added:
+            # Entries withdrawn by every source and listed again are enabled again.
+            relisted = conn.execute(
+                update(bank_entries)
+                .where(bank_entries.c.bank_id == row.id)
+                .where(bank_entries.c.withdrawn)
+                .where(exists().where(bank_entry_sources.c.entry_id == bank_entries.c.id))
+                .values(withdrawn=False, enabled=True)
+            )
+            if added or relisted.rowcount:
                 conn.execute(
                     update(bank_banks).where(bank_banks.c.id == row.id).values(version=None)
                 )
@@ -543,8 +618,9 @@ class SqlBankStore(BankEntryStore):
                     update(bank_entries)
                     .where(bank_entries.c.bank_id == row.id)
                     .where(bank_entries.c.id.in_(ids[start : start + _BATCH]))
-                    .where(bank_entries.c.enabled != enabled)
-                    .values(enabled=enabled)
+                    # An operator's decision holds even for an entry withdrawn upstream.
+                    .where((bank_entries.c.enabled != enabled) | bank_entries.c.withdrawn)
+                    .values(enabled=enabled, withdrawn=False)
                 )
                 changed += int(result.rowcount or 0)
             if changed:
@@ -553,25 +629,39 @@ class SqlBankStore(BankEntryStore):
                 )
         return changed
 
-    def set_enabled_by_source(self, name: str, sources: Sequence[str], enabled: bool) -> int:
-        changed = 0
+    def withdraw_sources(self, name: str, sources: Sequence[str]) -> int:
+        disabled = 0
         with self.engine.begin() as conn:
             row = self._bank_row(conn, name)
             srcs = list(dict.fromkeys(sources))
+            unlisted = ~exists().where(bank_entry_sources.c.entry_id == bank_entries.c.id)
             for start in range(0, len(srcs), _BATCH):
-                result = conn.execute(
-                    update(bank_entries)
-                    .where(bank_entries.c.bank_id == row.id)
-                    .where(bank_entries.c.source.in_(srcs[start : start + _BATCH]))
-                    .where(bank_entries.c.enabled != enabled)
-                    .values(enabled=enabled)
+                chunk = srcs[start : start + _BATCH]
+                of_chunk = (bank_entry_sources.c.bank_id == row.id) & (
+                    bank_entry_sources.c.source.in_(chunk)
                 )
-                changed += int(result.rowcount or 0)
-            if changed:
+                ids = [
+                    int(r[0])
+                    for r in conn.execute(select(bank_entry_sources.c.entry_id).where(of_chunk))
+                ]
+                conn.execute(delete(bank_entry_sources).where(of_chunk))
+                for at in range(0, len(ids), _BATCH):
+                    # An entry an operator disabled stays as it is, and is not enabled when a
+                    # source lists it again.
+                    result = conn.execute(
+                        update(bank_entries)
+                        .where(bank_entries.c.bank_id == row.id)
+                        .where(bank_entries.c.id.in_(ids[at : at + _BATCH]))
+                        .where(bank_entries.c.enabled)
+                        .where(unlisted)
+                        .values(enabled=False, withdrawn=True)
+                    )
+                    disabled += int(result.rowcount or 0)
+            if disabled:
                 conn.execute(
                     update(bank_banks).where(bank_banks.c.id == row.id).values(version=None)
                 )
-        return changed
+        return disabled
 
     def get_entries(self, name: str, entry_ids: Sequence[int]) -> dict[int, BankEntry]:
         out: dict[int, BankEntry] = {}

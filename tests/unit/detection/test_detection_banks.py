@@ -73,7 +73,7 @@ def test_store_lifecycle(tmp_path: Path) -> None:
     assert store.set_enabled("ncmec-test", [ids[0]], False) == 0
     after = store.get_bank("ncmec-test")
     assert after.enabled_count == 2 and after.version != info.version
-    assert store.set_enabled_by_source("ncmec-test", ["ncmec:1/a"], False) == 1
+    assert store.withdraw_sources("ncmec-test", ["ncmec:1/a"]) == 1
     assert [e.enabled for e in store.iter_entries("ncmec-test")] == [False, False, True]
     assert len(list(store.iter_entries("ncmec-test", enabled_only=True))) == 1
     assert set(store.get_entries("ncmec-test", ids + [999])) == set(ids)
