@@ -115,7 +115,7 @@ bank_entries = Table(
     Index(
         "ix_bank_entries_withdrawn",
         "bank_id",
-        sqlite_where=text("withdrawn"),
+        sqlite_where=text("withdrawn = 1"),
         postgresql_where=text("withdrawn"),
     ),
 )

@@ -53,7 +53,7 @@ def upgrade() -> None:
         "ix_bank_entries_withdrawn",
         "bank_entries",
         ["bank_id"],
-        sqlite_where=sa.text("withdrawn"),
+        sqlite_where=sa.text("withdrawn = 1"),
         postgresql_where=sa.text("withdrawn"),
     )
     op.execute(
