@@ -25,6 +25,7 @@ from pydantic_settings import (
 from accord.config_file import read_config_file
 from accord.errors import InvalidInput
 from accord.server.config import DEFAULT_MAX_ATTACHMENT_BYTES, ServerConfig
+from accord.server.housekeeping import HOUSEKEEPING_INTERVAL_S
 from accord.server.limits import (
     DEFAULT_ACCOUNT_BURST,
     DEFAULT_ACCOUNT_RATE_PER_S,
@@ -108,6 +109,13 @@ class ServerSettings(BaseSettings):
         ge=0.1,
         description="With redis: seconds between a socket's own looks at its queue.",
     )
+    housekeeping_interval: float = Field(
+        HOUSEKEEPING_INTERVAL_S,
+        ge=0.05,
+        le=3600,
+        description="Seconds between housekeeping passes: collecting attachment blobs, purging "
+        "expired rate-limit counters, logging each day's review counts.",
+    )
     account_rate: float = Field(
         DEFAULT_ACCOUNT_RATE_PER_S,
         ge=0,
@@ -167,6 +175,7 @@ class ServerSettings(BaseSettings):
             send_burst=self.send_burst,
             max_queue=self.max_queue,
             socket_poll_s=self.socket_poll,
+            housekeeping_interval_s=self.housekeeping_interval,
             account_rate_per_s=self.account_rate,
             account_burst=self.account_burst,
             registration_token_file=self.registration_token_file,
