@@ -542,8 +542,42 @@ class SqlBankStore(BankEntryStore):
                 dialect.insert(bank_entry_sources).on_conflict_do_nothing(),
                 [{"entry_id": e, "source": src, "bank_id": b} for (e, src), b in links.items()],
             )
-        self._list_sources(conn, [r for r in rows if (r["hash_key"], r["variant"]) not in new])
+        banked_before = [r for r in rows if (r["hash_key"], r["variant"]) not in new]
+        self._list_sources(conn, banked_before)
+        self._relabel(conn, banked_before)
         return len(new)
+
+    def _relabel(self, conn: Any, rows: list[dict[str, Any]]) -> None:
+        """An entry listed again by its own source under another label takes the new label (an
+        NCMEC entry reclassified, say); another source's label is not taken. The bank's version
+        is reset if any label changed."""
+        listed = [
+            {
+                "b": r["bank_id"],
+                "k": r["hash_key"],
+                "v": r["variant"],
+                "s": r["source"],
+                "l": r["label"],
+            }
+            for r in rows
+            if r["source"]
+        ]
+        if not listed:
+            return
+        result = conn.execute(
+            update(bank_entries)
+            .where(bank_entries.c.bank_id == bindparam("b"))
+            .where(bank_entries.c.hash_key == bindparam("k"))
+            .where(bank_entries.c.variant == bindparam("v"))
+            .where(bank_entries.c.source == bindparam("s"))
+            .where(bank_entries.c.label != bindparam("l"))
+            .values(label=bindparam("l")),
+            listed,
+        )
+        if result.rowcount:
+            conn.execute(
+                update(bank_banks).where(bank_banks.c.id == listed[0]["b"]).values(version=None)
+            )
 
     def _list_sources(self, conn: Any, rows: list[dict[str, Any]]) -> None:
         """Record each row's source as listing its entry, banked before (looked up)."""

@@ -24,11 +24,11 @@ OTHER = "b2" * 16
 NS = 'xmlns="https://hashsharing.ncmec.org/hashsharing/v2"'
 
 
-def _image(member: int, entry_id: str, md5: str) -> str:
+def _image(member: int, entry_id: str, md5: str, classification: str = "A1") -> str:
     return (
         f'<image><member id="{member}">ESP</member><id>{entry_id}</id>'
-        f"<classification>A1</classification><fingerprints><md5>{md5}</md5></fingerprints>"
-        "</image>"
+        f"<classification>{classification}</classification>"
+        f"<fingerprints><md5>{md5}</md5></fingerprints></image>"
     )
 
 
@@ -94,6 +94,19 @@ def test_an_operators_decision_is_not_undone_by_a_list(store: SqlBankStore) -> N
     assert store.set_enabled("ncmec", [ids[OTHER]], False) == 1
     store.import_file("ncmec", _page(_image(7, "img-8", OTHER)), "ncmec")
     assert _state(store) == {MD5: False, OTHER: False}
+
+
+def test_an_entry_reclassified_by_its_own_source_takes_the_new_label(store: SqlBankStore) -> None:
+    store.import_file("ncmec", _page(_image(42, "img-1", MD5, "B1")), "ncmec")
+    version = store.get_bank("ncmec").version
+    # Another member's entry for the same file does not relabel it...
+    store.import_file("ncmec", _page(_image(7, "img-9", MD5, "A2")), "ncmec")
+    assert [e.label for e in store.iter_entries("ncmec")] == ["B1"]
+    assert store.get_bank("ncmec").version == version
+    # ...the entry's own source does (NCMEC reclassifies an entry: same id, new class).
+    store.import_file("ncmec", _page(_image(42, "img-1", MD5, "A1")), "ncmec")
+    assert [e.label for e in store.iter_entries("ncmec")] == ["A1"]
+    assert store.get_bank("ncmec").version != version
 
 
 def test_deleting_a_bank_removes_its_listings(store: SqlBankStore) -> None:
