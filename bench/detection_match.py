@@ -78,7 +78,7 @@ def bank_folder(store: SqlBankStore, folder: Path) -> int:
 
 def run(files: list[Path], store: SqlBankStore, verify: bool) -> dict[str, float]:
     matcher = store.open_matcher(["removals"])
-    measures = MatchMeasures(crops=False)
+    measures = MatchMeasures(crops=False, tiles=verify and matcher.verifies)  # as `accord match`
     matched = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for path in files:

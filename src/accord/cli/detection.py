@@ -520,10 +520,15 @@ def match_command(
     from accord.protocols.detection.matching import MatchQuery
     from accord.protocols.detection.variants import QUERY_DECODE_LONG_SIDE_PX, MatchMeasures
 
-    measures = MatchMeasures.plain() if plain else MatchMeasures(crops=False)
     verify = not (plain or no_verify)
     store, _ = _open_store(ctx, db_url, server, admin_token)
     matcher = store.open_matcher(banks)
+    # Tiles are candidates only the verifying stage decides: computed only where it can run.
+    measures = (
+        MatchMeasures.plain()
+        if plain
+        else MatchMeasures(crops=False, tiles=verify and matcher.verifies)
+    )
     files, folder = _expand(paths)
     failed = 0
     for path in _progress(files, folder, "matching"):

@@ -179,6 +179,12 @@ class BankMatcher(ABC):
     def match(self, query: MatchQuery) -> list[BankMatch]:
         """Every enabled entry the query matches, each once (its best distance)."""
 
+    @property
+    def verifies(self) -> bool:
+        """Whether any of its banks holds local features, so a query's verifying stage (and
+        the candidates only it may decide) can come into play."""
+        return False
+
 
 class BankStore(ABC):
     """Named banks of hash entries. Names are unique; entries are unique per (hash, variant)."""
@@ -332,6 +338,10 @@ class IndexedBankMatcher(BankMatcher):
         """Build the indexes of these banks (all of them if none are named) once."""
         names = list(banks) or [b.name for b in store.list_banks()]
         return cls(store, [load_bank_index(store, n, cache_dir=cache_dir) for n in names])
+
+    @property
+    def verifies(self) -> bool:
+        return any(index.features for index in self.indexes)
 
     def match(self, query: MatchQuery) -> list[BankMatch]:
         matches = []

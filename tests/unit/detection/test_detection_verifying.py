@@ -273,3 +273,27 @@ def test_mirror_query_hash_is_the_mirror_images_own(highres_dir: Path) -> None:
     mirrored = np.ascontiguousarray(pixels[:, ::-1])
     (mirror,) = [h for h in query_hashes(mirrored, MatchMeasures()) if h.via == "flipy"]
     assert mirror.result.hash.distance(banked) <= 4
+
+
+@pytest.mark.parametrize("edit", ["collage/1x2", "collage/2x2"])
+def test_a_collage_is_matched_through_its_tiles_by_an_image_bank_only(
+    highres_dir: Path, edit: str
+) -> None:
+    """A photo as one tile of a collage is 100 bits or more from every banked hash; the query's
+    halves and quarters bring it within reach, and only the verifying stage may accept them: a
+    hash-only bank, or a query whose tiles are off, finds nothing."""
+    pixels = _pixels(highres_dir, "skimage_astronaut.jpg")
+    collage = apply_transform(edit, pixels)
+    hits = _image_bank(pixels).match(_query(collage))
+    assert hits and all(h.via.startswith("tile-") and h.via.endswith("+verified") for h in hits)
+    untiled = MatchQuery(
+        pdq=tuple(query_hashes(collage, MatchMeasures(crops=False, tiles=False))),
+        features=QueryFeatures(collage),
+    )
+    assert _image_bank(pixels).match(untiled) == []
+    hash_only = BankIndex("hma")
+    hash_only.add_entries(
+        BankEntry(signal_type="pdq", hash=h.result.hash, variant=h.via, entry_id=i)
+        for i, h in enumerate(bank_hashes(pixels, MatchMeasures()), start=1)
+    )
+    assert hash_only.match(_query(collage)) == []

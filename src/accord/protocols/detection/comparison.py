@@ -112,7 +112,7 @@ class AccordMethod(Method):
             self.index.add_features(ids, extract_features(pixels))
 
     def query(self, pixels: RgbArray) -> tuple[set[int], float]:
-        named = query_hashes(pixels, MatchMeasures(crops=False))
+        named = query_hashes(pixels, MatchMeasures(crops=False, tiles=self.holds_images))
         features = QueryFeatures(pixels) if self.holds_images else None
         found = self.index.match(MatchQuery(pdq=tuple(named), features=features))
         _, closest = self.table.nearest([_bits(h.result.hash.value) for h in named], 256)

@@ -1,7 +1,7 @@
 """Beyond plain PDQ: the extra hashes that let everyday edits still match.
 
 Plain PDQ survives re-compression, resizing and mild colour changes, but not rotations and flips,
-added borders or caption bands, or crops. Three measures, each measured on its own in
+added borders or caption bands, or crops. The measures below, each measured on its own in
 `accord eval detection` (docs/detection.md):
 
 1. *Dihedral queries*: a query also asks for its seven rotated/flipped variants
@@ -19,6 +19,10 @@ added borders or caption bands, or crops. Three measures, each measured on its o
    middle band. Chosen by measurement (docs/detection.md, "Derived hashes"): each family brings
    one family of edits within reach of the first stage, which the verifying stage
    (`features.py`) then confirms or refuses.
+5. *Tiles* (query side, where a bank holds images): the query's halves and quarters, where a
+   collage of two or four puts a photo, hashed from a copy at half its size; candidates that
+   only the verifying stage may accept (`verified_only`), so they are computed only where it
+   can run.
 
 Every extra hash is another chance of a false match; the evaluation reports the false-match rate
 of each measure on unrelated photos, and hashes below PDQ_MIN_QUALITY are always dropped.
@@ -74,6 +78,9 @@ QUERY_SIDE_PX = 512
 #: A query JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale whose long side stays at least
 #: this (a 12 MP photo at 1/8: 504 px), since it is reduced to QUERY_SIDE_PX anyway.
 QUERY_DECODE_LONG_SIDE_PX = 480
+#: A query's tiles are hashed from a copy at half its size, unless a tile would be shorter than
+#: this on its long side.
+TILE_SIDE_PX = 128
 #: The trim box is computed on a copy at most this many pixels on its long side.
 _TRIM_ANALYSIS_SIDE_PX = 512
 #: Trimming passes per side.
@@ -88,10 +95,14 @@ class MatchMeasures:
     trim: bool = True
     crops: bool = True
     geometry: bool = True
+    #: Query side, for banks that hold images: the halves and quarters of the query (where a
+    #: collage puts a photo), each a candidate only for the verifying stage. Off where nothing
+    #: can verify (hash-only banks, `--no-verify`): they could decide nothing there.
+    tiles: bool = True
 
     @classmethod
     def plain(cls) -> MatchMeasures:
-        return cls(dihedral=False, trim=False, crops=False, geometry=False)
+        return cls(dihedral=False, trim=False, crops=False, geometry=False, tiles=False)
 
     @property
     def name(self) -> str:
@@ -100,6 +111,7 @@ class MatchMeasures:
             ("trim", self.trim),
             ("crops", self.crops),
             ("geometry", self.geometry),
+            ("tiles", self.tiles),
         )
         on = [n for n, v in flags if v]
         return "+".join(on) if on else "plain"
@@ -336,15 +348,17 @@ def _usable_distinct(hashes: list[NamedHash]) -> list[NamedHash]:
     return out
 
 
+def _reduced(pixels: RgbArray, factor: int) -> RgbArray:
+    image = Image.fromarray(np.ascontiguousarray(pixels), "RGB").reduce(factor)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def reduced_for_query(pixels: RgbArray) -> RgbArray:
     """A copy with the long side at most QUERY_SIDE_PX (box filter, integer factor): PDQ works
     on a 64x64 reduction, and hashing the query's variants at 12 MP would cost four times more
     for a few bits of drift (docs/detection.md, section 9)."""
     factor = int(np.ceil(max(pixels.shape[:2]) / QUERY_SIDE_PX))
-    if factor <= 1:
-        return pixels
-    image = Image.fromarray(np.ascontiguousarray(pixels), "RGB").reduce(factor)
-    return np.asarray(image, dtype=np.uint8)
+    return pixels if factor <= 1 else _reduced(pixels, factor)
 
 
 def query_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
@@ -360,7 +374,29 @@ def query_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
             out += _hashes_of(box.apply(pixels), "trim/", measures.dihedral)
     if measures.geometry:
         out.append(NamedHash("band", pdq_from_pixels(middle_band(pixels))))
+    if measures.tiles:
+        # Hashed from a copy at half the size: a tile is a candidate within the verifying
+        # stage's generous distance, and four times fewer pixels make the eight hashes cheap.
+        half = _reduced(pixels, 2) if max(pixels.shape[:2]) >= 2 * TILE_SIDE_PX else pixels
+        for via, tile in grid_tiles(half):
+            out.append(NamedHash(via, pdq_from_pixels(tile), verified_only=True))
     return _usable_distinct(out)
+
+
+def grid_tiles(pixels: RgbArray) -> list[tuple[str, RgbArray]]:
+    """The halves and quarters of an image: where a collage of two or four puts a photo."""
+    height, width = pixels.shape[:2]
+    h2, w2 = height // 2, width // 2
+    return [
+        ("tile-left", pixels[:, :w2]),
+        ("tile-right", pixels[:, w2:]),
+        ("tile-top", pixels[:h2]),
+        ("tile-bottom", pixels[h2:]),
+        ("tile-top-left", pixels[:h2, :w2]),
+        ("tile-top-right", pixels[:h2, w2:]),
+        ("tile-bottom-left", pixels[h2:, :w2]),
+        ("tile-bottom-right", pixels[h2:, w2:]),
+    ]
 
 
 def bank_hashes(pixels: RgbArray, measures: MatchMeasures) -> list[NamedHash]:
