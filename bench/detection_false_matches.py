@@ -84,7 +84,11 @@ def main() -> None:
         r = pdq_from_pixels(pixels)
         if r.usable:
             plain.append(np.unpackbits(np.frombuffer(r.hash.value, dtype=np.uint8)))
-            variants_per_query.append(len(query_hashes(pixels, MatchMeasures(crops=False))))
+            # The hashes a query compares at the bank's threshold: tiles are candidates only the
+            # verifying stage may accept, and hash-only banks never see them.
+            variants_per_query.append(
+                len(query_hashes(pixels, MatchMeasures(crops=False, tiles=False)))
+            )
     bits = np.array(plain, dtype=np.int16)
     d = bits.shape[1] - (bits @ bits.T + (1 - bits) @ (1 - bits).T)
     pairs = d[np.triu_indices(len(bits), k=1)].astype(np.float64)
