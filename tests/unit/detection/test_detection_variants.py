@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from detection_helpers import photo_pixels
 from PIL import Image, ImageOps
@@ -91,3 +93,19 @@ def test_exact_hash_matching() -> None:
     (hit,) = index.match(MatchQuery(md5=Md5Hash.of(b"x")))
     assert (hit.entry_id, hit.distance, hit.signal_type) == (5, 0, "md5")
     assert pdq_from_pixels(PIXELS).usable
+
+
+def test_a_post_in_an_apps_screenshot_is_trimmed_in_two_passes(highres_dir: Path) -> None:
+    """A social app's screenshot: a grey status bar over a white header (avatar, name), the
+    photo at 90% of the width, buttons and a comment line under it. One pass cuts the status
+    bar, the side margins and the buttons; the header, a white band under the grey one, is
+    uncovered only then, and the second pass cuts it, so even a hash-only bank finds the
+    photo."""
+    pixels = np.asarray(Image.open(highres_dir / "caer_puppy.jpg").convert("RGB"))
+    shot = apply_transform("screenshot/social-app", pixels)
+    own = pdq_from_pixels(pixels).hash
+    untrimmed = query_hashes(shot, MatchMeasures.plain())
+    assert min(h.result.hash.distance(own) for h in untrimmed) > 31
+    with_trims = query_hashes(shot, MatchMeasures(crops=False, geometry=False, tiles=False))
+    assert min(h.result.hash.distance(own) for h in with_trims) <= 31
+    assert len(trim_boxes(shot)) > len({trim_box(shot, tolerance=t) for t in (6, 10)} - {None})

@@ -83,8 +83,9 @@ QUERY_DECODE_LONG_SIDE_PX = 480
 TILE_SIDE_PX = 128
 #: The trim box is computed on a copy at most this many pixels on its long side.
 _TRIM_ANALYSIS_SIDE_PX = 512
-#: Trimming passes per side.
-_PASSES = 1
+#: Trimming passes: one, and two (a second pass cuts what the first uncovered: the header and
+#: the buttons around a photo in an app's screenshot, under its status bar). Both boxes are kept.
+TRIM_PASSES = (1, 2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,30 +202,36 @@ class _TrimView:
 
 
 def trim_boxes(pixels: RgbArray) -> list[Box]:
-    """The distinct trim boxes, one per tolerance in TRIM_COLOR_TOLERANCES."""
+    """The distinct trim boxes, one per tolerance in TRIM_COLOR_TOLERANCES and number of passes
+    in TRIM_PASSES."""
     view = _TrimView.of(pixels)
+    by_tolerance = [_trim_passes(view, t, max(TRIM_PASSES)) for t in TRIM_COLOR_TOLERANCES]
     out: list[Box] = []
-    for tolerance in TRIM_COLOR_TOLERANCES:
-        box = _trim_box_of(view, tolerance)
-        if box is not None and box not in out:
-            out.append(box)
+    for passes in TRIM_PASSES:
+        for boxes in by_tolerance:
+            box = boxes[passes - 1]
+            if box is not None and box not in out:
+                out.append(box)
     return out
 
 
 def trim_box(pixels: RgbArray, *, tolerance: int = TRIM_COLOR_TOLERANCES[0]) -> Box | None:
     """The box left after cutting uniform margins and caption bands, or None if nothing to cut."""
-    return _trim_box_of(_TrimView.of(pixels), tolerance)
+    return _trim_passes(_TrimView.of(pixels), tolerance, TRIM_PASSES[0])[-1]
 
 
-def _trim_box_of(trim: _TrimView, tolerance: int) -> Box | None:
-    small, columns, step = trim.small, trim.columns, trim.step
-    height, width = trim.height, trim.width
+def _trim_passes(trim: _TrimView, tolerance: int, passes: int) -> list[Box | None]:
+    """The box after each of `passes` passes (None where nothing is cut); each pass cuts what
+    the one before uncovered (a band inside a border...), and once a pass cuts nothing the
+    later ones are the same."""
+    small, columns = trim.small, trim.columns
     h, w = small.shape[:2]
     top, bottom, left, right = 0, h, 0, w
-    for _ in range(_PASSES):  # repeat until nothing changes (a band inside a border...)
+    out: list[Box | None] = []
+    while len(out) < passes:
         view = small[top:bottom, left:right]
         if view.shape[0] < 8 or view.shape[1] < 8:
-            return None
+            return out + [None] * (passes - len(out))
         t = _trim_side(view, tolerance)
         b = _trim_side(view[::-1], tolerance)
         top, bottom = top + t, bottom - b
@@ -232,14 +239,23 @@ def _trim_box_of(trim: _TrimView, tolerance: int) -> Box | None:
         lft = _trim_side(view, tolerance)
         rgt = _trim_side(view[::-1], tolerance)
         left, right = left + lft, right - rgt
+        box = _trim_result(trim, top, bottom, left, right)
         if t == b == lft == rgt == 0:
-            break
+            return out + [box] * (passes - len(out))
+        out.append(box)
+    return out
+
+
+def _trim_result(trim: _TrimView, top: int, bottom: int, left: int, right: int) -> Box | None:
+    """The cut, in the full image's pixels; None if it leaves too little or cuts too little."""
+    h, w = trim.small.shape[:2]
     if bottom - top < h * 0.3 or right - left < w * 0.3:
         return None
     cut = (top, h - bottom, left, w - right)
     mins = (h, h, w, w)
     if all(c < m * TRIM_MIN_FRACTION for c, m in zip(cut, mins, strict=True)):
         return None
+    step, height, width = trim.step, trim.height, trim.width
     return Box(
         left=min(width - 1, left * step),
         top=min(height - 1, top * step),
