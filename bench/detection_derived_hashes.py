@@ -3,7 +3,7 @@
 For photos of `shared/data/images/highres` (from the 21st on, so they are not the ones the
 families were first tried on), indexes growing sets of derived hashes (the base of trim and
 central crops; side crops of 8%; corner crops of 8%; both at 15%; rotations of +-3, then +-6
-degrees; corner crops of 10%, then 5%), edits each photo by every edit of
+degrees; corner crops of 10%, then 5%; rotations of +-10 degrees), edits each photo by every edit of
 `transforms.EVERYDAY_TRANSFORMS` but the mild ones and by corner crops of 5, 10 and 12%, and
 counts the photos whose edited copy (with Accord's query variants) lands within 31, 40 and 48
 bits of one of its own derived hashes.
@@ -62,6 +62,7 @@ def families(pixels: np.ndarray) -> dict[str, list[np.ndarray]]:
         ]
     out["rot3"] = [h(rotate_small(pixels, a)) for a in (-3, 3)]
     out["rot6"] = [h(rotate_small(pixels, a)) for a in (-6, 6)]
+    out["rot10"] = [h(rotate_small(pixels, a)) for a in (-10, 10)]
     return out
 
 
@@ -75,6 +76,7 @@ STEPS = {
     "+rot6": ["rot6"],
     "+corner10": ["corner0.1"],
     "+corner5": ["corner0.05"],
+    "+rot10": ["rot10"],
 }
 COMBOS = {
     name: [f for step in list(STEPS)[: k + 1] for f in STEPS[step]] for k, name in enumerate(STEPS)
@@ -118,7 +120,8 @@ def main() -> None:
         best: dict[str, list[int]] = {c: [] for c in COMBOS}
         for px, fam in zip(pixels, fams, strict=True):
             edited = np.ascontiguousarray(transform(px))
-            q = [bits(x.result.hash.value) for x in query_hashes(edited, MatchMeasures())]
+            named = query_hashes(edited, MatchMeasures(tiles=False))
+            q = [bits(x.result.hash.value) for x in named]
             for c, keys in COMBOS.items():
                 bank = np.array([row for k in keys for row in fam[k]])
                 d = (np.array(q)[:, None, :] != bank[None, :, :]).sum(axis=2).min() if q else 256

@@ -13,12 +13,12 @@ added borders or caption bands, or crops. The measures below, each measured on i
 3. *Crop hashes*: when the bank holds the image itself (not only a hash from a third party),
    a few central crops are indexed as extra hashes of the same entry, so a modestly cropped copy
    lands near one of them.
-4. *Geometry hashes* (banks that hold images): off-centre crops (5-15% off one side, 8-15% off
-   two adjacent sides), small rotations (+-3 and +-6 degrees) and the middle band (the top and
-   bottom 15% cut off, where meme captions go) are indexed too; a query also asks for its own
-   middle band. Chosen by measurement (docs/detection.md, "Derived hashes"): each family brings
-   one family of edits within reach of the first stage, which the verifying stage
-   (`features.py`) then confirms or refuses.
+4. *Geometry hashes* (banks that hold images): off-centre crops (5-15% off one side, 5-15% off
+   two adjacent sides), small rotations (+-3, +-6 and +-10 degrees) and the middle band (the
+   top and bottom 15% cut off, where meme captions go) are indexed too; a query also asks for
+   its own middle band. Chosen by measurement (docs/detection.md, "Derived hashes"): each
+   family brings one family of edits within reach of the first stage, which the verifying
+   stage (`features.py`) then confirms or refuses.
 5. *Tiles* (query side, where a bank holds images): the query's halves and quarters, where a
    collage of two or four puts a photo, hashed from a copy at half its size; candidates that
    only the verifying stage may accept (`verified_only`), so they are computed only where it
@@ -66,7 +66,7 @@ CROP_FRACTIONS = (0.95, 0.9, 0.8, 0.7)
 SIDE_CROP_FRACTIONS = (0.05, 0.1, 0.15)
 CORNER_CROP_FRACTIONS = (0.05, 0.08, 0.1, 0.15)
 #: Small rotations indexed for banked images, in degrees (the corners filled white).
-ROTATION_DEGREES = (-6.0, -3.0, 3.0, 6.0)
+ROTATION_DEGREES = (-10.0, -6.0, -3.0, 3.0, 6.0, 10.0)
 #: The middle band: this share of the height is cut off the top and off the bottom.
 BAND_CUT_FRACTION = 0.15
 #: A query whose own hash is below PDQ_MIN_QUALITY (a dark photo, or a photo darkened) is also
