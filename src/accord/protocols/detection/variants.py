@@ -78,8 +78,8 @@ QUERY_SIDE_PX = 512
 #: A query JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale whose long side stays at least
 #: this (a 12 MP photo at 1/8: 504 px), since it is reduced to QUERY_SIDE_PX anyway.
 QUERY_DECODE_LONG_SIDE_PX = 480
-#: A query's tiles are hashed from a copy at half its size, unless a tile would be shorter than
-#: this on its long side.
+#: A query's tiles are hashed from a copy at half its size if that copy's long side is at least
+#: this, else from the query itself.
 TILE_SIDE_PX = 128
 #: The trim box is computed on a copy at most this many pixels on its long side.
 _TRIM_ANALYSIS_SIDE_PX = 512
