@@ -109,3 +109,16 @@ def test_a_post_in_an_apps_screenshot_is_trimmed_in_two_passes(highres_dir: Path
     with_trims = query_hashes(shot, MatchMeasures(crops=False, geometry=False, tiles=False))
     assert min(h.result.hash.distance(own) for h in with_trims) <= 31
     assert len(trim_boxes(shot)) > len({trim_box(shot, tolerance=t) for t in (6, 10)} - {None})
+
+
+def test_a_caption_band_is_cut_whole_from_a_query_reduced_for_hashing(highres_dir: Path) -> None:
+    """A white caption band added over a photo, queried at 625 px: the query is reduced by a box
+    filter before its variants are hashed, which blurs the caption's text into a run of
+    non-background lines. A band ends only at a run longer than a line of text, so the cut
+    reaches the photo and even a hash-only bank finds it."""
+    pixels = np.asarray(Image.open(highres_dir / "skimage_astronaut.jpg").convert("RGB"))
+    captioned = apply_transform("caption/band-top", pixels)
+    assert max(captioned.shape[:2]) > 512  # reduced before hashing
+    own = pdq_from_pixels(pixels).hash
+    trimmed = query_hashes(captioned, MatchMeasures(crops=False, geometry=False, tiles=False))
+    assert min(h.result.hash.distance(own) for h in trimmed) <= 31

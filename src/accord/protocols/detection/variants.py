@@ -55,6 +55,10 @@ TRIM_MARGIN_LINE_FRACTION = 0.98
 TRIM_BAND_LINE_FRACTION = 0.55
 #: ...and on average at least this much.
 TRIM_BAND_MEAN_FRACTION = 0.8
+#: A caption band ends where a run of this share of the lines is clearly not background: longer
+#: than a line of the caption's text (a 50th let the text end the band once a query reduced by
+#: a box filter had blurred it: `caption/band-top` from 76% to 91%).
+TRIM_BAND_CONTENT_RUN_FRACTION = 0.1
 #: No side loses more than this share of its dimension.
 TRIM_MAX_SIDE_FRACTION = 0.35
 #: Trims smaller than this share of the dimension are ignored (JPEG edge noise).
@@ -163,7 +167,7 @@ def _trim_side(lines: npt.NDArray[np.uint8], tolerance: int) -> int:
         color = np.median(lines[0], axis=0).astype(np.int16)
         frac = _line_fractions(lines[:limit], color, tolerance)
     # A caption band: continues until a run of clearly non-background lines starts.
-    run = max(2, n // 50)
+    run = max(2, round(n * TRIM_BAND_CONTENT_RUN_FRACTION))
     low = frac < TRIM_BAND_LINE_FRACTION
     band = 0
     i = 0
