@@ -14,6 +14,7 @@ test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -64,6 +65,17 @@ class Deployment:
         return AccordClient.start_link(
             home, self.server.url, account, PASS, kdf_cost=TEST_KDF_COST, manifest=self.manifest
         )
+
+    @contextlib.contextmanager
+    def linked(self, home: Path, account: str, approver: AccordClient) -> Iterator[AccordClient]:
+        """A new device of `account`, approved by `approver` and active (closed afterwards)."""
+        device, code = self.start_link(home, account)
+        try:
+            approver.approve_device(code)
+            device.receive()
+            yield device
+        finally:
+            device.close()
 
     def cosigned_size(self) -> int:
         """The size of the server's current checkpoint, which must verify under the manifest:
@@ -327,18 +339,13 @@ def test_a_contact_gaining_a_device_is_told_before_the_next_message(
     deployment: Deployment, accounts: Any, tmp_path: Path
 ) -> None:
     alice, bob, laptop = accounts
-    tablet, code = deployment.start_link(tmp_path / "b3", bob.account_name)
-    try:
-        laptop.approve_device(code)
-        tablet.receive()
+    with deployment.linked(tmp_path / "b3", bob.account_name, laptop) as tablet:
         with pytest.raises(VerificationError) as caught:  # told, and nothing sent
             alice.send(bob.account_name, "after the change")
         assert caught.value.code == "contact_changed"
         assert bob.account_name in caught.value.message and "safety code" in caught.value.message
         alice.send(bob.account_name, "after the change")  # told once: now it goes
         assert [m.text for m in tablet.receive().messages] == ["after the change"]
-    finally:
-        tablet.close()
 
 
 def test_a_verified_contact_stays_blocked_until_verified_again(
@@ -348,10 +355,7 @@ def test_a_verified_contact_stays_blocked_until_verified_again(
     code_a, verified = alice.verify_contact(bob.account_name, confirm=True)
     code_b, _ = bob.verify_contact(alice.account_name)
     assert verified and code_a == code_b and len(code_a.split()) == 6
-    tablet, link = deployment.start_link(tmp_path / "b3", bob.account_name)
-    try:
-        laptop.approve_device(link)
-        tablet.receive()
+    with deployment.linked(tmp_path / "b3", bob.account_name, laptop) as tablet:
         for _ in range(2):
             with pytest.raises(VerificationError) as caught:
                 alice.send(bob.account_name, "blocked")
@@ -361,8 +365,6 @@ def test_a_verified_contact_stays_blocked_until_verified_again(
         alice.verify_contact(bob.account_name, confirm=True)
         alice.send(bob.account_name, "verified again")
         assert [m.text for m in tablet.receive().messages] == ["verified again"]
-    finally:
-        tablet.close()
 
 
 def test_a_removed_device_leaves_every_set_and_the_last_one_stays(

@@ -157,12 +157,12 @@ class Api:
 
 
 class _ApiHandler(BaseHTTPRequestHandler):
-    """The API, spoken over the TLS connection the proxy opened."""
+    """The API, spoken over the TLS connection the proxy opened (its server is the proxy)."""
 
-    api: Api
+    server: _Proxy
 
     def do_GET(self) -> None:  # noqa: N802 (the handler's name)
-        status, body = self.api.answer(self.path, self.headers.get("Authorization"))
+        status, body = self.server.api.answer(self.path, self.headers.get("Authorization"))
         self.send_response(status)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
@@ -196,8 +196,7 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
         self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         self.wfile.flush()
         with self.server.tls.wrap_socket(self.connection, server_side=True) as tls:
-            handler = type("Handler", (_ApiHandler,), {"api": self.server.api})
-            handler(tls, self.client_address, self.server)
+            _ApiHandler(tls, self.client_address, self.server)
 
 
 def _certificates(directory: Path) -> ssl.SSLContext:
